@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ReportsAppConfig(AppConfig):
+    name = "reports_app"
+    verbose_name = "Labbook"

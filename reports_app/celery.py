@@ -1,0 +1,21 @@
+"""The Celery app. Beat schedules are declared here, next to the app."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
+
+app = Celery("labbook")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {}
+
+
+@app.task(name="labbook.ping")
+def ping() -> str:
+    """Round trip used by health checks and tests to prove a worker consumes the queue."""
+    return "pong"

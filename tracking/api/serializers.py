@@ -1,0 +1,181 @@
+"""API shapes. Input serializers document requests; services do the domain checks."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tracking.models import ApiToken, Project, Run, RunStatus, Team
+from tracking.validation import float_to_json
+
+
+def run_url(run: Run) -> str:
+    return f"{settings.BASE_URL}/{run.project.team.slug}/{run.project.slug}/runs/{run.pk}"
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(read_only=True, help_text="Your role in the team.")
+
+    class Meta:
+        model = Team
+        fields = ["slug", "name", "role", "created_at"]
+
+
+class TeamCreateSerializer(serializers.Serializer):
+    slug = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.slug", read_only=True)
+    name = serializers.CharField(source="slug", read_only=True)
+    full_name = serializers.CharField(read_only=True, help_text="'team/project'")
+    role = serializers.CharField(read_only=True, help_text="Your role in the project's team.")
+
+    class Meta:
+        model = Project
+        fields = ["id", "team", "name", "full_name", "description", "role", "created_at"]
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    team = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+
+class RunWriteSerializer(serializers.Serializer):
+    """Fields a client may set; on PATCH, ``config`` and ``summary`` merge (null removes a key)."""
+
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    group = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    config = serializers.DictField(required=False)
+    summary = serializers.DictField(required=False)
+    notes = serializers.CharField(required=False, allow_blank=True)
+    host = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    command = serializers.CharField(required=False, allow_blank=True)
+    git = serializers.DictField(required=False)
+
+
+class RunCreateSerializer(RunWriteSerializer):
+    project = serializers.CharField(help_text="'team/project'; created on first use by editors.")
+
+
+class RunPatchSerializer(RunWriteSerializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    exit_code = serializers.IntegerField(required=False, allow_null=True)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.full_name", read_only=True)
+    tags = serializers.SerializerMethodField()
+    summary = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "project",
+            "name",
+            "group",
+            "status",
+            "exit_code",
+            "tags",
+            "config",
+            "summary",
+            "notes",
+            "host",
+            "command",
+            "git",
+            "created_at",
+            "ended_at",
+            "last_seen_at",
+            "url",
+        ]
+
+    def get_tags(self, run: Run) -> list[str]:
+        return [tag.name for tag in run.tag_rows.all()]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_summary(self, run: Run) -> dict:
+        """Last value of every metric, overridden by keys the client set explicitly."""
+        last = {s.key: float_to_json(s.last_value) for s in run.metric_series.all() if s.count}
+        return {**last, **run.summary}
+
+    def get_url(self, run: Run) -> str:
+        return run_url(run)
+
+
+class PointSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=250)
+    step = serializers.IntegerField(min_value=0)
+    value = serializers.JSONField(help_text="A number, or 'NaN' / 'Infinity' / '-Infinity'.")
+    timestamp = serializers.JSONField(
+        required=False, help_text="Unix seconds, or ISO 8601 with timezone; default: now."
+    )
+
+
+class MetricsBatchSerializer(serializers.Serializer):
+    batch_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="Client id of the batch; a retry is not re-applied.",
+    )
+    points = PointSerializer(many=True, help_text="At most 10,000 points.")
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    replayed = serializers.BooleanField()
+
+
+class MetricKeySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    count = serializers.IntegerField()
+    nonfinite_count = serializers.IntegerField()
+    first_step = serializers.IntegerField(allow_null=True)
+    last_step = serializers.IntegerField(allow_null=True)
+    last = serializers.JSONField(allow_null=True)
+    last_timestamp = serializers.FloatField(allow_null=True)
+    min = serializers.JSONField(allow_null=True)
+    max = serializers.JSONField(allow_null=True)
+
+
+class MetricKeysSerializer(serializers.Serializer):
+    metrics = MetricKeySerializer(many=True)
+
+
+class HistorySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    steps = serializers.ListField(child=serializers.IntegerField())
+    values = serializers.ListField(child=serializers.JSONField())
+    timestamps = serializers.ListField(child=serializers.FloatField())
+    total = serializers.IntegerField()
+    downsampled = serializers.BooleanField()
+    next_step = serializers.IntegerField(allow_null=True)
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    last_seen_at = serializers.DateTimeField()
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown once; only its hash is kept.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from tracking.api import views
+
+urlpatterns = [
+    path("teams", views.TeamListView.as_view(), name="api-teams"),
+    path("projects", views.ProjectListView.as_view(), name="api-projects"),
+    path(
+        "projects/<str:team>/<str:project>",
+        views.ProjectDetailView.as_view(),
+        name="api-project-detail",
+    ),
+    path("runs", views.RunListView.as_view(), name="api-runs"),
+    path("runs/<int:run_id>", views.RunDetailView.as_view(), name="api-run-detail"),
+    path("runs/<int:run_id>/heartbeat", views.RunHeartbeatView.as_view(), name="api-heartbeat"),
+    path("runs/<int:run_id>/metrics", views.RunMetricsView.as_view(), name="api-run-metrics"),
+    path(
+        "runs/<int:run_id>/metrics/<path:key>",
+        views.MetricHistoryView.as_view(),
+        name="api-metric-history",
+    ),
+    path("tokens", views.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>", views.TokenDetailView.as_view(), name="api-token-detail"),
+]

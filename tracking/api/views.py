@@ -1,0 +1,283 @@
+"""REST API v1: thin views over tracking's services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tracking import history, ingest, selectors, services
+from tracking.api import serializers as s
+from tracking.errors import ApplicationError, NotFound
+from tracking.models import ApiToken, MetricSeries, Run
+from tracking.validation import float_to_json, invalid
+
+
+def reject_unknown(data: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ApplicationError("invalid", "The request body must be a JSON object.")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise invalid(unknown[0], "Unknown field.")
+    return data
+
+
+def int_param(request: Request, name: str, *, minimum: int, maximum: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(name, "Must be an integer.") from None
+    if not minimum <= value <= maximum:
+        raise invalid(name, f"Must be between {minimum} and {maximum}.")
+    return value
+
+
+def _with_series(run: Run) -> Run:
+    """Reload ``run`` with what ``RunSerializer`` reads (tags, metric summaries)."""
+    return (
+        Run.objects.filter(pk=run.pk)
+        .select_related("project__team")
+        .prefetch_related("tag_rows", Prefetch("metric_series"))
+        .get()
+    )
+
+
+# --- Teams and projects ---------------------------------------------------------------
+
+
+class TeamListView(APIView):
+    @extend_schema(responses=s.TeamSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        teams = selectors.teams_for_user(request.user)
+        return Response(s.TeamSerializer(teams, many=True).data)
+
+    @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"slug", "name"})
+        team = services.team_create(
+            slug=data.get("slug"), name=str(data.get("name") or ""), owner=request.user
+        )
+        team.role = "owner"
+        return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("team", str, description="Only this team's projects.")],
+        responses=s.ProjectSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        projects = selectors.projects_for_user(
+            request.user, team_slug=request.query_params.get("team")
+        )
+        return Response(s.ProjectSerializer(projects, many=True).data)
+
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"team", "name", "description"})
+        if not isinstance(data.get("team"), str) or not data["team"]:
+            raise invalid("team", "This field is required.")
+        project = services.project_create(
+            user=request.user,
+            team_slug=data["team"],
+            slug=data.get("name"),
+            description=data.get("description") or "",
+        )
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=s.ProjectSerializer)
+    def get(self, request: Request, team: str, project: str) -> Response:
+        found = selectors.project_get_for_user(request.user, f"{team}/{project}")
+        return Response(s.ProjectSerializer(found).data)
+
+
+# --- Runs ----------------------------------------------------------------------------------
+
+
+class RunCursorPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+        name = request.query_params.get("ordering") or "-created_at"
+        if name not in selectors.RUN_ORDERINGS:
+            choices = ", ".join(selectors.RUN_ORDERINGS)
+            raise invalid("ordering", f"Ordering must be one of {choices}.")
+        return selectors.RUN_ORDERINGS[name]
+
+
+RUN_LIST_PARAMETERS = [
+    OpenApiParameter("project", str, description="'team/project'"),
+    OpenApiParameter("status", str, description="Comma-separated statuses."),
+    OpenApiParameter("tag", str, many=True, description="Repeat for runs carrying every tag."),
+    OpenApiParameter("group", str),
+    OpenApiParameter("search", str, description="Text in the name or notes."),
+    OpenApiParameter("ordering", str, enum=list(selectors.RUN_ORDERINGS)),
+]
+
+
+class RunListView(APIView):
+    @extend_schema(parameters=RUN_LIST_PARAMETERS, responses=s.RunSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        project = None
+        if params.get("project"):
+            project = selectors.project_get_for_user(request.user, params["project"])
+        runs = selectors.runs_for_user(
+            request.user,
+            project=project,
+            status=[x for x in params.get("status", "").split(",") if x] or None,
+            tags=params.getlist("tag") or None,
+            group=params.get("group") or None,
+            search=params.get("search") or None,
+        )
+        paginator = RunCursorPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(s.RunSerializer(page, many=True).data)
+
+    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, set(s.RunCreateSerializer().fields))
+        if not isinstance(data.get("project"), str) or not data["project"]:
+            raise invalid("project", "This field is required: 'team/project'.")
+        project = services.project_get_or_create_for_write(
+            user=request.user, full_name=data["project"]
+        )
+        fields = {k: v for k, v in data.items() if k != "project"}
+        run = services.run_create(user=request.user, project=project, **fields)
+        return Response(s.RunSerializer(_with_series(run)).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetailView(APIView):
+    @extend_schema(responses=s.RunSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        return Response(s.RunSerializer(_with_series(run)).data)
+
+    @extend_schema(request=s.RunPatchSerializer, responses=s.RunSerializer)
+    def patch(self, request: Request, run_id: int) -> Response:
+        data = reject_unknown(request.data, set(s.RunPatchSerializer().fields))
+        run = selectors.run_get_for_user(request.user, run_id, write=True)
+        run = services.run_update(run=run, data=data)
+        return Response(s.RunSerializer(_with_series(run)).data)
+
+
+class RunHeartbeatView(APIView):
+    @extend_schema(request=None, responses=s.HeartbeatSerializer)
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id, write=True)
+        run = services.run_heartbeat(run=run)
+        return Response({"status": run.status, "last_seen_at": run.last_seen_at})
+
+
+# --- Metrics -------------------------------------------------------------------------------
+
+
+def _series_dict(series: MetricSeries) -> dict[str, Any]:
+    has = series.count > 0
+    return {
+        "key": series.key,
+        "count": series.count,
+        "nonfinite_count": series.nonfinite_count,
+        "first_step": series.first_step,
+        "last_step": series.last_step,
+        "last": float_to_json(series.last_value) if has else None,
+        "last_timestamp": series.last_timestamp,
+        "min": series.min_value,
+        "max": series.max_value,
+    }
+
+
+class RunMetricsView(APIView):
+    @extend_schema(responses=s.MetricKeysSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        metrics = [_series_dict(series) for series in selectors.run_series(run)]
+        return Response({"metrics": metrics})
+
+    @extend_schema(request=s.MetricsBatchSerializer, responses=s.IngestResultSerializer)
+    def post(self, request: Request, run_id: int) -> Response:
+        data = reject_unknown(request.data, {"batch_id", "points"})
+        if "points" not in data:
+            raise invalid("points", "This field is required.")
+        run = selectors.run_get_for_user(request.user, run_id, write=True)
+        points = ingest.parse_points(data["points"])
+        batch_id = ingest.clean_batch_id(data.get("batch_id"))
+        result = ingest.metrics_ingest(run=run, points=points, batch_id=batch_id)
+        return Response(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "replayed": result.replayed,
+            }
+        )
+
+
+class MetricHistoryView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("max_points", int, description="Downsample to about this many."),
+            OpenApiParameter("step_min", int),
+            OpenApiParameter("step_max", int),
+            OpenApiParameter("limit", int, description="Page size without max_points."),
+        ],
+        responses=s.HistorySerializer,
+    )
+    def get(self, request: Request, run_id: int, key: str) -> Response:
+        top = ingest.MAX_STEP
+        max_points = int_param(request, "max_points", minimum=2, maximum=history.MAX_MAX_POINTS)
+        step_min = int_param(request, "step_min", minimum=0, maximum=top)
+        step_max = int_param(request, "step_max", minimum=0, maximum=top)
+        limit = int_param(request, "limit", minimum=1, maximum=history.MAX_LIMIT)
+        run = selectors.run_get_for_user(request.user, run_id)
+        series = selectors.series_get(run, key)
+        result = history.metric_history(
+            series,
+            max_points=max_points,
+            step_min=step_min,
+            step_max=step_max,
+            limit=limit or history.DEFAULT_LIMIT,
+        )
+        return Response(result.as_dict())
+
+
+# --- Tokens ------------------------------------------------------------------------------------
+
+
+class TokenListView(APIView):
+    @extend_schema(responses=s.TokenSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        tokens = ApiToken.objects.filter(user=request.user)
+        return Response(s.TokenSerializer(tokens, many=True).data)
+
+    @extend_schema(request=s.TokenCreateSerializer, responses={201: s.TokenCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"name"})
+        token, raw = services.token_create(user=request.user, name=data.get("name"))
+        body = s.TokenSerializer(token).data
+        body["token"] = raw
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, token_id: int) -> Response:
+        token = None
+        if token_id <= selectors.MAX_DB_INT:
+            token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
+        if token is None:
+            raise NotFound("Token")
+        services.token_revoke(token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)

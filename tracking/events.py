@@ -1,0 +1,72 @@
+"""Domain events: how ``tracking`` tells the rest of Labbook what happened to runs.
+
+``tracking`` never imports ``alerts`` or the reports feature. They subscribe
+here in their ``AppConfig.ready()``; services publish after the transaction
+commits, so a subscriber never sees data that was rolled back. A failing
+subscriber is logged and never breaks the request that published.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PointsIngested:
+    run_id: int
+    project_id: int
+    # (key, step, value, timestamp) of the points actually stored; value None is NaN.
+    points: list[tuple[str, int, float | None, float]] = field(repr=False)
+    # The series summaries after the batch, keyed by metric key.
+    series: dict[str, dict[str, Any]] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RunStatusChanged:
+    run_id: int
+    project_id: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class RunCreated:
+    run_id: int
+    project_id: int
+
+
+Event = PointsIngested | RunStatusChanged | RunCreated
+Handler = Callable[[Any], None]
+
+_handlers: dict[type, list[Handler]] = defaultdict(list)
+
+
+def subscribe(event_type: type, handler: Handler) -> None:
+    if handler not in _handlers[event_type]:
+        _handlers[event_type].append(handler)
+
+
+def unsubscribe(event_type: type, handler: Handler) -> None:
+    if handler in _handlers[event_type]:
+        _handlers[event_type].remove(handler)
+
+
+def publish_on_commit(event: Event) -> None:
+    """Deliver ``event`` to its subscribers once the current transaction commits."""
+    transaction.on_commit(lambda: dispatch(event))
+
+
+def dispatch(event: Event) -> None:
+    for handler in list(_handlers[type(event)]):
+        try:
+            handler(event)
+        except Exception:
+            logger.exception("event handler %r failed on %r", handler, event)

@@ -1,0 +1,240 @@
+"""Teams, members, API tokens, projects, runs and their metrics.
+
+Metric storage is split in three tables so that the hot paths never scan a
+whole series:
+
+* ``MetricSeries`` — one row per (run, key): the running summary (count,
+  first/last step, last value, min, max) updated by every ingest batch.
+* ``MetricPoint`` — one row per (series, step); the composite primary key is
+  the index that serves "history of key k in run r ordered by step".
+* ``MetricRollup`` — per-bucket min/max of a series at coarser and coarser
+  step widths (16, 256, 4096, ...), maintained on ingest, so a downsampled
+  read of a million points touches a few thousand rows.
+
+NaN is stored as SQL NULL (SQLite cannot store NaN; PostgreSQL would sort it
+above every number and spoil min/max); +/-inf are stored as themselves.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+WRITE_ROLES = frozenset({Role.OWNER, Role.EDITOR})
+
+
+class Team(models.Model):
+    slug = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.EDITOR)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="membership_unique_team_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITE_ROLES
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is kept; the token itself is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="First characters, to tell tokens apart.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    slug = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["team__slug", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "slug"], name="project_unique_team_slug")
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.team.slug}/{self.slug}"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CRASHED = "crashed", "Crashed"
+    KILLED = "killed", "Killed"
+
+
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CRASHED, RunStatus.KILLED}
+)
+
+
+class Run(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=200)
+    group = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    command = models.TextField(blank=True)
+    git = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="run_project_created"),
+            models.Index(fields=["project", "status"], name="run_project_status"),
+            models.Index(fields=["status", "last_seen_at"], name="run_status_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pk})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class RunTag(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tag_rows")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="runtag_unique")]
+        indexes = [models.Index(fields=["name"], name="runtag_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MetricSeries(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_series")
+    key = models.CharField(max_length=250)
+    count = models.BigIntegerField(default=0)
+    nonfinite_count = models.BigIntegerField(default=0)
+    first_step = models.BigIntegerField(null=True)
+    last_step = models.BigIntegerField(null=True)
+    last_value = models.FloatField(null=True)
+    last_timestamp = models.FloatField(null=True)
+    min_value = models.FloatField(null=True)
+    max_value = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="metricseries_unique_run_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.key}"
+
+
+class MetricPoint(models.Model):
+    pk = models.CompositePrimaryKey("series", "step")
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="points")
+    step = models.BigIntegerField()
+    value = models.FloatField(null=True)  # NULL is NaN
+    timestamp = models.FloatField()  # Unix seconds
+
+    def __str__(self) -> str:
+        return f"{self.series_id}@{self.step}={self.value}"
+
+
+class MetricRollup(models.Model):
+    pk = models.CompositePrimaryKey("series", "level", "bucket")
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="rollups")
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    min_step = models.BigIntegerField(null=True)
+    min_value = models.FloatField(null=True)
+    max_step = models.BigIntegerField(null=True)
+    max_value = models.FloatField(null=True)
+    nan_step = models.BigIntegerField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.series_id} L{self.level} #{self.bucket}"
+
+
+class IngestBatch(models.Model):
+    """Remembers client batch ids so a retried request is answered, not re-applied."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="ingest_batches")
+    batch_id = models.CharField(max_length=64)
+    accepted = models.IntegerField()
+    duplicates = models.IntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "batch_id"], name="ingestbatch_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.batch_id}"

@@ -1,0 +1,149 @@
+"""Access-checked reads. Outsiders get ``NotFound``, never a hint that a thing exists."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+
+from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.models import (
+    WRITE_ROLES,
+    Membership,
+    MetricSeries,
+    Project,
+    Run,
+    RunStatus,
+    RunTag,
+    Team,
+)
+
+MAX_DB_INT = 2**63 - 1
+User = AbstractBaseUser | AnonymousUser
+
+
+def _role_subquery(user: User, team_ref: str) -> Subquery:
+    return Subquery(
+        Membership.objects.filter(team=OuterRef(team_ref), user_id=user.pk).values("role")[:1]
+    )
+
+
+def split_project_name(full_name: str, *, field: str = "project") -> tuple[str, str]:
+    team_slug, sep, project_slug = str(full_name).partition("/")
+    if not sep or not team_slug or not project_slug or "/" in project_slug:
+        raise ApplicationError("invalid", "Name a project as 'team/project'.", field=field)
+    return team_slug, project_slug
+
+
+def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Team, str]:
+    """The team and the caller's role in it."""
+    team = (
+        Team.objects.filter(slug=slug, memberships__user_id=user.pk)
+        .annotate(role=_role_subquery(user, "pk"))
+        .first()
+    )
+    if team is None:
+        raise NotFound(f"Team {slug!r}", field=field)
+    return team, team.role
+
+
+def teams_for_user(user: User) -> QuerySet[Team]:
+    return Team.objects.filter(memberships__user_id=user.pk).annotate(
+        role=_role_subquery(user, "pk")
+    )
+
+
+def projects_for_user(user: User, *, team_slug: str | None = None) -> QuerySet[Project]:
+    projects = (
+        Project.objects.filter(team__memberships__user_id=user.pk)
+        .select_related("team")
+        .annotate(role=_role_subquery(user, "team_id"))
+    )
+    if team_slug:
+        projects = projects.filter(team__slug=team_slug)
+    return projects
+
+
+def project_get_for_user(user: User, full_name: str, *, field: str = "project") -> Project:
+    team_slug, project_slug = split_project_name(full_name, field=field)
+    project = projects_for_user(user).filter(team__slug=team_slug, slug=project_slug).first()
+    if project is None:
+        raise NotFound(f"Project {full_name!r}", field=field)
+    return project
+
+
+def run_get_for_user(user: User, run_id: int, *, write: bool = False) -> Run:
+    """The run, with ``run.role`` set to the caller's role in its team.
+
+    ``write=True`` additionally requires an editor or owner.
+    """
+    if not 0 < run_id <= MAX_DB_INT:
+        raise NotFound("Run")
+    run = (
+        Run.objects.filter(pk=run_id, project__team__memberships__user_id=user.pk)
+        .select_related("project__team")
+        .annotate(role=_role_subquery(user, "project__team_id"))
+        .first()
+    )
+    if run is None:
+        raise NotFound("Run")
+    if write and run.role not in WRITE_ROLES:
+        raise PermissionDenied("Viewers cannot change runs.")
+    return run
+
+
+RUN_ORDERINGS = {
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "last_seen_at": ("last_seen_at", "id"),
+    "-last_seen_at": ("-last_seen_at", "-id"),
+    "status": ("status", "id"),
+    "-status": ("-status", "-id"),
+}
+
+
+def runs_for_user(
+    user: User,
+    *,
+    project: Project | None = None,
+    status: list[str] | None = None,
+    tags: list[str] | None = None,
+    group: str | None = None,
+    search: str | None = None,
+) -> QuerySet[Run]:
+    """Runs the user may read, filtered; tags must all be present (AND)."""
+    runs = Run.objects.filter(project__team__memberships__user_id=user.pk)
+    if project is not None:
+        runs = runs.filter(project=project)
+    if status:
+        unknown = set(status) - set(RunStatus.values)
+        if unknown:
+            raise ApplicationError(
+                "invalid", f"Unknown status {sorted(unknown)[0]!r}.", field="status"
+            )
+        runs = runs.filter(status__in=status)
+    for tag in tags or []:
+        runs = runs.filter(pk__in=RunTag.objects.filter(name=tag).values("run_id"))
+    if group:
+        runs = runs.filter(group=group)
+    if search:
+        runs = runs.filter(Q(name__icontains=search) | Q(notes__icontains=search))
+    return runs.select_related("project__team").prefetch_related(
+        "tag_rows",
+        Prefetch(
+            "metric_series",
+            queryset=MetricSeries.objects.only("id", "run_id", "key", "last_value", "count"),
+        ),
+    )
+
+
+def run_series(run: Run) -> QuerySet[MetricSeries]:
+    return MetricSeries.objects.filter(run=run).order_by("key")
+
+
+def series_get(run: Run, key: str) -> MetricSeries:
+    series = MetricSeries.objects.filter(run=run, key=key).first()
+    if series is None:
+        raise NotFound(f"Metric {key!r}", field="key")
+    return series

@@ -1,0 +1,276 @@
+"""Writes: teams, members, tokens, projects and runs.
+
+Metric ingestion lives in ``tracking.ingest``; reads in ``tracking.selectors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tracking import events
+from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.models import (
+    TERMINAL_STATUSES,
+    WRITE_ROLES,
+    ApiToken,
+    Membership,
+    Project,
+    Role,
+    Run,
+    RunStatus,
+    RunTag,
+    Team,
+)
+from tracking.selectors import split_project_name, team_get_for_user
+from tracking.validation import (
+    clean_json_object,
+    clean_slug,
+    clean_tags,
+    clean_text,
+    invalid,
+)
+
+TOKEN_PREFIX = "lb_"
+# Writing last_used_at on every request would turn every read into a write.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+# --- Teams and members ---------------------------------------------------------
+
+
+@transaction.atomic
+def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") -> Team:
+    slug = clean_slug(slug, field="team", max_length=64)
+    if Team.objects.filter(slug=slug).exists():
+        raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="team")
+    team = Team.objects.create(slug=slug, name=name or slug)
+    if owner is not None:
+        Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def membership_set(*, team: Team, user: AbstractBaseUser, role: str) -> Membership:
+    if role not in Role.values:
+        raise invalid("role", f"Role must be one of {', '.join(Role.values)}.")
+    membership, _ = Membership.objects.update_or_create(
+        team=team, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def user_get_or_create(*, username: str) -> tuple[AbstractBaseUser, bool]:
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user, False
+    user = User.objects.create_user(username=username)
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return user, True
+
+
+# --- API tokens ------------------------------------------------------------------
+
+
+def token_hash(raw: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is enough: there is
+    # nothing to brute-force, and lookups stay one indexed query.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """Create a token; the raw value is returned once and never stored."""
+    name = clean_text(name, field="name", max_length=100, required=True)
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:10], key_hash=token_hash(raw))
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def token_authenticate(raw: str) -> ApiToken | None:
+    """The active token for ``raw`` (with its user), touching ``last_used_at``."""
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=token_hash(raw), revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+# --- Projects --------------------------------------------------------------------------
+
+
+def project_create(
+    *, user: AbstractBaseUser, team_slug: str, slug: str, description: str = ""
+) -> Project:
+    team, role = team_get_for_user(user, team_slug)
+    if role not in WRITE_ROLES:
+        raise PermissionDenied("Viewers cannot create projects.")
+    slug = clean_slug(slug, field="name", max_length=100)
+    description = clean_text(description, field="description", max_length=5000)
+    try:
+        with transaction.atomic():
+            project = Project.objects.create(
+                team=team, slug=slug, description=description, created_by=user
+            )
+    except IntegrityError:
+        raise ApplicationError(
+            "already_exists", f"Project {team.slug}/{slug} already exists.", field="name"
+        ) from None
+    project.role = role
+    return project
+
+
+def project_get_or_create_for_write(
+    *, user: AbstractBaseUser, full_name: str, field: str = "project"
+) -> Project:
+    """The project to write into; created on first use by an editor or owner (as W&B does)."""
+    team_slug, project_slug = split_project_name(full_name, field=field)
+    team, role = team_get_for_user(user, team_slug, field=field)
+    if role not in WRITE_ROLES:
+        if not Project.objects.filter(team=team, slug=project_slug).exists():
+            raise NotFound(f"Project {full_name!r}", field=field)
+        raise PermissionDenied("Viewers cannot write to this project.")
+    clean_slug(project_slug, field=field, max_length=100)
+    project, _ = Project.objects.get_or_create(
+        team=team, slug=project_slug, defaults={"created_by": user}
+    )
+    project.role = role
+    return project
+
+
+# --- Runs --------------------------------------------------------------------------------
+
+
+def _tags_replace(run: Run, tags: list[str]) -> None:
+    RunTag.objects.filter(run=run).exclude(name__in=tags).delete()
+    RunTag.objects.bulk_create([RunTag(run=run, name=tag) for tag in tags], ignore_conflicts=True)
+
+
+def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate the writable run fields present in ``data``."""
+    rules = {
+        "name": lambda v: clean_text(v, field="name", max_length=200),
+        "group": lambda v: clean_text(v, field="group", max_length=200),
+        "notes": lambda v: clean_text(v, field="notes", max_length=100_000),
+        "host": lambda v: clean_text(v, field="host", max_length=255),
+        "command": lambda v: clean_text(v, field="command", max_length=10_000),
+        "config": lambda v: clean_json_object(v, field="config"),
+        "summary": lambda v: clean_json_object(v, field="summary"),
+        "git": lambda v: clean_json_object(v, field="git"),
+        "tags": lambda v: clean_tags(v, field="tags"),
+    }
+    return {name: rules[name](value) for name, value in data.items() if name in rules}
+
+
+@transaction.atomic
+def run_create(*, user: AbstractBaseUser, project: Project, **fields: Any) -> Run:
+    fields = run_clean_fields(fields)
+    tags = fields.pop("tags", [])
+    run = Run.objects.create(project=project, created_by=user, **fields)
+    if not run.name:
+        run.name = generated_run_name(run.pk)
+        run.save(update_fields=["name"])
+    _tags_replace(run, tags)
+    events.publish_on_commit(events.RunCreated(run_id=run.pk, project_id=project.pk))
+    return run
+
+
+def generated_run_name(run_id: int) -> str:
+    adjectives = ("brisk", "calm", "eager", "fluent", "gentle", "lucid", "nimble", "quiet", "vivid")
+    nouns = ("falcon", "glacier", "harbor", "meadow", "nebula", "orchid", "river", "summit")
+    return f"{adjectives[run_id % len(adjectives)]}-{nouns[run_id % len(nouns)]}-{run_id}"
+
+
+def _status_change(run: Run, *, status: str, exit_code: int | None, now: Any) -> None:
+    if status not in RunStatus.values:
+        raise invalid("status", f"Status must be one of {', '.join(RunStatus.values)}.")
+    run.status = status
+    run.ended_at = now if status in TERMINAL_STATUSES else None
+    if exit_code is not None:
+        run.exit_code = exit_code
+
+
+@transaction.atomic
+def run_update(*, run: Run, data: dict[str, Any]) -> Run:
+    """Apply a PATCH: scalar fields replace, ``config`` and ``summary`` merge, ``tags`` replace.
+
+    A ``null`` value inside ``config`` or ``summary`` removes that key.
+    """
+    cleaned = run_clean_fields(data)
+    old_status = run.status
+    now = timezone.now()
+    changed: set[str] = set()
+    exit_code = _clean_exit_code(data.get("exit_code")) if "exit_code" in data else None
+    if "status" in data:
+        _status_change(run, status=data["status"], exit_code=exit_code, now=now)
+        changed |= {"status", "ended_at", "exit_code"}
+    elif exit_code is not None:
+        run.exit_code = exit_code
+        changed.add("exit_code")
+    for name in ("config", "summary"):
+        if name in cleaned:
+            merged = {**getattr(run, name), **cleaned.pop(name)}
+            setattr(run, name, {k: v for k, v in merged.items() if v is not None})
+            changed.add(name)
+    if "tags" in cleaned:
+        _tags_replace(run, cleaned.pop("tags"))
+    for name, value in cleaned.items():
+        setattr(run, name, value)
+        changed.add(name)
+    if changed:
+        run.last_seen_at = now
+        run.save(update_fields=[*sorted(changed), "last_seen_at"])
+    if run.status != old_status:
+        events.publish_on_commit(
+            events.RunStatusChanged(
+                run_id=run.pk, project_id=run.project_id, old=old_status, new=run.status
+            )
+        )
+    return run
+
+
+def _clean_exit_code(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
+        raise invalid("exit_code", "Must be a 32-bit integer or null.")
+    return value
+
+
+def run_heartbeat(*, run: Run) -> Run:
+    """Mark the run alive; a run the stall scan had marked crashed is running again."""
+    now = timezone.now()
+    if run.status == RunStatus.CRASHED:
+        return run_update(run=run, data={"status": RunStatus.RUNNING})
+    Run.objects.filter(pk=run.pk).update(last_seen_at=now)
+    run.last_seen_at = now
+    return run
+
+
+def run_tags(run: Run) -> list[str]:
+    return [tag.name for tag in run.tag_rows.all()]
+
+
+def require_write(role: str | None) -> None:
+    if role not in WRITE_ROLES:
+        raise PermissionDenied("Viewers cannot change this.")

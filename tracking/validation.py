@@ -1,0 +1,128 @@
+"""Input rules shared by the API, the services and the MLflow layer.
+
+Limits (documented in the README):
+
+* team and project names: 1-64 / 1-100 characters of ``A-Z a-z 0-9 . _ -``,
+  starting with a letter or digit;
+* run names and groups: at most 200 characters; tags: at most 100 characters,
+  at most 100 tags per run;
+* metric keys: 1-250 printable characters without leading/trailing spaces;
+* config / summary JSON: nested at most 20 levels, at most 1 MB encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from tracking.errors import ApplicationError
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_TAGS = 100
+MAX_TAG_LENGTH = 100
+MAX_JSON_DEPTH = 20
+MAX_JSON_BYTES = 1024 * 1024
+MAX_KEY_LENGTH = 250
+
+
+def invalid(field: str, message: str) -> ApplicationError:
+    return ApplicationError("invalid", message, field=field)
+
+
+def clean_slug(value: Any, *, field: str, max_length: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid(field, "This field is required and must be a non-empty string.")
+    if len(value) > max_length:
+        raise invalid(field, f"At most {max_length} characters.")
+    if not SLUG_RE.match(value):
+        raise invalid(
+            field, "Use letters, digits, '.', '_' and '-', starting with a letter or digit."
+        )
+    return value
+
+
+def clean_text(value: Any, *, field: str, max_length: int, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise invalid(field, "Must be a string.")
+    value = value.strip()
+    if required and not value:
+        raise invalid(field, "This field may not be blank.")
+    if len(value) > max_length:
+        raise invalid(field, f"At most {max_length} characters.")
+    if "\x00" in value:
+        raise invalid(field, "May not contain NUL characters.")
+    return value
+
+
+def clean_metric_key(value: Any, *, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid(field, "A metric key must be a non-empty string.")
+    if len(value) > MAX_KEY_LENGTH:
+        raise invalid(field, f"A metric key has at most {MAX_KEY_LENGTH} characters.")
+    if value != value.strip() or not value.isprintable():
+        raise invalid(field, "A metric key must be printable, without surrounding spaces.")
+    return value
+
+
+def clean_tags(value: Any, *, field: str = "tags") -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid(field, "Must be a list of strings.")
+    if len(value) > MAX_TAGS:
+        raise invalid(field, f"At most {MAX_TAGS} tags.")
+    tags: list[str] = []
+    for index, tag in enumerate(value):
+        tag = clean_text(tag, field=f"{field}[{index}]", max_length=MAX_TAG_LENGTH, required=True)
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
+
+    Strict JSON has no spelling for them; storing the strings keeps the
+    information and keeps every response valid JSON.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return float_to_json(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def float_to_json(value: float | None) -> float | str:
+    """A stored metric value as JSON: NULL (NaN) and infinities become strings."""
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
+
+
+def clean_json_object(value: Any, *, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(field, "Must be a JSON object.")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise invalid(field, f"Nested deeper than {MAX_JSON_DEPTH} levels.")
+    value = json_safe(value)
+    if len(json.dumps(value)) > MAX_JSON_BYTES:
+        raise invalid(field, f"Larger than {MAX_JSON_BYTES} bytes.")
+    return value
