@@ -213,7 +213,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Labbook API",
-    "DESCRIPTION": "Training runs, metrics, reports and alerts. Auth: `Authorization: Bearer <token>`.",
+    "DESCRIPTION": (
+        "Training runs, metrics, reports and alerts. Auth: `Authorization: Bearer <token>`."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

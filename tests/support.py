@@ -12,7 +12,7 @@ from django.conf import settings
 
 
 def services_required() -> bool:
-    """CI sets LABBOOK_REQUIRE_SERVICES=1: a missing PostgreSQL or Redis fails instead of skipping."""
+    """With LABBOOK_REQUIRE_SERVICES=1 (CI), a missing PostgreSQL or Redis fails, not skips."""
     return os.environ.get("LABBOOK_REQUIRE_SERVICES", "") == "1"
 
 

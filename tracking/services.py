@@ -38,7 +38,7 @@ from tracking.validation import (
     invalid,
 )
 
-TOKEN_PREFIX = "lb_"
+TOKEN_PREFIX = "lb_"  # noqa: S105 - a marker, not a secret
 # Writing last_used_at on every request would turn every read into a write.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -48,9 +48,9 @@ TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 @transaction.atomic
 def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") -> Team:
-    slug = clean_slug(slug, field="team", max_length=64)
+    slug = clean_slug(slug, field="slug", max_length=64)
     if Team.objects.filter(slug=slug).exists():
-        raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="team")
+        raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="slug")
     team = Team.objects.create(slug=slug, name=name or slug)
     if owner is not None:
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)

@@ -185,6 +185,11 @@ class RunHeartbeatView(APIView):
 # --- Metrics -------------------------------------------------------------------------------
 
 
+def _finite_or_none(value: float | None) -> float | str | None:
+    """min/max skip NaN, so None means "no number yet"; infinities become strings."""
+    return None if value is None else float_to_json(value)
+
+
 def _series_dict(series: MetricSeries) -> dict[str, Any]:
     has = series.count > 0
     return {
@@ -195,8 +200,8 @@ def _series_dict(series: MetricSeries) -> dict[str, Any]:
         "last_step": series.last_step,
         "last": float_to_json(series.last_value) if has else None,
         "last_timestamp": series.last_timestamp,
-        "min": series.min_value,
-        "max": series.max_value,
+        "min": _finite_or_none(series.min_value),
+        "max": _finite_or_none(series.max_value),
     }
 
 
@@ -234,6 +239,7 @@ class MetricHistoryView(APIView):
             OpenApiParameter("limit", int, description="Page size without max_points."),
         ],
         responses=s.HistorySerializer,
+        operation_id="runs_metric_history",
     )
     def get(self, request: Request, run_id: int, key: str) -> Response:
         top = ingest.MAX_STEP
