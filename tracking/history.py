@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from django.db.models import Max, Min
 
-from tracking.ingest import ROLLUP_BITS, ROLLUP_LEVELS
-from tracking.models import MetricPoint, MetricRollup, MetricSeries
+from tracking import rollups
+from tracking.models import MetricPoint, MetricSeries
 from tracking.validation import float_to_json
 
 DEFAULT_LIMIT = 100_000
@@ -71,7 +71,7 @@ def _range_stats(series: MetricSeries, lo: int | None, hi: int | None) -> tuple[
     stats = points.aggregate(first=Min("step"), last=Max("step"))
     if stats["first"] is None:
         return 0, -1, 0
-    count = _points(series).filter(step__gte=stats["first"], step__lte=stats["last"]).count()
+    count = rollups.count_in_range(series.pk, stats["first"], stats["last"])
     return stats["first"], stats["last"], count
 
 
@@ -99,9 +99,9 @@ def metric_history(
 
 
 def _history(key: str, rows: list[tuple], total: int, *, downsampled: bool) -> History:
-    steps, values, stamps = (
-        (list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [])
-    )
+    if not rows:
+        return History(key, [], [], [], total, downsampled)
+    steps, values, stamps = (list(column) for column in zip(*rows, strict=True))
     return History(key, steps, _json_values(values), stamps, total, downsampled)
 
 
@@ -119,60 +119,39 @@ def _raw(series: MetricSeries, first: int, last: int, total: int, limit: int) ->
 
 
 def _level_for(span: int, buckets: int) -> int:
-    """The coarsest rollup level whose cells are no wider than one output bucket."""
+    """The coarsest rollup level whose buckets are no wider than one output bucket."""
     width = span / buckets
     level = 0
-    while level < ROLLUP_LEVELS and 16 ** (level + 1) <= width:
+    while level < rollups.ROLLUP_LEVELS and 16 ** (level + 1) <= width:
         level += 1
     return level
 
 
 def _downsampled_steps(series: MetricSeries, first: int, last: int, buckets: int) -> set[int]:
     span = last - first + 1
-    level = _level_for(span, buckets)
-    cells = _cells(series, first, last, level)
     best: dict[int, list] = {}
-    for start, lo_step, lo, hi_step, hi, nan_step in cells:
-        _merge(best, (start - first) * buckets // span, lo_step, lo, hi_step, hi, nan_step)
+    for start, *cell in _cells(series, first, last, _level_for(span, buckets)):
+        rollups.merge_cell(best, (start - first) * buckets // span, *cell)
     steps = {first, last}
-    for lo_step, _lo, hi_step, _hi, nan_step in best.values():
+    for lo_step, _lo, hi_step, _hi, nan_step, _count in best.values():
         steps.update(s for s in (lo_step, hi_step, nan_step) if s is not None)
     return steps
 
 
-def _merge(best: dict, bucket: int, lo_step, lo, hi_step, hi, nan_step) -> None:
-    cell = best.get(bucket)
-    if cell is None:
-        best[bucket] = [lo_step, lo, hi_step, hi, nan_step]
-        return
-    if lo is not None and (cell[1] is None or lo < cell[1]):
-        cell[0], cell[1] = lo_step, lo
-    if hi is not None and (cell[3] is None or hi > cell[3]):
-        cell[2], cell[3] = hi_step, hi
-    if nan_step is not None and (cell[4] is None or nan_step < cell[4]):
-        cell[4] = nan_step
-
-
 def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tuple]:
-    """(start step, min step, min, max step, max, NaN step) cells covering [first, last]."""
+    """(start step, *cell) covering [first, last]: whole rollup buckets, raw points at the edges."""
     if level == 0:
         return _raw_cells(series, first, last)
-    shift = ROLLUP_BITS * level
-    width = 1 << shift
-    full_lo = -(-first // width)  # first cell starting at or after `first`
-    full_hi = (last + 1) // width - 1  # last cell ending at or before `last`
+    full_lo, full_hi = rollups.full_buckets(first, last, level)
     if full_lo > full_hi:
         return _raw_cells(series, first, last)
-    rollups = (
-        MetricRollup.objects.filter(
-            series_id=series.pk, level=level, bucket__gte=full_lo, bucket__lte=full_hi
-        )
-        .order_by("bucket")
-        .values_list("bucket", "min_step", "min_value", "max_step", "max_value", "nan_step")
-    )
-    cells = _raw_cells(series, first, full_lo * width - 1)
-    cells += [(bucket << shift, *rest) for bucket, *rest in rollups]
-    cells += _raw_cells(series, (full_hi + 1) * width, last)
+    shift = rollups.ROLLUP_BITS * level
+    cells = _raw_cells(series, first, (full_lo << shift) - 1)
+    cells += [
+        (bucket << shift, *cell)
+        for bucket, *cell in rollups.stored(series.pk, level, full_lo, full_hi)
+    ]
+    cells += _raw_cells(series, (full_hi + 1) << shift, last)
     return cells
 
 
@@ -185,6 +164,4 @@ def _raw_cells(series: MetricSeries, lo: int, hi: int) -> list[tuple]:
         .order_by("step")
         .values_list("step", "value")
     )
-    return [
-        (step, step, value, step, value, step if value is None else None) for step, value in rows
-    ]
+    return [(step, *rollups.point_cell(step, value)) for step, value in rows]

@@ -3,7 +3,8 @@
 A batch of up to 10,000 points costs a fixed number of statements, never one
 per point: multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the
 points (the database tells which were new), one ``UPDATE`` per metric key for
-the running summary, and multi-row upserts for the downsampling rollups.
+the running summary, and multi-row upserts for the downsampling rollups
+(``tracking.rollups``).
 
 Idempotency: points are unique on (run, key, step) and the **first value
 wins** — a re-sent point, or a new value for a step already stored, is
@@ -22,16 +23,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracking import events
+from tracking import events, rollups
 from tracking.errors import ApplicationError
-from tracking.models import IngestBatch, MetricPoint, MetricRollup, MetricSeries, Run, RunStatus
+from tracking.models import IngestBatch, MetricPoint, MetricSeries, Run, RunStatus
 from tracking.services import run_update
 from tracking.validation import clean_metric_key, clean_text, invalid
 
 MAX_STEP = 2**63 - 1
-# Rollup level L groups steps into buckets of 16**L steps (16 ... 16.7M).
-ROLLUP_BITS = 4
-ROLLUP_LEVELS = 6
 NAN_STRINGS = {
     "nan": None,
     "infinity": math.inf,
@@ -110,24 +108,51 @@ def parse_points(raw: Any, *, field: str = "points") -> list[Point]:
     known_keys: set[str] = set()
     points: list[Point] = []
     for index, item in enumerate(raw):
-        where = f"{field}[{index}]"
-        if type(item) is not dict:
-            raise invalid(where, "Each point must be an object with key, step and value.")
-        if not item.keys() <= POINT_FIELDS:
-            unknown = sorted(item.keys() - POINT_FIELDS)[0]
-            raise invalid(f"{where}.{unknown}", "Unknown field.")
-        key = item.get("key")
-        if key not in known_keys:
-            known_keys.add(clean_metric_key(key, field=f"{where}.key"))
-        step = item.get("step")
-        if type(step) is not int or not 0 <= step <= MAX_STEP:
-            raise invalid(f"{where}.step", "Must be an integer between 0 and 2**63-1.")
-        if "value" not in item:
-            raise invalid(f"{where}.value", "This field is required.")
-        value = _value(item["value"], f"{where}.value")
-        stamp = _timestamp(item.get("timestamp"), f"{where}.timestamp", now)
-        points.append(Point(key, step, value, stamp))
+        point = _fast_point(item, known_keys, now)
+        if point is None:
+            point = _checked_point(item, f"{field}[{index}]", now)
+            known_keys.add(point.key)
+        points.append(point)
     return points
+
+
+def _fast_point(item: Any, known_keys: set[str], now: float) -> Point | None:
+    """The common, valid point in as few operations as possible; ``None`` means look closer."""
+    if type(item) is not dict or len(item) > 4:
+        return None
+    key, step, value = item.get("key"), item.get("step"), item.get("value", item)
+    if key not in known_keys or type(step) is not int or not 0 <= step <= MAX_STEP:
+        return None
+    if type(value) is float:
+        value = value if value == value else None
+    elif type(value) is int and -(2**53) <= value <= 2**53:
+        value = float(value)
+    else:
+        return None
+    stamp = item.get("timestamp", now)
+    if type(stamp) is not float or not 0 <= stamp < 1e11:
+        return None
+    if len(item) != 3 + ("timestamp" in item):
+        return None
+    return Point(key, step, value, stamp)
+
+
+def _checked_point(item: Any, where: str, now: float) -> Point:
+    """Validate one point field by field, raising with the field's name."""
+    if type(item) is not dict:
+        raise invalid(where, "Each point must be an object with key, step and value.")
+    if not item.keys() <= POINT_FIELDS:
+        unknown = sorted(item.keys() - POINT_FIELDS)[0]
+        raise invalid(f"{where}.{unknown}", "Unknown field.")
+    key = clean_metric_key(item.get("key"), field=f"{where}.key")
+    step = item.get("step")
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        raise invalid(f"{where}.step", "Must be an integer between 0 and 2**63-1.")
+    if "value" not in item:
+        raise invalid(f"{where}.value", "This field is required.")
+    value = _value(item["value"], f"{where}.value")
+    stamp = _timestamp(item.get("timestamp"), f"{where}.timestamp", now)
+    return Point(key, step, value, stamp)
 
 
 def clean_batch_id(raw: Any) -> str | None:
@@ -146,10 +171,11 @@ def metrics_ingest(*, run: Run, points: list[Point], batch_id: str | None = None
     if batch_id and batch_pk is None:
         return IngestResult(accepted=0, duplicates=len(points), replayed=True)
     unique = _dedupe(points)
-    series_ids = _series_ids(run, {p.key for p in unique})
-    inserted = _insert_points(series_ids, unique)
+    series = _series_rows(run, {p.key for p in unique})
+    series_ids = {key: sid for key, (sid, _) in series.items()}
+    inserted = _insert_points(series, unique)
     _update_series(series_ids, inserted)
-    _upsert_rollups(series_ids, inserted)
+    _upsert_rollups(inserted)
     _touch_run(run)
     result = IngestResult(accepted=len(inserted), duplicates=len(points) - len(inserted))
     if batch_pk is not None:
@@ -185,19 +211,23 @@ def _dedupe(points: list[Point]) -> list[Point]:
     return unique
 
 
-def _series_ids(run: Run, keys: set[str]) -> dict[str, int]:
-    def existing() -> dict[str, int]:
-        rows = MetricSeries.objects.filter(run=run, key__in=keys).values_list("key", "id")
-        return dict(rows)
+def _series_rows(run: Run, keys: set[str]) -> dict[str, tuple[int, int | None]]:
+    """key -> (series id, last step stored), creating the series that are new."""
 
-    ids = existing()
-    if len(ids) < len(keys):
+    def existing() -> dict[str, tuple[int, int | None]]:
+        rows = MetricSeries.objects.filter(run=run, key__in=keys).values_list(
+            "key", "id", "last_step"
+        )
+        return {key: (sid, last) for key, sid, last in rows}
+
+    found = existing()
+    if len(found) < len(keys):
         MetricSeries.objects.bulk_create(
-            [MetricSeries(run=run, key=key) for key in sorted(keys - ids.keys())],
+            [MetricSeries(run=run, key=key) for key in sorted(keys - found.keys())],
             ignore_conflicts=True,
         )
-        ids = existing()
-    return ids
+        found = existing()
+    return found
 
 
 def _chunks(rows: list, size: int = _CHUNK_ROWS):
@@ -205,21 +235,67 @@ def _chunks(rows: list, size: int = _CHUNK_ROWS):
         yield rows[start : start + size]
 
 
-def _insert_points(series_ids: dict[str, int], points: list[Point]) -> list[tuple[int, Point]]:
-    """Insert and return the points that were new, as (series id, point)."""
-    table = MetricPoint._meta.db_table
-    rows = sorted(((series_ids[p.key], p) for p in points), key=lambda r: (r[0], r[1].step))
-    new: set[tuple[int, int]] = set()
+def _insert_points(
+    series: dict[str, tuple[int, int | None]], points: list[Point]
+) -> list[tuple[int, Point]]:
+    """Insert the points and return those that were new, as (series id, point)."""
+    rows = sorted(((series[p.key][0], p) for p in points), key=lambda r: (r[0], r[1].step))
+    if connection.vendor == "postgresql":
+        return _insert_points_postgresql(rows)
+    last_steps = dict(series.values())
+    return _insert_points_sqlite(rows, last_steps)
+
+
+def _insert_points_sqlite(
+    rows: list[tuple[int, Point]], last_steps: dict[int, int | None]
+) -> list[tuple[int, Point]]:
+    # The transaction began with BEGIN IMMEDIATE (see settings), so it holds the
+    # write lock: what is read here cannot change before the insert below.
+    existing = _existing_steps(rows, last_steps)
+    if existing:
+        rows = [row for row in rows if (row[0], row[1].step) not in existing]
     with connection.cursor() as cursor:
-        for chunk in _chunks(rows):
-            values = ",".join(["(%s,%s,%s,%s)"] * len(chunk))
-            params = [x for sid, p in chunk for x in (sid, p.step, p.value, p.timestamp)]
-            cursor.execute(
-                f'INSERT INTO {table} (series_id, step, value, "timestamp") VALUES {values}'  # noqa: S608
-                " ON CONFLICT (series_id, step) DO NOTHING RETURNING series_id, step",
-                params,
-            )
-            new.update(cursor.fetchall())
+        cursor.executemany(
+            f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, value, "timestamp")'  # noqa: S608
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (series_id, step) DO NOTHING",
+            [(sid, p.step, p.value, p.timestamp) for sid, p in rows],
+        )
+    return rows
+
+
+def _existing_steps(
+    rows: list[tuple[int, Point]], last_steps: dict[int, int | None]
+) -> set[tuple[int, int]]:
+    """Steps of ``rows`` already stored. Appends (past the last step) need no lookup."""
+    suspects: dict[int, list[int]] = {}
+    for sid, p in rows:
+        last = last_steps[sid]
+        if last is not None and p.step <= last:
+            suspects.setdefault(sid, []).append(p.step)
+    found: set[tuple[int, int]] = set()
+    for sid, steps in suspects.items():
+        for chunk in _chunks(steps, 5000):
+            stored = MetricPoint.objects.filter(series_id=sid, step__in=chunk)
+            found.update((sid, step) for step in stored.values_list("step", flat=True))
+    return found
+
+
+def _insert_points_postgresql(rows: list[tuple[int, Point]]) -> list[tuple[int, Point]]:
+    # One statement with four arrays; RETURNING names the rows that were new even
+    # when a concurrent request inserts the same points.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, value, "timestamp")'  # noqa: S608
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[])"
+            " ON CONFLICT (series_id, step) DO NOTHING RETURNING series_id, step",
+            [
+                [sid for sid, _ in rows],
+                [p.step for _, p in rows],
+                [p.value for _, p in rows],
+                [p.timestamp for _, p in rows],
+            ],
+        )
+        new = set(cursor.fetchall())
     if len(new) == len(rows):
         return rows
     return [row for row in rows if (row[0], row[1].step) in new]
@@ -294,76 +370,8 @@ def _update_series(series_ids: dict[str, int], inserted: list[tuple[int, Point]]
             cursor.executemany(_SERIES_UPDATE.format(table=MetricSeries._meta.db_table), params)
 
 
-def rollup_cells(inserted: list[tuple[int, Point]]) -> dict[tuple[int, int, int], list]:
-    """Aggregate new points into rollup cells: (series, level, bucket) -> cell.
-
-    A cell is [min_step, min_value, max_step, max_value, nan_step]; level L+1
-    is built from level L, so the work shrinks 16-fold per level.
-    """
-    level: dict[tuple[int, int], list] = {}
-    for sid, p in inserted:
-        _merge_cell(
-            level,
-            (sid, p.step >> ROLLUP_BITS),
-            p.step,
-            p.value,
-            p.step,
-            p.value,
-            p.step if p.value is None else None,
-        )
-    cells = {(sid, 1, bucket): cell for (sid, bucket), cell in level.items()}
-    for depth in range(2, ROLLUP_LEVELS + 1):
-        upper: dict[tuple[int, int], list] = {}
-        for (sid, bucket), c in level.items():
-            _merge_cell(upper, (sid, bucket >> ROLLUP_BITS), *c)
-        level = upper
-        cells.update({(sid, depth, bucket): cell for (sid, bucket), cell in level.items()})
-    return cells
-
-
-def _merge_cell(cells: dict, ident: tuple, lo_step, lo, hi_step, hi, nan_step) -> None:
-    cell = cells.get(ident)
-    if cell is None:
-        cells[ident] = [lo_step, lo, hi_step, hi, nan_step]
-        return
-    if lo is not None and (cell[1] is None or lo < cell[1]):
-        cell[0], cell[1] = lo_step, lo
-    if hi is not None and (cell[3] is None or hi > cell[3]):
-        cell[2], cell[3] = hi_step, hi
-    if nan_step is not None and (cell[4] is None or nan_step < cell[4]):
-        cell[4] = nan_step
-
-
-_ROLLUP_UPSERT = """
-INSERT INTO {t} (series_id, level, bucket, min_step, min_value, max_step, max_value, nan_step)
-VALUES {values}
-ON CONFLICT (series_id, level, bucket) DO UPDATE SET
-  min_step = CASE WHEN excluded.min_value IS NOT NULL
-      AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)
-      THEN excluded.min_step ELSE {t}.min_step END,
-  min_value = CASE WHEN excluded.min_value IS NOT NULL
-      AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)
-      THEN excluded.min_value ELSE {t}.min_value END,
-  max_step = CASE WHEN excluded.max_value IS NOT NULL
-      AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)
-      THEN excluded.max_step ELSE {t}.max_step END,
-  max_value = CASE WHEN excluded.max_value IS NOT NULL
-      AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)
-      THEN excluded.max_value ELSE {t}.max_value END,
-  nan_step = CASE WHEN {t}.nan_step IS NULL THEN excluded.nan_step
-      WHEN excluded.nan_step IS NOT NULL AND excluded.nan_step < {t}.nan_step
-      THEN excluded.nan_step ELSE {t}.nan_step END
-"""
-
-
-def _upsert_rollups(series_ids: dict[str, int], inserted: list[tuple[int, Point]]) -> None:
-    rows = sorted(rollup_cells(inserted).items())
-    table = MetricRollup._meta.db_table
-    with connection.cursor() as cursor:
-        for chunk in _chunks(rows, 1000):
-            values = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk))
-            params = [x for ident, cell in chunk for x in (*ident, *cell)]
-            cursor.execute(_ROLLUP_UPSERT.format(t=table, values=values), params)
+def _upsert_rollups(inserted: list[tuple[int, Point]]) -> None:
+    rollups.upsert(rollups.cells_from_points([(sid, p.step, p.value) for sid, p in inserted]))
 
 
 def _touch_run(run: Run) -> None:

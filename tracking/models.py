@@ -217,6 +217,7 @@ class MetricRollup(models.Model):
     max_step = models.BigIntegerField(null=True)
     max_value = models.FloatField(null=True)
     nan_step = models.BigIntegerField(null=True)
+    count = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.series_id} L{self.level} #{self.bucket}"

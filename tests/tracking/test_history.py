@@ -195,3 +195,17 @@ class TestApi:
         client = world.outsider.client()
         assert client.get(f"/api/v1/runs/{run.pk}/metrics/loss").status_code == 404
         assert client.get(f"/api/v1/runs/{run.pk}/metrics").status_code == 404
+
+
+def test_range_counts_from_rollups_match_a_plain_count(run):
+    from tracking import rollups
+    from tracking.models import MetricPoint
+
+    rng = random.Random(9)
+    values = {rng.randrange(0, 3_000_000): 1.0 for _ in range(20_000)}
+    series = log(run, values)
+    for _ in range(25):
+        lo = rng.randrange(0, 3_000_000)
+        hi = lo + rng.choice([10, 5_000, 300_000, 2_000_000])
+        plain = MetricPoint.objects.filter(series=series, step__gte=lo, step__lte=hi).count()
+        assert rollups.count_in_range(series.pk, lo, hi) == plain
