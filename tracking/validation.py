@@ -107,6 +107,16 @@ def float_to_json(value: float | None) -> float | str:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _depth(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max((_depth(item) for item in value.values()), default=0)
@@ -122,6 +132,8 @@ def clean_json_object(value: Any, *, field: str) -> dict[str, Any]:
         raise invalid(field, "Must be a JSON object.")
     if _depth(value) > MAX_JSON_DEPTH:
         raise invalid(field, f"Nested deeper than {MAX_JSON_DEPTH} levels.")
+    if _has_nul(value):
+        raise invalid(field, "May not contain NUL characters.")
     value = json_safe(value)
     if len(json.dumps(value)) > MAX_JSON_BYTES:
         raise invalid(field, f"Larger than {MAX_JSON_BYTES} bytes.")

@@ -284,3 +284,33 @@ def test_an_unknown_or_absurd_run_id_is_404(world):
     assert client.get("/api/v1/runs/999999").status_code == 404
     assert client.get(f"/api/v1/runs/{2**70}").status_code == 404
     assert client.get("/api/v1/runs/999999/metrics").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/runs?search=a%00b",
+        "/api/v1/runs?project=acme%00/mnist",
+        "/api/v1/projects/acme%00/mnist",
+        "/api/v1/runs/1/metrics/lo%00ss",
+    ],
+)
+def test_nul_characters_in_urls_are_a_400_not_a_500(world, url):
+    response = world.owner.client().get(url)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"project": "acme/mnist", "config": {"a\x00": 1}},
+        {"project": "acme/mnist", "config": {"a": ["x\x00"]}},
+        {"project": "acme/mnist", "name": "a\x00b"},
+        {"project": "acme/mnist", "tags": ["a\x00"]},
+    ],
+)
+def test_nul_characters_in_bodies_are_a_400_not_a_500(world, body):
+    response = world.owner.client().post("/api/v1/runs", body, format="json")
+    assert response.status_code == 400
+    assert Run.objects.count() == 0
