@@ -53,6 +53,7 @@ def worker_command(queue: str) -> list[str]:
 class Worker:
     def __init__(self, env: dict[str, str], home: Path) -> None:
         self.env = env
+        self.home = home
         self.queue = f"labbook-test-{uuid.uuid4().hex[:12]}"
         self.log = home / "worker.log"
         self.process: subprocess.Popen | None = None
@@ -62,7 +63,7 @@ class Worker:
             self.process = subprocess.Popen(
                 worker_command(self.queue),
                 env=self.env,
-                cwd=settings.BASE_DIR,
+                cwd=self.home,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -73,7 +74,7 @@ class Worker:
         done = subprocess.run(
             [sys.executable, "-c", SENDER, self.queue, str(path)],
             env=self.env,
-            cwd=settings.BASE_DIR,
+            cwd=self.home,
             capture_output=True,
             text=True,
             timeout=CONSUME_TIMEOUT,
@@ -104,7 +105,9 @@ class Worker:
 
 
 def worker_env(home: Path, **changes: str | None) -> dict[str, str]:
-    env = {**os.environ, "LABBOOK_HOME": str(home)}
+    """The test's environment, rooted in ``home``: a stray relative path lands there."""
+    path = os.pathsep.join(p for p in (str(settings.BASE_DIR), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "LABBOOK_HOME": str(home), "PYTHONPATH": path}
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)
@@ -167,7 +170,7 @@ def test_it_consumes_tasks_from_the_filesystem_queue(
 ) -> None:
     assert_round_trips(filesystem_worker, tmp_path)
     assert "filesystem://" in filesystem_worker.log_text()
-    assert (home / "queue").is_dir()
+    assert (home / "queue" / "control" / "celery.pidbox.exchange").exists()
 
 
 def test_it_consumes_tasks_from_redis(redis_worker: Worker, tmp_path: Path) -> None:
