@@ -109,14 +109,19 @@ SQLITE_OPTIONS = {
 
 
 def _database(url: str) -> dict[str, object]:
+    # Under ASGI every request runs in a fresh thread, so per-thread persistent
+    # connections would pile up: SQLite connections are cheap to open, and
+    # PostgreSQL gets a real pool (psycopg_pool) instead.
     try:
-        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+        config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
-        config["CONN_MAX_AGE"] = 0 if config["NAME"] == ":memory:" else 600
-    elif config["ENGINE"] != "django.db.backends.postgresql":
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        pool = {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1)}
+        config["OPTIONS"] = {"pool": pool, **config.get("OPTIONS", {})}
+    else:
         raise ImproperlyConfigured("DATABASE_URL must be sqlite:// or postgres://")
     return config
 

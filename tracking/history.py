@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Max, Min
 
 from tracking import rollups
@@ -89,13 +90,24 @@ def metric_history(
     if max_points is None or total <= max_points:
         return _raw(series, first, last, total, limit)
     steps = _downsampled_steps(series, first, last, max(1, max_points // 2))
-    rows = list(
-        _points(series)
-        .filter(step__in=sorted(steps))
-        .order_by("step")
-        .values_list("step", "value", "timestamp")
-    )
-    return _history(series.key, rows, total, downsampled=True)
+    return _history(series.key, _points_at(series, sorted(steps)), total, downsampled=True)
+
+
+def _points_at(series: MetricSeries, steps: list[int]) -> list[tuple]:
+    """(step, value, timestamp) at ``steps``, by primary-key lookups."""
+    if connection.vendor != "postgresql":
+        points = _points(series).filter(step__in=steps).order_by("step")
+        return list(points.values_list("step", "value", "timestamp"))
+    # Joining an array keeps PostgreSQL on the primary key even before ANALYZE
+    # has seen a freshly loaded series (an IN list then plans as a full scan).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT p.step, p.value, p."timestamp" FROM {MetricPoint._meta.db_table} p'  # noqa: S608
+            " JOIN unnest(%s::bigint[]) AS s(step) ON p.step = s.step"
+            " WHERE p.series_id = %s ORDER BY p.step",
+            [steps, series.pk],
+        )
+        return cursor.fetchall()
 
 
 def _history(key: str, rows: list[tuple], total: int, *, downsampled: bool) -> History:

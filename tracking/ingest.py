@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tracking import events, rollups
+from tracking import events, pgcopy, rollups
 from tracking.errors import ApplicationError
 from tracking.models import IngestBatch, MetricPoint, MetricSeries, Run, RunStatus
 from tracking.services import run_update
@@ -280,20 +280,19 @@ def _existing_steps(
     return found
 
 
+_POINTS_STAGE = "labbook_points_stage"
+_POINTS_COLUMNS = (("series_id", "int8"), ("step", "int8"), ("value", "float8"), ("ts", "float8"))
+
+
 def _insert_points_postgresql(rows: list[tuple[int, Point]]) -> list[tuple[int, Point]]:
-    # One statement with four arrays; RETURNING names the rows that were new even
-    # when a concurrent request inserts the same points.
+    # RETURNING names the rows that were new, even when a concurrent request
+    # inserts the same points.
+    pgcopy.stage(_POINTS_STAGE, _POINTS_COLUMNS, ((sid, *p[1:]) for sid, p in rows))
     with connection.cursor() as cursor:
         cursor.execute(
             f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, value, "timestamp")'  # noqa: S608
-            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[])"
-            " ON CONFLICT (series_id, step) DO NOTHING RETURNING series_id, step",
-            [
-                [sid for sid, _ in rows],
-                [p.step for _, p in rows],
-                [p.value for _, p in rows],
-                [p.timestamp for _, p in rows],
-            ],
+            f" SELECT series_id, step, value, ts FROM {_POINTS_STAGE} ORDER BY series_id, step"
+            " ON CONFLICT (series_id, step) DO NOTHING RETURNING series_id, step"
         )
         new = set(cursor.fetchall())
     if len(new) == len(rows):

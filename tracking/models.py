@@ -198,7 +198,10 @@ class MetricSeries(models.Model):
 
 class MetricPoint(models.Model):
     pk = models.CompositePrimaryKey("series", "step")
-    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="points")
+    # The primary key (series, step) already serves lookups by series: no second index.
+    series = models.ForeignKey(
+        MetricSeries, on_delete=models.CASCADE, related_name="points", db_index=False
+    )
     step = models.BigIntegerField()
     value = models.FloatField(null=True)  # NULL is NaN
     timestamp = models.FloatField()  # Unix seconds
@@ -209,7 +212,9 @@ class MetricPoint(models.Model):
 
 class MetricRollup(models.Model):
     pk = models.CompositePrimaryKey("series", "level", "bucket")
-    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="rollups")
+    series = models.ForeignKey(
+        MetricSeries, on_delete=models.CASCADE, related_name="rollups", db_index=False
+    )
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
     min_step = models.BigIntegerField(null=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.db import connection
 
+from tracking import pgcopy
 from tracking.models import MetricPoint, MetricRollup
 
 ROLLUP_BITS = 4
@@ -58,10 +59,12 @@ def cells_from_points(points: list[tuple[int, int, float | None]]) -> dict[tuple
     return cells
 
 
+_COLUMNS = "series_id, level, bucket, min_step, min_value, max_step, max_value, nan_step, count"
+_STAGE = "labbook_rollups_stage"
+_STAGE_TYPES = ("int8", "int2", "int8", "int8", "float8", "int8", "float8", "int8", "int8")
 _UPSERT = """
-INSERT INTO {t}
-  (series_id, level, bucket, min_step, min_value, max_step, max_value, nan_step, count)
-VALUES {values}
+INSERT INTO {t} ({columns})
+{source}
 ON CONFLICT (series_id, level, bucket) DO UPDATE SET
   min_step = CASE WHEN excluded.min_value IS NOT NULL
       AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)
@@ -84,14 +87,20 @@ ON CONFLICT (series_id, level, bucket) DO UPDATE SET
 
 def upsert(cells: dict[tuple, Cell]) -> None:
     """Merge ``cells`` into the stored rollups (sorted, so concurrent writers lock in order)."""
-    rows = sorted(cells.items())
+    rows = [(*ident, *cell) for ident, cell in sorted(cells.items())]
     table = MetricRollup._meta.db_table
+    if connection.vendor == "postgresql":
+        pgcopy.stage(_STAGE, list(zip(_COLUMNS.split(", "), _STAGE_TYPES, strict=True)), rows)
+        source = f"SELECT {_COLUMNS} FROM {_STAGE} ORDER BY series_id, level, bucket"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(_UPSERT.format(t=table, columns=_COLUMNS, source=source))
+        return
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 1000):
             chunk = rows[start : start + 1000]
-            values = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk))
-            params = [x for ident, cell in chunk for x in (*ident, *cell)]
-            cursor.execute(_UPSERT.format(t=table, values=values), params)
+            source = "VALUES " + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk))
+            params = [x for row in chunk for x in row]
+            cursor.execute(_UPSERT.format(t=table, columns=_COLUMNS, source=source), params)
 
 
 def full_buckets(lo: int, hi: int, level: int) -> tuple[int, int]:
