@@ -198,9 +198,16 @@ class MetricSeries(models.Model):
 
 class MetricPoint(models.Model):
     pk = models.CompositePrimaryKey("series", "step")
-    # The primary key (series, step) already serves lookups by series: no second index.
+    # The primary key (series, step) already serves lookups by series: no second
+    # index. No database-level constraint either: PostgreSQL would check it row by
+    # row at commit, doubling the cost of a batch; only ingest writes this table,
+    # always after creating the series, and Django's CASCADE removes the points.
     series = models.ForeignKey(
-        MetricSeries, on_delete=models.CASCADE, related_name="points", db_index=False
+        MetricSeries,
+        on_delete=models.CASCADE,
+        related_name="points",
+        db_index=False,
+        db_constraint=False,
     )
     step = models.BigIntegerField()
     value = models.FloatField(null=True)  # NULL is NaN
@@ -212,8 +219,12 @@ class MetricPoint(models.Model):
 
 class MetricRollup(models.Model):
     pk = models.CompositePrimaryKey("series", "level", "bucket")
-    series = models.ForeignKey(
-        MetricSeries, on_delete=models.CASCADE, related_name="rollups", db_index=False
+    series = models.ForeignKey(  # unconstrained, indexed by the primary key: see MetricPoint
+        MetricSeries,
+        on_delete=models.CASCADE,
+        related_name="rollups",
+        db_index=False,
+        db_constraint=False,
     )
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()

@@ -314,3 +314,18 @@ def test_nul_characters_in_bodies_are_a_400_not_a_500(world, body):
     response = world.owner.client().post("/api/v1/runs", body, format="json")
     assert response.status_code == 400
     assert Run.objects.count() == 0
+
+
+def test_deleting_a_run_removes_its_metrics(world):
+    from tracking.ingest import Point, metrics_ingest
+    from tracking.models import MetricPoint, MetricRollup, MetricSeries
+    from tracking.services import run_create
+
+    run = run_create(user=world.owner.user, project=world.project)
+    keep = run_create(user=world.owner.user, project=world.project)
+    for target in (run, keep):
+        metrics_ingest(run=target, points=[Point("loss", s, 1.0, 1.0) for s in range(100)])
+    run.delete()
+    assert MetricSeries.objects.filter(run_id=run.pk).count() == 0
+    assert MetricPoint.objects.count() == 100
+    assert MetricRollup.objects.exclude(series__run=keep).count() == 0
