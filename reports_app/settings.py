@@ -29,6 +29,7 @@ LABBOOK_HOME.mkdir(parents=True, exist_ok=True)
 LOG_DIR = LABBOOK_HOME / "logs"
 LOG_DIR.mkdir(exist_ok=True)
 ARTIFACTS_DIR = LABBOOK_HOME / "artifacts"
+ARTIFACTS_DIR.mkdir(exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "") or secret_key_from_file(LABBOOK_HOME / "secret_key")
