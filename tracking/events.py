@@ -59,6 +59,11 @@ def unsubscribe(event_type: type, handler: Handler) -> None:
         _handlers[event_type].remove(handler)
 
 
+def has_subscribers(event_type: type) -> bool:
+    """Lets a hot path skip building an event nobody listens to."""
+    return bool(_handlers[event_type])
+
+
 def publish_on_commit(event: Event) -> None:
     """Deliver ``event`` to its subscribers once the current transaction commits."""
     transaction.on_commit(lambda: dispatch(event))

@@ -186,7 +186,7 @@ def metrics_ingest(*, run: Run, points: list[Point], batch_id: str | None = None
         IngestBatch.objects.filter(pk=batch_pk).update(
             accepted=result.accepted, duplicates=result.duplicates
         )
-    if inserted:
+    if inserted and events.has_subscribers(events.PointsIngested):
         _publish(run, series_ids, inserted)
     return result
 
