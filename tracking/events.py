@@ -43,7 +43,14 @@ class RunCreated:
     project_id: int
 
 
-Event = PointsIngested | RunStatusChanged | RunCreated
+@dataclass(frozen=True)
+class SdkAlertRaised:
+    run_id: int
+    project_id: int
+    alert_id: int
+
+
+Event = PointsIngested | RunStatusChanged | RunCreated | SdkAlertRaised
 Handler = Callable[[Any], None]
 
 _handlers: dict[type, list[Handler]] = defaultdict(list)

@@ -136,9 +136,12 @@ class Run(models.Model):
     notes = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     exit_code = models.IntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True, help_text="e.g. 'ValueError: boom'")
+    traceback = models.TextField(blank=True, help_text="The tail of the traceback of a failure.")
     host = models.CharField(max_length=255, blank=True)
     command = models.TextField(blank=True)
     git = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="Python, platform, SDK.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -172,6 +175,32 @@ class RunTag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AlertLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARN = "warn", "Warning"
+    ERROR = "error", "Error"
+
+
+class SdkAlert(models.Model):
+    """An alert raised by training code (``run.alert()``); alerting turns it into notifications."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="sdk_alerts")
+    title = models.CharField(max_length=200)
+    text = models.TextField(blank=True)
+    level = models.CharField(max_length=8, choices=AlertLevel.choices, default=AlertLevel.INFO)
+    created_at = models.DateTimeField(default=timezone.now)
+    repeats = models.PositiveIntegerField(
+        default=0, help_text="Repeats inside the wait window, muted rather than raised again."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["run", "title", "-created_at"], name="sdkalert_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.title}"
 
 
 class MetricSeries(models.Model):

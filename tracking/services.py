@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from tracking import events
@@ -20,6 +21,7 @@ from tracking.errors import ApplicationError, NotFound, PermissionDenied
 from tracking.models import (
     TERMINAL_STATUSES,
     WRITE_ROLES,
+    AlertLevel,
     ApiToken,
     Membership,
     Project,
@@ -27,6 +29,7 @@ from tracking.models import (
     Run,
     RunStatus,
     RunTag,
+    SdkAlert,
     Team,
 )
 from tracking.selectors import split_project_name, team_get_for_user
@@ -174,6 +177,9 @@ def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
         "notes": lambda v: clean_text(v, field="notes", max_length=100_000),
         "host": lambda v: clean_text(v, field="host", max_length=255),
         "command": lambda v: clean_text(v, field="command", max_length=10_000),
+        "error": lambda v: clean_text(v, field="error", max_length=500),
+        "traceback": lambda v: clean_text(v, field="traceback", max_length=50_000),
+        "metadata": lambda v: clean_json_object(v, field="metadata"),
         "config": lambda v: clean_json_object(v, field="config"),
         "summary": lambda v: clean_json_object(v, field="summary"),
         "git": lambda v: clean_json_object(v, field="git"),
@@ -265,6 +271,42 @@ def run_heartbeat(*, run: Run) -> Run:
     Run.objects.filter(pk=run.pk).update(last_seen_at=now)
     run.last_seen_at = now
     return run
+
+
+@transaction.atomic
+def sdk_alert_raise(
+    *, run: Run, title: str, text: str = "", level: str = "info", wait_seconds: int = 60
+) -> tuple[SdkAlert, bool]:
+    """Record an alert from training code; ``(alert, raised)``.
+
+    A repeat of the same title on the same run within ``wait_seconds`` of the
+    last raised one is only counted on it (``raised`` is False), so a loop that
+    alerts every step pages the team once per window.
+    """
+    title = clean_text(title, field="title", max_length=200, required=True)
+    text = clean_text(text, field="text", max_length=10_000)
+    if level not in AlertLevel.values:
+        raise invalid("level", f"Level must be one of {', '.join(AlertLevel.values)}.")
+    if (
+        isinstance(wait_seconds, bool)
+        or not isinstance(wait_seconds, int)
+        or not (0 <= wait_seconds <= 7 * 24 * 3600)
+    ):
+        raise invalid("wait_duration", "Must be whole seconds between 0 and 604800.")
+    since = timezone.now() - timedelta(seconds=wait_seconds)
+    recent = (
+        SdkAlert.objects.select_for_update()
+        .filter(run=run, title=title, created_at__gt=since)
+        .first()
+    )
+    if recent is not None:
+        SdkAlert.objects.filter(pk=recent.pk).update(repeats=F("repeats") + 1)
+        return recent, False
+    alert = SdkAlert.objects.create(run=run, title=title, text=text, level=level)
+    events.publish_on_commit(
+        events.SdkAlertRaised(run_id=run.pk, project_id=run.project_id, alert_id=alert.pk)
+    )
+    return alert, True
 
 
 def run_tags(run: Run) -> list[str]:

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tracking.models import ApiToken, Project, Run, RunStatus, Team
+from tracking.models import AlertLevel, ApiToken, Project, Run, RunStatus, SdkAlert, Team
 from tracking.validation import float_to_json
 
 
@@ -57,6 +57,9 @@ class RunWriteSerializer(serializers.Serializer):
     host = serializers.CharField(required=False, allow_blank=True, max_length=255)
     command = serializers.CharField(required=False, allow_blank=True)
     git = serializers.DictField(required=False)
+    metadata = serializers.DictField(required=False)
+    error = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    traceback = serializers.CharField(required=False, allow_blank=True)
 
 
 class RunCreateSerializer(RunWriteSerializer):
@@ -83,6 +86,8 @@ class RunSerializer(serializers.ModelSerializer):
             "group",
             "status",
             "exit_code",
+            "error",
+            "traceback",
             "tags",
             "config",
             "summary",
@@ -90,6 +95,7 @@ class RunSerializer(serializers.ModelSerializer):
             "host",
             "command",
             "git",
+            "metadata",
             "created_at",
             "ended_at",
             "last_seen_at",
@@ -179,3 +185,22 @@ class TokenCreatedSerializer(TokenSerializer):
 
     class Meta(TokenSerializer.Meta):
         fields = [*TokenSerializer.Meta.fields, "token"]
+
+
+class SdkAlertCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    text = serializers.CharField(required=False, allow_blank=True)
+    level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
+    wait_duration = serializers.IntegerField(
+        required=False, min_value=0, help_text="Seconds in which repeats of the title are muted."
+    )
+
+
+class SdkAlertSerializer(serializers.ModelSerializer):
+    suppressed = serializers.BooleanField(
+        read_only=True, default=False, help_text="True when this request was a muted repeat."
+    )
+
+    class Meta:
+        model = SdkAlert
+        fields = ["id", "title", "text", "level", "created_at", "repeats", "suppressed"]

@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<int:run_id>", views.RunDetailView.as_view(), name="api-run-detail"),
     path("runs/<int:run_id>/heartbeat", views.RunHeartbeatView.as_view(), name="api-heartbeat"),
     path("runs/<int:run_id>/metrics", views.RunMetricsView.as_view(), name="api-run-metrics"),
+    path("runs/<int:run_id>/alerts", views.RunAlertsView.as_view(), name="api-run-alerts"),
     path(
         "runs/<int:run_id>/metrics/<path:key>",
         views.MetricHistoryView.as_view(),

@@ -182,6 +182,33 @@ class RunHeartbeatView(APIView):
         return Response({"status": run.status, "last_seen_at": run.last_seen_at})
 
 
+class RunAlertsView(APIView):
+    @extend_schema(responses=s.SdkAlertSerializer(many=True))
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        alerts = run.sdk_alerts.all()[:100]
+        return Response(s.SdkAlertSerializer(alerts, many=True).data)
+
+    @extend_schema(
+        request=s.SdkAlertCreateSerializer,
+        responses={201: s.SdkAlertSerializer, 200: s.SdkAlertSerializer},
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        data = reject_unknown(request.data, {"title", "text", "level", "wait_duration"})
+        run = selectors.run_get_for_user(request.user, run_id, write=True)
+        alert, raised = services.sdk_alert_raise(
+            run=run,
+            title=data.get("title"),
+            text=data.get("text") or "",
+            level=data.get("level") or "info",
+            wait_seconds=data.get("wait_duration", 60),
+        )
+        alert.refresh_from_db(fields=["repeats"])
+        alert.suppressed = not raised
+        code = status.HTTP_201_CREATED if raised else status.HTTP_200_OK
+        return Response(s.SdkAlertSerializer(alert).data, status=code)
+
+
 # --- Metrics -------------------------------------------------------------------------------
 
 
