@@ -1,0 +1,18 @@
+"""Labbook's Python SDK: log from training code without slowing it down or losing a point.
+
+    from tracking import sdk
+
+    with sdk.init(project="team/project", config={"lr": 3e-4}) as run:
+        for step in range(1000):
+            run.log({"loss": loss, "acc": acc})
+
+Standard library only; safe to import without Django. ``LABBOOK_URL`` and
+``LABBOOK_TOKEN`` say where to send; see the README for every setting.
+"""
+
+from __future__ import annotations
+
+from tracking.sdk.api import Api
+from tracking.sdk.run import LabbookError, Run, init
+
+__all__ = ["Api", "LabbookError", "Run", "init"]

@@ -1,0 +1,382 @@
+"""``sdk.init()`` and the ``Run`` a training script logs to."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from tracking.sdk import lifecycle, sync
+from tracking.sdk.sender import MAX_POINTS_PER_BATCH, Sender, json_value, warn
+from tracking.sdk.settings import Settings
+from tracking.sdk.spool import SpoolRun
+from tracking.sdk.system import run_context
+from tracking.sdk.transport import Transport, TransportError
+
+STATUSES = ("finished", "failed", "killed")
+LEVELS = ("info", "warn", "error")
+MAX_KEY_LENGTH = 250
+
+
+class LabbookError(Exception):
+    """The server refused something only the user can fix (bad token, project, input)."""
+
+
+def jsonable(value: Any) -> Any:
+    """Config and summary values as JSON: numpy/torch scalars and arrays become Python values."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    for method in ("item", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return jsonable(convert())
+            except (TypeError, ValueError):
+                pass
+    return str(value)
+
+
+def _number(key: str, value: Any) -> float:
+    """A loggable value as a float; TypeError for anything that is not a number."""
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float) or callable(getattr(value, "item", None))
+    ):
+        raise TypeError(
+            f"run.log(): {key!r} is a {type(value).__name__}, not a number"
+            " (log numbers; put text in run.config, run.summary or run.notes)"
+        )
+    if not isinstance(value, int | float):
+        value = value.item()  # numpy scalar, 0-d tensor
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"run.log(): {key!r} holds a {type(value).__name__}, not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise TypeError(f"run.log(): {key!r} is too large for a float") from None
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"run.log(): metric keys are non-empty strings, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH or key != key.strip() or not key.isprintable():
+        raise ValueError(
+            f"run.log(): bad metric key {key!r} (printable, no surrounding spaces,"
+            f" at most {MAX_KEY_LENGTH} characters)"
+        )
+
+
+class _SyncedDict(dict):
+    """A dict whose changes are sent to the run's ``config`` or ``summary`` (merged)."""
+
+    def __init__(self, run: Run, field: str, initial: Mapping[str, Any]) -> None:
+        super().__init__(initial)
+        self._run = weakref.proxy(run)
+        self._field = field
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._run._change({self._field: {key: None}})
+
+    def update(self, other: Any = (), /, **more: Any) -> None:
+        changes = {str(k): jsonable(v) for k, v in dict(other, **more).items()}
+        super().update(changes)
+        self._run._change({self._field: changes})
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self.update({key: default})
+        return self[key]
+
+
+class Run:
+    """A training run. Create it with ``sdk.init()``."""
+
+    def __init__(
+        self, *, settings: Settings, data: dict[str, Any] | None, create: dict[str, Any]
+    ) -> None:
+        data = data or {}
+        self._settings = settings
+        self.id: int | None = data.get("id")
+        self.name: str = data.get("name") or create.get("name") or "offline run"
+        self.url: str | None = data.get("url")
+        self.project: str = data.get("project") or create["project"]
+        self.config = _SyncedDict(self, "config", data.get("config") or create.get("config") or {})
+        self.summary = _SyncedDict(self, "summary", data.get("summary") or {})
+        self._tags = list(data.get("tags") or create.get("tags") or [])
+        self._notes = data.get("notes") or create.get("notes") or ""
+        self._step = 0
+        self._keys_ok: set[str] = set()
+        self._finished = False
+        self._forked_child = False
+        self._spool = SpoolRun.for_run(settings.spool_dir, self._spool_header(create))
+        self._sender = self._new_sender()
+        lifecycle.register(self)
+
+    def _spool_header(self, create: dict[str, Any]) -> dict[str, Any]:
+        header = {"url": self._settings.url, "run_id": self.id, "project": self.project}
+        return header if self.id is not None else {**header, "create": create}
+
+    def _new_sender(self) -> Sender:
+        sender = Sender(settings=self._settings, run_id=self.id, spool=self._spool)
+        sender.start()
+        return sender
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.name!r} in {self.project}>"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> None:
+        if kind is None:
+            self.finish()
+        else:
+            status, message, tail, code = lifecycle.describe_exception(kind, error, tb)
+            self.finish(status, exit_code=code, error=message, traceback=tail)
+
+    # --- logging ---------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
+        """Queue the metrics in ``data`` at ``step`` (the next step when omitted).
+
+        Never waits for the network. Non-numeric values raise ``TypeError``
+        here, before anything is queued.
+        """
+        if self._finished:
+            raise RuntimeError("run.log() after run.finish()")
+        values = {}
+        keys_ok = self._keys_ok
+        for key, value in data.items():
+            if key not in keys_ok:
+                _check_key(key)
+                keys_ok.add(key)
+            kind = type(value)
+            values[key] = value if kind is float else _number(key, value)
+        if len(values) > MAX_POINTS_PER_BATCH:
+            raise ValueError(f"run.log(): at most {MAX_POINTS_PER_BATCH} metrics per call")
+        step = self._next_step(step)
+        if values:
+            record = ("p", step, time.time(), values)
+            if not self._sender.put(record):
+                self._spill(record)
+
+    def _next_step(self, step: Any) -> int:
+        if step is None:
+            if self._forked_child:
+                lifecycle.warn_fork_auto_step()
+            step = self._step
+        elif isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
+            raise TypeError(f"run.log(): step must be a non-negative integer, got {step!r}")
+        step = step.__index__()
+        if step >= self._step:
+            self._step = step + 1
+        return step
+
+    def _spill(self, record: tuple) -> None:
+        """The queue is full (the server is slow or down): write straight to the spool."""
+        _, step, stamp, values = record
+        points = [
+            {"key": k, "step": step, "value": json_value(v), "timestamp": stamp}
+            for k, v in values.items()
+        ]
+        self._spool.append(
+            {"kind": "points", "batch_id": f"spill-{step}-{stamp}", "points": points}
+        )
+
+    # --- run fields ----------------------------------------------------------------------
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._tags)
+
+    @tags.setter
+    def tags(self, tags: list[str]) -> None:
+        self._tags = [str(tag) for tag in tags]
+        self._change({"tags": self._tags})
+
+    @property
+    def notes(self) -> str:
+        return self._notes
+
+    @notes.setter
+    def notes(self, notes: str) -> None:
+        self._notes = str(notes)
+        self._change({"notes": self._notes})
+
+    def _change(self, fields: dict[str, Any]) -> None:
+        if not self._sender.put(("u", fields)):
+            self._spool.append({"kind": "patch", "data": fields})
+
+    def alert(
+        self, title: str, text: str = "", level: str = "info", wait_duration: float | timedelta = 60
+    ) -> None:
+        """Alert the team (through the project's ``sdk_alert`` rules).
+
+        The server mutes repeats of the same ``title`` on this run for
+        ``wait_duration`` seconds, so calling this every step pages once.
+        """
+        if level not in LEVELS:
+            raise ValueError(f"run.alert(): level must be one of {', '.join(LEVELS)}")
+        if isinstance(wait_duration, timedelta):
+            wait_duration = wait_duration.total_seconds()
+        body = {
+            "title": str(title),
+            "text": str(text),
+            "level": level,
+            "wait_duration": int(wait_duration),
+        }
+        if not self._sender.put(("a", body)):
+            self._spool.append({"kind": "alert", "data": body})
+
+    # --- the end -------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far was sent (or spooled)."""
+        return self._sender.flush(self._settings.finish_timeout if timeout is None else timeout)
+
+    def finish(
+        self,
+        status: str = "finished",
+        exit_code: int | None = None,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Send everything, then mark the run ``status``. Calling it again does nothing."""
+        if status not in STATUSES:
+            raise ValueError(f"run.finish(): status must be one of {', '.join(STATUSES)}")
+        if self._finished:
+            return
+        self._finished = True
+        lifecycle.unregister(self)
+        if self._forked_child:  # the parent owns the run: only send what this process logged
+            self._drain(self._settings.finish_timeout)
+            return
+        change: dict[str, Any] = {"status": status}
+        if exit_code is not None:
+            change["exit_code"] = exit_code
+        if error:
+            change.update(error=error[:500], traceback=(traceback or "")[-50_000:])
+        self._change(change)
+        self._drain(self._settings.finish_timeout)
+        self._goodbye(status, uploaded=self._upload_spool())
+
+    def _drain(self, timeout: float) -> None:
+        if not self._sender.flush(timeout):
+            warn(f"could not send everything within {timeout:.0f} s; keeping the rest on disk")
+            self._sender.abandon()
+            self._sender.flush(10)
+        self._sender.stop(5)
+
+    def _upload_spool(self) -> bool:
+        """Try to send what was spooled; False when it stays on disk."""
+        if not self._spool.exists:
+            return True
+        transport = Transport(self._settings.url, self._settings.token, timeout=10)
+        try:
+            run_id = sync.sync_folder(self._spool.folder, transport, budget=5)
+        except (TransportError, OSError) as problem:
+            warn(
+                f"{self._spool.points_written} points of this run are kept in"
+                f" {self._spool.folder} ({problem}). Upload them when the server is back:"
+                f" python -m tracking.sdk sync {self._spool.folder.parent}"
+            )
+            return False
+        finally:
+            transport.close()
+        self.id = self.id or run_id
+        return True
+
+    def _goodbye(self, status: str, *, uploaded: bool) -> None:
+        if self._settings.quiet:
+            return
+        if not uploaded:
+            warn(f"run {self.name!r} {status} here; the server learns it when the spool is synced")
+            return
+        warn(f"run {self.name!r} {status}: {self.url or f'run {self.id}'}")
+
+    def _become_fork_child(self) -> None:
+        """In a forked process: a fresh, empty queue, so nothing the parent queued is sent twice."""
+        self._forked_child = True
+        self._spool = SpoolRun.for_run(self._settings.spool_dir, self._spool.header)
+        self._sender = self._new_sender()
+
+
+def init(
+    project: str,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | None = None,
+    group: str | None = None,
+    notes: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    resume: int | None = None,
+) -> Run:
+    """Start (or with ``resume=<run id>``, continue) a run in ``project`` ("team/project").
+
+    ``url`` and ``token`` default to ``LABBOOK_URL`` and ``LABBOOK_TOKEN``.
+    When the server cannot be reached, the run is logged to the spool folder
+    and can be uploaded later with ``python -m tracking.sdk sync``.
+    """
+    settings = Settings.from_env(url=url, token=token)
+    create = {"project": project, **run_context()}
+    for field, value in (("name", name), ("group", group), ("notes", notes)):
+        if value is not None:
+            create[field] = str(value)
+    if config is not None:
+        create["config"] = jsonable(dict(config))
+    if tags is not None:
+        create["tags"] = [str(tag) for tag in tags]
+    transport = Transport(settings.url, settings.token, timeout=10)
+    try:
+        data, step = _start(transport, create, resume)
+    finally:
+        transport.close()
+    run = Run(settings=settings, data=data, create=create)
+    run._step = step
+    _hello(run, settings)
+    return run
+
+
+def _start(
+    transport: Transport, create: dict[str, Any], resume: int | None
+) -> tuple[dict[str, Any] | None, int]:
+    try:
+        if resume is not None:
+            return _resume(transport, int(resume))
+        return transport.request_retrying("POST", "/api/v1/runs", create, budget=5), 0
+    except TransportError as error:
+        if not error.retryable:
+            raise LabbookError(f"Labbook refused the run: {error}") from None
+        if resume is not None:
+            raise LabbookError(f"cannot resume run {resume}: {error}") from None
+        warn(f"{transport.url} is not answering ({error}); logging offline to the spool")
+        return None, 0
+
+
+def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int]:
+    data = transport.request_retrying(
+        "PATCH", f"/api/v1/runs/{run_id}", {"status": "running"}, budget=5
+    )
+    keys = transport.request_retrying("GET", f"/api/v1/runs/{run_id}/metrics", budget=5)
+    steps = [m["last_step"] for m in keys["metrics"] if m["last_step"] is not None]
+    return data, max(steps, default=-1) + 1
+
+
+def _hello(run: Run, settings: Settings) -> None:
+    if settings.quiet:
+        return
+    if run.id is None:
+        warn(f"run {run.name!r} is offline; its data goes to {run._spool.folder}")
+    else:
+        warn(f"run {run.name!r} → {run.url}")

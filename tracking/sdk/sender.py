@@ -1,0 +1,192 @@
+"""The background thread that ships a run's records to the server.
+
+``Run.log()`` only appends to a deque (no lock, no I/O); this thread wakes
+every ``flush_seconds`` (or sooner when the deque grows), groups points into
+batches of up to 10,000 with a fresh ``batch_id``, and sends them with
+retries. A batch the server cannot take within ``retry_seconds`` goes to the
+run's spool file with its ``batch_id``; while the server stays unreachable
+each later batch gets one attempt before it is spooled, so the deque never
+backs up behind a dead server.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from tracking.sdk.settings import Settings
+from tracking.sdk.spool import SpoolRun
+from tracking.sdk.transport import Transport, TransportError
+
+MAX_POINTS_PER_BATCH = 10_000
+WAKE_AT = 2_000  # records queued before log() wakes the sender early
+
+# Records: ("p", step, timestamp, {key: value}) points of one log() call,
+# ("u", {field: value}) a run change, ("a", {...}) an alert, ("f", Event) a flush marker.
+Record = tuple
+# kind -> (method, path after /api/v1/runs/{id}, what to call it, spool record kind)
+_ROUTES = {"u": ("PATCH", "", "run update", "patch"), "a": ("POST", "/alerts", "alert", "alert")}
+
+
+def json_value(value: float) -> float | str:
+    if value - value == 0:  # finite
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def warn(message: str) -> None:
+    print(f"labbook: {message}", file=sys.stderr, flush=True)
+
+
+class Sender:
+    def __init__(self, *, settings: Settings, run_id: int | None, spool: SpoolRun) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.spool = spool
+        self.queue: deque[Record] = deque()
+        self.wake = threading.Event()
+        self.abandoned = threading.Event()
+        self.degraded = False
+        self.sent_points = 0
+        self._stopping = False
+        self._warned: set[str] = set()
+        self._transport = Transport(settings.url, settings.token, timeout=settings.request_timeout)
+        self._last_contact = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="labbook-sender", daemon=True)
+
+    # --- called from the training code's threads -----------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, record: Record) -> bool:
+        """Queue ``record``; False when the queue is full (the caller spools it)."""
+        queue = self.queue
+        if len(queue) >= self.settings.queue_size:
+            return False
+        queue.append(record)
+        if len(queue) == WAKE_AT:
+            self.wake.set()
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far was sent or spooled."""
+        done = threading.Event()
+        self.queue.append(("f", done))
+        self.wake.set()
+        return done.wait(timeout)
+
+    def abandon(self) -> None:
+        """Stop talking to the server: spool whatever is still queued."""
+        self.abandoned.set()
+        self.wake.set()
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        self.wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- the thread -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(self.settings.flush_seconds)
+            self.wake.clear()
+            self._drain()
+            if self._stopping and not self.queue:
+                break
+            self._heartbeat_if_idle()
+        self._transport.close()
+
+    def _drain(self) -> None:
+        queue = self.queue
+        while queue:
+            points = self._take_points()
+            if points:
+                self._deliver_points(points)
+            elif queue:
+                self._deliver_other(queue.popleft())
+
+    def _take_points(self) -> list[dict[str, Any]]:
+        queue = self.queue
+        points: list[dict[str, Any]] = []
+        while queue and queue[0][0] == "p":
+            _, step, stamp, values = queue[0]
+            if points and len(points) + len(values) > MAX_POINTS_PER_BATCH:
+                break
+            queue.popleft()
+            points.extend(
+                {"key": key, "step": step, "value": json_value(value), "timestamp": stamp}
+                for key, value in values.items()
+            )
+        return points
+
+    def _deliver_points(self, points: list[dict[str, Any]]) -> None:
+        body = {"batch_id": uuid.uuid4().hex, "points": points}
+        if self._deliver("POST", f"/api/v1/runs/{self.run_id}/metrics", body, "points"):
+            self.sent_points += len(points)
+        else:
+            self.spool.append({"kind": "points", **body})
+
+    def _deliver_other(self, record: Record) -> None:
+        kind, payload = record
+        if kind == "f":
+            payload.set()
+            return
+        method, suffix, what, spooled_as = _ROUTES[kind]
+        if not self._deliver(method, f"/api/v1/runs/{self.run_id}{suffix}", payload, what):
+            self.spool.append({"kind": spooled_as, "data": payload})
+
+    def _deliver(self, method: str, path: str, body: Any, what: str) -> bool:
+        """Send with retries; False when the record must be spooled instead."""
+        if self.run_id is None or self.abandoned.is_set():
+            return False
+        budget = 0.0 if self.degraded else self.settings.retry_seconds
+        try:
+            self._transport.request_retrying(
+                method, path, body, budget=budget, interrupt=self.abandoned
+            )
+        except TransportError as error:
+            self._failed(error, what)
+            return False
+        self.degraded = False
+        self._last_contact = time.monotonic()
+        return True
+
+    def _failed(self, error: TransportError, what: str) -> None:
+        if error.retryable:
+            self.degraded = True
+            self._warn_once(
+                "down",
+                f"the server is not answering ({error}); keeping data in {self.spool.folder}"
+                " until it is back",
+            )
+        else:
+            self._warn_once(
+                f"refused-{what}",
+                f"the server refused a {what} ({error}); kept in {self.spool.folder}",
+            )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warn(message)
+
+    def _heartbeat_if_idle(self) -> None:
+        if self.run_id is None or self.degraded or self.abandoned.is_set():
+            return
+        if time.monotonic() - self._last_contact < self.settings.heartbeat_seconds:
+            return
+        try:
+            self._transport.request("POST", f"/api/v1/runs/{self.run_id}/heartbeat")
+        except TransportError:
+            return  # the next batch finds out whether the server is gone
+        self._last_contact = time.monotonic()

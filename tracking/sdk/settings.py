@@ -1,0 +1,60 @@
+"""SDK settings, read from the environment when a run starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str
+    token: str
+    spool_dir: Path
+    flush_seconds: float = 1.0
+    retry_seconds: float = 60.0
+    heartbeat_seconds: float = 30.0
+    finish_timeout: float = 30.0
+    request_timeout: float = 30.0
+    queue_size: int = 50_000
+    quiet: bool = False
+
+    @classmethod
+    def from_env(cls, *, url: str | None = None, token: str | None = None) -> Settings:
+        url = (url or os.environ.get("LABBOOK_URL") or "http://127.0.0.1:8000").rstrip("/")
+        token = token or os.environ.get("LABBOOK_TOKEN") or ""
+        if not token:
+            raise ValueError(
+                "No API token: pass token=... or set LABBOOK_TOKEN"
+                " (create one with `python manage.py createtoken USER` or in Settings)."
+            )
+        return cls(
+            url=url,
+            token=token,
+            spool_dir=spool_dir_default(),
+            flush_seconds=_number("LABBOOK_FLUSH_SECONDS", 1.0),
+            retry_seconds=_number("LABBOOK_RETRY_SECONDS", 60.0),
+            heartbeat_seconds=_number("LABBOOK_HEARTBEAT_SECONDS", 30.0),
+            finish_timeout=_number("LABBOOK_FINISH_TIMEOUT", 30.0),
+            queue_size=int(_number("LABBOOK_QUEUE_SIZE", 50_000)) or 1,
+            quiet=os.environ.get("LABBOOK_QUIET", "") not in ("", "0", "false"),
+        )
+
+
+def spool_dir_default() -> Path:
+    raw = os.environ.get("LABBOOK_SPOOL_DIR") or "~/.labbook/spool"
+    return Path(raw).expanduser()
