@@ -218,9 +218,9 @@ def _status_change(run: Run, *, status: str, exit_code: int | None, now: Any) ->
 
 @transaction.atomic
 def run_update(*, run: Run, data: dict[str, Any]) -> Run:
-    """Apply a PATCH: scalar fields replace, ``config`` and ``summary`` merge, ``tags`` replace.
+    """Apply a PATCH: scalars and ``tags`` replace; ``config``, ``summary``, ``metadata`` merge.
 
-    A ``null`` value inside ``config`` or ``summary`` removes that key.
+    A ``null`` value inside one of those objects removes that key.
     """
     cleaned = run_clean_fields(data)
     old_status = run.status
@@ -233,7 +233,7 @@ def run_update(*, run: Run, data: dict[str, Any]) -> Run:
     elif exit_code is not None:
         run.exit_code = exit_code
         changed.add("exit_code")
-    for name in ("config", "summary"):
+    for name in ("config", "summary", "metadata"):
         if name in cleaned:
             merged = {**getattr(run, name), **cleaned.pop(name)}
             setattr(run, name, {k: v for k, v in merged.items() if v is not None})
