@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import timedelta
@@ -117,6 +119,9 @@ class Run:
         self._keys_ok: set[str] = set()
         self._finished = False
         self._forked_child = False
+        self._overflow: list[tuple] = []
+        self._overflow_lock = threading.Lock()
+        self._spilled = False
         self._spool = SpoolRun.for_run(settings.spool_dir, self._spool_header(create))
         self._sender = self._new_sender()
         lifecycle.register(self)
@@ -182,15 +187,28 @@ class Run:
         return step
 
     def _spill(self, record: tuple) -> None:
-        """The queue is full (the server is slow or down): write straight to the spool."""
-        _, step, stamp, values = record
+        """The queue is full (the server is slower than the loop): gather, then write to disk."""
+        with self._overflow_lock:
+            if not self._overflow and not self._spilled:
+                self._spilled = True
+                warn(f"logging faster than the server takes it; spooling to {self._spool.folder}")
+            self._overflow.append(record)
+            if len(self._overflow) * len(record[3]) >= MAX_POINTS_PER_BATCH:
+                self._write_overflow()
+
+    def _write_overflow(self) -> None:
+        """One spool line for the gathered records (the caller holds the lock)."""
+        if not self._overflow:
+            return
         points = [
             {"key": k, "step": step, "value": json_value(v), "timestamp": stamp}
+            for _, step, stamp, values in self._overflow
             for k, v in values.items()
         ]
-        self._spool.append(
-            {"kind": "points", "batch_id": f"spill-{step}-{stamp}", "points": points}
-        )
+        self._overflow.clear()
+        for start in range(0, len(points), MAX_POINTS_PER_BATCH):
+            chunk = points[start : start + MAX_POINTS_PER_BATCH]
+            self._spool.append({"kind": "points", "batch_id": uuid.uuid4().hex, "points": chunk})
 
     # --- run fields ----------------------------------------------------------------------
 
@@ -241,6 +259,8 @@ class Run:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far was sent (or spooled)."""
+        with self._overflow_lock:
+            self._write_overflow()
         return self._sender.flush(self._settings.finish_timeout if timeout is None else timeout)
 
     def finish(
@@ -271,6 +291,8 @@ class Run:
         self._goodbye(status, uploaded=self._upload_spool())
 
     def _drain(self, timeout: float) -> None:
+        with self._overflow_lock:
+            self._write_overflow()
         if not self._sender.flush(timeout):
             warn(f"could not send everything within {timeout:.0f} s; keeping the rest on disk")
             self._sender.abandon()
@@ -307,6 +329,7 @@ class Run:
     def _become_fork_child(self) -> None:
         """In a forked process: a fresh, empty queue, so nothing the parent queued is sent twice."""
         self._forked_child = True
+        self._overflow, self._overflow_lock = [], threading.Lock()  # another thread may hold it
         self._spool = SpoolRun.for_run(self._settings.spool_dir, self._spool.header)
         self._sender = self._new_sender()
 
