@@ -148,8 +148,18 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(default=timezone.now)
+    client_id = models.CharField(
+        max_length=64, blank=True, help_text="The client's id for the create request (retries)."
+    )
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "client_id"],
+                condition=~models.Q(client_id=""),
+                name="run_unique_client_id",
+            )
+        ]
         indexes = [
             models.Index(fields=["project", "-created_at"], name="run_project_created"),
             models.Index(fields=["project", "status"], name="run_project_status"),

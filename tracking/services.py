@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from tracking import events
-from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking.models import (
     TERMINAL_STATUSES,
     WRITE_ROLES,
@@ -188,11 +188,47 @@ def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {name: rules[name](value) for name, value in data.items() if name in rules}
 
 
-@transaction.atomic
 def run_create(*, user: AbstractBaseUser, project: Project, **fields: Any) -> Run:
+    return run_create_or_get(user=user, project=project, **fields)[0]
+
+
+def run_create_or_get(
+    *, user: AbstractBaseUser, project: Project, client_id: str = "", **fields: Any
+) -> tuple[Run, bool]:
+    """Create a run; ``(run, created)``.
+
+    A ``client_id`` makes the request safe to retry: the same user sending
+    the same id again gets the run the first request created.
+    """
+    client_id = clean_text(client_id, field="client_id", max_length=64)
     fields = run_clean_fields(fields)
+    if client_id:
+        existing = _run_for_client_id(user, project, client_id)
+        if existing is not None:
+            return existing, False
+    try:
+        return _run_insert(user=user, project=project, client_id=client_id, fields=fields), True
+    except IntegrityError:  # a concurrent retry of the same request won the race
+        return _run_for_client_id(user, project, client_id), False
+
+
+def _run_for_client_id(user: AbstractBaseUser, project: Project, client_id: str) -> Run | None:
+    run = Run.objects.filter(created_by=user, client_id=client_id).first()
+    if run is not None and run.project_id != project.pk:
+        raise Conflict(
+            "conflict",
+            "This client_id already created a run in another project.",
+            field="client_id",
+        )
+    return run
+
+
+@transaction.atomic
+def _run_insert(
+    *, user: AbstractBaseUser, project: Project, client_id: str, fields: dict[str, Any]
+) -> Run:
     tags = fields.pop("tags", [])
-    run = Run.objects.create(project=project, created_by=user, **fields)
+    run = Run.objects.create(project=project, created_by=user, client_id=client_id, **fields)
     if not run.name:
         run.name = generated_run_name(run.pk)
         run.save(update_fields=["name"])

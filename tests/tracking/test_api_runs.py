@@ -329,3 +329,18 @@ def test_deleting_a_run_removes_its_metrics(world):
     assert MetricSeries.objects.filter(run_id=run.pk).count() == 0
     assert MetricPoint.objects.count() == 100
     assert MetricRollup.objects.exclude(series__run=keep).count() == 0
+
+
+def test_a_retried_create_with_the_same_client_id_returns_the_same_run(world):
+    client = world.editor.client()
+    body = {"project": "acme/mnist", "client_id": "c0ffee", "name": "once"}
+    first = client.post("/api/v1/runs", body, format="json")
+    again = client.post("/api/v1/runs", body, format="json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert Run.objects.count() == 1
+    other_user = world.owner.client().post("/api/v1/runs", body, format="json")
+    assert other_user.status_code == 201
+    elsewhere = client.post("/api/v1/runs", {**body, "project": "acme/other"}, format="json")
+    assert elsewhere.status_code == 409
+    assert elsewhere.json()["error"]["field"] == "client_id"

@@ -64,6 +64,11 @@ class RunWriteSerializer(serializers.Serializer):
 
 class RunCreateSerializer(RunWriteSerializer):
     project = serializers.CharField(help_text="'team/project'; created on first use by editors.")
+    client_id = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="Any id the client picks; resending it returns the same run (safe retries).",
+    )
 
 
 class RunPatchSerializer(RunWriteSerializer):

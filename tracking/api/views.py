@@ -147,7 +147,12 @@ class RunListView(APIView):
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunSerializer(page, many=True).data)
 
-    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer})
+    @extend_schema(
+        request=s.RunCreateSerializer,
+        responses={201: s.RunSerializer, 200: s.RunSerializer},
+        description="201 with a new run; 200 with the run an earlier request with the same"
+        " `client_id` created (a retry).",
+    )
     def post(self, request: Request) -> Response:
         data = reject_unknown(request.data, set(s.RunCreateSerializer().fields))
         if not isinstance(data.get("project"), str) or not data["project"]:
@@ -156,8 +161,9 @@ class RunListView(APIView):
             user=request.user, full_name=data["project"]
         )
         fields = {k: v for k, v in data.items() if k != "project"}
-        run = services.run_create(user=request.user, project=project, **fields)
-        return Response(s.RunSerializer(_with_series(run)).data, status=status.HTTP_201_CREATED)
+        run, created = services.run_create_or_get(user=request.user, project=project, **fields)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.RunSerializer(_with_series(run)).data, status=code)
 
 
 class RunDetailView(APIView):

@@ -352,7 +352,8 @@ def init(
     and can be uploaded later with ``python -m tracking.sdk sync``.
     """
     settings = Settings.from_env(url=url, token=token)
-    create = {"project": project, **run_context()}
+    # The client_id makes a retried create (the answer was lost) return the same run.
+    create = {"project": project, "client_id": uuid.uuid4().hex, **run_context()}
     for field, value in (("name", name), ("group", group), ("notes", notes)):
         if value is not None:
             create[field] = str(value)
