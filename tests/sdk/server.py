@@ -1,0 +1,162 @@
+"""A real Labbook server in a subprocess, with read-back helpers over its HTTP API.
+
+The server always runs on the embedded default (its own SQLite in its own
+LABBOOK_HOME, filesystem broker), even when the outer test run points
+DATABASE_URL at PostgreSQL: the SDK tests are about the client, and an
+isolated database keeps them independent of whatever else is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def server_env(home: Path) -> dict[str, str]:
+    drop = {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env.update(LABBOOK_HOME=str(home), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    return env
+
+
+def manage(home: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=server_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def prepare_home(home: Path) -> str:
+    """Migrate a fresh LABBOOK_HOME and answer an owner token of team 'lab'."""
+    home.mkdir(parents=True, exist_ok=True)
+    manage(home, "migrate", "--verbosity", "0")
+    return manage(home, "createtoken", "sdk-tester", "--team", "lab", "--role", "owner").strip()
+
+
+def as_float(value: Any) -> float:
+    """History values come back as numbers or as the strings "NaN" / "Infinity"."""
+    return NONFINITE[value] if isinstance(value, str) else float(value)
+
+
+class LabbookServer:
+    """uvicorn serving reports_app on a fixed port; stop() and start() keep port and home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = prepare_home(home)
+        self.process: subprocess.Popen | None = None
+        self.log_path = home / "server.log"
+
+    # --- The process ---------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "uvicorn", "reports_app.asgi:application"),
+            *("--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"),
+            *("--log-level", "warning", "--lifespan", "off"),
+        ]
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env={**server_env(self.home), "BASE_URL": self.url},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if not wait_until(self.ready, timeout=START_TIMEOUT, interval=0.1):
+            self.stop()
+            raise RuntimeError(f"the server did not answer /healthz:\n{self.output()}")
+
+    def ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{self.output()}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2, trust_env=False).is_success
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT; safe to call when not running."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- Reading back through the API -----------------------------------------------
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, trust_env=False)
+
+    def get(self, path: str, **params: Any) -> Any:
+        with self.client() as client:
+            return client.get(path, params=params).raise_for_status().json()
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.get(f"/api/v1/runs/{run_id}")
+
+    def runs(self, project: str) -> list[dict[str, Any]]:
+        return self.get("/api/v1/runs", project=project, page_size=500)["results"]
+
+    def metric_keys(self, run_id: int) -> dict[str, int]:
+        """key -> number of points stored."""
+        metrics = self.get(f"/api/v1/runs/{run_id}/metrics")["metrics"]
+        return {metric["key"]: metric["count"] for metric in metrics}
+
+    def history(self, run_id: int, key: str) -> tuple[list[int], list[float]]:
+        """Every stored point of ``key`` (paged through next_step), values as floats."""
+        steps: list[int] = []
+        values: list[float] = []
+        step_min = 0
+        while True:
+            page = self.get(f"/api/v1/runs/{run_id}/metrics/{key}", step_min=step_min)
+            steps += page["steps"]
+            values += [as_float(value) for value in page["values"]]
+            if page.get("next_step") is None:
+                return steps, values
+            step_min = page["next_step"]
+
+    def create_run(self, project: str) -> int:
+        with self.client() as client:
+            response = client.post("/api/v1/runs", json={"project": project})
+            return response.raise_for_status().json()["id"]
