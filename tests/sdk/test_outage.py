@@ -114,3 +114,22 @@ def test_it_starts_offline_when_the_server_is_down_and_syncs_the_run_once(
         assert_all_points(own_server, stored["id"], 50)
     assert stored["status"] == "finished" and stored["tags"] == ["offline"]
     assert stored["summary"]["best"] == 0.5
+
+
+def test_it_says_so_on_stderr_when_points_can_be_neither_sent_nor_kept(
+    proxy: Any,
+    start_run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the spool folder should be")
+    monkeypatch.setenv("LABBOOK_SPOOL_DIR", str(blocked))
+    monkeypatch.setenv("LABBOOK_RETRY_SECONDS", "0")
+    run = start_run(url=proxy.url)
+    proxy.fail("status", 1_000, status=503, path=r"/metrics$")
+    for step in range(7):
+        run.log({"loss": 1.0}, step=step)
+    run.flush(10)
+    assert "LOST 7 points" in capsys.readouterr().err

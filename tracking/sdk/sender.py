@@ -100,7 +100,10 @@ class Sender:
         while True:
             self.wake.wait(self.settings.flush_seconds)
             self.wake.clear()
-            self._drain()
+            try:
+                self._drain()
+            except Exception as error:  # the thread must outlive any surprise
+                warn(f"sender error: {type(error).__name__}: {error}")
             if self._stopping and not self.queue:
                 break
             self._heartbeat_if_idle()
@@ -134,7 +137,17 @@ class Sender:
         if self._deliver("POST", f"/api/v1/runs/{self.run_id}/metrics", body, "points"):
             self.sent_points += len(points)
         else:
-            self.spool.append({"kind": "points", **body})
+            self._keep({"kind": "points", **body})
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        """Spool ``record``; if even that fails, say what was lost instead of losing it quietly."""
+        try:
+            self.spool.append(record)
+        except OSError as error:
+            lost = len(record.get("points", ())) or 1
+            warn(
+                f"LOST {lost} {record['kind']} record(s): cannot write {self.spool.folder}: {error}"
+            )
 
     def _deliver_other(self, record: Record) -> None:
         kind, payload = record
@@ -143,7 +156,7 @@ class Sender:
             return
         method, suffix, what, spooled_as = _ROUTES[kind]
         if not self._deliver(method, f"/api/v1/runs/{self.run_id}{suffix}", payload, what):
-            self.spool.append({"kind": spooled_as, "data": payload})
+            self._keep({"kind": spooled_as, "data": payload})
 
     def _deliver(self, method: str, path: str, body: Any, what: str) -> bool:
         """Send with retries; False when the record must be spooled instead."""
