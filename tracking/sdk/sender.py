@@ -144,10 +144,10 @@ class Sender:
         try:
             self.spool.append(record)
         except OSError as error:
-            lost = len(record.get("points", ())) or 1
-            warn(
-                f"LOST {lost} {record['kind']} record(s): cannot write {self.spool.folder}: {error}"
+            what = (
+                f"{len(record['points'])} points" if "points" in record else f"a {record['kind']}"
             )
+            warn(f"LOST {what}: not sent, and writing {self.spool.folder} failed: {error}")
 
     def _deliver_other(self, record: Record) -> None:
         kind, payload = record
