@@ -1,6 +1,13 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
 class ReportsAppConfig(AppConfig):
     name = "reports_app"
     verbose_name = "Labbook"
+
+    def ready(self) -> None:
+        from reports_app import live
+
+        live.connect()
