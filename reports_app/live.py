@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -38,7 +39,7 @@ from tracking.validation import float_to_json
 
 logger = logging.getLogger(__name__)
 
-MAX_POINTS_PER_KEY = 2_000
+MAX_POINTS_PER_KEY = 500  # more in one batch: the client refetches the key, downsampled
 SEND_TIMEOUT = 2.0  # seconds; a stuck layer must not hold an ingest response for long
 
 Message = dict[str, Any]
@@ -59,16 +60,26 @@ def connect() -> None:
 
 
 def on_points_ingested(event: events.PointsIngested) -> None:
+    groups = run_group(event.run_id), project_group(event.project_id)
+    if not _listened(groups):
+        return  # building a 10,000-point message for nobody costs ingest ~10%
     summary = {key: float_to_json(row["last_value"]) for key, row in event.series.items()}
     publish(
         [
-            (run_group(event.run_id), points_message(event)),
-            (
-                project_group(event.project_id),
-                {"type": "project.run", "run": event.run_id, "summary": summary},
-            ),
+            (groups[0], points_message(event)),
+            (groups[1], {"type": "project.run", "run": event.run_id, "summary": summary}),
         ]
     )
+
+
+def _listened(groups: tuple[str, ...]) -> bool:
+    """False only when certain nobody is subscribed to any of ``groups``.
+
+    The in-memory layer (one process) keeps its groups in ``layer.groups``; a
+    shared layer (Redis) may have subscribers in other processes, so always True.
+    """
+    local = getattr(get_channel_layer(), "groups", None)
+    return not isinstance(local, dict) or any(local.get(group) for group in groups)
 
 
 def on_run_status_changed(event: events.RunStatusChanged) -> None:
@@ -87,27 +98,43 @@ def on_run_created(event: events.RunCreated) -> None:
 
 
 def points_message(event: events.PointsIngested) -> Message:
-    by_key: dict[str, list[tuple[int, float | None, float]]] = {}
-    for key, step, value, timestamp in event.points:
-        by_key.setdefault(key, []).append((step, value, timestamp))
-    series = {key: _series_payload(rows, event.series.get(key, {})) for key, rows in by_key.items()}
+    """Per key: the new points, or for a key with too many, its latest point and a flag.
+
+    ``event.rows`` is sorted by series and step, so each key's points arrive in order.
+    """
+    counts = Counter(series_id for series_id, _ in event.rows)
+    grouped: dict[int, list] = {sid: [] for sid, n in counts.items() if n <= MAX_POINTS_PER_KEY}
+    for series_id, point in event.rows:
+        bucket = grouped.get(series_id)
+        if bucket is not None:
+            bucket.append(point)
+    series = {}
+    for series_id in counts:
+        key = event.keys[series_id]
+        if series_id in grouped:
+            series[key] = _columns(grouped[series_id])
+        else:
+            series[key] = {**_latest(event.series[key]), "truncated": True}
     return {"type": "run.points", "run": event.run_id, "series": series}
 
 
-def _series_payload(rows: list[tuple[int, float | None, float]], summary: dict) -> Message:
-    if len(rows) > MAX_POINTS_PER_KEY:
-        last = max(rows)
-        if summary:  # the series' latest point, which a back-filling batch may not hold
-            last = (summary["last_step"], summary["last_value"], summary["last_timestamp"])
-        return {**_columns([last]), "truncated": True}
-    return _columns(sorted(rows, key=lambda row: row[0]))
-
-
-def _columns(rows: list[tuple[int, float | None, float]]) -> Message:
+def _latest(summary: dict[str, Any]) -> Message:
     return {
-        "steps": [step for step, _, _ in rows],
-        "values": [float_to_json(value) for _, value, _ in rows],
-        "timestamps": [timestamp for _, _, timestamp in rows],
+        "steps": [summary["last_step"]],
+        "values": [float_to_json(summary["last_value"])],
+        "timestamps": [summary["last_timestamp"]],
+    }
+
+
+def _columns(points: list) -> Message:
+    return {
+        "steps": [p.step for p in points],
+        # v - v == 0 holds exactly for finite floats: the cheap test for the common case.
+        "values": [
+            p.value if p.value is not None and p.value - p.value == 0 else float_to_json(p.value)
+            for p in points
+        ],
+        "timestamps": [p.timestamp for p in points],
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,19 @@ logger = logging.getLogger(__name__)
 class PointsIngested:
     run_id: int
     project_id: int
-    # (key, step, value, timestamp) of the points actually stored; value None is NaN.
-    points: list[tuple[str, int, float | None, float]] = field(repr=False)
+    # The points actually stored, as (series id, Point) sorted by series and step;
+    # ``keys`` names the series. Kept as ingest built them: a 10,000-point batch
+    # is not copied for an event nobody may need in full.
+    rows: Sequence[tuple[int, Any]] = field(repr=False)
+    keys: dict[int, str] = field(repr=False)
     # The series summaries after the batch, keyed by metric key.
     series: dict[str, dict[str, Any]] = field(repr=False)
+
+    def points(self) -> Iterator[tuple[str, int, float | None, float]]:
+        """(key, step, value, timestamp) of every stored point; value None is NaN."""
+        keys = self.keys
+        for series_id, point in self.rows:
+            yield keys[series_id], point.step, point.value, point.timestamp
 
 
 @dataclass(frozen=True)

@@ -387,7 +387,6 @@ def _touch_run(run: Run) -> None:
 
 
 def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Point]]) -> None:
-    keys = {sid: key for key, sid in series_ids.items()}
     touched = {sid for sid, _ in inserted}
     summaries = {
         row["key"]: row
@@ -407,7 +406,8 @@ def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Poi
         events.PointsIngested(
             run_id=run.pk,
             project_id=run.project_id,
-            points=[(keys[sid], p.step, p.value, p.timestamp) for sid, p in inserted],
+            rows=inserted,
+            keys={sid: key for key, sid in series_ids.items()},
             series=summaries,
         )
     )

@@ -228,7 +228,7 @@ def test_it_publishes_the_stored_points_after_commit(
     finally:
         events.unsubscribe(events.PointsIngested, seen.append)
     assert len(seen) == 1
-    assert [(key, step) for key, step, _, _ in seen[0].points] == [("loss", 2)]
+    assert [(key, step) for key, step, _, _ in seen[0].points()] == [("loss", 2)]
     assert seen[0].series["loss"]["count"] == 3
 
 
