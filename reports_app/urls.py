@@ -19,4 +19,6 @@ urlpatterns = [
     path("api/v1/", include("tracking.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: a team slug may not shadow the fixed paths above.
+    path("<str:team>/<str:project>/", views.project, name="project"),
 ]

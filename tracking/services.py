@@ -49,9 +49,17 @@ TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 # --- Teams and members ---------------------------------------------------------
 
 
+# Top-level paths of the site: a team with one of these slugs would hide its pages.
+RESERVED_TEAM_SLUGS = frozenset(
+    {"admin", "api", "healthz", "login", "logout", "password", "s", "settings", "static", "ws"}
+)
+
+
 @transaction.atomic
 def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") -> Team:
     slug = clean_slug(slug, field="slug", max_length=64)
+    if slug.lower() in RESERVED_TEAM_SLUGS:
+        raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
     if Team.objects.filter(slug=slug).exists():
         raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="slug")
     team = Team.objects.create(slug=slug, name=name or slug)

@@ -85,3 +85,11 @@ def test_it_creates_a_team_with_me_as_owner(world):
     taken = world.viewer.client().post("/api/v1/teams", {"slug": "acme"}, format="json")
     assert taken.status_code == 400
     assert taken.json()["error"]["field"] == "slug"
+
+
+def test_it_refuses_team_names_that_would_hide_site_pages(world):
+    for slug in ("admin", "API", "login", "static"):
+        response = world.owner.client().post("/api/v1/teams", {"slug": slug}, format="json")
+        assert response.status_code == 400, slug
+        assert response.json()["error"]["field"] == "slug"
+    assert not Team.objects.filter(slug__iexact="api").exists()

@@ -1,0 +1,299 @@
+"""What the server-rendered pages show: small read functions the views call.
+
+Every read goes through ``tracking.selectors`` so access checks live in one
+place; this module only shapes the rows for the templates. Each page costs a
+fixed number of queries however many runs exist (tags and metric summaries
+come prefetched by ``runs_for_user``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import timezone
+
+from tracking import selectors
+from tracking.models import Project, Run, RunStatus, Team
+
+PAGE_SIZE = 50
+RECENT_RUNS = 20
+ATTENTION_DAYS = 7
+ATTENTION_LIMIT = 20
+DEFAULT_SORT = "-created_at"
+MAX_COLUMNS = 20
+COLUMN_SOURCES = ("config", "summary")
+SORTABLE = {
+    "name": "Name",
+    "status": "Status",
+    "created_at": "Created",
+    "last_seen_at": "Last seen",
+}
+
+
+# --- Links: every href to a project or run page is built here ------------------
+
+
+def project_path(project: Project) -> str:
+    return reverse("project", kwargs={"team": project.team.slug, "project": project.slug})
+
+
+def run_path(run: Run) -> str:
+    """The run page (a later task) at the path ``tracking.api.serializers.run_url`` names."""
+    return f"/{run.project.team.slug}/{run.project.slug}/runs/{run.pk}"
+
+
+def compare_path(project: Project, run_ids: list[int]) -> str:
+    return f"{project_path(project)}compare?runs={','.join(map(str, run_ids))}"
+
+
+# --- Shared formatting ---------------------------------------------------------
+
+
+def run_duration(run: Run, *, now: datetime) -> timedelta:
+    end = run.ended_at or (now if run.status == RunStatus.RUNNING else run.last_seen_at)
+    return max(end - run.created_at, timedelta(0))
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".4g") if math.isfinite(value) else str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+@dataclass
+class RunRow:
+    """A run as a table row: the run plus what the template cannot compute itself."""
+
+    run: Run
+    href: str
+    duration: str
+    stalled: bool = False
+    cells: list[str] = field(default_factory=list)
+
+
+def stall_after() -> timedelta:
+    return timedelta(seconds=settings.LABBOOK["RUN_CRASH_AFTER_SECONDS"] / 2)
+
+
+def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
+    stalled = run.status == RunStatus.RUNNING and run.last_seen_at < now - stall_after()
+    return RunRow(
+        run=run,
+        href=run_path(run),
+        duration=format_duration(run_duration(run, now=now)),
+        stalled=stalled,
+        cells=[format_value(column_value(run, column)) for column in columns],
+    )
+
+
+# --- Home ----------------------------------------------------------------------
+
+
+@dataclass
+class TeamCard:
+    team: Team
+    projects: list[Project]
+
+
+def home_teams(user: selectors.User) -> list[TeamCard]:
+    """The user's teams, each with its projects annotated with ``run_count`` (two queries)."""
+    cards = {team.pk: TeamCard(team, []) for team in selectors.teams_for_user(user)}
+    projects = selectors.projects_for_user(user).annotate(run_count=Count("runs"))
+    for project in projects:
+        cards[project.team_id].projects.append(project)
+    return list(cards.values())
+
+
+def _plain_runs(user: selectors.User) -> QuerySet[Run]:
+    # The home tables show no tags or metrics: skip runs_for_user's prefetches.
+    return selectors.runs_for_user(user).prefetch_related(None)
+
+
+def home_recent_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+    runs = _plain_runs(user).order_by("-created_at", "-id")[:RECENT_RUNS]
+    return [run_row(run, now=now) for run in runs]
+
+
+def home_attention_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+    """Failed or crashed in the last week, and running runs silent for half the crash delay."""
+    since = now - timedelta(days=ATTENTION_DAYS)
+    broken = Q(status__in=[RunStatus.FAILED, RunStatus.CRASHED]) & (
+        Q(ended_at__gte=since) | Q(ended_at__isnull=True, last_seen_at__gte=since)
+    )
+    stalled = Q(status=RunStatus.RUNNING, last_seen_at__lt=now - stall_after())
+    runs = _plain_runs(user).filter(broken | stalled).order_by("-last_seen_at", "-id")
+    return [run_row(run, now=now) for run in runs[:ATTENTION_LIMIT]]
+
+
+# --- Project page: filters, sorting, columns -------------------------------------
+
+
+@dataclass
+class RunFilters:
+    status: list[str]
+    tag: str
+    search: str
+    sort: str
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> RunFilters:
+        status = [s for s in query.getlist("status") if s in RunStatus.values]
+        sort = query.get("sort", DEFAULT_SORT)
+        return cls(
+            status=status,
+            tag=query.get("tag", "").strip()[:100],
+            search=query.get("q", "").strip()[:200],
+            sort=sort if sort in selectors.RUN_ORDERINGS else DEFAULT_SORT,
+        )
+
+
+def project_runs(user: selectors.User, project: Project, filters: RunFilters) -> QuerySet[Run]:
+    runs = selectors.runs_for_user(
+        user,
+        project=project,
+        status=filters.status or None,
+        tags=[filters.tag] if filters.tag else None,
+        search=filters.search or None,
+    )
+    return runs.order_by(*selectors.RUN_ORDERINGS[filters.sort])
+
+
+def runs_page(runs: QuerySet[Run], number: str | None) -> Page:
+    return Paginator(runs, PAGE_SIZE).get_page(number)
+
+
+def parse_columns(raw: str) -> list[str]:
+    """``config.lr,summary.loss`` → valid, de-duplicated column names, in order."""
+    columns: list[str] = []
+    for name in (part.strip() for part in raw.split(",")):
+        source, _, key = name.partition(".")
+        if source in COLUMN_SOURCES and key and name not in columns and len(name) <= 250:
+            columns.append(name)
+    return columns[:MAX_COLUMNS]
+
+
+def _columns_session_key(project: Project) -> str:
+    return f"labbook.columns.{project.pk}"
+
+
+def chosen_columns(session: Any, query: QueryDict, project: Project) -> list[str]:
+    """Columns from ``?columns=`` (then remembered per project), else the remembered ones."""
+    key = _columns_session_key(project)
+    if "columns" in query:
+        raw = ",".join(query.getlist("columns"))
+        columns = parse_columns(raw)
+        if session.get(key) != columns:
+            session[key] = columns
+        return columns
+    return list(session.get(key, []))
+
+
+def column_value(run: Run, column: str) -> Any:
+    """A ``config.<key>`` or ``summary.<key>`` value; summaries fall back to the last metric."""
+    source, _, key = column.partition(".")
+    if source == "config":
+        return run.config.get(key)
+    if key in run.summary:
+        return run.summary[key]
+    return next((s.last_value for s in run.metric_series.all() if s.key == key), None)
+
+
+def available_columns(runs: list[Run]) -> list[str]:
+    config = {key for run in runs for key in run.config}
+    summary = {key for run in runs for key in run.summary}
+    summary |= {series.key for run in runs for series in run.metric_series.all()}
+    return [f"config.{k}" for k in sorted(config)] + [f"summary.{k}" for k in sorted(summary)]
+
+
+def query_string(query: QueryDict, **changes: str | None) -> str:
+    """``query`` with ``changes`` applied (None drops a key), as ``?a=1&b=2``."""
+    params = query.copy()
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value is not None:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@dataclass
+class SortHeader:
+    label: str
+    href: str
+    direction: str  # "asc", "desc" or "" when the table is not sorted by this column
+
+
+def sort_headers(query: QueryDict, current: str) -> dict[str, SortHeader]:
+    """One link per sortable column: ascending first, then toggling while it is current."""
+    headers = {}
+    for name, label in SORTABLE.items():
+        direction = {name: "asc", f"-{name}": "desc"}.get(current, "")
+        target = f"-{name}" if direction == "asc" else name
+        headers[name] = SortHeader(label, query_string(query, sort=target, page=None), direction)
+    return headers
+
+
+def selected_run_ids(query: QueryDict) -> list[int]:
+    ids = []
+    for raw in query.getlist("runs"):
+        if raw.isdigit() and 0 < int(raw) <= selectors.MAX_DB_INT and int(raw) not in ids:
+            ids.append(int(raw))
+    return ids
+
+
+def project_page_context(
+    user: selectors.User, project: Project, query: QueryDict, columns: list[str]
+) -> dict[str, Any]:
+    filters = RunFilters.from_query(query)
+    page = runs_page(project_runs(user, project, filters), query.get("page"))
+    runs = list(page.object_list)
+    now = timezone.now()
+    return {
+        "project": project,
+        "filters": filters,
+        "statuses": RunStatus.choices,
+        "page": page,
+        "rows": [run_row(run, now=now, columns=columns) for run in runs],
+        "columns": columns,
+        "available_columns": available_columns(runs),
+        "sort_headers": sort_headers(query, filters.sort),
+        "page_links": _page_links(query, page),
+        "project_href": project_path(project),
+        "filtered": bool(filters.status or filters.tag or filters.search),
+    }
+
+
+def _page_links(query: QueryDict, page: Page) -> dict[str, str]:
+    links = {}
+    if page.has_previous():
+        links["first"] = query_string(query, page=None)
+        links["previous"] = query_string(query, page=str(page.previous_page_number()))
+    if page.has_next():
+        links["next"] = query_string(query, page=str(page.next_page_number()))
+        links["last"] = query_string(query, page=str(page.paginator.num_pages))
+    return links
