@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from tracking import selectors
 from tracking.models import Project, Run, RunStatus, Team
+from tracking.validation import float_to_json
 
 PAGE_SIZE = 50
 RECENT_RUNS = 20
@@ -220,7 +221,8 @@ def column_value(run: Run, column: str) -> Any:
         return run.config.get(key)
     if key in run.summary:
         return run.summary[key]
-    return next((s.last_value for s in run.metric_series.all() if s.key == key), None)
+    series = next((s for s in run.metric_series.all() if s.key == key and s.count), None)
+    return None if series is None else float_to_json(series.last_value)  # a NaN shows as NaN
 
 
 def available_columns(runs: list[Run]) -> list[str]:

@@ -171,3 +171,14 @@ def test_it_costs_the_same_queries_for_3_and_60_runs(
     _make_runs(world, 57)
     viewer_client.get(URL, {"columns": ""})  # the next request saves the session again
     assert _page_queries(viewer_client, django_assert_max_num_queries) == few
+
+
+def test_it_shows_a_nan_last_value_as_nan(client, world):
+    from tracking import services
+    from tracking.ingest import Point, metrics_ingest
+
+    run = services.run_create(user=world.owner.user, project=world.project, name="diverged")
+    metrics_ingest(run=run, points=[Point("loss", 0, 1.0, 1.0), Point("loss", 1, None, 2.0)])
+    client.force_login(world.viewer.user)
+    page = client.get("/acme/mnist/?columns=summary.loss").content.decode()
+    assert ">NaN<" in page.replace(" ", "").replace("\n", "")
