@@ -12,6 +12,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -133,10 +134,23 @@ def demo_seed(*, owner: AbstractBaseUser) -> Team:
 
 def demo_run_seed(spec: DemoRun, *, project: Project, owner: AbstractBaseUser, now: float) -> Run:
     run = run_create(user=owner, project=project, **_run_fields(spec))
-    metrics_ingest(run=run, points=demo_points(spec, end=now - spec.hours_ago * 3600))
+    end = now - spec.hours_ago * 3600
+    metrics_ingest(run=run, points=demo_points(spec, end=end))
     if spec.status != RunStatus.RUNNING:
         run_update(run=run, data=_final_fields(spec, run))
+    _backdate(run, start=end - spec.steps * spec.seconds_per_step, end=end)
     return run
+
+
+def _backdate(run: Run, *, start: float, end: float) -> None:
+    """Demo only: give the run the timeline its points have (it 'ran' in the past)."""
+    fields = {
+        "created_at": datetime.fromtimestamp(start, tz=UTC),
+        "last_seen_at": datetime.fromtimestamp(end, tz=UTC),
+    }
+    if run.status != RunStatus.RUNNING:
+        fields["ended_at"] = fields["last_seen_at"]
+    Run.objects.filter(pk=run.pk).update(**fields)
 
 
 def _run_fields(spec: DemoRun) -> dict[str, Any]:
@@ -166,6 +180,9 @@ def _final_fields(spec: DemoRun, run: Run) -> dict[str, Any]:
     data: dict[str, Any] = {"status": spec.status, "exit_code": spec.exit_code}
     if spec.notes:
         data["notes"] = spec.notes
+    if spec.status == RunStatus.FAILED:
+        trace = FAILED_TRACEBACK[FAILED_TRACEBACK.index("Traceback") :]
+        data.update(error=trace.strip().splitlines()[-1], traceback=trace)
     if spec.status == RunStatus.FINISHED:
         series = {s.key: s for s in run.metric_series.all()}
         data["summary"] = {

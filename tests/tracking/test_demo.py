@@ -83,3 +83,14 @@ def test_it_does_not_duplicate_when_run_twice(admin) -> None:
     runs, points = Run.objects.count(), MetricPoint.objects.count()
     assert demo_seed(owner=admin) == first
     assert (Run.objects.count(), MetricPoint.objects.count()) == (runs, points)
+
+
+def test_it_gives_runs_a_past_timeline_and_the_failure_its_error(admin) -> None:
+    demo_seed(owner=admin)
+    failed = Run.objects.get(status=RunStatus.FAILED)
+    assert failed.error.startswith("FloatingPointError")
+    assert failed.traceback.startswith("Traceback")
+    for run in Run.objects.all():
+        assert run.created_at < run.last_seen_at
+        if run.status != RunStatus.RUNNING:
+            assert run.ended_at == run.last_seen_at
