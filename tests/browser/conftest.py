@@ -1,0 +1,153 @@
+"""Fixtures for real-browser tests: a real server, users with passwords, and chromium.
+
+Playwright drives Debian's ``chromium`` (``/usr/bin/chromium``, or
+``LABBOOK_CHROMIUM``); Playwright's own browser download is never used.
+Without chromium the tests skip, and fail under LABBOOK_REQUIRE_SERVICES=1.
+
+Playwright, chromium and the server are started once for this package and
+stopped after its last test (package scope), so they do not idle through the
+rest of the suite, and Playwright's event loop never outlives the tests that
+use it.
+
+A test that fails leaves a full-page screenshot in
+``test-artifacts/browser/<test name>.png`` under the repository root.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sdk.server import ROOT, LabbookServer, manage
+from tests.support import skip_or_fail
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+WAIT_MS = 5_000  # every wait of a test: locators, expect(), clicks
+NAVIGATION_MS = 10_000  # page loads
+LAUNCH_MS = 30_000
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Remember on the item whether its setup or call failed (read by ``page``)."""
+    report = yield
+    if report.when in ("setup", "call") and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@dataclass
+class User:
+    username: str
+    password: str
+    token: str
+    team: str
+
+
+@pytest.fixture(scope="package", autouse=True)
+def chromium() -> str:
+    """The chromium binary; checked first so a missing one skips before anything starts."""
+    path = os.environ.get("LABBOOK_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(path, os.X_OK):
+        skip_or_fail(
+            f"needs chromium at {path}: apt-get install chromium (or set LABBOOK_CHROMIUM)"
+        )
+    return path
+
+
+@pytest.fixture(scope="package")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
+    """A real uvicorn server with its own SQLite home, shared by the browser tests."""
+    server = LabbookServer(tmp_path_factory.mktemp("browser-home"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def set_password(server: LabbookServer, username: str, password: str) -> None:
+    """Set a password in the server's database (``createtoken`` makes unusable ones)."""
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        f"user = get_user_model().objects.get(username={username!r})\n"
+        f"user.set_password({password!r})\n"
+        "user.save(update_fields=['password'])\n"
+    )
+    manage(server.home, "shell", "--no-imports", "-c", code)
+
+
+def create_user(server: LabbookServer, username: str, *, team: str, role: str = "owner") -> User:
+    """A user of ``team`` with an API token and a password, in the server's database."""
+    token = manage(server.home, "createtoken", username, "--team", team, "--role", role).strip()
+    password = f"{username}-correct-horse-battery"
+    set_password(server, username, password)
+    return User(username, password, token, team)
+
+
+@pytest.fixture(scope="package")
+def make_user(live: LabbookServer) -> Callable[..., User]:
+    """``make_user("alice", team="acme")``: a user with a password and a token on ``live``."""
+    return functools.partial(create_user, live)
+
+
+@pytest.fixture(scope="package")
+def browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_ARGS, headless=True, timeout=LAUNCH_MS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page in a fresh context (no cookies); screenshot kept if the test fails."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    context.set_default_navigation_timeout(NAVIGATION_MS)
+    try:
+        tab = context.new_page()
+        yield tab
+        if request.node.stash.get(FAILED, False):
+            save_screenshot(tab, request.node.name)
+    finally:
+        context.close()
+
+
+def save_screenshot(tab: Any, test_name: str) -> Path | None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', test_name)}.png"
+    try:
+        tab.screenshot(path=str(path), full_page=True, timeout=WAIT_MS)
+    except Exception as error:  # a screenshot must never hide the test's own failure
+        print(f"could not save a screenshot to {path}: {error}")
+        return None
+    print(f"screenshot of the failed page: {path}")
+    return path
