@@ -12,7 +12,9 @@ app = Celery("labbook")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.conf.beat_schedule = {}
+app.conf.beat_schedule = {
+    "forget-old-batch-ids": {"task": "tracking.ingest_batches_prune", "schedule": 3600.0},
+}
 
 
 @app.task(name="labbook.ping")

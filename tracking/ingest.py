@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -30,6 +30,7 @@ from tracking.services import run_update
 from tracking.validation import clean_metric_key, clean_text, invalid
 
 MAX_STEP = 2**63 - 1
+BATCH_ID_MEMORY = timedelta(days=7)
 NAN_STRINGS = {
     "nan": None,
     "infinity": math.inf,
@@ -411,3 +412,14 @@ def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Poi
             series=summaries,
         )
     )
+
+
+def ingest_batches_prune(*, older_than: timedelta = BATCH_ID_MEMORY) -> int:
+    """Forget batch ids older than ``older_than``; answers how many were forgotten.
+
+    Retries come within minutes (the SDK gives up after LABBOOK_RETRY_SECONDS
+    and spools); a re-sent batch after that is still stored once, because
+    points are unique per (run, key, step).
+    """
+    deleted, _ = IngestBatch.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted

@@ -237,3 +237,30 @@ def test_a_run_summary_shows_last_values(world, run):
     post(client, run, {"points": points(10)})
     body = client.get(f"/api/v1/runs/{run.pk}").json()
     assert body["summary"] == {"loss": pytest.approx(0.1)}
+
+
+def test_old_batch_ids_are_forgotten_but_points_stay_unique(world, run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tracking.ingest import ingest_batches_prune
+    from tracking.models import IngestBatch
+
+    client = world.editor.client()
+    post(client, run, {"batch_id": "old", "points": points(5)})
+    post(client, run, {"batch_id": "new", "points": points(5, start=5)})
+    IngestBatch.objects.filter(batch_id="old").update(created_at=timezone.now() - timedelta(days=8))
+    assert ingest_batches_prune() == 1
+    assert list(IngestBatch.objects.values_list("batch_id", flat=True)) == ["new"]
+    again = post(client, run, {"batch_id": "old", "points": points(5)}).json()
+    assert again == {"accepted": 0, "duplicates": 5, "replayed": False}
+
+
+def test_the_prune_task_is_scheduled():
+    from reports_app.celery import app
+
+    tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "tracking.ingest_batches_prune" in tasks
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    assert "tracking.ingest_batches_prune" in app.tasks
