@@ -76,12 +76,8 @@ def chromium() -> str:
 @pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     """A real uvicorn server with its own SQLite home, shared by the browser tests."""
-    server = LabbookServer(tmp_path_factory.mktemp("browser-home"))
-    try:
-        server.start()
+    with LabbookServer(tmp_path_factory.mktemp("browser-home")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def set_password(server: LabbookServer, username: str, password: str) -> None:

@@ -25,23 +25,15 @@ FLUSH_SECONDS = "0.2"
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     """One server for the session; never stopped by a test (see ``own_server``)."""
-    labbook = LabbookServer(tmp_path_factory.mktemp("labbook-home"))
-    try:
-        labbook.start()
+    with LabbookServer(tmp_path_factory.mktemp("labbook-home")) as labbook:
         yield labbook
-    finally:
-        labbook.stop()
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[LabbookServer]:
     """A server of this test's own, which the test may stop() and start() again."""
-    labbook = LabbookServer(tmp_path / "own-home")
-    try:
-        labbook.start()
+    with LabbookServer(tmp_path / "own-home") as labbook:
         yield labbook
-    finally:
-        labbook.stop()
 
 
 @pytest.fixture

@@ -105,6 +105,18 @@ class LabbookServer:
         except httpx.HTTPError:
             return False
 
+    def __enter__(self) -> LabbookServer:
+        """Started for a ``with`` block, stopped at its end whatever happens."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT; safe to call when not running."""
         process, self.process = self.process, None
