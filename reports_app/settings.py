@@ -190,6 +190,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "reports_app.staticfinders.PlotlyFinder",  # plotly/plotly.min.js from the plotly package
+]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
