@@ -22,9 +22,9 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
-from tracking import selectors
+from tracking import selectors, services
 from tracking.models import Project, Run, RunStatus, Team
-from tracking.validation import float_to_json
+from tracking.validation import float_to_json, invalid
 
 PAGE_SIZE = 50
 RECENT_RUNS = 20
@@ -49,12 +49,14 @@ def project_path(project: Project) -> str:
 
 
 def run_path(run: Run) -> str:
-    """The run page (a later task) at the path ``tracking.api.serializers.run_url`` names."""
-    return f"/{run.project.team.slug}/{run.project.slug}/runs/{run.pk}"
+    """The run page, at the path ``tracking.api.serializers.run_url`` also names."""
+    kwargs = {"team": run.project.team.slug, "project": run.project.slug, "run_id": run.pk}
+    return reverse("run", kwargs=kwargs)
 
 
 def compare_path(project: Project, run_ids: list[int]) -> str:
-    return f"{project_path(project)}compare?runs={','.join(map(str, run_ids))}"
+    path = reverse("compare", kwargs={"team": project.team.slug, "project": project.slug})
+    return f"{path}?runs={','.join(map(str, run_ids))}"
 
 
 # --- Shared formatting ---------------------------------------------------------
@@ -87,6 +89,15 @@ def format_value(value: Any) -> str:
 
 
 @dataclass
+class Cell:
+    """A config or summary column's value in a row; ``source``/``key`` let live updates find it."""
+
+    source: str
+    key: str
+    text: str
+
+
+@dataclass
 class RunRow:
     """A run as a table row: the run plus what the template cannot compute itself."""
 
@@ -94,7 +105,7 @@ class RunRow:
     href: str
     duration: str
     stalled: bool = False
-    cells: list[str] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
 
 
 def stall_after() -> timedelta:
@@ -108,7 +119,10 @@ def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
         href=run_path(run),
         duration=format_duration(run_duration(run, now=now)),
         stalled=stalled,
-        cells=[format_value(column_value(run, column)) for column in columns],
+        cells=[
+            Cell(*column.split(".", 1), format_value(column_value(run, column)))
+            for column in columns
+        ],
     )
 
 
@@ -261,11 +275,34 @@ def sort_headers(query: QueryDict, current: str) -> dict[str, SortHeader]:
 
 
 def selected_run_ids(query: QueryDict) -> list[int]:
+    """Run ids from repeated ``runs`` and/or ``runs=1,2,3``, de-duplicated, in order."""
     ids = []
-    for raw in query.getlist("runs"):
+    for raw in ",".join(query.getlist("runs")).split(","):
+        raw = raw.strip()
         if raw.isdigit() and 0 < int(raw) <= selectors.MAX_DB_INT and int(raw) not in ids:
             ids.append(int(raw))
     return ids
+
+
+def can_edit(project: Project) -> bool:
+    """Whether the caller may change the project's runs (``project.role`` from the selector)."""
+    return project.role in selectors.WRITE_ROLES
+
+
+def bulk_tag(user: selectors.User, project: Project, form: QueryDict) -> int:
+    """Add or remove ``tag`` on the ticked runs (``tag_action`` add/remove); how many runs."""
+    action = form.get("tag_action")
+    if action not in ("add", "remove"):
+        raise invalid("tag_action", "Choose add or remove.")
+    ids = selected_run_ids(form)
+    if not ids:
+        raise invalid("runs", "Select at least one run.")
+    tag = form.get("tag", "").strip()
+    if not tag:
+        raise invalid("tag", "Type the tag to add or remove.")
+    runs = list(selectors.runs_for_user(user, project=project).filter(pk__in=ids))
+    services.runs_tag(runs=runs, **{action: [tag]})
+    return len(runs)
 
 
 def project_page_context(

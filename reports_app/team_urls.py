@@ -7,5 +7,41 @@ slug and are included after every fixed route.
 
 from __future__ import annotations
 
-fixed_patterns: list = []
-team_patterns: list = []
+from django.urls import path
+from django.views.generic import RedirectView
+
+from reports_app import team_views
+
+fixed_patterns: list = [
+    path("settings/", RedirectView.as_view(pattern_name="settings-tokens"), name="settings"),
+    path("settings/tokens/", team_views.tokens, name="settings-tokens"),
+    path(
+        "settings/tokens/<int:token_id>/revoke",
+        team_views.token_revoke,
+        name="settings-token-revoke",
+    ),
+    path("settings/teams/<str:team>/", team_views.team_members, name="settings-team"),
+    path(
+        "settings/teams/<str:team>/members/<int:user_id>/role",
+        team_views.member_role,
+        name="settings-member-role",
+    ),
+    path(
+        "settings/teams/<str:team>/members/<int:user_id>/remove",
+        team_views.member_remove,
+        name="settings-member-remove",
+    ),
+]
+team_patterns: list = [
+    path("<str:team>/", team_views.team, name="team"),
+    path(
+        "<str:team>/<str:project>/settings/",
+        team_views.project_settings,
+        name="project-settings",
+    ),
+    path(
+        "<str:team>/<str:project>/settings/delete",
+        team_views.project_delete,
+        name="project-delete",
+    ),
+]

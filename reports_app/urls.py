@@ -23,4 +23,11 @@ urlpatterns = [
     # Last: a team slug may not shadow the fixed paths above.
     path("", include(team_urls.team_patterns)),
     path("<str:team>/<str:project>/", views.project, name="project"),
+    path("<str:team>/<str:project>/compare", views.compare, name="compare"),
+    path("<str:team>/<str:project>/runs/<int:run_id>", views.run, name="run"),
+    path(
+        "<str:team>/<str:project>/runs/<int:run_id>/metrics.csv",
+        views.metric_csv,
+        name="run-metric-csv",
+    ),
 ]

@@ -1,18 +1,33 @@
-"""Pages of the web UI: thin views over ``reports_app.pages``."""
+"""Pages of the web UI: thin views over ``reports_app.pages`` and ``reports_app.run_pages``."""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods
 
-from reports_app import pages
-from tracking import selectors
-from tracking.errors import NotFound
+from reports_app import pages, run_pages
+from tracking import history, selectors, services
+from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.models import Project, Run
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     context = {
@@ -24,17 +39,121 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "reports_app/home.html", context)
 
 
-@login_required
-def project(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def _project(request: HttpRequest, team: str, project: str) -> Project:
     try:
-        found = selectors.project_get_for_user(request.user, f"{team}/{project}")
+        return selectors.project_get_for_user(request.user, f"{team}/{project}")
     except NotFound:
         raise Http404("No such project.") from None
-    if "compare" in request.GET:
-        run_ids = pages.selected_run_ids(request.GET)
+
+
+def _run(request: HttpRequest, team: str, project: str, run_id: int, *, write: bool = False) -> Run:
+    """The run, 404 for outsiders or when the URL names another project."""
+    try:
+        run = selectors.run_get_for_user(request.user, run_id, write=write)
+    except NotFound:
+        raise Http404("No such run.") from None
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    if (run.project.team.slug, run.project.slug) != (team, project):
+        raise Http404("No such run in this project.")
+    return run
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def project(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    query = request.POST if request.method == "POST" else request.GET
+    if "compare" in query:
+        run_ids = pages.selected_run_ids(query)
         if run_ids:
             return HttpResponseRedirect(pages.compare_path(found, run_ids))
+    elif request.method == "POST" and "tag_action" in query:
+        if not pages.can_edit(found):
+            raise DjangoPermissionDenied("Viewers cannot change runs.")
+        return _bulk_tag(request, found)
     columns = pages.chosen_columns(request.session, request.GET, found)
     context = pages.project_page_context(request.user, found, request.GET, columns)
-    context["compare_empty"] = "compare" in request.GET
+    context["compare_empty"] = "compare" in query
+    context["can_edit"] = pages.can_edit(found)
+    context["current_team"] = found.team
     return render(request, "reports_app/project.html", context)
+
+
+def _bulk_tag(request: HttpRequest, project: Project) -> HttpResponse:
+    back = request.POST.get("back", "")
+    back = back if back.startswith("?") else "?"
+    try:
+        count = pages.bulk_tag(request.user, project, request.POST)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Tags updated on {count} run{'s' if count != 1 else ''}.")
+    return HttpResponseRedirect(pages.project_path(project) + back)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def run(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+    found = _run(request, team, project, run_id, write=request.method == "POST")
+    if request.method == "POST":
+        return _annotate(request, found)
+    context = run_pages.run_page_context(request.user, found, now=timezone.now())
+    context["current_team"] = found.project.team
+    return render(request, "reports_app/run.html", context)
+
+
+def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
+    notes = request.POST.get("notes")
+    tags = request.POST.get("tags")
+    tag_list = None if tags is None else [t.strip() for t in tags.split(",") if t.strip()]
+    try:
+        services.run_annotate(run=run, notes=notes, tags=tag_list)
+    except ApplicationError as error:
+        what = "notes" if notes is not None else "tags"
+        messages.error(request, f"Could not save the {what}: {error.message}")
+    else:
+        messages.success(request, "Notes saved." if notes is not None else "Tags saved.")
+    return HttpResponseRedirect(pages.run_path(run))
+
+
+@login_required
+@require_GET
+def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+    found = _run(request, team, project, run_id)
+    try:
+        series = selectors.series_get(found, request.GET.get("key", ""))
+    except NotFound:
+        raise Http404("No such metric.") from None
+    name = slugify(f"{found.name}-{series.key}") or "metric"
+    response = StreamingHttpResponse(_csv_rows(series), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(series) -> Iterator[str]:
+    """Every point of the series, page by page: a million points never sit in memory at once."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(["step", "value", "timestamp"])
+    step_min: int | None = None
+    while True:
+        page = history.metric_history(series, step_min=step_min, limit=run_pages.CSV_PAGE)
+        for row in zip(page.steps, page.values, page.timestamps, strict=True):
+            yield writer.writerow(row)
+        if page.next_step is None:
+            return
+        step_min = page.next_step
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    context = run_pages.compare_page_context(request.user, found, request.GET, now=timezone.now())
+    context["current_team"] = found.team
+    return render(request, "reports_app/compare.html", context)

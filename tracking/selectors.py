@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
 from tracking.errors import ApplicationError, NotFound, PermissionDenied
 from tracking.models import (
     WRITE_ROLES,
+    ApiToken,
     Membership,
     MetricSeries,
     Project,
+    Role,
     Run,
     RunStatus,
     RunTag,
@@ -50,6 +53,67 @@ def teams_for_user(user: User) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user_id=user.pk).annotate(
         role=_role_subquery(user, "pk")
     )
+
+
+def team_memberships(team: Team) -> QuerySet[Membership]:
+    """Members with their users: owners first, then editors, then viewers, by username."""
+    rank = Case(
+        When(role=Role.OWNER, then=Value(0)),
+        When(role=Role.EDITOR, then=Value(1)),
+        default=Value(2),
+    )
+    return (
+        Membership.objects.filter(team=team)
+        .select_related("user", "team")
+        .order_by(rank, "user__username")
+    )
+
+
+def membership_get(team: Team, user_id: int) -> Membership:
+    if not 0 < user_id <= MAX_DB_INT:
+        raise NotFound("Member")
+    membership = team_memberships(team).filter(user_id=user_id).first()
+    if membership is None:
+        raise NotFound("Member")
+    return membership
+
+
+def user_find(identifier: str, *, field: str) -> AbstractBaseUser:
+    """The active user named ``identifier``, or the only one with that email address.
+
+    Errors are validation errors on ``field`` (not 404s): the caller typed a name.
+    """
+    value = identifier.strip()
+    if not value:
+        raise ApplicationError("invalid", "Enter a username or an email address.", field=field)
+    users = get_user_model().objects.filter(is_active=True)
+    user = users.filter(username=value).first()
+    if user is None and "@" in value:
+        matches = list(users.filter(email__iexact=value)[:2])
+        if len(matches) > 1:
+            raise ApplicationError(
+                "ambiguous", f"Several users have the email {value}: enter a username.", field=field
+            )
+        user = matches[0] if matches else None
+    if user is None:
+        raise ApplicationError(
+            "invalid", f"No user has the username or email {value!r}.", field=field
+        )
+    return user
+
+
+def tokens_for_user(user: User) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user_id=user.pk).order_by("-created_at", "-id")
+
+
+def token_get_for_user(user: User, token_id: int) -> ApiToken:
+    """One of the user's own tokens; anybody else's is ``NotFound``."""
+    if not 0 < token_id <= MAX_DB_INT:
+        raise NotFound("Token")
+    token = tokens_for_user(user).filter(pk=token_id).first()
+    if token is None:
+        raise NotFound("Token")
+    return token
 
 
 def projects_for_user(user: User, *, team_slug: str | None = None) -> QuerySet[Project]:

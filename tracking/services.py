@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from tracking import events
@@ -34,6 +34,7 @@ from tracking.models import (
 )
 from tracking.selectors import split_project_name, team_get_for_user
 from tracking.validation import (
+    MAX_TAGS,
     clean_json_object,
     clean_slug,
     clean_tags,
@@ -86,6 +87,69 @@ def user_get_or_create(*, username: str) -> tuple[AbstractBaseUser, bool]:
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return user, True
+
+
+def require_owner(role: str | None) -> None:
+    if role != Role.OWNER:
+        raise PermissionDenied("Only owners of the team can do this.")
+
+
+def _clean_role(role: str) -> str:
+    if role not in Role.values:
+        raise invalid("role", f"Role must be one of {', '.join(Role.values)}.")
+    return role
+
+
+@transaction.atomic
+def membership_add(*, team: Team, user: AbstractBaseUser, role: str) -> Membership:
+    """Add a newcomer; an existing member is refused (their role changes elsewhere)."""
+    role = _clean_role(role)
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise ApplicationError(
+            "already_exists",
+            f"{user.get_username()} is already a member of {team.slug}.",
+            field="member",
+        )
+    return Membership.objects.create(team=team, user=user, role=role)
+
+
+def _require_another_owner(membership: Membership) -> None:
+    """Refuse to take away the team's last owner: nobody could manage it any more.
+
+    Locking the team row first makes two owners demoting each other at once
+    take turns, so the second one sees that only one owner is left.
+    """
+    Team.objects.select_for_update().filter(pk=membership.team_id).first()
+    others = Membership.objects.filter(team_id=membership.team_id, role=Role.OWNER)
+    if not others.exclude(pk=membership.pk).exists():
+        raise ApplicationError(
+            "last_owner",
+            f"{membership.user.get_username()} is the last owner of {membership.team.slug}:"
+            " make another member an owner first.",
+            field="role",
+        )
+
+
+@transaction.atomic
+def membership_role_change(*, membership: Membership, role: str) -> Membership:
+    role = _clean_role(role)
+    if membership.role == Role.OWNER and role != Role.OWNER:
+        _require_another_owner(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, team: Team, user: AbstractBaseUser) -> None:
+    membership = (
+        Membership.objects.select_related("team", "user").filter(team=team, user=user).first()
+    )
+    if membership is None:
+        raise NotFound("Member")
+    if membership.role == Role.OWNER:
+        _require_another_owner(membership)
+    membership.delete()
 
 
 # --- API tokens ------------------------------------------------------------------
@@ -167,6 +231,40 @@ def project_get_or_create_for_write(
     )
     project.role = role
     return project
+
+
+@transaction.atomic
+def project_update(
+    *, project: Project, slug: str | None = None, description: str | None = None
+) -> Project:
+    """Rename and/or describe a project by ``project_create``'s rules.
+
+    On an error the project object is left as it was, so a form can show it again.
+    """
+    fields: dict[str, str] = {}
+    if slug is not None and slug != project.slug:
+        fields["slug"] = clean_slug(slug, field="name", max_length=100)
+    if description is not None:
+        fields["description"] = clean_text(description, field="description", max_length=5000)
+    if not fields:
+        return project
+    try:
+        with transaction.atomic():
+            Project.objects.filter(pk=project.pk).update(**fields)
+    except IntegrityError:
+        raise ApplicationError(
+            "already_exists", f"Project {project.team.slug}/{slug} already exists.", field="name"
+        ) from None
+    for name, value in fields.items():
+        setattr(project, name, value)
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> int:
+    """Delete the project with its runs and their metrics; answers how many runs went."""
+    _, deleted = project.delete()
+    return deleted.get(Run._meta.label, 0)
 
 
 # --- Runs --------------------------------------------------------------------------------
@@ -315,6 +413,42 @@ def run_heartbeat(*, run: Run) -> Run:
     Run.objects.filter(pk=run.pk).update(last_seen_at=now)
     run.last_seen_at = now
     return run
+
+
+@transaction.atomic
+def run_annotate(*, run: Run, notes: str | None = None, tags: list[str] | None = None) -> Run:
+    """Edit what people write about a run; unlike ``run_update`` it is no sign of life."""
+    data = {name: value for name, value in (("notes", notes), ("tags", tags)) if value is not None}
+    cleaned = run_clean_fields(data)
+    if "notes" in cleaned:
+        run.notes = cleaned["notes"]
+        run.save(update_fields=["notes"])
+    if "tags" in cleaned:
+        _tags_replace(run, cleaned["tags"])
+    return run
+
+
+@transaction.atomic
+def runs_tag(
+    *, runs: list[Run], add: list[str] | None = None, remove: list[str] | None = None
+) -> None:
+    """Add and remove tags on many runs at once (the project page's bulk edit)."""
+    add, remove = clean_tags(add, field="tag"), clean_tags(remove, field="tag")
+    run_ids = [run.pk for run in runs]
+    RunTag.objects.filter(run_id__in=run_ids, name__in=remove).delete()
+    if not add:
+        return
+    crowded = (
+        RunTag.objects.filter(run_id__in=run_ids)
+        .exclude(name__in=add)
+        .values("run_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=MAX_TAGS - len(add))
+    )
+    if crowded.exists():
+        raise invalid("tag", f"A run can carry at most {MAX_TAGS} tags.")
+    new = [RunTag(run_id=run_id, name=tag) for run_id in run_ids for tag in add]
+    RunTag.objects.bulk_create(new, ignore_conflicts=True)
 
 
 @transaction.atomic

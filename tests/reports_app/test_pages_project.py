@@ -105,7 +105,8 @@ def test_it_shows_chosen_config_and_summary_columns(viewer_client, world):
     assert '<th scope="col" class="num">config.lr</th>' in page
     assert '<th scope="col" class="num">summary.loss</th>' in page
     assert '<td class="num">0.0003</td>' in page
-    assert '<td class="num">0.25</td>' in page
+    summary_cell = f'data-summary-run="{run.pk}" data-summary-key="loss">0.25</td>'
+    assert summary_cell in page  # marked so live updates find it
     assert ">bogus</th>" not in page
 
 
@@ -182,3 +183,58 @@ def test_it_shows_a_nan_last_value_as_nan(client, world):
     client.force_login(world.viewer.user)
     page = client.get("/acme/mnist/?columns=summary.loss").content.decode()
     assert ">NaN<" in page.replace(" ", "").replace("\n", "")
+
+
+# --- Compare and bulk tags by POST ---------------------------------------------------
+
+
+def test_it_sends_runs_ticked_in_the_table_to_compare(viewer_client, world):
+    a, b = _run(world, "a"), _run(world, "b")
+    response = viewer_client.post(URL, {"runs": [a.pk, b.pk], "compare": "1"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/acme/mnist/compare?runs={a.pk},{b.pk}"
+
+
+def test_it_lets_an_editor_tag_and_untag_the_ticked_runs(client, world):
+    a, b, c = _run(world, "a"), _run(world, "b", tags=["old"]), _run(world, "c")
+    client.force_login(world.editor.user)
+    form = {"runs": [a.pk, b.pk], "tag_action": "add", "tag": "best", "back": "?sort=name"}
+    response = client.post(URL + "?sort=name", form)
+    assert response.status_code == 302 and response["Location"] == URL + "?sort=name"
+    assert [services.run_tags(r) for r in (a, b, c)] == [["best"], ["best", "old"], []]
+    assert "Tags updated on 2 runs." in client.get(URL).content.decode()
+    client.post(URL, {"runs": [b.pk], "tag_action": "remove", "tag": "old"})
+    assert services.run_tags(b) == ["best"]
+
+
+def test_it_shows_bulk_tag_controls_to_editors_only(client, world):
+    _run(world, "a")
+    client.force_login(world.viewer.user)
+    assert 'name="tag_action"' not in _get(client)
+    client.force_login(world.editor.user)
+    assert 'name="tag_action"' in _get(client)
+
+
+def test_it_refuses_bulk_tags_from_a_viewer(viewer_client, world):
+    a = _run(world, "a")
+    response = viewer_client.post(URL, {"runs": [a.pk], "tag_action": "add", "tag": "x"})
+    assert response.status_code == 403
+    assert services.run_tags(a) == []
+
+
+def test_it_cannot_tag_runs_of_another_team(client, world):
+    rival = services.project_create(user=world.outsider.user, team_slug="rival", slug="secret")
+    theirs = services.run_create(user=world.outsider.user, project=rival, name="theirs")
+    client.force_login(world.editor.user)
+    client.post(URL, {"runs": [theirs.pk], "tag_action": "add", "tag": "pwned"})
+    assert services.run_tags(theirs) == []
+
+
+def test_it_explains_a_bulk_tag_without_runs_or_tag(client, world):
+    a = _run(world, "a")
+    client.force_login(world.editor.user)
+    client.post(URL, {"tag_action": "add", "tag": "x"})
+    assert "Select at least one run." in _get(client)
+    client.post(URL, {"runs": [a.pk], "tag_action": "add", "tag": " "})
+    assert services.run_tags(a) == []
+    assert "Type the tag to add or remove." in _get(client)

@@ -1,0 +1,442 @@
+/* Labbook metric charts: a grid of Plotly charts, one per metric key, one trace per run.
+ *
+ * The page renders a card per chart (article.chart-card[data-key] with a div[data-plot])
+ * and a JSON config in <script id="charts-config">:
+ *   {runs: [{id, name, color, status, start}], charts: [{key, runs: [id, ...]}],
+ *    history: "/api/v1/runs/0/metrics/KEY", maxPoints: 1000}
+ * Data comes from the downsampling history API; zooming in refetches the visible range
+ * at full resolution; points from the websocket extend the traces in place.
+ */
+(function () {
+  "use strict";
+  const Labbook = (window.Labbook = window.Labbook || {});
+  const STORAGE_KEY = "labbook.chart-controls";
+
+  function historyUrl(config, runId, key, params) {
+    const path = key.split("/").map(encodeURIComponent).join("/");
+    const url = config.history.replace("/0/", "/" + runId + "/").replace(/KEY$/, path);
+    return url + "?" + new URLSearchParams(params).toString();
+  }
+
+  async function fetchSeries(config, runId, key, params) {
+    const response = await fetch(historyUrl(config, runId, key, params), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw new Error("history " + response.status);
+    const body = await response.json();
+    return {
+      steps: body.steps,
+      values: body.values,
+      times: body.timestamps,
+      downsampled: body.downsampled,
+    };
+  }
+
+  function numeric(value) {
+    return typeof value === "number" ? value : null; // "NaN" / "Infinity": a gap in the line
+  }
+
+  /* Exponential moving average with TensorBoard's debiasing; ``state`` carries over. */
+  function smooth(values, weight, state) {
+    return values.map(function (value) {
+      if (value === null) return null;
+      state.last = state.last * weight + (1 - weight) * value;
+      state.n += 1;
+      return state.last / (1 - Math.pow(weight, state.n));
+    });
+  }
+
+  function Grid(root, config) {
+    this.root = root;
+    this.config = config;
+    this.runs = new Map(config.runs.map((run) => [run.id, run]));
+    this.charts = new Map();
+    this.controls = Object.assign(
+      { search: "", log: false, smoothing: 0, x: "step" },
+      JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "{}"),
+      { search: "" },
+    );
+    this.observer = new IntersectionObserver(this.onVisible.bind(this), { rootMargin: "400px" });
+    config.charts.forEach((spec) => this.addChart(spec.key, spec.runs));
+    this.bindControls();
+    this.updateCount();
+  }
+
+  Grid.prototype.addChart = function (key, runIds) {
+    let card = this.root.querySelector('[data-key="' + CSS.escape(key) + '"]');
+    if (!card) card = this.newCard(key);
+    const chart = {
+      key: key,
+      card: card,
+      plot: card.querySelector("[data-plot]"),
+      runs: runIds.slice(),
+      data: new Map(), // run id -> {steps, values, times, downsampled}
+      zoom: null, // {range, data} while zoomed in
+      smoothState: new Map(),
+      loaded: false,
+      loading: false,
+      pending: [],
+    };
+    this.charts.set(key, chart);
+    this.observer.observe(card);
+    return chart;
+  };
+
+  Grid.prototype.newCard = function (key) {
+    const template = document.getElementById("chart-card-template");
+    const card = template.content.firstElementChild.cloneNode(true);
+    card.dataset.key = key;
+    card.querySelector("[data-title]").textContent = key;
+    const csv = card.querySelector("[data-csv]");
+    if (csv) csv.href = csv.dataset.csv + "?key=" + encodeURIComponent(key);
+    const empty = this.root.querySelector("[data-charts-empty]");
+    if (empty) empty.remove();
+    this.root.querySelector("[data-chart-grid]").appendChild(card);
+    card.hidden = !this.matches(key);
+    return card;
+  };
+
+  Grid.prototype.onVisible = function (entries) {
+    entries.forEach((entry) => {
+      if (!entry.isIntersecting) return;
+      this.observer.unobserve(entry.target);
+      this.load(this.charts.get(entry.target.dataset.key));
+    });
+  };
+
+  Grid.prototype.load = async function (chart) {
+    if (!chart || chart.loading) return;
+    chart.loading = true;
+    chart.card.classList.add("is-loading");
+    try {
+      const loaded = await Promise.all(
+        chart.runs.map((id) =>
+          fetchSeries(this.config, id, chart.key, { max_points: this.config.maxPoints }),
+        ),
+      );
+      chart.runs.forEach((id, i) => chart.data.set(id, loaded[i]));
+      chart.loaded = true;
+      this.render(chart);
+      const pending = chart.pending.splice(0);
+      pending.forEach((item) => this.extend(chart, item.run, item.points));
+    } catch (error) {
+      chart.card.querySelector("[data-plot]").textContent = "Could not load this chart.";
+    } finally {
+      chart.loading = false;
+      chart.card.classList.remove("is-loading");
+    }
+  };
+
+  /* x values of a series for the current x-axis mode. */
+  Grid.prototype.xs = function (runId, series) {
+    const mode = this.controls.x;
+    if (mode === "step") return series.steps.slice();
+    if (mode === "time") return series.times.map((t) => new Date(t * 1000));
+    const start = this.runs.get(runId).start;
+    return series.times.map((t) => (t - start) / 60);
+  };
+
+  Grid.prototype.traces = function (chart) {
+    const weight = this.controls.smoothing;
+    const traces = [];
+    chart.runs.forEach((id) => {
+      const run = this.runs.get(id);
+      const series = (chart.zoom && chart.zoom.data.get(id)) || chart.data.get(id);
+      const x = this.xs(id, series);
+      const y = series.values.map(numeric);
+      const state = { last: 0, n: 0 };
+      chart.smoothState.set(id, state);
+      const name = chart.runs.length > 1 ? run.name : chart.key;
+      traces.push({
+        x: x,
+        y: y,
+        name: name,
+        type: "scattergl",
+        mode: "lines",
+        line: { color: run.color, width: 1.5 },
+        opacity: weight > 0 ? 0.25 : 1,
+        showlegend: weight === 0,
+        hovertemplate: "%{y:.4g}<extra>" + run.name.replace(/</g, "&lt;") + "</extra>",
+      });
+      traces.push({
+        x: x,
+        y: smooth(y, weight, state),
+        name: name + (weight > 0 ? " (smoothed)" : ""),
+        type: "scattergl",
+        mode: "lines",
+        line: { color: run.color, width: 2 },
+        visible: weight > 0,
+        showlegend: weight > 0,
+        hoverinfo: "skip",
+      });
+    });
+    return traces;
+  };
+
+  Grid.prototype.layout = function (chart) {
+    const titles = { step: "step", time: "time", relative: "minutes since start" };
+    const xaxis = {
+      title: { text: titles[this.controls.x], font: { size: 11 } },
+      type: this.controls.x === "time" ? "date" : "linear",
+      automargin: true,
+    };
+    if (chart.zoom) Object.assign(xaxis, { range: chart.zoom.range, autorange: false });
+    return {
+      height: 260,
+      margin: { l: 50, r: 12, t: 8, b: 36 },
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "#fff",
+      font: { family: "system-ui, sans-serif", size: 11, color: "#1f2328" },
+      xaxis: xaxis,
+      yaxis: { type: this.controls.log ? "log" : "linear", automargin: true },
+      showlegend: chart.runs.length > 1,
+      legend: { orientation: "h", y: -0.25 },
+      hovermode: "x",
+    };
+  };
+
+  Grid.prototype.render = function (chart) {
+    if (!chart.loaded) return;
+    const plot = chart.plot;
+    plot.textContent = "";
+    window.Plotly.react(plot, this.traces(chart), this.layout(chart), {
+      responsive: true,
+      displaylogo: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d"],
+    });
+    if (!plot.dataset.bound) {
+      plot.dataset.bound = "1";
+      plot.on("plotly_relayout", (event) => this.onRelayout(chart, event));
+    }
+    chart.card.dataset.points = String(this.pointCount(chart));
+  };
+
+  Grid.prototype.pointCount = function (chart) {
+    let total = 0;
+    chart.data.forEach((series) => (total += series.steps.length));
+    return total;
+  };
+
+  /* Zoom: refetch the visible step range at full resolution; double-click resets. */
+  Grid.prototype.onRelayout = async function (chart, event) {
+    if (event["xaxis.autorange"]) {
+      if (chart.zoom) {
+        chart.zoom = null;
+        this.render(chart);
+      }
+      return;
+    }
+    if (!("xaxis.range[0]" in event)) return;
+    const range = [event["xaxis.range[0]"], event["xaxis.range[1]"]];
+    const steps = this.stepRange(chart, range);
+    const coarse = chart.runs.filter((id) => chart.data.get(id).downsampled);
+    if (!steps || coarse.length === 0) return; // every point is already drawn
+    const data = new Map();
+    await Promise.all(
+      chart.runs.map(async (id) => {
+        const params = { max_points: this.config.maxPoints, step_min: steps[0], step_max: steps[1] };
+        const full = chart.data.get(id);
+        data.set(id, full.downsampled ? await fetchSeries(this.config, id, chart.key, params) : full);
+      }),
+    );
+    chart.zoom = { range: range, data: data };
+    this.render(chart);
+    chart.card.dataset.zoomed = "1";
+  };
+
+  Grid.prototype.stepRange = function (chart, range) {
+    if (this.controls.x === "step") {
+      return [Math.max(0, Math.floor(range[0])), Math.max(0, Math.ceil(range[1]))];
+    }
+    const toNumber = (x) =>
+      this.controls.x === "time" ? Date.parse(String(x).replace(" ", "T")) : Number(x);
+    const lo = toNumber(range[0]);
+    const hi = toNumber(range[1]);
+    let first = Infinity;
+    let last = -Infinity;
+    chart.runs.forEach((id) => {
+      const series = chart.data.get(id);
+      this.xs(id, series).forEach((x, i) => {
+        const value = x instanceof Date ? x.getTime() : x;
+        if (value >= lo && value <= hi) {
+          first = Math.min(first, series.steps[Math.max(i - 1, 0)]);
+          last = Math.max(last, series.steps[Math.min(i + 1, series.steps.length - 1)]);
+        }
+      });
+    });
+    return first <= last ? [first, last] : null;
+  };
+
+  /* New points for one run and key (from the websocket or a catch-up read). */
+  Grid.prototype.extend = function (chart, runId, points) {
+    if (!chart.loaded) {
+      chart.pending.push({ run: runId, points: points });
+      return;
+    }
+    const series = chart.data.get(runId);
+    if (!series) return;
+    const lastStep = series.steps.length ? series.steps[series.steps.length - 1] : -1;
+    const fresh = { steps: [], values: [], times: [] };
+    points.steps.forEach((step, i) => {
+      if (step <= lastStep) return; // already drawn (first value wins on the server too)
+      fresh.steps.push(step);
+      fresh.values.push(points.values[i]);
+      fresh.times.push(points.timestamps[i]);
+    });
+    if (fresh.steps.length === 0) return;
+    const targets = [series];
+    const zoomed = chart.zoom && chart.zoom.data.get(runId);
+    if (zoomed && zoomed !== series) targets.push(zoomed);
+    targets.forEach((target) => {
+      target.steps.push(...fresh.steps);
+      target.values.push(...fresh.values);
+      target.times.push(...fresh.times);
+    });
+    const index = chart.runs.indexOf(runId);
+    const x = this.xs(runId, fresh);
+    const y = fresh.values.map(numeric);
+    const smoothed = smooth(y, this.controls.smoothing, chart.smoothState.get(runId));
+    window.Plotly.extendTraces(chart.plot, { x: [x, x], y: [y, smoothed] }, [2 * index, 2 * index + 1]);
+    chart.card.dataset.points = String(this.pointCount(chart));
+    const last = chart.card.querySelector("[data-stat-last]");
+    if (last && chart.runs.length === 1) last.textContent = Labbook.formatValue(fresh.values[fresh.values.length - 1]);
+  };
+
+  /* A live "run.points" message. */
+  Grid.prototype.onPoints = function (message) {
+    Object.entries(message.series).forEach(([key, points]) => {
+      let chart = this.charts.get(key);
+      if (!chart) {
+        chart = this.addChart(key, [message.run]);
+      } else if (!chart.runs.includes(message.run)) {
+        chart.runs.push(message.run);
+        if (chart.loaded) return this.reload(chart);
+      }
+      if (points.truncated) return this.reload(chart);
+      this.extend(chart, message.run, points);
+      this.updateCount();
+    });
+  };
+
+  Grid.prototype.reload = function (chart) {
+    chart.loaded = false;
+    chart.zoom = null;
+    chart.pending = [];
+    this.load(chart);
+  };
+
+  /* After a reconnect: read what the socket missed, from the last step each chart has. */
+  Grid.prototype.catchUp = async function () {
+    const work = [];
+    this.charts.forEach((chart) => {
+      if (!chart.loaded) return;
+      chart.runs.forEach((id) => {
+        const series = chart.data.get(id);
+        const last = series.steps.length ? series.steps[series.steps.length - 1] : -1;
+        const params = { step_min: last + 1, max_points: this.config.maxPoints };
+        work.push(
+          fetchSeries(this.config, id, chart.key, params)
+            .then((missed) => {
+              const points = { steps: missed.steps, values: missed.values, timestamps: missed.times };
+              this.extend(chart, id, points);
+            })
+            .catch(() => {}),
+        );
+      });
+    });
+    await Promise.all(work);
+  };
+
+  Grid.prototype.matches = function (key) {
+    return key.toLowerCase().includes(this.controls.search.toLowerCase());
+  };
+
+  Grid.prototype.updateCount = function () {
+    const output = this.root.querySelector("[data-chart-count]");
+    let shown = 0;
+    this.charts.forEach((chart) => (shown += chart.card.hidden ? 0 : 1));
+    if (output) {
+      output.textContent =
+        shown === this.charts.size
+          ? this.charts.size + " chart" + (this.charts.size === 1 ? "" : "s")
+          : shown + " of " + this.charts.size + " charts";
+    }
+  };
+
+  Grid.prototype.save = function () {
+    const { log, smoothing, x } = this.controls;
+    window.localStorage.setItem(STORAGE_KEY, JSON.stringify({ log, smoothing, x }));
+  };
+
+  Grid.prototype.rerenderAll = function () {
+    this.charts.forEach((chart) => this.render(chart));
+  };
+
+  Grid.prototype.bindControls = function () {
+    const search = this.root.querySelector("[data-chart-search]");
+    const log = this.root.querySelector("[data-chart-log]");
+    const smoothing = this.root.querySelector("[data-chart-smoothing]");
+    const smoothingOut = this.root.querySelector("[data-chart-smoothing-value]");
+    const xMode = this.root.querySelector("[data-chart-x]");
+    if (log) log.checked = this.controls.log;
+    if (smoothing) smoothing.value = String(this.controls.smoothing);
+    if (smoothingOut) smoothingOut.textContent = Number(this.controls.smoothing).toFixed(2);
+    if (xMode) xMode.value = this.controls.x;
+    search?.addEventListener("input", () => {
+      this.controls.search = search.value.trim();
+      this.charts.forEach((chart) => (chart.card.hidden = !this.matches(chart.key)));
+      this.updateCount();
+    });
+    log?.addEventListener("change", () => {
+      this.controls.log = log.checked;
+      this.save();
+      this.charts.forEach((chart) => {
+        if (chart.loaded) window.Plotly.relayout(chart.plot, { "yaxis.type": log.checked ? "log" : "linear" });
+      });
+    });
+    smoothing?.addEventListener("input", () => {
+      this.controls.smoothing = Number(smoothing.value);
+      smoothingOut.textContent = this.controls.smoothing.toFixed(2);
+      this.save();
+      this.rerenderAll();
+    });
+    xMode?.addEventListener("change", () => {
+      this.controls.x = xMode.value;
+      this.save();
+      this.charts.forEach((chart) => (chart.zoom = null));
+      this.rerenderAll();
+    });
+  };
+
+  Labbook.charts = function (root) {
+    const config = JSON.parse(document.getElementById("charts-config").textContent);
+    const grid = new Grid(root, config);
+    const state = Labbook.showLiveState(document.querySelector("[data-live-state]"));
+    grid.socket = Labbook.live(
+      { runs: config.runs.map((run) => run.id) },
+      {
+        message(msg) {
+          if (msg.type === "run.points") {
+            grid.onPoints(msg);
+            Object.entries(msg.series).forEach(([key, points]) => {
+              Labbook.updateSummary(msg.run, key, points.values[points.values.length - 1]);
+            });
+          } else if (msg.type === "run.status") {
+            Labbook.updateStatus(msg.run, msg.status);
+          }
+        },
+        connected(isReconnect) {
+          if (isReconnect) grid.catchUp();
+        },
+        state: state,
+      },
+    );
+    return grid;
+  };
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const root = document.querySelector("[data-charts]");
+    if (root) Labbook.grid = Labbook.charts(root);
+  });
+})();

@@ -1,0 +1,231 @@
+"""What the team page, the settings pages and the top bar show, and how their forms fail.
+
+Reads go through ``tracking.selectors`` and writes through ``tracking.services``;
+this module shapes rows for the templates and puts a service's
+``ApplicationError`` next to the form field it names. Views check roles
+before any write (``services.require_write`` / ``require_owner``): hidden
+buttons are not a permission check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import HttpRequest, QueryDict
+from django.utils import timezone
+
+from reports_app import pages
+from tracking import selectors, services
+from tracking.errors import ApplicationError
+from tracking.models import WRITE_ROLES, ApiToken, Membership, Project, Role, Run, RunStatus, Team
+from tracking.validation import invalid
+
+T = TypeVar("T")
+NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
+MEMBER_FIELDS = ("member", "role")
+PROJECT_FIELDS = ("name", "description")
+
+
+# --- Top bar ---------------------------------------------------------------------
+
+
+def top_bar(request: HttpRequest) -> dict[str, Any]:
+    """Context processor: the user's teams for the team switcher and the user menu.
+
+    The queryset is lazy, so it costs one query on pages that render the top
+    bar and none elsewhere (the admin, anonymous visitors).
+    """
+    if not request.user.is_authenticated:
+        return {}
+    return {"nav_teams": selectors.teams_for_user(request.user)}
+
+
+# --- Forms -------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    """A form as the template shows it: the values to fill in and an error per field."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, error: ApplicationError, data: QueryDict, *, fields: Sequence[str]) -> Form:
+        """The posted values with ``error`` next to its field (else next to the first one)."""
+        name = error.field if error.field in fields else fields[0]
+        return cls(values={f: data.get(f, "") for f in fields}, errors={name: error.message})
+
+    @property
+    def message(self) -> str:
+        return " ".join(self.errors.values())
+
+
+def submit(
+    action: Callable[[], T], data: QueryDict, *, fields: Sequence[str]
+) -> tuple[T | None, Form]:
+    """Run a write; a bad input becomes a ``Form`` to show again.
+
+    Only input errors (status 400) are caught: a 403 or a 404 from the service
+    propagates to the view, which answers with that status.
+    """
+    try:
+        return action(), Form()
+    except ApplicationError as error:
+        if error.status != 400:
+            raise
+        return None, Form.failed(error, data, fields=fields)
+
+
+# --- Team page ---------------------------------------------------------------------
+
+
+def team_projects(user: selectors.User, team: Team) -> list[Project]:
+    """The team's projects with ``run_count`` and ``last_run_at`` (one query)."""
+    projects = selectors.projects_for_user(user, team_slug=team.slug)
+    return list(projects.annotate(run_count=Count("runs"), last_run_at=Max("runs__created_at")))
+
+
+def _team_runs(user: selectors.User, team: Team) -> QuerySet[Run]:
+    # The team tables show no tags or metrics: skip runs_for_user's prefetches.
+    return selectors.runs_for_user(user).prefetch_related(None).filter(project__team=team)
+
+
+def team_recent_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
+    runs = _team_runs(user, team).order_by("-created_at", "-id")[: pages.RECENT_RUNS]
+    return [pages.run_row(run, now=now) for run in runs]
+
+
+def team_attention_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
+    """The home page's rule (``pages.home_attention_runs``) for one team."""
+    since = now - timedelta(days=pages.ATTENTION_DAYS)
+    broken = Q(status__in=[RunStatus.FAILED, RunStatus.CRASHED]) & (
+        Q(ended_at__gte=since) | Q(ended_at__isnull=True, last_seen_at__gte=since)
+    )
+    stalled = Q(status=RunStatus.RUNNING, last_seen_at__lt=now - pages.stall_after())
+    runs = _team_runs(user, team).filter(broken | stalled).order_by("-last_seen_at", "-id")
+    return [pages.run_row(run, now=now) for run in runs[: pages.ATTENTION_LIMIT]]
+
+
+def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "current_team": team,
+        "team": team,
+        "projects": team_projects(user, team),
+        "runs": team_recent_runs(user, team, now=now),
+        "attention": team_attention_runs(user, team, now=now),
+        "attention_days": pages.ATTENTION_DAYS,
+        "can_write": team.role in WRITE_ROLES,
+        "is_owner": team.role == Role.OWNER,
+        "form": form,
+    }
+
+
+def project_create(user: selectors.User, team: Team, data: QueryDict) -> Project:
+    return services.project_create(
+        user=user,
+        team_slug=team.slug,
+        slug=data.get("name", "").strip(),
+        description=data.get("description", ""),
+    )
+
+
+# --- Settings: team members -----------------------------------------------------------
+
+
+@dataclass
+class RowError:
+    """An error about one member's row (changing their role, removing them)."""
+
+    user_id: int
+    message: str
+
+
+def members_page_context(
+    team: Team, *, form: Form, row_error: RowError | None = None
+) -> dict[str, Any]:
+    return {
+        "section": "team",
+        "current_team": team,
+        "team": team,
+        "memberships": list(selectors.team_memberships(team)),
+        "is_owner": team.role == Role.OWNER,
+        "roles": Role.choices,
+        "form": form,
+        "row_error": row_error,
+    }
+
+
+def member_add(team: Team, data: QueryDict) -> Membership:
+    user = selectors.user_find(data.get("member", ""), field="member")
+    return services.membership_add(team=team, user=user, role=data.get("role", ""))
+
+
+# --- Settings: API tokens ------------------------------------------------------------------
+
+
+def token_create(user: selectors.User, session: SessionBase, data: QueryDict) -> ApiToken:
+    """Create a token and keep its raw value in the session for the next page only."""
+    token, raw = services.token_create(user=user, name=data.get("name", ""))
+    session[NEW_TOKEN_KEY] = {"id": token.pk, "name": token.name, "raw": raw}
+    return token
+
+
+def new_token_pop(session: SessionBase) -> dict[str, Any] | None:
+    """The token created just before, once: reading it removes it from the session."""
+    return session.pop(NEW_TOKEN_KEY, None)
+
+
+def tokens_page_context(
+    user: selectors.User, *, new_token: dict[str, Any] | None, form: Form, api_url: str
+) -> dict[str, Any]:
+    return {
+        "section": "tokens",
+        "tokens": list(selectors.tokens_for_user(user)),
+        "new_token": new_token,
+        "form": form,
+        "api_url": api_url,
+    }
+
+
+# --- Settings: project -----------------------------------------------------------------------
+
+
+def project_form(project: Project) -> Form:
+    return Form(values={"name": project.slug, "description": project.description})
+
+
+def project_settings_context(
+    project: Project, *, form: Form, delete_form: Form | None = None
+) -> dict[str, Any]:
+    return {
+        "current_team": project.team,
+        "project": project,
+        "project_href": pages.project_path(project),
+        "can_edit": project.role in WRITE_ROLES,
+        "can_delete": project.role == Role.OWNER,
+        "run_count": project.runs.count(),
+        "form": form,
+        "delete_form": delete_form or Form(),
+    }
+
+
+def project_update(project: Project, data: QueryDict) -> Project:
+    return services.project_update(
+        project=project,
+        slug=data.get("name", "").strip(),
+        description=data.get("description", ""),
+    )
+
+
+def project_delete(project: Project, data: QueryDict) -> int:
+    """Delete once the user has typed the project's full name; answers how many runs went."""
+    if data.get("confirm", "").strip() != project.full_name:
+        raise invalid("confirm", f"Type {project.full_name} exactly to confirm.")
+    return services.project_delete(project=project)

@@ -1,0 +1,236 @@
+"""The team page and the settings pages: thin views over ``reports_app.team_pages``.
+
+Every view answers 404 to outsiders (the selectors raise ``NotFound``) and
+403 to a member whose role may not make the change; a bad input shows the
+page again with status 400 and the error next to its field.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from reports_app import pages, team_pages
+from tracking import selectors, services
+from tracking.errors import NotFound, PermissionDenied
+from tracking.models import Project, Team
+
+View = Callable[..., HttpResponse]
+
+
+def _http_errors(view: View) -> View:
+    """Turn the services' NotFound and PermissionDenied into 404 and 403 pages."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            raise Http404("Not found.") from None
+        except PermissionDenied as error:
+            raise DjangoPermissionDenied(error.message) from None
+
+    return wrapper
+
+
+def _team(request: HttpRequest, slug: str) -> Team:
+    return selectors.team_get_for_user(request.user, slug)[0]  # team.role is the user's role
+
+
+def _project(request: HttpRequest, team: str, project: str) -> Project:
+    return selectors.project_get_for_user(request.user, f"{team}/{project}")
+
+
+def _status(*forms: team_pages.Form) -> int:
+    return 400 if any(form.errors for form in forms) else 200
+
+
+# --- Team page ---------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@_http_errors
+def team(request: HttpRequest, team: str) -> HttpResponse:
+    found = _team(request, team)
+    form = team_pages.Form()
+    if request.method == "POST":
+        services.require_write(found.role)
+        project, form = team_pages.submit(
+            lambda: team_pages.project_create(request.user, found, request.POST),
+            request.POST,
+            fields=team_pages.PROJECT_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Created project {project.full_name}.")
+            return redirect(pages.project_path(project))
+    context = team_pages.team_page_context(request.user, found, form=form)
+    return render(request, "reports_app/team.html", context, status=_status(form))
+
+
+# --- Settings: API tokens ------------------------------------------------------------
+
+
+@never_cache  # the page may show a new token: keep it out of the browser's cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    form = team_pages.Form()
+    if request.method == "POST":
+        _, form = team_pages.submit(
+            lambda: team_pages.token_create(request.user, request.session, request.POST),
+            request.POST,
+            fields=("name",),
+        )
+        if not form.errors:
+            return redirect("settings-tokens")
+    context = team_pages.tokens_page_context(
+        request.user,
+        new_token=team_pages.new_token_pop(request.session) if not form.errors else None,
+        form=form,
+        api_url=request.build_absolute_uri(reverse("api-teams")),
+    )
+    return render(request, "reports_app/settings/tokens.html", context, status=_status(form))
+
+
+@login_required
+@require_POST
+@_http_errors
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = selectors.token_get_for_user(request.user, token_id)
+    services.token_revoke(token=token)
+    messages.success(request, f"Revoked the token {token.name}: it no longer works.")
+    return redirect("settings-tokens")
+
+
+# --- Settings: team members --------------------------------------------------------------
+
+
+def _members_page(
+    request: HttpRequest,
+    found: Team,
+    form: team_pages.Form,
+    row_error: team_pages.RowError | None = None,
+) -> HttpResponse:
+    context = team_pages.members_page_context(found, form=form, row_error=row_error)
+    status = 400 if form.errors or row_error else 200
+    return render(request, "reports_app/settings/team.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@_http_errors
+def team_members(request: HttpRequest, team: str) -> HttpResponse:
+    found = _team(request, team)
+    form = team_pages.Form(values={"role": "editor"})
+    if request.method == "POST":
+        services.require_owner(found.role)
+        membership, form = team_pages.submit(
+            lambda: team_pages.member_add(found, request.POST),
+            request.POST,
+            fields=team_pages.MEMBER_FIELDS,
+        )
+        if not form.errors:
+            name = membership.user.get_username()
+            messages.success(request, f"Added {name} to {found.slug} as {membership.role}.")
+            return redirect("settings-team", team=found.slug)
+    return _members_page(request, found, form)
+
+
+@login_required
+@require_POST
+@_http_errors
+def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    membership = selectors.membership_get(found, user_id)
+    changed, form = team_pages.submit(
+        lambda: services.membership_role_change(
+            membership=membership, role=request.POST.get("role", "")
+        ),
+        request.POST,
+        fields=("role",),
+    )
+    if form.errors:
+        row_error = team_pages.RowError(user_id, form.message)
+        return _members_page(request, found, team_pages.Form(), row_error)
+    name = membership.user.get_username()
+    messages.success(request, f"{name} is now {changed.role} in {found.slug}.")
+    return redirect("settings-team", team=found.slug)
+
+
+@login_required
+@require_POST
+@_http_errors
+def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    membership = selectors.membership_get(found, user_id)
+    _, form = team_pages.submit(
+        lambda: services.membership_remove(team=found, user=membership.user),
+        request.POST,
+        fields=("role",),
+    )
+    if form.errors:
+        row_error = team_pages.RowError(user_id, form.message)
+        return _members_page(request, found, team_pages.Form(), row_error)
+    if membership.user_id == request.user.pk:
+        messages.success(request, f"You left {found.slug}.")
+        return redirect("home")
+    messages.success(request, f"Removed {membership.user.get_username()} from {found.slug}.")
+    return redirect("settings-team", team=found.slug)
+
+
+# --- Settings: project ----------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@_http_errors
+def project_settings(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    form = team_pages.project_form(found)
+    if request.method == "POST":
+        services.require_write(found.role)
+        updated, form = team_pages.submit(
+            lambda: team_pages.project_update(found, request.POST),
+            request.POST,
+            fields=team_pages.PROJECT_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Saved the settings of {updated.full_name}.")
+            return redirect("project-settings", team=updated.team.slug, project=updated.slug)
+    context = team_pages.project_settings_context(found, form=form)
+    return render(request, "reports_app/settings/project.html", context, status=_status(form))
+
+
+@login_required
+@require_POST
+@_http_errors
+def project_delete(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    services.require_owner(found.role)
+    runs, delete_form = team_pages.submit(
+        lambda: team_pages.project_delete(found, request.POST),
+        request.POST,
+        fields=("confirm",),
+    )
+    if delete_form.errors:
+        context = team_pages.project_settings_context(
+            found, form=team_pages.project_form(found), delete_form=delete_form
+        )
+        return render(request, "reports_app/settings/project.html", context, status=400)
+    deleted = f"{runs} run{pluralize(runs)}"
+    messages.success(request, f"Deleted project {found.full_name} and its {deleted}.")
+    return redirect("team", team=found.team.slug)

@@ -1,0 +1,102 @@
+"""The compare page: runs overlaid per metric and a config diff."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from reports_app import run_pages
+from tests.conftest import World
+from tracking import services
+from tracking.ingest import Point, metrics_ingest
+from tracking.models import Run
+
+URL = "/acme/mnist/compare"
+
+
+def _run(world: World, name: str, **fields) -> Run:
+    return services.run_create(user=world.owner.user, project=world.project, name=name, **fields)
+
+
+def _get(client, ids) -> str:
+    response = client.get(URL, {"runs": ",".join(str(i) for i in ids)})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def _charts(page: str) -> list[dict]:
+    found = re.search(r'<script id="charts-config" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1))["charts"]
+
+
+def test_it_overlays_the_runs_on_one_chart_per_metric(client, world):
+    a = _run(world, "a", config={"lr": 0.1, "bs": 64})
+    b = _run(world, "b", config={"lr": 0.01, "bs": 64, "warmup": 10})
+    metrics_ingest(run=a, points=[Point("loss", 0, 1.0, 1.0), Point("acc", 0, 0.5, 1.0)])
+    metrics_ingest(run=b, points=[Point("loss", 0, 2.0, 1.0)])
+    client.force_login(world.viewer.user)
+    page = _get(client, [b.pk, a.pk])
+    assert _charts(page) == [
+        {"key": "acc", "runs": [a.pk]},
+        {"key": "loss", "runs": [b.pk, a.pk]},  # in the order asked
+    ]
+    assert page.index(">b</a>") < page.index(">a</a>")
+    assert "2 of 3 keys differ" in page
+    assert '<tr class="same"><th scope="row">bs</th><td>64</td><td>64</td></tr>' in page
+    assert '<tr class="differs"><th scope="row">lr</th><td>0.01</td><td>0.1</td></tr>' in page
+    assert '<tr class="differs"><th scope="row">warmup</th><td>10</td><td>—</td></tr>' in page
+
+
+def test_it_asks_for_two_runs(client, world):
+    a = _run(world, "a")
+    client.force_login(world.viewer.user)
+    assert "Pick at least two runs" in _get(client, [a.pk])
+    assert "Pick at least two runs" in _get(client, [])
+
+
+def test_it_leaves_out_runs_of_other_projects_and_teams(client, world):
+    a, b = _run(world, "a"), _run(world, "b")
+    rival = services.project_create(user=world.outsider.user, team_slug="rival", slug="secret")
+    hidden = services.run_create(user=world.outsider.user, project=rival, name="rival-secret-run")
+    client.force_login(world.viewer.user)
+    page = _get(client, [a.pk, hidden.pk, b.pk])
+    assert "rival-secret-run" not in page
+    assert "1 of the requested run is not in this project" in page
+
+
+def test_it_compares_at_most_20_runs(client, world):
+    runs = [_run(world, f"r{i:02d}") for i in range(22)]
+    client.force_login(world.viewer.user)
+    page = _get(client, [run.pk for run in runs])
+    assert "Only the first 20 runs are compared." in page
+    assert ">r19</a>" in page and ">r20</a>" not in page
+
+
+def test_it_hides_the_project_from_outsiders(client, world):
+    a, b = _run(world, "a"), _run(world, "b")
+    client.force_login(world.outsider.user)
+    assert client.get(URL, {"runs": f"{a.pk},{b.pk}"}).status_code == 404
+
+
+# session, user, project (+ role), runs, tags, metric series, teams in the top bar
+COMPARE_QUERIES = 7
+
+
+def test_it_costs_the_same_queries_for_2_and_20_runs(client, world, django_assert_max_num_queries):
+    runs = []
+    for i in range(20):
+        run = _run(world, f"r{i}", config={"lr": i}, tags=["x"])
+        metrics_ingest(run=run, points=[Point("loss", 0, 1.0, 1.0), Point("acc", 0, 1.0, 1.0)])
+        runs.append(run)
+    client.force_login(world.viewer.user)
+    counts = []
+    for chosen in (runs[:2], runs):
+        with django_assert_max_num_queries(COMPARE_QUERIES) as queries:
+            _get(client, [run.pk for run in chosen])
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+def test_it_flags_a_key_missing_from_one_run_as_differing():
+    rows = run_pages.diff_rows([{"a": 1, "b": None}, {"a": 1}])
+    assert [(row.key, row.differs) for row in rows] == [("a", False), ("b", True)]
