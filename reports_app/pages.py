@@ -17,13 +17,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTransform
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
 from tracking import selectors, services
-from tracking.models import Project, Run, RunStatus, Team
+from tracking.models import MetricSeries, Project, Run, RunStatus, Team
 from tracking.validation import float_to_json, invalid
 
 PAGE_SIZE = 50
@@ -149,20 +150,27 @@ def _plain_runs(user: selectors.User) -> QuerySet[Run]:
     return selectors.runs_for_user(user).prefetch_related(None)
 
 
-def home_recent_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
-    runs = _plain_runs(user).order_by("-created_at", "-id")[:RECENT_RUNS]
-    return [run_row(run, now=now) for run in runs]
+def recent_runs(runs: QuerySet[Run], *, now: datetime) -> list[RunRow]:
+    return [run_row(run, now=now) for run in runs.order_by("-created_at", "-id")[:RECENT_RUNS]]
 
 
-def home_attention_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+def attention_runs(runs: QuerySet[Run], *, now: datetime) -> list[RunRow]:
     """Failed or crashed in the last week, and running runs silent for half the crash delay."""
     since = now - timedelta(days=ATTENTION_DAYS)
     broken = Q(status__in=[RunStatus.FAILED, RunStatus.CRASHED]) & (
         Q(ended_at__gte=since) | Q(ended_at__isnull=True, last_seen_at__gte=since)
     )
     stalled = Q(status=RunStatus.RUNNING, last_seen_at__lt=now - stall_after())
-    runs = _plain_runs(user).filter(broken | stalled).order_by("-last_seen_at", "-id")
+    runs = runs.filter(broken | stalled).order_by("-last_seen_at", "-id")
     return [run_row(run, now=now) for run in runs[:ATTENTION_LIMIT]]
+
+
+def home_recent_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+    return recent_runs(_plain_runs(user), now=now)
+
+
+def home_attention_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+    return attention_runs(_plain_runs(user), now=now)
 
 
 # --- Project page: filters, sorting, columns -------------------------------------
@@ -183,8 +191,30 @@ class RunFilters:
             status=status,
             tag=query.get("tag", "").strip()[:100],
             search=query.get("q", "").strip()[:200],
-            sort=sort if sort in selectors.RUN_ORDERINGS else DEFAULT_SORT,
+            sort=sort if valid_sort(sort) else DEFAULT_SORT,
         )
+
+
+def valid_sort(sort: str) -> bool:
+    """A fixed ordering, or a config/summary column (``-config.lr``: descending)."""
+    column = sort.removeprefix("-")
+    return sort in selectors.RUN_ORDERINGS or parse_columns(column) == [column]
+
+
+def ordering(sort: str) -> tuple[Any, ...]:
+    """``order_by`` arguments; runs without a column's value come last either way."""
+    if sort in selectors.RUN_ORDERINGS:
+        return selectors.RUN_ORDERINGS[sort]
+    descending = sort.startswith("-")
+    source, _, key = sort.removeprefix("-").partition(".")
+    if source == "config":
+        value = KeyTransform(key, "config")
+    else:  # summary columns sort by the metric's latest value
+        latest = MetricSeries.objects.filter(run=OuterRef("pk"), key=key).values("last_value")
+        value = Subquery(latest[:1])
+    if descending:
+        return value.desc(nulls_last=True), "-id"
+    return value.asc(nulls_last=True), "id"
 
 
 def project_runs(user: selectors.User, project: Project, filters: RunFilters) -> QuerySet[Run]:
@@ -195,7 +225,7 @@ def project_runs(user: selectors.User, project: Project, filters: RunFilters) ->
         tags=[filters.tag] if filters.tag else None,
         search=filters.search or None,
     )
-    return runs.order_by(*selectors.RUN_ORDERINGS[filters.sort])
+    return runs.order_by(*ordering(filters.sort))
 
 
 def runs_page(runs: QuerySet[Run], number: str | None) -> Page:
@@ -264,14 +294,15 @@ class SortHeader:
     direction: str  # "asc", "desc" or "" when the table is not sorted by this column
 
 
+def sort_header(query: QueryDict, current: str, name: str, label: str) -> SortHeader:
+    """A column's sort link: ascending first, then toggling while it is current."""
+    direction = {name: "asc", f"-{name}": "desc"}.get(current, "")
+    target = f"-{name}" if direction == "asc" else name
+    return SortHeader(label, query_string(query, sort=target, page=None), direction)
+
+
 def sort_headers(query: QueryDict, current: str) -> dict[str, SortHeader]:
-    """One link per sortable column: ascending first, then toggling while it is current."""
-    headers = {}
-    for name, label in SORTABLE.items():
-        direction = {name: "asc", f"-{name}": "desc"}.get(current, "")
-        target = f"-{name}" if direction == "asc" else name
-        headers[name] = SortHeader(label, query_string(query, sort=target, page=None), direction)
-    return headers
+    return {name: sort_header(query, current, name, label) for name, label in SORTABLE.items()}
 
 
 def selected_run_ids(query: QueryDict) -> list[int]:
@@ -321,6 +352,7 @@ def project_page_context(
         "columns": columns,
         "available_columns": available_columns(runs),
         "sort_headers": sort_headers(query, filters.sort),
+        "column_headers": [sort_header(query, filters.sort, c, c) for c in columns],
         "page_links": _page_links(query, page),
         "project_href": project_path(project),
         "filtered": bool(filters.status or filters.tag or filters.search),

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
 from reports_app import pages
 from tracking import selectors, services
 from tracking.errors import ApplicationError
-from tracking.models import WRITE_ROLES, ApiToken, Membership, Project, Role, Run, RunStatus, Team
+from tracking.models import WRITE_ROLES, ApiToken, Membership, Project, Role, Run, Team
 from tracking.validation import invalid
 
 T = TypeVar("T")
@@ -40,9 +40,10 @@ def top_bar(request: HttpRequest) -> dict[str, Any]:
     The queryset is lazy, so it costs one query on pages that render the top
     bar and none elsewhere (the admin, anonymous visitors).
     """
-    if not request.user.is_authenticated:
+    user = getattr(request, "user", None)  # absent when a template renders outside a request
+    if user is None or not user.is_authenticated:
         return {}
-    return {"nav_teams": selectors.teams_for_user(request.user)}
+    return {"nav_teams": selectors.teams_for_user(user)}
 
 
 # --- Forms -------------------------------------------------------------------------
@@ -97,19 +98,11 @@ def _team_runs(user: selectors.User, team: Team) -> QuerySet[Run]:
 
 
 def team_recent_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
-    runs = _team_runs(user, team).order_by("-created_at", "-id")[: pages.RECENT_RUNS]
-    return [pages.run_row(run, now=now) for run in runs]
+    return pages.recent_runs(_team_runs(user, team), now=now)
 
 
 def team_attention_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
-    """The home page's rule (``pages.home_attention_runs``) for one team."""
-    since = now - timedelta(days=pages.ATTENTION_DAYS)
-    broken = Q(status__in=[RunStatus.FAILED, RunStatus.CRASHED]) & (
-        Q(ended_at__gte=since) | Q(ended_at__isnull=True, last_seen_at__gte=since)
-    )
-    stalled = Q(status=RunStatus.RUNNING, last_seen_at__lt=now - pages.stall_after())
-    runs = _team_runs(user, team).filter(broken | stalled).order_by("-last_seen_at", "-id")
-    return [pages.run_row(run, now=now) for run in runs[: pages.ATTENTION_LIMIT]]
+    return pages.attention_runs(_team_runs(user, team), now=now)
 
 
 def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[str, Any]:

@@ -147,3 +147,12 @@ def save_screenshot(tab: Any, test_name: str) -> Path | None:
         return None
     print(f"screenshot of the failed page: {path}")
     return path
+
+
+def log_in(page: Any, server: LabbookServer, username: str, password: str) -> None:
+    """Log in through the login form and wait until the home page is there."""
+    page.goto(f"{server.url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/$"))

@@ -57,6 +57,7 @@ def test_it_logs_in_to_my_projects_and_runs_and_logs_out(page, live, alice):
     expect(page.get_by_text("acme/mnist").first).to_be_visible()
     expect(page.get_by_text("resnet-baseline").first).to_be_visible()
 
+    page.locator("summary", has_text=alice.username).click()  # the user menu
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(LOGIN_URL)
     page.goto(f"{live.url}/")

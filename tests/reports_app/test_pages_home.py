@@ -102,7 +102,8 @@ def test_it_redirects_anonymous_visitors_to_login(client):
     assert response["Location"].startswith("/login/")
 
 
-HOME_QUERIES = 6  # session, user, teams, projects with counts, recent runs, attention
+# session, user, teams, projects with counts, recent runs, attention, teams in the top bar
+HOME_QUERIES = 7
 
 
 def _home_queries(client, django_assert_max_num_queries) -> int:

@@ -102,8 +102,10 @@ def test_it_shows_chosen_config_and_summary_columns(viewer_client, world):
     assert "config.lr" in page  # offered as an available column
     assert "summary.loss" in page
     page = _get(viewer_client, "?columns=config.lr,summary.loss,bogus")
-    assert '<th scope="col" class="num">config.lr</th>' in page
-    assert '<th scope="col" class="num">summary.loss</th>' in page
+    assert (
+        'href="?columns=config.lr%2Csummary.loss%2Cbogus&amp;sort=config.lr">config.lr</a>' in page
+    )
+    assert ">summary.loss</a></th>" in page
     assert '<td class="num">0.0003</td>' in page
     summary_cell = f'data-summary-run="{run.pk}" data-summary-key="loss">0.25</td>'
     assert summary_cell in page  # marked so live updates find it
@@ -153,8 +155,9 @@ def test_it_shows_how_to_log_the_first_run(viewer_client, world):
     assert 'sdk.init(project="acme/mnist"' in page
 
 
-# session, user, project, count, runs, tags, metric series; then the session save (3)
-PROJECT_QUERIES = 10
+# session, user, project, count, runs, tags, metric series, teams in the top bar;
+# then the session save (3)
+PROJECT_QUERIES = 11
 
 
 def _page_queries(client, django_assert_max_num_queries) -> int:
@@ -238,3 +241,18 @@ def test_it_explains_a_bulk_tag_without_runs_or_tag(client, world):
     client.post(URL, {"runs": [a.pk], "tag_action": "add", "tag": " "})
     assert services.run_tags(a) == []
     assert "Type the tag to add or remove." in _get(client)
+
+
+def test_it_sorts_by_a_config_or_summary_column_with_missing_values_last(viewer_client, world):
+    for name, lr, loss in [("a", 0.1, 3.0), ("b", 0.003, None), ("c", None, 1.0), ("d", 2, 2.0)]:
+        run = _run(world, name, config={} if lr is None else {"lr": lr})
+        if loss is not None:
+            metrics_ingest(run=run, points=[Point("loss", 0, loss, 1.0)])
+    columns = "?columns=config.lr,summary.loss&sort="
+    assert _names(_get(viewer_client, columns + "config.lr")) == ["b", "a", "d", "c"]
+    assert _names(_get(viewer_client, columns + "-config.lr")) == ["d", "a", "b", "c"]
+    assert _names(_get(viewer_client, columns + "summary.loss")) == ["c", "d", "a", "b"]
+    assert _names(_get(viewer_client, columns + "-summary.loss")) == ["a", "d", "c", "b"]
+    page = _get(viewer_client, columns + "-summary.loss")
+    assert 'aria-sort="descending"><a class="sort sort-desc"' in page
+    assert _names(_get(viewer_client, columns + "config.x';drop")) == ["a", "b", "c", "d"]

@@ -64,8 +64,9 @@ def as_float(value: Any) -> float:
 class LabbookServer:
     """uvicorn serving reports_app on a fixed port; stop() and start() keep port and home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
         self.home = home
+        self.env = env or {}  # e.g. REDIS_URL, for servers that share a channel layer
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = prepare_home(home)
@@ -87,7 +88,7 @@ class LabbookServer:
             self.process = subprocess.Popen(
                 self.command(),
                 cwd=ROOT,
-                env={**server_env(self.home), "BASE_URL": self.url},
+                env={**server_env(self.home), "BASE_URL": self.url, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
