@@ -29,6 +29,7 @@ T = TypeVar("T")
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
 MEMBER_FIELDS = ("member", "role")
 PROJECT_FIELDS = ("name", "description")
+TEAM_FIELDS = ("slug", "name")
 
 
 # --- Top bar ---------------------------------------------------------------------
@@ -118,6 +119,11 @@ def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[s
         "is_owner": team.role == Role.OWNER,
         "form": form,
     }
+
+
+def team_create(user: selectors.User, data: QueryDict) -> Team:
+    slug = data.get("slug", "").strip()
+    return services.team_create(slug=slug, owner=user, name=data.get("name", "").strip())
 
 
 def project_create(user: selectors.User, team: Team, data: QueryDict) -> Project:

@@ -20,6 +20,7 @@ fixed_patterns: list = [
         team_views.token_revoke,
         name="settings-token-revoke",
     ),
+    path("settings/new-team/", team_views.team_new, name="team-new"),
     path("settings/teams/<str:team>/", team_views.team_members, name="settings-team"),
     path(
         "settings/teams/<str:team>/members/<int:user_id>/role",

@@ -79,6 +79,24 @@ def team(request: HttpRequest, team: str) -> HttpResponse:
     return render(request, "reports_app/team.html", context, status=_status(form))
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_new(request: HttpRequest) -> HttpResponse:
+    """Anyone logged in may start a team; they become its owner."""
+    form = team_pages.Form()
+    if request.method == "POST":
+        created, form = team_pages.submit(
+            lambda: team_pages.team_create(request.user, request.POST),
+            request.POST,
+            fields=team_pages.TEAM_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Created the team {created.slug}: add its members next.")
+            return redirect("team", team=created.slug)
+    context = {"section": "new-team", "form": form}
+    return render(request, "reports_app/settings/team_new.html", context, status=_status(form))
+
+
 # --- Settings: API tokens ------------------------------------------------------------
 
 

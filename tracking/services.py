@@ -63,6 +63,7 @@ def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") ->
         raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
     if Team.objects.filter(slug=slug).exists():
         raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="slug")
+    name = clean_text(name, field="name", max_length=120)
     team = Team.objects.create(slug=slug, name=name or slug)
     if owner is not None:
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)

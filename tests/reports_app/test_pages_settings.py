@@ -433,3 +433,40 @@ def test_it_refuses_deletes_by_non_owners(client, world, persona, status):
 def test_it_deletes_only_by_post(client, world):
     assert _login(client, world, "owner").get(DELETE).status_code == 405
     assert Project.objects.filter(pk=world.project.pk).exists()
+
+
+# --- New team ---------------------------------------------------------------------------
+
+NEW_TEAM = "/settings/new-team/"
+
+
+def test_it_lets_anyone_logged_in_start_a_team_and_own_it(client, world):
+    _login(client, world, "viewer")
+    assert 'data-form="new-team"' in _get(client, NEW_TEAM)
+    response = client.post(NEW_TEAM, {"slug": "vision", "name": "Vision group"})
+    assert response.status_code == 302 and response["Location"] == "/vision/"
+    membership = Membership.objects.get(team__slug="vision")
+    assert (membership.user, membership.role) == (world.viewer.user, Role.OWNER)
+    assert "Created the team vision" in _get(client, "/vision/")
+
+
+@pytest.mark.parametrize(
+    ("slug", "name", "field", "message"),
+    [
+        ("acme", "", "slug", "already exists"),
+        ("settings", "", "slug", "reserved"),
+        ("no spaces", "", "slug", "letters"),
+        ("fine", "x" * 121, "name", "At most 120 characters."),
+    ],
+)
+def test_it_explains_a_bad_team_next_to_its_field(client, world, slug, name, field, message):
+    _login(client, world, "owner")
+    response = client.post(NEW_TEAM, {"slug": slug, "name": name})
+    assert response.status_code == 400
+    assert message.lower() in _field_error(response.content.decode(), f"team-{field}-error").lower()
+    assert not Membership.objects.filter(team__slug="fine").exists()
+
+
+def test_it_sends_anonymous_visitors_from_new_team_to_login(client, world):
+    response = client.post(NEW_TEAM, {"slug": "x"})
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
