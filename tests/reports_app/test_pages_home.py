@@ -86,7 +86,8 @@ def test_it_tells_a_newcomer_how_to_get_started(client, django_user_model):
     newcomer = django_user_model.objects.create_user("dave")
     client.force_login(newcomer)
     page = client.get("/").content.decode()
-    assert "python manage.py createtoken dave --team" in page
+    assert 'href="/settings/new-team/">create a team</a>' in page
+    assert 'href="/settings/tokens/">API token</a>' in page
     assert "sdk.init(" in page
 
 
