@@ -10,11 +10,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path(
-        "password/",
-        auth_views.PasswordChangeView.as_view(success_url="/"),
-        name="password_change",
-    ),
+    path("password/", views.PasswordChange.as_view(), name="password_change"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tracking.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

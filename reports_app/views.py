@@ -6,7 +6,9 @@ import csv
 from collections.abc import Iterator
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import (
     Http404,
@@ -16,6 +18,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import render
+from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
@@ -24,6 +27,11 @@ from reports_app import pages, run_pages
 from tracking import history, selectors, services
 from tracking.errors import ApplicationError, NotFound, PermissionDenied
 from tracking.models import Project, Run
+
+
+class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
+    success_url = reverse_lazy("home")
+    success_message = "Your password was changed."
 
 
 @login_required

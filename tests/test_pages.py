@@ -35,3 +35,19 @@ def test_a_wrong_password_says_so(client, world):
     response = client.post("/login/", {"username": "alice", "password": "nope"})
     assert response.status_code == 200
     assert b"didn't match" in response.content
+
+
+def test_changing_my_password_says_so_and_keeps_me_logged_in(client, world):
+    world.owner.user.set_password("correct horse battery")
+    world.owner.user.save()
+    client.force_login(world.owner.user)
+    form = {
+        "old_password": "correct horse battery",
+        "new_password1": "a much longer passphrase 42",
+        "new_password2": "a much longer passphrase 42",
+    }
+    response = client.post("/password/", form, follow=True)
+    assert response.redirect_chain == [("/", 302)]
+    assert "Your password was changed." in response.content.decode()
+    world.owner.user.refresh_from_db()
+    assert world.owner.user.check_password("a much longer passphrase 42")
