@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApplicationError(Exception):
     """A failure the caller can act on: ``code`` for machines, ``message`` for people.
@@ -11,11 +13,14 @@ class ApplicationError(Exception):
 
     status = 400
 
-    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, field: str | None = None, details: Any = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.details = details  # more for machines, e.g. the current revision after a conflict
 
 
 class NotFound(ApplicationError):

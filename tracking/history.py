@@ -13,13 +13,14 @@ rollup cells at the edges of a zoomed range are read from the raw points.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 
 from tracking import rollups
-from tracking.models import MetricPoint, MetricSeries
+from tracking.models import MetricPoint, MetricRollup, MetricSeries
 from tracking.validation import float_to_json
 
 DEFAULT_LIMIT = 100_000
@@ -177,3 +178,122 @@ def _raw_cells(series: MetricSeries, lo: int, hi: int) -> list[tuple]:
         .values_list("step", "value")
     )
     return [(step, *rollups.point_cell(step, value)) for step, value in rows]
+
+
+# --- Many series at once (report charts) ---------------------------------------------
+
+
+def histories(series_list: list[MetricSeries], *, max_points: int) -> dict[int, History]:
+    """Each series' whole history downsampled to about ``max_points``, by series id.
+
+    A fixed number of queries however many series (a report with 20 charts of
+    5 runs costs what one chart costs): raw points of the short series, then
+    for the long ones their rollup cells, the raw points of the partial edge
+    buckets, and finally the chosen points themselves, each in one query.
+    """
+    short = [s for s in series_list if 0 < s.count <= max_points]
+    long = [s for s in series_list if s.count > max_points]
+    found = {s.pk: History(s.key, [], [], [], 0, False) for s in series_list}
+    rows_by_series = _rows_for(short)
+    for series in short:
+        found[series.pk] = _history(
+            series.key, rows_by_series.get(series.pk, []), series.count, downsampled=False
+        )
+    if long:
+        steps = _downsampled_steps_many(long, max(1, max_points // 2))
+        points = _points_at_many(steps)
+        for series in long:
+            found[series.pk] = _history(
+                series.key, points.get(series.pk, []), series.count, downsampled=True
+            )
+    return found
+
+
+def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[tuple]]:
+    rows: dict[int, list[tuple]] = {}
+    if not series_list:
+        return rows
+    points = (
+        MetricPoint.objects.filter(series_id__in=[s.pk for s in series_list])
+        .order_by("series_id", "step")
+        .values_list("series_id", "step", "value", "timestamp")
+    )
+    for series_id, *point in points:
+        rows.setdefault(series_id, []).append(tuple(point))
+    return rows
+
+
+def _any_of(conditions: list[Q]) -> Q:
+    combined = Q(pk__in=[])
+    for condition in conditions:
+        combined |= condition
+    return combined
+
+
+def _downsampled_steps_many(series_list: list[MetricSeries], buckets: int) -> dict[int, set[int]]:
+    """What ``_downsampled_steps`` answers for each series' full range, in two queries."""
+    plans = {}
+    rollup_ranges, edge_ranges = [], []
+    for s in series_list:
+        first, last = s.first_step or 0, s.last_step or 0
+        level = _level_for(last - first + 1, buckets)
+        full_lo, full_hi = rollups.full_buckets(first, last, level) if level else (1, 0)
+        plans[s.pk] = (first, last, level, full_lo, full_hi)
+        if full_lo > full_hi:
+            edge_ranges.append(Q(series_id=s.pk, step__gte=first, step__lte=last))
+            continue
+        shift = rollups.ROLLUP_BITS * level
+        rollup_ranges.append(
+            Q(series_id=s.pk, level=level, bucket__gte=full_lo, bucket__lte=full_hi)
+        )
+        edge_ranges.append(Q(series_id=s.pk, step__gte=first, step__lte=(full_lo << shift) - 1))
+        edge_ranges.append(Q(series_id=s.pk, step__gte=(full_hi + 1) << shift, step__lte=last))
+    cells: dict[int, list[tuple]] = {pk: [] for pk in plans}
+    if rollup_ranges:
+        stored = MetricRollup.objects.filter(_any_of(rollup_ranges)).values_list(
+            "series_id", "level", "bucket", "min_step", "min_value", "max_step", "max_value",
+            "nan_step", "count",
+        )  # fmt: skip
+        for series_id, level, bucket, *cell in stored:
+            cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
+    raw = MetricPoint.objects.filter(_any_of(edge_ranges)).values_list("series_id", "step", "value")
+    for series_id, step, value in raw:
+        cells[series_id].append((step, *rollups.point_cell(step, value)))
+    steps = {}
+    for series_id, (first, last, *_plan) in plans.items():
+        span = last - first + 1
+        best: dict[int, list] = {}
+        for start, *cell in cells[series_id]:
+            rollups.merge_cell(best, (start - first) * buckets // span, *cell)
+        chosen = {first, last}
+        for lo_step, _lo, hi_step, _hi, nan_step, _count in best.values():
+            chosen.update(s for s in (lo_step, hi_step, nan_step) if s is not None)
+        steps[series_id] = chosen
+    return steps
+
+
+def _points_at_many(steps: dict[int, set[int]]) -> dict[int, list[tuple]]:
+    """(step, value, timestamp) rows at the given steps of each series, in one query."""
+    pairs = [(series_id, step) for series_id, chosen in steps.items() for step in sorted(chosen)]
+    table = MetricPoint._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f'SELECT p.series_id, p.step, p.value, p."timestamp" FROM {table} p'  # noqa: S608
+                " JOIN unnest(%s::bigint[], %s::bigint[]) AS k(series_id, step)"
+                " ON p.series_id = k.series_id AND p.step = k.step"
+                " ORDER BY p.series_id, p.step",
+                [[p[0] for p in pairs], [p[1] for p in pairs]],
+            )
+        else:  # one JSON parameter: no limit on the number of points asked for
+            cursor.execute(
+                f'SELECT p.series_id, p.step, p.value, p."timestamp" FROM json_each(%s) k'  # noqa: S608
+                f" CROSS JOIN {table} p ON p.series_id = k.value ->> 0 AND p.step = k.value ->> 1"
+                " ORDER BY p.series_id, p.step",
+                [json.dumps(pairs)],
+            )
+        rows = cursor.fetchall()
+    found: dict[int, list[tuple]] = {}
+    for series_id, *point in rows:
+        found.setdefault(series_id, []).append(tuple(point))
+    return found

@@ -52,7 +52,19 @@ TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 # Top-level paths of the site: a team with one of these slugs would hide its pages.
 RESERVED_TEAM_SLUGS = frozenset(
-    {"admin", "api", "healthz", "login", "logout", "password", "s", "settings", "static", "ws"}
+    {
+        "admin",
+        "api",
+        "healthz",
+        "login",
+        "logout",
+        "password",
+        "reports",
+        "s",
+        "settings",
+        "static",
+        "ws",
+    }
 )
 
 

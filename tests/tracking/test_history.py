@@ -5,7 +5,7 @@ import random
 import pytest
 
 from tracking import services
-from tracking.history import metric_history
+from tracking.history import histories, metric_history
 from tracking.ingest import Point, metrics_ingest
 from tracking.models import MetricSeries
 
@@ -209,3 +209,36 @@ def test_range_counts_from_rollups_match_a_plain_count(run):
         hi = lo + rng.choice([10, 5_000, 300_000, 2_000_000])
         plain = MetricPoint.objects.filter(series=series, step__gte=lo, step__lte=hi).count()
         assert rollups.count_in_range(series.pk, lo, hi) == plain
+
+
+# --- Many series at once -----------------------------------------------------------
+
+
+def _many_series(run) -> list[MetricSeries]:
+    spiky = noisy(30_000, seed=3)
+    spiky[12_345], spiky[20_001] = 50.0, None
+    return [
+        log(run, noisy(300, seed=1), key="short"),
+        log(run, spiky, key="spiky"),
+        log(run, noisy(5_000, seed=2, stride=7), key="sparse"),
+        log(run, noisy(100_003, seed=4), key="long"),
+        log(run, {5: 1.0}, key="single"),
+    ]
+
+
+@pytest.mark.parametrize("max_points", [2, 100, 400, 1000])
+def test_many_series_at_once_answer_what_one_at_a_time_does(run, max_points):
+    series_list = _many_series(run)
+    together = histories(series_list, max_points=max_points)
+    for series in series_list:
+        alone = metric_history(series, max_points=max_points)
+        assert together[series.pk].as_dict() == alone.as_dict(), series.key
+
+
+def test_many_series_cost_the_same_queries_as_two(run, django_assert_max_num_queries):
+    series_list = _many_series(run)
+    with django_assert_max_num_queries(4) as few:
+        histories([series_list[0], series_list[3]], max_points=400)  # one short, one long
+    with django_assert_max_num_queries(4) as many:
+        histories(series_list, max_points=400)
+    assert len(few) == len(many)

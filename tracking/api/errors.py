@@ -47,7 +47,10 @@ def _first_field_error(detail: Any, path: str = "") -> tuple[str | None, str]:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.field), status=exc.status)
+        body = error_body(exc.code, exc.message, exc.field)
+        if exc.details is not None:
+            body["error"]["details"] = exc.details
+        return Response(body, status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

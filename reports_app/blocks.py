@@ -1,0 +1,245 @@
+"""Labbook blocks in report Markdown: fenced ``chart``, ``runs`` and ``compare`` blocks.
+
+A block's body is YAML (read with PyYAML's safe loader) and is checked here
+into a small dataclass; anything wrong raises :class:`BlockError` with a
+message that names the option, which the renderer shows in an error box in
+place of the block. Examples (the README documents every option)::
+
+    ```chart
+    runs: {project: acme/mnist, tags: [sweep], status: finished, limit: 5}
+    metrics: [train/loss, val/loss]
+    x: step            # step | time | relative
+    smoothing: 0.6     # 0 to 0.99
+    log_y: true
+    title: Loss of the sweep
+    max_points: 400
+    live: true         # false freezes the data when the report is saved
+    ```
+
+    ```runs
+    runs: {tags: [baseline]}
+    columns: [config.lr, summary.val/loss]
+    ```
+
+    ```compare
+    runs: [12, 15]
+    ```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+KINDS = ("chart", "runs", "compare")
+X_AXES = ("step", "time", "relative")
+MAX_RUNS = 20
+MAX_METRICS = 10
+DEFAULT_LIMIT = 10
+DEFAULT_MAX_POINTS = 400
+MAX_MAX_POINTS = 5000
+MAX_COLUMNS = 20
+SELECTOR_KEYS = {"ids", "project", "tags", "status", "group", "name", "limit"}
+
+
+class BlockError(Exception):
+    """A block the renderer cannot draw; ``message`` is shown to the reader."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RunSelector:
+    """Explicit run ids, and/or the runs of a project matching every filter given."""
+
+    ids: tuple[int, ...] = ()
+    project: str | None = None
+    tags: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    group: str | None = None
+    name: str | None = None  # a glob: resnet-*
+    limit: int = DEFAULT_LIMIT
+
+    @property
+    def is_query(self) -> bool:
+        return bool(self.project or self.tags or self.status or self.group or self.name)
+
+
+@dataclass(frozen=True)
+class ChartBlock:
+    runs: RunSelector
+    metrics: tuple[str, ...]
+    x: str = "step"
+    smoothing: float = 0.0
+    log_y: bool = False
+    title: str = ""
+    max_points: int = DEFAULT_MAX_POINTS
+    live: bool = True
+    kind: str = field(default="chart", init=False)
+
+
+@dataclass(frozen=True)
+class RunsBlock:
+    runs: RunSelector
+    columns: tuple[str, ...] = ()
+    kind: str = field(default="runs", init=False)
+
+
+@dataclass(frozen=True)
+class CompareBlock:
+    runs: RunSelector
+    kind: str = field(default="compare", init=False)
+
+
+Block = ChartBlock | RunsBlock | CompareBlock
+
+
+def parse(kind: str, text: str) -> Block:
+    """The block of ``kind`` described by ``text``; BlockError names what is wrong."""
+    options = _load(text)
+    parsers = {"chart": _chart, "runs": _runs, "compare": _compare}
+    return parsers[kind](options)
+
+
+def _load(text: str) -> dict[str, Any]:
+    try:
+        options = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise BlockError(f"The block is not valid YAML{where}.") from None
+    if not isinstance(options, dict):
+        raise BlockError("Write the block as `option: value` lines.")
+    return options
+
+
+def _check_keys(options: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(str(key) for key in options if key not in allowed)
+    if unknown:
+        raise BlockError(f"Unknown {what} option `{unknown[0]}`; use {', '.join(sorted(allowed))}.")
+
+
+def _chart(options: dict[str, Any]) -> ChartBlock:
+    allowed = {"runs", "metrics", "x", "smoothing", "log_y", "title", "max_points", "live"}
+    _check_keys(options, allowed, "chart")
+    x = options.get("x", "step")
+    if x not in X_AXES:
+        raise BlockError(f"`x` must be one of {', '.join(X_AXES)}.")
+    return ChartBlock(
+        runs=selector(options.get("runs")),
+        metrics=_strings(options.get("metrics"), "metrics", required=True, most=MAX_METRICS),
+        x=x,
+        smoothing=_number(options.get("smoothing", 0), "smoothing", 0, 0.99),
+        log_y=_bool(options.get("log_y", False), "log_y"),
+        title=_text(options.get("title", ""), "title", 200),
+        max_points=int(
+            _number(
+                options.get("max_points", DEFAULT_MAX_POINTS),
+                "max_points",
+                2,
+                MAX_MAX_POINTS,
+                integer=True,
+            )
+        ),
+        live=_bool(options.get("live", True), "live"),
+    )
+
+
+def _runs(options: dict[str, Any]) -> RunsBlock:
+    _check_keys(options, {"runs", "columns"}, "runs")
+    columns = _strings(options.get("columns"), "columns", most=MAX_COLUMNS)
+    for column in columns:
+        source, _, key = column.partition(".")
+        if source not in ("config", "summary") or not key:
+            raise BlockError(f"Column `{column}` must be `config.<key>` or `summary.<key>`.")
+    return RunsBlock(runs=selector(options.get("runs")), columns=columns)
+
+
+def _compare(options: dict[str, Any]) -> CompareBlock:
+    _check_keys(options, {"runs"}, "compare")
+    return CompareBlock(runs=selector(options.get("runs")))
+
+
+def selector(value: Any) -> RunSelector:
+    """``runs:`` as a list of ids, one id, or a mapping of filters (``ids`` allowed inside)."""
+    if value is None:
+        raise BlockError("Say which runs: `runs: [12, 15]` or `runs: {project: team/project}`.")
+    if isinstance(value, int | list) and not isinstance(value, bool):
+        return RunSelector(ids=_ids(value))
+    if not isinstance(value, dict):
+        raise BlockError("`runs` must be a list of run ids or a mapping of filters.")
+    _check_keys(value, SELECTOR_KEYS, "runs")
+    found = RunSelector(
+        ids=_ids(value.get("ids", [])),
+        project=_text(value.get("project"), "runs.project", 201) or None,
+        tags=_strings(value.get("tags"), "runs.tags", most=20),
+        status=_strings(value.get("status"), "runs.status", most=5),
+        group=_text(value.get("group"), "runs.group", 200) or None,
+        name=_text(value.get("name"), "runs.name", 200) or None,
+        limit=int(
+            _number(value.get("limit", DEFAULT_LIMIT), "runs.limit", 1, MAX_RUNS, integer=True)
+        ),
+    )
+    if not found.ids and not found.is_query:
+        raise BlockError("`runs` needs ids or at least one filter (project, tags, ...).")
+    return found
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_RUNS:
+        raise BlockError(f"At most {MAX_RUNS} runs in a block.")
+    ids: list[int] = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item < 2**63:
+            raise BlockError(f"Run ids are positive whole numbers, not `{item}`.")
+        if item not in ids:
+            ids.append(item)
+    return tuple(ids)
+
+
+def _strings(value: Any, name: str, *, required: bool = False, most: int) -> tuple[str, ...]:
+    if value is None or value == []:
+        if required:
+            raise BlockError(f"`{name}` is required: name at least one.")
+        return ()
+    values = value if isinstance(value, list) else [value]
+    if len(values) > most:
+        raise BlockError(f"At most {most} entries in `{name}`.")
+    out: list[str] = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise BlockError(f"`{name}` holds names, not `{item}`.")
+        out.append(_text(str(item), name, 250))
+    return tuple(dict.fromkeys(out))
+
+
+def _text(value: Any, name: str, most: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise BlockError(f"`{name}` must be text.")
+    text = str(value).strip()
+    if len(text) > most:
+        raise BlockError(f"`{name}` has at most {most} characters.")
+    return text
+
+
+def _number(value: Any, name: str, low: float, high: float, *, integer: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and integer and not float(value).is_integer():
+        ok = False
+    if not ok or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise BlockError(f"`{name}` must be {kind} from {low:g} to {high:g}.")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise BlockError(f"`{name}` must be true or false.")
+    return value

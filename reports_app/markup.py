@@ -1,0 +1,185 @@
+"""Markdown to safe HTML, with Labbook blocks cut out for the report renderer.
+
+``to_html(text)`` runs python-markdown (tables, fenced code with Pygments
+highlighting, table of contents, footnotes, task lists), then sanitizes the
+result with nh3's allowlist, on every render path. Labbook blocks (fenced
+``chart``/``runs``/``compare``) and inline ``run:<id>`` references never
+pass through Markdown as HTML: they leave placeholder text carrying a random
+nonce, and :func:`fill` swaps trusted HTML in *after* sanitizing, so a body
+cannot forge a placeholder.
+
+Ids the body creates (headings, footnotes) are prefixed with ``r-`` (links to
+them too), so user content can never clobber the page's own element ids.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import markdown
+import nh3
+from markdown.extensions import Extension
+from markdown.inlinepatterns import InlineProcessor
+from markdown.preprocessors import Preprocessor
+
+from reports_app.blocks import KINDS
+
+ID_PREFIX = "r-"
+FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<kind>" + "|".join(KINDS) + r")[ \t]*\n"
+    r"(?P<body>.*?)"
+    r"^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+RUN_REF = r"(?<![\w/:])run:(\d{1,18})\b"
+
+TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt",
+    "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "input", "kbd", "label", "li",
+    "mark", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody",
+    "td", "tfoot", "th", "thead", "tr", "ul",
+}  # fmt: skip
+ATTRIBUTES = {
+    "*": {"id", "title"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "input": {"type", "checked", "disabled"},
+    "td": {"align", "style"},
+    "th": {"align", "style"},
+    "ol": {"start"},
+    "div": {"class"},
+    "span": {"class"},
+    "code": {"class"},
+    "pre": {"class"},
+    "li": {"class"},
+    "label": {"class"},
+    "sup": {"class"},
+}
+
+
+@dataclass
+class Source:
+    """A body cut into Markdown with placeholders plus what the placeholders stand for."""
+
+    nonce: str
+    blocks: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, body, line)
+    run_refs: list[int] = field(default_factory=list)
+
+    def block_token(self, index: int) -> str:
+        return f"LBBLOCK{self.nonce}X{index}"
+
+    def run_token(self, run_id: int) -> str:
+        return f"LBRUN{self.nonce}X{run_id}"
+
+
+class _Blocks(Preprocessor):
+    """Replaces each Labbook fence by its placeholder paragraph (before fenced_code runs)."""
+
+    def __init__(self, md: markdown.Markdown, source: Source) -> None:
+        super().__init__(md)
+        self.source = source
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+
+        def cut(match: re.Match[str]) -> str:
+            line = text.count("\n", 0, match.start()) + 1
+            self.source.blocks.append((match["kind"], match["body"], line))
+            return f"\n\n{self.source.block_token(len(self.source.blocks) - 1)}\n\n"
+
+        return FENCE.sub(cut, text).split("\n")
+
+
+class _RunRefs(InlineProcessor):
+    def __init__(self, pattern: str, source: Source) -> None:
+        super().__init__(pattern)
+        self.source = source
+
+    def handleMatch(self, m: re.Match[str], data: str):
+        run_id = int(m.group(1))
+        self.source.run_refs.append(run_id)
+        return self.source.run_token(run_id), m.start(0), m.end(0)
+
+
+class LabbookExtension(Extension):
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:
+        md.preprocessors.register(_Blocks(md, self.source), "labbook_blocks", 40)
+        md.inlinePatterns.register(_RunRefs(RUN_REF, self.source), "labbook_run_refs", 185)
+
+
+def _markdown(source: Source) -> markdown.Markdown:
+    return markdown.Markdown(
+        extensions=[
+            LabbookExtension(source),
+            "tables",
+            "fenced_code",
+            "codehilite",
+            "footnotes",
+            "sane_lists",
+            "toc",
+            "pymdownx.tasklist",
+        ],
+        extension_configs={
+            "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "toc": {"permalink": False},
+        },
+        output_format="html",
+    )
+
+
+def _attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "id":
+        return ID_PREFIX + value
+    if name == "href" and value.startswith("#"):
+        return "#" + ID_PREFIX + value[1:]
+    if tag == "input" and name == "type":
+        return "checkbox" if value == "checkbox" else None
+    if name == "style":  # table alignment only (python-markdown writes text-align)
+        return value if re.fullmatch(r"text-align: (left|right|center);?", value) else None
+    return value
+
+
+def sanitize(html: str) -> str:
+    """The allowlist every render path goes through: no script, handlers, style or bad URLs."""
+    return nh3.clean(
+        html,
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        attribute_filter=_attribute,
+        strip_comments=True,
+    )
+
+
+def convert(text: str) -> tuple[str, Source]:
+    """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out."""
+    source = Source(nonce=secrets.token_hex(8))
+    html = _markdown(source).convert(text)
+    return sanitize(html), source
+
+
+def fill(
+    html: str,
+    source: Source,
+    *,
+    block: Callable[[int], str],
+    run_link: Callable[[int], str],
+) -> str:
+    """Swap each placeholder for trusted HTML (``block(i)``, ``run_link(id)``)."""
+    html = re.sub(rf"<p>LBBLOCK{source.nonce}X(\d+)</p>", lambda m: block(int(m.group(1))), html)
+    html = re.sub(rf"LBBLOCK{source.nonce}X(\d+)", lambda m: block(int(m.group(1))), html)
+    return re.sub(rf"LBRUN{source.nonce}X(\d+)", lambda m: run_link(int(m.group(1))), html)
+
+
+def to_html(text: str) -> str:
+    """Plain sanitized Markdown (comments): blocks and run refs are left as written."""
+    html, source = convert(text)
+    return fill(html, source, block=lambda i: "", run_link=lambda run_id: f"run:{run_id}")

@@ -1,0 +1,243 @@
+"""Writes of the reports feature: reports and their revisions, drafts, share links.
+
+Every save appends a revision and must name the revision it edited: a stale
+one raises ``Conflict`` carrying the current revision, so an editor shows the
+conflict instead of overwriting a teammate. Drafts (autosave) never conflict:
+each user has one per report.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from reports_app import render
+from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
+from tracking.errors import Conflict, PermissionDenied
+from tracking.models import Project, Role
+from tracking.services import require_write
+from tracking.validation import clean_text, invalid
+
+MAX_BODY = 200_000  # characters of Markdown
+SHARE_PREFIX = "s_"
+
+
+def can_edit(report: Report, user: AbstractBaseUser) -> bool:
+    """Editors and owners edit team reports; a private report only its author."""
+    if report.visibility == Visibility.PRIVATE:
+        return report.author_id == user.pk
+    return report.role in (Role.OWNER, Role.EDITOR)
+
+
+def can_manage_links(report: Report, user: AbstractBaseUser) -> bool:
+    return report.author_id == user.pk or report.role == Role.OWNER
+
+
+def require_edit(report: Report, user: AbstractBaseUser) -> None:
+    if not can_edit(report, user):
+        raise PermissionDenied(
+            "Only editors and owners of the team (or its author) edit this report."
+        )
+
+
+def _clean(title: Any, body: Any, visibility: Any = None) -> dict[str, Any]:
+    cleaned = {
+        "title": clean_text(title, field="title", max_length=200, required=True),
+        "body": clean_text(body, field="body", max_length=MAX_BODY) if body is not None else "",
+    }
+    if visibility is not None:
+        if visibility not in Visibility.values:
+            raise invalid(
+                "visibility", f"Visibility must be one of {', '.join(Visibility.values)}."
+            )
+        cleaned["visibility"] = visibility
+    return cleaned
+
+
+def _unique_slug(project: Project, title: str) -> str:
+    base = slugify(title)[:180] or "report"
+    taken = set(
+        Report.objects.filter(project=project, slug__startswith=base).values_list("slug", flat=True)
+    )
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def _revision(
+    report: Report, *, number: int, user: AbstractBaseUser, **extra: Any
+) -> ReportRevision:
+    return ReportRevision.objects.create(
+        report=report,
+        number=number,
+        title=report.title,
+        body=report.body,
+        author=user,
+        frozen=render.freeze(report),
+        **extra,
+    )
+
+
+@transaction.atomic
+def report_create(
+    *,
+    user: AbstractBaseUser,
+    project: Project,
+    title: Any,
+    body: Any = "",
+    visibility: Any = Visibility.TEAM,
+) -> Report:
+    """A new report with its first revision; ``project.role`` must allow writing."""
+    require_write(project.role)
+    cleaned = _clean(title, body, visibility)
+    now = timezone.now()
+    report = Report.objects.create(
+        project=project,
+        slug=_unique_slug(project, cleaned["title"]),
+        author=user,
+        revision=1,
+        created_at=now,
+        updated_at=now,
+        **cleaned,
+    )
+    report.role = project.role
+    _revision(report, number=1, user=user)
+    return report
+
+
+def _locked(report: Report, revision: Any) -> Report:
+    """The report row, locked, after checking the caller edited its newest revision."""
+    if isinstance(revision, bool) or not isinstance(revision, int):
+        raise invalid("revision", "Send the revision you edited (a whole number).")
+    locked = Report.objects.select_for_update().get(pk=report.pk)
+    if revision != locked.revision:
+        raise Conflict(
+            "conflict",
+            f"Revision {locked.revision} was saved after revision {revision}, which you edited.",
+            field="revision",
+            details={
+                "current": {"revision": locked.revision, "title": locked.title, "body": locked.body}
+            },
+        )
+    locked.role = getattr(report, "role", None)
+    return locked
+
+
+@transaction.atomic
+def report_save(
+    *,
+    report: Report,
+    user: AbstractBaseUser,
+    revision: Any,
+    title: Any = None,
+    body: Any = None,
+    visibility: Any = None,
+) -> Report:
+    """Save edits as the next revision (409 ``Conflict`` if ``revision`` is not the newest)."""
+    require_edit(report, user)
+    locked = _locked(report, revision)
+    cleaned = _clean(
+        locked.title if title is None else title,
+        locked.body if body is None else body,
+        visibility,
+    )
+    changes_visibility = cleaned.get("visibility", locked.visibility) != locked.visibility
+    if changes_visibility and not can_manage_links(locked, user):
+        raise PermissionDenied("Only the author or an owner changes who sees this report.")
+    for name, value in cleaned.items():
+        setattr(locked, name, value)
+    locked.revision += 1
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=[*cleaned, "revision", "updated_at"])
+    _revision(locked, number=locked.revision, user=user)
+    ReportDraft.objects.filter(report=locked, user=user).delete()
+    return locked
+
+
+@transaction.atomic
+def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revision: Any) -> Report:
+    """Bring an old revision back as the newest one (the history keeps everything)."""
+    require_edit(report, user)
+    locked = _locked(report, revision)
+    old = ReportRevision.objects.filter(report=locked, number=number).first()
+    if old is None:
+        raise invalid("number", f"There is no revision {number}.")
+    locked.title, locked.body = old.title, old.body
+    locked.revision += 1
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=["title", "body", "revision", "updated_at"])
+    _revision(locked, number=locked.revision, user=user, restored_from=number)
+    return locked
+
+
+@transaction.atomic
+def report_delete(*, report: Report, user: AbstractBaseUser) -> None:
+    if report.author_id != user.pk and report.role != Role.OWNER:
+        raise PermissionDenied("Only the author or an owner deletes a report.")
+    report.delete()
+
+
+def draft_save(
+    *, report: Report, user: AbstractBaseUser, title: Any, body: Any, base_revision: Any
+) -> ReportDraft:
+    """Keep the editor's text between saves (autosave); one draft per user and report."""
+    require_edit(report, user)
+    cleaned = _clean(title, body)
+    if isinstance(base_revision, bool) or not isinstance(base_revision, int):
+        raise invalid("revision", "Send the revision the draft started from.")
+    draft, _ = ReportDraft.objects.update_or_create(
+        report=report,
+        user=user,
+        defaults={**cleaned, "base_revision": base_revision, "updated_at": timezone.now()},
+    )
+    return draft
+
+
+# --- Share links ---------------------------------------------------------------------
+
+
+def share_link_create(
+    *,
+    report: Report,
+    user: AbstractBaseUser,
+    expires_at: datetime | None = None,
+    hide_authors: bool = False,
+) -> tuple[ShareLink, str]:
+    """A new link and its token (shown once: only the hash is kept)."""
+    if not can_manage_links(report, user):
+        raise PermissionDenied("Only the author or an owner shares this report.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise invalid("expires_at", "The expiry must be in the future.")
+    raw = SHARE_PREFIX + secrets.token_urlsafe(24)
+    link = ShareLink.objects.create(
+        report=report,
+        token_hash=ShareLink.hash(raw),
+        prefix=raw[:8],
+        hide_authors=bool(hide_authors),
+        expires_at=expires_at,
+        created_by=user,
+    )
+    return link, raw
+
+
+def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser) -> None:
+    if not can_manage_links(link.report, user):
+        raise PermissionDenied("Only the author or an owner revokes this link.")
+    ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def share_link_touch(link: ShareLink) -> None:
+    """Count an access and remember when it happened (for the share dialog)."""
+    from django.db.models import F
+
+    ShareLink.objects.filter(pk=link.pk).update(
+        access_count=F("access_count") + 1, last_accessed_at=timezone.now()
+    )
