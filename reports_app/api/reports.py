@@ -1,0 +1,223 @@
+"""REST API v1 for reports: thin views over ``reports_app.services`` and ``selectors``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reports_app import render, selectors, services
+from reports_app.api import serializers as s
+from reports_app.models import Report, ShareLink
+from tracking import selectors as tracking_selectors
+from tracking.api.views import reject_unknown
+from tracking.errors import NotFound
+from tracking.validation import invalid
+
+
+class ReportCursorPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-updated_at", "-id")
+
+
+def _report(request: Request, report_id: int) -> Report:
+    return selectors.report_get_for_user(request.user, report_id)
+
+
+class ReportListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str, description="'team/project'"),
+            OpenApiParameter("search", str, description="Text in the title or body."),
+        ],
+        responses=s.ReportListSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        project = None
+        if request.query_params.get("project"):
+            project = tracking_selectors.project_get_for_user(
+                request.user, request.query_params["project"]
+            )
+        search = request.query_params.get("search", "").strip()[:200] or None
+        reports = selectors.reports_for_user(request.user, project=project, search=search)
+        paginator = ReportCursorPagination()
+        page = paginator.paginate_queryset(reports, request, view=self)
+        return paginator.get_paginated_response(s.ReportListSerializer(page, many=True).data)
+
+    @extend_schema(request=s.ReportCreateSerializer, responses={201: s.ReportSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"project", "title", "body", "visibility"})
+        if not isinstance(data.get("project"), str) or not data["project"]:
+            raise invalid("project", "This field is required: 'team/project'.")
+        project = tracking_selectors.project_get_for_user(request.user, data["project"])
+        report = services.report_create(
+            user=request.user,
+            project=project,
+            title=data.get("title"),
+            body=data.get("body", ""),
+            visibility=data.get("visibility", "team"),
+        )
+        return Response(s.ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+
+class ReportDetailView(APIView):
+    @extend_schema(responses=s.ReportSerializer)
+    def get(self, request: Request, report_id: int) -> Response:
+        return Response(s.ReportSerializer(_report(request, report_id)).data)
+
+    @extend_schema(
+        request=s.ReportPatchSerializer,
+        responses={200: s.ReportSerializer},
+        description="Saves a new revision. 409 when `revision` is not the newest: the error's"
+        " `details.current` holds the newest revision's number, title and body.",
+    )
+    def patch(self, request: Request, report_id: int) -> Response:
+        data = reject_unknown(request.data, {"revision", "title", "body", "visibility"})
+        if "revision" not in data:
+            raise invalid("revision", "Send the revision you edited.")
+        report = services.report_save(
+            report=_report(request, report_id),
+            user=request.user,
+            revision=data["revision"],
+            title=data.get("title"),
+            body=data.get("body"),
+            visibility=data.get("visibility"),
+        )
+        return Response(s.ReportSerializer(report).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, report_id: int) -> Response:
+        services.report_delete(report=_report(request, report_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RevisionListView(APIView):
+    @extend_schema(responses=s.RevisionSerializer(many=True))
+    def get(self, request: Request, report_id: int) -> Response:
+        revisions = selectors.revisions(_report(request, report_id))
+        return Response(s.RevisionSerializer(revisions, many=True).data)
+
+
+class RevisionDetailView(APIView):
+    @extend_schema(responses=s.RevisionDetailSerializer)
+    def get(self, request: Request, report_id: int, number: int) -> Response:
+        revision = selectors.revision_get(_report(request, report_id), number)
+        return Response(s.RevisionDetailSerializer(revision).data)
+
+
+class RevisionRestoreView(APIView):
+    @extend_schema(request=s.RestoreSerializer, responses=s.ReportSerializer)
+    def post(self, request: Request, report_id: int, number: int) -> Response:
+        data = reject_unknown(request.data, {"revision"})
+        report = services.report_restore(
+            report=_report(request, report_id),
+            user=request.user,
+            number=number,
+            revision=data.get("revision"),
+        )
+        return Response(s.ReportSerializer(report).data)
+
+
+class DraftView(APIView):
+    @extend_schema(responses={200: s.DraftSerializer, 404: None})
+    def get(self, request: Request, report_id: int) -> Response:
+        draft = selectors.draft_for(_report(request, report_id), request.user)
+        if draft is None:
+            raise NotFound("Draft")
+        return Response(s.DraftSerializer(draft).data)
+
+    @extend_schema(request=s.DraftSerializer, responses=s.DraftSerializer)
+    def put(self, request: Request, report_id: int) -> Response:
+        data = reject_unknown(request.data, {"title", "body", "revision"})
+        draft = services.draft_save(
+            report=_report(request, report_id),
+            user=request.user,
+            title=data.get("title"),
+            body=data.get("body", ""),
+            base_revision=data.get("revision"),
+        )
+        return Response(s.DraftSerializer(draft).data)
+
+
+class PreviewView(APIView):
+    @extend_schema(
+        request=s.PreviewSerializer,
+        responses=s.PreviewResultSerializer,
+        description="Renders `body` as the report page would (sanitized HTML and chart figures).",
+    )
+    def post(self, request: Request, report_id: int) -> Response:
+        data = reject_unknown(request.data, {"body"})
+        report = _report(request, report_id)
+        services.require_edit(report, request.user)
+        body = data.get("body")
+        if not isinstance(body, str) or len(body) > services.MAX_BODY:
+            raise invalid("body", f"Markdown text of at most {services.MAX_BODY} characters.")
+        rendered = render.render_report(report, body=body)
+        return Response(
+            {
+                "html": rendered.html,
+                "figures": [f.as_dict() for f in rendered.figures],
+                "errors": rendered.errors,
+            }
+        )
+
+
+# --- Share links ---------------------------------------------------------------------------
+
+
+def _expiry(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise invalid("expires_at", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+
+
+class ShareLinkListView(APIView):
+    @extend_schema(responses=s.ShareLinkSerializer(many=True))
+    def get(self, request: Request, report_id: int) -> Response:
+        report = _report(request, report_id)
+        if not services.can_manage_links(report, request.user):
+            return Response([])
+        return Response(s.ShareLinkSerializer(selectors.share_links(report), many=True).data)
+
+    @extend_schema(
+        request=s.ShareLinkCreateSerializer, responses={201: s.ShareLinkCreatedSerializer}
+    )
+    def post(self, request: Request, report_id: int) -> Response:
+        data = reject_unknown(request.data, {"expires_at", "hide_authors"})
+        hide = data.get("hide_authors", False)
+        if not isinstance(hide, bool):
+            raise invalid("hide_authors", "Must be true or false.")
+        link, token = services.share_link_create(
+            report=_report(request, report_id),
+            user=request.user,
+            expires_at=_expiry(data.get("expires_at")),
+            hide_authors=hide,
+        )
+        body = s.ShareLinkSerializer(link).data
+        body.update(token=token, url=s.share_url(token))
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ShareLinkDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, link_id: int) -> Response:
+        link = ShareLink.objects.filter(pk=link_id).select_related("report").first()
+        if link is None:
+            raise NotFound("Share link")
+        report = _report(request, link.report_id)  # 404 for anyone who cannot read the report
+        link.report = report
+        services.share_link_revoke(link=link, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

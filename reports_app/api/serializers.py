@@ -1,0 +1,124 @@
+"""API shapes of reports, revisions and share links (inputs are checked by the services)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
+
+
+def report_path(report: Report) -> str:
+    return f"/reports/{report.pk}/"
+
+
+def report_url(report: Report) -> str:
+    return settings.BASE_URL + report_path(report)
+
+
+def share_url(token: str) -> str:
+    return f"{settings.BASE_URL}/s/{token}"
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.full_name", read_only=True)
+    author = serializers.CharField(source="author.get_username", read_only=True, default=None)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Report
+        fields = [
+            "id", "project", "title", "slug", "body", "revision", "visibility", "author",
+            "created_at", "updated_at", "url",
+        ]  # fmt: skip
+
+    def get_url(self, report: Report) -> str:
+        return report_url(report)
+
+
+class ReportListSerializer(ReportSerializer):
+    class Meta(ReportSerializer.Meta):
+        fields = [f for f in ReportSerializer.Meta.fields if f != "body"]
+
+
+class ReportCreateSerializer(serializers.Serializer):
+    project = serializers.CharField(help_text="'team/project'")
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+
+
+class ReportPatchSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(help_text="The revision you edited; a stale one gets 409.")
+    title = serializers.CharField(required=False, max_length=200)
+    body = serializers.CharField(required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.get_username", read_only=True, default=None)
+
+    class Meta:
+        model = ReportRevision
+        fields = ["number", "title", "author", "created_at", "restored_from"]
+
+
+class RevisionDetailSerializer(RevisionSerializer):
+    class Meta(RevisionSerializer.Meta):
+        fields = [*RevisionSerializer.Meta.fields, "body"]
+
+
+class RestoreSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(help_text="The newest revision, as you last saw it.")
+
+
+class DraftSerializer(serializers.ModelSerializer):
+    revision = serializers.IntegerField(source="base_revision")
+
+    class Meta:
+        model = ReportDraft
+        fields = ["title", "body", "revision", "updated_at"]
+
+
+class PreviewSerializer(serializers.Serializer):
+    body = serializers.CharField(allow_blank=True)
+
+
+class PreviewResultSerializer(serializers.Serializer):
+    html = serializers.CharField()
+    figures = serializers.ListField(child=serializers.DictField())
+    errors = serializers.ListField(child=serializers.CharField())
+
+
+class ShareLinkSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(
+        source="created_by.get_username", read_only=True, default=None
+    )
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ShareLink
+        fields = [
+            "id", "prefix", "hide_authors", "expires_at", "created_by", "created_at",
+            "revoked_at", "last_accessed_at", "access_count", "active",
+        ]  # fmt: skip
+
+    def get_active(self, link: ShareLink) -> bool:
+        from django.utils import timezone
+
+        return link.revoked_at is None and (
+            link.expires_at is None or link.expires_at > timezone.now()
+        )
+
+
+class ShareLinkCreateSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    hide_authors = serializers.BooleanField(required=False)
+
+
+class ShareLinkCreatedSerializer(ShareLinkSerializer):
+    token = serializers.CharField(help_text="Shown once.")
+    url = serializers.CharField()
+
+    class Meta(ShareLinkSerializer.Meta):
+        fields = [*ShareLinkSerializer.Meta.fields, "token", "url"]
