@@ -43,7 +43,7 @@ class Figure:
     live: bool
     smoothing: float
     x: str
-    projects: list[int] = field(default_factory=list)  # new runs here may join the chart
+    projects: list[str] = field(default_factory=list)  # new runs here may join the chart
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,7 +74,7 @@ class Rendered:
         return sorted(runs)
 
     @property
-    def live_projects(self) -> list[int]:
+    def live_projects(self) -> list[str]:
         return sorted({p for figure in self.figures if figure.live for p in figure.projects})
 
 
@@ -186,20 +186,25 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
                         "dash": DASHES[key_index % len(DASHES)],
                         "width": 1.5,
                     },
-                    meta={"run": run.pk, "key": key},
+                    meta={
+                        "run": run.pk,
+                        "key": key,
+                        "last_step": history.steps[-1] if history.steps else -1,
+                        "start": run.created_at.timestamp(),
+                    },
                 )
             )
     layout = go.Layout(
         template="none",
-        height=340,
-        margin={"l": 56, "r": 16, "t": 40 if block.title else 16, "b": 48},
+        height=360,
+        margin={"l": 56, "r": 16, "t": 40 if block.title else 16, "b": 80},
         title={"text": block.title} if block.title else None,
         xaxis={
             "title": {"text": X_TITLES[block.x]},
             "type": "date" if block.x == "time" else "linear",
         },
         yaxis={"type": "log" if block.log_y else "linear"},
-        legend={"orientation": "h", "y": -0.2},
+        legend={"orientation": "h", "y": -0.32},
         hovermode="x",
         font={"family": "system-ui, sans-serif", "size": 12},
     )
@@ -235,7 +240,8 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
             figure = _chart_figure(block, item.runs, found)
         else:
             figure = frozen[str(item.index)]
-        projects = [report.project_id] if block.runs.is_query and block.live else []
+        watched = block.runs.project or report.project.full_name
+        projects = [watched] if block.runs.is_query and block.live else []
         figures[item.index] = Figure(
             item.index, figure, block.live, block.smoothing, block.x, projects
         )

@@ -1,0 +1,117 @@
+"""What the report pages show: the rendered report, its live-update plan, its export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.staticfiles import finders
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from reports_app import pages, render, services
+from reports_app.models import Report, ReportRevision, ShareLink
+
+STATIC_INLINED = ("labbook/labbook.css",)
+
+
+def _frozen(report: Report) -> dict[str, Any]:
+    revision = ReportRevision.objects.filter(report=report, number=report.revision)
+    return revision.values_list("frozen", flat=True).first() or {}
+
+
+def _config(
+    report: Report, rendered: render.Rendered, *, block_url: str, share: str | None
+) -> dict:
+    """What ``report.js`` reads: the figures and what to subscribe to for live updates."""
+    return {
+        "report": report.pk,
+        "figures": [figure.as_dict() for figure in rendered.figures],
+        "live": {"runs": rendered.live_runs, "projects": rendered.live_projects},
+        "blockUrl": block_url,
+        "share": share,
+    }
+
+
+def contributors(report: Report) -> list[str]:
+    """Everyone who saved a revision, the author first."""
+    names = (
+        report.revisions.exclude(author=None)
+        .order_by("number")
+        .values_list("author__username", flat=True)
+    )
+    return list(dict.fromkeys(names))
+
+
+def report_context(report: Report, *, user: AbstractBaseUser) -> dict[str, Any]:
+    rendered = render.render_report(report, frozen=_frozen(report))
+    block_url = reverse("report-block", kwargs={"report_id": report.pk, "index": 0})
+    return {
+        "report": report,
+        "project": report.project,
+        "current_team": report.project.team,
+        "project_href": pages.project_path(report.project),
+        "rendered": rendered,
+        "config": _config(report, rendered, block_url=block_url, share=None),
+        "can_edit": services.can_edit(report, user),
+        "can_share": services.can_manage_links(report, user),
+        "contributors": contributors(report),
+        "public": False,
+        "show_authors": True,
+    }
+
+
+def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
+    report = link.report
+    rendered = render.render_report(report, frozen=_frozen(report), public=True)
+    block_url = reverse("shared-block", kwargs={"token": token, "index": 0})
+    return {
+        "report": report,
+        "project": report.project,
+        "rendered": rendered,
+        "config": _config(report, rendered, block_url=block_url, share=token),
+        "can_edit": False,
+        "can_share": False,
+        "contributors": [] if link.hide_authors else contributors(report),
+        "public": True,
+        "show_authors": not link.hide_authors,
+        "link": link,
+    }
+
+
+def block_figure(report: Report, index: int, *, public: bool) -> dict[str, Any] | None:
+    """One chart block's figure, drawn again (a new run joined its selector)."""
+    rendered = render.render_report(report, frozen=_frozen(report), public=public)
+    return next((f.as_dict() for f in rendered.figures if f.block == index), None)
+
+
+# --- Export -----------------------------------------------------------------------------
+
+
+def _static_text(path: str) -> str:
+    found = finders.find(path)
+    return Path(found).read_text(encoding="utf-8") if found else ""
+
+
+def export_html(report: Report) -> str:
+    """One self-contained file: inline CSS, plotly.js and data; opens offline, never fetches."""
+    rendered = render.render_report(report, frozen=_frozen(report))
+    context = {
+        "report": report,
+        "rendered": rendered,
+        "figures_config": {
+            "report": report.pk,
+            "figures": [{**f.as_dict(), "live": False} for f in rendered.figures],
+            "live": {"runs": [], "projects": []},
+            "blockUrl": "",
+            "share": None,
+        },
+        "contributors": contributors(report),
+        "css": "\n".join(_static_text(path) for path in STATIC_INLINED),
+        "plotly_js": _static_text("plotly/plotly.min.js"),
+        "report_js": _static_text("labbook/report.js"),
+        "exported_at": timezone.now(),
+    }
+    return render_to_string("reports_app/export.html", context)

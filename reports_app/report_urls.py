@@ -1,0 +1,33 @@
+"""Routes of the report pages (included by ``reports_app.urls``).
+
+``fixed_patterns`` start with ``reports/`` or ``s/`` (both reserved team
+slugs); ``project_patterns`` start with a team and project and are included
+after every fixed route.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from reports_app import editor_views, report_views
+
+fixed_patterns = [
+    path("reports/<int:report_id>/", report_views.report, name="report"),
+    path("reports/<int:report_id>/blocks/<int:index>", report_views.block, name="report-block"),
+    path("reports/<int:report_id>/export.html", report_views.export, name="report-export"),
+    path("reports/<int:report_id>/edit", editor_views.report_edit, name="report-edit"),
+    path("reports/<int:report_id>/revisions/", editor_views.revisions, name="report-revisions"),
+    path(
+        "reports/<int:report_id>/revisions/<int:number>",
+        editor_views.revision,
+        name="report-revision",
+    ),
+    path("reports/<int:report_id>/diff", editor_views.diff, name="report-diff"),
+    path("reports/<int:report_id>/share", editor_views.share, name="report-share"),
+    path("s/<str:token>", report_views.shared, name="shared"),
+    path("s/<str:token>/blocks/<int:index>", report_views.shared_block, name="shared-block"),
+]
+project_patterns = [
+    path("<str:team>/<str:project>/reports/", editor_views.report_list, name="project-reports"),
+    path("<str:team>/<str:project>/reports/new", editor_views.report_new, name="report-new"),
+]

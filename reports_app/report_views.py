@@ -1,0 +1,73 @@
+"""Report pages for reading: the report, its share link, its offline export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from reports_app import report_pages, selectors, services
+from reports_app.models import ShareLink
+from tracking.errors import NotFound
+
+
+def _report(request: HttpRequest, report_id: int):
+    try:
+        return selectors.report_get_for_user(request.user, report_id)
+    except NotFound:
+        raise Http404("No such report.") from None
+
+
+@login_required
+@require_GET
+def report(request: HttpRequest, report_id: int) -> HttpResponse:
+    found = _report(request, report_id)
+    context = report_pages.report_context(found, user=request.user)
+    return render(request, "reports_app/report.html", context)
+
+
+@require_GET
+def shared(request: HttpRequest, token: str) -> HttpResponse:
+    """A report through its share link: read-only, for anyone holding the link."""
+    link = selectors.share_link_active(ShareLink.hash(token))
+    if link is None:
+        raise Http404("This link does not exist, has expired or was revoked.")
+    services.share_link_touch(link)
+    context: dict[str, Any] = report_pages.shared_context(link, token=token)
+    response = render(request, "reports_app/report.html", context)
+    response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@login_required
+@require_GET
+def export(request: HttpRequest, report_id: int) -> HttpResponse:
+    found = _report(request, report_id)
+    response = HttpResponse(
+        report_pages.export_html(found), content_type="text/html; charset=utf-8"
+    )
+    filename = f"{found.slug or 'report'}.html"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_GET
+def block(request: HttpRequest, report_id: int, index: int) -> JsonResponse:
+    figure = report_pages.block_figure(_report(request, report_id), index, public=False)
+    if figure is None:
+        raise Http404("No such chart block.")
+    return JsonResponse(figure)
+
+
+@require_GET
+def shared_block(request: HttpRequest, token: str, index: int) -> JsonResponse:
+    link = selectors.share_link_active(ShareLink.hash(token))
+    figure = link and report_pages.block_figure(link.report, index, public=True)
+    if not figure:
+        raise Http404("No such chart block.")
+    return JsonResponse(figure)

@@ -1,0 +1,147 @@
+/* Report charts: draw the server-built Plotly figures and keep the live ones live.
+ *
+ * Reads <script id="report-config">: {figures: [{block, figure, live, smoothing, x,
+ * projects}], live: {runs, projects}, blockUrl, share}. Each trace's meta names its
+ * run and metric key, its last step and its run's start, so points from the
+ * websocket extend exactly the traces they belong to. A new run in a watched
+ * project (a chart whose runs come from a selector) redraws that chart from the
+ * server; after a reconnect every live chart is redrawn, so nothing is missed.
+ * Without Labbook.live (the offline export) the charts are simply drawn.
+ */
+(function () {
+  "use strict";
+  const Labbook = (window.Labbook = window.Labbook || {});
+
+  function smooth(values, weight, state) {
+    return values.map(function (value) {
+      if (value === null || value === undefined) return null;
+      state.last = state.last * weight + (1 - weight) * value;
+      state.n += 1;
+      return state.last / (1 - Math.pow(weight, state.n));
+    });
+  }
+
+  function xOf(mode, meta, step, timestamp) {
+    if (mode === "step") return step;
+    if (mode === "time") return new Date(timestamp * 1000).toISOString();
+    return Math.round(((timestamp - meta.start) / 60) * 1e4) / 1e4;
+  }
+
+  function Chart(spec) {
+    this.spec = spec;
+    this.element = document.querySelector('[data-figure="' + spec.block + '"]');
+    this.draw();
+  }
+
+  /* Raw traces from the server, each followed by its smoothed twin when smoothing is on. */
+  Chart.prototype.draw = function () {
+    const spec = this.spec;
+    const weight = spec.smoothing || 0;
+    this.raw = []; // [{meta, index, twin, state, lastStep}]
+    const traces = [];
+    spec.figure.data.forEach((trace) => {
+      const entry = { meta: trace.meta, index: traces.length, twin: null, lastStep: trace.meta.last_step };
+      if (weight > 0) {
+        traces.push(Object.assign({}, trace, { opacity: 0.3, showlegend: false, hoverinfo: "skip" }));
+        entry.state = { last: 0, n: 0 };
+        entry.twin = traces.length;
+        traces.push(Object.assign({}, trace, { y: smooth(trace.y, weight, entry.state) }));
+      } else {
+        traces.push(trace);
+      }
+      this.raw.push(entry);
+    });
+    const layout = Object.assign({}, spec.figure.layout, { autosize: true });
+    window.Plotly.react(this.element, traces, layout, { responsive: true, displaylogo: false });
+    this.element.dataset.points = String(this.pointCount());
+  };
+
+  Chart.prototype.pointCount = function () {
+    return this.spec.figure.data.reduce((total, trace) => total + trace.x.length, 0);
+  };
+
+  /* New points of one run: extend every trace of that run and key, in place. */
+  Chart.prototype.extend = function (runId, series) {
+    const indices = [];
+    const xs = [];
+    const ys = [];
+    this.raw.forEach((entry) => {
+      const points = entry.meta.run === runId && series[entry.meta.key];
+      if (!points) return;
+      const x = [];
+      const y = [];
+      points.steps.forEach((step, i) => {
+        if (step <= entry.lastStep) return;
+        x.push(xOf(this.spec.x, entry.meta, step, points.timestamps[i]));
+        y.push(typeof points.values[i] === "number" ? points.values[i] : null);
+        entry.lastStep = step;
+      });
+      if (x.length === 0) return;
+      const trace = this.spec.figure.data[this.raw.indexOf(entry)];
+      trace.x = trace.x.concat(x);
+      trace.y = trace.y.concat(y);
+      indices.push(entry.index);
+      xs.push(x);
+      ys.push(y);
+      if (entry.twin !== null) {
+        indices.push(entry.twin);
+        xs.push(x);
+        ys.push(smooth(y, this.spec.smoothing, entry.state));
+      }
+    });
+    if (indices.length === 0) return;
+    window.Plotly.extendTraces(this.element, { x: xs, y: ys }, indices);
+    this.element.dataset.points = String(this.pointCount());
+  };
+
+  Chart.prototype.refresh = async function (blockUrl) {
+    const url = blockUrl.replace(/\/0(\.json)?$/, "/" + this.spec.block + "$1");
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    this.spec = await response.json();
+    this.draw();
+  };
+
+  function start() {
+    const config = JSON.parse(document.getElementById("report-config").textContent);
+    const charts = config.figures.map((spec) => new Chart(spec));
+    Labbook.reportCharts = charts;
+    const live = charts.filter((chart) => chart.spec.live);
+    const stateLabel = document.querySelector("[data-live-state]");
+    if (!Labbook.live || live.length === 0) return;
+    const subscription = config.share
+      ? { share: config.share }
+      : { runs: config.live.runs, projects: config.live.projects };
+    let pending = null;
+    const refreshWatching = function (project) {
+      // Several runs created at once (a sweep) cost one redraw.
+      window.clearTimeout(pending);
+      pending = window.setTimeout(() => {
+        live
+          .filter((chart) => !project || chart.spec.projects.length)
+          .forEach((chart) => chart.refresh(config.blockUrl));
+      }, 300);
+    };
+    Labbook.reportSocket = Labbook.live(subscription, {
+      message(msg) {
+        if (msg.type === "run.points") {
+          live.forEach((chart) => chart.extend(msg.run, msg.series));
+        } else if (msg.type === "run.status") {
+          Labbook.updateStatus(msg.run, msg.status);
+        } else if (msg.type === "project.run" && msg.created) {
+          refreshWatching(true);
+        }
+      },
+      connected(isReconnect) {
+        if (isReconnect) refreshWatching(false);
+      },
+      state: Labbook.showLiveState(stateLabel),
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
