@@ -47,8 +47,8 @@ ATTRIBUTES = {
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
     "input": {"type", "checked", "disabled"},
-    "td": {"align", "style"},
-    "th": {"align", "style"},
+    "td": {"align"},
+    "th": {"align"},
     "ol": {"start"},
     "div": {"class"},
     "span": {"class"},
@@ -128,6 +128,7 @@ def _markdown(source: Source) -> markdown.Markdown:
         ],
         extension_configs={
             "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "tables": {"use_align_attribute": True},  # no style attributes at all
             "toc": {"permalink": False},
         },
         output_format="html",
@@ -141,8 +142,6 @@ def _attribute(tag: str, name: str, value: str) -> str | None:
         return "#" + ID_PREFIX + value[1:]
     if tag == "input" and name == "type":
         return "checkbox" if value == "checkbox" else None
-    if name == "style":  # table alignment only (python-markdown writes text-align)
-        return value if re.fullmatch(r"text-align: (left|right|center);?", value) else None
     return value
 
 

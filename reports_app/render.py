@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from django.db.models import Q, prefetch_related_objects
 from django.template.loader import render_to_string
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from reports_app import blocks, markup, pages, run_pages
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
@@ -31,6 +32,7 @@ from tracking.history import History, histories
 from tracking.models import MetricSeries, Run
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+FROZEN_NOTE = '<p class="chart-note">Frozen when the report was saved.</p>'
 X_TITLES = {"step": "step", "time": "time (UTC)", "relative": "minutes since the run started"}
 
 
@@ -254,7 +256,7 @@ def _pairs(item: _Block) -> list[tuple[int, str]]:
 
 def _chart_html(item: _Block, figure: Figure) -> str:
     title = item.parsed.title or ", ".join(item.parsed.metrics)
-    note = "" if item.parsed.live else '<p class="chart-note">Frozen when the report was saved.</p>'
+    note = "" if item.parsed.live else mark_safe(FROZEN_NOTE)  # noqa: S308 - a constant
     return format_html(
         '<figure class="report-chart" id="block-{}" data-block="{}">'
         '<div class="plot" data-figure="{}" role="img" aria-label="Chart: {}"></div>{}</figure>',
@@ -262,7 +264,7 @@ def _chart_html(item: _Block, figure: Figure) -> str:
         item.index,
         item.index,
         title,
-        format_html(note) if note else "",
+        note,
     )
 
 
