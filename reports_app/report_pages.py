@@ -96,8 +96,11 @@ def _static_text(path: str) -> str:
 
 
 def export_html(report: Report) -> str:
-    """One self-contained file: inline CSS, plotly.js and data; opens offline, never fetches."""
-    rendered = render.render_report(report, frozen=_frozen(report))
+    """One self-contained file: inline CSS, plotly.js and data; opens offline, never fetches.
+
+    Runs are named rather than linked, as on a share link: the file outlives the server.
+    """
+    rendered = render.render_report(report, frozen=_frozen(report), public=True)
     context = {
         "report": report,
         "rendered": rendered,
