@@ -170,7 +170,13 @@ def _x_values(x: str, run: Run, history: History) -> list[Any]:
 
 
 def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History]) -> dict:
-    traces = []
+    """The figure spec, built and checked by plotly; the point arrays are added afterwards.
+
+    Plotly's validators walk every element of ``x`` and ``y`` (and deep-copy them),
+    which costs more than the whole history read; lists of plain numbers need no
+    checking, so they go into the validated spec as they are.
+    """
+    traces, arrays = [], []
     for run_index, run in enumerate(runs):
         for key_index, key in enumerate(block.metrics):
             history = found.get((run.pk, key))
@@ -179,8 +185,6 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
             name = run.name if len(block.metrics) == 1 else f"{run.name} · {key}"
             traces.append(
                 go.Scattergl(
-                    x=_x_values(block.x, run, history),
-                    y=[v if isinstance(v, float | int) else None for v in history.values],
                     name=name,
                     mode="lines",
                     line={
@@ -196,6 +200,8 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
                     },
                 )
             )
+            values = [v if v.__class__ is not str else None for v in history.values]
+            arrays.append((_x_values(block.x, run, history), values))
     layout = go.Layout(
         template="none",
         height=360,
@@ -210,7 +216,10 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
         hovermode="x",
         font={"family": "system-ui, sans-serif", "size": 12},
     )
-    return go.Figure(data=traces, layout=layout).to_plotly_json()
+    figure = go.Figure(data=traces, layout=layout).to_plotly_json()
+    for trace, (x, y) in zip(figure["data"], arrays, strict=True):
+        trace["x"], trace["y"] = x, y
+    return figure
 
 
 def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict[int, Figure]:
@@ -224,17 +233,21 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
             run_id__in={run_id for run_id, _ in wanted}, key__in={key for _, key in wanted}
         )
         series = {(s.run_id, s.key): s for s in rows if s.count}
-    groups: dict[int, dict[int, MetricSeries]] = {}  # max_points -> series by id
+    groups: dict[tuple, dict[int, MetricSeries]] = {}  # (max_points, by time) -> series by id
     for item in fresh:
         for pair in _pairs(item):
             if pair in series:
-                groups.setdefault(item.parsed.max_points, {})[series[pair].pk] = series[pair]
-    read = {n: histories(list(group.values()), max_points=n) for n, group in groups.items()}
+                groups.setdefault(_read_kind(item), {})[series[pair].pk] = series[pair]
+    read = {
+        (n, by_time): histories(list(group.values()), max_points=n, timestamps=by_time)
+        for (n, by_time), group in groups.items()
+    }
     figures = {}
     for item in charts:
         block = item.parsed
         if item in fresh:
-            found = {p: read[block.max_points][series[p].pk] for p in _pairs(item) if p in series}
+            kind = _read_kind(item)
+            found = {p: read[kind][series[p].pk] for p in _pairs(item) if p in series}
             if not found:
                 keys = ", ".join(f"`{key}`" for key in block.metrics)
                 item.error = f"None of these runs logged {keys}."
@@ -248,6 +261,11 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
             item.index, figure, block.live, block.smoothing, block.x, projects
         )
     return figures
+
+
+def _read_kind(item: _Block) -> tuple[int, bool]:
+    """How a chart reads history: its max_points, and whether it needs timestamps."""
+    return item.parsed.max_points, item.parsed.x != "step"
 
 
 def _pairs(item: _Block) -> list[tuple[int, str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Max, Min, Q
@@ -182,14 +183,21 @@ def _raw_cells(series: MetricSeries, lo: int, hi: int) -> list[tuple]:
 
 # --- Many series at once (report charts) ---------------------------------------------
 
+_UNKNOWN = object()  # a chosen step whose value the rollups did not carry
 
-def histories(series_list: list[MetricSeries], *, max_points: int) -> dict[int, History]:
+
+def histories(
+    series_list: list[MetricSeries], *, max_points: int, timestamps: bool = True
+) -> dict[int, History]:
     """Each series' whole history downsampled to about ``max_points``, by series id.
 
     A fixed number of queries however many series (a report with 20 charts of
     5 runs costs what one chart costs): raw points of the short series, then
-    for the long ones their rollup cells, the raw points of the partial edge
-    buckets, and finally the chosen points themselves, each in one query.
+    for the long ones their rollup cells and the raw points of the partial
+    edge buckets, and finally the chosen points themselves, each in one query.
+    ``timestamps=False`` (charts by step) skips most of that last read: the
+    rollup cells already hold the chosen values, so only the first and last
+    points are read, and ``History.timestamps`` is left empty.
     """
     short = [s for s in series_list if 0 < s.count <= max_points]
     long = [s for s in series_list if s.count > max_points]
@@ -199,13 +207,27 @@ def histories(series_list: list[MetricSeries], *, max_points: int) -> dict[int, 
         found[series.pk] = _history(
             series.key, rows_by_series.get(series.pk, []), series.count, downsampled=False
         )
-    if long:
-        steps = _downsampled_steps_many(long, max(1, max_points // 2))
-        points = _points_at_many(steps)
-        for series in long:
-            found[series.pk] = _history(
-                series.key, points.get(series.pk, []), series.count, downsampled=True
-            )
+    if not long:
+        return found
+    chosen = _downsampled_many(long, max(1, max_points // 2))
+    if timestamps:
+        points = _points_at_many({pk: set(values) for pk, values in chosen.items()})
+    else:
+        missing = {
+            pk: {s for s, v in values.items() if v is _UNKNOWN} for pk, values in chosen.items()
+        }
+        read = _points_at_many(missing)
+        for pk, rows in read.items():
+            chosen[pk].update((step, value) for step, value, _stamp in rows)
+        points = {
+            pk: [(step, value, None) for step, value in sorted(values.items())]
+            for pk, values in chosen.items()
+        }
+    for series in long:
+        history = _history(series.key, points.get(series.pk, []), series.count, downsampled=True)
+        if not timestamps:
+            history.timestamps = []
+        found[series.pk] = history
     return found
 
 
@@ -230,8 +252,12 @@ def _any_of(conditions: list[Q]) -> Q:
     return combined
 
 
-def _downsampled_steps_many(series_list: list[MetricSeries], buckets: int) -> dict[int, set[int]]:
-    """What ``_downsampled_steps`` answers for each series' full range, in two queries."""
+def _downsampled_many(series_list: list[MetricSeries], buckets: int) -> dict[int, dict[int, Any]]:
+    """The steps ``_downsampled_steps`` picks for each series' full range, in two queries.
+
+    Each step maps to its value when a rollup cell or raw edge point told it
+    (``None`` is NaN), else to ``_UNKNOWN`` (the range's first and last steps).
+    """
     plans = {}
     rollup_ranges, edge_ranges = [], []
     for s in series_list:
@@ -265,15 +291,19 @@ def _downsampled_steps_many(series_list: list[MetricSeries], buckets: int) -> di
         best: dict[int, list] = {}
         for start, *cell in cells[series_id]:
             rollups.merge_cell(best, (start - first) * buckets // span, *cell)
-        chosen = {first, last}
-        for lo_step, _lo, hi_step, _hi, nan_step, _count in best.values():
-            chosen.update(s for s in (lo_step, hi_step, nan_step) if s is not None)
+        chosen: dict[int, Any] = {first: _UNKNOWN, last: _UNKNOWN}
+        for lo_step, lo, hi_step, hi, nan_step, _count in best.values():
+            for step, value in ((lo_step, lo), (hi_step, hi), (nan_step, None)):
+                if step is not None:
+                    chosen[step] = value
         steps[series_id] = chosen
     return steps
 
 
 def _points_at_many(steps: dict[int, set[int]]) -> dict[int, list[tuple]]:
     """(step, value, timestamp) rows at the given steps of each series, in one query."""
+    if not any(steps.values()):
+        return {}
     pairs = [(series_id, step) for series_id, chosen in steps.items() for step in sorted(chosen)]
     table = MetricPoint._meta.db_table
     with connection.cursor() as cursor:

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from reports_app.api import reports
 
@@ -30,4 +30,5 @@ urlpatterns = [
         name="api-report-share-links",
     ),
     path("share-links/<int:link_id>", reports.ShareLinkDetailView.as_view(), name="api-share-link"),
+    path("", include("reports_app.api.comment_urls")),
 ]

@@ -235,6 +235,17 @@ def test_many_series_at_once_answer_what_one_at_a_time_does(run, max_points):
         assert together[series.pk].as_dict() == alone.as_dict(), series.key
 
 
+@pytest.mark.parametrize("max_points", [2, 100, 400])
+def test_many_series_without_timestamps_keep_the_same_steps_and_values(run, max_points):
+    series_list = _many_series(run)
+    together = histories(series_list, max_points=max_points, timestamps=False)
+    for series in series_list:
+        alone = metric_history(series, max_points=max_points).as_dict()
+        mine = together[series.pk].as_dict()
+        assert (mine["steps"], mine["values"]) == (alone["steps"], alone["values"]), series.key
+        assert mine["total"] == alone["total"] and mine["downsampled"] == alone["downsampled"]
+
+
 def test_many_series_cost_the_same_queries_as_two(run, django_assert_max_num_queries):
     series_list = _many_series(run)
     with django_assert_max_num_queries(4) as few:
