@@ -14,6 +14,8 @@ resolved in one query per selector kind, series in one, histories through
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,57 +171,56 @@ def _x_values(x: str, run: Run, history: History) -> list[Any]:
     return [round((t - start) / 60, 4) for t in history.timestamps]
 
 
-def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History]) -> dict:
-    """The figure spec, built and checked by plotly; the point arrays are added afterwards.
+@functools.lru_cache(maxsize=256)
+def _trace_style(color: str, dash: str) -> dict[str, Any]:
+    """A line trace's spec, built and checked by plotly once per colour and dash."""
+    trace = go.Scattergl(mode="lines", line={"color": color, "dash": dash, "width": 1.5})
+    return trace.to_plotly_json()
 
-    Plotly's validators walk every element of ``x`` and ``y`` (and deep-copy them),
-    which costs more than the whole history read; lists of plain numbers need no
-    checking, so they go into the validated spec as they are.
+
+@functools.lru_cache(maxsize=256)
+def _layout(title: str, x: str, log_y: bool) -> dict[str, Any]:
+    """A chart's layout, built and checked by plotly once per distinct set of options."""
+    layout = go.Layout(
+        template="none",
+        height=360,
+        margin={"l": 56, "r": 16, "t": 40 if title else 16, "b": 80},
+        title={"text": title} if title else None,
+        xaxis={"title": {"text": X_TITLES[x]}, "type": "date" if x == "time" else "linear"},
+        yaxis={"type": "log" if log_y else "linear"},
+        legend={"orientation": "h", "y": -0.32},
+        hovermode="x",
+        font={"family": "system-ui, sans-serif", "size": 12},
+    )
+    return layout.to_plotly_json()
+
+
+def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History]) -> dict:
+    """A Plotly figure: specs from plotly's own validators, point arrays added as they are.
+
+    Plotly's validators walk every element of ``x`` and ``y`` (and deep-copy
+    them), which would cost more than the history read; the styles and the
+    layout are checked once and reused, the plain number lists need no check.
     """
-    traces, arrays = [], []
+    traces = []
     for run_index, run in enumerate(runs):
         for key_index, key in enumerate(block.metrics):
             history = found.get((run.pk, key))
             if history is None:
                 continue
-            name = run.name if len(block.metrics) == 1 else f"{run.name} · {key}"
-            traces.append(
-                go.Scattergl(
-                    name=name,
-                    mode="lines",
-                    line={
-                        "color": run_pages.COLORS[run_index % len(run_pages.COLORS)],
-                        "dash": DASHES[key_index % len(DASHES)],
-                        "width": 1.5,
-                    },
-                    meta={
-                        "run": run.pk,
-                        "key": key,
-                        "last_step": history.steps[-1] if history.steps else -1,
-                        "start": run.created_at.timestamp(),
-                    },
-                )
-            )
-            values = [v if v.__class__ is not str else None for v in history.values]
-            arrays.append((_x_values(block.x, run, history), values))
-    layout = go.Layout(
-        template="none",
-        height=360,
-        margin={"l": 56, "r": 16, "t": 40 if block.title else 16, "b": 80},
-        title={"text": block.title} if block.title else None,
-        xaxis={
-            "title": {"text": X_TITLES[block.x]},
-            "type": "date" if block.x == "time" else "linear",
-        },
-        yaxis={"type": "log" if block.log_y else "linear"},
-        legend={"orientation": "h", "y": -0.32},
-        hovermode="x",
-        font={"family": "system-ui, sans-serif", "size": 12},
-    )
-    figure = go.Figure(data=traces, layout=layout).to_plotly_json()
-    for trace, (x, y) in zip(figure["data"], arrays, strict=True):
-        trace["x"], trace["y"] = x, y
-    return figure
+            color = run_pages.COLORS[run_index % len(run_pages.COLORS)]
+            trace = copy.deepcopy(_trace_style(color, DASHES[key_index % len(DASHES)]))
+            trace["name"] = run.name if len(block.metrics) == 1 else f"{run.name} · {key}"
+            trace["meta"] = {
+                "run": run.pk,
+                "key": key,
+                "last_step": history.steps[-1] if history.steps else -1,
+                "start": run.created_at.timestamp(),
+            }
+            trace["x"] = _x_values(block.x, run, history)
+            trace["y"] = [v if v.__class__ is not str else None for v in history.values]
+            traces.append(trace)
+    return {"data": traces, "layout": copy.deepcopy(_layout(block.title, block.x, block.log_y))}
 
 
 def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict[int, Figure]:

@@ -152,33 +152,71 @@ def _downsampled_steps(series: MetricSeries, first: int, last: int, buckets: int
     return steps
 
 
-def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tuple]:
-    """(start step, *cell) covering [first, last]: whole rollup buckets, raw points at the edges."""
-    if level == 0:
-        return _raw_cells(series, first, last)
-    full_lo, full_hi = rollups.full_buckets(first, last, level)
-    if full_lo > full_hi:
-        return _raw_cells(series, first, last)
-    shift = rollups.ROLLUP_BITS * level
-    cells = _raw_cells(series, first, (full_lo << shift) - 1)
-    cells += [
-        (bucket << shift, *cell)
-        for bucket, *cell in rollups.stored(series.pk, level, full_lo, full_hi)
+def _pieces(first: int, last: int, level: int) -> tuple[list[tuple], list[tuple]]:
+    """Cover [first, last] with whole rollup buckets: ``level``'s in the middle, ever
+    finer ones towards the edges, raw steps only for the last partial 16-step cells.
+
+    Answers (level, first bucket, last bucket) rollup ranges and (lo, hi) raw ranges.
+    """
+    rolls: list[tuple] = []
+    raws: list[tuple] = []
+
+    def cover(lo: int, hi: int, level: int) -> None:
+        if lo > hi:
+            return
+        if level == 0:
+            raws.append((lo, hi))
+            return
+        full_lo, full_hi = rollups.full_buckets(lo, hi, level)
+        if full_lo > full_hi:
+            cover(lo, hi, level - 1)
+            return
+        shift = rollups.ROLLUP_BITS * level
+        rolls.append((level, full_lo, full_hi))
+        cover(lo, (full_lo << shift) - 1, level - 1)
+        cover((full_hi + 1) << shift, hi, level - 1)
+
+    cover(first, last, level)
+    return rolls, raws
+
+
+def _read_cells(plans: dict[int, tuple[list[tuple], list[tuple]]]) -> dict[int, list[tuple]]:
+    """(start step, *cell) of every piece of every series: one rollup and one raw query."""
+    cells: dict[int, list[tuple]] = {series_id: [] for series_id in plans}
+    rolls = [
+        Q(series_id=sid, level=level, bucket__gte=lo, bucket__lte=hi)
+        for sid, (pieces, _raws) in plans.items()
+        for level, lo, hi in pieces
     ]
-    cells += _raw_cells(series, (full_hi + 1) << shift, last)
+    if rolls:
+        stored = MetricRollup.objects.filter(_any_of(rolls)).values_list(
+            "series_id", "level", "bucket", "min_step", "min_value", "max_step", "max_value",
+            "nan_step", "count",
+        )  # fmt: skip
+        for series_id, level, bucket, *cell in stored:
+            cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
+    raws = [
+        Q(series_id=sid, step__gte=lo, step__lte=hi)
+        for sid, (_rolls, pieces) in plans.items()
+        for lo, hi in pieces
+    ]
+    if raws:
+        points = MetricPoint.objects.filter(_any_of(raws)).values_list("series_id", "step", "value")
+        for series_id, step, value in points:
+            cells[series_id].append((step, *rollups.point_cell(step, value)))
     return cells
 
 
-def _raw_cells(series: MetricSeries, lo: int, hi: int) -> list[tuple]:
-    if lo > hi:
-        return []
-    rows = (
-        _points(series)
-        .filter(step__gte=lo, step__lte=hi)
-        .order_by("step")
-        .values_list("step", "value")
-    )
-    return [(step, *rollups.point_cell(step, value)) for step, value in rows]
+def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tuple]:
+    """(start step, *cell) covering [first, last] (see ``_pieces``)."""
+    return _read_cells({series.pk: _pieces(first, last, level)})[series.pk]
+
+
+def _any_of(conditions: list[Q]) -> Q:
+    combined = Q(pk__in=[])
+    for condition in conditions:
+        combined |= condition
+    return combined
 
 
 # --- Many series at once (report charts) ---------------------------------------------
@@ -245,48 +283,20 @@ def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[tuple]]:
     return rows
 
 
-def _any_of(conditions: list[Q]) -> Q:
-    combined = Q(pk__in=[])
-    for condition in conditions:
-        combined |= condition
-    return combined
-
-
 def _downsampled_many(series_list: list[MetricSeries], buckets: int) -> dict[int, dict[int, Any]]:
     """The steps ``_downsampled_steps`` picks for each series' full range, in two queries.
 
     Each step maps to its value when a rollup cell or raw edge point told it
     (``None`` is NaN), else to ``_UNKNOWN`` (the range's first and last steps).
     """
-    plans = {}
-    rollup_ranges, edge_ranges = [], []
-    for s in series_list:
-        first, last = s.first_step or 0, s.last_step or 0
-        level = _level_for(last - first + 1, buckets)
-        full_lo, full_hi = rollups.full_buckets(first, last, level) if level else (1, 0)
-        plans[s.pk] = (first, last, level, full_lo, full_hi)
-        if full_lo > full_hi:
-            edge_ranges.append(Q(series_id=s.pk, step__gte=first, step__lte=last))
-            continue
-        shift = rollups.ROLLUP_BITS * level
-        rollup_ranges.append(
-            Q(series_id=s.pk, level=level, bucket__gte=full_lo, bucket__lte=full_hi)
-        )
-        edge_ranges.append(Q(series_id=s.pk, step__gte=first, step__lte=(full_lo << shift) - 1))
-        edge_ranges.append(Q(series_id=s.pk, step__gte=(full_hi + 1) << shift, step__lte=last))
-    cells: dict[int, list[tuple]] = {pk: [] for pk in plans}
-    if rollup_ranges:
-        stored = MetricRollup.objects.filter(_any_of(rollup_ranges)).values_list(
-            "series_id", "level", "bucket", "min_step", "min_value", "max_step", "max_value",
-            "nan_step", "count",
-        )  # fmt: skip
-        for series_id, level, bucket, *cell in stored:
-            cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
-    raw = MetricPoint.objects.filter(_any_of(edge_ranges)).values_list("series_id", "step", "value")
-    for series_id, step, value in raw:
-        cells[series_id].append((step, *rollups.point_cell(step, value)))
+    ranges = {s.pk: (s.first_step or 0, s.last_step or 0) for s in series_list}
+    plans = {
+        pk: _pieces(first, last, _level_for(last - first + 1, buckets))
+        for pk, (first, last) in ranges.items()
+    }
+    cells = _read_cells(plans)
     steps = {}
-    for series_id, (first, last, *_plan) in plans.items():
+    for series_id, (first, last) in ranges.items():
         span = last - first + 1
         best: dict[int, list] = {}
         for start, *cell in cells[series_id]:

@@ -6,6 +6,7 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 
+import plotly.graph_objects as go
 import pytest
 
 from reports_app import markup, render, services
@@ -100,6 +101,7 @@ def test_a_chart_block_becomes_a_plotly_figure_per_run_and_metric(world):
     assert len(traces[0]["x"]) <= 22  # downsampled to max_points (plus both ends)
     assert figure.figure["layout"]["yaxis"]["type"] == "log"
     assert figure.smoothing == 0.5 and figure.live is True
+    go.Figure(figure.figure)  # plotly's own validators accept the whole figure
     assert rendered.live_runs == sorted([a.pk, b.pk])
     assert rendered.live_projects == ["acme/mnist"]  # a selector: new runs may join
 
