@@ -15,10 +15,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from reports_app.consumers import LiveConsumer  # noqa: E402
+from reports_app.consumers import LiveConsumer, ShareConsumer  # noqa: E402
 
 websocket_urlpatterns = [
     path("ws/live/", LiveConsumer.as_asgi()),
+    path("ws/share/<str:token>/", ShareConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(

@@ -8,8 +8,16 @@ Protocol of ``/ws/live/`` (messages from the server are listed in ``reports_app.
     client: {"unsubscribe": {"runs": [7]}}
     server: {"type": "unsubscribed", "runs": [7], "projects": []}
 
-A run or project the user may not read is answered ``not_found`` whether or
-not it exists. A socket holds at most MAX_SUBSCRIPTIONS groups. A socket
+The discussion of a run or report (its ``comment.changed`` messages) is
+subscribed to by target name; answers carry a ``comments`` list only when the
+request had one, so clients of runs and projects see the shapes above::
+
+    client: {"subscribe": {"comments": ["run:7", "report:3"]}}
+    server: {"type": "subscribed", "runs": [], "projects": [], "comments": ["run:7"]}
+            {"type": "error", "code": "not_found", "comments": "report:3"}
+
+A run, project or report the user may not read is answered ``not_found``
+whether or not it exists. A socket holds at most MAX_SUBSCRIPTIONS groups. A socket
 without a logged-in session is accepted and closed at once with code 4401,
 so the browser can tell "log in again" from a network failure.
 """
@@ -21,12 +29,16 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from reports_app.live import project_group, run_group
+from reports_app.comments import TARGET_RE, target_get_for_user
+from reports_app.live import comments_group, project_group, run_group
 from tracking.errors import ApplicationError
 from tracking.selectors import project_get_for_user, run_get_for_user
 
 MAX_SUBSCRIPTIONS = 200
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+# A subscription's lists, and the key that names one of their items in an error.
+ITEM_KEYS = {"runs": "run", "projects": "project", "comments": "comments"}
 
 
 @database_sync_to_async
@@ -39,9 +51,15 @@ def _project_group_for(user: Any, name: str) -> str:
     return project_group(project_get_for_user(user, name).pk)
 
 
+@database_sync_to_async
+def _comments_group_for(user: Any, name: str) -> str:
+    target = target_get_for_user(user, name)
+    return comments_group(target.kind, target.obj.pk)
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        self.subscriptions: dict[tuple[str, Any], str] = {}  # ("run", 7) -> "run.7"
+        self.subscriptions: dict[tuple[str, Any], str] = {}  # ("runs", 7) -> "run.7"
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -58,51 +76,50 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         if "subscribe" in content:
-            await self._subscribe(_targets(content["subscribe"]))
+            await self._subscribe(content["subscribe"])
         if "unsubscribe" in content:
-            await self._unsubscribe(_targets(content["unsubscribe"]))
+            await self._unsubscribe(content["unsubscribe"])
 
-    async def _subscribe(self, targets: list[tuple[str, Any]]) -> None:
-        joined: dict[str, list[Any]] = {"runs": [], "projects": []}
-        for kind, ident in targets:
+    async def _subscribe(self, spec: Any) -> None:
+        joined = _answer_lists(spec)
+        for kind, ident in _targets(spec):
             group = await self._group_for(kind, ident)
             if group is None:
                 continue
             if (kind, ident) not in self.subscriptions:
                 if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-                    await self._error("too_many_subscriptions", **{kind: ident})
+                    await self._error("too_many_subscriptions", **{ITEM_KEYS[kind]: ident})
                     continue
                 await self.channel_layer.group_add(group, self.channel_name)
                 self.subscriptions[(kind, ident)] = group
-            joined[f"{kind}s"].append(ident)
+            joined[kind].append(ident)
         await self.send_json({"type": "subscribed", **joined})
 
     async def _group_for(self, kind: str, ident: Any) -> str | None:
-        """The group of a run or project the user may read; answers the error otherwise."""
-        valid = isinstance(ident, str) if kind == "project" else _is_int(ident)
-        if not valid:
-            await self._error("invalid", **{kind: ident})
+        """The group of something the user may read; answers the error otherwise."""
+        valid, lookup = _LOOKUPS[kind]
+        if not valid(ident):
+            await self._error("invalid", **{ITEM_KEYS[kind]: ident})
             return None
-        lookup = _project_group_for if kind == "project" else _run_group_for
         try:
             return await lookup(self.scope["user"], ident)
         except ApplicationError:  # a malformed project name is as unknown as a missing one
-            await self._error("not_found", **{kind: ident})
+            await self._error("not_found", **{ITEM_KEYS[kind]: ident})
             return None
 
-    async def _unsubscribe(self, targets: list[tuple[str, Any]]) -> None:
-        left: dict[str, list[Any]] = {"runs": [], "projects": []}
-        for kind, ident in targets:
+    async def _unsubscribe(self, spec: Any) -> None:
+        left = _answer_lists(spec)
+        for kind, ident in _targets(spec):
             group = self.subscriptions.pop((kind, ident), None)
             if group is not None and group not in self.subscriptions.values():
                 await self.channel_layer.group_discard(group, self.channel_name)
-            left[f"{kind}s"].append(ident)
+            left[kind].append(ident)
         await self.send_json({"type": "unsubscribed", **left})
 
     async def _error(self, code: str, **details: Any) -> None:
         await self.send_json({"type": "error", "code": code, **details})
 
-    # Group messages (types "run.points", "run.status", "project.run") go out unchanged.
+    # Group messages ("run.points", "run.status", "project.run", "comment.changed") go out as is.
     async def run_points(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
 
@@ -112,18 +129,98 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def project_run(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
 
+    async def comment_changed(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
+
 
 def _targets(spec: Any) -> list[tuple[str, Any]]:
-    """``{"runs": [...], "projects": [...]}`` as (kind, ident) pairs; anything else is empty."""
+    """``{"runs": [...], "projects": [...], "comments": [...]}`` as (list, ident) pairs.
+
+    Anything else is empty.
+    """
     if not isinstance(spec, dict):
         return []
     pairs: list[tuple[str, Any]] = []
-    for kind in ("run", "project"):
-        idents = spec.get(f"{kind}s") or []
+    for kind in ITEM_KEYS:
+        idents = spec.get(kind) or []
         if isinstance(idents, list):
             pairs += [(kind, ident) for ident in idents[: MAX_SUBSCRIPTIONS + 1]]
     return pairs
 
 
+def _answer_lists(spec: Any) -> dict[str, list[Any]]:
+    """The lists an answer carries: runs and projects always, comments when asked about."""
+    kinds = [kind for kind in ITEM_KEYS if kind != "comments"]
+    if isinstance(spec, dict) and "comments" in spec:
+        kinds.append("comments")
+    return {kind: [] for kind in kinds}
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_target(value: Any) -> bool:
+    return isinstance(value, str) and TARGET_RE.fullmatch(value) is not None
+
+
+# Per list: the check of an item's shape, and the lookup of its group.
+_LOOKUPS = {
+    "runs": (_is_int, _run_group_for),
+    "projects": (lambda value: isinstance(value, str), _project_group_for),
+    "comments": (_is_target, _comments_group_for),
+}
+
+
+# --- Share links ---------------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _share_groups(token: str) -> list[str] | None:
+    """The groups a share link's live charts need, or None for a dead link."""
+    from reports_app import report_pages, selectors
+    from reports_app.models import ShareLink
+
+    link = selectors.share_link_active(ShareLink.hash(token))
+    if link is None:
+        return None
+    return report_pages.share_live_groups(link)
+
+
+class ShareConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/share/<token>/``: live chart updates for whoever holds a share link.
+
+    The link decides the groups: the runs its report's live charts draw and the
+    projects whose new runs may join them; nothing the client sends changes
+    that. New-run messages are stripped to ``{"type": "project.run",
+    "created": true}``, so a reader learns neither the ids nor the values of
+    runs the report does not show. A dead link is closed with CLOSE_NOT_FOUND.
+    """
+
+    async def connect(self) -> None:
+        self.groups_joined: list[str] = []
+        await self.accept()
+        groups = await _share_groups(self.scope["url_route"]["kwargs"]["token"])
+        if groups is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = groups
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        await self.send_json({"type": "subscribed"})  # the link already chose the groups
+
+    async def run_points(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
+
+    async def run_status(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
+
+    async def project_run(self, message: dict[str, Any]) -> None:
+        if message.get("created"):
+            await self.send_json({"type": "project.run", "created": True})

@@ -19,6 +19,11 @@ Groups and messages (metric values are numbers, or the strings ``"NaN"``,
                   changed: ``"status"`` on a status change, ``"summary"``
                   ({key: latest value}) when points arrive, ``"created": true``
                   for a new run (the client fetches the row from the API).
+    comments.run.<id>, comments.report.<id>
+                  {"type": "comment.changed", "action": "created", "target": "run:7",
+                   "comment": {...}} with the comment as GET /api/v1/comments/<id>
+                  answers it; ``action`` is one of created, edited, deleted,
+                  resolved, reopened (``reports_app.comments`` publishes them).
 
 Publishing never breaks the caller: a layer that is down or slow is logged
 (bounded by SEND_TIMEOUT) and the update is simply not live.
@@ -152,3 +157,18 @@ def publish(messages: list[tuple[str, Message]]) -> None:
 async def _send_all(layer: Any, messages: list[tuple[str, Message]]) -> None:
     sends = [layer.group_send(group, message) for group, message in messages]
     await asyncio.wait_for(asyncio.gather(*sends), timeout=SEND_TIMEOUT)
+
+
+# --- Comments ------------------------------------------------------------------------
+
+
+def comments_group(kind: str, target_id: int) -> str:
+    """The group of a run's or report's discussion: ``comments.run.7``, ``comments.report.3``."""
+    return f"comments.{kind}.{target_id}"
+
+
+def publish_comment(*, target: str, action: str, comment: Message) -> None:
+    """Tell the readers of ``target`` (``"run:7"``) that a comment changed; call after commit."""
+    kind, _, ident = target.partition(":")
+    message = {"type": "comment.changed", "action": action, "target": target, "comment": comment}
+    publish([(comments_group(kind, int(ident)), message)])

@@ -81,6 +81,22 @@ def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     }
 
 
+def share_live_groups(link: ShareLink) -> list[str]:
+    """Channel groups of what a share link's live charts show (runs, watched projects)."""
+    from reports_app import live
+    from tracking.models import Project
+
+    rendered = render.render_report(link.report, frozen=_frozen(link.report), public=True)
+    groups = [live.run_group(run_id) for run_id in rendered.live_runs]
+    names = [name.partition("/") for name in rendered.live_projects]
+    projects = Project.objects.filter(team=link.report.project.team)
+    for team, _, slug in names:
+        project = projects.filter(team__slug=team, slug=slug).first()
+        if project is not None:
+            groups.append(live.project_group(project.pk))
+    return groups
+
+
 def block_figure(report: Report, index: int, *, public: bool) -> dict[str, Any] | None:
     """One chart block's figure, drawn again (a new run joined its selector)."""
     rendered = render.render_report(report, frozen=_frozen(report), public=public)

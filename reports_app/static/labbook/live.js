@@ -3,8 +3,8 @@
  *   const socket = Labbook.live({runs: [7], projects: ["acme/mnist"]}, {
  *     message(msg) { ... },          // every server message ("run.points", "run.status", ...)
  *     connected(isReconnect) { ... }, // after each (re)subscription: catch up here
- *     state(name) { ... },            // "connecting" | "live" | "offline" | "logged-out"
- *   });
+ *     state(name) { ... },            // "connecting" | "live" | "offline" | "logged-out" | "gone"
+ *   }, path);                          // default "/ws/live/"; share links use "/ws/share/<token>/"
  *
  * The protocol is documented in reports_app/consumers.py and reports_app/live.py.
  */
@@ -12,9 +12,10 @@
   "use strict";
   const Labbook = (window.Labbook = window.Labbook || {});
   const CLOSE_UNAUTHENTICATED = 4401;
+  const CLOSE_NOT_FOUND = 4404; // a share link that expired or was revoked
   const BACKOFF_MS = [500, 1000, 2000, 5000, 10000, 20000, 30000];
 
-  Labbook.live = function (subscription, handlers) {
+  Labbook.live = function (subscription, handlers, path) {
     let attempt = 0;
     let everConnected = false;
     let socket = null;
@@ -23,7 +24,7 @@
 
     function url() {
       const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-      return scheme + "//" + window.location.host + "/ws/live/";
+      return scheme + "//" + window.location.host + (path || "/ws/live/");
     }
 
     function connect() {
@@ -47,6 +48,10 @@
         if (stopped) return;
         if (event.code === CLOSE_UNAUTHENTICATED) {
           on.state("logged-out");
+          return;
+        }
+        if (event.code === CLOSE_NOT_FOUND) {
+          on.state("gone");
           return;
         }
         on.state("offline");
@@ -76,6 +81,7 @@
       live: "Live",
       offline: "Reconnecting…",
       "logged-out": "Logged out: reload to sign in",
+      gone: "This link no longer works",
     };
     return function (name) {
       if (!element) return;

@@ -109,9 +109,8 @@
     const live = charts.filter((chart) => chart.spec.live);
     const stateLabel = document.querySelector("[data-live-state]");
     if (!Labbook.live || live.length === 0) return;
-    const subscription = config.share
-      ? { share: config.share }
-      : { runs: config.live.runs, projects: config.live.projects };
+    const subscription = { runs: config.live.runs, projects: config.live.projects };
+    const path = config.share ? "/ws/share/" + encodeURIComponent(config.share) + "/" : undefined;
     let pending = null;
     const refreshWatching = function (project) {
       // Several runs created at once (a sweep) cost one redraw.
@@ -136,7 +135,7 @@
         if (isReconnect) refreshWatching(false);
       },
       state: Labbook.showLiveState(stateLabel),
-    });
+    }, path);
   }
 
   if (document.readyState === "loading") {

@@ -1,0 +1,390 @@
+"""Comments on runs and reports: threads, Markdown bodies, resolving, @mentions.
+
+A comment's target is named ``run:<id>`` or ``report:<id>``. Whoever may read
+the target may comment on it, viewers too; a target the caller may not read
+is ``NotFound``, whether or not it exists.
+
+Threads are one level deep: a reply to a reply joins its root's thread
+(``parent`` is always a root, as in a code review), so a discussion never
+becomes a staircase. Only a root is resolved, by the team's editors and
+owners or by whoever started the thread. People edit and delete only their
+own comments. Deleting is soft: the body goes, the row stays with
+``deleted_at``, so the replies keep their thread under a "deleted" marker.
+
+Bodies are Markdown, rendered through ``markup.to_html`` (the nh3 allowlist)
+each time a comment is shown, so a tightened allowlist covers old comments too.
+
+``@name`` mentions a teammate by username or email address (``@bob``,
+``@bob@example.com``); mentions inside code do not count. Only people who may
+read the target get an email (one Celery task each, queued after commit), and
+an edit notifies only the people it newly mentions. Unknown names and
+outsiders are dropped without a trace: the caller's answer is the same either
+way, so mentions cannot probe who has an account.
+
+Every change is published live (``reports_app.live.publish_comment``) after commit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, TypedDict
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from reports_app import live, markup, pages, tasks
+from reports_app.models import Comment, Report, Visibility
+from reports_app.selectors import report_get_for_user
+from tracking.errors import Conflict, NotFound, PermissionDenied
+from tracking.models import WRITE_ROLES, Project, Run
+from tracking.selectors import MAX_DB_INT, User, run_get_for_user
+from tracking.validation import clean_text, invalid
+
+MAX_BODY = 20_000  # characters of Markdown
+MAX_MENTIONS = 20  # names looked up per comment: a comment is no mailing list
+TARGET_RE = re.compile(r"(run|report):([1-9][0-9]{0,18})")
+ANCHOR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
+# "@bob", "@bob.smith", "@bob@example.com"; not the "@" inside an address like a@b.c.
+MENTION_RE = re.compile(r"(?<![\w@.+-])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)")
+# Fenced blocks (to their closing fence, or the end when unclosed) and inline code spans.
+CODE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?(?:^[ \t]*\1|\Z)|`[^`\n]+`", re.DOTALL | re.MULTILINE)
+EMAIL_TEMPLATES = "reports_app/emails/mention"
+
+
+# --- Targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A run or report the caller may read; ``role`` is theirs in its team."""
+
+    kind: str  # "run" or "report"
+    obj: Run | Report
+
+    @property
+    def role(self) -> str | None:
+        return getattr(self.obj, "role", None)
+
+    @property
+    def project(self) -> Project:
+        return self.obj.project
+
+    @property
+    def lookup(self) -> dict[str, Run | Report]:
+        return {self.kind: self.obj}
+
+
+def target_get_for_user(user: User, value: Any, *, field: str = "target") -> Target:
+    """The target named ``value`` (``run:7``, ``report:3``), access-checked."""
+    match = TARGET_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise invalid(field, "Name the target as 'run:<id>' or 'report:<id>'.")
+    kind, ident = match[1], int(match[2])
+    try:
+        obj = run_get_for_user(user, ident) if kind == "run" else report_get_for_user(user, ident)
+    except NotFound:
+        raise NotFound(kind.capitalize(), field=field) from None
+    return Target(kind, obj)
+
+
+def target_of(comment: Comment) -> Target:
+    """``comment.target`` as its reader got it, else its target with no role (fails closed)."""
+    target = getattr(comment, "target", None)
+    if target is None:
+        target = Target("run", comment.run) if comment.run_id else Target("report", comment.report)
+    return target
+
+
+def target_label(comment: Comment) -> str:
+    return f"run:{comment.run_id}" if comment.run_id else f"report:{comment.report_id}"
+
+
+def readers(target: Target) -> QuerySet[AbstractBaseUser]:
+    """The active users who may read ``target`` (a private report: its author alone)."""
+    users = get_user_model().objects.filter(
+        is_active=True, memberships__team_id=target.project.team_id
+    )
+    if target.kind == "report" and target.obj.visibility == Visibility.PRIVATE:
+        users = users.filter(pk=target.obj.author_id)
+    return users
+
+
+# --- Reads -------------------------------------------------------------------------------
+
+
+def comments_for(target: Target) -> QuerySet[Comment]:
+    """Every comment on ``target`` (deleted ones too), oldest first: one query."""
+    return (
+        Comment.objects.filter(**target.lookup)
+        .select_related("author", "resolved_by")
+        .order_by("created_at", "id")
+    )
+
+
+def comment_get_for_user(user: User, comment_id: int) -> Comment:
+    """The comment with ``comment.target`` set; ``NotFound`` if its target is unreadable."""
+    comments = Comment.objects.select_related("author", "resolved_by")
+    comment = comments.filter(pk=comment_id).first() if 0 < comment_id <= MAX_DB_INT else None
+    if comment is None:
+        raise NotFound("Comment")
+    try:
+        comment.target = target_get_for_user(user, target_label(comment))
+    except NotFound:
+        raise NotFound("Comment") from None
+    return comment
+
+
+class CommentData(TypedDict):
+    id: int
+    target: str
+    parent: int | None
+    anchor: str
+    author: str | None
+    body: str
+    body_html: str
+    deleted: bool
+    created_at: str
+    edited_at: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+def comment_data(comment: Comment) -> CommentData:
+    """The JSON shape of a comment, for the API and live messages alike."""
+    deleted = comment.deleted_at is not None
+    return {
+        "id": comment.pk,
+        "target": target_label(comment),
+        "parent": comment.parent_id,
+        "anchor": comment.anchor,
+        "author": _username(comment.author),
+        "body": comment.body,
+        "body_html": "" if deleted else markup.to_html(comment.body),
+        "deleted": deleted,
+        "created_at": comment.created_at.isoformat(),
+        "edited_at": _iso(comment.edited_at),
+        "resolved_at": _iso(comment.resolved_at),
+        "resolved_by": _username(comment.resolved_by),
+    }
+
+
+def _username(user: AbstractBaseUser | None) -> str | None:
+    return None if user is None else user.get_username()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+# --- Writes ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def comment_create(
+    *, user: AbstractBaseUser, target: Target, body: Any, parent: Any = None, anchor: Any = ""
+) -> Comment:
+    """A comment by a reader of ``target``; a reply joins the thread of ``parent``'s root."""
+    body = _clean_body(body)
+    root = _thread_root(target, parent)
+    anchor = _clean_anchor(target, anchor, root)
+    comment = Comment.objects.create(
+        author=user, body=body, parent=root, anchor=anchor, **target.lookup
+    )
+    comment.target = target
+    _notify(comment, mentioned=mentions(body))
+    _publish(comment, "created")
+    return comment
+
+
+@transaction.atomic
+def comment_edit(*, user: AbstractBaseUser, comment: Comment, body: Any) -> Comment:
+    """Replace the body of one's own comment; newly mentioned people are notified."""
+    _require_author(comment, user)
+    if comment.deleted_at is not None:
+        raise Conflict("deleted", "This comment was deleted: it can no longer be edited.")
+    body = _clean_body(body)
+    if body == comment.body:
+        return comment
+    before = mentions(comment.body)
+    comment.body, comment.edited_at = body, timezone.now()
+    comment.save(update_fields=["body", "edited_at"])
+    _notify(comment, mentioned=mentions(body) - before)
+    _publish(comment, "edited")
+    return comment
+
+
+@transaction.atomic
+def comment_delete(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+    """Blank one's own comment; the row stays so its replies keep their thread."""
+    _require_author(comment, user)
+    if comment.deleted_at is None:
+        comment.body, comment.deleted_at = "", timezone.now()
+        comment.save(update_fields=["body", "deleted_at"])
+        _publish(comment, "deleted")
+    return comment
+
+
+def comment_resolve(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+    return _resolved_set(user, comment, resolved=True)
+
+
+def comment_unresolve(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+    return _resolved_set(user, comment, resolved=False)
+
+
+@transaction.atomic
+def comment_update(*, user: AbstractBaseUser, comment: Comment, data: dict[str, Any]) -> Comment:
+    """Apply a PATCH: a new ``body`` and/or ``resolved`` (true/false), all or nothing."""
+    if "resolved" in data and not isinstance(data["resolved"], bool):
+        raise invalid("resolved", "Must be true or false.")
+    if "body" in data:
+        comment = comment_edit(user=user, comment=comment, body=data["body"])
+    if "resolved" in data:
+        change = comment_resolve if data["resolved"] else comment_unresolve
+        comment = change(user=user, comment=comment)
+    return comment
+
+
+@transaction.atomic
+def _resolved_set(user: AbstractBaseUser, comment: Comment, *, resolved: bool) -> Comment:
+    """Resolve or reopen a thread; the role comes from ``comment_get_for_user``."""
+    if comment.parent_id is not None:
+        raise invalid("resolved", "A thread is resolved at its first comment.")
+    if target_of(comment).role not in WRITE_ROLES and comment.author_id != user.pk:
+        raise PermissionDenied("Only editors, owners and whoever started the thread resolve it.")
+    if (comment.resolved_at is not None) == resolved:
+        return comment
+    comment.resolved_at = timezone.now() if resolved else None
+    comment.resolved_by = user if resolved else None
+    comment.save(update_fields=["resolved_at", "resolved_by"])
+    _publish(comment, "resolved" if resolved else "reopened")
+    return comment
+
+
+def _require_author(comment: Comment, user: AbstractBaseUser) -> None:
+    if comment.author_id != user.pk:
+        raise PermissionDenied("You can only change your own comments.")
+
+
+def _clean_body(body: Any) -> str:
+    return clean_text(body, field="body", max_length=MAX_BODY, required=True)
+
+
+def _thread_root(target: Target, parent: Any) -> Comment | None:
+    """The root of the thread a reply to ``parent`` (an id) joins; None for a new thread."""
+    if parent is None:
+        return None
+    if isinstance(parent, bool) or not isinstance(parent, int):
+        raise invalid("parent", "Send the id of the comment you reply to (a whole number).")
+    replied = Comment.objects.filter(**target.lookup).select_related("parent")
+    found = replied.filter(pk=parent).first() if 0 < parent <= MAX_DB_INT else None
+    if found is None:
+        raise NotFound("Comment", field="parent")
+    return found.parent or found
+
+
+def _clean_anchor(target: Target, anchor: Any, root: Comment | None) -> str:
+    """The heading or block id a thread is about; replies share their root's."""
+    anchor = clean_text(anchor, field="anchor", max_length=200)
+    if root is not None:
+        if anchor and anchor != root.anchor:
+            raise invalid("anchor", "A reply belongs to its thread's anchor: leave it out.")
+        return root.anchor
+    if anchor and target.kind != "report":
+        raise invalid("anchor", "Only comments on a report have an anchor.")
+    if anchor and not ANCHOR_RE.fullmatch(anchor):
+        raise invalid("anchor", "An anchor is the id of a heading or block: letters, digits, _-.:")
+    return anchor
+
+
+def _publish(comment: Comment, action: str) -> None:
+    def send() -> None:
+        live.publish_comment(
+            target=target_label(comment), action=action, comment=comment_data(comment)
+        )
+
+    transaction.on_commit(send)
+
+
+# --- Mentions ----------------------------------------------------------------------------
+
+
+def mentions(body: str) -> set[str]:
+    """The names ``@``-mentioned in ``body`` outside code: usernames or email addresses."""
+    text = CODE_RE.sub(" ", body)
+    return {match[1].rstrip(".") for match in MENTION_RE.finditer(text)} - {""}
+
+
+def mentioned_readers(target: Target, names: set[str]) -> QuerySet[AbstractBaseUser]:
+    """The readers of ``target`` named by username or (any case) email, with an address."""
+    names = set(sorted(names)[:MAX_MENTIONS])
+    emails = {name.lower() for name in names if "@" in name}
+    return (
+        readers(target)
+        .annotate(email_lower=Lower("email"))
+        .filter(Q(username__in=names) | Q(email_lower__in=emails))
+        .exclude(email="")
+    )
+
+
+def _notify(comment: Comment, *, mentioned: set[str]) -> None:
+    """Queue one email per mentioned reader (not the author), once the comment is committed."""
+    if not mentioned:
+        return
+    found = mentioned_readers(target_of(comment), mentioned).exclude(pk=comment.author_id)
+    for user_id in found.values_list("pk", flat=True):
+        transaction.on_commit(partial(tasks.send_mention_email.delay, comment.pk, user_id))
+
+
+def comment_url(comment: Comment) -> str:
+    """Where the comment is shown: its run's page, or its report's."""
+    path = pages.run_path(comment.run) if comment.run_id else f"/reports/{comment.report_id}/"
+    return f"{settings.BASE_URL}{path}#comment-{comment.pk}"
+
+
+def mention_email_send(*, comment: Comment, user: AbstractBaseUser) -> bool:
+    """Email ``user`` that ``comment`` mentions them; False when that no longer applies.
+
+    Checked again at send time: since the task was queued the comment may have
+    been deleted, or the user may have left the team.
+    """
+    target = target_of(comment)
+    if comment.deleted_at is not None or not user.email:
+        return False
+    if not readers(target).filter(pk=user.pk).exists():
+        return False
+    context = _email_context(comment, target, user)
+    subject = render_to_string(f"{EMAIL_TEMPLATES}_subject.txt", context)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),  # titles are user input: no line breaks in a header
+        body=render_to_string(f"{EMAIL_TEMPLATES}.txt", context),
+        to=[user.email],
+    )
+    message.attach_alternative(render_to_string(f"{EMAIL_TEMPLATES}.html", context), "text/html")
+    message.send()
+    return True
+
+
+def _email_context(comment: Comment, target: Target, user: AbstractBaseUser) -> dict[str, Any]:
+    if target.kind == "run":
+        where = f"run {target.obj.name} in {target.project.full_name}"
+    else:
+        where = f"report “{target.obj.title}” in {target.project.full_name}"
+    return {
+        "author": _username(comment.author) or "Someone",
+        "recipient": user.get_username(),
+        "where": where,
+        "url": comment_url(comment),
+        "body": comment.body,
+        "body_html": markup.to_html(comment.body),
+    }
