@@ -41,13 +41,17 @@
     const traces = [];
     spec.figure.data.forEach((trace) => {
       const entry = { meta: trace.meta, index: traces.length, twin: null, lastStep: trace.meta.last_step };
+      // Every drawn trace gets arrays of its own: extendTraces grows them in place.
+      const own = { x: trace.x.slice(), y: trace.y.slice() };
       if (weight > 0) {
-        traces.push(Object.assign({}, trace, { opacity: 0.3, showlegend: false, hoverinfo: "skip" }));
+        const faint = { opacity: 0.3, showlegend: false, hoverinfo: "skip" };
+        traces.push(Object.assign({}, trace, own, faint));
         entry.state = { last: 0, n: 0 };
         entry.twin = traces.length;
-        traces.push(Object.assign({}, trace, { y: smooth(trace.y, weight, entry.state) }));
+        const smoothed = { x: trace.x.slice(), y: smooth(trace.y, weight, entry.state) };
+        traces.push(Object.assign({}, trace, smoothed));
       } else {
-        traces.push(trace);
+        traces.push(Object.assign({}, trace, own));
       }
       this.raw.push(entry);
     });
@@ -56,8 +60,9 @@
     this.element.dataset.points = String(this.pointCount());
   };
 
+  /* Points drawn, from what Plotly holds (extendTraces grows its arrays in place). */
   Chart.prototype.pointCount = function () {
-    return this.spec.figure.data.reduce((total, trace) => total + trace.x.length, 0);
+    return this.raw.reduce((total, entry) => total + this.element.data[entry.index].x.length, 0);
   };
 
   /* New points of one run: extend every trace of that run and key, in place. */
@@ -77,9 +82,6 @@
         entry.lastStep = step;
       });
       if (x.length === 0) return;
-      const trace = this.spec.figure.data[this.raw.indexOf(entry)];
-      trace.x = trace.x.concat(x);
-      trace.y = trace.y.concat(y);
       indices.push(entry.index);
       xs.push(x);
       ys.push(y);
