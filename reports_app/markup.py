@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import markdown
 import nh3
+from django.utils.html import format_html
 from markdown.extensions import Extension
 from markdown.inlinepatterns import InlineProcessor
 from markdown.preprocessors import Preprocessor
@@ -179,6 +180,11 @@ def fill(
 
 
 def to_html(text: str) -> str:
-    """Plain sanitized Markdown (comments): blocks and run refs are left as written."""
+    """Plain sanitized Markdown (comments): Labbook blocks show as the code they are."""
     html, source = convert(text)
-    return fill(html, source, block=lambda i: "", run_link=lambda run_id: f"run:{run_id}")
+
+    def as_code(index: int) -> str:
+        kind, body, _line = source.blocks[index]
+        return format_html('<pre><code class="language-{}">{}</code></pre>', kind, body)
+
+    return fill(html, source, block=as_code, run_link=lambda run_id: f"run:{run_id}")

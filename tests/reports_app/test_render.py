@@ -309,3 +309,8 @@ def test_a_body_cannot_forge_a_block_placeholder(world):
     html, source = markup.convert("LBBLOCK0000X0 and <p>LBBLOCKX0</p>")
     assert source.blocks == []
     assert "LBBLOCK0000X0" in html  # left as the text it is
+
+
+def test_comments_show_labbook_blocks_as_code():
+    html = markup.to_html("Try:\n\n```chart\nruns: [1]\nmetrics: [<b>loss</b>]\n```\n")
+    assert '<pre><code class="language-chart">runs: [1]\nmetrics: [&lt;b&gt;loss&lt;/b&gt;]' in html
