@@ -8,13 +8,10 @@ with its error. The editor page saves through the REST API (``editor.js``).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -23,30 +20,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from reports_app import editor_pages, selectors, services, team_pages
+from reports_app.http import http_errors
 from reports_app.models import Report, Visibility
 from tracking import selectors as tracking_selectors
 from tracking import services as tracking_services
-from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.errors import ApplicationError, PermissionDenied
 from tracking.models import Project
 
-View = Callable[..., HttpResponse]
 NEW_FIELDS = ("title", "visibility")
 SHARE_FIELDS = ("expires_at", "hide_authors")
-
-
-def _http_errors(view: View) -> View:
-    """Turn the services' NotFound and PermissionDenied into 404 and 403 pages."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound:
-            raise Http404("Not found.") from None
-        except PermissionDenied as error:
-            raise DjangoPermissionDenied(error.message) from None
-
-    return wrapper
 
 
 def _project(request: HttpRequest, team: str, project: str) -> Project:
@@ -66,7 +48,7 @@ def _status(form: team_pages.Form) -> int:
 
 @login_required
 @require_GET
-@_http_errors
+@http_errors
 def report_list(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     context = editor_pages.list_context(request.user, found, request.GET)
@@ -75,7 +57,7 @@ def report_list(request: HttpRequest, team: str, project: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     tracking_services.require_write(found.role)
@@ -108,7 +90,7 @@ def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-@_http_errors
+@http_errors
 def report_edit(request: HttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     services.require_edit(found, request.user)
@@ -121,7 +103,7 @@ def report_edit(request: HttpRequest, report_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-@_http_errors
+@http_errors
 def revisions(request: HttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     context = editor_pages.revisions_context(found, request.user, request.GET)
@@ -130,7 +112,7 @@ def revisions(request: HttpRequest, report_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def revision(request: HttpRequest, report_id: int, number: int) -> HttpResponse:
     """One revision; a POST restores it as the newest revision."""
     found = _report(request, report_id)
@@ -161,7 +143,7 @@ def _restore(request: HttpRequest, report: Report, number: int) -> HttpResponse:
 
 @login_required
 @require_GET
-@_http_errors
+@http_errors
 def diff(request: HttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     context = editor_pages.diff_context(found, request.GET)
@@ -174,7 +156,7 @@ def diff(request: HttpRequest, report_id: int) -> HttpResponse:
 @never_cache  # the page may show a new link's token: keep it out of the browser's cache
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def share(request: HttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     if not services.can_manage_links(found, request.user):

@@ -152,6 +152,9 @@ def report_save(
     changes_visibility = cleaned.get("visibility", locked.visibility) != locked.visibility
     if changes_visibility and not can_manage_links(locked, user):
         raise PermissionDenied("Only the author or an owner changes who sees this report.")
+    if all(getattr(locked, name) == value for name, value in cleaned.items()):
+        ReportDraft.objects.filter(report=locked, user=user).delete()
+        return locked  # nothing changed: no empty revision in the history
     for name, value in cleaned.items():
         setattr(locked, name, value)
     locked.revision += 1
@@ -183,6 +186,10 @@ def report_delete(*, report: Report, user: AbstractBaseUser) -> None:
     if report.author_id != user.pk and report.role != Role.OWNER:
         raise PermissionDenied("Only the author or an owner deletes a report.")
     report.delete()
+
+
+def draft_discard(*, report: Report, user: AbstractBaseUser) -> None:
+    ReportDraft.objects.filter(report=report, user=user).delete()
 
 
 def draft_save(

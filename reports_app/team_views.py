@@ -7,14 +7,9 @@ page again with status 400 and the error next to its field.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -22,26 +17,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from reports_app import pages, team_pages
+from reports_app.http import http_errors
 from tracking import selectors, services
-from tracking.errors import NotFound, PermissionDenied
 from tracking.models import Project, Team
-
-View = Callable[..., HttpResponse]
-
-
-def _http_errors(view: View) -> View:
-    """Turn the services' NotFound and PermissionDenied into 404 and 403 pages."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound:
-            raise Http404("Not found.") from None
-        except PermissionDenied as error:
-            raise DjangoPermissionDenied(error.message) from None
-
-    return wrapper
 
 
 def _team(request: HttpRequest, slug: str) -> Team:
@@ -61,7 +39,7 @@ def _status(*forms: team_pages.Form) -> int:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def team(request: HttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
     form = team_pages.Form()
@@ -124,7 +102,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-@_http_errors
+@http_errors
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = selectors.token_get_for_user(request.user, token_id)
     services.token_revoke(token=token)
@@ -148,7 +126,7 @@ def _members_page(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def team_members(request: HttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
     form = team_pages.Form(values={"role": "editor"})
@@ -168,7 +146,7 @@ def team_members(request: HttpRequest, team: str) -> HttpResponse:
 
 @login_required
 @require_POST
-@_http_errors
+@http_errors
 def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
@@ -190,7 +168,7 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-@_http_errors
+@http_errors
 def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
@@ -215,7 +193,7 @@ def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@_http_errors
+@http_errors
 def project_settings(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     form = team_pages.project_form(found)
@@ -235,7 +213,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
 
 @login_required
 @require_POST
-@_http_errors
+@http_errors
 def project_delete(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     services.require_owner(found.role)

@@ -136,6 +136,11 @@ class DraftView(APIView):
             raise NotFound("Draft")
         return Response(s.DraftSerializer(draft).data)
 
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, report_id: int) -> Response:
+        services.draft_discard(report=_report(request, report_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @extend_schema(request=s.DraftSerializer, responses=s.DraftSerializer)
     def put(self, request: Request, report_id: int) -> Response:
         data = reject_unknown(request.data, {"title", "body", "revision"})

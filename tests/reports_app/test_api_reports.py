@@ -201,6 +201,16 @@ def test_a_draft_is_kept_per_user_until_they_save(world):
     assert Report.objects.get().revision == 1  # autosave makes no revision
     _patch(world, "editor", report["id"], revision=1, body="done")
     assert editor.get(url).status_code == 404  # saving clears the draft
+    editor.put(url, {"title": "T", "body": "again", "revision": 2}, format="json")
+    assert editor.delete(url).status_code == 204
+    assert editor.get(url).status_code == 404
+
+
+def test_saving_unchanged_text_makes_no_revision(world):
+    report = _create(world)
+    response = _patch(world, "editor", report["id"], revision=1, body="# Hi", title="Sweep notes")
+    assert response.status_code == 200 and response.json()["revision"] == 1
+    assert ReportRevision.objects.count() == 1
 
 
 def test_preview_renders_without_saving_and_only_for_editors(world):

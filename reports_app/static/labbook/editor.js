@@ -279,13 +279,8 @@
       schedulePreview();
     });
     offer.querySelector("[data-draft-discard]").addEventListener("click", async function () {
-      const now = text();
-      const result = await api("PUT", config.urls.draft, {
-        title: now.title,
-        body: now.body,
-        revision: state.base,
-      }).catch(() => ({ ok: false, status: 0 }));
-      if (result.ok) state.drafted = now;
+      const result = await api("DELETE", config.urls.draft).catch(() => ({ ok: false, status: 0 }));
+      if (result.ok) state.drafted = text();
       closeOffer(result.ok ? "Draft discarded." : "");
     });
   }
