@@ -105,3 +105,69 @@ def test_a_shared_report_chart_extends_live_for_an_anonymous_reader(page, browse
     finally:
         reader.close()
     assert fired == []
+
+
+@pytest.fixture(scope="module")
+def teammate(make_user: Any, author: Any) -> Any:
+    return make_user("tomas", team="papers", role="viewer")
+
+
+def test_a_comment_on_a_heading_appears_live_for_a_teammate(page, browser, live, author, teammate):
+    report = call(
+        live,
+        author.token,
+        "POST",
+        "reports",
+        project="papers/nmt",
+        title="Discuss",
+        body="# Method",
+    )
+    url = f"{live.url}/reports/{report['id']}/"
+    log_in(page, live, teammate.username, teammate.password)
+    page.goto(url)
+    expect(page.locator("[data-comments-status]")).to_be_hidden()
+    other = browser.new_context()
+    try:
+        watcher = other.new_page()
+        log_in(watcher, live, author.username, author.password)
+        watcher.goto(url)
+        expect(watcher.locator("[data-comments-status]")).to_be_hidden()
+        page.get_by_role("button", name="Comment on “Method”").click()
+        expect(page.locator("[data-comment-anchor]")).to_contain_text("Method")
+        page.get_by_label("Add a comment").fill(
+            "Is **this** the final setup? <img src=x onerror=alert(1)>"
+        )
+        page.get_by_role("button", name="Comment", exact=True).click()
+        thread = watcher.locator("[data-comment-threads] li").first
+        expect(thread).to_contain_text("Is this the final setup?")  # live, no reload
+        expect(thread.locator("strong:not(.comment-author)")).to_have_text("this")
+        expect(thread.locator("img[onerror]")).to_have_count(0)
+        expect(thread).to_contain_text("Method")
+    finally:
+        other.close()
+
+
+def test_the_export_opens_offline_with_its_charts(page, browser, live, author, tmp_path):
+    run_id = call(live, author.token, "POST", "runs", project="papers/nmt", name="exported")["id"]
+    log(live, author.token, run_id, range(0, 30))
+    body = f"```chart\nruns: [{run_id}]\nmetrics: [val/loss]\n```"
+    report = call(
+        live, author.token, "POST", "reports", project="papers/nmt", title="Archive", body=body
+    )
+    log_in(page, live, author.username, author.password)
+    exported = page.request.get(f"{live.url}/reports/{report['id']}/export.html")
+    assert exported.ok
+    path = tmp_path / "archive.html"
+    path.write_bytes(exported.body())
+    offline = browser.new_context(offline=True)
+    try:
+        requested: list[str] = []
+        viewer = offline.new_page()
+        viewer.on("request", lambda request: requested.append(request.url))
+        viewer.goto(path.as_uri())
+        plot = viewer.locator('[data-figure="0"]')
+        expect(plot.locator(".main-svg").first).to_be_visible()
+        expect(plot).to_have_attribute("data-points", "30")
+        assert [url for url in requested if not url.startswith("file:")] == []
+    finally:
+        offline.close()

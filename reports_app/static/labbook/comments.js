@@ -14,6 +14,37 @@
   "use strict";
   const Labbook = (window.Labbook = window.Labbook || {});
 
+  /* What a thread's anchor is called on the page: the heading's text, the chart's label. */
+  function anchorLabel(anchor) {
+    const target = document.getElementById(anchor);
+    if (!target) return "#" + anchor; // the heading was renamed or removed since
+    if (target.matches("figure")) {
+      return target.querySelector("[aria-label]")?.getAttribute("aria-label") || "a chart";
+    }
+    const copy = target.cloneNode(true);
+    copy.querySelectorAll("button").forEach((node) => node.remove());
+    return "“" + copy.textContent.trim() + "”";
+  }
+
+  /* A "Comment" button beside each heading and chart of a report: starts an anchored thread. */
+  function addAnchorButtons() {
+    const targets = document.querySelectorAll(
+      ".report-body h1[id], .report-body h2[id], .report-body h3[id], .report-body figure.report-chart[id]",
+    );
+    targets.forEach(function (target) {
+      const label = target.matches("figure")
+        ? target.querySelector("[aria-label]")?.getAttribute("aria-label") || "Chart"
+        : target.textContent.trim();
+      const add = button("Comment", "anchor", "anchor-comment");
+      add.setAttribute("aria-label", "Comment on “" + label + "”");
+      add.addEventListener("click", function () {
+        Labbook.commentOn(target.id, label);
+        document.getElementById("comments")?.scrollIntoView({ behavior: "smooth" });
+      });
+      target.appendChild(add);
+    });
+  }
+
   function element(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
@@ -137,7 +168,7 @@
     head.append(" ", timeOf(comment.created_at));
     if (comment.edited_at && !comment.deleted) head.append(" ", element("span", "muted", "edited"));
     if (comment.anchor && !comment.parent) {
-      const link = element("a", "comment-anchor-link", "#" + comment.anchor);
+      const link = element("a", "comment-anchor-link", anchorLabel(comment.anchor));
       link.href = "#" + comment.anchor;
       head.append(" on ", link);
     }
@@ -311,6 +342,7 @@
       discussion.setAnchor(anchor, label);
       discussion.form.elements.body.focus();
     };
+    if (config.anchors) addAnchorButtons();
     discussion.load();
     if (!Labbook.live) return;
     Labbook.live(
