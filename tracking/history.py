@@ -183,28 +183,53 @@ def _pieces(first: int, last: int, level: int) -> tuple[list[tuple], list[tuple]
 def _read_cells(plans: dict[int, tuple[list[tuple], list[tuple]]]) -> dict[int, list[tuple]]:
     """(start step, *cell) of every piece of every series: one rollup and one raw query."""
     cells: dict[int, list[tuple]] = {series_id: [] for series_id in plans}
-    rolls = [
-        Q(series_id=sid, level=level, bucket__gte=lo, bucket__lte=hi)
-        for sid, (pieces, _raws) in plans.items()
-        for level, lo, hi in pieces
-    ]
-    if rolls:
-        stored = MetricRollup.objects.filter(_any_of(rolls)).values_list(
-            "series_id", "level", "bucket", "min_step", "min_value", "max_step", "max_value",
-            "nan_step", "count",
-        )  # fmt: skip
-        for series_id, level, bucket, *cell in stored:
-            cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
-    raws = [
-        Q(series_id=sid, step__gte=lo, step__lte=hi)
-        for sid, (_rolls, pieces) in plans.items()
-        for lo, hi in pieces
-    ]
-    if raws:
-        points = MetricPoint.objects.filter(_any_of(raws)).values_list("series_id", "step", "value")
-        for series_id, step, value in points:
-            cells[series_id].append((step, *rollups.point_cell(step, value)))
+    rolls = [(sid, *piece) for sid, (pieces, _raws) in plans.items() for piece in pieces]
+    for series_id, level, bucket, *cell in _joined(_ROLLUP_READ, rolls):
+        cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
+    raws = [(sid, *piece) for sid, (_rolls, pieces) in plans.items() for piece in pieces]
+    for series_id, step, value in _joined(_RAW_READ, raws):
+        cells[series_id].append((step, *rollups.point_cell(step, value)))
     return cells
+
+
+# Reads joined to a list of ranges passed as ONE parameter (a JSON array on SQLite,
+# arrays on PostgreSQL): no OR chains to plan, no limit on the number of ranges.
+_ROLLUP_READ = {
+    "columns": "r.series_id, r.level, r.bucket, r.min_step, r.min_value, r.max_step,"
+    ' r.max_value, r.nan_step, r."count"',
+    "table": MetricRollup._meta.db_table,
+    "postgresql": "AS k(series_id, level, lo, hi) JOIN {table} r ON r.series_id = k.series_id"
+    " AND r.level = k.level AND r.bucket BETWEEN k.lo AND k.hi",
+    "types": ("bigint", "smallint", "bigint", "bigint"),
+    "sqlite": "CROSS JOIN {table} r ON r.series_id = k.value ->> 0 AND r.level = k.value ->> 1"
+    " AND r.bucket BETWEEN k.value ->> 2 AND k.value ->> 3",
+}
+_RAW_READ = {
+    "columns": "r.series_id, r.step, r.value",
+    "table": MetricPoint._meta.db_table,
+    "postgresql": "AS k(series_id, lo, hi) JOIN {table} r ON r.series_id = k.series_id"
+    " AND r.step BETWEEN k.lo AND k.hi",
+    "types": ("bigint", "bigint", "bigint"),
+    "sqlite": "CROSS JOIN {table} r ON r.series_id = k.value ->> 0"
+    " AND r.step BETWEEN k.value ->> 1 AND k.value ->> 2",
+}
+
+
+def _joined(read: dict[str, Any], ranges: list[tuple]) -> list[tuple]:
+    if not ranges:
+        return []
+    join = read[connection.vendor if connection.vendor == "postgresql" else "sqlite"]
+    join = join.format(table=read["table"])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{kind}[]" for kind in read["types"])
+            columns = [list(column) for column in zip(*ranges, strict=True)]
+            sql = f"SELECT {read['columns']} FROM unnest({arrays}) {join}"  # noqa: S608 - constants
+            cursor.execute(sql, columns)
+        else:
+            sql = f"SELECT {read['columns']} FROM json_each(%s) k {join}"  # noqa: S608 - constants
+            cursor.execute(sql, [json.dumps(ranges)])
+        return cursor.fetchall()
 
 
 def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tuple]:
