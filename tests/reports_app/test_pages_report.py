@@ -186,3 +186,14 @@ def test_the_export_is_one_file_that_needs_nothing_from_outside(client, world):
     assert "Plotly" in html and ".report-body" in html  # plotly.js and the stylesheet inline
     config = _config(html)
     assert config["figures"][0]["live"] is False and config["live"]["runs"] == []
+
+
+def test_a_title_full_of_markup_is_shown_as_text(client, world):
+    report = _report(world)
+    Report.objects.filter(pk=report.pk).update(
+        title="<script>alert(1)</script><img src=x onerror=alert(2)>"
+    )
+    client.force_login(world.viewer.user)
+    page = client.get(f"/reports/{report.pk}/").content.decode()
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
