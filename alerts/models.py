@@ -1,0 +1,212 @@
+"""Alerting: where to send (destinations), when (rules), what fired (alerts), the delivery log.
+
+An ``Alert`` is one incident: a (rule, run, condition) fingerprint that is
+``firing`` until it resolves; a unique constraint on the open fingerprint
+makes "the same condition never opens two alerts at once" hold under races.
+Each alert event (fired, resolved, repeat) writes one ``Notification`` per
+destination in the same transaction (the outbox); Celery delivers them and
+records every attempt on the row.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from tracking.models import Project, Run, Team
+
+
+class DestinationKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    SLACK = "slack", "Slack"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class Destination(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="destinations")
+    kind = models.CharField(max_length=16, choices=DestinationKind.choices)
+    name = models.CharField(max_length=100)
+    config = models.JSONField(default=dict, help_text="Per kind; a webhook's secret is write-only.")
+    enabled = models.BooleanField(default=True)
+    broken = models.BooleanField(default=False, help_text="The service said the URL is gone.")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="destination_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Trigger(models.TextChoices):
+    RUN_FAILED = "run_failed", "Run failed or crashed"
+    RUN_STALLED = "run_stalled", "Run stalled"
+    METRIC_THRESHOLD = "metric_threshold", "Metric crosses a threshold"
+    METRIC_NAN = "metric_nan", "Metric is NaN or infinite"
+    METRIC_STAGNANT = "metric_stagnant", "Metric stopped improving"
+    RUN_FINISHED = "run_finished", "Run finished"
+    SDK_ALERT = "sdk_alert", "Training code raised an alert"
+
+
+class AlertRule(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="alert_rules")
+    name = models.CharField(max_length=100)
+    trigger = models.CharField(max_length=24, choices=Trigger.choices)
+    params = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text="Runs must carry every tag.")
+    group = models.CharField(max_length=200, blank=True, help_text="Only runs of this group.")
+    destinations = models.ManyToManyField(Destination, related_name="rules", blank=True)
+    notify_on_resolve = models.BooleanField(default=True)
+    repeat_interval = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds between reminders while firing; empty: never."
+    )
+    group_wait = models.PositiveIntegerField(default=30, help_text="Seconds to batch alerts.")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["project", "trigger"], name="rule_project_trigger")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertState(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Alert(models.Model):
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    fingerprint = models.CharField(max_length=200, help_text="rule:run:condition")
+    state = models.CharField(max_length=10, choices=AlertState.choices, default=AlertState.FIRING)
+    summary = models.CharField(max_length=300)
+    values = models.JSONField(default=dict, blank=True, help_text="What made it fire.")
+    fired_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    repeats = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=Q(state="firing"),
+                name="alert_one_firing_per_fingerprint",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "fired_at"], name="alert_state_fired")]
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+class NotificationEvent(models.TextChoices):
+    FIRED = "fired", "Fired"
+    RESOLVED = "resolved", "Resolved"
+    REPEAT = "repeat", "Repeat"
+    TEST = "test", "Test"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SILENCED = "silenced", "Silenced"
+
+
+class Notification(models.Model):
+    """One message to one destination about one alert event: the delivery log's row."""
+
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="notifications"
+    )
+    event = models.CharField(max_length=10, choices=NotificationEvent.choices)
+    status = models.CharField(
+        max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.destination_id}: {self.status}"
+
+
+class Silence(models.Model):
+    """Mutes a project, a rule or a run until a time; muted notifications are still logged."""
+
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="silences"
+    )
+    rule = models.ForeignKey(
+        AlertRule, null=True, blank=True, on_delete=models.CASCADE, related_name="silences"
+    )
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="silences"
+    )
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(project__isnull=False) | Q(rule__isnull=False) | Q(run__isnull=False),
+                name="silence_has_scope",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"silence until {self.until:%Y-%m-%d %H:%M}"
+
+
+class RunDeadline(models.Model):
+    """When a running run counts as stalled for one ``run_stalled`` rule (an indexed range scan)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="deadlines")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="deadlines")
+    due_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "rule"], name="deadline_unique")]
+        indexes = [models.Index(fields=["due_at"], name="deadline_due")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.rule_id} due {self.due_at}"

@@ -1,0 +1,96 @@
+"""What every notification transport shares: the message it sends and how it fails.
+
+One module per transport (``email``, ``slack``, ``webhook``), each a small
+``Transport`` subclass. ``send()`` either returns a ``Delivery`` or raises
+``TransportError`` saying whether a retry could help (timeouts, connection
+errors, 429 with its Retry-After, 5xx) or not (other 4xx, bad config), and
+whether the destination itself is broken (Slack's 404 / ``invalid_token``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    name: str
+    status: str
+    url: str  # the run page, absolute (BASE_URL)
+    project: str  # "team/project"
+    tags: list[str] = field(default_factory=list)
+    error: str = ""
+    traceback_tail: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)  # key -> latest value (JSON-safe)
+
+
+@dataclass(frozen=True)
+class AlertInfo:
+    id: int
+    rule: str  # the rule's name
+    trigger: str  # run_failed, metric_threshold, ...
+    state: str  # firing | resolved
+    summary: str  # one line, e.g. "val/loss is NaN at step 1179"
+    values: dict[str, Any]
+    fired_at: str  # ISO 8601
+    resolved_at: str | None
+    url: str  # the alert's page, absolute
+    run: RunInfo
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification: an event about one or more alerts of one rule (grouped)."""
+
+    notification_id: int
+    event: str  # "alert.fired" | "alert.resolved" | "alert.repeat" | "test"
+    project: str
+    alerts: list[AlertInfo]
+    url: str  # where to look: the run page for one alert, the project's alerts for several
+
+    @property
+    def title(self) -> str:
+        """A one-line subject: "[acme/mnist] FIRING run_failed: resnet-3 failed"."""
+        state = {"alert.resolved": "RESOLVED", "test": "TEST"}.get(self.event, "FIRING")
+        if not self.alerts:
+            return f"[{self.project}] {state}: test notification from Labbook"
+        first = self.alerts[0]
+        more = f" (+{len(self.alerts) - 1} more)" if len(self.alerts) > 1 else ""
+        return f"[{self.project}] {state} {first.rule}: {first.summary}{more}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status_code: int | None
+    latency_ms: int
+
+
+class TransportError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        broken: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.broken = broken
+
+
+class Transport:
+    kind: str
+
+    def clean_config(self, config: Any) -> dict[str, Any]:
+        """The config to store, or ApplicationError naming the bad field (at save time)."""
+        raise NotImplementedError
+
+    def send(self, message: Message, config: dict[str, Any]) -> Delivery:
+        raise NotImplementedError
