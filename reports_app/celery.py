@@ -14,6 +14,8 @@ app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     "forget-old-batch-ids": {"task": "tracking.ingest_batches_prune", "schedule": 3600.0},
+    # Notifications still pending a minute after they were due: the broker lost them.
+    "sweep-alert-outbox": {"task": "alerts.sweep_outbox", "schedule": 60.0},
 }
 
 

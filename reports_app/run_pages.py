@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from django.http import QueryDict
 from django.urls import reverse
 
+from alerts.models import Alert
 from reports_app import pages
 from tracking import selectors
 from tracking.models import MetricSeries, Project, Run, RunStatus, SdkAlert
@@ -139,6 +140,7 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
     series = list(selectors.run_series(run))
     tags = [tag.name for tag in run.tag_rows.all()]
     alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
+    incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
     tail, cut = traceback_tail(run.traceback)
     charts = run_charts(run, series)
     return {
@@ -160,6 +162,7 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
         "charts": charts,
         "charts_config": charts_config(charts, [run]),
         "sdk_alerts": alerts,
+        "incidents": incidents,
     }
 
 

@@ -235,6 +235,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status" or "state": each choice set gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "tracking.models.RunStatus",
+        "NotificationStatusEnum": "alerts.models.NotificationStatus",
+        "AlertStateEnum": "alerts.models.AlertState",
+    },
 }
 
 # Largest request body Django will read (a 10,000-point batch is ~1 MB).

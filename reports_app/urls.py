@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("tracking.api.urls")),
     path("api/v1/", include("reports_app.api.urls")),
+    path("api/v1/", include("alerts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include(team_urls.fixed_patterns)),

@@ -208,8 +208,8 @@ def test_it_answers_404_for_an_unknown_metric(client, world):
 
 # --- Query counts -----------------------------------------------------------------
 
-# session, user, run (+ role), series, tags, SDK alerts, created_by, teams in the top bar
-RUN_QUERIES = 8
+# session, user, run (+ role), series, tags, SDK alerts, rule alerts, created_by, teams in the top bar
+RUN_QUERIES = 9
 
 
 def _page_queries(client, run: Run, django_assert_max_num_queries) -> int:

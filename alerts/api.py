@@ -1,0 +1,220 @@
+"""REST API v1 of alerting: thin views over ``alerts.services`` and ``alerts.selectors``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from alerts import selectors, services
+from alerts import serializers as s
+from alerts.models import AlertState
+from tracking import selectors as tracking_selectors
+from tracking.api.views import int_param, reject_unknown
+from tracking.validation import invalid
+
+
+def _project(request: Request, field: str = "project"):
+    name = request.query_params.get(field)
+    return tracking_selectors.project_get_for_user(request.user, name) if name else None
+
+
+# --- Destinations --------------------------------------------------------------------------
+
+
+class DestinationListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("team", str)], responses=s.DestinationSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        team = None
+        if request.query_params.get("team"):
+            team, _ = tracking_selectors.team_get_for_user(
+                request.user, request.query_params["team"]
+            )
+        found = selectors.destinations_for_user(request.user, team=team)
+        return Response(s.DestinationSerializer(found, many=True).data)
+
+    @extend_schema(request=s.DestinationWriteSerializer, responses={201: s.DestinationSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"team", "kind", "name", "config"})
+        if not isinstance(data.get("team"), str) or not data["team"]:
+            raise invalid("team", "This field is required: the team's slug.")
+        team, role = tracking_selectors.team_get_for_user(request.user, data["team"])
+        destination = services.destination_create(
+            user=request.user,
+            team=team,
+            role=role,
+            kind=data.get("kind"),
+            name=data.get("name"),
+            config=data.get("config"),
+        )
+        return Response(s.DestinationSerializer(destination).data, status=status.HTTP_201_CREATED)
+
+
+class DestinationDetailView(APIView):
+    @extend_schema(responses=s.DestinationSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        destination = selectors.destination_get_for_user(request.user, pk)
+        return Response(s.DestinationSerializer(destination).data)
+
+    @extend_schema(request=s.DestinationWriteSerializer, responses=s.DestinationSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = reject_unknown(request.data, {"name", "config", "enabled"})
+        destination = selectors.destination_get_for_user(request.user, pk)
+        updated = services.destination_update(
+            destination=destination, role=destination.role, data=data
+        )
+        return Response(s.DestinationSerializer(updated).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        destination = selectors.destination_get_for_user(request.user, pk)
+        services.require_write(destination.role)
+        destination.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DestinationTestView(APIView):
+    @extend_schema(request=None, responses=s.NotificationSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        destination = selectors.destination_get_for_user(request.user, pk)
+        notification = services.destination_test(destination=destination, role=destination.role)
+        return Response(s.NotificationSerializer(notification).data)
+
+
+# --- Rules ---------------------------------------------------------------------------------------
+
+RULE_FIELDS = set(s.RuleWriteSerializer().fields)
+
+
+class RuleListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("project", str)], responses=s.RuleSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        rules = selectors.rules_for_user(request.user, project=_project(request))
+        return Response(s.RuleSerializer(rules, many=True).data)
+
+    @extend_schema(request=s.RuleWriteSerializer, responses={201: s.RuleSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, RULE_FIELDS)
+        if not isinstance(data.get("project"), str) or not data["project"]:
+            raise invalid("project", "This field is required: 'team/project'.")
+        project = tracking_selectors.project_get_for_user(request.user, data["project"])
+        fields = {k: v for k, v in data.items() if k != "project"}
+        rule = services.rule_create(user=request.user, project=project, data=fields)
+        return Response(s.RuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+class RuleDetailView(APIView):
+    @extend_schema(responses=s.RuleSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.RuleSerializer(selectors.rule_get_for_user(request.user, pk)).data)
+
+    @extend_schema(request=s.RuleWriteSerializer, responses=s.RuleSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = reject_unknown(request.data, RULE_FIELDS - {"project"})
+        rule = services.rule_update(rule=selectors.rule_get_for_user(request.user, pk), data=data)
+        return Response(s.RuleSerializer(rule).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        rule = selectors.rule_get_for_user(request.user, pk)
+        services.require_write(rule.role)
+        rule.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Alerts, notifications, silences ------------------------------------------------------------
+
+
+class AlertListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str),
+            OpenApiParameter("state", str, enum=AlertState.values),
+        ],
+        responses=s.AlertSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        state = request.query_params.get("state") or None
+        if state is not None and state not in AlertState.values:
+            raise invalid("state", f"One of {', '.join(AlertState.values)}.")
+        alerts = selectors.alerts_for_user(request.user, project=_project(request), state=state)
+        return Response(s.AlertSerializer(alerts[:500], many=True).data)
+
+
+class NotificationListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("alert", int)], responses=s.NotificationSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        alert_id = int_param(request, "alert", minimum=1, maximum=2**63 - 1)
+        alert = selectors.alert_get_for_user(request.user, alert_id) if alert_id else None
+        rows = selectors.notifications_for_user(request.user, alert=alert)
+        return Response(s.NotificationSerializer(rows[:500], many=True).data)
+
+
+def _until(value: Any) -> datetime:
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise invalid("until", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+
+
+class SilenceListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("project", str)], responses=s.SilenceSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        silences = selectors.silences_for_user(request.user, project=_project(request))
+        return Response(s.SilenceSerializer(silences, many=True).data)
+
+    @extend_schema(request=s.SilenceWriteSerializer, responses={201: s.SilenceSerializer})
+    def post(self, request: Request) -> Response:
+        data = reject_unknown(request.data, {"project", "rule", "run", "until", "reason"})
+        scope, role = self._scope(request, data)
+        silence = services.silence_create(
+            user=request.user,
+            role=role,
+            until=_until(data.get("until")),
+            reason=data.get("reason", ""),
+            **scope,
+        )
+        return Response(s.SilenceSerializer(silence).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _scope(request: Request, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        given = [name for name in ("project", "rule", "run") if data.get(name) is not None]
+        if len(given) != 1:
+            raise invalid("project", "Silence exactly one of: project, rule, run.")
+        name, value = given[0], data[given[0]]
+        if name == "project":
+            project = tracking_selectors.project_get_for_user(request.user, value)
+            return {"project": project}, project.role
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(name, "An id.")
+        if name == "rule":
+            rule = selectors.rule_get_for_user(request.user, value)
+            return {"rule": rule}, rule.role
+        run = tracking_selectors.run_get_for_user(request.user, value)
+        return {"run": run}, run.role
+
+
+class SilenceDetailView(APIView):
+    @extend_schema(responses={204: None}, description="Ends the silence now.")
+    def delete(self, request: Request, pk: int) -> Response:
+        silence = selectors.silence_get_for_user(request.user, pk)
+        owner = silence.project or (silence.rule and silence.rule.project) or silence.run.project
+        team = owner.team
+        _, role = tracking_selectors.team_get_for_user(request.user, team.slug)
+        services.silence_end(silence=silence, role=role)
+        return Response(status=status.HTTP_204_NO_CONTENT)

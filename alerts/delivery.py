@@ -1,0 +1,229 @@
+"""Delivering notifications: claim, group, send through the transport, record every attempt.
+
+A task first claims its notification by compare-and-set (``pending`` →
+``sending`` with a lease), so a redelivered task never sends a ``sent`` one
+again, and a ``sending`` one whose worker died is claimed again once its lease
+ran out. The claim takes the notification's whole group: the other pending
+notifications of the same rule, destination and event that are due — one
+message for a burst of alerts. Retryable failures go back to ``pending`` with
+exponential backoff and jitter (or the server's Retry-After) until
+``ALERTS_MAX_ATTEMPTS``; the rest are ``failed`` with the reason kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from alerts import firing
+from alerts.models import Alert, Destination, Notification, NotificationStatus
+from alerts.transports import transport_for
+from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
+from reports_app import pages
+from tracking.models import Membership, Run
+from tracking.validation import float_to_json
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)  # longer than a transport's worst case (timeouts, redirects)
+STUCK_PENDING = timedelta(minutes=1)
+EVENTS = {"fired": "alert.fired", "resolved": "alert.resolved", "repeat": "alert.repeat"}
+TRACEBACK_LINES = 15
+
+
+def _claimable(now) -> Q:
+    return Q(status=NotificationStatus.PENDING) | Q(
+        status=NotificationStatus.SENDING, lease_until__lt=now
+    )
+
+
+def _take(notification_id: int, now: datetime, *, due_by: datetime) -> bool:
+    """Compare-and-set one notification to ``sending``; False if someone else has it."""
+    rows = Notification.objects.filter(
+        _claimable(now), pk=notification_id, next_attempt_at__lte=due_by
+    )
+    taken = rows.update(
+        status=NotificationStatus.SENDING, lease_until=now + LEASE, attempts=F("attempts") + 1
+    )
+    return taken == 1
+
+
+def claim(notification_id: int) -> list[Notification]:
+    """The notification and the due siblings of its group, all now ``sending`` and ours.
+
+    Siblings whose own ``group_wait`` has not quite run out join this message.
+    """
+    now = timezone.now()
+    first = (
+        Notification.objects.select_related("alert__rule", "destination")
+        .filter(pk=notification_id)
+        .first()
+    )
+    if first is None or not _take(first.pk, now, due_by=now):
+        return []
+    taken = [first.pk]
+    if first.alert is not None:
+        due_by = now + timedelta(seconds=first.alert.rule.group_wait)
+        siblings = Notification.objects.filter(
+            _claimable(now),
+            destination_id=first.destination_id,
+            event=first.event,
+            alert__rule_id=first.alert.rule_id,
+        ).exclude(pk=first.pk)
+        taken += [
+            pk for pk in siblings.values_list("pk", flat=True) if _take(pk, now, due_by=due_by)
+        ]
+    return list(
+        Notification.objects.filter(pk__in=taken)
+        .select_related("destination__team", "alert__rule", "alert__run__project__team")
+        .order_by("pk")
+    )
+
+
+# --- The message ----------------------------------------------------------------------------
+
+
+def run_info(run: Run) -> RunInfo:
+    lines = run.traceback.rstrip().splitlines()[-TRACEBACK_LINES:] if run.traceback else []
+    metrics = {s.key: float_to_json(s.last_value) for s in run.metric_series.all()[:20] if s.count}
+    return RunInfo(
+        id=run.pk,
+        name=run.name,
+        status=run.status,
+        url=settings.BASE_URL + pages.run_path(run),
+        project=run.project.full_name,
+        tags=[tag.name for tag in run.tag_rows.all()],
+        error=run.error,
+        traceback_tail="\n".join(lines),
+        metrics=metrics,
+    )
+
+
+def alert_info(alert: Alert) -> AlertInfo:
+    return AlertInfo(
+        id=alert.pk,
+        rule=alert.rule.name,
+        trigger=alert.rule.trigger,
+        state=alert.state,
+        summary=alert.summary,
+        values=alert.values,
+        fired_at=alert.fired_at.isoformat(),
+        resolved_at=alert.resolved_at.isoformat() if alert.resolved_at else None,
+        url=settings.BASE_URL + pages.run_path(alert.run) + "#alerts",
+        run=run_info(alert.run),
+    )
+
+
+def message_for(group: list[Notification]) -> Message:
+    first = group[0]
+    alerts = [alert_info(n.alert) for n in group if n.alert is not None]
+    project = alerts[0].run.project if alerts else first.destination.team.slug
+    url = alerts[0].run.url if len(alerts) == 1 else settings.BASE_URL + "/"
+    return Message(
+        notification_id=first.pk,
+        event=EVENTS.get(first.event, "test"),
+        project=project,
+        alerts=alerts,
+        url=url,
+    )
+
+
+def destination_config(destination: Destination) -> dict[str, Any]:
+    """The config the transport sends with; "all team members" becomes their addresses."""
+    config = dict(destination.config)
+    if config.get("team_members"):
+        emails = Membership.objects.filter(team_id=destination.team_id).exclude(user__email="")
+        config["resolved_addresses"] = sorted(emails.values_list("user__email", flat=True))
+    return config
+
+
+# --- Sending and recording ----------------------------------------------------------------------
+
+
+def deliver(notification_id: int) -> str:
+    """Send one notification (and its group); answers what happened, for the task's log."""
+    group = claim(notification_id)
+    if not group:
+        return "not due or not ours"
+    destination = group[0].destination
+    try:
+        delivery = transport_for(destination.kind).send(
+            message_for(group), destination_config(destination)
+        )
+    except TransportError as error:
+        return _failed(group, destination, error)
+    except Exception as error:  # a bug in a transport must not leave rows "sending"
+        logger.exception("transport %s crashed", destination.kind)
+        return _failed(group, destination, TransportError(repr(error), retryable=True))
+    _sent(group, destination, delivery)
+    return f"sent {len(group)}"
+
+
+def _sent(group: list[Notification], destination: Destination, delivery: Delivery) -> None:
+    now = timezone.now()
+    ids = [n.pk for n in group]
+    with transaction.atomic():
+        Notification.objects.filter(pk__in=ids).update(
+            status=NotificationStatus.SENT,
+            sent_at=now,
+            response_code=delivery.status_code,
+            latency_ms=delivery.latency_ms,
+            last_error="",
+            lease_until=None,
+        )
+        Destination.objects.filter(pk=destination.pk).update(last_success_at=now, broken=False)
+
+
+def backoff(attempts: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    base = settings.LABBOOK["ALERTS_RETRY_BASE_SECONDS"]
+    return base * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+
+
+def _failed(group: list[Notification], destination: Destination, error: TransportError) -> str:
+    now = timezone.now()
+    attempts = max(n.attempts for n in group)
+    final = not error.retryable or attempts >= settings.LABBOOK["ALERTS_MAX_ATTEMPTS"]
+    delay = backoff(attempts, error.retry_after)
+    fields = {"last_error": error.message[:2000], "response_code": error.status_code}
+    with transaction.atomic():
+        rows = Notification.objects.filter(pk__in=[n.pk for n in group])
+        if final:
+            rows.update(status=NotificationStatus.FAILED, lease_until=None, **fields)
+        else:
+            rows.update(
+                status=NotificationStatus.PENDING,
+                next_attempt_at=now + timedelta(seconds=delay),
+                lease_until=None,
+                **fields,
+            )
+            for n in group:
+                firing.enqueue(n.pk, countdown=delay)
+        Destination.objects.filter(pk=destination.pk).update(
+            last_error=error.message[:2000], last_error_at=now, broken=error.broken
+        )
+    verdict = "failed" if final else f"retry in {delay:.1f}s"
+    return f"{verdict}: {error.message}"
+
+
+def sweep() -> int:
+    """Re-queue what the outbox still holds: pending past due a minute, expired leases."""
+    now = timezone.now()
+    stuck = Notification.objects.filter(
+        Q(status=NotificationStatus.PENDING, next_attempt_at__lt=now - STUCK_PENDING)
+        | Q(status=NotificationStatus.SENDING, lease_until__lt=now)
+    ).values_list("pk", flat=True)[:1000]
+    ids = list(stuck)
+    from alerts import tasks
+
+    for notification_id in ids:
+        tasks.deliver_notification.delay(notification_id)
+    return len(ids)

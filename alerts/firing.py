@@ -1,0 +1,161 @@
+"""Opening and resolving alerts, and writing their notifications (the outbox).
+
+An alert and its pending notifications are written in one transaction, and
+each notification's delivery task is queued only when that transaction
+commits: a crash in between loses nothing (the sweep re-queues pending rows)
+and never sends about an alert that was rolled back. The open-fingerprint
+unique constraint makes two evaluations racing on one condition open one alert.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts.models import (
+    Alert,
+    AlertRule,
+    AlertState,
+    Notification,
+    NotificationEvent,
+    NotificationStatus,
+    Silence,
+    Trigger,
+)
+from tracking.models import Run
+
+logger = logging.getLogger(__name__)
+
+# Alerts a failed run makes moot: its stall and metric alerts resolve quietly.
+INHIBITED_BY_FAILURE = (
+    Trigger.RUN_STALLED,
+    Trigger.METRIC_THRESHOLD,
+    Trigger.METRIC_NAN,
+    Trigger.METRIC_STAGNANT,
+)
+
+
+def fingerprint(rule: AlertRule, run: Run, condition: str = "") -> str:
+    return f"{rule.pk}:{run.pk}:{condition}"
+
+
+def open_alert(rule: AlertRule, run: Run, condition: str = "") -> Alert | None:
+    return Alert.objects.filter(
+        fingerprint=fingerprint(rule, run, condition), state=AlertState.FIRING
+    ).first()
+
+
+def fire(
+    *, rule: AlertRule, run: Run, summary: str, values: dict[str, Any], condition: str = ""
+) -> Alert | None:
+    """Open the alert of (rule, run, condition) and notify, unless it is already open."""
+    with transaction.atomic():
+        if open_alert(rule, run, condition) is not None:
+            return None
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    rule=rule,
+                    run=run,
+                    fingerprint=fingerprint(rule, run, condition),
+                    summary=summary[:300],
+                    values=values,
+                )
+        except IntegrityError:  # a concurrent evaluation opened it first
+            return None
+        notify(alert, NotificationEvent.FIRED)
+        if rule.trigger == Trigger.RUN_FAILED:
+            _inhibit(run, by=alert)
+    return alert
+
+
+def resolve(
+    *, rule: AlertRule, run: Run, condition: str = "", values: dict[str, Any] | None = None
+) -> Alert | None:
+    """Resolve the open alert of (rule, run, condition), telling its destinations if asked."""
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update()
+            .filter(fingerprint=fingerprint(rule, run, condition), state=AlertState.FIRING)
+            .first()
+        )
+        if alert is None:
+            return None
+        _close(alert, values)
+        if rule.notify_on_resolve:
+            notify(alert, NotificationEvent.RESOLVED)
+    return alert
+
+
+def _close(alert: Alert, values: dict[str, Any] | None) -> None:
+    alert.state = AlertState.RESOLVED
+    alert.resolved_at = timezone.now()
+    if values:
+        alert.values = {**alert.values, "resolved_with": values}
+    alert.save(update_fields=["state", "resolved_at", "values"])
+
+
+def _inhibit(run: Run, *, by: Alert) -> None:
+    """A failed run's stall and metric alerts resolve quietly: the failure says it all."""
+    moot = Alert.objects.select_for_update().filter(
+        run=run, state=AlertState.FIRING, rule__trigger__in=INHIBITED_BY_FAILURE
+    )
+    for alert in moot:
+        _close(alert, {"inhibited_by": by.pk})
+
+
+def active_silence(alert: Alert) -> Silence | None:
+    rule = alert.rule
+    scope = Q(project_id=rule.project_id) | Q(rule_id=rule.pk) | Q(run_id=alert.run_id)
+    return Silence.objects.filter(scope, until__gt=timezone.now()).first()
+
+
+def notify(alert: Alert, event: str) -> list[Notification]:
+    """One notification per enabled destination of the rule; queued when the transaction commits.
+
+    Fired alerts wait ``group_wait`` seconds, so the first delivery task of a
+    burst (a sweep of 40 runs dying together) sends one message for all of them.
+    A silenced notification is written as such: the log shows what was muted.
+    """
+    rule = alert.rule
+    destinations = list(rule.destinations.filter(enabled=True))
+    if not destinations:
+        return []
+    now = timezone.now()
+    wait = rule.group_wait if event == NotificationEvent.FIRED else 0
+    status = NotificationStatus.SILENCED if active_silence(alert) else NotificationStatus.PENDING
+    rows = Notification.objects.bulk_create(
+        Notification(
+            alert=alert,
+            destination=destination,
+            event=event,
+            status=status,
+            created_at=now,
+            next_attempt_at=now + timedelta(seconds=wait),
+        )
+        for destination in destinations
+    )
+    Alert.objects.filter(pk=alert.pk).update(last_notified_at=now)
+    if status == NotificationStatus.PENDING:
+        for row in rows:
+            enqueue(row.pk, countdown=wait)
+    return rows
+
+
+def enqueue(notification_id: int, *, countdown: float = 0) -> None:
+    """Queue the delivery after commit; a broker that is down only delays it (the sweep)."""
+
+    def send() -> None:
+        from alerts import tasks
+
+        try:
+            tasks.deliver_notification.apply_async((notification_id,), countdown=countdown)
+        except Exception:  # the broker is down: the sweep re-queues pending rows
+            logger.warning("could not queue notification %s", notification_id, exc_info=True)
+
+    transaction.on_commit(send)

@@ -1,0 +1,130 @@
+"""API shapes of alerting. Inputs are checked by ``alerts.services``; these document them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from alerts.models import Alert, AlertRule, Destination, Notification, Silence, Trigger
+from alerts.services import SECRET_MASK
+from tracking.api.serializers import run_url
+
+
+def public_config(destination: Destination) -> dict[str, Any]:
+    """The config as the API shows it: a webhook's secret is write-only."""
+    config = dict(destination.config)
+    if "secret" in config:
+        config["secret"] = SECRET_MASK
+    return config
+
+
+class DestinationSerializer(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.slug", read_only=True)
+    config = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Destination
+        fields = [
+            "id", "team", "kind", "name", "config", "enabled", "broken", "last_error",
+            "last_error_at", "last_success_at", "created_at",
+        ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_config(self, destination: Destination) -> dict[str, Any]:
+        return public_config(destination)
+
+
+class DestinationWriteSerializer(serializers.Serializer):
+    team = serializers.CharField(help_text="The team's slug (on create).")
+    kind = serializers.ChoiceField(choices=["email", "slack", "webhook"])
+    name = serializers.CharField(max_length=100)
+    config = serializers.DictField(
+        help_text='email: {"addresses": [...]} or {"team_members": true}; slack: {"url"};'
+        ' webhook: {"url", "secret"}'
+    )
+    enabled = serializers.BooleanField(required=False)
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.full_name", read_only=True)
+    destinations = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id", "project", "name", "trigger", "params", "tags", "group", "destinations",
+            "notify_on_resolve", "repeat_interval", "group_wait", "enabled", "created_at",
+        ]  # fmt: skip
+
+
+class RuleWriteSerializer(serializers.Serializer):
+    project = serializers.CharField(help_text="'team/project' (on create)")
+    name = serializers.CharField(max_length=100)
+    trigger = serializers.ChoiceField(choices=Trigger.choices)
+    params = serializers.DictField(required=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    group = serializers.CharField(required=False, allow_blank=True)
+    destinations = serializers.ListField(child=serializers.IntegerField(), required=False)
+    notify_on_resolve = serializers.BooleanField(required=False)
+    repeat_interval = serializers.IntegerField(required=False, allow_null=True)
+    group_wait = serializers.IntegerField(required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    rule = serializers.CharField(source="rule.name", read_only=True)
+    rule_id = serializers.IntegerField(read_only=True)
+    trigger = serializers.CharField(source="rule.trigger", read_only=True)
+    project = serializers.CharField(source="rule.project.full_name", read_only=True)
+    run = serializers.IntegerField(source="run_id", read_only=True)
+    run_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id", "rule", "rule_id", "trigger", "project", "run", "run_url", "state", "summary",
+            "values", "fired_at", "resolved_at", "last_notified_at",
+        ]  # fmt: skip
+
+    def get_run_url(self, alert: Alert) -> str:
+        return run_url(alert.run)
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    destination_name = serializers.CharField(source="destination.name", read_only=True)
+
+    class Meta:
+        model = Notification
+        fields = [
+            "id", "alert", "destination", "destination_name", "event", "status", "attempts",
+            "last_error", "response_code", "latency_ms", "created_at", "next_attempt_at",
+            "sent_at",
+        ]  # fmt: skip
+
+
+class SilenceSerializer(serializers.ModelSerializer):
+    project = serializers.SerializerMethodField()
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Silence
+        fields = ["id", "project", "rule", "run", "until", "reason", "created_at", "active"]
+
+    def get_project(self, silence: Silence) -> str | None:
+        return silence.project.full_name if silence.project_id else None
+
+    def get_active(self, silence: Silence) -> bool:
+        from django.utils import timezone
+
+        return silence.until > timezone.now()
+
+
+class SilenceWriteSerializer(serializers.Serializer):
+    project = serializers.CharField(required=False, help_text="'team/project'")
+    rule = serializers.IntegerField(required=False)
+    run = serializers.IntegerField(required=False)
+    until = serializers.DateTimeField()
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=300)

@@ -1,0 +1,232 @@
+"""Writes of alerting's configuration: destinations, rules, silences, and the test message.
+
+Editors and owners of a team configure its alerting; viewers read it; anyone
+else gets ``NotFound`` from the selectors before reaching these functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from alerts import delivery, triggers
+from alerts.models import (
+    AlertRule,
+    Destination,
+    DestinationKind,
+    Notification,
+    NotificationEvent,
+    NotificationStatus,
+    Silence,
+)
+from alerts.transports import transport_for
+from alerts.transports.base import TransportError
+from tracking.errors import ApplicationError
+from tracking.models import Project, Run, Team
+from tracking.services import require_write
+from tracking.validation import clean_tags, clean_text, invalid
+
+MAX_GROUP_WAIT = 3600
+SECRET_MASK = "********"  # noqa: S105 - how the API shows a webhook's secret
+MAX_REPEAT = 30 * 86400
+
+
+# --- Destinations --------------------------------------------------------------------------
+
+
+def _clean_destination(kind: Any, name: Any, config: Any) -> dict[str, Any]:
+    if kind not in DestinationKind.values:
+        raise invalid("kind", f"Kind must be one of {', '.join(DestinationKind.values)}.")
+    return {
+        "kind": kind,
+        "name": clean_text(name, field="name", max_length=100, required=True),
+        "config": transport_for(kind).clean_config(config),
+    }
+
+
+def _unique_name(team: Team, name: str, *, exclude: int | None = None) -> None:
+    taken = Destination.objects.filter(team=team, name=name).exclude(pk=exclude)
+    if taken.exists():
+        raise ApplicationError("already_exists", f"{name!r} already exists.", field="name")
+
+
+@transaction.atomic
+def destination_create(
+    *, user: AbstractBaseUser, team: Team, role: str, kind: Any, name: Any, config: Any
+) -> Destination:
+    require_write(role)
+    cleaned = _clean_destination(kind, name, config)
+    _unique_name(team, cleaned["name"])
+    return Destination.objects.create(team=team, created_by=user, **cleaned)
+
+
+@transaction.atomic
+def destination_update(*, destination: Destination, role: str, data: dict[str, Any]) -> Destination:
+    """Change name, config (a webhook secret left out keeps the old one) or enabled."""
+    require_write(role)
+    config = data.get("config", destination.config)
+    keeps_secret = isinstance(config, dict) and config.get("secret") in (None, SECRET_MASK)
+    if destination.kind == DestinationKind.WEBHOOK and keeps_secret:  # left out, or as shown
+        config = {**config, "secret": destination.config.get("secret")}
+    cleaned = _clean_destination(destination.kind, data.get("name", destination.name), config)
+    _unique_name(destination.team, cleaned["name"], exclude=destination.pk)
+    enabled = data.get("enabled", destination.enabled)
+    if not isinstance(enabled, bool):
+        raise invalid("enabled", "Must be true or false.")
+    destination.name, destination.config, destination.enabled = (
+        cleaned["name"],
+        cleaned["config"],
+        enabled,
+    )
+    destination.save(update_fields=["name", "config", "enabled"])
+    return destination
+
+
+def destination_test(*, destination: Destination, role: str) -> Notification:
+    """Send a test message now, once (no retry); the result is in the delivery log."""
+    require_write(role)
+    notification = Notification.objects.create(
+        destination=destination,
+        event=NotificationEvent.TEST,
+        status=NotificationStatus.SENDING,
+        attempts=1,
+    )
+    message = delivery.message_for([notification])
+    try:
+        sent = transport_for(destination.kind).send(
+            message, delivery.destination_config(destination)
+        )
+    except TransportError as error:
+        delivery._failed([notification], destination, _final(error))
+    else:
+        delivery._sent([notification], destination, sent)
+    notification.refresh_from_db()
+    return notification
+
+
+def _final(error: TransportError) -> TransportError:
+    return TransportError(
+        error.message, retryable=False, status_code=error.status_code, broken=error.broken
+    )
+
+
+# --- Rules ------------------------------------------------------------------------------------
+
+
+RULE_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "trigger": None,
+    "params": {},
+    "tags": [],
+    "group": "",
+    "notify_on_resolve": True,
+    "enabled": True,
+    "repeat_interval": None,
+    "group_wait": 30,
+}
+
+
+def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
+    """Every field of a rule: what ``data`` says, else the rule's (or the default)."""
+    base = RULE_DEFAULTS if rule is None else {name: getattr(rule, name) for name in RULE_DEFAULTS}
+    value = {name: data.get(name, base[name]) for name in RULE_DEFAULTS}
+    return {
+        "name": clean_text(value["name"], field="name", max_length=100, required=True),
+        "trigger": value["trigger"],
+        "params": triggers.clean_params(value["trigger"], value["params"]),
+        "tags": clean_tags(value["tags"], field="tags"),
+        "group": clean_text(value["group"], field="group", max_length=200),
+        "notify_on_resolve": _bool(value, "notify_on_resolve"),
+        "enabled": _bool(value, "enabled"),
+        "repeat_interval": _seconds(value, "repeat_interval", 60, MAX_REPEAT, nullable=True),
+        "group_wait": _seconds(value, "group_wait", 0, MAX_GROUP_WAIT),
+    }
+
+
+def _bool(value: dict[str, Any], name: str) -> bool:
+    if not isinstance(value[name], bool):
+        raise invalid(name, "Must be true or false.")
+    return value[name]
+
+
+def _seconds(
+    value: dict[str, Any], name: str, low: int, high: int, *, nullable: bool = False
+) -> int | None:
+    seconds = value[name]
+    if seconds is None and nullable:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not low <= seconds <= high:
+        hint = ", or null" if nullable else ""
+        raise invalid(name, f"Whole seconds from {low} to {high}{hint}.")
+    return seconds
+
+
+def _destinations(project: Project, value: Any) -> list[Destination]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(
+        isinstance(v, bool) or not isinstance(v, int) for v in value
+    ):
+        raise invalid("destinations", "A list of destination ids.")
+    found = list(Destination.objects.filter(team_id=project.team_id, pk__in=value))
+    missing = sorted(set(value) - {d.pk for d in found})
+    if missing:
+        raise invalid("destinations", f"Destination {missing[0]} is not one of this team's.")
+    return found
+
+
+@transaction.atomic
+def rule_create(*, user: AbstractBaseUser, project: Project, data: dict[str, Any]) -> AlertRule:
+    require_write(project.role)
+    cleaned = _clean_rule(data, None)
+    destinations = _destinations(project, data.get("destinations"))
+    rule = AlertRule.objects.create(project=project, created_by=user, **cleaned)
+    rule.destinations.set(destinations)
+    return rule
+
+
+@transaction.atomic
+def rule_update(*, rule: AlertRule, data: dict[str, Any]) -> AlertRule:
+    require_write(rule.project.role)
+    cleaned = _clean_rule(data, rule)
+    for name, value in cleaned.items():
+        setattr(rule, name, value)
+    rule.save(update_fields=list(cleaned))
+    if "destinations" in data:
+        rule.destinations.set(_destinations(rule.project, data["destinations"]))
+    return rule
+
+
+# --- Silences -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def silence_create(
+    *,
+    user: AbstractBaseUser,
+    role: str,
+    until: datetime,
+    reason: Any = "",
+    project: Project | None = None,
+    rule: AlertRule | None = None,
+    run: Run | None = None,
+) -> Silence:
+    require_write(role)
+    if until <= timezone.now():
+        raise invalid("until", "A time in the future.")
+    if not (project or rule or run):
+        raise invalid("project", "Silence a project, a rule or a run.")
+    reason = clean_text(reason, field="reason", max_length=300)
+    return Silence.objects.create(
+        project=project, rule=rule, run=run, until=until, reason=reason, created_by=user
+    )
+
+
+@transaction.atomic
+def silence_end(*, silence: Silence, role: str) -> None:
+    require_write(role)
+    Silence.objects.filter(pk=silence.pk).update(until=timezone.now())

@@ -1,0 +1,152 @@
+"""Slack (and Slack-compatible) incoming webhooks: a text fallback plus Block Kit blocks.
+
+One header, one section per alert (run, project, status, key metrics, the
+traceback tail of a failed run as a code block, a button to the run page),
+and a link to look at everything. Wording lives in ``templates/alerts/slack``;
+this module only escapes values for Slack's mrkdwn and sizes the blocks to
+Slack's limits. Slack answering 404/410 or naming a gone webhook
+(``invalid_token``, ``no_service``, ...) marks the destination broken: retrying
+cannot help until someone pastes a new URL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from django.template.loader import render_to_string
+
+from alerts.transports import http
+from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
+
+CONFIG_KEYS = frozenset({"url"})
+BROKEN_STATUSES = frozenset({404, 410})
+BROKEN_ERRORS = frozenset(
+    {
+        "invalid_token",
+        "no_service",
+        "no_team",
+        "channel_not_found",
+        "channel_is_archived",
+        "team_disabled",
+    }
+)
+FAILED_STATUSES = frozenset({"failed", "crashed", "killed"})
+MAX_ALERTS = 20  # Slack allows 50 blocks; a sweep of 40 dead runs still fits, summarized
+HEADER_CHARS = 150  # Slack's limit for a header block
+SECTION_CHARS = 3000  # Slack's limit for a section's text
+TRACEBACK_CHARS = 1500
+MAX_METRICS = 6
+
+
+class SlackTransport(Transport):
+    kind = "slack"
+
+    def clean_config(self, config: Any) -> dict[str, Any]:
+        config = http.require_keys(config, allowed=CONFIG_KEYS)
+        return {"url": http.clean_url(config.get("url"))}
+
+    def send(self, message: Message, config: dict[str, Any]) -> Delivery:
+        body = orjson.dumps(slack_payload(message))
+        headers = {"Content-Type": "application/json", "User-Agent": http.user_agent()}
+        response = http.post(config["url"], body=body, headers=headers)
+        check_broken(response)
+        return http.delivery_for(response)
+
+
+def check_broken(response: http.HttpResponse) -> None:
+    """Slack saying "this webhook is gone": no retry, and the destination is marked broken."""
+    error = response.text.strip()
+    if response.status_code in BROKEN_STATUSES or error in BROKEN_ERRORS:
+        raise TransportError(
+            f"Slack says the webhook is gone (HTTP {response.status_code}: {response.excerpt()})",
+            retryable=False,
+            status_code=response.status_code,
+            broken=True,
+        )
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    context = {
+        "message": message,
+        "title": escape(message.title),
+        "project": escape(message.project),
+        "count": len(message.alerts),
+    }
+    return {
+        "text": render_to_string("alerts/slack/text.txt", context).strip(),
+        "blocks": blocks(message, context),
+    }
+
+
+def blocks(message: Message, context: dict[str, Any]) -> list[dict[str, Any]]:
+    result = [header(message.title)]
+    if not message.alerts:
+        result.append(section(render_to_string("alerts/slack/test.txt", context)))
+    result.extend(alert_section(alert) for alert in message.alerts[:MAX_ALERTS])
+    more = len(message.alerts) - MAX_ALERTS
+    footer = render_to_string("alerts/slack/footer.txt", {**context, "more": max(more, 0)})
+    result.append({"type": "context", "elements": [mrkdwn(footer, limit=SECTION_CHARS)]})
+    result.append(link_button(message.url, "View in Labbook"))
+    return result
+
+
+def header(title: str) -> dict[str, Any]:
+    text = title if len(title) <= HEADER_CHARS else title[: HEADER_CHARS - 1] + "…"
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def alert_section(alert: AlertInfo) -> dict[str, Any]:
+    block = section(render_to_string("alerts/slack/alert.txt", alert_context(alert)))
+    if alert.run.url:
+        block["accessory"] = button(alert.run.url, "Open run")
+    return block
+
+
+def alert_context(alert: AlertInfo) -> dict[str, Any]:
+    """Values pre-escaped for mrkdwn; the template renders with autoescape off."""
+    run = alert.run
+    tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.status in FAILED_STATUSES else ""
+    metrics = list(run.metrics.items())[:MAX_METRICS]
+    return {
+        "alert": alert,
+        "state": "RESOLVED" if alert.state == "resolved" else "FIRING",
+        "rule": escape(alert.rule),
+        "summary": escape(alert.summary),
+        "run_name": escape(run.name),
+        "run_url": run.url,
+        "project": escape(run.project),
+        "status": escape(run.status),
+        "error": escape(run.error[:300]),
+        "metrics": [(escape(str(key)), escape(format_value(value))) for key, value in metrics],
+        "traceback": escape(tail).replace("```", "'''"),
+    }
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(text, limit=SECTION_CHARS)}
+
+
+def mrkdwn(text: str, *, limit: int) -> dict[str, str]:
+    text = text.strip()
+    return {"type": "mrkdwn", "text": text if len(text) <= limit else text[: limit - 1] + "…"}
+
+
+def button(url: str, label: str) -> dict[str, Any]:
+    return {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url}
+
+
+def link_button(url: str, label: str) -> dict[str, Any]:
+    return {"type": "actions", "elements": [button(url, label)]}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn wants exactly &, < and > escaped (it would show &quot; literally)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.6g}"
+    return str(value)

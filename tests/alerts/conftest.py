@@ -1,0 +1,133 @@
+"""Real parts for the transports: an HTTP receiver and an SMTP server, both on loopback.
+
+The guard refuses loopback by default, and that is what every test gets
+(``private_denied`` is autouse, whatever the environment says). Tests that
+deliver to the receiver ask for ``allow_private``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from alerts.transports import email as email_transport
+from alerts.transports import http
+from tests.alerts.receiver import Receiver
+from tests.support import free_port
+
+
+@pytest.fixture(autouse=True)
+def private_denied(settings: Any) -> dict[str, Any]:
+    settings.LABBOOK = {**settings.LABBOOK, "ALERTS_ALLOW_PRIVATE_WEBHOOKS": False}
+    return settings.LABBOOK
+
+
+@pytest.fixture
+def allow_private(settings: Any, private_denied: dict[str, Any]) -> dict[str, Any]:
+    """Lets the guard pass loopback (the receiver); returns the live LABBOOK dict."""
+    settings.LABBOOK = {**settings.LABBOOK, "ALERTS_ALLOW_PRIVATE_WEBHOOKS": True}
+    return settings.LABBOOK
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def quick_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(http, "TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(email_transport, "TIMEOUT_SECONDS", 0.5)
+    return 0.5
+
+
+class Inbox:
+    """aiosmtpd handler keeping what it accepts; ``rcpt_reply``/``data_reply`` script refusals."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
+        self.data_reply: str | None = None  # e.g. "554 5.7.1 rejected as spam"
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Any, address: str, options: list
+    ) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Iterator[Inbox]:
+    """A real SMTP server on a free loopback port, with Django's SMTP backend pointed at it."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+class FakeDNS:
+    """Answers for chosen names only; every other name goes to the real resolver.
+
+    ``answer(name, [...], [...])`` gives one answer per lookup in order, the last
+    one repeating; ``None`` as an answer means "does not resolve".
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.answers: dict[str, list[list[str] | None]] = {}
+        self.lookups: list[str] = []
+
+    def answer(self, name: str, *answers: list[str] | None) -> None:
+        self.answers[name] = list(answers)
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in self.answers:
+            return self.real(host, port, *args, **kwargs)
+        self.lookups.append(name)
+        queue = self.answers[name]
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        if addresses is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [entry(address, int(port or 0)) for address in addresses]
+
+
+def entry(address: str, port: int) -> tuple:
+    if ":" in address:
+        return (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))
+    return (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
+    """Replaces the resolver at the edge (socket.getaddrinfo), for rebinding-style names."""
+    dns = FakeDNS(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    return dns
