@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.sdk.server import ROOT, LabbookServer, manage, server_env
+from tests.sdk.server import LabbookServer, manage
 from tests.support import free_port, wait_until
+from tests.workers import celery_worker
 
 pytestmark = pytest.mark.subprocess
 
@@ -78,31 +77,8 @@ def server(tmp_path: Path, env: dict[str, str]) -> Iterator[LabbookServer]:
 
 @pytest.fixture
 def worker(server: LabbookServer, env: dict[str, str]) -> Iterator[Path]:
-    log = server.home / "worker.log"
-    command = [
-        *(sys.executable, "-m", "celery", "-A", "reports_app", "worker"),
-        *("--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle"),
-        *("--loglevel", "INFO"),
-    ]
-    worker_env = {**server_env(server.home), "BASE_URL": server.url, **env}
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=worker_env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with celery_worker(server, env) as log:
         yield log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_it_emails_a_mentioned_teammate_once_and_nobody_else(
