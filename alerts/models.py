@@ -195,18 +195,3 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return f"silence until {self.until:%Y-%m-%d %H:%M}"
-
-
-class RunDeadline(models.Model):
-    """When a running run counts as stalled for one ``run_stalled`` rule (an indexed range scan)."""
-
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="deadlines")
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="deadlines")
-    due_at = models.DateTimeField()
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "rule"], name="deadline_unique")]
-        indexes = [models.Index(fields=["due_at"], name="deadline_due")]
-
-    def __str__(self) -> str:
-        return f"{self.run_id}/{self.rule_id} due {self.due_at}"

@@ -26,3 +26,10 @@ def deliver_notification(notification_id: int) -> str:
 @shared_task(name="alerts.sweep_outbox", ignore_result=True)
 def sweep_outbox() -> int:
     return delivery.sweep()
+
+
+@shared_task(name="alerts.scan", ignore_result=True)
+def scan() -> str:
+    from alerts import scan as scanning
+
+    return str(scanning.scan())

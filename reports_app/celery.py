@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
 
@@ -16,6 +17,11 @@ app.conf.beat_schedule = {
     "forget-old-batch-ids": {"task": "tracking.ingest_batches_prune", "schedule": 3600.0},
     # Notifications still pending a minute after they were due: the broker lost them.
     "sweep-alert-outbox": {"task": "alerts.sweep_outbox", "schedule": 60.0},
+    # Stalled and crashed runs, reminders of alerts still firing.
+    "scan-alerts": {
+        "task": "alerts.scan",
+        "schedule": float(settings.LABBOOK["ALERTS_SCAN_SECONDS"]),
+    },
 }
 
 

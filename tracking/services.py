@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -426,6 +426,28 @@ def run_heartbeat(*, run: Run) -> Run:
     Run.objects.filter(pk=run.pk).update(last_seen_at=now)
     run.last_seen_at = now
     return run
+
+
+@transaction.atomic
+def run_mark_crashed(*, run: Run, silent_since: datetime) -> bool:
+    """``running`` → ``crashed`` if the run is still silent since then (compare-and-set).
+
+    Two scans racing over the same run change it once; only the winner
+    announces the status change, so ``run_failed`` rules fire once.
+    """
+    changed = Run.objects.filter(
+        pk=run.pk, status=RunStatus.RUNNING, last_seen_at__lt=silent_since
+    ).update(status=RunStatus.CRASHED, ended_at=timezone.now())
+    if changed:
+        events.publish_on_commit(
+            events.RunStatusChanged(
+                run_id=run.pk,
+                project_id=run.project_id,
+                old=RunStatus.RUNNING,
+                new=RunStatus.CRASHED,
+            )
+        )
+    return bool(changed)
 
 
 @transaction.atomic

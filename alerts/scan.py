@@ -1,0 +1,113 @@
+"""The periodic scan (Celery beat, every ``ALERTS_SCAN_SECONDS``): stalls, crashes, reminders.
+
+A run's deadline is its ``last_seen_at`` plus a rule's ``after_seconds``, so
+"which runs are past due" is a range scan of the (status, last_seen_at)
+index, not a walk over every run. Nothing here needs a lock to be safe when
+two beats or workers scan at once: firing is idempotent (one open alert per
+fingerprint), marking crashed is a compare-and-set on the run, and a reminder
+is sent only by the scan that moves ``last_notified_at`` forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from alerts import firing
+from alerts.evaluation import applies
+from alerts.models import Alert, AlertRule, AlertState, NotificationEvent, Trigger
+from tracking import services as tracking_services
+from tracking.models import Run, RunStatus
+
+BATCH = 1000  # runs handled per rule per scan; the next scan takes the rest
+
+
+@dataclass
+class ScanResult:
+    stalled: int = 0
+    recovered: int = 0
+    crashed: int = 0
+    reminded: int = 0
+
+
+def scan(now: datetime | None = None) -> ScanResult:
+    now = now or timezone.now()
+    result = ScanResult()
+    result.stalled = _fire_stalls(now)
+    result.recovered = _resolve_stalls(now)
+    result.crashed = _mark_crashed(now)
+    result.reminded = _remind(now)
+    return result
+
+
+def _after(rule: AlertRule) -> timedelta:
+    return timedelta(seconds=rule.params["after_seconds"])
+
+
+def _fire_stalls(now: datetime) -> int:
+    fired = 0
+    for rule in AlertRule.objects.filter(trigger=Trigger.RUN_STALLED, enabled=True):
+        silent = (
+            Run.objects.filter(
+                project_id=rule.project_id,
+                status=RunStatus.RUNNING,
+                last_seen_at__lt=now - _after(rule),
+            )
+            .select_related("project__team")
+            .prefetch_related("tag_rows")
+            .order_by("last_seen_at")[:BATCH]
+        )
+        for run in silent:
+            if applies(rule, run) and firing.open_alert(rule, run) is None:
+                quiet = int((now - run.last_seen_at).total_seconds())
+                summary = f"{run.name} has been silent for {quiet // 60} min"
+                values = {"last_seen_at": run.last_seen_at.isoformat(), "silent_seconds": quiet}
+                fired += firing.fire(rule=rule, run=run, summary=summary, values=values) is not None
+    return fired
+
+
+def _resolve_stalls(now: datetime) -> int:
+    """A stalled run that reported again, or ended, resolves its stall alert."""
+    resolved = 0
+    open_stalls = Alert.objects.filter(
+        state=AlertState.FIRING, rule__trigger=Trigger.RUN_STALLED
+    ).select_related("rule", "run")
+    for alert in open_stalls:
+        run = alert.run
+        back = run.status == RunStatus.RUNNING and run.last_seen_at >= now - _after(alert.rule)
+        if back or run.status != RunStatus.RUNNING:
+            values = {"status": run.status, "last_seen_at": run.last_seen_at.isoformat()}
+            resolved += firing.resolve(rule=alert.rule, run=run, values=values) is not None
+    return resolved
+
+
+def _mark_crashed(now: datetime) -> int:
+    """Running runs silent for ``RUN_CRASH_AFTER_SECONDS`` become ``crashed``."""
+    cutoff = now - timedelta(seconds=settings.LABBOOK["RUN_CRASH_AFTER_SECONDS"])
+    silent = Run.objects.filter(status=RunStatus.RUNNING, last_seen_at__lt=cutoff)
+    return sum(
+        tracking_services.run_mark_crashed(run=run, silent_since=cutoff)
+        for run in silent.order_by("last_seen_at")[:BATCH]
+    )
+
+
+def _remind(now: datetime) -> int:
+    """Alerts still firing after their rule's ``repeat_interval`` notify again."""
+    reminded = 0
+    due = Alert.objects.filter(
+        state=AlertState.FIRING, rule__repeat_interval__isnull=False, rule__enabled=True
+    ).select_related("rule", "run")
+    for alert in due:
+        last = alert.last_notified_at or alert.fired_at
+        if last > now - timedelta(seconds=alert.rule.repeat_interval):
+            continue
+        moved = Alert.objects.filter(pk=alert.pk, last_notified_at=alert.last_notified_at).update(
+            last_notified_at=now, repeats=alert.repeats + 1
+        )
+        if moved:  # this scan won the reminder
+            firing.notify(alert, NotificationEvent.REPEAT)
+            reminded += 1
+    return reminded
