@@ -208,7 +208,7 @@ def test_it_answers_404_for_an_unknown_metric(client, world):
 
 # --- Query counts -----------------------------------------------------------------
 
-# session, user, run (+ role), series, tags, SDK alerts, rule alerts, created_by, teams in the top bar
+# session, user, run (+ role), series, tags, SDK alerts, rule alerts, created_by, top bar teams
 RUN_QUERIES = 9
 
 
