@@ -199,14 +199,15 @@ class ShareConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.groups_joined: list[str] = []
-        await self.accept()
         groups = await _share_groups(self.scope["url_route"]["kwargs"]["token"])
         if groups is None:
+            await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        for group in groups:
+        for group in groups:  # joined before accepting: nothing sent after "open" is missed
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = groups
+        await self.accept()
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
