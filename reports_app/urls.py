@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from alerts import urls as alert_urls
 from reports_app import health, report_urls, team_urls, views
 
 urlpatterns = [
@@ -18,9 +19,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include(team_urls.fixed_patterns)),
+    path("", include(alert_urls.fixed_patterns)),
     path("", include(report_urls.fixed_patterns)),
     # Last: a team slug may not shadow the fixed paths above.
     path("", include(team_urls.team_patterns)),
+    path("", include(alert_urls.team_patterns)),
     path("<str:team>/<str:project>/", views.project, name="project"),
     path("<str:team>/<str:project>/compare", views.compare, name="compare"),
     path("", include(report_urls.project_patterns)),

@@ -1,0 +1,490 @@
+"""What the alerting pages show, and how their plain HTML forms become service calls.
+
+Reads go through ``alerts.selectors`` (outsiders get ``NotFound``) and writes
+through ``alerts.services`` (viewers get ``PermissionDenied``). A service's
+``ApplicationError`` names a field of the API (``config.url``,
+``params.key``); ``FIELD_ALIASES`` and the rule form's prefixes put it next to
+the matching form field instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import timezone
+
+from alerts import selectors, services
+from alerts.models import (
+    Alert,
+    AlertRule,
+    AlertState,
+    Destination,
+    DestinationKind,
+    Notification,
+    Silence,
+    Trigger,
+)
+from alerts.triggers import FAILED_STATUSES
+from tracking import selectors as tracking_selectors
+from tracking.errors import ApplicationError, NotFound
+from tracking.models import WRITE_ROLES, AlertLevel, Project, Team
+from tracking.selectors import MAX_DB_INT
+from tracking.validation import invalid
+
+T = TypeVar("T")
+PAGE_SIZE = 50
+DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")
+FIELD_ALIASES = {
+    "config": "kind",
+    "config.addresses": "addresses",
+    "config.team_members": "addresses",
+    "config.url": "url",
+    "config.secret": "secret",
+}
+RULE_FIELDS = (
+    "name", "trigger", "destinations", "tags", "group", "notify_on_resolve",
+    "repeat_interval", "group_wait", "enabled",
+)  # fmt: skip
+SILENCE_FIELDS = ("scope", "rule", "run", "until", "reason")
+# The inputs of each trigger's fieldset, named "<trigger>.<param>" in the form.
+TRIGGER_PARAMS: dict[str, tuple[str, ...]] = {
+    Trigger.RUN_FAILED: ("statuses",),
+    Trigger.RUN_STALLED: ("after_seconds",),
+    Trigger.METRIC_THRESHOLD: ("key", "op", "value", "for_points"),
+    Trigger.METRIC_NAN: ("key",),
+    Trigger.METRIC_STAGNANT: ("key", "mode", "patience_steps"),
+    Trigger.RUN_FINISHED: (),
+    Trigger.SDK_ALERT: ("levels",),
+}
+LIST_PARAMS = ("statuses", "levels")
+INT_PARAMS = ("after_seconds", "for_points", "patience_steps")
+PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    Trigger.RUN_FAILED: {"statuses": [str(s) for s in FAILED_STATUSES]},
+    Trigger.RUN_STALLED: {"after_seconds": 600},
+    Trigger.METRIC_THRESHOLD: {"key": "", "op": ">", "value": "", "for_points": 1},
+    Trigger.METRIC_NAN: {"key": ""},
+    Trigger.METRIC_STAGNANT: {"key": "", "mode": "min", "patience_steps": 1000},
+    Trigger.RUN_FINISHED: {},
+    Trigger.SDK_ALERT: {"levels": list(AlertLevel.values)},
+}
+
+
+# --- Forms -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    """Values to fill in and an error per field; ``params`` holds each trigger's values."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    param_errors: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def submit(action: Callable[[], T], form: Form, *, fields: Sequence[str]) -> tuple[T | None, Form]:
+    """Run a write; an input error (400) goes next to its field of ``form`` (the posted values).
+
+    A 403 or a 404 propagates to the view.
+    """
+    try:
+        return action(), Form()
+    except ApplicationError as error:
+        if error.status != 400:
+            raise
+        _place_error(form, error, fields)
+        return None, form
+
+
+def _place_error(form: Form, error: ApplicationError, fields: Sequence[str]) -> None:
+    name = FIELD_ALIASES.get(error.field or "", error.field or "")
+    trigger = form.values.get("trigger", "")
+    if name.startswith("params") and trigger in TRIGGER_PARAMS:
+        param = name.partition(".")[2]
+        if param not in TRIGGER_PARAMS[trigger]:
+            param = (TRIGGER_PARAMS[trigger] or ("",))[0]
+        if param:
+            form.param_errors[trigger] = {param: error.message}
+            return
+        name = "trigger"
+    form.errors[name if name in fields else fields[0]] = error.message
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise invalid(name, "A whole number.") from None
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise invalid(name, "A number.") from None
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _can_write(role: str | None) -> bool:
+    return role in WRITE_ROLES
+
+
+# --- Destinations ----------------------------------------------------------------------------
+
+
+@dataclass
+class DestinationRow:
+    destination: Destination
+    target: str
+
+
+def destination_target(destination: Destination) -> str:
+    """Where it sends, without secrets: the addresses, or only the host of a URL."""
+    config = destination.config
+    if destination.kind == DestinationKind.EMAIL:
+        if config.get("team_members"):
+            return "all team members"
+        return ", ".join(config.get("addresses", []))
+    return urlsplit(str(config.get("url", ""))).hostname or ""
+
+
+def destination_form(data: QueryDict | None = None) -> Form:
+    if data is None:
+        return Form(values={"kind": DestinationKind.EMAIL})
+    values = {name: data.get(name, "") for name in DESTINATION_FIELDS}
+    values["secret"] = ""  # never echoed back into the page
+    return Form(values=values)
+
+
+def destination_config(data: QueryDict) -> dict[str, Any]:
+    kind = data.get("kind", "")
+    if kind == DestinationKind.EMAIL:
+        if data.get("team_members") and not data.get("addresses", "").strip():
+            return {"team_members": True}
+        return {"addresses": _csv(data.get("addresses", ""))}
+    if kind == DestinationKind.WEBHOOK:
+        return {"url": data.get("url", "").strip(), "secret": data.get("secret", "")}
+    return {"url": data.get("url", "").strip()}
+
+
+def destination_create(user: Any, team: Team, data: QueryDict) -> Destination:
+    return services.destination_create(
+        user=user,
+        team=team,
+        role=team.role,
+        kind=data.get("kind", ""),
+        name=data.get("name", "").strip(),
+        config=destination_config(data),
+    )
+
+
+def destination_in_team(user: Any, team: Team, destination_id: int) -> Destination:
+    destination = selectors.destination_get_for_user(user, destination_id)
+    if destination.team_id != team.pk:
+        raise NotFound("Destination")
+    return destination
+
+
+def destination_delete(destination: Destination) -> None:
+    services.require_write(destination.role)
+    destination.delete()
+
+
+def test_result(destination: Destination, notification: Notification) -> tuple[bool, str]:
+    """Whether the test message went, and the sentence saying so."""
+    if notification.status == "sent":
+        code = f"HTTP {notification.response_code}, " if notification.response_code else ""
+        return True, f"Sent a test to {destination.name} ({code}{notification.latency_ms} ms)."
+    return False, f"The test to {destination.name} failed: {notification.last_error}"
+
+
+def destinations_page_context(user: Any, team: Team, *, form: Form) -> dict[str, Any]:
+    rows = selectors.destinations_for_user(user, team=team)
+    return {
+        "section": "destinations",
+        "current_team": team,
+        "team": team,
+        "rows": [DestinationRow(d, destination_target(d)) for d in rows],
+        "can_write": _can_write(team.role),
+        "kinds": DestinationKind.choices,
+        "form": form,
+    }
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+
+
+def project_alerts(user: Any, project: Project, state: str | None) -> QuerySet[Alert]:
+    """Firing first, then newest first."""
+    firing_first = Case(
+        When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
+    )
+    alerts = selectors.alerts_for_user(user, project=project, state=state)
+    return alerts.annotate(firing_first=firing_first).order_by("firing_first", "-fired_at", "-id")
+
+
+def run_href(project: Project, run_id: int) -> str:
+    kwargs = {"team": project.team.slug, "project": project.slug, "run_id": run_id}
+    return reverse("run", kwargs=kwargs)
+
+
+def alerts_page_context(user: Any, project: Project, query: QueryDict) -> dict[str, Any]:
+    state = query.get("state") if query.get("state") in AlertState.values else None
+    page: Page = Paginator(project_alerts(user, project, state), PAGE_SIZE).get_page(
+        query.get("page")
+    )
+    for alert in page:
+        alert.run_href = run_href(project, alert.run_id)
+    return {
+        "current_team": project.team,
+        "project": project,
+        "page": page,
+        "state": state or "",
+        "states": AlertState.choices,
+    }
+
+
+def alert_page_context(user: Any, alert: Alert) -> dict[str, Any]:
+    project = alert.rule.project
+    notifications = selectors.notifications_for_user(user, alert=alert).order_by("created_at", "id")
+    return {
+        "current_team": project.team,
+        "project": project,
+        "alert": alert,
+        "run_href": run_href(project, alert.run_id),
+        "values": sorted(alert.values.items()),
+        "notifications": list(notifications),
+    }
+
+
+# --- Rules -----------------------------------------------------------------------------------
+
+
+def params_summary(trigger: str, params: dict[str, Any]) -> str:
+    p = params
+    summaries: dict[str, Callable[[], str]] = {
+        Trigger.RUN_FAILED: lambda: ", ".join(p.get("statuses", [])),
+        Trigger.RUN_STALLED: lambda: f"silent for {p.get('after_seconds')} s",
+        Trigger.METRIC_THRESHOLD: lambda: (
+            f"{p.get('key')} {p.get('op')} {p.get('value')} for {p.get('for_points')} point(s)"
+        ),
+        Trigger.METRIC_NAN: lambda: str(p.get("key")),
+        Trigger.METRIC_STAGNANT: lambda: (
+            f"{p.get('key')} ({p.get('mode')}) not better for {p.get('patience_steps')} steps"
+        ),
+        Trigger.SDK_ALERT: lambda: ", ".join(p.get("levels", [])),
+    }
+    return summaries.get(trigger, lambda: "")()
+
+
+def rules_page_context(user: Any, project: Project) -> dict[str, Any]:
+    rules = list(selectors.rules_for_user(user, project=project))
+    for rule in rules:
+        rule.summary = params_summary(rule.trigger, rule.params)
+    return {
+        "current_team": project.team,
+        "project": project,
+        "rules": rules,
+        "can_write": _can_write(project.role),
+    }
+
+
+def rule_in_project(user: Any, project: Project, rule_id: int) -> AlertRule:
+    rule = selectors.rule_get_for_user(user, rule_id)
+    if rule.project_id != project.pk:
+        raise NotFound("Alert rule")
+    return rule
+
+
+def _all_params(chosen: str = "", params: dict[str, Any] | None = None) -> dict[str, dict]:
+    every = {trigger: dict(defaults) for trigger, defaults in PARAM_DEFAULTS.items()}
+    if chosen in every and params is not None:
+        every[chosen] = {**every[chosen], **params}
+    return every
+
+
+def rule_form(rule: AlertRule | None = None) -> Form:
+    if rule is None:
+        values = {"trigger": Trigger.RUN_FAILED, "group_wait": 30, "destinations": []}
+        return Form(
+            values={**values, "notify_on_resolve": True, "enabled": True}, params=_all_params()
+        )
+    values = {name: getattr(rule, name) for name in RULE_FIELDS if name != "destinations"}
+    values["tags"] = ", ".join(rule.tags)
+    values["repeat_interval"] = "" if rule.repeat_interval is None else rule.repeat_interval
+    values["destinations"] = [d.pk for d in rule.destinations.all()]
+    return Form(values=values, params=_all_params(rule.trigger, rule.params))
+
+
+def posted_rule_form(data: QueryDict) -> Form:
+    """The posted rule form as it would show again (every trigger's fieldset)."""
+    values: dict[str, Any] = {name: data.get(name, "") for name in RULE_FIELDS}
+    values["destinations"] = [_safe_int(v) for v in data.getlist("destinations")]
+    values["notify_on_resolve"] = bool(data.get("notify_on_resolve"))
+    values["enabled"] = bool(data.get("enabled"))
+    params = {
+        trigger: {
+            name: data.getlist(f"{trigger}.{name}")
+            if name in LIST_PARAMS
+            else data.get(f"{trigger}.{name}", "")
+            for name in names
+        }
+        for trigger, names in TRIGGER_PARAMS.items()
+    }
+    return Form(values=values, params=params)
+
+
+def _safe_int(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def rule_params(data: QueryDict, trigger: str) -> dict[str, Any]:
+    """The params of the chosen trigger only: other fieldsets are ignored."""
+    params: dict[str, Any] = {}
+    for name in TRIGGER_PARAMS.get(trigger, ()):
+        key = f"{trigger}.{name}"
+        if name in LIST_PARAMS:
+            params[name] = data.getlist(key)
+        elif name in INT_PARAMS:
+            params[name] = _int(data.get(key, ""), f"params.{name}")
+        elif name == "value":
+            params[name] = _float(data.get(key, ""), "params.value")
+        else:
+            params[name] = data.get(key, "").strip()
+    return params
+
+
+def rule_data(data: QueryDict) -> dict[str, Any]:
+    """The service's input from the posted form; every field is given (checkboxes may be off)."""
+    trigger = data.get("trigger", "")
+    repeat = data.get("repeat_interval", "").strip()
+    destinations = data.getlist("destinations")
+    if not all(value.isdigit() and len(value) < 19 for value in destinations):
+        raise invalid("destinations", "Pick destinations from the list.")
+    return {
+        "name": data.get("name", "").strip(),
+        "trigger": trigger,
+        "params": rule_params(data, trigger) if trigger in TRIGGER_PARAMS else {},
+        "tags": _csv(data.get("tags", "")),
+        "group": data.get("group", "").strip(),
+        "notify_on_resolve": bool(data.get("notify_on_resolve")),
+        "enabled": bool(data.get("enabled")),
+        "repeat_interval": _int(repeat, "repeat_interval") if repeat else None,
+        "group_wait": _int(data.get("group_wait", ""), "group_wait"),
+        "destinations": [int(value) for value in destinations],
+    }
+
+
+def rule_save(user: Any, project: Project, rule: AlertRule | None, data: QueryDict) -> AlertRule:
+    if rule is None:
+        return services.rule_create(user=user, project=project, data=rule_data(data))
+    return services.rule_update(rule=rule, data=rule_data(data))
+
+
+def rule_delete(rule: AlertRule) -> None:
+    services.require_write(rule.role)
+    rule.delete()
+
+
+def rule_page_context(
+    user: Any, project: Project, *, form: Form, rule: AlertRule | None
+) -> dict[str, Any]:
+    chosen = form.values.get("trigger") or Trigger.RUN_FAILED
+    return {
+        "current_team": project.team,
+        "project": project,
+        "rule": rule,
+        "form": form,
+        "chosen": chosen,
+        "can_write": _can_write(project.role),
+        "triggers": Trigger.choices,
+        "destinations": list(selectors.destinations_for_user(user, team=project.team)),
+        "statuses": [str(s) for s in FAILED_STATUSES],
+        "levels": AlertLevel.values,
+        "ops": (">", ">=", "<", "<="),
+        "summary": params_summary(rule.trigger, rule.params) if rule else "",
+    }
+
+
+# --- Silences --------------------------------------------------------------------------------
+
+
+def silences_page_context(user: Any, project: Project, *, form: Form) -> dict[str, Any]:
+    now = timezone.now()
+    silences = list(selectors.silences_for_user(user, project=project).order_by("-until", "-id"))
+    return {
+        "current_team": project.team,
+        "project": project,
+        "active": [s for s in silences if s.until > now],
+        "past": [s for s in silences if s.until <= now],
+        "rules": list(AlertRule.objects.filter(project=project).only("id", "name")),
+        "can_write": _can_write(project.role),
+        "form": form,
+    }
+
+
+def silence_form(data: QueryDict | None = None) -> Form:
+    if data is None:
+        return Form(values={"scope": "project"})
+    return Form(values={name: data.get(name, "") for name in SILENCE_FIELDS})
+
+
+def parse_until(value: str) -> datetime:
+    """A ``datetime-local`` value, read as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise invalid("until", "A date and time, e.g. 2027-01-31T12:00 (UTC).") from None
+    return parsed.replace(tzinfo=UTC) if timezone.is_naive(parsed) else parsed
+
+
+def _silence_scope(user: Any, project: Project, data: QueryDict) -> dict[str, Any]:
+    scope = data.get("scope", "")
+    if scope == "project":
+        return {"project": project}
+    if scope == "rule":
+        try:
+            return {"rule": rule_in_project(user, project, _int(data.get("rule", ""), "rule"))}
+        except NotFound:
+            raise invalid("rule", "Pick a rule of this project.") from None
+    if scope == "run":
+        run_id = _int(data.get("run", ""), "run")
+        run = (
+            None
+            if not 0 < run_id <= MAX_DB_INT
+            else tracking_selectors.runs_for_user(user).filter(pk=run_id, project=project).first()
+        )
+        if run is None:
+            raise invalid("run", f"No run {run_id} in {project.full_name}.")
+        return {"run": run}
+    raise invalid("scope", "Silence the project, a rule or a run.")
+
+
+def silence_create(user: Any, project: Project, data: QueryDict) -> Silence:
+    scope = _silence_scope(user, project, data)
+    until = parse_until(data.get("until", ""))
+    return services.silence_create(
+        user=user, role=project.role, until=until, reason=data.get("reason", ""), **scope
+    )
+
+
+def silence_in_project(user: Any, project: Project, silence_id: int) -> Silence:
+    silence = selectors.silence_get_for_user(user, silence_id)
+    if not selectors.silences_for_user(user, project=project).filter(pk=silence.pk).exists():
+        raise NotFound("Silence")
+    return silence
+
+
+def silence_end(silence: Silence, project: Project) -> None:
+    services.silence_end(silence=silence, role=project.role)

@@ -1,0 +1,48 @@
+"""Routes of the alerting pages (included by ``reports_app.urls``).
+
+``fixed_patterns`` start with a fixed word (``alerts/``, ``settings/``);
+``team_patterns`` start with ``<team>/<project>/alerts/`` and must come before
+the catch-all project routes.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from alerts import views
+
+DESTINATIONS = "settings/teams/<str:team>/destinations/"
+ALERTS = "<str:team>/<str:project>/alerts/"
+
+fixed_patterns: list = [
+    path(DESTINATIONS, views.destinations, name="alert-destinations"),
+    path(
+        f"{DESTINATIONS}<int:destination_id>/test",
+        views.destination_test,
+        name="alert-destination-test",
+    ),
+    path(
+        f"{DESTINATIONS}<int:destination_id>/enabled",
+        views.destination_enabled,
+        name="alert-destination-enabled",
+    ),
+    path(
+        f"{DESTINATIONS}<int:destination_id>/delete",
+        views.destination_delete,
+        name="alert-destination-delete",
+    ),
+    path("alerts/<int:alert_id>/", views.alert, name="alert"),
+]
+team_patterns: list = [
+    path(ALERTS, views.project_alerts, name="project-alerts"),
+    path(f"{ALERTS}rules/", views.rules, name="alert-rules"),
+    path(f"{ALERTS}rules/new", views.rule_new, name="alert-rule-new"),
+    path(f"{ALERTS}rules/<int:rule_id>/", views.rule_edit, name="alert-rule"),
+    path(f"{ALERTS}rules/<int:rule_id>/delete", views.rule_delete, name="alert-rule-delete"),
+    path(f"{ALERTS}silences/", views.silences, name="alert-silences"),
+    path(
+        f"{ALERTS}silences/<int:silence_id>/end",
+        views.silence_end,
+        name="alert-silence-end",
+    ),
+]

@@ -1,0 +1,228 @@
+"""The alerting pages: thin views over ``alerts.pages``.
+
+Outsiders get 404 (the selectors raise ``NotFound``), viewers read everything
+and get 403 on any POST (the services check the role before writing), and a
+bad input shows the page again with status 400 and the error next to its field.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from alerts import pages, selectors, services
+from alerts.models import AlertRule
+from reports_app.http import http_errors
+from tracking import selectors as tracking_selectors
+from tracking.errors import ApplicationError
+from tracking.models import Project, Team
+from tracking.services import require_write
+
+
+def _team(request: HttpRequest, slug: str) -> Team:
+    return tracking_selectors.team_get_for_user(request.user, slug)[0]  # carries .role
+
+
+def _project(request: HttpRequest, team: str, project: str) -> Project:
+    return tracking_selectors.project_get_for_user(request.user, f"{team}/{project}")
+
+
+def _status(form: pages.Form) -> int:
+    return 400 if form.errors or form.param_errors else 200
+
+
+# --- Destinations ------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def destinations(request: HttpRequest, team: str) -> HttpResponse:
+    found = _team(request, team)
+    form = pages.destination_form()
+    if request.method == "POST":
+        require_write(found.role)
+        created, form = pages.submit(
+            lambda: pages.destination_create(request.user, found, request.POST),
+            pages.destination_form(request.POST),
+            fields=pages.DESTINATION_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Added the destination {created.name}.")
+            return redirect("alert-destinations", team=found.slug)
+    context = pages.destinations_page_context(request.user, found, form=form)
+    return render(request, "alerts/pages/destinations.html", context, status=_status(form))
+
+
+@login_required
+@require_POST
+@http_errors
+def destination_test(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+    destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
+    notification = services.destination_test(destination=destination, role=destination.role)
+    sent, sentence = pages.test_result(destination, notification)
+    (messages.success if sent else messages.error)(request, sentence)
+    return redirect("alert-destinations", team=team)
+
+
+@login_required
+@require_POST
+@http_errors
+def destination_enabled(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+    destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
+    enabled = request.POST.get("enabled") == "1"
+    try:
+        services.destination_update(
+            destination=destination, role=destination.role, data={"enabled": enabled}
+        )
+    except ApplicationError as error:
+        if error.status != 400:
+            raise
+        messages.error(request, f"Could not change {destination.name}: {error.message}")
+    else:
+        state = "enabled" if enabled else "disabled"
+        messages.success(request, f"{destination.name} is {state}.")
+    return redirect("alert-destinations", team=team)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def destination_delete(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+    found = _team(request, team)
+    destination = pages.destination_in_team(request.user, found, destination_id)
+    require_write(destination.role)
+    if request.method == "POST":
+        pages.destination_delete(destination)
+        messages.success(request, f"Deleted the destination {destination.name}.")
+        return redirect("alert-destinations", team=found.slug)
+    context = {
+        "current_team": found,
+        "what": f"the destination {destination.name}",
+        "consequence": "Rules that send to it stop sending there; its delivery log goes too.",
+        "cancel": request.path.rsplit("/", 2)[0] + "/",
+    }
+    return render(request, "alerts/pages/confirm_delete.html", context)
+
+
+# --- Alerts ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@http_errors
+def project_alerts(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    context = pages.alerts_page_context(request.user, found, request.GET)
+    return render(request, "alerts/pages/alerts.html", context)
+
+
+@login_required
+@require_GET
+@http_errors
+def alert(request: HttpRequest, alert_id: int) -> HttpResponse:
+    found = selectors.alert_get_for_user(request.user, alert_id)
+    context = pages.alert_page_context(request.user, found)
+    return render(request, "alerts/pages/alert.html", context)
+
+
+# --- Rules -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@http_errors
+def rules(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    context = pages.rules_page_context(request.user, found)
+    return render(request, "alerts/pages/rules.html", context)
+
+
+def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -> HttpResponse:
+    form = pages.rule_form(rule)
+    if request.method == "POST":
+        require_write(project.role)
+        saved, form = pages.submit(
+            lambda: pages.rule_save(request.user, project, rule, request.POST),
+            pages.posted_rule_form(request.POST),
+            fields=pages.RULE_FIELDS,
+        )
+        if not form.errors and not form.param_errors:
+            messages.success(request, f"Saved the rule {saved.name}.")
+            return redirect("alert-rules", team=project.team.slug, project=project.slug)
+    context = pages.rule_page_context(request.user, project, form=form, rule=rule)
+    return render(request, "alerts/pages/rule.html", context, status=_status(form))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def rule_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    require_write(found.role)  # viewers see the rules, not an empty form
+    return _rule_page(request, found, None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def rule_edit(request: HttpRequest, team: str, project: str, rule_id: int) -> HttpResponse:
+    found = _project(request, team, project)
+    return _rule_page(request, found, pages.rule_in_project(request.user, found, rule_id))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def rule_delete(request: HttpRequest, team: str, project: str, rule_id: int) -> HttpResponse:
+    found = _project(request, team, project)
+    rule = pages.rule_in_project(request.user, found, rule_id)
+    require_write(rule.role)
+    if request.method == "POST":
+        pages.rule_delete(rule)
+        messages.success(request, f"Deleted the rule {rule.name}.")
+        return redirect("alert-rules", team=found.team.slug, project=found.slug)
+    context = {
+        "current_team": found.team,
+        "what": f"the rule {rule.name}",
+        "consequence": "Its alerts and their delivery log are deleted too.",
+        "cancel": request.path.rsplit("/", 2)[0] + "/",
+    }
+    return render(request, "alerts/pages/confirm_delete.html", context)
+
+
+# --- Silences ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def silences(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    form = pages.silence_form()
+    if request.method == "POST":
+        require_write(found.role)
+        _, form = pages.submit(
+            lambda: pages.silence_create(request.user, found, request.POST),
+            pages.silence_form(request.POST),
+            fields=pages.SILENCE_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, "Silenced.")
+            return redirect("alert-silences", team=found.team.slug, project=found.slug)
+    context = pages.silences_page_context(request.user, found, form=form)
+    return render(request, "alerts/pages/silences.html", context, status=_status(form))
+
+
+@login_required
+@require_POST
+@http_errors
+def silence_end(request: HttpRequest, team: str, project: str, silence_id: int) -> HttpResponse:
+    found = _project(request, team, project)
+    silence = pages.silence_in_project(request.user, found, silence_id)
+    pages.silence_end(silence, found)
+    messages.success(request, "Ended the silence.")
+    return redirect("alert-silences", team=found.team.slug, project=found.slug)
