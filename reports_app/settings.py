@@ -164,6 +164,8 @@ else:
         "processed_folder": str(QUEUE_DIR / "processed"),
         "control_folder": str(QUEUE_DIR / "control"),
         "store_processed": False,
+        # Listing a directory is cheap: poll often so an alert waits ~0.2 s, not ~1 s.
+        "polling_interval": 0.2,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
