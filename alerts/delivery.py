@@ -83,6 +83,7 @@ def claim(notification_id: int) -> list[Notification]:
     return list(
         Notification.objects.filter(pk__in=taken)
         .select_related("destination__team", "alert__rule", "alert__run__project__team")
+        .prefetch_related("alert__run__tag_rows", "alert__run__metric_series")
         .order_by("pk")
     )
 
@@ -92,7 +93,8 @@ def claim(notification_id: int) -> list[Notification]:
 
 def run_info(run: Run) -> RunInfo:
     lines = run.traceback.rstrip().splitlines()[-TRACEBACK_LINES:] if run.traceback else []
-    metrics = {s.key: float_to_json(s.last_value) for s in run.metric_series.all()[:20] if s.count}
+    series = [s for s in run.metric_series.all() if s.count][:20]  # prefetched by ``claim``
+    metrics = {s.key: float_to_json(s.last_value) for s in series}
     return RunInfo(
         id=run.pk,
         name=run.name,

@@ -44,7 +44,10 @@ def _matching(project_id: int, run_id: int, triggers: tuple[str, ...]) -> tuple[
     rules = rules_for(project_id, triggers)
     if not rules:
         return None, []
-    run = Run.objects.select_related("project__team").get(pk=run_id)
+    runs = Run.objects.select_related("project__team")
+    if any(rule.tags for rule in rules):  # one query for the tags, whatever the number of rules
+        runs = runs.prefetch_related("tag_rows")
+    run = runs.get(pk=run_id)
     return run, [rule for rule in rules if applies(rule, run)]
 
 

@@ -131,3 +131,31 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
     dns = FakeDNS(socket.getaddrinfo)
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     return dns
+
+
+@pytest.fixture
+def hook(world: Any) -> Any:
+    """An email destination of team acme (the shared destination of the alerting tests)."""
+    from alerts import services
+    from tracking import selectors
+
+    team, role = selectors.team_get_for_user(world.owner.user, "acme")
+    return services.destination_create(
+        user=world.owner.user,
+        team=team,
+        role=role,
+        kind="email",
+        name="oncall",
+        config={"addresses": ["oncall@example.com"]},
+    )
+
+
+def make_rule(world: Any, destination: Any, trigger: str, params=None, **fields) -> Any:
+    """A rule on acme/mnist sending to ``destination`` at once (group_wait 0)."""
+    from alerts import services
+    from tracking import selectors
+
+    project = selectors.project_get_for_user(world.owner.user, "acme/mnist")
+    data = {"name": trigger, "trigger": trigger, "params": params or {}, "group_wait": 0}
+    data = {**data, "destinations": [destination.pk], **fields}
+    return services.rule_create(user=world.owner.user, project=project, data=data)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from alerts import services
 from alerts.models import Alert, AlertState, Destination, Notification, NotificationStatus
+from tests.alerts.conftest import make_rule
 from tests.conftest import World
 from tracking import selectors
 from tracking import services as tracking_services
@@ -21,26 +22,6 @@ from tracking.ingest import Point, metrics_ingest
 from tracking.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)  # events are dispatched after commit
-
-
-@pytest.fixture
-def hook(world: World) -> Destination:
-    team, role = selectors.team_get_for_user(world.owner.user, "acme")
-    return services.destination_create(
-        user=world.owner.user,
-        team=team,
-        role=role,
-        kind="email",
-        name="oncall",
-        config={"addresses": ["oncall@example.com"]},
-    )
-
-
-def _rule(world: World, hook: Destination, trigger: str, params=None, **fields):
-    project = selectors.project_get_for_user(world.owner.user, "acme/mnist")
-    data = {"name": trigger, "trigger": trigger, "params": params or {}, "group_wait": 0}
-    data.update(destinations=[hook.pk], **fields)
-    return services.rule_create(user=world.owner.user, project=project, data=data)
 
 
 def _run(world: World, name: str = "r", **fields) -> Run:
@@ -58,7 +39,7 @@ def _alerts(**filters) -> list[tuple[str, str]]:
 
 
 def test_a_failed_run_fires_once_and_notifies_each_destination(world, hook):
-    _rule(world, hook, "run_failed")
+    make_rule(world, hook, "run_failed")
     run = _run(world)
     tracking_services.run_update(run=run, data={"status": "failed", "error": "OOM"})
     tracking_services.run_update(run=run, data={"notes": "again"})
@@ -69,7 +50,7 @@ def test_a_failed_run_fires_once_and_notifies_each_destination(world, hook):
 
 
 def test_a_crashed_run_that_reports_again_resolves(world, hook):
-    _rule(world, hook, "run_failed", {"statuses": ["crashed"]})
+    make_rule(world, hook, "run_failed", {"statuses": ["crashed"]})
     run = _run(world)
     tracking_services.run_update(run=run, data={"status": "crashed"})
     tracking_services.run_heartbeat(run=Run.objects.get(pk=run.pk))
@@ -78,8 +59,8 @@ def test_a_crashed_run_that_reports_again_resolves(world, hook):
 
 
 def test_status_filters_tags_and_groups_choose_the_runs(world, hook):
-    _rule(world, hook, "run_failed", {"statuses": ["crashed"]})
-    _rule(world, hook, "run_finished", tags=["nightly"], group="sweep")
+    make_rule(world, hook, "run_failed", {"statuses": ["crashed"]})
+    make_rule(world, hook, "run_finished", tags=["nightly"], group="sweep")
     plain = _run(world, "plain")
     tracking_services.run_update(run=plain, data={"status": "failed"})
     tagged = _run(world, "tagged", tags=["nightly"], group="sweep")
@@ -90,7 +71,7 @@ def test_status_filters_tags_and_groups_choose_the_runs(world, hook):
 
 
 def test_nan_fires_on_the_first_bad_point_and_resolves_on_a_finite_one(world, hook):
-    _rule(world, hook, "metric_nan", {"key": "loss"})
+    make_rule(world, hook, "metric_nan", {"key": "loss"})
     run = _run(world)
     _log(run, "loss", {0: 1.0, 1: None, 2: float("inf")})
     _log(run, "loss", {3: None})
@@ -101,7 +82,9 @@ def test_nan_fires_on_the_first_bad_point_and_resolves_on_a_finite_one(world, ho
 
 
 def test_a_threshold_fires_after_for_points_consecutive_points_across_batches(world, hook):
-    _rule(world, hook, "metric_threshold", {"key": "loss", "op": ">", "value": 2, "for_points": 3})
+    make_rule(
+        world, hook, "metric_threshold", {"key": "loss", "op": ">", "value": 2, "for_points": 3}
+    )
     run = _run(world)
     _log(run, "loss", {0: 3.0, 1: 1.0, 2: 3.0})
     _log(run, "loss", {3: 4.0})
@@ -113,7 +96,7 @@ def test_a_threshold_fires_after_for_points_consecutive_points_across_batches(wo
 
 
 def test_stagnation_fires_when_the_best_is_patience_steps_old(world, hook):
-    _rule(world, hook, "metric_stagnant", {"key": "val", "mode": "min", "patience_steps": 10})
+    make_rule(world, hook, "metric_stagnant", {"key": "val", "mode": "min", "patience_steps": 10})
     run = _run(world)
     _log(run, "val", {0: 1.0, 5: 0.5, 10: 0.6})
     assert _alerts() == []
@@ -124,7 +107,7 @@ def test_stagnation_fires_when_the_best_is_patience_steps_old(world, hook):
 
 
 def test_an_sdk_alert_fires_per_raised_alert_of_the_chosen_levels(world, hook):
-    _rule(world, hook, "sdk_alert", {"levels": ["error"]})
+    make_rule(world, hook, "sdk_alert", {"levels": ["error"]})
     run = _run(world)
     tracking_services.sdk_alert_raise(run=run, title="disk full", level="error")
     tracking_services.sdk_alert_raise(run=run, title="disk full", level="error")  # a repeat
@@ -133,8 +116,8 @@ def test_an_sdk_alert_fires_per_raised_alert_of_the_chosen_levels(world, hook):
 
 
 def test_a_failure_quietly_resolves_the_runs_metric_alerts(world, hook):
-    _rule(world, hook, "metric_nan", {"key": "loss"})
-    _rule(world, hook, "run_failed")
+    make_rule(world, hook, "metric_nan", {"key": "loss"})
+    make_rule(world, hook, "run_failed")
     run = _run(world)
     _log(run, "loss", {0: None})
     tracking_services.run_update(run=run, data={"status": "failed"})
@@ -144,7 +127,7 @@ def test_a_failure_quietly_resolves_the_runs_metric_alerts(world, hook):
 
 
 def test_a_silenced_notification_is_logged_not_sent(world, hook):
-    rule = _rule(world, hook, "run_failed")
+    rule = make_rule(world, hook, "run_failed")
     project = selectors.project_get_for_user(world.owner.user, "acme/mnist")
     services.silence_create(
         user=world.owner.user,
@@ -160,10 +143,10 @@ def test_a_silenced_notification_is_logged_not_sent(world, hook):
 
 
 def test_disabled_rules_and_destinations_send_nothing(world, hook):
-    _rule(world, hook, "run_failed", enabled=False)
+    make_rule(world, hook, "run_failed", enabled=False)
     tracking_services.run_update(run=_run(world), data={"status": "failed"})
     assert _alerts() == []
-    _rule(world, hook, "run_finished")
+    make_rule(world, hook, "run_finished")
     Destination.objects.update(enabled=False)
     tracking_services.run_update(run=_run(world, "b"), data={"status": "finished"})
     assert len(_alerts()) == 1 and not Notification.objects.exists()

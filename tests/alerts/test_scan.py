@@ -9,36 +9,15 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from alerts import scan, services
-from alerts.models import Alert, AlertState, Destination, Notification
+from alerts import scan
+from alerts.models import Alert, AlertState, Notification
+from tests.alerts.conftest import make_rule
 from tests.conftest import World
 from tests.support import require_postgres
-from tracking import selectors
 from tracking import services as tracking_services
 from tracking.models import Run, RunStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def hook(world: World) -> Destination:
-    team, role = selectors.team_get_for_user(world.owner.user, "acme")
-    return services.destination_create(
-        user=world.owner.user,
-        team=team,
-        role=role,
-        kind="email",
-        name="oncall",
-        config={"addresses": ["oncall@example.com"]},
-    )
-
-
-def _rule(world: World, hook: Destination, trigger: str, params=None, **fields):
-    project = selectors.project_get_for_user(world.owner.user, "acme/mnist")
-    data = {"name": trigger, "trigger": trigger, "params": params or {}, "group_wait": 0}
-    return services.rule_create(
-        user=world.owner.user, project=project, data={**data, "destinations": [hook.pk], **fields}
-    )
 
 
 def _silent_run(world: World, name: str, seconds: int) -> Run:
@@ -48,7 +27,7 @@ def _silent_run(world: World, name: str, seconds: int) -> Run:
 
 
 def test_a_silent_run_stalls_once_and_resolves_when_it_reports_again(world, hook):
-    _rule(world, hook, "run_stalled", {"after_seconds": 300})
+    make_rule(world, hook, "run_stalled", {"after_seconds": 300})
     quiet = _silent_run(world, "quiet", 400)
     _silent_run(world, "fresh", 10)
     assert scan.scan().stalled == 1
@@ -64,8 +43,8 @@ def test_a_silent_run_stalls_once_and_resolves_when_it_reports_again(world, hook
 
 def test_a_run_silent_past_the_crash_delay_crashes_and_fires_run_failed(world, hook, settings):
     settings.LABBOOK = {**settings.LABBOOK, "RUN_CRASH_AFTER_SECONDS": 600}
-    _rule(world, hook, "run_failed", {"statuses": ["crashed"]})
-    _rule(world, hook, "run_stalled", {"after_seconds": 300})
+    make_rule(world, hook, "run_failed", {"statuses": ["crashed"]})
+    make_rule(world, hook, "run_stalled", {"after_seconds": 300})
     gone = _silent_run(world, "gone", 700)
     result = scan.scan()
     assert result.crashed == 1
@@ -77,7 +56,7 @@ def test_a_run_silent_past_the_crash_delay_crashes_and_fires_run_failed(world, h
 
 
 def test_a_firing_alert_is_repeated_after_its_interval(world, hook):
-    _rule(world, hook, "run_failed", repeat_interval=3600)
+    make_rule(world, hook, "run_failed", repeat_interval=3600)
     run = tracking_services.run_create(user=world.owner.user, project=world.project, name="r")
     tracking_services.run_update(run=run, data={"status": "failed"})
     assert scan.scan().reminded == 0
@@ -91,11 +70,11 @@ def test_a_firing_alert_is_repeated_after_its_interval(world, hook):
 def test_two_scans_racing_fire_and_crash_once(world, hook, settings):
     require_postgres()  # SQLite serializes writers: the race needs a real concurrent database
     settings.LABBOOK = {**settings.LABBOOK, "RUN_CRASH_AFTER_SECONDS": 600}
-    _rule(world, hook, "run_failed", {"statuses": ["crashed"]})
-    _rule(world, hook, "run_stalled", {"after_seconds": 60})
+    make_rule(world, hook, "run_failed", {"statuses": ["crashed"]})
+    make_rule(world, hook, "run_stalled", {"after_seconds": 60})
     for i in range(20):
         _silent_run(world, f"r{i}", 700)
-    _rule(world, hook, "run_finished")
+    make_rule(world, hook, "run_finished")
     start = threading.Barrier(2)
     errors: list[BaseException] = []
 

@@ -13,33 +13,14 @@ prints the median and p95 of REPEATS renders with the number of queries.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 10_000
 REPEATS = 15
-
-
-def configure(database_url: str | None) -> str | None:
-    os.environ["LABBOOK_HOME"] = tempfile.mkdtemp(prefix="labbook-pages-bench-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
-    os.environ.pop("REDIS_URL", None)
-    if not database_url:
-        os.environ.pop("DATABASE_URL", None)
-        return None
-    import psycopg
-
-    name = f"labbook_pages_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + f"/{name}"
-    return name
 
 
 def seed() -> dict[str, object]:
@@ -98,7 +79,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL server to create a throwaway db on")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    created = configure(args.database_url)
+    from tests.benchmarks import throwaway
+
+    created = throwaway.configure(args.database_url, prefix="pages")
     import django
 
     django.setup()
@@ -131,12 +114,7 @@ def main() -> None:
     for label, path in pages:
         median, p95, queries = measure(client, path)
         print(f"{label:<42} {median:>7.1f}ms {p95:>7.1f}ms {queries:>8}")
-    if created:
-        connection.close()
-        import psycopg
-
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{created}" WITH (FORCE)')  # the pool holds connections
+    throwaway.drop(args.database_url, created)
 
 
 if __name__ == "__main__":

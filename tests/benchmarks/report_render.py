@@ -15,12 +15,9 @@ Targets: under 300 ms and under 2 MB.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,22 +26,6 @@ CHARTS = 20
 POINTS = 100_000
 BATCH = 10_000
 REPEATS = 15
-
-
-def configure(database_url: str | None) -> str | None:
-    os.environ["LABBOOK_HOME"] = tempfile.mkdtemp(prefix="labbook-report-bench-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
-    os.environ.pop("REDIS_URL", None)
-    if not database_url:
-        os.environ.pop("DATABASE_URL", None)
-        return None
-    import psycopg
-
-    name = f"labbook_report_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + f"/{name}"
-    return name
 
 
 def seed():
@@ -91,7 +72,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL server to create a throwaway db on")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    created = configure(args.database_url)
+    from tests.benchmarks import throwaway
+
+    created = throwaway.configure(args.database_url, prefix="report")
     import django
 
     django.setup()
@@ -119,12 +102,7 @@ def main() -> None:
     print(f"  server time  median {statistics.median(times):.0f} ms, p95 {times[-1]:.0f} ms")
     print(f"  page size    {size / 1e6:.2f} MB (HTML with every figure's data)")
     print(f"  queries      {queries}")
-    if created:
-        connection.close()
-        import psycopg
-
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{created}" WITH (FORCE)')  # the pool holds connections
+    throwaway.drop(args.database_url, created)
 
 
 if __name__ == "__main__":
