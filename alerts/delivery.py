@@ -32,8 +32,6 @@ from tracking.validation import float_to_json
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)  # longer than a transport's worst case (timeouts, redirects)
-STUCK_PENDING = timedelta(minutes=1)
 EVENTS = {"fired": "alert.fired", "resolved": "alert.resolved", "repeat": "alert.repeat"}
 TRACEBACK_LINES = 15
 
@@ -50,7 +48,9 @@ def _take(notification_id: int, now: datetime, *, due_by: datetime) -> bool:
         _claimable(now), pk=notification_id, next_attempt_at__lte=due_by
     )
     taken = rows.update(
-        status=NotificationStatus.SENDING, lease_until=now + LEASE, attempts=F("attempts") + 1
+        status=NotificationStatus.SENDING,
+        lease_until=now + timedelta(seconds=settings.LABBOOK["ALERTS_LEASE_SECONDS"]),
+        attempts=F("attempts") + 1,
     )
     return taken == 1
 
@@ -217,10 +217,11 @@ def _failed(group: list[Notification], destination: Destination, error: Transpor
 
 
 def sweep() -> int:
-    """Re-queue what the outbox still holds: pending past due a minute, expired leases."""
+    """Re-queue what the outbox still holds: pending a sweep interval past due, expired leases."""
     now = timezone.now()
+    stuck_since = now - timedelta(seconds=settings.LABBOOK["ALERTS_SWEEP_SECONDS"])
     stuck = Notification.objects.filter(
-        Q(status=NotificationStatus.PENDING, next_attempt_at__lt=now - STUCK_PENDING)
+        Q(status=NotificationStatus.PENDING, next_attempt_at__lt=stuck_since)
         | Q(status=NotificationStatus.SENDING, lease_until__lt=now)
     ).values_list("pk", flat=True)[:1000]
     ids = list(stuck)

@@ -15,8 +15,11 @@ app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     "forget-old-batch-ids": {"task": "tracking.ingest_batches_prune", "schedule": 3600.0},
-    # Notifications still pending a minute after they were due: the broker lost them.
-    "sweep-alert-outbox": {"task": "alerts.sweep_outbox", "schedule": 60.0},
+    # Notifications still pending a sweep interval after they were due: the broker lost them.
+    "sweep-alert-outbox": {
+        "task": "alerts.sweep_outbox",
+        "schedule": float(settings.LABBOOK["ALERTS_SWEEP_SECONDS"]),
+    },
     # Stalled and crashed runs, reminders of alerts still firing.
     "scan-alerts": {
         "task": "alerts.scan",

@@ -255,6 +255,11 @@ LABBOOK = {
     "ALERTS_MAX_ATTEMPTS": env_int("ALERTS_MAX_ATTEMPTS", 8, minimum=1),
     "ALERTS_RETRY_BASE_SECONDS": env_int("ALERTS_RETRY_BASE_SECONDS", 5, minimum=0),
     "ALERTS_ALLOW_PRIVATE_WEBHOOKS": env_bool("ALERTS_ALLOW_PRIVATE_WEBHOOKS", False),
+    # A delivery whose worker died is retried once its lease runs out; longer than a
+    # transport's worst case (10 s timeout, 3 redirects, an SMTP conversation).
+    "ALERTS_LEASE_SECONDS": env_int("ALERTS_LEASE_SECONDS", 120, minimum=1),
+    # How often beat sweeps the outbox for notifications the broker lost.
+    "ALERTS_SWEEP_SECONDS": env_int("ALERTS_SWEEP_SECONDS", 60, minimum=1),
 }
 
 # --- Logging ------------------------------------------------------------------

@@ -1,43 +1,82 @@
-"""A real Celery worker subprocess sharing a test server's LABBOOK_HOME (database and queue)."""
+"""Real Celery processes (worker, beat) sharing a test server's LABBOOK_HOME (database, queue)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.sdk.server import ROOT, LabbookServer, server_env
 
 STOP_TIMEOUT = 15
+WORKER = ("worker", "--pool", "threads", "--concurrency", "2")
+WORKER += ("--without-gossip", "--without-mingle", "--loglevel", "INFO")
+
+
+@dataclass
+class CeleryProcess:
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no acks, no requeue — a machine losing power."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 @contextmanager
-def celery_worker(server: LabbookServer, env: dict[str, str] | None = None) -> Iterator[Path]:
-    """Runs ``celery worker`` with the server's environment; yields its log file."""
-    log = server.home / "worker.log"
-    command = [
-        *(sys.executable, "-m", "celery", "-A", "reports_app", "worker"),
-        *("--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle"),
-        *("--loglevel", "INFO"),
-    ]
-    worker_env = {**server_env(server.home), "BASE_URL": server.url, **server.env, **(env or {})}
-    with log.open("ab") as output:
+def celery(
+    server: LabbookServer, *args: str, env: dict[str, str] | None = None, log: str = "worker.log"
+) -> Iterator[CeleryProcess]:
+    """``celery -A reports_app <args>`` with the server's environment, stopped at the end."""
+    path = server.home / log
+    command = [sys.executable, "-m", "celery", "-A", "reports_app", *args]
+    celery_env = {**server_env(server.home), "BASE_URL": server.url, **server.env, **(env or {})}
+    with path.open("ab") as output:
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=worker_env,
+            env=celery_env,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    running = CeleryProcess(process, path)
     try:
-        yield log
+        yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        running.stop()
+
+
+def celery_worker(
+    server: LabbookServer, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[CeleryProcess]:
+    """A worker as ``manage.py up`` runs it (threads pool), with a smaller concurrency."""
+    return celery(server, *WORKER, env=env)
+
+
+def celery_beat(
+    server: LabbookServer, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[CeleryProcess]:
+    """Beat with its schedule file in the server's home: the sweep and the scan."""
+    schedule = str(server.home / "celerybeat-schedule")
+    return celery(server, "beat", "--loglevel", "INFO", "-s", schedule, env=env, log="beat.log")

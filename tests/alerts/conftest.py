@@ -7,19 +7,16 @@ deliver to the receiver ask for ``allow_private``.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from alerts.transports import email as email_transport
 from alerts.transports import http
 from tests.alerts.receiver import Receiver
-from tests.support import free_port
+from tests.smtp import Inbox, SmtpServer
 
 
 @pytest.fixture(autouse=True)
@@ -48,48 +45,18 @@ def quick_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
     return 0.5
 
 
-class Inbox:
-    """aiosmtpd handler keeping what it accepts; ``rcpt_reply``/``data_reply`` script refusals."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-        self.rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
-        self.data_reply: str | None = None  # e.g. "554 5.7.1 rejected as spam"
-
-    async def handle_RCPT(
-        self, server: object, session: object, envelope: Any, address: str, options: list
-    ) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        if self.data_reply:
-            return self.data_reply
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp(settings: Any) -> Iterator[Inbox]:
     """A real SMTP server on a free loopback port, with Django's SMTP backend pointed at it."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = port
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    try:
-        yield inbox
-    finally:
-        controller.stop()
+    with SmtpServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        yield server.inbox
 
 
 class FakeDNS:

@@ -11,8 +11,8 @@ import pytest
 
 from alerts.transports.base import TransportError
 from alerts.transports.email import EmailTransport
-from tests.alerts.conftest import Inbox
 from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.smtp import Inbox
 from tests.support import free_port
 from tracking.errors import ApplicationError
 

@@ -40,7 +40,7 @@ def server(tmp_path: Path) -> Iterator[LabbookServer]:
 
 
 def test_a_failed_run_is_posted_to_the_webhook_once(server: LabbookServer, tmp_path: Path):
-    with Receiver() as receiver, celery_worker(server) as log, server.client() as client:
+    with Receiver() as receiver, celery_worker(server) as worker, server.client() as client:
         destination = (
             client.post(
                 "/api/v1/destinations",
@@ -67,7 +67,7 @@ def test_a_failed_run_is_posted_to_the_webhook_once(server: LabbookServer, tmp_p
         ).raise_for_status()
         client.patch(f"/api/v1/runs/{run_id}", json={"status": "failed"}).raise_for_status()
         arrived = wait_until(lambda: receiver.requests, timeout=DELIVERY_TIMEOUT)
-        assert arrived, f"nothing arrived; the worker's log:\n{log.read_text()[-4000:]}"
+        assert arrived, f"nothing arrived; the worker's log:\n{worker.output()}"
         time.sleep(QUIET)
         (request,) = receiver.requests
         signature = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()

@@ -8,19 +8,17 @@ and worker share one LABBOOK_HOME: its SQLite database and its queue.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.sdk.server import LabbookServer, manage
-from tests.support import free_port, wait_until
-from tests.workers import celery_worker
+from tests.smtp import Inbox, SmtpServer
+from tests.support import wait_until
+from tests.workers import CeleryProcess, celery_worker
 
 pytestmark = pytest.mark.subprocess
 
@@ -35,28 +33,10 @@ for name in ("sdk-tester", "bob", "mallory"):
 """
 
 
-class Inbox:
-    """aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with SmtpServer() as smtp:
+        yield smtp.inbox, smtp.port
 
 
 @pytest.fixture
@@ -76,13 +56,13 @@ def server(tmp_path: Path, env: dict[str, str]) -> Iterator[LabbookServer]:
 
 
 @pytest.fixture
-def worker(server: LabbookServer, env: dict[str, str]) -> Iterator[Path]:
-    with celery_worker(server, env) as log:
-        yield log
+def worker(server: LabbookServer, env: dict[str, str]) -> Iterator[CeleryProcess]:
+    with celery_worker(server, env) as running:
+        yield running
 
 
 def test_it_emails_a_mentioned_teammate_once_and_nobody_else(
-    server: LabbookServer, worker: Path, inbox: tuple[Inbox, int]
+    server: LabbookServer, worker: CeleryProcess, inbox: tuple[Inbox, int]
 ) -> None:
     handler, _ = inbox
     run_id = server.create_run("lab/demo")
@@ -94,11 +74,8 @@ def test_it_emails_a_mentioned_teammate_once_and_nobody_else(
     assert response.status_code == 201, response.text
     comment = response.json()
 
-    def log() -> str:
-        return worker.read_text(errors="replace")
-
     delivered = wait_until(lambda: handler.messages, timeout=DELIVERY_TIMEOUT)
-    assert delivered, f"no email arrived; the worker's log:\n{log()[-4000:]}"
+    assert delivered, f"no email arrived; the worker's log:\n{worker.output()}"
     time.sleep(QUIET)
     assert [to for to, _ in handler.messages] == [["bob@example.com"]]
     message = handler.messages[0][1]
@@ -106,7 +83,7 @@ def test_it_emails_a_mentioned_teammate_once_and_nobody_else(
     text = message.get_body(("plain",)).get_content()
     assert f"{server.url}/lab/demo/runs/{run_id}#comment-{comment['id']}" in text
     assert "@bob see this" in text
-    assert "reports.send_mention_email" in log()
+    assert "reports.send_mention_email" in worker.log.read_text()
 
 
 def _run_name(server: LabbookServer, run_id: int) -> str:
