@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Case, IntegerField, QuerySet, Value, When
@@ -178,6 +178,38 @@ def destination_config(data: QueryDict) -> dict[str, Any]:
     return {"url": data.get("url", "").strip()}
 
 
+def destination_edit_form(destination: Destination) -> Form:
+    """The form of an existing destination: its kind is fixed, its secret is never shown."""
+    config = destination.config
+    values = {"kind": destination.kind, "name": destination.name, "secret": ""}
+    if destination.kind == DestinationKind.EMAIL:
+        values["addresses"] = ", ".join(config.get("addresses", []))
+        values["team_members"] = bool(config.get("team_members"))
+    else:
+        values["url"] = config.get("url", "")
+    return Form(values=values)
+
+
+def destination_posted_form(destination: Destination, data: QueryDict) -> Form:
+    form = destination_form(data)
+    form.values["kind"] = destination.kind
+    return form
+
+
+def destination_save(destination: Destination, data: QueryDict) -> Destination:
+    """Name and where it sends; a webhook's secret left blank keeps the old one."""
+    posted = data.copy()
+    posted["kind"] = destination.kind
+    config = destination_config(posted)
+    if not config.get("secret"):
+        config.pop("secret", None)
+    return services.destination_update(
+        destination=destination,
+        role=destination.role,
+        data={"name": data.get("name", "").strip(), "config": config},
+    )
+
+
 def destination_create(user: Any, team: Team, data: QueryDict) -> Destination:
     return services.destination_create(
         user=user,
@@ -225,7 +257,7 @@ def destinations_page_context(user: Any, team: Team, *, form: Form) -> dict[str,
 # --- Alerts ----------------------------------------------------------------------------------
 
 
-def project_alerts(user: Any, project: Project, state: str | None) -> QuerySet[Alert]:
+def alerts_listed(user: Any, *, project: Project | None, state: str | None) -> QuerySet[Alert]:
     """Firing first, then newest first."""
     firing_first = Case(
         When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
@@ -239,19 +271,39 @@ def run_href(project: Project, run_id: int) -> str:
     return reverse("run", kwargs=kwargs)
 
 
-def alerts_page_context(user: Any, project: Project, query: QueryDict) -> dict[str, Any]:
+def _alerts_page(
+    user: Any, query: QueryDict, *, project: Project | None, keep: dict[str, str]
+) -> dict[str, Any]:
+    """One page of alerts with the state filter; ``keep`` goes into the paging links."""
     state = query.get("state") if query.get("state") in AlertState.values else None
-    page: Page = Paginator(project_alerts(user, project, state), PAGE_SIZE).get_page(
-        query.get("page")
-    )
+    alerts = alerts_listed(user, project=project, state=state)
+    page: Page = Paginator(alerts, PAGE_SIZE).get_page(query.get("page"))
     for alert in page:
-        alert.run_href = run_href(project, alert.run_id)
+        alert.run_href = run_href(alert.rule.project, alert.run_id)
+    kept = {**keep, "state": state or ""}
     return {
-        "current_team": project.team,
-        "project": project,
         "page": page,
         "state": state or "",
         "states": AlertState.choices,
+        "filters": urlencode({name: value for name, value in kept.items() if value}),
+    }
+
+
+def alerts_page_context(user: Any, project: Project, query: QueryDict) -> dict[str, Any]:
+    listed = _alerts_page(user, query, project=project, keep={})
+    return {"current_team": project.team, "project": project, **listed}
+
+
+def all_alerts_page_context(user: Any, query: QueryDict) -> dict[str, Any]:
+    """Alerts of every team of the user's, or of one project (``?project=team/project``)."""
+    projects = list(tracking_selectors.projects_for_user(user).order_by("team__slug", "slug"))
+    chosen = next((p for p in projects if p.full_name == query.get("project")), None)
+    keep = {"project": chosen.full_name if chosen else ""}
+    return {
+        **_alerts_page(user, query, project=chosen, keep=keep),
+        "projects": projects,
+        "chosen": chosen,
+        "current_team": chosen.team if chosen else None,
     }
 
 

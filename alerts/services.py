@@ -66,7 +66,10 @@ def destination_create(
 
 @transaction.atomic
 def destination_update(*, destination: Destination, role: str, data: dict[str, Any]) -> Destination:
-    """Change name, config (a webhook secret left out keeps the old one) or enabled."""
+    """Change name, config (a webhook secret left out keeps the old one) or enabled.
+
+    A new config clears ``broken``: the service said the old URL was gone.
+    """
     require_write(role)
     config = data.get("config", destination.config)
     keeps_secret = isinstance(config, dict) and config.get("secret") in (None, SECRET_MASK)
@@ -77,12 +80,14 @@ def destination_update(*, destination: Destination, role: str, data: dict[str, A
     enabled = data.get("enabled", destination.enabled)
     if not isinstance(enabled, bool):
         raise invalid("enabled", "Must be true or false.")
+    if cleaned["config"] != destination.config:
+        destination.broken = False
     destination.name, destination.config, destination.enabled = (
         cleaned["name"],
         cleaned["config"],
         enabled,
     )
-    destination.save(update_fields=["name", "config", "enabled"])
+    destination.save(update_fields=["name", "config", "enabled", "broken"])
     return destination
 
 

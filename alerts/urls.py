@@ -16,6 +16,7 @@ ALERTS = "<str:team>/<str:project>/alerts/"
 
 fixed_patterns: list = [
     path(DESTINATIONS, views.destinations, name="alert-destinations"),
+    path(f"{DESTINATIONS}<int:destination_id>/", views.destination_edit, name="alert-destination"),
     path(
         f"{DESTINATIONS}<int:destination_id>/test",
         views.destination_test,
@@ -31,6 +32,7 @@ fixed_patterns: list = [
         views.destination_delete,
         name="alert-destination-delete",
     ),
+    path("alerts/", views.all_alerts, name="alerts"),
     path("alerts/<int:alert_id>/", views.alert, name="alert"),
 ]
 team_patterns: list = [

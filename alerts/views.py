@@ -58,6 +58,27 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def destination_edit(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+    found = _team(request, team)
+    destination = pages.destination_in_team(request.user, found, destination_id)
+    require_write(destination.role)
+    form = pages.destination_edit_form(destination)
+    if request.method == "POST":
+        _, form = pages.submit(
+            lambda: pages.destination_save(destination, request.POST),
+            pages.destination_posted_form(destination, request.POST),
+            fields=pages.DESTINATION_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Saved the destination {destination.name}.")
+            return redirect("alert-destinations", team=found.slug)
+    context = {"current_team": found, "team": found, "destination": destination, "form": form}
+    return render(request, "alerts/pages/destination.html", context, status=_status(form))
+
+
+@login_required
 @require_POST
 @http_errors
 def destination_test(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
@@ -118,6 +139,14 @@ def project_alerts(request: HttpRequest, team: str, project: str) -> HttpRespons
     found = _project(request, team, project)
     context = pages.alerts_page_context(request.user, found, request.GET)
     return render(request, "alerts/pages/alerts.html", context)
+
+
+@login_required
+@require_GET
+@http_errors
+def all_alerts(request: HttpRequest) -> HttpResponse:
+    context = pages.all_alerts_page_context(request.user, request.GET)
+    return render(request, "alerts/pages/all_alerts.html", context)
 
 
 @login_required
