@@ -385,16 +385,16 @@ def posted_rule_form(data: QueryDict) -> Form:
     values["destinations"] = [_safe_int(v) for v in data.getlist("destinations")]
     values["notify_on_resolve"] = bool(data.get("notify_on_resolve"))
     values["enabled"] = bool(data.get("enabled"))
-    params = {
-        trigger: {
-            name: data.getlist(f"{trigger}.{name}")
-            if name in LIST_PARAMS
-            else data.get(f"{trigger}.{name}", "")
-            for name in names
-        }
-        for trigger, names in TRIGGER_PARAMS.items()
+    trigger = values["trigger"]
+    posted = {
+        name: data.getlist(f"{trigger}.{name}")
+        if name in LIST_PARAMS
+        else data.get(f"{trigger}.{name}", "")
+        for name in TRIGGER_PARAMS.get(trigger, ())
     }
-    return Form(values=values, params=params)
+    # Only the chosen trigger's fieldset is sent (the others are disabled): they keep
+    # their defaults, so switching trigger on the page shown again starts from those.
+    return Form(values=values, params=_all_params(trigger, posted))
 
 
 def _safe_int(value: str) -> int | str:

@@ -369,6 +369,10 @@ def test_a_bad_param_shows_next_to_its_field(client, world):
     )
     assert "A whole number." in _field_error(page, "p-metric_threshold-for_points-error")
     assert 'value="train/loss"' in page  # the posted values come back
+    assert 'aria-describedby="p-metric_threshold-for_points-error"' in page
+    # The other triggers' fieldsets were not sent (disabled): they show their defaults.
+    assert 'name="run_failed.statuses" value="failed" checked' in page
+    assert 'name="run_stalled.after_seconds" value="600"' in page
     assert AlertRule.objects.count() == 0
 
 
