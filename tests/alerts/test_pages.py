@@ -470,7 +470,7 @@ def test_every_teams_alerts_are_on_one_page_filtered_by_project_and_state(
     none = _page(client.get("/alerts/", {"project": "acme/mnist", "state": "resolved"}))
     assert "No resolved alerts in acme/mnist." in none
     foreign = _page(client.get("/alerts/", {"project": "rival/theirs"}))
-    assert theirs not in foreign and "r failed: OOM" in foreign  # not theirs to see: the filter is ignored
+    assert theirs not in foreign and "r failed: OOM" in foreign  # not theirs: filter ignored
     monkeypatch.setattr("alerts.pages.PAGE_SIZE", 1)
     with django_capture_on_commit_callbacks(execute=True):
         _fail_run(world, "second")
