@@ -21,7 +21,7 @@ from alerts.models import Alert
 from reports_app import pages
 from tracking import selectors
 from tracking.models import MetricSeries, Project, Run, RunStatus, SdkAlert
-from tracking.validation import float_to_json
+from tracking.validation import flatten, float_to_json
 
 TRACEBACK_TAIL_LINES = 40
 SDK_ALERTS_SHOWN = 20
@@ -47,18 +47,6 @@ def csv_path(run: Run, key: str) -> str:
 
 
 # --- Shaping values -------------------------------------------------------------
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"opt": {"lr": 1}}`` → ``{"opt.lr": 1}``; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def summary_values(run: Run, series: Iterable[MetricSeries]) -> dict[str, Any]:

@@ -260,6 +260,8 @@ LABBOOK = {
     "ALERTS_LEASE_SECONDS": env_int("ALERTS_LEASE_SECONDS", 120, minimum=1),
     # How often beat sweeps the outbox for notifications the broker lost.
     "ALERTS_SWEEP_SECONDS": env_int("ALERTS_SWEEP_SECONDS", 60, minimum=1),
+    # Largest single artifact an MLflow client may upload (streamed to disk, never held in memory).
+    "ARTIFACTS_MAX_BYTES": env_int("ARTIFACTS_MAX_BYTES", 1024**3, minimum=1),
 }
 
 # --- Logging ------------------------------------------------------------------

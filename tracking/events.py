@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +79,30 @@ def unsubscribe(event_type: type, handler: Handler) -> None:
 
 def has_subscribers(event_type: type) -> bool:
     """Lets a hot path skip building an event nobody listens to."""
-    return bool(_handlers[event_type])
+    return bool(_handlers[event_type]) and not _quiet.get()
+
+
+_quiet: ContextVar[bool] = ContextVar("quiet_events", default=False)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Publish nothing inside the block: copying history (an import) is not news.
+
+    An imported failed run must not page anyone, and nobody watches a run live
+    while it is being copied.
+    """
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
 
 
 def publish_on_commit(event: Event) -> None:
     """Deliver ``event`` to its subscribers once the current transaction commits."""
+    if _quiet.get():
+        return
     transaction.on_commit(lambda: dispatch(event))
 
 

@@ -99,6 +99,12 @@ class Project(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="e.g. the tags of an MLflow experiment."
+    )
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
+    )
 
     class Meta:
         ordering = ["team__slug", "slug"]
@@ -150,6 +156,9 @@ class Run(models.Model):
     last_seen_at = models.DateTimeField(default=timezone.now)
     client_id = models.CharField(
         max_length=64, blank=True, help_text="The client's id for the create request (retries)."
+    )
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
 
     class Meta:

@@ -116,12 +116,17 @@ def token_get_for_user(user: User, token_id: int) -> ApiToken:
     return token
 
 
-def projects_for_user(user: User, *, team_slug: str | None = None) -> QuerySet[Project]:
+def projects_for_user(
+    user: User, *, team_slug: str | None = None, include_deleted: bool = False
+) -> QuerySet[Project]:
+    """The user's projects; soft-deleted ones (MLflow's delete) only when asked for."""
     projects = (
         Project.objects.filter(team__memberships__user_id=user.pk)
         .select_related("team")
         .annotate(role=_role_subquery(user, "team_id"))
     )
+    if not include_deleted:
+        projects = projects.filter(deleted_at__isnull=True)
     if team_slug:
         projects = projects.filter(team__slug=team_slug)
     return projects
@@ -175,9 +180,15 @@ def runs_for_user(
     tags: list[str] | None = None,
     group: str | None = None,
     search: str | None = None,
+    include_deleted: bool = False,
 ) -> QuerySet[Run]:
-    """Runs the user may read, filtered; tags must all be present (AND)."""
+    """Runs the user may read, filtered; tags must all be present (AND).
+
+    Soft-deleted runs (MLflow's delete) only when asked for.
+    """
     runs = Run.objects.filter(project__team__memberships__user_id=user.pk)
+    if not include_deleted:
+        runs = runs.filter(deleted_at__isnull=True)
     if project is not None:
         runs = runs.filter(project=project)
     if status:

@@ -54,6 +54,7 @@ TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 RESERVED_TEAM_SLUGS = frozenset(
     {
         "admin",
+        "ajax-api",
         "alerts",
         "api",
         "healthz",

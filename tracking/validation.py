@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from tracking.errors import ApplicationError
@@ -138,3 +139,15 @@ def clean_json_object(value: Any, *, field: str) -> dict[str, Any]:
     if len(json.dumps(value)) > MAX_JSON_BYTES:
         raise invalid(field, f"Larger than {MAX_JSON_BYTES} bytes.")
     return value
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"opt": {"lr": 1}}`` → ``{"opt.lr": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

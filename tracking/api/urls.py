@@ -20,6 +20,12 @@ urlpatterns = [
         views.MetricHistoryView.as_view(),
         name="api-metric-history",
     ),
+    path("runs/<int:run_id>/artifacts", views.RunArtifactsView.as_view(), name="api-artifacts"),
+    path(
+        "runs/<int:run_id>/artifacts/<path:path>",
+        views.RunArtifactFileView.as_view(),
+        name="api-artifact-file",
+    ),
     path("tokens", views.TokenListView.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>", views.TokenDetailView.as_view(), name="api-token-detail"),
 ]

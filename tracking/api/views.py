@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +17,7 @@ from rest_framework.views import APIView
 from tracking import history, ingest, selectors, services
 from tracking.api import serializers as s
 from tracking.errors import ApplicationError, NotFound
+from tracking.mlflow import artifacts
 from tracking.models import ApiToken, MetricSeries, Run
 from tracking.validation import float_to_json, invalid
 
@@ -213,6 +216,42 @@ class RunAlertsView(APIView):
         alert.suppressed = not raised
         code = status.HTTP_201_CREATED if raised else status.HTTP_200_OK
         return Response(s.SdkAlertSerializer(alert).data, status=code)
+
+
+# --- Artifacts -----------------------------------------------------------------------------
+
+ARTIFACT_LIST = inline_serializer(
+    "ArtifactList",
+    {
+        "artifacts": inline_serializer(
+            "Artifact",
+            {"path": serializers.CharField(), "size": serializers.IntegerField()},
+            many=True,
+        )
+    },
+)
+
+
+class RunArtifactsView(APIView):
+    @extend_schema(
+        responses=ARTIFACT_LIST,
+        operation_id="runs_artifacts_list",
+        description="Every file the run has logged (MLflow `log_artifact`), by path.",
+    )
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        return Response({"artifacts": artifacts.artifact_walk(run)})
+
+
+class RunArtifactFileView(APIView):
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        operation_id="runs_artifact_download",
+    )
+    def get(self, request: Request, run_id: int, path: str) -> FileResponse:
+        run = selectors.run_get_for_user(request.user, run_id)
+        location = artifacts.run_location(run, path)
+        return artifacts.file_response(artifacts.artifact_file(location))
 
 
 # --- Metrics -------------------------------------------------------------------------------

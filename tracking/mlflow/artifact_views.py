@@ -1,0 +1,121 @@
+"""MLflow's proxied artifact endpoints (``mlflow-artifacts``), over ``tracking.mlflow.artifacts``.
+
+What the client sends (``mlflow.store.artifact.http_artifact_repo``):
+
+* ``PUT artifacts/<exp>/<run>/artifacts/<rel>`` with the file as the raw body;
+* ``GET artifacts/<exp>/<run>/artifacts/<rel>`` to download one file;
+* ``GET artifacts?path=<exp>/<run>/artifacts[/<folder>]`` to list one folder;
+* ``DELETE artifacts/<exp>/<run>/artifacts[/<rel>]``, no body.
+
+The body is bytes, not JSON, so these views use ``artifact_endpoint`` rather
+than ``http.endpoint``; auth and the error shape are the same.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from tracking.errors import ApplicationError
+from tracking.mlflow import artifacts, http
+
+Answer = dict[str, Any] | HttpResponseBase
+Handler = Callable[..., Answer]
+
+
+def artifact_endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponseBase]]:
+    """Like ``http.endpoint``, but the handler reads the request itself (a raw upload)."""
+
+    def decorate(handler: Handler) -> Callable[..., HttpResponseBase]:
+        @csrf_exempt
+        @functools.wraps(handler)
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                message = f"{request.method} is not allowed here; use {' or '.join(methods)}."
+                return http.error_response("ENDPOINT_NOT_FOUND", message, 405)
+            if not http.authenticate(request):
+                message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+                return http.error_response("UNAUTHENTICATED", message, 401)
+            try:
+                answer = handler(request, *args, **kwargs)
+            except http.MlflowError as error:
+                return http.error_response(error.code, error.message, error.status)
+            except ApplicationError as error:
+                code = http.CODES.get(error.status, http.INVALID)
+                return http.error_response(code, error.message, error.status)
+            return answer if isinstance(answer, HttpResponseBase) else JsonResponse(answer)
+
+        return view
+
+    return decorate
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _upload(request: HttpRequest, path: str) -> dict[str, Any]:
+    location = artifacts.locate(request.user, path, write=True)
+    artifacts.artifact_write(
+        location=location,
+        stream=request,
+        max_bytes=settings.LABBOOK["ARTIFACTS_MAX_BYTES"],
+        length=_content_length(request),
+    )
+    return {}
+
+
+def _download(request: HttpRequest, path: str) -> HttpResponseBase:
+    location = artifacts.locate(request.user, path, write=False)
+    return artifacts.file_response(artifacts.artifact_file(location))
+
+
+def _delete(request: HttpRequest, path: str) -> dict[str, Any]:
+    artifacts.artifact_delete(location=artifacts.locate(request.user, path, write=True))
+    return {}
+
+
+ACTIONS: dict[str, Callable[[HttpRequest, str], Answer]] = {
+    "PUT": _upload,
+    "GET": _download,
+    "DELETE": _delete,
+}
+
+
+@artifact_endpoint(*ACTIONS)
+def artifact(request: HttpRequest, path: str) -> Answer:
+    return ACTIONS[request.method](request, path)
+
+
+@artifact_endpoint("GET")
+def artifact_list(request: HttpRequest) -> dict[str, Any]:
+    """One folder's children, named relative to it; ``{}`` when there are none (as MLflow)."""
+    path = request.GET.get("path", "")
+    if not path:
+        raise http.invalid("Pass path=<experiment_id>/<run_id>/artifacts[/<folder>].")
+    files = artifacts.artifact_list(artifacts.locate(request.user, path, write=False))
+    return {"files": files} if files else {}
+
+
+# The client's own words for "fall back to a plain PUT" (``_UnsupportedMultipartUploadException``).
+UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
+
+
+@csrf_exempt
+def unsupported(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Multipart uploads and presigned downloads, tried only when a client forces them on.
+
+    501 with MLflow's own message makes the client fall back to a plain PUT or
+    GET; it does not retry a 501.
+    """
+    message = f"{UNSUPPORTED}: Labbook serves artifacts itself, by plain PUT and GET."
+    return http.error_response("NOT_IMPLEMENTED", message, 501)

@@ -1,0 +1,272 @@
+"""Run artifacts on the local disk, behind MLflow's proxied ``mlflow-artifacts`` paths.
+
+A run's files live under ``LABBOOK_HOME/artifacts/<project_id>/<run_id>/artifacts/``,
+the same ``<experiment_id>/<run_id>/artifacts`` tail its ``artifact_uri`` names.
+Every path from a request is checked twice: textually (no ``..``, no absolute
+path, no backslash, no NUL) and, once joined, against the run's folder after
+symlinks resolve. Uploads land in a hidden temporary file beside the target and
+are renamed over it, so a reader never sees half a file and a failed upload
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, TypedDict
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import FileResponse
+
+from tracking import selectors
+from tracking.errors import ApplicationError, NotFound
+from tracking.models import Run
+
+CHUNK_BYTES = 65536
+TEMP_PREFIX = ".labbook-upload-"  # hidden from listings; refused as a name
+MAX_NAME_BYTES = 255  # what ext4 and most file systems allow for one component
+RUN_PREFIX = re.compile(r"[0-9]{1,19}/[0-9]{1,19}/artifacts")
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class FileEntry(TypedDict, total=False):
+    """One row of MLflow's ``ListArtifacts``: ``file_size`` only for files."""
+
+    path: str
+    is_dir: bool
+    file_size: int
+
+
+class ArtifactFile(TypedDict):
+    path: str
+    size: int
+
+
+class TooLarge(ApplicationError):
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        message = f"An artifact may hold at most {limit} bytes (ARTIFACTS_MAX_BYTES)."
+        super().__init__("too_large", message)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place inside one run's artifact folder; ``relative`` is "" for the folder itself."""
+
+    run: Run
+    root: Path
+    relative: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.relative if self.relative else self.root
+
+
+def _unsafe(path: str) -> ApplicationError:
+    return ApplicationError("invalid", f"Invalid artifact path {path!r}.", field="path")
+
+
+def clean_path(path: str) -> list[str]:
+    """The components of a relative ``path``; anything that could climb out is refused."""
+    if "\\" in path or "\x00" in path or path.startswith("/"):
+        raise _unsafe(path)
+    parts = path.removesuffix("/").split("/") if path else []
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith(TEMP_PREFIX):
+            raise _unsafe(path)
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise _unsafe(path)
+    return parts
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def run_root(run: Run) -> Path:
+    return settings.LABBOOK_HOME / "artifacts" / str(run.project_id) / str(run.pk) / "artifacts"
+
+
+def run_location(run: Run, relative: str) -> Location:
+    """``relative`` inside ``run``'s artifact folder, refused if it leads outside."""
+    location = Location(run, run_root(run), "/".join(clean_path(relative)))
+    if not _inside(location.root, location.path):
+        raise _unsafe(relative)
+    return location
+
+
+def locate(user: AbstractBaseUser | AnonymousUser, path: str, *, write: bool) -> Location:
+    """Where ``<experiment_id>/<run_id>/artifacts/<rel>`` points, if ``user`` may go there.
+
+    A run the user cannot see, or one named with another experiment id, is
+    ``NotFound``; a viewer asking to write is ``PermissionDenied``.
+    """
+    parts = clean_path(path)
+    prefix = "/".join(parts[:3])
+    if not RUN_PREFIX.fullmatch(prefix):
+        message = f"An artifact path starts with <experiment_id>/<run_id>/artifacts, not {path!r}."
+        raise ApplicationError("invalid", message, field="path")
+    experiment_id, run_id, _ = parts[:3]
+    run = selectors.run_get_for_user(user, int(run_id), write=write)
+    if experiment_id != str(run.project_id) or run_id != str(run.pk):
+        raise NotFound("Run")
+    return run_location(run, "/".join(parts[3:]))
+
+
+# --- Reads ---------------------------------------------------------------------------------
+
+
+def artifact_file(location: Location) -> Path:
+    path = location.path
+    if not location.relative or not path.is_file():
+        raise NotFound(f"Artifact {location.relative!r}")
+    return path
+
+
+def _entry(path: Path) -> FileEntry | None:
+    if path.is_dir():
+        return {"path": path.name, "is_dir": True}
+    if path.is_file():
+        return {"path": path.name, "is_dir": False, "file_size": path.stat().st_size}
+    return None  # a broken link, a socket: nothing a client could download
+
+
+def _visible(root: Path, path: Path) -> bool:
+    return not path.name.startswith(TEMP_PREFIX) and _inside(root, path)
+
+
+def artifact_list(location: Location) -> list[FileEntry]:
+    """The folder's direct children by name; a missing folder or a file lists nothing."""
+    folder = location.path
+    if not folder.is_dir():
+        return []
+    children = sorted(folder.iterdir())
+    entries = [_entry(child) for child in children if _visible(location.root, child)]
+    return [entry for entry in entries if entry is not None]
+
+
+def artifact_walk(run: Run) -> list[ArtifactFile]:
+    """Every file of the run, by path relative to its artifact folder."""
+    root = run_root(run)
+    files: list[ArtifactFile] = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder, name)
+            if _visible(root, path) and path.is_file():
+                relative = path.relative_to(root).as_posix()
+                files.append({"path": relative, "size": path.stat().st_size})
+    return sorted(files, key=lambda file: file["path"])
+
+
+class ArtifactResponse(FileResponse):
+    """A download that streams under ASGI too.
+
+    Django's ASGI handler would otherwise gather a synchronous file iterator
+    into one list: a 1 GB artifact held in memory. Here each block is read in
+    a worker thread and sent as it arrives.
+    """
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read = sync_to_async(self._read_block, thread_sensitive=False)
+        while block := await read():
+            yield block
+
+    def _read_block(self) -> bytes:
+        return self.file_to_stream.read(self.block_size)
+
+
+def file_response(path: Path) -> ArtifactResponse:
+    """An attachment, never rendered inline: an uploaded HTML page must not run as our site."""
+    # The response closes the file once it has been sent.
+    return ArtifactResponse(path.open("rb"), as_attachment=True, filename=path.name)
+
+
+# --- Writes ---------------------------------------------------------------------------------
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the created ones, deepest first."""
+    missing = list(itertools.takewhile(lambda d: not d.exists(), (folder, *folder.parents)))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        message = "A parent of the artifact is a file."
+        raise ApplicationError("invalid", message, field="path") from None
+    return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # another upload has put something there meanwhile
+            return
+
+
+def _copy(stream: Readable, file: BinaryIO, max_bytes: int) -> int:
+    size = 0
+    while chunk := stream.read(CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(max_bytes)
+        file.write(chunk)
+    return size
+
+
+def _receive(target: Path, stream: Readable, max_bytes: int) -> int:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            size = _copy(stream, file, max_bytes)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from backup users
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return size
+
+
+def artifact_write(
+    *, location: Location, stream: Readable, max_bytes: int, length: int | None = None
+) -> int:
+    """Store ``stream`` at ``location``, replacing any file there; the size written.
+
+    ``length`` (the request's Content-Length) lets an oversized upload be
+    refused before a byte is read; the count while copying catches the rest.
+    """
+    if not location.relative:
+        raise ApplicationError("invalid", "Name the file to upload.", field="path")
+    if length is not None and length > max_bytes:
+        raise TooLarge(max_bytes)
+    target = location.path
+    if target.is_dir():
+        raise ApplicationError("invalid", f"{location.relative!r} is a folder.", field="path")
+    created = _make_folders(target.parent)
+    try:
+        return _receive(target, stream, max_bytes)
+    except BaseException:
+        _remove_folders(created)
+        raise
+
+
+def artifact_delete(*, location: Location) -> None:
+    """Delete a file or a whole folder; nothing there is no error (a retried DELETE)."""
+    path = location.path
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()

@@ -1,0 +1,185 @@
+"""Labbook's runs and projects in MLflow's shapes, and MLflow's values in Labbook's terms.
+
+The mapping (documented in the README):
+
+* experiment ↔ project; ``experiment_id`` is the project's id ("0" is the
+  Default experiment: the project ``default`` of the user's first team);
+  the experiment's ``name`` is ``team/project``.
+* run ↔ run; ``run_id`` is the run's id as a string.
+* params ↔ the run's ``config`` (SDK runs' nested config reads as ``a.b``).
+* tags ↔ ``run.metadata["mlflow_tags"]``, every tag as sent; the ones outside
+  ``mlflow.*`` also become Labbook tags (``key`` or ``key:value``), and
+  ``mlflow.runName`` / ``mlflow.note.content`` are the run's name and notes.
+* metrics ↔ metric points (timestamps in ms there, seconds here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from tracking.models import MetricSeries, Project, Run, RunStatus
+from tracking.validation import MAX_TAG_LENGTH, flatten
+
+DEFAULT_EXPERIMENT_ID = "0"
+TAGS = "mlflow_tags"  # the key of run.metadata / project.metadata holding MLflow tags
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+USER_TAG = "mlflow.user"
+SYSTEM_PREFIX = "mlflow."
+GIT_TAGS = {  # MLflow's source tags → the keys of run.git the run page shows
+    "mlflow.source.git.commit": "commit",
+    "mlflow.source.git.branch": "branch",
+    "mlflow.source.git.repoURL": "remote",
+}
+
+TO_MLFLOW_STATUS = {
+    RunStatus.RUNNING: "RUNNING",
+    RunStatus.FINISHED: "FINISHED",
+    RunStatus.FAILED: "FAILED",
+    RunStatus.CRASHED: "FAILED",
+    RunStatus.KILLED: "KILLED",
+}
+FROM_MLFLOW_STATUS = {
+    "RUNNING": RunStatus.RUNNING,
+    "SCHEDULED": RunStatus.RUNNING,
+    "FINISHED": RunStatus.FINISHED,
+    "FAILED": RunStatus.FAILED,
+    "KILLED": RunStatus.KILLED,
+}
+
+
+def millis(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def from_millis(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def metric_value(value: float | None) -> float | str:
+    """NaN (stored as NULL) and infinities as the strings MLflow's JSON uses."""
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def pairs(mapping: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in mapping.items()]
+
+
+# --- Experiments -----------------------------------------------------------------------------
+
+
+def experiment_tags(project: Project) -> dict[str, str]:
+    tags = dict(project.metadata.get(TAGS, {}))
+    if project.description:
+        tags[NOTE_TAG] = project.description
+    return tags
+
+
+def experiment(project: Project) -> dict[str, Any]:
+    created = millis(project.created_at)
+    return {
+        "experiment_id": str(project.pk),
+        "name": project.full_name,
+        "artifact_location": f"mlflow-artifacts:/{project.pk}",
+        "lifecycle_stage": "deleted" if project.deleted_at else "active",
+        "creation_time": created,
+        "last_update_time": millis(project.deleted_at) or created,
+        "tags": pairs(experiment_tags(project)),
+    }
+
+
+# --- Runs ------------------------------------------------------------------------------------
+
+
+def params(run: Run) -> dict[str, str]:
+    """Flat ``key → string``: MLflow's own params as sent, an SDK config flattened.
+
+    Non-string values read as their JSON text (``0.1``, ``true``), as the
+    database compares them in a search; a null is no param at all.
+    """
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in flatten(run.config).items()
+        if value is not None
+    }
+
+
+def run_tags(run: Run) -> dict[str, str]:
+    """Every MLflow tag; a run from the SDK shows its labels, name and notes as tags."""
+    tags = dict(run.metadata.get(TAGS, {}))
+    if not tags:
+        tags = {label.name: "" for label in run.tag_rows.all()}
+    tags[RUN_NAME_TAG] = run.name
+    if run.notes:
+        tags[NOTE_TAG] = run.notes
+    if run.created_by_id and USER_TAG not in tags:
+        tags[USER_TAG] = run.created_by.get_username()
+    return tags
+
+
+def labels(tags: dict[str, str]) -> list[str]:
+    """The Labbook tags shown for MLflow tags outside ``mlflow.*``: ``key`` or ``key:value``."""
+    found = []
+    for key, value in tags.items():
+        if key.startswith(SYSTEM_PREFIX):
+            continue
+        label = key if value in ("", "true", "True") else f"{key}:{value}"
+        if len(label) <= MAX_TAG_LENGTH and label.strip() == label:
+            found.append(label)
+    return found[:100]
+
+
+def run_info(run: Run) -> dict[str, Any]:
+    run_id = str(run.pk)
+    info = {
+        "run_id": run_id,
+        "run_uuid": run_id,
+        "run_name": run.name,
+        "experiment_id": str(run.project_id),
+        "user_id": run.created_by.get_username() if run.created_by_id else "",
+        "status": TO_MLFLOW_STATUS[run.status],
+        "start_time": millis(run.created_at),
+        "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run_id}/artifacts",
+        "lifecycle_stage": "deleted" if run.deleted_at else "active",
+    }
+    if run.ended_at is not None:
+        info["end_time"] = millis(run.ended_at)
+    return info
+
+
+def latest_metric(series: MetricSeries) -> dict[str, Any]:
+    return {
+        "key": series.key,
+        "value": metric_value(series.last_value),
+        "timestamp": int((series.last_timestamp or 0) * 1000),
+        "step": series.last_step or 0,
+    }
+
+
+def run(run: Run) -> dict[str, Any]:
+    """A run with its data; expects ``created_by``, ``tag_rows`` and ``metric_series`` loaded."""
+    metrics = [latest_metric(s) for s in run.metric_series.all() if s.count]
+    return {
+        "info": run_info(run),
+        "data": {
+            "metrics": metrics,
+            "params": pairs(params(run)),
+            "tags": pairs(run_tags(run)),
+        },
+        "inputs": {},
+        "outputs": {},
+    }
+
+
+def with_data(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """What ``run`` reads, in three queries whatever the number of runs."""
+    return runs.select_related("created_by").prefetch_related("tag_rows", "metric_series")

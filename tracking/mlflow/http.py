@@ -1,0 +1,146 @@
+"""MLflow's wire conventions for our views: auth, arguments, answers and errors.
+
+* Auth: ``Authorization: Bearer <labbook token>`` (what ``MLFLOW_TRACKING_TOKEN``
+  sends), or HTTP Basic with the token as the password (what
+  ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` send). Anything else is 401
+  ``UNAUTHENTICATED``.
+* Arguments: a GET reads the query string (repeated keys are lists); a POST,
+  PATCH or DELETE reads a JSON object body — MLflow refuses other content types
+  with 400, and so do we.
+* Answers: a JSON object; ``{}`` when there is nothing to say.
+* Errors: ``{"error_code": ..., "message": ...}`` with the status MLflow uses, so
+  the client raises its usual ``MlflowException``/``RestException``. The client
+  retries 429 and 5xx, so a bad input must never become a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from tracking.errors import ApplicationError
+from tracking.services import token_authenticate
+
+logger = logging.getLogger(__name__)
+
+INVALID = "INVALID_PARAMETER_VALUE"
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+# Labbook's ApplicationError status -> MLflow's error code.
+CODES = {
+    400: INVALID,
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: NOT_FOUND,
+    405: "ENDPOINT_NOT_FOUND",
+    409: "RESOURCE_CONFLICT",
+    413: INVALID,
+    429: "REQUEST_LIMIT_EXCEEDED",
+}
+STATUSES = {INVALID: 400, NOT_FOUND: 404, ALREADY_EXISTS: 400, "BAD_REQUEST": 400}
+
+Arguments = dict[str, Any]
+Handler = Callable[[HttpRequest, Arguments], dict[str, Any]]
+
+
+class MlflowError(Exception):
+    """An error in MLflow's own terms (``RESOURCE_ALREADY_EXISTS``, ...)."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUSES.get(code, 400)
+
+
+def invalid(message: str) -> MlflowError:
+    return MlflowError(INVALID, message)
+
+
+def error_response(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error_code": code, "message": message}, status=status)
+
+
+def _from_application_error(error: ApplicationError) -> JsonResponse:
+    code = "RESOURCE_ALREADY_EXISTS" if error.code == "already_exists" else None
+    message = f"{error.field}: {error.message}" if error.field else error.message
+    status = 400 if code else error.status
+    return error_response(code or CODES.get(status, INVALID), message, status)
+
+
+def _token(request: HttpRequest) -> str | None:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
+
+
+def authenticate(request: HttpRequest) -> bool:
+    raw = _token(request)
+    token = token_authenticate(raw) if raw else None
+    if token is None:
+        return False
+    request.user = token.user
+    return True
+
+
+def _arguments(request: HttpRequest) -> Arguments:
+    if request.method == "GET":
+        query = request.GET.lists()
+        return {key: values if len(values) > 1 else values[0] for key, values in query}
+    if request.content_type != "application/json":
+        raise invalid(
+            f"Send a JSON body with Content-Type application/json, not {request.content_type!r}."
+        )
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise invalid(f"The body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise invalid("The body must be a JSON object.")
+    return body
+
+
+def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
+    """An MLflow REST endpoint answering ``methods``; the handler gets the arguments."""
+
+    def decorate(handler: Handler) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(handler)
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                message = f"{request.method} is not allowed here; use {' or '.join(methods)}."
+                return error_response("ENDPOINT_NOT_FOUND", message, 405)
+            if not authenticate(request):
+                message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+                return error_response("UNAUTHENTICATED", message, 401)
+            try:
+                answer = handler(request, _arguments(request), *args, **kwargs)
+            except MlflowError as error:
+                return error_response(error.code, error.message, error.status)
+            except ApplicationError as error:
+                return _from_application_error(error)
+            return answer if isinstance(answer, HttpResponse) else JsonResponse(answer)
+
+        return view
+
+    return decorate
+
+
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other path under the MLflow prefixes: JSON, never an HTML page."""
+    return error_response("ENDPOINT_NOT_FOUND", f"No MLflow endpoint {request.path}.", 404)

@@ -1,0 +1,267 @@
+"""The MLflow tracking REST endpoints (``/api/2.0/mlflow/...``): thin, over the modules here.
+
+Each view reads MLflow's arguments, calls ``experiments``/``runs``/``search``
+and answers MLflow's JSON shape. Auth, argument parsing and errors are
+``http.endpoint``'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from django.http import HttpRequest
+
+from tracking.mlflow import convert, experiments, runs, search
+from tracking.mlflow.http import Arguments, endpoint, invalid
+from tracking.models import Run
+
+DEFAULT_MAX_RESULTS = 1000
+MAX_RESULTS = 50_000
+
+
+def _run_id(args: Arguments) -> Any:
+    return args.get("run_id") or args.get("run_uuid")
+
+
+def _required(args: Arguments, name: str) -> Any:
+    value = args.get(name)
+    if value in (None, ""):
+        raise invalid(f"Missing value for required parameter '{name}'.")
+    return value
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _page(args: Arguments, *, default: int) -> tuple[int, int]:
+    """``(offset, limit)`` from ``page_token`` (opaque to clients) and ``max_results``."""
+    raw_limit = args.get("max_results", default)
+    try:
+        limit = int(raw_limit)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {raw_limit!r} for parameter 'max_results'.") from None
+    if not 0 < limit <= MAX_RESULTS:
+        raise invalid(f"Invalid value {limit} for parameter 'max_results': 1 to {MAX_RESULTS}.")
+    token = args.get("page_token")
+    if not token:
+        return 0, limit
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(str(token)))["offset"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise invalid("Invalid page token.") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise invalid("Invalid page token.")
+    return offset, limit
+
+
+def _next_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _paged(items: list, offset: int, limit: int, key: str, shape) -> dict[str, Any]:
+    answer: dict[str, Any] = {key: [shape(item) for item in items[:limit]]} if items else {}
+    if len(items) > limit:
+        answer["next_page_token"] = _next_token(offset + limit)
+    return answer
+
+
+# --- Experiments ------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def experiment_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.create(request.user, _required(args, "name"), args.get("tags"))
+    return {"experiment_id": str(project.pk)}
+
+
+@endpoint("GET")
+def experiment_get(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    return {"experiment": convert.experiment(project)}
+
+
+@endpoint("GET")
+def experiment_get_by_name(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_name(request.user, _required(args, "experiment_name"))
+    return {"experiment": convert.experiment(project)}
+
+
+@endpoint("GET", "POST")
+def experiment_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
+    found = experiments.search(
+        request.user,
+        view_type=args.get("view_type", ""),
+        filter_string=args.get("filter", ""),
+        order_by=_as_list(args.get("order_by")),
+    )
+    page = list(found[offset : offset + limit + 1])
+    return _paged(page, offset, limit, "experiments", convert.experiment)
+
+
+@endpoint("POST")
+def experiment_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    if args.get("new_name"):
+        experiments.rename(request.user, project, args["new_name"])
+    return {}
+
+
+@endpoint("POST")
+def experiment_delete(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    experiments.set_deleted(project, True)
+    return {}
+
+
+@endpoint("POST")
+def experiment_restore(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    experiments.set_deleted(project, False)
+    return {}
+
+
+@endpoint("POST")
+def experiment_set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    experiments.set_tag(project, _required(args, "key"), args.get("value"))
+    return {}
+
+
+# --- Runs -------------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def run_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, args.get("experiment_id") or "0")
+    run = runs.create(
+        request.user,
+        project,
+        run_name=args.get("run_name"),
+        start_time=args.get("start_time"),
+        tags=args.get("tags"),
+    )
+    return {"run": convert.run(runs.with_data(request.user, run.pk))}
+
+
+@endpoint("GET")
+def run_get(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    run_id = _required({"run_id": _run_id(args)}, "run_id")
+    return {"run": convert.run(runs.with_data(request.user, run_id))}
+
+
+@endpoint("POST")
+def run_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
+    runs.update(
+        run,
+        status=args.get("status"),
+        end_time=args.get("end_time"),
+        run_name=args.get("run_name"),
+    )
+    return {"run_info": convert.run_info(runs.with_data(request.user, run.pk))}
+
+
+@endpoint("POST")
+def run_delete(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    run = runs.get(request.user, _required(args, "run_id"))
+    runs.set_deleted(run, True)
+    return {}
+
+
+@endpoint("POST")
+def run_restore(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    run = runs.get(request.user, _required(args, "run_id"))
+    runs.set_deleted(run, False)
+    return {}
+
+
+def _writable(request: HttpRequest, args: Arguments) -> Run:
+    return runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
+
+
+@endpoint("POST")
+def log_batch(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    runs.log_batch(
+        _writable(request, args),
+        metrics=args.get("metrics"),
+        params=args.get("params"),
+        tags=args.get("tags"),
+    )
+    return {}
+
+
+@endpoint("POST")
+def log_metric(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    _required(args, "key")
+    metric = {name: args.get(name) for name in ("key", "value", "timestamp", "step")}
+    runs.log_batch(_writable(request, args), metrics=[metric], params=None, tags=None)
+    return {}
+
+
+@endpoint("POST")
+def log_param(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    param = {"key": _required(args, "key"), "value": args.get("value")}
+    runs.log_batch(_writable(request, args), metrics=None, params=[param], tags=None)
+    return {}
+
+
+@endpoint("POST")
+def set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    tag = {"key": _required(args, "key"), "value": args.get("value")}
+    runs.log_batch(_writable(request, args), metrics=None, params=None, tags=[tag])
+    return {}
+
+
+@endpoint("POST")
+def delete_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    runs.delete_tag(_writable(request, args), _required(args, "key"))
+    return {}
+
+
+@endpoint("POST")
+def accepted(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    """Calls Labbook takes and does not keep (dataset inputs, model outputs): ``{}``."""
+    return {}
+
+
+@endpoint("POST", "GET")
+def nothing_found(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    """Searches of what Labbook does not have (logged models): an empty answer."""
+    return {}
+
+
+@endpoint("GET")
+def metric_history(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"))
+    return runs.history(
+        run,
+        _required(args, "metric_key"),
+        max_results=args.get("max_results"),
+        page_token=args.get("page_token"),
+    )
+
+
+@endpoint("GET", "POST")
+def run_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+    offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
+    ids = _as_list(args.get("experiment_ids"))
+    projects = [experiments.by_id(request.user, experiment_id) for experiment_id in ids]
+    found = Run.objects.filter(project__in=projects)
+    stage = str(args.get("run_view_type") or "ACTIVE_ONLY").upper()
+    if stage == "ACTIVE_ONLY":
+        found = found.filter(deleted_at__isnull=True)
+    elif stage == "DELETED_ONLY":
+        found = found.filter(deleted_at__isnull=False)
+    elif stage != "ALL":
+        raise invalid(f"Invalid run_view_type {stage!r}: ACTIVE_ONLY, DELETED_ONLY or ALL.")
+    found = search.filter_runs(found, args.get("filter") or "")
+    found = search.order_runs(found, _as_list(args.get("order_by")))
+    page = list(convert.with_data(found)[offset : offset + limit + 1])
+    return _paged(page, offset, limit, "runs", convert.run)
