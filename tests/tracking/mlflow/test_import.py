@@ -162,3 +162,17 @@ def test_a_bad_uri_is_refused_plainly(world, monkeypatch):
 def test_an_unknown_experiment_is_named(world, logged):
     with pytest.raises(CommandError, match="no experiment named 'missing'"):
         _import(logged["uri"], "--experiment", "missing")
+
+
+def test_it_imports_straight_from_an_sqlite_store(world, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    source = MlflowClient(tracking_uri=uri)
+    run_id = source.create_run(source.create_experiment("local")).info.run_id
+    source.log_batch(run_id, metrics=[Metric("acc", 0.5, 1_700_000_000_000, 3)])
+    source.set_terminated(run_id, "KILLED")
+    assert "1 new run(s)" in _import(uri, "--experiment", "local")
+    run = Run.objects.get(project__slug="local")
+    assert run.status == "killed"
+    assert list(MetricPoint.objects.filter(series__run=run).values_list("step", "value")) == [
+        (3, 0.5)
+    ]
