@@ -20,11 +20,13 @@ from django.urls import reverse
 from alerts.models import Alert
 from reports_app import pages
 from tracking import selectors
+from tracking.mlflow import artifacts
 from tracking.models import MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.validation import flatten, float_to_json
 
 TRACEBACK_TAIL_LINES = 40
 SDK_ALERTS_SHOWN = 20
+ARTIFACTS_SHOWN = 200
 MAX_COMPARE = 20
 CHART_MAX_POINTS = 1000  # points a chart asks for; zooming in refetches at full resolution
 CSV_PAGE = 50_000  # points per database read while streaming a CSV download
@@ -123,6 +125,17 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def artifacts_context(run: Run) -> dict[str, Any]:
+    """The run's files (logged by the mlflow client), the first ARTIFACTS_SHOWN of them."""
+    files = artifacts.artifact_walk(run)
+    return {
+        "artifacts": files[:ARTIFACTS_SHOWN],
+        "artifacts_total": len(files),
+        "artifacts_cut": len(files) > ARTIFACTS_SHOWN,
+        "artifacts_base": f"{pages.run_path(run)}/artifacts",
+    }
+
+
 def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[str, Any]:
     """Everything the run page shows of ``run`` (from ``run_get_for_user``): four queries."""
     series = list(selectors.run_series(run))
@@ -151,6 +164,7 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
         "charts_config": charts_config(charts, [run]),
         "sdk_alerts": alerts,
         "incidents": incidents,
+        **artifacts_context(run),
     }
 
 

@@ -37,4 +37,9 @@ urlpatterns = [
         views.metric_csv,
         name="run-metric-csv",
     ),
+    path(
+        "<str:team>/<str:project>/runs/<int:run_id>/artifacts/<path:path>",
+        views.run_artifact,
+        name="run-artifact",
+    ),
 ]

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from reports_app import pages, run_pages
 from tracking import history, selectors, services
 from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.mlflow import artifacts
 from tracking.models import Project, Run
 
 
@@ -137,6 +138,19 @@ def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> Ht
     response = StreamingHttpResponse(_csv_rows(series), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return response
+
+
+@login_required
+@require_GET
+def run_artifact(
+    request: HttpRequest, team: str, project: str, run_id: int, path: str
+) -> HttpResponse:
+    """One artifact file of the run, as an attachment."""
+    found = _run(request, team, project, run_id)
+    try:
+        return artifacts.file_response(artifacts.artifact_file(artifacts.run_location(found, path)))
+    except ApplicationError:
+        raise Http404("No such artifact.") from None
 
 
 class _Echo:
