@@ -4,25 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0001_initial'),
+        ("tracking", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='deleted_at',
-            field=models.DateTimeField(blank=True, help_text="Soft-deleted (MLflow's delete); restorable.", null=True),
+            model_name="project",
+            name="deleted_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Soft-deleted (MLflow's delete); restorable.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='metadata',
-            field=models.JSONField(blank=True, default=dict, help_text='e.g. the tags of an MLflow experiment.'),
+            model_name="project",
+            name="metadata",
+            field=models.JSONField(
+                blank=True, default=dict, help_text="e.g. the tags of an MLflow experiment."
+            ),
         ),
         migrations.AddField(
-            model_name='run',
-            name='deleted_at',
-            field=models.DateTimeField(blank=True, help_text="Soft-deleted (MLflow's delete); restorable.", null=True),
+            model_name="run",
+            name="deleted_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Soft-deleted (MLflow's delete); restorable.", null=True
+            ),
         ),
     ]

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from tracking import ingest, selectors, services
@@ -31,6 +32,7 @@ from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
 from tracking.models import MetricPoint, MetricSeries, Project, Run
 from tracking.selectors import MAX_DB_INT
+from tracking.validation import MAX_TAGS
 
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
@@ -211,6 +213,7 @@ def _tags(items: list[dict[str, Any]]) -> dict[str, str]:
 
 def apply_tags(run: Run, tags: dict[str, str]) -> None:
     """Store every tag; the name, notes and Labbook tags follow the ones that map to them."""
+    old_labels = set(convert.labels(run.metadata.get(convert.TAGS, {})))
     run.metadata = {**run.metadata, convert.TAGS: tags}
     fields = ["metadata"]
     if tags.get(convert.RUN_NAME_TAG) and tags[convert.RUN_NAME_TAG] != run.name:
@@ -224,7 +227,14 @@ def apply_tags(run: Run, tags: dict[str, str]) -> None:
         run.git = git
         fields.append("git")
     run.save(update_fields=fields)
-    services.run_annotate(run=run, tags=convert.labels(tags))
+    services.run_annotate(run=run, tags=_labbook_tags(run, old_labels, convert.labels(tags)))
+
+
+def _labbook_tags(run: Run, old_labels: set[str], new_labels: list[str]) -> list[str]:
+    """The labels of MLflow tags replace their old ones; tags from the run page or SDK stay."""
+    replaced = old_labels | set(new_labels)
+    kept = [tag for tag in services.run_tags(run) if tag not in replaced]
+    return [*kept, *new_labels][:MAX_TAGS]
 
 
 def _set_tags(run: Run, changes: dict[str, str | None]) -> None:
@@ -243,6 +253,8 @@ def delete_tag(run: Run, key: Any) -> None:
     if key not in run.metadata.get(convert.TAGS, {}):
         raise MlflowError(NOT_FOUND, f"No tag with name: {key} in run with id {run.pk}")
     with transaction.atomic():
+        if key == convert.NOTE_TAG:  # apply_tags keeps notes a tag does not mention
+            services.run_annotate(run=run, notes="")
         _set_tags(run, {key: None})
 
 
@@ -289,20 +301,16 @@ def _points(items: list[dict[str, Any]]) -> list[ingest.Point]:
 def _auto_steps(run: Run, points: list[ingest.Point]) -> list[ingest.Point]:
     """Points at step 0 of a key that already has points go after its last step.
 
-    A point equal (value and timestamp) to the key's point at step 0 or to its
-    latest one is a repeat — a retried request — and is dropped.
+    A step-0 point equal (value and timestamp) to a stored point of its key or
+    to one earlier in the batch is a repeat — a retried request — and is dropped,
+    as MLflow drops an exact repeat.
     """
     at_zero = {p.key for p in points if p.step == 0}
     if not at_zero:
         return points
     series = MetricSeries.objects.filter(run=run, key__in=at_zero, count__gt=0)
     latest = {s.key: (s.last_step, (s.last_value, s.last_timestamp)) for s in series}
-    zero = {
-        key: (value, timestamp)
-        for key, value, timestamp in MetricPoint.objects.filter(
-            series__run=run, series__key__in=list(latest), step=0
-        ).values_list("series__key", "value", "timestamp")
-    }
+    known = _stored_repeats(run, points, latest)
     placed = []
     for point in points:
         seen = (point.value, point.timestamp)
@@ -311,7 +319,7 @@ def _auto_steps(run: Run, points: list[ingest.Point]) -> list[ingest.Point]:
             if point.key in at_zero:
                 latest[point.key] = (point.step, seen)
                 if point.step == 0:
-                    zero[point.key] = seen
+                    known.add((point.key, *seen))
             continue
         last_step, last_seen = latest[point.key]
         if point.step != 0:
@@ -319,12 +327,35 @@ def _auto_steps(run: Run, points: list[ingest.Point]) -> list[ingest.Point]:
             if point.step > last_step:
                 latest[point.key] = (point.step, seen)
             continue
-        if seen in (zero.get(point.key), last_seen):
+        if seen == last_seen or (point.key, *seen) in known:
             continue
         moved = point._replace(step=max(last_step, 0) + 1)
         latest[point.key] = (moved.step, seen)
+        known.add((point.key, *seen))
         placed.append(moved)
     return placed
+
+
+def _stored_repeats(
+    run: Run, points: list[ingest.Point], latest: dict[str, tuple[int, tuple]]
+) -> set[tuple[str, float | None, float]]:
+    """``(key, value, timestamp)`` of stored points the step-0 ``points`` may repeat.
+
+    Those at step 0, and those at the timestamps of points no later than their
+    key's latest one (a retried batch). Live logging moves forward in time, so
+    it reads step 0 only.
+    """
+    last_stamps = {key: seen[1] for key, (_, seen) in latest.items()}
+    stamps = sorted(
+        {
+            p.timestamp
+            for p in points
+            if p.step == 0 and p.key in latest and p.timestamp <= (last_stamps[p.key] or math.inf)
+        }
+    )
+    rows = MetricPoint.objects.filter(series__run=run, series__key__in=list(latest))
+    rows = rows.filter(Q(step=0) | Q(timestamp__in=stamps))
+    return set(rows.values_list("series__key", "value", "timestamp"))
 
 
 def log_batch(run: Run, *, metrics: Any, params: Any, tags: Any) -> None:
