@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
+from tests.browser.support import api
 from tests.sdk.server import LabbookServer
 
 pytestmark = pytest.mark.browser
@@ -57,19 +57,6 @@ def owner(make_user: Any) -> Any:
 def project(live: LabbookServer, owner: Any) -> str:
     api(live, owner.token, "POST", "projects", team=TEAM, name="vision")
     return PROJECT
-
-
-def api(live: LabbookServer, token: str, method: str, path: str, **body: Any) -> Any:
-    response = httpx.request(
-        method,
-        f"{live.url}/api/v1/{path}",
-        json=body or None,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-        trust_env=False,
-    )
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 def rules_named(live: LabbookServer, token: str, name: str) -> list[dict[str, Any]]:

@@ -10,11 +10,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import NAVIGATION_MS, WAIT_MS, log_in
+from tests.browser.support import api
 from tests.sdk.server import LabbookServer
 
 pytestmark = pytest.mark.browser
@@ -50,19 +50,6 @@ def second_page(browser: Any) -> Iterator[Any]:
         yield context.new_page()
     finally:
         context.close()
-
-
-def api(live: LabbookServer, token: str, method: str, path: str, **body: Any) -> dict:
-    response = httpx.request(
-        method,
-        f"{live.url}/api/v1/{path}",
-        json=body or None,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-        trust_env=False,
-    )
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 def new_run_with_points(live: LabbookServer, token: str, name: str) -> int:

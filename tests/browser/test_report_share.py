@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
+from tests.browser.support import api
 from tests.sdk.server import LabbookServer
 
 pytestmark = pytest.mark.browser
@@ -32,21 +32,9 @@ def author(make_user: Any) -> Any:
     return make_user("rhea", team="papers")
 
 
-def call(live: LabbookServer, token: str, method: str, path: str, **body: Any) -> dict:
-    response = httpx.request(
-        method,
-        f"{live.url}/api/v1/{path}",
-        json=body or None,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert response.status_code < 300, response.text
-    return response.json()
-
-
 def log(live: LabbookServer, token: str, run_id: int, steps: range) -> None:
     points = [{"key": "val/loss", "step": s, "value": 2.0 / (s + 1)} for s in steps]
-    call(live, token, "POST", f"runs/{run_id}/metrics", points=points)
+    api(live, token, "POST", f"runs/{run_id}/metrics", points=points)
 
 
 def watch_dialogs(page: Any) -> list[str]:
@@ -61,7 +49,7 @@ def watch_dialogs(page: Any) -> list[str]:
 
 
 def test_a_shared_report_chart_extends_live_for_an_anonymous_reader(page, browser, live, author):
-    run_id = call(live, author.token, "POST", "runs", project="papers/nmt", name="big-run")["id"]
+    run_id = api(live, author.token, "POST", "runs", project="papers/nmt", name="big-run")["id"]
     log(live, author.token, run_id, range(0, 10))
     body = "\n\n".join(
         [
@@ -72,10 +60,10 @@ def test_a_shared_report_chart_extends_live_for_an_anonymous_reader(page, browse
             *PAYLOADS,
         ]
     )
-    report = call(
+    report = api(
         live, author.token, "POST", "reports", project="papers/nmt", title="NMT <b>x</b>", body=body
     )
-    link = call(live, author.token, "POST", f"reports/{report['id']}/share-links")
+    link = api(live, author.token, "POST", f"reports/{report['id']}/share-links")
 
     fired = watch_dialogs(page)
     log_in(page, live, author.username, author.password)
@@ -113,7 +101,7 @@ def teammate(make_user: Any, author: Any) -> Any:
 
 
 def test_a_comment_on_a_heading_appears_live_for_a_teammate(page, browser, live, author, teammate):
-    report = call(
+    report = api(
         live,
         author.token,
         "POST",
@@ -148,10 +136,10 @@ def test_a_comment_on_a_heading_appears_live_for_a_teammate(page, browser, live,
 
 
 def test_the_export_opens_offline_with_its_charts(page, browser, live, author, tmp_path):
-    run_id = call(live, author.token, "POST", "runs", project="papers/nmt", name="exported")["id"]
+    run_id = api(live, author.token, "POST", "runs", project="papers/nmt", name="exported")["id"]
     log(live, author.token, run_id, range(0, 30))
     body = f"```chart\nruns: [{run_id}]\nmetrics: [val/loss]\n```"
-    report = call(
+    report = api(
         live, author.token, "POST", "reports", project="papers/nmt", title="Archive", body=body
     )
     log_in(page, live, author.username, author.password)

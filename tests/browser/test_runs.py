@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import log_in
+from tests.browser.support import api
 from tests.sdk.server import LabbookServer
 
 pytestmark = pytest.mark.browser
@@ -30,18 +30,6 @@ def owner(make_user: Any) -> Any:
 @pytest.fixture(scope="module")
 def viewer(make_user: Any, owner: Any) -> Any:
     return make_user("victor", team="lab", role="viewer")
-
-
-def api(live: LabbookServer, token: str, method: str, path: str, **body: Any) -> dict:
-    response = httpx.request(
-        method,
-        f"{live.url}/api/v1/{path}",
-        json=body or None,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 def log_points(live: LabbookServer, token: str, run_id: int, key: str, steps: range) -> None:

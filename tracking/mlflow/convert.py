@@ -16,14 +16,14 @@ The mapping (documented in the README):
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
+from tracking.errors import ApplicationError
 from tracking.models import MetricSeries, Project, Run, RunStatus
-from tracking.validation import MAX_TAG_LENGTH, flatten
+from tracking.validation import MAX_TAG_LENGTH, flatten, float_to_json
 
 DEFAULT_EXPERIMENT_ID = "0"
 TAGS = "mlflow_tags"  # the key of run.metadata / project.metadata holding MLflow tags
@@ -61,13 +61,18 @@ def from_millis(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
-def metric_value(value: float | None) -> float | str:
-    """NaN (stored as NULL) and infinities as the strings MLflow's JSON uses."""
-    if value is None or math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
+def in_stage(rows: QuerySet[Any], view_type: Any, *, name: str = "view_type") -> QuerySet[Any]:
+    """Runs or projects of MLflow's ``ViewType``: ACTIVE_ONLY (default), DELETED_ONLY or ALL."""
+    stage = str(view_type or "ACTIVE_ONLY").upper()
+    if stage == "ACTIVE_ONLY":
+        return rows.filter(deleted_at__isnull=True)
+    if stage == "DELETED_ONLY":
+        return rows.filter(deleted_at__isnull=False)
+    if stage == "ALL":
+        return rows
+    raise ApplicationError(
+        "invalid", f"Invalid {name} {view_type!r}: ACTIVE_ONLY, DELETED_ONLY or ALL."
+    )
 
 
 def pairs(mapping: dict[str, Any]) -> list[dict[str, str]]:
@@ -159,7 +164,7 @@ def run_info(run: Run) -> dict[str, Any]:
 def latest_metric(series: MetricSeries) -> dict[str, Any]:
     return {
         "key": series.key,
-        "value": metric_value(series.last_value),
+        "value": float_to_json(series.last_value),
         "timestamp": int((series.last_timestamp or 0) * 1000),
         "step": series.last_step or 0,
     }

@@ -43,6 +43,12 @@ def default_team(user: AbstractBaseUser) -> Team:
     return membership.team
 
 
+def slug_for(name: str) -> str:
+    """The project slug of a bare experiment name: itself when valid, else slugified."""
+    name = name.strip()
+    return name[:100] if SLUG_RE.match(name) else slugify(name)[:100]
+
+
 def _full_name(user: AbstractBaseUser, name: Any) -> str:
     """``team/project`` for an experiment name, by the naming rule."""
     if not isinstance(name, str) or not name.strip():
@@ -52,7 +58,7 @@ def _full_name(user: AbstractBaseUser, name: Any) -> str:
     team_slug, sep, project = name.strip().partition("/")
     if sep and team_slug and project and "/" not in project:
         return name.strip()
-    slug = name.strip() if SLUG_RE.match(name.strip()) else slugify(name)[:100]
+    slug = slug_for(name)
     if not slug:
         raise invalid(f"Experiment name {name!r} has no letters or digits to name a project.")
     return f"{default_team(user).slug}/{slug}"
@@ -139,14 +145,7 @@ def set_tag(project: Project, key: Any, value: Any) -> None:
 def search(
     user: AbstractBaseUser, *, view_type: str, filter_string: str, order_by: list[str]
 ) -> QuerySet[Project]:
-    projects = _projects(user)
-    stage = (view_type or "ACTIVE_ONLY").upper()
-    if stage == "ACTIVE_ONLY":
-        projects = projects.filter(deleted_at__isnull=True)
-    elif stage == "DELETED_ONLY":
-        projects = projects.filter(deleted_at__isnull=False)
-    elif stage != "ALL":
-        raise invalid(f"Invalid view_type {view_type!r}: ACTIVE_ONLY, DELETED_ONLY or ALL.")
+    projects = convert.in_stage(_projects(user), view_type)
     if filter_string and filter_string.strip():
         projects = _name_filter(projects, filter_string)
     return projects.order_by(*_ordering(order_by))

@@ -24,12 +24,10 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.utils.text import slugify
 
 from tracking import events, ingest, services
-from tracking.mlflow import convert, runs
+from tracking.mlflow import convert, experiments, runs
 from tracking.models import Project, Run, Team
-from tracking.validation import SLUG_RE
 
 CLIENT_ID_PREFIX = "mlflow:"
 PAGE = 1000
@@ -102,11 +100,10 @@ def _pages(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
 
 def project_slug(experiment_name: str) -> str:
     """The project an experiment becomes: its name if it is a valid slug, else slugified."""
-    name = experiment_name.rsplit("/", 1)[-1] if "/" in experiment_name else experiment_name
+    name = experiment_name.rsplit("/", 1)[-1]
     if name == "Default":
-        return "default"
-    slug = name if SLUG_RE.match(name) else slugify(name)
-    return slug[:100] or "experiment"
+        return experiments.DEFAULT_PROJECT
+    return experiments.slug_for(name) or "experiment"
 
 
 def project_for(user: AbstractBaseUser, team: Team, experiment: Any) -> Project:

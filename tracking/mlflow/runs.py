@@ -32,7 +32,7 @@ from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
 from tracking.models import MetricPoint, MetricSeries, Project, Run
 from tracking.selectors import MAX_DB_INT
-from tracking.validation import MAX_TAGS
+from tracking.validation import MAX_TAGS, float_to_json
 
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
@@ -399,7 +399,7 @@ def history(run: Run, key: Any, *, max_results: Any, page_token: Any) -> dict[st
         "metrics": [
             {
                 "key": key,
-                "value": convert.metric_value(value),
+                "value": float_to_json(value),
                 "timestamp": int(timestamp * 1000),
                 "step": step,
             }

@@ -254,13 +254,7 @@ def run_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
     ids = _as_list(args.get("experiment_ids"))
     projects = [experiments.by_id(request.user, experiment_id) for experiment_id in ids]
     found = Run.objects.filter(project__in=projects)
-    stage = str(args.get("run_view_type") or "ACTIVE_ONLY").upper()
-    if stage == "ACTIVE_ONLY":
-        found = found.filter(deleted_at__isnull=True)
-    elif stage == "DELETED_ONLY":
-        found = found.filter(deleted_at__isnull=False)
-    elif stage != "ALL":
-        raise invalid(f"Invalid run_view_type {stage!r}: ACTIVE_ONLY, DELETED_ONLY or ALL.")
+    found = convert.in_stage(found, args.get("run_view_type"), name="run_view_type")
     found = search.filter_runs(found, args.get("filter") or "")
     found = search.order_runs(found, _as_list(args.get("order_by")))
     page = list(convert.with_data(found)[offset : offset + limit + 1])
