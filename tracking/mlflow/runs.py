@@ -284,18 +284,50 @@ def _params(run: Run, items: list[dict[str, Any]]) -> dict[str, str]:
 # --- Metrics ----------------------------------------------------------------------------------
 
 
+MAX_TIMESTAMP_MS = 1e14 - 1000  # Labbook stores Unix seconds below 1e11
+
+
 def _points(items: list[dict[str, Any]]) -> list[ingest.Point]:
+    """The batch's metrics as points; the first bad one raises naming ``metrics[i].<field>``."""
+    checked_keys: set[str] = set()
     points = []
     for index, item in enumerate(items):
-        path = f"metrics[{index}]"
-        key = check_name(item.get("key"), f"{path}.key")
-        value = _metric_value(item.get("value"), f"{path}.value")
-        timestamp = _integer(item.get("timestamp"), f"{path}.timestamp")
-        if timestamp < 0:
-            raise invalid(f"Invalid value {timestamp} for '{path}.timestamp': not negative.")
-        step = _integer(item.get("step"), f"{path}.step", default=0)
-        points.append(ingest.Point(key, step, value, min(timestamp / 1000, 1e11 - 1)))
+        point = _plain_point(item, checked_keys)
+        if point is None:
+            point = _checked_point(item, f"metrics[{index}]")
+            checked_keys.add(point.key)
+        points.append(point)
     return points
+
+
+def _plain_point(item: dict[str, Any], checked_keys: set[str]) -> ingest.Point | None:
+    """The usual point (a known key, a float, int step and timestamp) in a few operations.
+
+    ``None`` means "look closer": ``_checked_point`` validates and explains.
+    """
+    key, value, timestamp, step = (
+        item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
+    )  # fmt: skip
+    if (
+        key not in checked_keys
+        or type(value) is not float
+        or type(timestamp) is not int
+        or type(step) is not int
+        or not 0 <= timestamp <= MAX_TIMESTAMP_MS
+        or not -(2**63) < step < 2**63
+    ):
+        return None
+    return ingest.Point(key, step, None if value != value else value, timestamp / 1000)
+
+
+def _checked_point(item: dict[str, Any], path: str) -> ingest.Point:
+    key = check_name(item.get("key"), f"{path}.key")
+    value = _metric_value(item.get("value"), f"{path}.value")
+    timestamp = _integer(item.get("timestamp"), f"{path}.timestamp")
+    if timestamp < 0:
+        raise invalid(f"Invalid value {timestamp} for '{path}.timestamp': not negative.")
+    step = _integer(item.get("step"), f"{path}.step", default=0)
+    return ingest.Point(key, step, value, min(timestamp, MAX_TIMESTAMP_MS) / 1000)
 
 
 def _auto_steps(run: Run, points: list[ingest.Point]) -> list[ingest.Point]:
