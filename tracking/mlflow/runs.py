@@ -398,9 +398,10 @@ def log_batch(run: Run, *, metrics: Any, params: Any, tags: Any) -> None:
     points = _points(metric_items)
     tag_values = _tags(tag_items)
     with transaction.atomic():
-        locked = Run.objects.select_for_update().get(pk=run.pk)
-        run.config, run.metadata = locked.config, locked.metadata
-        new_params = _params(run, param_items)
+        if param_items or tag_values:  # read-modify-write of config/metadata: lock the row
+            locked = Run.objects.select_for_update().get(pk=run.pk)
+            run.config, run.metadata = locked.config, locked.metadata
+        new_params = _params(run, param_items) if param_items else {}
         if new_params:
             run.config = {**run.config, **new_params}
             run.save(update_fields=["config"])
