@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
@@ -140,16 +142,20 @@ def project_get_for_user(user: User, full_name: str, *, field: str = "project") 
     return project
 
 
-def run_get_for_user(user: User, run_id: int, *, write: bool = False) -> Run:
+def run_get_for_user(
+    user: User, run_id: int, *, write: bool = False, defer: Sequence[str] = ()
+) -> Run:
     """The run, with ``run.role`` set to the caller's role in its team.
 
-    ``write=True`` additionally requires an editor or owner.
+    ``write=True`` additionally requires an editor or owner. ``defer`` names
+    fields a hot path does not read (they load on first use).
     """
     if not 0 < run_id <= MAX_DB_INT:
         raise NotFound("Run")
     run = (
         Run.objects.filter(pk=run_id, project__team__memberships__user_id=user.pk)
         .select_related("project__team")
+        .defer(*defer)
         .annotate(role=_role_subquery(user, "project__team_id"))
         .first()
     )

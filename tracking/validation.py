@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from tracking.errors import ApplicationError
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -151,3 +153,15 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def json_loads(body: bytes | str) -> Any:
+    """Parse JSON fast (orjson), accepting the NaN/Infinity literals Python's json writes.
+
+    ``requests.post(json=...)`` sends them bare: accept them rather than lose
+    points. Raises ``ValueError`` (or ``RecursionError``) on malformed input.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from tracking.errors import ApplicationError
 from tracking.services import token_authenticate
+from tracking.validation import json_loads
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def _arguments(request: HttpRequest) -> Arguments:
             f"Send a JSON body with Content-Type application/json, not {request.content_type!r}."
         )
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as error:
+        body = json_loads(request.body or b"{}")
+    except (ValueError, RecursionError) as error:
         raise invalid(f"The body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise invalid("The body must be a JSON object.")

@@ -41,6 +41,8 @@ MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_HISTORY_PAGE = 25_000
+# What a write reads only when params or tags change (and then under a row lock).
+HEAVY_FIELDS = ("config", "summary", "metadata", "git", "traceback", "command", "notes")
 NAME_RE = re.compile(r"^[/\w.\- :]*$")
 NAN_STRINGS = {"nan": None, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
 
@@ -57,7 +59,7 @@ def get(user: AbstractBaseUser, run_id: Any, *, write: bool = False) -> Run:
     if not 0 < pk <= MAX_DB_INT:
         raise MlflowError(NOT_FOUND, f"Run '{run_id}' not found")
     try:
-        run = selectors.run_get_for_user(user, pk, write=write)
+        run = selectors.run_get_for_user(user, pk, write=write, defer=HEAVY_FIELDS if write else ())
     except NotFound:
         raise MlflowError(NOT_FOUND, f"Run '{run_id}' not found") from None
     if write and run.deleted_at is not None:
