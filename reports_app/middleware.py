@@ -3,27 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class RejectNulCharactersMiddleware:
+class BothModes:
+    """A middleware Django can call from its async stack without a thread switch.
+
+    Under ASGI a sync-only middleware costs two switches (into a thread and back
+    to the event loop) on every request; one that works both ways costs none.
+    Subclasses implement ``respond_early(request)``: a response, or ``None`` to
+    go on.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return self.respond_early(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return self.respond_early(request) or await self.get_response(request)
+
+    def respond_early(self, request: HttpRequest) -> HttpResponse | None:
+        raise NotImplementedError
+
+
+class RejectNulCharactersMiddleware(BothModes):
     """Answer 400 to a NUL character in the path or query string.
 
     PostgreSQL cannot hold NUL in text, so such a value would otherwise fail
     deep in a query as a 500; no legitimate client sends one.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def respond_early(self, request: HttpRequest) -> HttpResponse | None:
         if "\x00" in request.path:
             return self._reject("path")
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 return self._reject(name.replace("\x00", ""))
-        return self.get_response(request)
+        return None
 
     @staticmethod
     def _reject(field: str) -> JsonResponse:
@@ -35,3 +65,24 @@ class RejectNulCharactersMiddleware:
             }
         }
         return JsonResponse(body, status=400)
+
+
+class StaticFilesMiddleware(BothModes, WhiteNoiseMiddleware):
+    """WhiteNoise (static files, compressed, cached forever) without the thread switches.
+
+    A static file is answered here as WhiteNoise answers it; everything else
+    goes on in whichever mode Django calls us.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        WhiteNoiseMiddleware.__init__(self, get_response)
+        BothModes.__init__(self, get_response)
+
+    def respond_early(self, request: HttpRequest) -> HttpResponse | None:
+        if self.autorefresh:  # DEBUG: looked up on disk each time, as WhiteNoise does
+            static_file = self.find_file(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        return None if static_file is None else self.serve(static_file, request)
+
+    __call__ = BothModes.__call__

@@ -63,7 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "reports_app.middleware.RejectNulCharactersMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "reports_app.middleware.StaticFilesMiddleware",  # WhiteNoise, callable from async
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
