@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
@@ -49,7 +49,7 @@ def artifact_endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpRe
             except ApplicationError as error:
                 code = http.CODES.get(error.status, http.INVALID)
                 return http.error_response(code, error.message, error.status)
-            return answer if isinstance(answer, HttpResponseBase) else JsonResponse(answer)
+            return answer if isinstance(answer, HttpResponseBase) else http.json_response(answer)
 
         return view
 
