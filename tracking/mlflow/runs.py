@@ -69,7 +69,7 @@ def get(user: AbstractBaseUser, run_id: Any, *, write: bool = False) -> Run:
 
 def with_data(user: AbstractBaseUser, run_id: Any) -> Run:
     run = get(user, run_id)
-    return convert.with_data(Run.objects.filter(pk=run.pk)).get()
+    return convert.with_data(Run.objects.filter(pk=run.pk))[0]
 
 
 # --- Checks -----------------------------------------------------------------------------------

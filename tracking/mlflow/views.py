@@ -257,5 +257,5 @@ def run_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
     found = convert.in_stage(found, args.get("run_view_type"), name="run_view_type")
     found = search.filter_runs(found, args.get("filter") or "")
     found = search.order_runs(found, _as_list(args.get("order_by")))
-    page = list(convert.with_data(found)[offset : offset + limit + 1])
+    page = convert.with_data(found[offset : offset + limit + 1])
     return _paged(page, offset, limit, "runs", convert.run)
