@@ -7,13 +7,12 @@ What the client sends (``mlflow.store.artifact.http_artifact_repo``):
 * ``GET artifacts?path=<exp>/<run>/artifacts[/<folder>]`` to list one folder;
 * ``DELETE artifacts/<exp>/<run>/artifacts[/<rel>]``, no body.
 
-The body is bytes, not JSON, so these views use ``artifact_endpoint`` rather
-than ``http.endpoint``; auth and the error shape are the same.
+The body is bytes, not JSON, so these views use ``http.endpoint(..., raw_body=True)``:
+the same auth and error shape, and the view reads the request itself.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,38 +21,9 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from tracking.errors import ApplicationError
 from tracking.mlflow import artifacts, http
 
 Answer = dict[str, Any] | HttpResponseBase
-Handler = Callable[..., Answer]
-
-
-def artifact_endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponseBase]]:
-    """Like ``http.endpoint``, but the handler reads the request itself (a raw upload)."""
-
-    def decorate(handler: Handler) -> Callable[..., HttpResponseBase]:
-        @csrf_exempt
-        @functools.wraps(handler)
-        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            if request.method not in methods:
-                message = f"{request.method} is not allowed here; use {' or '.join(methods)}."
-                return http.error_response("ENDPOINT_NOT_FOUND", message, 405)
-            if not http.authenticate(request):
-                message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
-                return http.error_response("UNAUTHENTICATED", message, 401)
-            try:
-                answer = handler(request, *args, **kwargs)
-            except http.MlflowError as error:
-                return http.error_response(error.code, error.message, error.status)
-            except ApplicationError as error:
-                code = http.CODES.get(error.status, http.INVALID)
-                return http.error_response(code, error.message, error.status)
-            return answer if isinstance(answer, HttpResponseBase) else http.json_response(answer)
-
-        return view
-
-    return decorate
 
 
 def _content_length(request: HttpRequest) -> int | None:
@@ -91,12 +61,12 @@ ACTIONS: dict[str, Callable[[HttpRequest, str], Answer]] = {
 }
 
 
-@artifact_endpoint(*ACTIONS)
+@http.endpoint(*ACTIONS, raw_body=True)
 def artifact(request: HttpRequest, path: str) -> Answer:
     return ACTIONS[request.method](request, path)
 
 
-@artifact_endpoint("GET")
+@http.endpoint("GET", raw_body=True)
 def artifact_list(request: HttpRequest) -> dict[str, Any]:
     """One folder's children, named relative to it; ``{}`` when there are none (as MLflow)."""
     path = request.GET.get("path", "")

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from tracking.errors import ApplicationError
@@ -49,7 +50,7 @@ CODES = {
 STATUSES = {INVALID: 400, NOT_FOUND: 404, ALREADY_EXISTS: 400, "BAD_REQUEST": 400}
 
 Arguments = dict[str, Any]
-Handler = Callable[[HttpRequest, Arguments], dict[str, Any]]
+Handler = Callable[..., dict[str, Any] | HttpResponseBase]
 
 
 class MlflowError(Exception):
@@ -121,13 +122,19 @@ def _arguments(request: HttpRequest) -> Arguments:
     return body
 
 
-def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
-    """An MLflow REST endpoint answering ``methods``; the handler gets the arguments."""
+def endpoint(
+    *methods: str, raw_body: bool = False
+) -> Callable[[Handler], Callable[..., HttpResponseBase]]:
+    """An MLflow REST endpoint answering ``methods``; the handler gets the arguments.
 
-    def decorate(handler: Handler) -> Callable[..., HttpResponse]:
+    With ``raw_body`` (artifact uploads: bytes, not JSON) the handler reads the
+    request itself and gets no arguments.
+    """
+
+    def decorate(handler: Handler) -> Callable[..., HttpResponseBase]:
         @csrf_exempt
         @functools.wraps(handler)
-        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 message = f"{request.method} is not allowed here; use {' or '.join(methods)}."
                 return error_response("ENDPOINT_NOT_FOUND", message, 405)
@@ -135,12 +142,14 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., HttpResponse]]:
                 message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
                 return error_response("UNAUTHENTICATED", message, 401)
             try:
-                answer = handler(request, _arguments(request), *args, **kwargs)
+                if not raw_body:
+                    args = (_arguments(request), *args)
+                answer = handler(request, *args, **kwargs)
             except MlflowError as error:
                 return error_response(error.code, error.message, error.status)
             except ApplicationError as error:
                 return _from_application_error(error)
-            return answer if isinstance(answer, HttpResponse) else json_response(answer)
+            return answer if isinstance(answer, HttpResponseBase) else json_response(answer)
 
         return view
 
