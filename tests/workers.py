@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.sdk.server import ROOT, LabbookServer, server_env
+from tests.support import free_port, wait_until
 
 STOP_TIMEOUT = 15
 WORKER = ("worker", "--pool", "threads", "--concurrency", "2")
@@ -80,3 +81,43 @@ def celery_beat(
     """Beat with its schedule file in the server's home: the sweep and the scan."""
     schedule = str(server.home / "celerybeat-schedule")
     return celery(server, "beat", "--loglevel", "INFO", "-s", schedule, env=env, log="beat.log")
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port that a test may stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert wait_until(self.answers, timeout=10), "redis-server did not start"
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

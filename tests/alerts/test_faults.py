@@ -14,7 +14,6 @@ recoveries happen within the test.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,8 +27,8 @@ from django.conf import settings
 from tests.alerts.receiver import Receiver, Reply
 from tests.sdk.server import LabbookServer
 from tests.smtp import SmtpServer
-from tests.support import free_port, skip_or_fail, wait_until
-from tests.workers import celery_beat, celery_worker
+from tests.support import skip_or_fail, wait_until
+from tests.workers import RedisServer, celery_beat, celery_worker
 
 pytestmark = pytest.mark.subprocess
 
@@ -107,46 +106,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         skip_or_fail("needs the redis-server program (apt-get install redis-server)")
     with RedisServer(tmp_path / "redis") as redis:
         yield redis
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port that a test may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        assert wait_until(self.answers, timeout=10), "redis-server did not start"
-
-    def answers(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            process.kill()
-            process.wait(timeout=10)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def test_a_run_failing_while_the_broker_is_down_is_delivered_when_it_returns(

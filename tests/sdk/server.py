@@ -34,11 +34,11 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
-def manage(home: Path, *args: str) -> str:
+def manage(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=server_env(home),
+        env={**server_env(home), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -49,11 +49,12 @@ def manage(home: Path, *args: str) -> str:
     return done.stdout
 
 
-def prepare_home(home: Path) -> str:
-    """Migrate a fresh LABBOOK_HOME and answer an owner token of team 'lab'."""
+def prepare_home(home: Path, env: dict[str, str] | None = None) -> str:
+    """Migrate a fresh LABBOOK_HOME (or ``env``'s DATABASE_URL): an owner token of team 'lab'."""
     home.mkdir(parents=True, exist_ok=True)
-    manage(home, "migrate", "--verbosity", "0")
-    return manage(home, "createtoken", "sdk-tester", "--team", "lab", "--role", "owner").strip()
+    manage(home, "migrate", "--verbosity", "0", env=env)
+    token = manage(home, "createtoken", "sdk-tester", "--team", "lab", "--role", "owner", env=env)
+    return token.strip()
 
 
 def as_float(value: Any) -> float:
@@ -69,7 +70,7 @@ class LabbookServer:
         self.env = env or {}  # e.g. REDIS_URL, for servers that share a channel layer
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = prepare_home(home)
+        self.token = prepare_home(home, self.env)
         self.process: subprocess.Popen | None = None
         self.log_path = home / "server.log"
 
@@ -128,6 +129,14 @@ class LabbookServer:
         try:
             process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group: no shutdown, requests cut mid-way."""
+        process, self.process = self.process, None
+        if process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
