@@ -12,7 +12,9 @@ exponential backoff and jitter (or the server's Retry-After) until
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,6 +192,16 @@ def backoff(attempts: int, retry_after: float | None) -> float:
     return base * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
 
 
+def still_ours(group: list[Notification]) -> Q:
+    """Rows this attempt still holds: ``sending`` at the attempt count it claimed them with.
+
+    A worker that stalls past its lease may find its rows taken over (and
+    perhaps delivered) by another; its late failure must not undo that.
+    """
+    claimed = functools.reduce(operator.or_, (Q(pk=n.pk, attempts=n.attempts) for n in group))
+    return claimed & Q(status=NotificationStatus.SENDING)
+
+
 def _failed(group: list[Notification], destination: Destination, error: TransportError) -> str:
     now = timezone.now()
     attempts = max(n.attempts for n in group)
@@ -197,7 +209,11 @@ def _failed(group: list[Notification], destination: Destination, error: Transpor
     delay = backoff(attempts, error.retry_after)
     fields = {"last_error": error.message[:2000], "response_code": error.status_code}
     with transaction.atomic():
-        rows = Notification.objects.filter(pk__in=[n.pk for n in group])
+        held = Notification.objects.select_for_update().filter(still_ours(group))
+        ids = list(held.values_list("pk", flat=True))
+        if not ids:
+            return f"stale: another attempt took over after the lease ran out ({error.message})"
+        rows = Notification.objects.filter(pk__in=ids)
         if final:
             rows.update(status=NotificationStatus.FAILED, lease_until=None, **fields)
         else:
@@ -207,8 +223,8 @@ def _failed(group: list[Notification], destination: Destination, error: Transpor
                 lease_until=None,
                 **fields,
             )
-            for n in group:
-                firing.enqueue(n.pk, countdown=delay)
+            for notification_id in ids:
+                firing.enqueue(notification_id, countdown=delay)
         Destination.objects.filter(pk=destination.pk).update(
             last_error=error.message[:2000], last_error_at=now, broken=error.broken
         )

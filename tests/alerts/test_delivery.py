@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from alerts import delivery, services
 from alerts.models import Destination, Notification, NotificationStatus
+from alerts.transports.base import TransportError
 from tests.alerts.receiver import Reply
 from tests.conftest import World
 from tracking import selectors
@@ -155,6 +156,21 @@ def test_a_delivery_whose_worker_died_is_taken_again_after_its_lease(world, hook
         lease_until=timezone.now() - timedelta(seconds=1)
     )
     assert delivery.deliver(notification.pk) == "sent 1"
+
+
+def test_a_late_failure_after_the_lease_ran_out_does_not_undo_the_next_attempt(
+    world, hook, receiver
+):
+    (notification,) = _fail_runs(world, hook, group_wait=0)
+    stalled = delivery.claim(notification.pk)  # attempt 1, whose worker then stalls
+    Notification.objects.filter(pk=notification.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert delivery.deliver(notification.pk) == "sent 1"  # attempt 2, another worker
+    late = TransportError("timed out", retryable=True)
+    assert delivery._failed(stalled, hook, late).startswith("stale")
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts, notification.last_error) == ("sent", 2, "")
 
 
 def test_the_sweep_finds_what_the_broker_lost(world, hook, receiver):
