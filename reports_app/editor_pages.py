@@ -236,8 +236,14 @@ def share_link_create(
         user=user,
         expires_at=parse_expiry(data.get("expires_at", ""), data.get("tz_offset", "")),
         hide_authors=data.get("hide_authors") == "on",
+        embeddable=data.get("embeddable") == "on",
     )
-    session[NEW_LINK_KEY] = {"id": link.pk, "report": report.pk, "token": token}
+    session[NEW_LINK_KEY] = {
+        "id": link.pk,
+        "report": report.pk,
+        "token": token,
+        "embeddable": link.embeddable,
+    }
     return link
 
 

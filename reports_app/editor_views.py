@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -28,7 +29,8 @@ from tracking.errors import ApplicationError, PermissionDenied
 from tracking.models import Project
 
 NEW_FIELDS = ("title", "visibility")
-SHARE_FIELDS = ("expires_at", "hide_authors")
+SHARE_FIELDS = ("expires_at", "hide_authors", "embeddable")
+EMBED_CODE = '<iframe src="{url}" title="{title}" width="100%" height="800"></iframe>'
 
 
 def _project(request: HttpRequest, team: str, project: str) -> Project:
@@ -183,6 +185,8 @@ def _new_link(request: HttpRequest, report: Report) -> dict[str, Any] | None:
     new = editor_pages.new_link_pop(request.session, report)
     if new:
         new["url"] = request.build_absolute_uri(reverse("shared", kwargs={"token": new["token"]}))
+    if new and new.get("embeddable"):
+        new["embed"] = format_html(EMBED_CODE, url=new["url"], title=report.title)
     return new
 
 

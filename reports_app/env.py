@@ -8,6 +8,7 @@ default.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,6 +46,22 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+_RATE_RE = re.compile(r"^(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A rate such as ``600/min`` (units s, min, hour, day); ``0`` or empty means no limit."""
+    raw = os.environ.get(name, default).strip().replace(" ", "")
+    if raw in ("", "0"):
+        return None
+    match = _RATE_RE.match(raw)
+    if match is None:
+        raise ImproperlyConfigured(
+            f"{name} must be requests/period such as 600/min (s, min, hour, day) or 0, got {raw!r}"
+        )
+    return None if int(match[1]) == 0 else raw
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -95,6 +95,9 @@ class ShareLink(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=12)
     hide_authors = models.BooleanField(default=False)
+    embeddable = models.BooleanField(
+        default=False, help_text="Other sites may show the shared page in a frame."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

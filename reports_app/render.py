@@ -173,8 +173,12 @@ def _x_values(x: str, run: Run, history: History) -> list[Any]:
 
 @functools.lru_cache(maxsize=256)
 def _trace_style(color: str, dash: str) -> dict[str, Any]:
-    """A line trace's spec, built and checked by plotly once per colour and dash."""
-    trace = go.Scattergl(mode="lines", line={"color": color, "dash": dash, "width": 1.5})
+    """A line trace's spec, built and checked by plotly once per colour and dash.
+
+    SVG ("scatter"), not WebGL ("scattergl"): plotly's WebGL code compiles functions
+    at run time, which the Content-Security-Policy forbids (no 'unsafe-eval').
+    """
+    trace = go.Scatter(mode="lines", line={"color": color, "dash": dash, "width": 1.5})
     return trace.to_plotly_json()
 
 
@@ -255,13 +259,22 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
                 continue
             figure = _chart_figure(block, item.runs, found)
         else:
-            figure = frozen[str(item.index)]
+            figure = _in_svg(frozen[str(item.index)])
         watched = block.runs.project or report.project.full_name
         projects = [watched] if block.runs.is_query and block.live else []
         figures[item.index] = Figure(
             item.index, figure, block.live, block.smoothing, block.x, projects
         )
     return figures
+
+
+def _in_svg(figure: dict[str, Any]) -> dict[str, Any]:
+    """A figure frozen when charts drew with WebGL, drawn in SVG as charts are now."""
+    data = [
+        {**trace, "type": "scatter"} if trace.get("type") == "scattergl" else trace
+        for trace in figure.get("data", [])
+    ]
+    return {**figure, "data": data}
 
 
 def _read_kind(item: _Block) -> tuple[int, bool]:

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from reports_app import report_pages, selectors, services
+from reports_app.middleware import allow_framing
 from reports_app.models import ShareLink
 from tracking.errors import NotFound
 
@@ -40,7 +41,7 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     response = render(request, "reports_app/report.html", context)
     response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links
     response["X-Robots-Tag"] = "noindex"
-    return response
+    return allow_framing(response) if link.embeddable else response
 
 
 @login_required

@@ -25,6 +25,7 @@ from tracking.services import require_write
 from tracking.validation import clean_text, invalid
 
 MAX_BODY = 200_000  # characters of Markdown
+MAX_REVISION = 2**31 - 1  # PositiveIntegerField on PostgreSQL
 SHARE_PREFIX = "s_"
 
 
@@ -200,6 +201,8 @@ def draft_save(
     cleaned = _clean(title, body)
     if isinstance(base_revision, bool) or not isinstance(base_revision, int):
         raise invalid("revision", "Send the revision the draft started from.")
+    if not 1 <= base_revision <= MAX_REVISION:  # the column's range: beyond it, a DB error
+        raise invalid("revision", f"A revision number from 1 to {MAX_REVISION}.")
     draft, _ = ReportDraft.objects.update_or_create(
         report=report,
         user=user,
@@ -217,6 +220,7 @@ def share_link_create(
     user: AbstractBaseUser,
     expires_at: datetime | None = None,
     hide_authors: bool = False,
+    embeddable: bool = False,
 ) -> tuple[ShareLink, str]:
     """A new link and its token (shown once: only the hash is kept)."""
     if not can_manage_links(report, user):
@@ -229,6 +233,7 @@ def share_link_create(
         token_hash=ShareLink.hash(raw),
         prefix=raw[:8],
         hide_authors=bool(hide_authors),
+        embeddable=bool(embeddable),
         expires_at=expires_at,
         created_by=user,
     )

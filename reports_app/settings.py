@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from reports_app.env import (
@@ -18,6 +19,7 @@ from reports_app.env import (
     env_bool,
     env_int,
     env_list,
+    env_rate,
     env_str,
     env_url,
     secret_key_from_file,
@@ -37,11 +39,56 @@ SECRET_KEY = env_str("SECRET_KEY", "") or secret_key_from_file(LABBOOK_HOME / "s
 BASE_URL = env_url("BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
 _base = urlsplit(BASE_URL)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", _base.hostname or ""])
-CSRF_TRUSTED_ORIGINS = [f"{_base.scheme}://{_base.netloc}"]
 USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+
+# --- HTTPS, cookies, security headers ----------------------------------------
+
+# An https:// BASE_URL says the site is served over TLS: secure cookies, a redirect
+# from plain HTTP and HSTS follow unless set otherwise. The embedded default serves
+# plain HTTP on localhost, where a browser would never send a secure cookie back.
+_https = _base.scheme == "https"
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [f"{_base.scheme}://{_base.netloc}"])
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _base.scheme == "https"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _https)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _https)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _https)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _https else 0, minimum=0)
+# Both reach beyond this site (every subdomain; browsers' built-in lists): opt in.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Scripts come only from our own static files: no inline script, no event handler
+# attribute, no eval. Inline styles stay allowed because plotly.js writes its own
+# style rules and style attributes while it draws.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],  # plotly's "download as PNG" draws through both
+        "font-src": [SELF],
+        "connect-src": [SELF],  # the middleware adds this host's ws:// or wss:// URL
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Who may frame a share link marked embeddable (CSP frame-ancestors sources).
+SHARE_FRAME_ANCESTORS = env_list("SHARE_FRAME_ANCESTORS", ["*"])
+
+# --- Logins ---------------------------------------------------------------------
+
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+AUTHENTICATION_BACKENDS = ["reports_app.login_throttle.ThrottledModelBackend"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -55,6 +102,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "csp",
     "tracking",
     "alerts",
     "reports_app",
@@ -62,6 +110,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "reports_app.middleware.ContentSecurityPolicyMiddleware",
     "reports_app.middleware.RejectNulCharactersMiddleware",
     "reports_app.middleware.StaticFilesMiddleware",  # WhiteNoise, callable from async
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -69,6 +118,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "reports_app.database_busy.DatabaseBusyMiddleware",  # "database is locked" -> 503
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -169,6 +219,21 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds counters every web process must agree on (failed logins, per-token
+# rate limits): Redis when REDIS_URL is set. The embedded default runs exactly one
+# web process, whose own memory is then the whole truth; several need REDIS_URL.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            # Django's, sharing one Redis client per process (see the module).
+            "BACKEND": "reports_app.redis_cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "labbook",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -219,11 +284,19 @@ REST_FRAMEWORK = {
         "tracking.api.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "tracking.api.auth.TokenScopePermission",  # read / ingest tokens: tracking.scopes
+    ],
+    # Per token, in the default cache (tracking.throttling); rates in LABBOOK below.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "tracking.throttling.TokenRateThrottle",
+        "tracking.throttling.IngestRateThrottle",
+    ],
     "DEFAULT_PARSER_CLASSES": ["tracking.api.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["tracking.api.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "tracking.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tracking.api.schema.AutoSchema",  # + the JSON error answers
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -262,6 +335,10 @@ LABBOOK = {
     "ALERTS_SWEEP_SECONDS": env_int("ALERTS_SWEEP_SECONDS", 60, minimum=1),
     # Largest single artifact an MLflow client may upload (streamed to disk, never held in memory).
     "ARTIFACTS_MAX_BYTES": env_int("ARTIFACTS_MAX_BYTES", 1024**3, minimum=1),
+    # Per token: a burst of N requests, then N per period (tracking.throttling). The
+    # ingest budget covers what training jobs send; the API budget everything else.
+    "API_THROTTLE_RATE": env_rate("API_THROTTLE_RATE", "1200/min"),
+    "INGEST_THROTTLE_RATE": env_rate("INGEST_THROTTLE_RATE", "6000/min"),
 }
 
 # --- Logging ------------------------------------------------------------------

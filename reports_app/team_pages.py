@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.contrib.sessions.backends.base import SessionBase
@@ -22,11 +22,22 @@ from django.utils import timezone
 from reports_app import pages
 from tracking import selectors, services
 from tracking.errors import ApplicationError
-from tracking.models import WRITE_ROLES, ApiToken, Membership, Project, Role, Run, Team
+from tracking.models import (
+    WRITE_ROLES,
+    ApiToken,
+    Membership,
+    Project,
+    Role,
+    Run,
+    Team,
+    TokenScope,
+)
 from tracking.validation import invalid
 
 T = TypeVar("T")
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
+TOKEN_FIELDS = ("name", "scope", "expires_in")
+TOKEN_EXPIRY_DAYS = ("7", "30", "90", "365")
 MEMBER_FIELDS = ("member", "role")
 PROJECT_FIELDS = ("name", "description")
 TEAM_FIELDS = ("slug", "name")
@@ -169,9 +180,25 @@ def member_add(team: Team, data: QueryDict) -> Membership:
 # --- Settings: API tokens ------------------------------------------------------------------
 
 
+def token_expiry(value: str) -> datetime | None:
+    """The form's "expires in" choice (days, empty for never) as a moment."""
+    if value == "":
+        return None
+    if value not in TOKEN_EXPIRY_DAYS:
+        raise invalid(
+            "expires_in", f"Pick one of {', '.join(TOKEN_EXPIRY_DAYS)} days, or no expiry."
+        )
+    return timezone.now() + timedelta(days=int(value))
+
+
 def token_create(user: selectors.User, session: SessionBase, data: QueryDict) -> ApiToken:
     """Create a token and keep its raw value in the session for the next page only."""
-    token, raw = services.token_create(user=user, name=data.get("name", ""))
+    token, raw = services.token_create(
+        user=user,
+        name=data.get("name", ""),
+        scope=data.get("scope") or TokenScope.FULL,
+        expires_at=token_expiry(data.get("expires_in", "")),
+    )
     session[NEW_TOKEN_KEY] = {"id": token.pk, "name": token.name, "raw": raw}
     return token
 
@@ -190,6 +217,8 @@ def tokens_page_context(
         "new_token": new_token,
         "form": form,
         "api_url": api_url,
+        "scopes": TokenScope.choices,
+        "expiry_days": TOKEN_EXPIRY_DAYS,
     }
 
 

@@ -87,7 +87,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         _, form = team_pages.submit(
             lambda: team_pages.token_create(request.user, request.session, request.POST),
             request.POST,
-            fields=("name",),
+            fields=team_pages.TOKEN_FIELDS,
         )
         if not form.errors:
             return redirect("settings-tokens")

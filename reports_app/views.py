@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -23,11 +24,27 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from reports_app import pages, run_pages
+from reports_app import login_throttle, pages, run_pages
 from tracking import history, selectors, services
 from tracking.errors import ApplicationError, NotFound, PermissionDenied
 from tracking.mlflow import artifacts
 from tracking.models import Project, Run
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; while the login is locked out it answers 429 and checks nothing."""
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        username = request.POST.get("username", "")
+        address = login_throttle.address_of(request)
+        wait = login_throttle.wait_seconds(username=username, address=address)
+        if not wait:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form_class()(request, initial={"username": username})
+        context = self.get_context_data(form=form, wait_minutes=math.ceil(wait / 60))
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
 
 
 class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):

@@ -67,6 +67,14 @@ class Membership(models.Model):
         return self.role in WRITE_ROLES
 
 
+class TokenScope(models.TextChoices):
+    """What a token may do; ``tracking.scopes`` holds the endpoints of each."""
+
+    FULL = "full", "Full access"
+    READ = "read", "Read only"
+    INGEST = "ingest", "Ingest only (training jobs, CI)"
+
+
 class ApiToken(models.Model):
     """A bearer token. Only its SHA-256 is kept; the token itself is shown once."""
 
@@ -79,6 +87,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=8, choices=TokenScope.choices, default=TokenScope.FULL)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Never expires if empty.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -88,7 +98,11 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class Project(models.Model):

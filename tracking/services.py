@@ -31,6 +31,7 @@ from tracking.models import (
     RunTag,
     SdkAlert,
     Team,
+    TokenScope,
 )
 from tracking.selectors import split_project_name, team_get_for_user
 from tracking.validation import (
@@ -176,11 +177,42 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+class TokenExpired(ApplicationError):
+    """The token is right but past its ``expires_at``: a new one is needed, not a fix."""
+
+    status = 401
+
+    def __init__(self, token: ApiToken) -> None:
+        when = token.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+        super().__init__(
+            "token_expired",
+            f"The token {token.prefix}… expired on {when}:"
+            " create a new one under Settings → API tokens.",
+        )
+
+
+def token_create(
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    scope: str = TokenScope.FULL,
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
     name = clean_text(name, field="name", max_length=100, required=True)
+    if scope not in TokenScope.values:
+        raise invalid("scope", f"Scope must be one of {', '.join(TokenScope.values)}.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise invalid("expires_at", "The expiry must be in the future.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:10], key_hash=token_hash(raw))
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=raw[:10],
+        key_hash=token_hash(raw),
+        scope=scope,
+        expires_at=expires_at,
+    )
     return token, raw
 
 
@@ -191,7 +223,14 @@ def token_revoke(*, token: ApiToken) -> None:
 
 
 def token_authenticate(raw: str) -> ApiToken | None:
-    """The active token for ``raw`` (with its user), touching ``last_used_at``."""
+    """The active token for ``raw`` (with its user), touching ``last_used_at``.
+
+    The lookup compares SHA-256 digests in the database's unique index, never
+    the raw token: timing the comparison could at most reveal a prefix of a
+    digest, which says nothing about any token. The row carries ``scope`` and
+    ``expires_at``, so checking them costs no further query. An expired token
+    raises ``TokenExpired`` (its owner gets told, not just "invalid").
+    """
     token = (
         ApiToken.objects.select_related("user")
         .filter(key_hash=token_hash(raw), revoked_at__isnull=True)
@@ -199,6 +238,8 @@ def token_authenticate(raw: str) -> ApiToken | None:
     )
     if token is None or not token.user.is_active:
         return None
+    if token.is_expired:
+        raise TokenExpired(token)
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -18,9 +18,12 @@ from reports_app import render, selectors, services
 from reports_app.api import serializers as s
 from reports_app.models import Report, ShareLink
 from tracking import selectors as tracking_selectors
+from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 from tracking.errors import NotFound
 from tracking.validation import invalid
+
+STALE_REVISION = error_response("`revision` is not the newest: see `error.details.current`.")
 
 
 class ReportCursorPagination(CursorPagination):
@@ -35,6 +38,8 @@ def _report(request: Request, report_id: int) -> Report:
 
 
 class ReportListView(APIView):
+    pagination_class = ReportCursorPagination  # read by the schema: a page, not a bare list
+
     @extend_schema(
         parameters=[
             OpenApiParameter("project", str, description="'team/project'"),
@@ -50,7 +55,7 @@ class ReportListView(APIView):
             )
         search = request.query_params.get("search", "").strip()[:200] or None
         reports = selectors.reports_for_user(request.user, project=project, search=search)
-        paginator = ReportCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(reports, request, view=self)
         return paginator.get_paginated_response(s.ReportListSerializer(page, many=True).data)
 
@@ -77,7 +82,7 @@ class ReportDetailView(APIView):
 
     @extend_schema(
         request=s.ReportPatchSerializer,
-        responses={200: s.ReportSerializer},
+        responses={200: s.ReportSerializer, 409: STALE_REVISION},
         description="Saves a new revision. 409 when `revision` is not the newest: the error's"
         " `details.current` holds the newest revision's number, title and body.",
     )
@@ -116,7 +121,9 @@ class RevisionDetailView(APIView):
 
 
 class RevisionRestoreView(APIView):
-    @extend_schema(request=s.RestoreSerializer, responses=s.ReportSerializer)
+    @extend_schema(
+        request=s.RestoreSerializer, responses={200: s.ReportSerializer, 409: STALE_REVISION}
+    )
     def post(self, request: Request, report_id: int, number: int) -> Response:
         data = reject_unknown(request.data, {"revision"})
         report = services.report_restore(
@@ -129,7 +136,7 @@ class RevisionRestoreView(APIView):
 
 
 class DraftView(APIView):
-    @extend_schema(responses={200: s.DraftSerializer, 404: None})
+    @extend_schema(responses=s.DraftSerializer, description="404 when you have no draft.")
     def get(self, request: Request, report_id: int) -> Response:
         draft = selectors.draft_for(_report(request, report_id), request.user)
         if draft is None:
@@ -201,15 +208,16 @@ class ShareLinkListView(APIView):
         request=s.ShareLinkCreateSerializer, responses={201: s.ShareLinkCreatedSerializer}
     )
     def post(self, request: Request, report_id: int) -> Response:
-        data = reject_unknown(request.data, {"expires_at", "hide_authors"})
-        hide = data.get("hide_authors", False)
-        if not isinstance(hide, bool):
-            raise invalid("hide_authors", "Must be true or false.")
+        data = reject_unknown(request.data, {"expires_at", "hide_authors", "embeddable"})
+        flags = {name: data.get(name, False) for name in ("hide_authors", "embeddable")}
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise invalid(name, "Must be true or false.")
         link, token = services.share_link_create(
             report=_report(request, report_id),
             user=request.user,
             expires_at=_expiry(data.get("expires_at")),
-            hide_authors=hide,
+            **flags,
         )
         body = s.ShareLinkSerializer(link).data
         body.update(token=token, url=s.share_url(token))

@@ -99,7 +99,7 @@ class ShareLinkSerializer(serializers.ModelSerializer):
     class Meta:
         model = ShareLink
         fields = [
-            "id", "prefix", "hide_authors", "expires_at", "created_by", "created_at",
+            "id", "prefix", "hide_authors", "embeddable", "expires_at", "created_by", "created_at",
             "revoked_at", "last_accessed_at", "access_count", "active",
         ]  # fmt: skip
 
@@ -114,6 +114,9 @@ class ShareLinkSerializer(serializers.ModelSerializer):
 class ShareLinkCreateSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     hide_authors = serializers.BooleanField(required=False)
+    embeddable = serializers.BooleanField(
+        required=False, help_text="Other sites may show the shared page in a frame."
+    )
 
 
 class ShareLinkCreatedSerializer(ShareLinkSerializer):

@@ -206,6 +206,16 @@ def test_a_draft_is_kept_per_user_until_they_save(world):
     assert editor.get(url).status_code == 404
 
 
+@pytest.mark.parametrize("revision", [0, -152_593, 2**31, 2**63])
+def test_a_draft_names_a_revision_out_of_range(world, revision):
+    # Found by tests/reliability/test_api_schema_fuzz.py: the database refused it (a 500).
+    report = _create(world)
+    body = {"title": "T", "body": "half written", "revision": revision}
+    response = world.editor.client().put(f"{REPORTS}/{report['id']}/draft", body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "revision"
+
+
 def test_saving_unchanged_text_makes_no_revision(world):
     report = _create(world)
     response = _patch(world, "editor", report["id"], revision=1, body="# Hi", title="Sweep notes")

@@ -1,11 +1,17 @@
-"""`Authorization: Bearer <token>` for the API."""
+"""`Authorization: Bearer <token>` for the API, and what the token's scope allows."""
 
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
-from tracking.services import token_authenticate
+from tracking import scopes
+from tracking.models import ApiToken
+from tracking.services import TokenExpired, token_authenticate
+
+
+class TokenExpiredFailed(exceptions.AuthenticationFailed):
+    default_code = "token_expired"  # the JSON error's code (tracking.api.errors)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -21,13 +27,34 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The token is not valid.") from None
-        token = token_authenticate(raw)
+        try:
+            token = token_authenticate(raw)
+        except TokenExpired as expired:
+            raise TokenExpiredFailed(expired.message) from None
         if token is None:
             raise exceptions.AuthenticationFailed("The token is not valid or was revoked.")
         return token.user, token
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="labbook"'
+
+
+class TokenScopePermission(permissions.BasePermission):
+    """A ``read`` or ``ingest`` token reaches only its scope's endpoints (``tracking.scopes``).
+
+    Refusals raise ``ScopeDenied``: 403 with the token's scope and the scopes that
+    would do. Session logins carry no token and are not limited by scope.
+    """
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiToken):
+            scopes.require(
+                request.auth,
+                endpoint=scopes.endpoint_of(request),
+                method=request.method,
+                path=request.path,
+            )
+        return True
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

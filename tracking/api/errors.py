@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -69,3 +70,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             response["Retry-After"] = str(int(exc.wait))
         return response
     return None
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 handler: a path no API view matches (``runs/abc``) still answers JSON."""
+    if request.path.startswith("/api/v1/"):
+        body = error_body("not_found", "No such endpoint: check the path and its ids.")
+        return JsonResponse(body, status=404)
+    return defaults.page_not_found(request, exception)

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from tracking.validation import json_loads
+from tracking.validation import invalid, json_loads
+
+# "\ud800": half of a UTF-16 pair. orjson refuses one alone; json (the fallback) decodes it
+# into a str that no database stores and no encoder writes, so it fails far away as a 500.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         body = stream.read() if stream is not None else b""
         try:
-            return json_loads(body)
+            data = json_loads(body)
         except (ValueError, RecursionError) as error:
             raise ParseError(f"Malformed JSON: {error}") from None
+        if SURROGATE_ESCAPE.search(body):  # rare: only then walk the data
+            refuse_lone_surrogates(data)
+        return data
+
+
+def refuse_lone_surrogates(data: Any) -> None:
+    """Raise ``invalid`` naming the first string (or key) holding half a surrogate pair."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:  # iterative: the body may nest as deep as json allows
+        value, path = stack.pop()
+        if isinstance(value, str) and SURROGATE.search(value):
+            raise invalid(path or "body", "Text may not hold half of a UTF-16 surrogate pair.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                stack += [(key, where), (item, where)]
+        elif isinstance(value, list):
+            stack += [(item, f"{path}[{index}]") for index, item in enumerate(value)]

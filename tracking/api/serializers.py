@@ -7,7 +7,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tracking.models import AlertLevel, ApiToken, Project, Run, RunStatus, SdkAlert, Team
+from tracking.models import (
+    AlertLevel,
+    ApiToken,
+    Project,
+    Run,
+    RunStatus,
+    SdkAlert,
+    Team,
+    TokenScope,
+)
 from tracking.validation import float_to_json
 
 
@@ -178,11 +187,28 @@ class HeartbeatSerializer(serializers.Serializer):
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scope",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
 
 class TokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(
+        choices=TokenScope.choices,
+        required=False,
+        help_text="full (default), read (GET only) or ingest (what training jobs send).",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="After this the token answers 401 token_expired."
+    )
 
 
 class TokenCreatedSerializer(TokenSerializer):

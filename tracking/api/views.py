@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Prefetch
 from django.http import FileResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -16,9 +19,10 @@ from rest_framework.views import APIView
 
 from tracking import history, ingest, selectors, services
 from tracking.api import serializers as s
+from tracking.api.schema import error_response
 from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
-from tracking.models import ApiToken, MetricSeries, Run
+from tracking.models import ApiToken, MetricSeries, Run, TokenScope
 from tracking.validation import float_to_json, invalid
 
 
@@ -132,6 +136,8 @@ RUN_LIST_PARAMETERS = [
 
 
 class RunListView(APIView):
+    pagination_class = RunCursorPagination  # read by the schema: a page, not a bare list
+
     @extend_schema(parameters=RUN_LIST_PARAMETERS, responses=s.RunSerializer(many=True))
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -146,13 +152,17 @@ class RunListView(APIView):
             group=params.get("group") or None,
             search=params.get("search") or None,
         )
-        paginator = RunCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunSerializer(page, many=True).data)
 
     @extend_schema(
         request=s.RunCreateSerializer,
-        responses={201: s.RunSerializer, 200: s.RunSerializer},
+        responses={
+            201: s.RunSerializer,
+            200: s.RunSerializer,
+            409: error_response("This `client_id` already created a run in another project."),
+        },
         description="201 with a new run; 200 with the run an earlier request with the same"
         " `client_id` created (a retry).",
     )
@@ -245,8 +255,9 @@ class RunArtifactsView(APIView):
 
 class RunArtifactFileView(APIView):
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
         operation_id="runs_artifact_download",
+        description="The file as logged, its content type guessed from its name.",
     )
     def get(self, request: Request, run_id: int, path: str) -> FileResponse:
         run = selectors.run_get_for_user(request.user, run_id)
@@ -284,7 +295,13 @@ class RunMetricsView(APIView):
         metrics = [_series_dict(series) for series in selectors.run_series(run)]
         return Response({"metrics": metrics})
 
-    @extend_schema(request=s.MetricsBatchSerializer, responses=s.IngestResultSerializer)
+    @extend_schema(
+        request=s.MetricsBatchSerializer,
+        responses={
+            200: s.IngestResultSerializer,
+            413: error_response("More points than a batch may hold."),
+        },
+    )
     def post(self, request: Request, run_id: int) -> Response:
         data = reject_unknown(request.data, {"batch_id", "points"})
         if "points" not in data:
@@ -334,6 +351,18 @@ class MetricHistoryView(APIView):
 # --- Tokens ------------------------------------------------------------------------------------
 
 
+def _expiry(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but impossible, e.g. February 30
+        parsed = None
+    if parsed is None:
+        raise invalid("expires_at", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+
+
 class TokenListView(APIView):
     @extend_schema(responses=s.TokenSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -342,8 +371,13 @@ class TokenListView(APIView):
 
     @extend_schema(request=s.TokenCreateSerializer, responses={201: s.TokenCreatedSerializer})
     def post(self, request: Request) -> Response:
-        data = reject_unknown(request.data, {"name"})
-        token, raw = services.token_create(user=request.user, name=data.get("name"))
+        data = reject_unknown(request.data, {"name", "scope", "expires_at"})
+        token, raw = services.token_create(
+            user=request.user,
+            name=data.get("name"),
+            scope=data.get("scope") or TokenScope.FULL,
+            expires_at=_expiry(data.get("expires_at")),
+        )
         body = s.TokenSerializer(token).data
         body["token"] = raw
         return Response(body, status=status.HTTP_201_CREATED)

@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from tracking import scopes, throttling
 from tracking.errors import ApplicationError
 from tracking.services import token_authenticate
 from tracking.validation import json_loads
@@ -96,13 +97,29 @@ def _token(request: HttpRequest) -> str | None:
     return None
 
 
-def authenticate(request: HttpRequest) -> bool:
+def authenticate(request: HttpRequest) -> HttpResponse | None:
+    """Set ``request.user`` from the token, or answer the refusal.
+
+    401 without a valid token or with an expired one; 403 when the token's scope
+    does not cover the endpoint (``tracking.scopes``); 429 with ``Retry-After``
+    when the token's rate budget is spent (``tracking.throttling``).
+    """
     raw = _token(request)
-    token = token_authenticate(raw) if raw else None
-    if token is None:
-        return False
+    try:
+        token = token_authenticate(raw) if raw else None
+        if token is None:
+            message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+            return error_response("UNAUTHENTICATED", message, 401)
+        endpoint, method = scopes.endpoint_of(request), request.method
+        scopes.require(token, endpoint=endpoint, method=method, path=request.path)
+        throttling.require_capacity(token, endpoint=endpoint, method=method)
+    except ApplicationError as error:
+        response = _from_application_error(error)
+        if isinstance(error, throttling.RateLimited):
+            response["Retry-After"] = str(error.retry_after)
+        return response
     request.user = token.user
-    return True
+    return None
 
 
 def _arguments(request: HttpRequest) -> Arguments:
@@ -138,9 +155,9 @@ def endpoint(
             if request.method not in methods:
                 message = f"{request.method} is not allowed here; use {' or '.join(methods)}."
                 return error_response("ENDPOINT_NOT_FOUND", message, 405)
-            if not authenticate(request):
-                message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
-                return error_response("UNAUTHENTICATED", message, 401)
+            refusal = authenticate(request)
+            if refusal is not None:
+                return refusal
             try:
                 if not raw_body:
                     args = (_arguments(request), *args)

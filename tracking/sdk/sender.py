@@ -175,7 +175,14 @@ class Sender:
         return True
 
     def _failed(self, error: TransportError, what: str) -> None:
-        if error.retryable:
+        if error.status == 429:
+            self.degraded = True
+            self._warn_once(
+                "throttled",
+                f"the server is limiting this token's requests ({error}) for longer than"
+                f" LABBOOK_RETRY_SECONDS; keeping data in {self.spool.folder} meanwhile",
+            )
+        elif error.retryable:
             self.degraded = True
             self._warn_once(
                 "down",

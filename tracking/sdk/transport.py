@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 USER_AGENT = "labbook-sdk/1"
+NEW_TOKEN_HINT = "Then set LABBOOK_TOKEN (or token=...) to the new token."  # noqa: S105
 
 
 @dataclass
@@ -25,6 +26,7 @@ class TransportError(Exception):
     retryable: bool
     status: int | None = None
     retry_after: float | None = None
+    code: str | None = None  # the server's error code, e.g. "token_expired"
 
     def __str__(self) -> str:
         return self.message
@@ -94,13 +96,16 @@ class Transport:
         status = response.status
         if 200 <= status < 300:
             return json.loads(data) if data else None
-        message = _error_message(data) or response.reason
+        code, message = _error(data)
+        if code == "token_expired":
+            message = f"{message} {NEW_TOKEN_HINT}"
         retryable = status in (408, 425, 429) or status >= 500
         raise TransportError(
-            f"{status} {message}",
+            f"{status} {message or response.reason}",
             retryable=retryable,
             status=status,
             retry_after=_retry_after(response.getheader("Retry-After")),
+            code=code,
         )
 
     def request_retrying(
@@ -133,10 +138,12 @@ class Transport:
                 attempt += 1
 
 
-def _error_message(data: bytes) -> str:
+def _error(data: bytes) -> tuple[str | None, str]:
+    """The code and message of the API's ``{"error": {...}}`` answer (the raw text otherwise)."""
     try:
         error = json.loads(data)["error"]
-    except (ValueError, KeyError, TypeError):
-        return data[:200].decode(errors="replace")
+        code = error.get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, data[:200].decode(errors="replace")
     field = f" ({error.get('field')})" if error.get("field") else ""
-    return f"{error.get('message', '')}{field}"
+    return code, f"{error.get('message', '')}{field}"

@@ -137,6 +137,9 @@
     return series.times.map((t) => (t - start) / 60);
   };
 
+  /* SVG lines ("scatter"), not WebGL ("scattergl"): WebGL would need 'unsafe-eval' in the
+   * Content-Security-Policy (regl compiles its draw calls with Function), and a page runs out
+   * of WebGL contexts past about 16 charts. Lines of 1000 downsampled points draw fast in SVG. */
   Grid.prototype.traces = function (chart) {
     const weight = this.controls.smoothing;
     const traces = [];
@@ -152,7 +155,7 @@
         x: x,
         y: y,
         name: name,
-        type: "scattergl",
+        type: "scatter",
         mode: "lines",
         line: { color: run.color, width: 1.5 },
         opacity: weight > 0 ? 0.25 : 1,
@@ -163,7 +166,7 @@
         x: x,
         y: smooth(y, weight, state),
         name: name + (weight > 0 ? " (smoothed)" : ""),
-        type: "scattergl",
+        type: "scatter",
         mode: "lines",
         line: { color: run.color, width: 2 },
         visible: weight > 0,
