@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -18,7 +16,7 @@ from alerts import serializers as s
 from alerts.models import AlertState
 from tracking import selectors as tracking_selectors
 from tracking.api.views import int_param, reject_unknown
-from tracking.validation import invalid
+from tracking.validation import clean_moment, invalid
 
 
 def _project(request: Request, field: str = "project"):
@@ -164,10 +162,7 @@ class NotificationListView(APIView):
 
 
 def _until(value: Any) -> datetime:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise invalid("until", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+    return clean_moment(value, field="until")
 
 
 class SilenceListView(APIView):

@@ -16,9 +16,11 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from django.utils.dateparse import parse_datetime
 
 from tracking.errors import ApplicationError
 
@@ -32,6 +34,23 @@ MAX_KEY_LENGTH = 250
 
 def invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError("invalid", message, field=field)
+
+
+def clean_moment(value: Any, *, field: str, optional: bool = False) -> datetime | None:
+    """An ISO 8601 date and time as an aware datetime (UTC when no offset is given).
+
+    ``None``/"" is ``None`` when ``optional``. A well-formed but impossible
+    moment (February 30) is a 400 naming ``field``, like any other bad value.
+    """
+    if optional and value in (None, ""):
+        return None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise invalid(field, "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def clean_slug(value: Any, *, field: str, max_length: int) -> str:

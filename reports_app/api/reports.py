@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
@@ -21,7 +19,7 @@ from tracking import selectors as tracking_selectors
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 from tracking.errors import NotFound
-from tracking.validation import invalid
+from tracking.validation import clean_moment, invalid
 
 STALE_REVISION = error_response("`revision` is not the newest: see `error.details.current`.")
 
@@ -188,12 +186,7 @@ class PreviewView(APIView):
 
 
 def _expiry(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise invalid("expires_at", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+    return clean_moment(value, field="expires_at", optional=True)
 
 
 class ShareLinkListView(APIView):

@@ -191,6 +191,12 @@ def test_silences_are_created_listed_and_ended(world):
         format="json",
     )
     assert past.status_code == 400 and past.json()["error"]["field"] == "until"
+    impossible = client.post(
+        "/api/v1/silences",
+        {"project": "acme/mnist", "until": "2027-02-30T00:00:00Z"},
+        format="json",
+    )
+    assert impossible.status_code == 400 and impossible.json()["error"]["field"] == "until"
     assert (
         world.viewer.client().delete(f"/api/v1/silences/{created.json()['id']}").status_code == 403
     )

@@ -267,6 +267,7 @@ def test_the_author_shares_and_revokes_a_link(world):
     [
         ({"expires_at": "tomorrow"}, "expires_at"),
         ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"expires_at": "2027-02-30T00:00:00Z"}, "expires_at"),  # well formed, impossible
         ({"hide_authors": "yes"}, "hide_authors"),
         ({"token": "mine"}, "token"),
     ],

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch
 from django.http import FileResponse
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -23,7 +21,7 @@ from tracking.api.schema import error_response
 from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
 from tracking.models import ApiToken, MetricSeries, Run, TokenScope
-from tracking.validation import float_to_json, invalid
+from tracking.validation import clean_moment, float_to_json, invalid
 
 
 def reject_unknown(data: Any, allowed: set[str]) -> dict[str, Any]:
@@ -352,15 +350,7 @@ class MetricHistoryView(APIView):
 
 
 def _expiry(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:  # well formed but impossible, e.g. February 30
-        parsed = None
-    if parsed is None:
-        raise invalid("expires_at", "An ISO 8601 date and time, e.g. 2027-01-31T12:00:00Z.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+    return clean_moment(value, field="expires_at", optional=True)
 
 
 class TokenListView(APIView):
