@@ -36,11 +36,20 @@ import yaml
 KINDS = ("chart", "runs", "compare")
 X_AXES = ("step", "time", "relative")
 MAX_RUNS = 20
+MAX_BLOCKS = 50  # chart, runs and compare blocks in one report: each costs queries to draw
 MAX_METRICS = 10
 DEFAULT_LIMIT = 10
 DEFAULT_MAX_POINTS = 400
 MAX_MAX_POINTS = 5000
 MAX_COLUMNS = 20
+# Options are a few short lists; these bounds are far above any real block and far below a
+# YAML alias bomb ("billion laughs") or a nesting deep enough to exhaust Python's stack.
+MAX_VALUES = 1_000
+MAX_DEPTH = 8
+MAX_INT_BITS = 128  # hex and sexagesimal ints have no digit limit, and str() refuses huge ones
+SHOWN_CHARS = 60  # of a bad value quoted back in an error message
+# libyaml's parser when PyYAML has it: fast, and deep nesting is a YAMLError, not a RecursionError.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SELECTOR_KEYS = {"ids", "project", "tags", "status", "group", "name", "limit"}
 
 
@@ -107,20 +116,54 @@ def parse(kind: str, text: str) -> Block:
 
 def _load(text: str) -> dict[str, Any]:
     try:
-        options = yaml.safe_load(text) if text.strip() else {}
+        options = yaml.load(text, Loader=SAFE_LOADER) if text.strip() else {}  # noqa: S506
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise BlockError(f"The block is not valid YAML{where}.") from None
+    except RecursionError:  # PyYAML's pure-Python parser recurses once per nesting level
+        raise BlockError(f"The block nests more than {MAX_DEPTH} levels deep.") from None
+    except ValueError:  # a value PyYAML matched but cannot build: 2024-13-45, 5,000 digits
+        raise BlockError("The block holds a date out of range or a number too long.") from None
+    _check_size(options)
     if not isinstance(options, dict):
         raise BlockError("Write the block as `option: value` lines.")
     return options
 
 
+def _check_size(options: Any) -> None:
+    """Refuse bombs and deep nesting before anything walks the options or quotes them back.
+
+    Iterative, and counting every visit: aliases make a YAML document a graph whose
+    paths multiply, so the count stops a bomb after ``MAX_VALUES`` steps.
+    """
+    stack, visited = [(options, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        visited += 1
+        if visited > MAX_VALUES:
+            raise BlockError(f"The block holds more than {MAX_VALUES} values.")
+        if depth > MAX_DEPTH:
+            raise BlockError(f"The block nests more than {MAX_DEPTH} levels deep.")
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise BlockError("The block holds a number too large for any option.")
+        if isinstance(value, dict):  # keys too: a key is quoted back when it is unknown
+            stack.extend((child, depth + 1) for pair in value.items() for child in pair)
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value)
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: short, whatever the author wrote."""
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 def _check_keys(options: dict[str, Any], allowed: set[str], what: str) -> None:
     unknown = sorted(str(key) for key in options if key not in allowed)
     if unknown:
-        raise BlockError(f"Unknown {what} option `{unknown[0]}`; use {', '.join(sorted(allowed))}.")
+        choices = ", ".join(sorted(allowed))
+        raise BlockError(f"Unknown {what} option `{_shown(unknown[0])}`; use {choices}.")
 
 
 def _chart(options: dict[str, Any]) -> ChartBlock:
@@ -196,7 +239,7 @@ def _ids(value: Any) -> tuple[int, ...]:
     ids: list[int] = []
     for item in values:
         if isinstance(item, bool) or not isinstance(item, int) or not 0 < item < 2**63:
-            raise BlockError(f"Run ids are positive whole numbers, not `{item}`.")
+            raise BlockError(f"Run ids are positive whole numbers, not `{_shown(item)}`.")
         if item not in ids:
             ids.append(item)
     return tuple(ids)
@@ -213,7 +256,7 @@ def _strings(value: Any, name: str, *, required: bool = False, most: int) -> tup
     out: list[str] = []
     for item in values:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise BlockError(f"`{name}` holds names, not `{item}`.")
+            raise BlockError(f"`{name}` holds names, not `{_shown(item)}`.")
         out.append(_text(str(item), name, 250))
     return tuple(dict.fromkeys(out))
 
@@ -226,6 +269,8 @@ def _text(value: Any, name: str, most: int) -> str:
     text = str(value).strip()
     if len(text) > most:
         raise BlockError(f"`{name}` has at most {most} characters.")
+    if "\x00" in text:  # YAML's "\0" escape: PostgreSQL cannot compare text holding one
+        raise BlockError(f"`{name}` may not contain NUL characters.")
     return text
 
 

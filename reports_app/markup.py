@@ -14,6 +14,7 @@ them too), so user content can never clobber the page's own element ids.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import markdown
 import nh3
 from django.utils.html import format_html
 from markdown.extensions import Extension
-from markdown.inlinepatterns import InlineProcessor
+from markdown.inlinepatterns import InlineProcessor, LinkInlineProcessor
 from markdown.preprocessors import Preprocessor
 
 from reports_app.blocks import KINDS
@@ -36,6 +37,10 @@ FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 RUN_REF = r"(?<![\w/:])run:(\d{1,18})\b"
+BRACKETS = re.compile(r"[\[\]]")
+# JSON may spell half a UTF-16 pair ("\ud800"); nh3 (Rust) cannot take one: it shows as U+FFFD.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+SCAN_CHARS = 64  # a link text this short is read directly; a longer one through the index
 
 TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt",
@@ -105,6 +110,61 @@ class _RunRefs(InlineProcessor):
         return self.source.run_token(run_id), m.start(0), m.end(0)
 
 
+@functools.lru_cache(maxsize=8)
+def _closing_brackets(data: str) -> dict[int, int]:
+    """Each ``[`` of ``data`` (by position) and the ``]`` closing it, in one pass."""
+    opened: list[int] = []
+    closing: dict[int, int] = {}
+    for match in BRACKETS.finditer(data):
+        if match[0] == "[":
+            opened.append(match.start())
+        elif opened:
+            closing[opened.pop()] = match.start()
+    return closing
+
+
+@functools.lru_cache(maxsize=8)
+def _last_paren(data: str) -> int:
+    return data.rfind(")")
+
+
+def _link_text_end(data: str, index: int) -> int | None:
+    """Where the ``[`` just before ``index`` closes, or None: what python-markdown scans for."""
+    window = min(len(data), index + SCAN_CHARS)
+    if data.find("]", index, window) != -1:  # it may close nearby: count as python-markdown does
+        depth = 1
+        for pos in range(index, window):
+            depth += (data[pos] == "[") - (data[pos] == "]")
+            if depth == 0:
+                return pos
+    return _closing_brackets(data).get(index - 1)
+
+
+def _indexed(processor: LinkInlineProcessor) -> None:
+    """A link processor without python-markdown's quadratic cost on ``[[[[…`` (its #798).
+
+    ``getText`` scans from every ``[`` to its ``]``, to the end of the paragraph when
+    there is none, and ``getLink`` from every ``](`` to its ``)``: 20,000 ``[`` took
+    minutes. Short link texts are still scanned (a successful link changes the
+    paragraph, so an index would be rebuilt per link); the rest are looked up in an
+    index built once per paragraph text, and a ``(`` with no ``)`` after it fails at once.
+    """
+    get_text, get_link = processor.getText, processor.getLink
+
+    def indexed_get_text(data: str, index: int) -> tuple[str, int, bool]:
+        if data[index - 1 : index] != "[":
+            return get_text(data, index)
+        end = _link_text_end(data, index)
+        return ("", len(data), False) if end is None else (data[index:end], end + 1, True)
+
+    def indexed_get_link(data: str, index: int) -> tuple[str, str | None, int, bool]:
+        if _last_paren(data) < index:
+            return "", None, len(data), False
+        return get_link(data, index)
+
+    processor.getText, processor.getLink = indexed_get_text, indexed_get_link
+
+
 class LabbookExtension(Extension):
     def __init__(self, source: Source) -> None:
         super().__init__()
@@ -113,6 +173,9 @@ class LabbookExtension(Extension):
     def extendMarkdown(self, md: markdown.Markdown) -> None:
         md.preprocessors.register(_Blocks(md, self.source), "labbook_blocks", 40)
         md.inlinePatterns.register(_RunRefs(RUN_REF, self.source), "labbook_run_refs", 185)
+        for processor in md.inlinePatterns:  # links, images and references, each a new instance
+            if isinstance(processor, LinkInlineProcessor):
+                _indexed(processor)
 
 
 def _markdown(source: Source) -> markdown.Markdown:
@@ -159,10 +222,15 @@ def sanitize(html: str) -> str:
     )
 
 
+def block_count(text: str) -> int:
+    """How many chart, runs and compare blocks ``text`` holds."""
+    return sum(1 for _ in FENCE.finditer(text.replace("\r\n", "\n").replace("\r", "\n")))
+
+
 def convert(text: str) -> tuple[str, Source]:
     """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out."""
     source = Source(nonce=secrets.token_hex(8))
-    html = _markdown(source).convert(text)
+    html = _markdown(source).convert(LONE_SURROGATE.sub("\ufffd", text))
     return sanitize(html), source
 
 

@@ -366,6 +366,12 @@ def _parse(source: markup.Source) -> list[_Block]:
     items = []
     for index, (kind, text, line) in enumerate(source.blocks):
         item = _Block(index, kind, line)
+        if index >= blocks.MAX_BLOCKS:  # saved before the limit, or a preview
+            item.error = (
+                f"A report draws at most {blocks.MAX_BLOCKS} blocks; this is block {index + 1}."
+            )
+            items.append(item)
+            continue
         try:
             item.parsed = blocks.parse(kind, text)
         except BlockError as error:

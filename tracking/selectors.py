@@ -32,8 +32,15 @@ def _role_subquery(user: User, team_ref: str) -> Subquery:
     )
 
 
+def _refuse_nul(value: str, field: str) -> str:
+    """PostgreSQL cannot hold NUL in text: a name with one is bad input, not a failing query."""
+    if "\x00" in value:
+        raise ApplicationError("invalid", "NUL characters are not allowed.", field=field)
+    return value
+
+
 def split_project_name(full_name: str, *, field: str = "project") -> tuple[str, str]:
-    team_slug, sep, project_slug = str(full_name).partition("/")
+    team_slug, sep, project_slug = _refuse_nul(str(full_name), field).partition("/")
     if not sep or not team_slug or not project_slug or "/" in project_slug:
         raise ApplicationError("invalid", "Name a project as 'team/project'.", field=field)
     return team_slug, project_slug
@@ -42,7 +49,7 @@ def split_project_name(full_name: str, *, field: str = "project") -> tuple[str, 
 def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Team, str]:
     """The team and the caller's role in it."""
     team = (
-        Team.objects.filter(slug=slug, memberships__user_id=user.pk)
+        Team.objects.filter(slug=_refuse_nul(str(slug), field), memberships__user_id=user.pk)
         .annotate(role=_role_subquery(user, "pk"))
         .first()
     )

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from reports_app import comments
 from reports_app.api import serializers_comments as s
+from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 
 
@@ -52,7 +53,13 @@ class CommentDetailView(APIView):
         comment = comments.comment_get_for_user(request.user, comment_id)
         return Response(comments.comment_data(comment))
 
-    @extend_schema(request=s.CommentPatchSerializer, responses=s.CommentSerializer)
+    @extend_schema(
+        request=s.CommentPatchSerializer,
+        responses={
+            200: s.CommentSerializer,
+            409: error_response("The comment was deleted: it can no longer be edited."),
+        },
+    )
     def patch(self, request: Request, comment_id: int) -> Response:
         data = reject_unknown(request.data, set(s.CommentPatchSerializer().fields))
         comment = comments.comment_get_for_user(request.user, comment_id)
@@ -61,7 +68,7 @@ class CommentDetailView(APIView):
 
     @extend_schema(
         request=None,
-        responses=s.CommentSerializer,
+        responses={200: s.CommentSerializer},  # the blanked comment, not an empty 204
         description="Deletes your own comment: its body goes, its replies stay.",
     )
     def delete(self, request: Request, comment_id: int) -> Response:

@@ -144,7 +144,8 @@ def _attribute_problems(tag: str, name: str, value: str) -> list[str]:
     if name not in SAFE_ATTRIBUTES:  # on*, style, srcdoc, formaction, xlink:href, ...
         return [f"<{tag} {name}=...>"]
     if name in ("href", "src"):
-        url = re.sub(r"[\x00-\x20\x7f]", "", value).lower()
+        # As browsers parse a URL: outer spaces and controls go, then every tab and newline.
+        url = re.sub(r"[\t\n\r]", "", value.strip("".join(map(chr, range(0x21))))).lower()
         scheme = SCHEME.match(url)
         if scheme and scheme[1] not in SAFE_SCHEMES:
             return [f"<{tag} {name}={value!r}>"]

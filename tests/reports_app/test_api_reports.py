@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportRevision, ShareLink
 from tests.conftest import World
 
@@ -60,6 +61,15 @@ def test_it_names_the_bad_field_and_writes_nothing(world, fields, field):
     assert response.status_code == 400
     assert _error(response)["field"] == field
     assert not Report.objects.exists() and not ReportRevision.objects.exists()
+
+
+def test_a_report_holds_at_most_max_blocks_charts(world):
+    chart = "```chart\nruns: {project: acme/mnist}\nmetrics: [loss]\n```\n"
+    body = {"project": "acme/mnist", "title": "Charts", "body": chart * (MAX_BLOCKS + 1)}
+    response = world.owner.client().post(REPORTS, body, format="json")
+    assert response.status_code == 400 and _error(response)["field"] == "body"
+    assert not Report.objects.exists()
+    assert _create(world, body=chart * MAX_BLOCKS)["title"] == "Sweep notes"
 
 
 @pytest.mark.parametrize(("persona", "status"), [("viewer", 403), ("outsider", 404)])

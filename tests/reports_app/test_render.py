@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import plotly.graph_objects as go
 import pytest
 
-from reports_app import markup, render, services
+from reports_app import blocks, markup, render, services
 from reports_app.models import Report
 from tests.conftest import World
 from tracking import services as tracking_services
@@ -314,3 +314,13 @@ def test_a_body_cannot_forge_a_block_placeholder(world):
 def test_comments_show_labbook_blocks_as_code():
     html = markup.to_html("Try:\n\n```chart\nruns: [1]\nmetrics: [<b>loss</b>]\n```\n")
     assert '<pre><code class="language-chart">runs: [1]\nmetrics: [&lt;b&gt;loss&lt;/b&gt;]' in html
+
+
+def test_blocks_past_the_limit_are_error_boxes_not_queries(world, django_assert_max_num_queries):
+    runs_block = "```runs\nruns: {project: acme/mnist}\n```\n\n"
+    report = _report(world, "# Many\n")
+    body = runs_block * (blocks.MAX_BLOCKS + 3)  # a preview is not limited at save time
+    with django_assert_max_num_queries(blocks.MAX_BLOCKS + 5):  # one a block, up to the limit
+        html = render.render_report(report, body=body).html
+    past = [e for e in _errors(html) if "at most" in e]
+    assert [e.rsplit(" ", 1)[-1] for e in past] == ["51.", "52.", "53."]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from tracking.models import Membership, Project, Team
 
 
@@ -67,6 +69,21 @@ def test_it_names_the_bad_field(world):
         response = client.post("/api/v1/projects", body, format="json")
         assert response.status_code == 400, body
         assert response.json()["error"]["field"] == field, body
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/projects", {"team": "ac\x00me", "name": "cifar"}, "team"),
+        ("/api/v1/runs", {"project": "ac\x00me/mnist"}, "project"),
+        ("/api/v1/reports", {"project": "acme/mn\x00ist", "title": "Loss"}, "project"),
+    ],
+)
+def test_it_refuses_a_nul_in_a_team_or_project_name(world, path, body, field):
+    # Found by tests/reliability/test_api_schema_fuzz.py: PostgreSQL failed the lookup (a 500).
+    response = world.owner.client().post(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
 
 
 def test_it_gets_a_project_by_full_name(world):
