@@ -38,6 +38,8 @@ FENCE = re.compile(
 )
 RUN_REF = r"(?<![\w/:])run:(\d{1,18})\b"
 BRACKETS = re.compile(r"[\[\]]")
+SCAN_LINK_CHARS = 2048  # a link target that does not close within this is no link
+SCANNED_LINKS = 1000  # link targets longer than SCAN_CHARS read per document; then: no link
 # JSON may spell half a UTF-16 pair ("\ud800"); nh3 (Rust) cannot take one: it shows as U+FFFD.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 SCAN_CHARS = 64  # a link text this short is read directly; a longer one through the index
@@ -148,8 +150,12 @@ def _indexed(processor: LinkInlineProcessor) -> None:
     minutes. Short link texts are still scanned (a successful link changes the
     paragraph, so an index would be rebuilt per link); the rest are looked up in an
     index built once per paragraph text, and a ``(`` with no ``)`` after it fails at once.
+    ``getLink`` reads a target within SCAN_CHARS first (what it finds there, it would
+    find reading on), then within SCAN_LINK_CHARS, at most SCANNED_LINKS times a
+    document: no input costs more than that.
     """
     get_text, get_link = processor.getText, processor.getLink
+    slow_reads = [SCANNED_LINKS]
 
     def indexed_get_text(data: str, index: int) -> tuple[str, int, bool]:
         if data[index - 1 : index] != "[":
@@ -160,7 +166,13 @@ def _indexed(processor: LinkInlineProcessor) -> None:
     def indexed_get_link(data: str, index: int) -> tuple[str, str | None, int, bool]:
         if _last_paren(data) < index:
             return "", None, len(data), False
-        return get_link(data, index)
+        href, title, end, handled = get_link(data[index : index + SCAN_CHARS], 0)
+        if not handled:  # a long target, or none: read further, a bounded number of times
+            if slow_reads[0] <= 0:
+                return "", None, len(data), False
+            slow_reads[0] -= 1
+            href, title, end, handled = get_link(data[index : index + SCAN_LINK_CHARS], 0)
+        return href, title, index + end, handled
 
     processor.getText, processor.getLink = indexed_get_text, indexed_get_link
 
