@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from alerts import selectors, services
 from alerts import serializers as s
 from alerts.models import AlertState
+from audit.services import request_ip
 from tracking import selectors as tracking_selectors
 from tracking.api.views import int_param, reject_unknown
 from tracking.validation import clean_moment, invalid
@@ -53,6 +54,7 @@ class DestinationListView(APIView):
             kind=data.get("kind"),
             name=data.get("name"),
             config=data.get("config"),
+            ip=request_ip(request),
         )
         return Response(s.DestinationSerializer(destination).data, status=status.HTTP_201_CREATED)
 
@@ -68,15 +70,23 @@ class DestinationDetailView(APIView):
         data = reject_unknown(request.data, {"name", "config", "enabled"})
         destination = selectors.destination_get_for_user(request.user, pk)
         updated = services.destination_update(
-            destination=destination, role=destination.role, data=data
+            destination=destination,
+            role=destination.role,
+            data=data,
+            actor=request.user,
+            ip=request_ip(request),
         )
         return Response(s.DestinationSerializer(updated).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         destination = selectors.destination_get_for_user(request.user, pk)
-        services.require_write(destination.role)
-        destination.delete()
+        services.destination_delete(
+            destination=destination,
+            role=destination.role,
+            actor=request.user,
+            ip=request_ip(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -108,7 +118,9 @@ class RuleListView(APIView):
             raise invalid("project", "This field is required: 'team/project'.")
         project = tracking_selectors.project_get_for_user(request.user, data["project"])
         fields = {k: v for k, v in data.items() if k != "project"}
-        rule = services.rule_create(user=request.user, project=project, data=fields)
+        rule = services.rule_create(
+            user=request.user, project=project, data=fields, ip=request_ip(request)
+        )
         return Response(s.RuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,14 +132,18 @@ class RuleDetailView(APIView):
     @extend_schema(request=s.RuleWriteSerializer, responses=s.RuleSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         data = reject_unknown(request.data, RULE_FIELDS - {"project"})
-        rule = services.rule_update(rule=selectors.rule_get_for_user(request.user, pk), data=data)
+        rule = services.rule_update(
+            rule=selectors.rule_get_for_user(request.user, pk),
+            data=data,
+            actor=request.user,
+            ip=request_ip(request),
+        )
         return Response(s.RuleSerializer(rule).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
         rule = selectors.rule_get_for_user(request.user, pk)
-        services.require_write(rule.role)
-        rule.delete()
+        services.rule_delete(rule=rule, actor=request.user, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

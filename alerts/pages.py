@@ -196,7 +196,9 @@ def destination_posted_form(destination: Destination, data: QueryDict) -> Form:
     return form
 
 
-def destination_save(destination: Destination, data: QueryDict) -> Destination:
+def destination_save(
+    destination: Destination, data: QueryDict, *, actor: Any, ip: str | None = None
+) -> Destination:
     """Name and where it sends; a webhook's secret left blank keeps the old one."""
     posted = data.copy()
     posted["kind"] = destination.kind
@@ -207,10 +209,14 @@ def destination_save(destination: Destination, data: QueryDict) -> Destination:
         destination=destination,
         role=destination.role,
         data={"name": data.get("name", "").strip(), "config": config},
+        actor=actor,
+        ip=ip,
     )
 
 
-def destination_create(user: Any, team: Team, data: QueryDict) -> Destination:
+def destination_create(
+    user: Any, team: Team, data: QueryDict, *, ip: str | None = None
+) -> Destination:
     return services.destination_create(
         user=user,
         team=team,
@@ -218,6 +224,7 @@ def destination_create(user: Any, team: Team, data: QueryDict) -> Destination:
         kind=data.get("kind", ""),
         name=data.get("name", "").strip(),
         config=destination_config(data),
+        ip=ip,
     )
 
 
@@ -228,9 +235,8 @@ def destination_in_team(user: Any, team: Team, destination_id: int) -> Destinati
     return destination
 
 
-def destination_delete(destination: Destination) -> None:
-    services.require_write(destination.role)
-    destination.delete()
+def destination_delete(destination: Destination, *, actor: Any, ip: str | None = None) -> None:
+    services.destination_delete(destination=destination, role=destination.role, actor=actor, ip=ip)
 
 
 def test_result(destination: Destination, notification: Notification) -> tuple[bool, str]:
@@ -438,15 +444,16 @@ def rule_data(data: QueryDict) -> dict[str, Any]:
     }
 
 
-def rule_save(user: Any, project: Project, rule: AlertRule | None, data: QueryDict) -> AlertRule:
+def rule_save(
+    user: Any, project: Project, rule: AlertRule | None, data: QueryDict, *, ip: str | None = None
+) -> AlertRule:
     if rule is None:
-        return services.rule_create(user=user, project=project, data=rule_data(data))
-    return services.rule_update(rule=rule, data=rule_data(data))
+        return services.rule_create(user=user, project=project, data=rule_data(data), ip=ip)
+    return services.rule_update(rule=rule, data=rule_data(data), actor=user, ip=ip)
 
 
-def rule_delete(rule: AlertRule) -> None:
-    services.require_write(rule.role)
-    rule.delete()
+def rule_delete(rule: AlertRule, *, actor: Any, ip: str | None = None) -> None:
+    services.rule_delete(rule=rule, actor=actor, ip=ip)
 
 
 def rule_page_context(

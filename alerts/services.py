@@ -25,6 +25,8 @@ from alerts.models import (
 )
 from alerts.transports import transport_for
 from alerts.transports.base import TransportError
+from audit.models import AuditAction
+from audit.services import audit_record, changed_fields
 from tracking.errors import ApplicationError
 from tracking.models import Project, Run, Team
 from tracking.services import require_write
@@ -54,23 +56,54 @@ def _unique_name(team: Team, name: str, *, exclude: int | None = None) -> None:
         raise ApplicationError("already_exists", f"{name!r} already exists.", field="name")
 
 
+def _audit_destination(
+    action: str, destination: Destination, actor: Any, ip: str | None, **data: Any
+) -> None:
+    # The config holds addresses, URLs and a webhook's secret: only its kind goes in the log.
+    data = {"kind": destination.kind, **data}
+    team = destination.team
+    audit_record(action=action, actor=actor, team=team, target=destination, data=data, ip=ip)
+
+
 @transaction.atomic
 def destination_create(
-    *, user: AbstractBaseUser, team: Team, role: str, kind: Any, name: Any, config: Any
+    *,
+    user: AbstractBaseUser,
+    team: Team,
+    role: str,
+    kind: Any,
+    name: Any,
+    config: Any,
+    ip: str | None = None,
 ) -> Destination:
     require_write(role)
     cleaned = _clean_destination(kind, name, config)
     _unique_name(team, cleaned["name"])
-    return Destination.objects.create(team=team, created_by=user, **cleaned)
+    destination = Destination.objects.create(team=team, created_by=user, **cleaned)
+    _audit_destination(AuditAction.DESTINATION_CREATED, destination, user, ip)
+    return destination
 
 
 @transaction.atomic
-def destination_update(*, destination: Destination, role: str, data: dict[str, Any]) -> Destination:
+def destination_update(
+    *,
+    destination: Destination,
+    role: str,
+    data: dict[str, Any],
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> Destination:
     """Change name, config (a webhook secret left out keeps the old one) or enabled.
 
-    A new config clears ``broken``: the service said the old URL was gone.
+    A new config clears ``broken``: the service said the old URL was gone. The
+    audit event names the changed fields; a save that changes nothing has none.
     """
     require_write(role)
+    before = {
+        "name": destination.name,
+        "config": destination.config,
+        "enabled": destination.enabled,
+    }
     config = data.get("config", destination.config)
     keeps_secret = isinstance(config, dict) and config.get("secret") in (None, SECRET_MASK)
     if destination.kind == DestinationKind.WEBHOOK and keeps_secret:  # left out, or as shown
@@ -88,7 +121,24 @@ def destination_update(*, destination: Destination, role: str, data: dict[str, A
         enabled,
     )
     destination.save(update_fields=["name", "config", "enabled", "broken"])
+    changed = changed_fields(before, {**cleaned, "enabled": enabled})
+    if changed:
+        _audit_destination(AuditAction.DESTINATION_UPDATED, destination, actor, ip, changed=changed)
     return destination
+
+
+@transaction.atomic
+def destination_delete(
+    *,
+    destination: Destination,
+    role: str,
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> None:
+    """Delete the destination with its delivery log; rules that sent to it stop sending there."""
+    require_write(role)
+    _audit_destination(AuditAction.DESTINATION_DELETED, destination, actor, ip)
+    destination.delete()
 
 
 def destination_test(*, destination: Destination, role: str) -> Notification:
@@ -184,26 +234,62 @@ def _destinations(project: Project, value: Any) -> list[Destination]:
     return found
 
 
+def _audit_rule(action: str, rule: AlertRule, actor: Any, ip: str | None, **data: Any) -> None:
+    data = {"project": rule.project.full_name, "trigger": rule.trigger, **data}
+    team = rule.project.team
+    audit_record(action=action, actor=actor, team=team, target=rule, data=data, ip=ip)
+
+
 @transaction.atomic
-def rule_create(*, user: AbstractBaseUser, project: Project, data: dict[str, Any]) -> AlertRule:
+def rule_create(
+    *, user: AbstractBaseUser, project: Project, data: dict[str, Any], ip: str | None = None
+) -> AlertRule:
     require_write(project.role)
     cleaned = _clean_rule(data, None)
     destinations = _destinations(project, data.get("destinations"))
     rule = AlertRule.objects.create(project=project, created_by=user, **cleaned)
     rule.destinations.set(destinations)
+    _audit_rule(AuditAction.ALERT_RULE_CREATED, rule, user, ip)
     return rule
 
 
+def _rule_state(rule: AlertRule, names: list[str]) -> dict[str, Any]:
+    state = {name: getattr(rule, name) for name in names}
+    state["destinations"] = sorted(rule.destinations.values_list("pk", flat=True))
+    return state
+
+
 @transaction.atomic
-def rule_update(*, rule: AlertRule, data: dict[str, Any]) -> AlertRule:
+def rule_update(
+    *,
+    rule: AlertRule,
+    data: dict[str, Any],
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> AlertRule:
+    """Change a rule; its audit event names the changed fields (none changed: no event)."""
     require_write(rule.project.role)
     cleaned = _clean_rule(data, rule)
+    before = _rule_state(rule, list(cleaned))
     for name, value in cleaned.items():
         setattr(rule, name, value)
     rule.save(update_fields=list(cleaned))
     if "destinations" in data:
         rule.destinations.set(_destinations(rule.project, data["destinations"]))
+    changed = changed_fields(before, _rule_state(rule, list(cleaned)))
+    if changed:
+        _audit_rule(AuditAction.ALERT_RULE_UPDATED, rule, actor, ip, changed=changed)
     return rule
+
+
+@transaction.atomic
+def rule_delete(
+    *, rule: AlertRule, actor: AbstractBaseUser | None = None, ip: str | None = None
+) -> None:
+    """Delete the rule with its alerts and their delivery log."""
+    require_write(rule.project.role)
+    _audit_rule(AuditAction.ALERT_RULE_DELETED, rule, actor, ip)
+    rule.delete()
 
 
 # --- Silences -----------------------------------------------------------------------------------

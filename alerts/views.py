@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from alerts import pages, selectors, services
 from alerts.models import AlertRule
+from audit.services import request_ip
 from reports_app.http import http_errors
 from tracking import selectors as tracking_selectors
 from tracking.errors import ApplicationError
@@ -46,7 +47,9 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
     if request.method == "POST":
         require_write(found.role)
         created, form = pages.submit(
-            lambda: pages.destination_create(request.user, found, request.POST),
+            lambda: pages.destination_create(
+                request.user, found, request.POST, ip=request_ip(request)
+            ),
             pages.destination_form(request.POST),
             fields=pages.DESTINATION_FIELDS,
         )
@@ -67,7 +70,9 @@ def destination_edit(request: HttpRequest, team: str, destination_id: int) -> Ht
     form = pages.destination_edit_form(destination)
     if request.method == "POST":
         _, form = pages.submit(
-            lambda: pages.destination_save(destination, request.POST),
+            lambda: pages.destination_save(
+                destination, request.POST, actor=request.user, ip=request_ip(request)
+            ),
             pages.destination_posted_form(destination, request.POST),
             fields=pages.DESTINATION_FIELDS,
         )
@@ -97,7 +102,11 @@ def destination_enabled(request: HttpRequest, team: str, destination_id: int) ->
     enabled = request.POST.get("enabled") == "1"
     try:
         services.destination_update(
-            destination=destination, role=destination.role, data={"enabled": enabled}
+            destination=destination,
+            role=destination.role,
+            data={"enabled": enabled},
+            actor=request.user,
+            ip=request_ip(request),
         )
     except ApplicationError as error:
         if error.status != 400:
@@ -117,7 +126,7 @@ def destination_delete(request: HttpRequest, team: str, destination_id: int) -> 
     destination = pages.destination_in_team(request.user, found, destination_id)
     require_write(destination.role)
     if request.method == "POST":
-        pages.destination_delete(destination)
+        pages.destination_delete(destination, actor=request.user, ip=request_ip(request))
         messages.success(request, f"Deleted the destination {destination.name}.")
         return redirect("alert-destinations", team=found.slug)
     context = {
@@ -175,7 +184,9 @@ def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -
     if request.method == "POST":
         require_write(project.role)
         saved, form = pages.submit(
-            lambda: pages.rule_save(request.user, project, rule, request.POST),
+            lambda: pages.rule_save(
+                request.user, project, rule, request.POST, ip=request_ip(request)
+            ),
             pages.posted_rule_form(request.POST),
             fields=pages.RULE_FIELDS,
         )
@@ -211,7 +222,7 @@ def rule_delete(request: HttpRequest, team: str, project: str, rule_id: int) -> 
     rule = pages.rule_in_project(request.user, found, rule_id)
     require_write(rule.role)
     if request.method == "POST":
-        pages.rule_delete(rule)
+        pages.rule_delete(rule, actor=request.user, ip=request_ip(request))
         messages.success(request, f"Deleted the rule {rule.name}.")
         return redirect("alert-rules", team=found.team.slug, project=found.slug)
     context = {

@@ -228,7 +228,12 @@ def parse_expiry(value: str, offset: str = "") -> datetime | None:
 
 
 def share_link_create(
-    report: Report, user: AbstractBaseUser, data: QueryDict, session: SessionBase
+    report: Report,
+    user: AbstractBaseUser,
+    data: QueryDict,
+    session: SessionBase,
+    *,
+    ip: str | None = None,
 ) -> ShareLink:
     """Create a link and keep its token in the session for the next page only (shown once)."""
     link, token = services.share_link_create(
@@ -237,6 +242,7 @@ def share_link_create(
         expires_at=parse_expiry(data.get("expires_at", ""), data.get("tz_offset", "")),
         hide_authors=data.get("hide_authors") == "on",
         embeddable=data.get("embeddable") == "on",
+        ip=ip,
     )
     session[NEW_LINK_KEY] = {
         "id": link.pk,

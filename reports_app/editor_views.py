@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from audit.services import request_ip
 from reports_app import editor_pages, selectors, services, team_pages
 from reports_app.http import http_errors
 from reports_app.models import Report, Visibility
@@ -169,7 +170,7 @@ def share(request: HttpRequest, report_id: int) -> HttpResponse:
     if request.method == "POST":
         _, form = team_pages.submit(
             lambda: editor_pages.share_link_create(
-                found, request.user, request.POST, request.session
+                found, request.user, request.POST, request.session, ip=request_ip(request)
             ),
             request.POST,
             fields=SHARE_FIELDS,
@@ -194,6 +195,6 @@ def _revoke(request: HttpRequest, report: Report) -> HttpResponse:
     link = editor_pages.share_link_get(report, request.POST.get("revoke", ""))
     if link is None:
         raise Http404("No such link.")
-    services.share_link_revoke(link=link, user=request.user)
+    services.share_link_revoke(link=link, user=request.user, ip=request_ip(request))
     messages.success(request, f"Revoked the link {link.prefix}…: it no longer opens the report.")
     return redirect("report-share", report_id=report.pk)

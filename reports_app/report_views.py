@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from audit.services import request_ip
 from reports_app import report_pages, selectors, services
 from reports_app.middleware import allow_framing
 from reports_app.models import ShareLink
@@ -36,7 +37,7 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     link = selectors.share_link_active(ShareLink.hash(token))
     if link is None:
         raise Http404("This link does not exist, has expired or was revoked.")
-    services.share_link_touch(link)
+    services.share_link_touch(link, actor=request.user, ip=request_ip(request))
     context: dict[str, Any] = report_pages.shared_context(link, token=token)
     response = render(request, "reports_app/report.html", context)
     response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links

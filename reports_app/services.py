@@ -17,7 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from reports_app import render
+from audit.models import AuditAction
+from audit.services import audit_record, audit_share_link_access, moment
+from reports_app import markup, render
+from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 from tracking.errors import Conflict, PermissionDenied
 from tracking.models import Project, Role
@@ -52,6 +55,11 @@ def _clean(title: Any, body: Any, visibility: Any = None) -> dict[str, Any]:
         "title": clean_text(title, field="title", max_length=200, required=True),
         "body": clean_text(body, field="body", max_length=MAX_BODY) if body is not None else "",
     }
+    if (count := markup.block_count(cleaned["body"])) > MAX_BLOCKS:
+        raise invalid(
+            "body",
+            f"A report holds at most {MAX_BLOCKS} chart, runs and compare blocks, not {count}.",
+        )
     if visibility is not None:
         if visibility not in Visibility.values:
             raise invalid(
@@ -183,9 +191,19 @@ def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revis
 
 
 @transaction.atomic
-def report_delete(*, report: Report, user: AbstractBaseUser) -> None:
+def report_delete(*, report: Report, user: AbstractBaseUser, ip: str | None = None) -> None:
     if report.author_id != user.pk and report.role != Role.OWNER:
         raise PermissionDenied("Only the author or an owner deletes a report.")
+    project = report.project
+    data = {"project": project.full_name, "visibility": report.visibility}
+    audit_record(
+        action=AuditAction.REPORT_DELETED,
+        actor=user,
+        team=project.team,
+        target=report,
+        data=data,
+        ip=ip,
+    )
     report.delete()
 
 
@@ -214,6 +232,7 @@ def draft_save(
 # --- Share links ---------------------------------------------------------------------
 
 
+@transaction.atomic
 def share_link_create(
     *,
     report: Report,
@@ -221,6 +240,7 @@ def share_link_create(
     expires_at: datetime | None = None,
     hide_authors: bool = False,
     embeddable: bool = False,
+    ip: str | None = None,
 ) -> tuple[ShareLink, str]:
     """A new link and its token (shown once: only the hash is kept)."""
     if not can_manage_links(report, user):
@@ -237,19 +257,41 @@ def share_link_create(
         expires_at=expires_at,
         created_by=user,
     )
+    flags = {"hide_authors": link.hide_authors, "embeddable": link.embeddable}
+    _audit_link(
+        AuditAction.SHARE_LINK_CREATED, link, user, ip, expires_at=moment(expires_at), **flags
+    )
     return link, raw
 
 
-def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser) -> None:
+def _audit_link(
+    action: str, link: ShareLink, user: AbstractBaseUser, ip: str | None, **data: Any
+) -> None:
+    data = {"report_id": link.report_id, **data}
+    team = link.report.project.team
+    audit_record(action=action, actor=user, team=team, target=link, data=data, ip=ip)
+
+
+@transaction.atomic
+def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser, ip: str | None = None) -> None:
     if not can_manage_links(link.report, user):
         raise PermissionDenied("Only the author or an owner revokes this link.")
-    ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    live = ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True)
+    if live.update(revoked_at=timezone.now()):
+        _audit_link(AuditAction.SHARE_LINK_REVOKED, link, user, ip)
 
 
-def share_link_touch(link: ShareLink) -> None:
-    """Count an access and remember when it happened (for the share dialog)."""
+@transaction.atomic
+def share_link_touch(
+    link: ShareLink, *, actor: AbstractBaseUser | None = None, ip: str | None = None
+) -> None:
+    """Count an access and remember when it happened (for the share dialog).
+
+    The update locks the link's row first, which ``audit_share_link_access`` relies on.
+    """
     from django.db.models import F
 
     ShareLink.objects.filter(pk=link.pk).update(
         access_count=F("access_count") + 1, last_accessed_at=timezone.now()
     )
+    audit_share_link_access(link=link, actor=actor, ip=ip)

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "tracking",
     "alerts",
     "reports_app",
+    "audit",
 ]
 
 MIDDLEWARE = [

@@ -172,9 +172,12 @@ def members_page_context(
     }
 
 
-def member_add(team: Team, data: QueryDict) -> Membership:
+def member_add(
+    team: Team, data: QueryDict, *, actor: selectors.User, ip: str | None = None
+) -> Membership:
     user = selectors.user_find(data.get("member", ""), field="member")
-    return services.membership_add(team=team, user=user, role=data.get("role", ""))
+    role = data.get("role", "")
+    return services.membership_add(team=team, user=user, role=role, actor=actor, ip=ip)
 
 
 # --- Settings: API tokens ------------------------------------------------------------------
@@ -191,13 +194,16 @@ def token_expiry(value: str) -> datetime | None:
     return timezone.now() + timedelta(days=int(value))
 
 
-def token_create(user: selectors.User, session: SessionBase, data: QueryDict) -> ApiToken:
+def token_create(
+    user: selectors.User, session: SessionBase, data: QueryDict, *, ip: str | None = None
+) -> ApiToken:
     """Create a token and keep its raw value in the session for the next page only."""
     token, raw = services.token_create(
         user=user,
         name=data.get("name", ""),
         scope=data.get("scope") or TokenScope.FULL,
         expires_at=token_expiry(data.get("expires_in", "")),
+        ip=ip,
     )
     session[NEW_TOKEN_KEY] = {"id": token.pk, "name": token.name, "raw": raw}
     return token

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit.services import request_ip
 from reports_app import pages, team_pages
 from reports_app.http import http_errors
 from tracking import selectors, services
@@ -85,7 +86,9 @@ def tokens(request: HttpRequest) -> HttpResponse:
     form = team_pages.Form()
     if request.method == "POST":
         _, form = team_pages.submit(
-            lambda: team_pages.token_create(request.user, request.session, request.POST),
+            lambda: team_pages.token_create(
+                request.user, request.session, request.POST, ip=request_ip(request)
+            ),
             request.POST,
             fields=team_pages.TOKEN_FIELDS,
         )
@@ -105,7 +108,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @http_errors
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = selectors.token_get_for_user(request.user, token_id)
-    services.token_revoke(token=token)
+    services.token_revoke(token=token, ip=request_ip(request))
     messages.success(request, f"Revoked the token {token.name}: it no longer works.")
     return redirect("settings-tokens")
 
@@ -133,7 +136,9 @@ def team_members(request: HttpRequest, team: str) -> HttpResponse:
     if request.method == "POST":
         services.require_owner(found.role)
         membership, form = team_pages.submit(
-            lambda: team_pages.member_add(found, request.POST),
+            lambda: team_pages.member_add(
+                found, request.POST, actor=request.user, ip=request_ip(request)
+            ),
             request.POST,
             fields=team_pages.MEMBER_FIELDS,
         )
@@ -153,7 +158,10 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
     membership = selectors.membership_get(found, user_id)
     changed, form = team_pages.submit(
         lambda: services.membership_role_change(
-            membership=membership, role=request.POST.get("role", "")
+            membership=membership,
+            role=request.POST.get("role", ""),
+            actor=request.user,
+            ip=request_ip(request),
         ),
         request.POST,
         fields=("role",),
@@ -174,7 +182,9 @@ def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
     _, form = team_pages.submit(
-        lambda: services.membership_remove(team=found, user=membership.user),
+        lambda: services.membership_remove(
+            team=found, user=membership.user, actor=request.user, ip=request_ip(request)
+        ),
         request.POST,
         fields=("role",),
     )

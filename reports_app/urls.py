@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from alerts import urls as alert_urls
+from audit import urls as audit_urls
 from reports_app import health, report_urls, team_urls, views
 
 handler404 = "tracking.api.errors.not_found"  # JSON under /api/v1/, the HTML page elsewhere
@@ -18,15 +19,22 @@ urlpatterns = [
     path("api/v1/", include("tracking.api.urls")),
     path("api/v1/", include("reports_app.api.urls")),
     path("api/v1/", include("alerts.api_urls")),
+    path("api/v1/", include("audit.api_urls")),
     path("api/2.0/mlflow/", include("tracking.mlflow.urls")),
     path("ajax-api/2.0/mlflow/", include("tracking.mlflow.urls")),
     path("api/2.0/mlflow-artifacts/", include("tracking.mlflow.artifact_urls")),
     path("ajax-api/2.0/mlflow-artifacts/", include("tracking.mlflow.artifact_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file: no inline script for the CSP.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # GET only: DRF's OPTIONS answer would go through the page's HTML template, and fail.
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", http_method_names=["get"]),
+        name="api-docs",
+    ),
     path("", include(team_urls.fixed_patterns)),
     path("", include(alert_urls.fixed_patterns)),
+    path("", include(audit_urls.fixed_patterns)),
     path("", include(report_urls.fixed_patterns)),
     # Last: a team slug may not shadow the fixed paths above.
     path("", include(team_urls.team_patterns)),

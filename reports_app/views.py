@@ -26,9 +26,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from reports_app import login_throttle, pages, run_pages
 from tracking import history, selectors, services
-from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
-from tracking.models import Project, Run
+from tracking.models import WRITE_ROLES, Project, Run
 
 
 class LoginView(auth_views.LoginView):
@@ -73,15 +73,19 @@ def _project(request: HttpRequest, team: str, project: str) -> Project:
 
 
 def _run(request: HttpRequest, team: str, project: str, run_id: int, *, write: bool = False) -> Run:
-    """The run, 404 for outsiders or when the URL names another project."""
+    """The run, 404 for outsiders or when the URL names another project.
+
+    The URL is checked before the role: a run under another project's URL is
+    not found, whatever the caller may do to it where it really is.
+    """
     try:
-        run = selectors.run_get_for_user(request.user, run_id, write=write)
+        run = selectors.run_get_for_user(request.user, run_id)
     except NotFound:
         raise Http404("No such run.") from None
-    except PermissionDenied as error:
-        raise DjangoPermissionDenied(error.message) from None
     if (run.project.team.slug, run.project.slug) != (team, project):
         raise Http404("No such run in this project.")
+    if write and run.role not in WRITE_ROLES:
+        raise DjangoPermissionDenied("Viewers cannot change runs.")
     return run
 
 

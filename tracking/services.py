@@ -16,6 +16,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record, moment
 from tracking import events
 from tracking.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking.models import (
@@ -82,15 +84,43 @@ def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") ->
     team = Team.objects.create(slug=slug, name=name or slug)
     if owner is not None:
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+        _audit_member(team=team, user=owner, old=None, new=Role.OWNER, actor=owner)
     return team
 
 
-def membership_set(*, team: Team, user: AbstractBaseUser, role: str) -> Membership:
+def _audit_member(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    old: str | None,
+    new: str | None,
+    actor: AbstractBaseUser | None,
+    ip: str | None = None,
+) -> None:
+    """The event of a membership change: added (no ``old``), removed (no ``new``), a new role."""
+    if old == new:
+        return
+    if old is None:
+        action, data = AuditAction.MEMBER_ADDED, {"role": new}
+    elif new is None:
+        action, data = AuditAction.MEMBER_REMOVED, {"role": old}
+    else:
+        action, data = AuditAction.MEMBER_ROLE_CHANGED, {"old_role": old, "new_role": new}
+    audit_record(action=action, actor=actor, team=team, target=user, data=data, ip=ip)
+
+
+@transaction.atomic
+def membership_set(
+    *, team: Team, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None = None
+) -> Membership:
+    """Add ``user`` with ``role``, or give a member that role (``manage.py createtoken``)."""
     if role not in Role.values:
         raise invalid("role", f"Role must be one of {', '.join(Role.values)}.")
+    old = Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
     membership, _ = Membership.objects.update_or_create(
         team=team, user=user, defaults={"role": role}
     )
+    _audit_member(team=team, user=user, old=old, new=role, actor=actor)
     return membership
 
 
@@ -117,7 +147,14 @@ def _clean_role(role: str) -> str:
 
 
 @transaction.atomic
-def membership_add(*, team: Team, user: AbstractBaseUser, role: str) -> Membership:
+def membership_add(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    role: str,
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> Membership:
     """Add a newcomer; an existing member is refused (their role changes elsewhere)."""
     role = _clean_role(role)
     if Membership.objects.filter(team=team, user=user).exists():
@@ -126,7 +163,9 @@ def membership_add(*, team: Team, user: AbstractBaseUser, role: str) -> Membersh
             f"{user.get_username()} is already a member of {team.slug}.",
             field="member",
         )
-    return Membership.objects.create(team=team, user=user, role=role)
+    membership = Membership.objects.create(team=team, user=user, role=role)
+    _audit_member(team=team, user=user, old=None, new=role, actor=actor, ip=ip)
+    return membership
 
 
 def _require_another_owner(membership: Membership) -> None:
@@ -147,17 +186,31 @@ def _require_another_owner(membership: Membership) -> None:
 
 
 @transaction.atomic
-def membership_role_change(*, membership: Membership, role: str) -> Membership:
+def membership_role_change(
+    *,
+    membership: Membership,
+    role: str,
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> Membership:
     role = _clean_role(role)
     if membership.role == Role.OWNER and role != Role.OWNER:
         _require_another_owner(membership)
-    membership.role = role
+    old, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    team, user = membership.team, membership.user
+    _audit_member(team=team, user=user, old=old, new=role, actor=actor, ip=ip)
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, team: Team, user: AbstractBaseUser) -> None:
+def membership_remove(
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+) -> None:
     membership = (
         Membership.objects.select_related("team", "user").filter(team=team, user=user).first()
     )
@@ -166,6 +219,7 @@ def membership_remove(*, team: Team, user: AbstractBaseUser) -> None:
     if membership.role == Role.OWNER:
         _require_another_owner(membership)
     membership.delete()
+    _audit_member(team=team, user=user, old=membership.role, new=None, actor=actor, ip=ip)
 
 
 # --- API tokens ------------------------------------------------------------------
@@ -191,12 +245,14 @@ class TokenExpired(ApplicationError):
         )
 
 
+@transaction.atomic
 def token_create(
     *,
     user: AbstractBaseUser,
     name: str,
     scope: str = TokenScope.FULL,
     expires_at: datetime | None = None,
+    ip: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
     name = clean_text(name, field="name", max_length=100, required=True)
@@ -213,13 +269,18 @@ def token_create(
         scope=scope,
         expires_at=expires_at,
     )
+    data = {"scope": scope, "expires_at": moment(expires_at)}
+    audit_record(action=AuditAction.TOKEN_CREATED, actor=user, target=token, data=data, ip=ip)
     return token, raw
 
 
-def token_revoke(*, token: ApiToken) -> None:
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
+@transaction.atomic
+def token_revoke(*, token: ApiToken, ip: str | None = None) -> None:
+    """Revoke once (compare-and-set): of two revokes at once, one changes the row and is logged."""
+    now = timezone.now()
+    if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
+        token.revoked_at = now
+        audit_record(action=AuditAction.TOKEN_REVOKED, actor=token.user, target=token, ip=ip)
 
 
 def token_authenticate(raw: str) -> ApiToken | None:

@@ -7,15 +7,16 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import request_ip
 from reports_app import render, selectors, services
 from reports_app.api import serializers as s
 from reports_app.models import Report, ShareLink
 from tracking import selectors as tracking_selectors
+from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 from tracking.errors import NotFound
@@ -24,7 +25,7 @@ from tracking.validation import clean_moment, invalid
 STALE_REVISION = error_response("`revision` is not the newest: see `error.details.current`.")
 
 
-class ReportCursorPagination(CursorPagination):
+class ReportCursorPagination(ForgivingCursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
@@ -100,7 +101,9 @@ class ReportDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, report_id: int) -> Response:
-        services.report_delete(report=_report(request, report_id), user=request.user)
+        services.report_delete(
+            report=_report(request, report_id), user=request.user, ip=request_ip(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -210,6 +213,7 @@ class ShareLinkListView(APIView):
             report=_report(request, report_id),
             user=request.user,
             expires_at=_expiry(data.get("expires_at")),
+            ip=request_ip(request),
             **flags,
         )
         body = s.ShareLinkSerializer(link).data
@@ -225,5 +229,5 @@ class ShareLinkDetailView(APIView):
             raise NotFound("Share link")
         report = _report(request, link.report_id)  # 404 for anyone who cannot read the report
         link.report = report
-        services.share_link_revoke(link=link, user=request.user)
+        services.share_link_revoke(link=link, user=request.user, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

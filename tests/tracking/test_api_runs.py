@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tracking import events
@@ -239,6 +241,18 @@ class TestList:
         second = client.get(first["next"]).json()
         assert [r["name"] for r in second["results"]] == ["gamma"]
         assert second["next"] is None
+
+    @pytest.mark.parametrize("position", ["garbage", "2027-02-30T00:00:00Z", "9" * 40, "\x00"])
+    def test_a_forged_cursor_is_never_a_500(self, world, runs, position):
+        forged = base64.b64encode(f"o=0&p={position}".encode()).decode()
+        for ordering in ("", "&ordering=name", "&ordering=-created_at"):
+            answer = world.viewer.client().get(f"/api/v1/runs?cursor={forged}{ordering}")
+            assert answer.status_code in (200, 404), (
+                ordering,
+                answer.content,
+            )  # a name may be anything
+        by_date = world.viewer.client().get(f"/api/v1/runs?cursor={forged}")
+        assert by_date.status_code == 404 and by_date.json()["error"]["code"] == "not_found"
 
     def test_it_rejects_bad_filters(self, world, runs):
         client = world.viewer.client()

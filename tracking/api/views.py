@@ -10,13 +10,14 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import request_ip
 from tracking import history, ingest, selectors, services
 from tracking.api import serializers as s
+from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
@@ -110,7 +111,7 @@ class ProjectDetailView(APIView):
 # --- Runs ----------------------------------------------------------------------------------
 
 
-class RunCursorPagination(CursorPagination):
+class RunCursorPagination(ForgivingCursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
@@ -367,6 +368,7 @@ class TokenListView(APIView):
             name=data.get("name"),
             scope=data.get("scope") or TokenScope.FULL,
             expires_at=_expiry(data.get("expires_at")),
+            ip=request_ip(request),
         )
         body = s.TokenSerializer(token).data
         body["token"] = raw
@@ -381,5 +383,5 @@ class TokenDetailView(APIView):
             token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
         if token is None:
             raise NotFound("Token")
-        services.token_revoke(token=token)
+        services.token_revoke(token=token, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

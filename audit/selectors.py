@@ -1,0 +1,65 @@
+"""Reading the audit log: a team's owners read its events; members 403, everyone else 404.
+
+Token events carry no team (a token belongs to a user, and reads every team
+its user is in): a team's log shows those of its current members. A member
+who left takes their token events with them; the team's own events stay.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db.models import Q, QuerySet
+
+from audit.models import TOKEN_ACTIONS, AuditAction, AuditEvent
+from tracking.errors import PermissionDenied
+from tracking.models import Membership, Role, Team
+from tracking.selectors import User, team_get_for_user
+from tracking.validation import invalid
+
+
+def audit_team_for_owner(user: User, team_slug: str) -> Team:
+    """The team, if ``user`` owns it (``team.role`` is set)."""
+    team, role = team_get_for_user(user, team_slug)
+    if role != Role.OWNER:
+        raise PermissionDenied("Only owners of the team read its audit log.")
+    return team
+
+
+def clean_action(value: str | None) -> str | None:
+    if not value:
+        return None
+    if value not in AuditAction.values:
+        raise invalid("action", f"Action must be one of {', '.join(AuditAction.values)}.")
+    return value
+
+
+def clean_before(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:  # the database stores UTC: a moment beyond year 9999 there is bad input
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise invalid("before", "A moment between the years 1 and 9999.") from None
+
+
+def audit_events(
+    team: Team, *, action: str | None = None, before: datetime | None = None
+) -> QuerySet[AuditEvent]:
+    """The events of ``team`` (already access-checked), newest first."""
+    members = Membership.objects.filter(team=team).values("user_id")
+    scope = Q(team=team) | Q(team__isnull=True, action__in=TOKEN_ACTIONS, actor_id__in=members)
+    events = AuditEvent.objects.filter(scope)
+    action, before = clean_action(action), clean_before(before)
+    if action:
+        events = events.filter(action=action)
+    if before is not None:
+        events = events.filter(created_at__lt=before)
+    return events.order_by("-created_at", "-id")
+
+
+def audit_events_for_team(
+    user: User, team_slug: str, *, action: str | None = None, before: datetime | None = None
+) -> QuerySet[AuditEvent]:
+    """The events ``user`` may read as an owner of ``team_slug``, newest first."""
+    return audit_events(audit_team_for_owner(user, team_slug), action=action, before=before)
