@@ -68,6 +68,20 @@ def share_links(report: Report) -> QuerySet[ShareLink]:
     return ShareLink.objects.filter(report=report).select_related("created_by")
 
 
+def share_link_get_for_user(user: User, link_id: int) -> ShareLink:
+    """A link of a report the user may read; ``link.report`` carries the user's role.
+
+    Anyone else gets the same ``NotFound`` whether or not the link exists.
+    """
+    readable = reports_for_user(user).values("pk")
+    links = ShareLink.objects.filter(pk=link_id, report__in=readable)
+    link = links.first() if 0 < link_id <= MAX_DB_INT else None
+    if link is None:
+        raise NotFound("Share link")
+    link.report = report_get_for_user(user, link.report_id)
+    return link
+
+
 def share_link_active(token_hash: str) -> ShareLink | None:
     """The link with this hash if it still opens its report (not revoked, not expired)."""
     now = timezone.now()

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from audit.services import request_ip
 from reports_app import render, selectors, services
 from reports_app.api import serializers as s
-from reports_app.models import Report, ShareLink
+from reports_app.models import Report
 from tracking import selectors as tracking_selectors
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
@@ -224,10 +224,6 @@ class ShareLinkListView(APIView):
 class ShareLinkDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, link_id: int) -> Response:
-        link = ShareLink.objects.filter(pk=link_id).select_related("report").first()
-        if link is None:
-            raise NotFound("Share link")
-        report = _report(request, link.report_id)  # 404 for anyone who cannot read the report
-        link.report = report
+        link = selectors.share_link_get_for_user(request.user, link_id)
         services.share_link_revoke(link=link, user=request.user, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

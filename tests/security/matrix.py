@@ -133,8 +133,9 @@ def request_as(
         client.cookies[settings.SESSION_COOKIE_NAME] = scene.sessions[persona]
     elif who is not None:
         headers["Authorization"] = f"Bearer {who.token}"
-    if method == "GET":
-        return client.get(url, entry.query(scene) if entry.query else None, headers=headers)
+    query = entry.query(scene) if entry.query else None
+    if method in ("GET", "HEAD"):
+        return getattr(client, method.lower())(url, query, headers=headers)
     return _write(client, method, url, entry, entry.body(scene) if entry.body else {}, headers)
 
 

@@ -227,7 +227,11 @@ def delete_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 @endpoint("POST")
 def accepted(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    """Calls Labbook takes and does not keep (dataset inputs, model outputs): ``{}``."""
+    """Calls Labbook takes and does not keep (dataset inputs, model outputs): ``{}``.
+
+    Only from someone who may write to the run, as if it were kept.
+    """
+    _writable(request, args)
     return {}
 
 
