@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tracking.errors import ApplicationError
 from tracking.mlflow import importer
-from tracking.models import Membership, Role, Run, Team
+from tracking.models import Run, Team
+from tracking.portability.format import PortabilityError
+from tracking.portability.load import importer_for
 
 
 class Command(BaseCommand):
@@ -87,18 +89,11 @@ class Command(BaseCommand):
         return teams[0]
 
     def user(self, team: Team, username: str | None) -> Any:
-        memberships = Membership.objects.filter(team=team).select_related("user")
-        if username:
-            membership = memberships.filter(user__username=username).first()
-            if membership is None:
-                raise CommandError(f"--user: {username!r} is not a member of {team.slug}.")
-            if membership.role == Role.VIEWER:
-                raise CommandError(f"--user: {username!r} is only a viewer of {team.slug}.")
-            return membership.user
-        owner = memberships.filter(role=Role.OWNER).order_by("created_at", "pk").first()
-        if owner is None:
-            raise CommandError(f"--user: {team.slug} has no owner; name a member with --user.")
-        return owner.user
+        """Who owns the runs: ``--user`` (a writer of the team), else its first owner."""
+        try:
+            return importer_for(team, username)
+        except PortabilityError as error:
+            raise CommandError(str(error)) from None
 
     def artifacts_root(self) -> Callable[[Run], Path]:
         from tracking.mlflow import artifacts
