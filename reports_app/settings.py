@@ -230,6 +230,8 @@ if REDIS_URL:
             "BACKEND": "reports_app.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "labbook",
+            # A Redis that does not answer is an empty cache within a second, not a hang.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
