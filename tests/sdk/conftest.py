@@ -20,19 +20,22 @@ from tests.sdk.proxy import FaultProxy
 from tests.sdk.server import ROOT, LabbookServer
 
 FLUSH_SECONDS = "0.2"
+# The session's tests share one token: hundreds of runs a minute would spend its rate
+# limits, which have tests of their own (test_retry_after.py, tracking/test_throttling.py).
+UNLIMITED = {"INGEST_THROTTLE_RATE": "0", "API_THROTTLE_RATE": "0"}
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     """One server for the session; never stopped by a test (see ``own_server``)."""
-    with LabbookServer(tmp_path_factory.mktemp("labbook-home")) as labbook:
+    with LabbookServer(tmp_path_factory.mktemp("labbook-home"), env=UNLIMITED) as labbook:
         yield labbook
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[LabbookServer]:
     """A server of this test's own, which the test may stop() and start() again."""
-    with LabbookServer(tmp_path / "own-home") as labbook:
+    with LabbookServer(tmp_path / "own-home", env=UNLIMITED) as labbook:
         yield labbook
 
 

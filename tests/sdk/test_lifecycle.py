@@ -18,8 +18,12 @@ Launch = Callable[..., subprocess.Popen]
 EXIT_TIMEOUT = 30
 
 PRELUDE = """
-import os, sys, time
+import os, signal, sys, time
 from tracking import sdk
+
+# Ctrl-C as in a terminal, even when the test run itself was started with SIGINT
+# ignored (a background job of a non-interactive shell), which children inherit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 run = sdk.init(project=os.environ["PROJECT"], name=os.environ.get("NAME"))
 print("run", run.id, flush=True)
