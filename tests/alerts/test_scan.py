@@ -9,12 +9,14 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from alerts import scan
+from alerts import scan, services
 from alerts.models import Alert, AlertState, Notification
 from tests.alerts.conftest import make_rule
 from tests.conftest import World
 from tests.support import require_postgres
+from tracking import selectors
 from tracking import services as tracking_services
+from tracking.demo import DEMO_PROJECT, DEMO_TEAM, demo_seed
 from tracking.models import Run, RunStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +99,28 @@ def test_two_scans_racing_fire_and_crash_once(world, hook, settings):
     failed = Alert.objects.filter(rule__trigger="run_failed")
     assert failed.count() == 20  # once per run, whichever scan won
     assert Notification.objects.filter(alert__in=failed, event="fired").count() == 20
+
+
+def test_the_demo_raises_no_false_alarm(world, hook, settings):
+    """A run_failed rule on the demo project stays quiet long after the crash delay."""
+    demo_seed(owner=world.owner.user)
+    project = selectors.project_get_for_user(world.owner.user, f"{DEMO_TEAM}/{DEMO_PROJECT}")
+    demo_hook = _demo_destination(world, project.team)
+    data = {"name": "failed", "trigger": "run_failed", "destinations": [demo_hook.pk]}
+    services.rule_create(user=world.owner.user, project=project, data=data)
+    crash_after = settings.LABBOOK["RUN_CRASH_AFTER_SECONDS"]
+    later = timezone.now() + timedelta(seconds=crash_after * 3)
+    assert scan.scan(now=later).crashed == 0
+    assert not Run.objects.filter(status__in=[RunStatus.RUNNING, RunStatus.CRASHED]).exists()
+    assert not Alert.objects.exists()
+
+
+def _demo_destination(world: World, team):
+    return services.destination_create(
+        user=world.owner.user,
+        team=team,
+        role="owner",
+        kind="email",
+        name="demo",
+        config={"addresses": ["demo@example.com"]},
+    )
