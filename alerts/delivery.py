@@ -5,9 +5,14 @@ A task first claims its notification by compare-and-set (``pending`` →
 again, and a ``sending`` one whose worker died is claimed again once its lease
 ran out. The claim takes the notification's whole group: the other pending
 notifications of the same rule, destination and event that are due — one
-message for a burst of alerts. Retryable failures go back to ``pending`` with
-exponential backoff and jitter (or the server's Retry-After) until
-``ALERTS_MAX_ATTEMPTS``; the rest are ``failed`` with the reason kept.
+message for a burst of alerts. A destination hears about one alert in order:
+a notification waits while an earlier one of its alert to the same
+destination is still on its way (a "resolved" never overtakes its "fired"),
+and is queued again once that one is done. Each message tells the state its
+event had, not the alert's state when it happens to be sent. Retryable
+failures go back to ``pending`` with exponential backoff and jitter (or the
+server's Retry-After) until ``ALERTS_MAX_ATTEMPTS``; the rest are ``failed``
+with the reason kept.
 """
 
 from __future__ import annotations
@@ -21,11 +26,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from alerts import firing
-from alerts.models import Alert, Destination, Notification, NotificationStatus
+from alerts.models import (
+    Alert,
+    AlertState,
+    Destination,
+    Notification,
+    NotificationEvent,
+    NotificationStatus,
+)
 from alerts.transports import transport_for
 from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
 from reports_app import pages
@@ -44,10 +56,28 @@ def _claimable(now) -> Q:
     )
 
 
+ON_ITS_WAY = (NotificationStatus.PENDING, NotificationStatus.SENDING)
+
+
+def _next_in_line() -> Q:
+    """No earlier notification of the same alert to the same destination is still on its way."""
+    earlier = Notification.objects.filter(
+        alert_id=OuterRef("alert_id"),
+        destination_id=OuterRef("destination_id"),
+        pk__lt=OuterRef("pk"),
+        status__in=ON_ITS_WAY,
+    )
+    return ~Exists(earlier)
+
+
 def _take(notification_id: int, now: datetime, *, due_by: datetime) -> bool:
-    """Compare-and-set one notification to ``sending``; False if someone else has it."""
+    """Compare-and-set one notification to ``sending``; False if someone else has it.
+
+    Also False while an earlier notification of its alert to its destination
+    is on its way: ``_release_followers`` queues it again once that is done.
+    """
     rows = Notification.objects.filter(
-        _claimable(now), pk=notification_id, next_attempt_at__lte=due_by
+        _claimable(now), _next_in_line(), pk=notification_id, next_attempt_at__lte=due_by
     )
     taken = rows.update(
         status=NotificationStatus.SENDING,
@@ -110,16 +140,21 @@ def run_info(run: Run) -> RunInfo:
     )
 
 
-def alert_info(alert: Alert) -> AlertInfo:
+def alert_info(alert: Alert, event: str) -> AlertInfo:
+    """The alert as ``event`` left it: a late "fired" message still says firing."""
+    resolved = event == NotificationEvent.RESOLVED and alert.resolved_at is not None
+    values = dict(alert.values)
+    if not resolved:
+        values.pop("resolved_with", None)
     return AlertInfo(
         id=alert.pk,
         rule=alert.rule.name,
         trigger=alert.rule.trigger,
-        state=alert.state,
+        state=AlertState.RESOLVED if resolved else AlertState.FIRING,
         summary=alert.summary,
-        values=alert.values,
+        values=values,
         fired_at=alert.fired_at.isoformat(),
-        resolved_at=alert.resolved_at.isoformat() if alert.resolved_at else None,
+        resolved_at=alert.resolved_at.isoformat() if resolved else None,
         url=settings.BASE_URL + pages.run_path(alert.run) + "#alerts",
         run=run_info(alert.run),
     )
@@ -127,7 +162,7 @@ def alert_info(alert: Alert) -> AlertInfo:
 
 def message_for(group: list[Notification]) -> Message:
     first = group[0]
-    alerts = [alert_info(n.alert) for n in group if n.alert is not None]
+    alerts = [alert_info(n.alert, n.event) for n in group if n.alert is not None]
     project = alerts[0].run.project if alerts else first.destination.team.slug
     url = alerts[0].run.url if len(alerts) == 1 else settings.BASE_URL + "/"
     return Message(
@@ -183,6 +218,7 @@ def _sent(group: list[Notification], destination: Destination, delivery: Deliver
             lease_until=None,
         )
         Destination.objects.filter(pk=destination.pk).update(last_success_at=now, broken=False)
+        _release_followers(group, destination)
 
 
 def backoff(attempts: int, retry_after: float | None) -> float:
@@ -216,6 +252,7 @@ def _failed(group: list[Notification], destination: Destination, error: Transpor
         rows = Notification.objects.filter(pk__in=ids)
         if final:
             rows.update(status=NotificationStatus.FAILED, lease_until=None, **fields)
+            _release_followers(group, destination)
         else:
             rows.update(
                 status=NotificationStatus.PENDING,
@@ -230,6 +267,22 @@ def _failed(group: list[Notification], destination: Destination, error: Transpor
         )
     verdict = "failed" if final else f"retry in {delay:.1f}s"
     return f"{verdict}: {error.message}"
+
+
+def _release_followers(group: list[Notification], destination: Destination) -> None:
+    """Queue the notifications that waited in line behind this group's (see ``_take``)."""
+    alert_ids = {n.alert_id for n in group if n.alert_id is not None}
+    if not alert_ids:
+        return
+    now = timezone.now()
+    waiting = Notification.objects.filter(
+        alert_id__in=alert_ids,
+        destination_id=destination.pk,
+        status=NotificationStatus.PENDING,
+        pk__gt=min(n.pk for n in group),
+    ).values_list("pk", "next_attempt_at")
+    for notification_id, due in waiting:
+        firing.enqueue(notification_id, countdown=max((due - now).total_seconds(), 0))
 
 
 def sweep() -> int:

@@ -1,6 +1,9 @@
-"""Triggers evaluated as things happen to runs (subscribed to ``tracking.events``).
+"""Triggers evaluated as things happen to runs (deciders of ``tracking.events``).
 
-Every handler runs after the ingest or update transaction committed. A batch
+Every handler runs inside the ingest or update transaction that caused it
+(``events.decide_with``): the alert it opens and the notifications it writes
+commit together with the points or the status change, so no crash between
+the two can lose a decision. A batch
 of points costs one query when the project has no metric rules, and the
 metric triggers look only at the batch and the per-key summary (plus, for
 ``for_points`` and ``metric_stagnant``, a handful of indexed rows), never at
@@ -21,9 +24,9 @@ from tracking.rollups import ROLLUP_LEVELS
 
 
 def connect() -> None:
-    events.subscribe(events.RunStatusChanged, on_status_changed)
-    events.subscribe(events.PointsIngested, on_points)
-    events.subscribe(events.SdkAlertRaised, on_sdk_alert)
+    events.decide_with(events.RunStatusChanged, on_status_changed)
+    events.decide_with(events.PointsIngested, on_points)
+    events.decide_with(events.SdkAlertRaised, on_sdk_alert)
 
 
 def rules_for(project_id: int, triggers: tuple[str, ...]) -> list[AlertRule]:

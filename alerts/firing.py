@@ -10,7 +10,7 @@ unique constraint makes two evaluations racing on one condition open one alert.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -118,8 +118,6 @@ def active_silence(alert: Alert) -> Silence | None:
 def notify(alert: Alert, event: str) -> list[Notification]:
     """One notification per enabled destination of the rule; queued when the transaction commits.
 
-    Fired alerts wait ``group_wait`` seconds, so the first delivery task of a
-    burst (a sweep of 40 runs dying together) sends one message for all of them.
     A silenced notification is written as such: the log shows what was muted.
     """
     rule = alert.rule
@@ -127,7 +125,7 @@ def notify(alert: Alert, event: str) -> list[Notification]:
     if not destinations:
         return []
     now = timezone.now()
-    wait = rule.group_wait if event == NotificationEvent.FIRED else 0
+    wait = group_delay(alert, now) if event == NotificationEvent.FIRED else 0
     status = NotificationStatus.SILENCED if active_silence(alert) else NotificationStatus.PENDING
     rows = Notification.objects.bulk_create(
         Notification(
@@ -145,6 +143,24 @@ def notify(alert: Alert, event: str) -> list[Notification]:
         for row in rows:
             enqueue(row.pk, countdown=wait)
     return rows
+
+
+def group_delay(alert: Alert, now: datetime) -> int:
+    """Seconds a fired alert waits: 0 for the first of a burst, ``group_wait`` for the rest.
+
+    The first failed run of a quiet rule reaches the team at once. Alerts of
+    the same rule that fire within ``group_wait`` of another wait that long,
+    and the first of them to be delivered takes the others due by then along
+    (``delivery.claim``): the 39 runs that die with the first one arrive as
+    one message, not 39.
+    """
+    window = alert.rule.group_wait
+    if not window:
+        return 0
+    recent = Alert.objects.filter(
+        rule_id=alert.rule_id, fired_at__gt=now - timedelta(seconds=window)
+    )
+    return window if recent.exclude(pk=alert.pk).exists() else 0
 
 
 def enqueue(notification_id: int, *, countdown: float = 0) -> None:

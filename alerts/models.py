@@ -71,7 +71,9 @@ class AlertRule(models.Model):
     repeat_interval = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds between reminders while firing; empty: never."
     )
-    group_wait = models.PositiveIntegerField(default=30, help_text="Seconds to batch alerts.")
+    group_wait = models.PositiveIntegerField(
+        default=30, help_text="Seconds alerts following a first one wait, to go out together."
+    )
     enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -112,7 +114,11 @@ class Alert(models.Model):
                 name="alert_one_firing_per_fingerprint",
             )
         ]
-        indexes = [models.Index(fields=["state", "fired_at"], name="alert_state_fired")]
+        indexes = [
+            models.Index(fields=["state", "fired_at"], name="alert_state_fired"),
+            # "did this rule fire in the last group_wait seconds?" (firing.group_delay)
+            models.Index(fields=["rule", "fired_at"], name="alert_rule_fired"),
+        ]
 
     def __str__(self) -> str:
         return self.summary

@@ -1,14 +1,25 @@
 """Domain events: how ``tracking`` tells the rest of Labbook what happened to runs.
 
 ``tracking`` never imports ``alerts`` or the reports feature. They subscribe
-here in their ``AppConfig.ready()``; services publish after the transaction
-commits, so a subscriber never sees data that was rolled back. A failing
-subscriber is logged and never breaks the request that published.
+here in their ``AppConfig.ready()``, in one of two ways:
+
+- ``decide_with``: the handler makes a decision that must not be lost (alert
+  rules). It runs inside the publishing transaction, in a savepoint: what it
+  writes (an alert and its notifications, the outbox of deliveries) commits or
+  rolls back with the change that caused it. A process that dies right after
+  the commit has already recorded the decision; one that dies before it
+  recorded neither. A failing handler is logged and rolled back to its
+  savepoint; the change itself still commits.
+- ``subscribe``: the handler only tells someone (live screens). It runs once
+  the transaction commits, so it never shows data that was rolled back, and
+  may be lost with the process: the next update corrects the screen.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,22 +75,31 @@ class SdkAlertRaised:
 Event = PointsIngested | RunStatusChanged | RunCreated | SdkAlertRaised
 Handler = Callable[[Any], None]
 
-_handlers: dict[type, list[Handler]] = defaultdict(list)
+_handlers: dict[type, list[Handler]] = defaultdict(list)  # after commit
+_deciders: dict[type, list[Handler]] = defaultdict(list)  # inside the transaction
 
 
 def subscribe(event_type: type, handler: Handler) -> None:
+    """Call ``handler`` once the publishing transaction has committed."""
     if handler not in _handlers[event_type]:
         _handlers[event_type].append(handler)
 
 
+def decide_with(event_type: type, handler: Handler) -> None:
+    """Call ``handler`` inside the publishing transaction: its writes commit with the change."""
+    if handler not in _deciders[event_type]:
+        _deciders[event_type].append(handler)
+
+
 def unsubscribe(event_type: type, handler: Handler) -> None:
-    if handler in _handlers[event_type]:
-        _handlers[event_type].remove(handler)
+    for registry in (_handlers, _deciders):
+        if handler in registry[event_type]:
+            registry[event_type].remove(handler)
 
 
 def has_subscribers(event_type: type) -> bool:
     """Lets a hot path skip building an event nobody listens to."""
-    return bool(_handlers[event_type]) and not _quiet.get()
+    return bool(_handlers[event_type] or _deciders[event_type]) and not _quiet.get()
 
 
 _quiet: ContextVar[bool] = ContextVar("quiet_events", default=False)
@@ -99,11 +119,28 @@ def quiet() -> Iterator[None]:
         _quiet.reset(token)
 
 
-def publish_on_commit(event: Event) -> None:
-    """Deliver ``event`` to its subscribers once the current transaction commits."""
+def publish(event: Event) -> None:
+    """Decide on ``event`` now, inside the caller's transaction; tell subscribers after commit.
+
+    Called from inside ``transaction.atomic``: outside one the deciders' writes
+    could not be tied to the change, so that is a programming error.
+    """
     if _quiet.get():
         return
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"publish({type(event).__name__}) outside a transaction")
+    _arm_fault_point(event)
+    for handler in list(_deciders[type(event)]):
+        _decide(handler, event)
     transaction.on_commit(lambda: dispatch(event))
+
+
+def _decide(handler: Handler, event: Event) -> None:
+    try:
+        with transaction.atomic():  # a savepoint: a failing decider undoes only itself
+            handler(event)
+    except Exception:
+        logger.exception("event decider %r failed on %r", handler, event)
 
 
 def dispatch(event: Event) -> None:
@@ -112,3 +149,17 @@ def dispatch(event: Event) -> None:
             handler(event)
         except Exception:
             logger.exception("event handler %r failed on %r", handler, event)
+
+
+# --- A fault point for the tests ----------------------------------------------------------
+
+# ``LABBOOK_FAULT_KILL_AFTER_COMMIT=RunStatusChanged`` makes this process SIGKILL
+# itself the moment a transaction that published such an event commits, before any
+# after-commit work (queueing deliveries, live updates): how the tests prove that a
+# decision survives a web process dying there. Unset in every real deployment.
+_KILL_AFTER_COMMIT = os.environ.get("LABBOOK_FAULT_KILL_AFTER_COMMIT", "")
+
+
+def _arm_fault_point(event: Event) -> None:
+    if _KILL_AFTER_COMMIT and type(event).__name__ == _KILL_AFTER_COMMIT:
+        transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))

@@ -403,7 +403,7 @@ def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Poi
             "max_value",
         )
     }
-    events.publish_on_commit(
+    events.publish(
         events.PointsIngested(
             run_id=run.pk,
             project_id=run.project_id,

@@ -456,7 +456,7 @@ def _run_insert(
         run.name = generated_run_name(run.pk)
         run.save(update_fields=["name"])
     _tags_replace(run, tags)
-    events.publish_on_commit(events.RunCreated(run_id=run.pk, project_id=project.pk))
+    events.publish(events.RunCreated(run_id=run.pk, project_id=project.pk))
     return run
 
 
@@ -506,7 +506,7 @@ def run_update(*, run: Run, data: dict[str, Any]) -> Run:
         run.last_seen_at = now
         run.save(update_fields=[*sorted(changed), "last_seen_at"])
     if run.status != old_status:
-        events.publish_on_commit(
+        events.publish(
             events.RunStatusChanged(
                 run_id=run.pk, project_id=run.project_id, old=old_status, new=run.status
             )
@@ -543,7 +543,7 @@ def run_mark_crashed(*, run: Run, silent_since: datetime) -> bool:
         pk=run.pk, status=RunStatus.RUNNING, last_seen_at__lt=silent_since
     ).update(status=RunStatus.CRASHED, ended_at=timezone.now())
     if changed:
-        events.publish_on_commit(
+        events.publish(
             events.RunStatusChanged(
                 run_id=run.pk,
                 project_id=run.project_id,
@@ -620,7 +620,7 @@ def sdk_alert_raise(
         SdkAlert.objects.filter(pk=recent.pk).update(repeats=F("repeats") + 1)
         return recent, False
     alert = SdkAlert.objects.create(run=run, title=title, text=text, level=level)
-    events.publish_on_commit(
+    events.publish(
         events.SdkAlertRaised(run_id=run.pk, project_id=run.project_id, alert_id=alert.pk)
     )
     return alert, True

@@ -21,6 +21,7 @@ from tests.alerts.receiver import Reply
 from tests.conftest import World
 from tracking import selectors
 from tracking import services as tracking_services
+from tracking.ingest import Point, metrics_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "a-webhook-secret-of-32-characters!"
@@ -200,3 +201,65 @@ def test_a_private_address_is_refused_at_send_time_too(world, hook, receiver, se
     notification.refresh_from_db()
     assert "loopback" in notification.last_error
     assert receiver.requests == []
+
+
+# --- First at once, followers batched; in order; each message its own state -----------------
+
+
+def test_the_first_failure_of_a_rule_goes_at_once_and_later_ones_wait_to_go_together(
+    world, hook, receiver
+):
+    """With the default group_wait (30 s) the first failed run is not held back."""
+    (first,) = _fail_runs(world, hook)  # the rule's defaults
+    assert first.next_attempt_at <= timezone.now()
+    assert delivery.deliver(first.pk) == "sent 1"
+    for i in (1, 2):
+        run = tracking_services.run_create(user=world.owner.user, project=world.project)
+        tracking_services.run_update(run=run, data={"status": "failed", "error": f"OOM {i}"})
+    followers = list(Notification.objects.exclude(pk=first.pk).order_by("pk"))
+    wait = (followers[0].next_attempt_at - followers[0].created_at).total_seconds()
+    assert wait == 30
+    assert delivery.deliver(followers[0].pk) == "not due or not ours"
+    _due(followers[0])
+    assert delivery.deliver(followers[0].pk) == "sent 2"  # the other follower joins
+    assert len(receiver.requests) == 2
+
+
+def _threshold_rule(world: World, hook: Destination) -> None:
+    project = selectors.project_get_for_user(world.owner.user, "acme/mnist")
+    data = {
+        "name": "loss high",
+        "trigger": "metric_threshold",
+        "params": {"key": "loss", "op": ">", "value": 5},
+        "destinations": [hook.pk],
+        "group_wait": 0,
+    }
+    services.rule_create(user=world.owner.user, project=project, data=data)
+
+
+def _log(run, step: int, value: float) -> None:
+    metrics_ingest(run=run, points=[Point("loss", step, value, 1_764_150_000.0 + step)])
+
+
+def test_a_resolve_never_overtakes_its_fire_and_each_message_tells_its_own_state(
+    world, hook, receiver
+):
+    """The fired message fails once and is retried after the resolve: fired still goes first."""
+    _threshold_rule(world, hook)
+    receiver.script(Reply(status=503), Reply(status=200), Reply(status=200))
+    run = tracking_services.run_create(user=world.owner.user, project=world.project, name="r")
+    _log(run, 1, 9.0)
+    (fired,) = Notification.objects.all()
+    assert delivery.deliver(fired.pk).startswith("retry in")
+    _log(run, 2, 1.0)  # back under the threshold: resolved while "fired" is still pending
+    resolved = Notification.objects.get(event="resolved")
+    assert delivery.deliver(resolved.pk) == "not due or not ours"  # waits in line
+    _due(fired)
+    assert delivery.deliver(fired.pk) == "sent 1"
+    assert delivery.deliver(resolved.pk) == "sent 1"  # released (the task was queued again)
+    bodies = [json.loads(r.body) for r in receiver.requests[1:]]
+    assert [b["event"] for b in bodies] == ["alert.fired", "alert.resolved"]
+    assert [b["alerts"][0]["state"] for b in bodies] == ["firing", "resolved"]
+    assert bodies[0]["alerts"][0]["resolved_at"] is None
+    assert "resolved_with" not in bodies[0]["alerts"][0]["values"]
+    assert bodies[1]["alerts"][0]["resolved_at"] is not None

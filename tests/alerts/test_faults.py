@@ -13,6 +13,7 @@ recoveries happen within the test.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -179,3 +180,39 @@ def test_a_deleted_slack_webhook_fails_at_once_and_marks_the_destination_broken(
     assert "no_service" in logged["last_error"]
     assert destination["broken"] is True
     assert "no_service" in destination["last_error"]
+
+
+def test_a_web_process_killed_right_after_the_commit_has_already_decided_the_alert(
+    tmp_path: Path,
+):
+    """The alert is decided inside the transaction that fails the run, not after it.
+
+    The server is armed to SIGKILL itself the moment the transaction that
+    published the status change commits, before any after-commit work (the
+    queueing of the delivery included). The alert and its notification are
+    already written: the sweep queues it, and it goes out once.
+    """
+    env = {"REDIS_URL": settings.REDIS_URL} if settings.REDIS_URL else {}
+    armed = {"LABBOOK_FAULT_KILL_AFTER_COMMIT": "RunStatusChanged"}
+    server = LabbookServer(tmp_path / "home", env={**FAST_RECOVERY, **env, **armed})
+    with Receiver() as receiver, server:
+        with server.client() as client:
+            run_id = arm(
+                client, server, "webhook", {"url": receiver.url("/hook"), "secret": "s" * 32}
+            )
+            with pytest.raises(httpx.TransportError):  # the process died before answering
+                fail(client, run_id)
+        assert wait_until(lambda: server.process.poll() is not None, timeout=DELIVERY_TIMEOUT)
+        server.kill()
+        server.env = {**FAST_RECOVERY, **env}
+        server.start()
+        with server.client() as client:
+            assert server.run(run_id)["status"] == "failed"  # the change committed
+            assert notification(client)["status"] == "pending"  # and so did the decision
+            with celery_worker(server) as worker, celery_beat(server) as beat:
+                delivered = receiver.wait_for(1, timeout=DELIVERY_TIMEOUT)
+                assert delivered, f"lost: worker:\n{worker.output()}\nbeat:\n{beat.output()}"
+                assert wait_until(lambda: notification(client)["status"] == "sent", timeout=10)
+                time.sleep(QUIET)
+    assert len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0].body)["run"]["id"] == run_id
