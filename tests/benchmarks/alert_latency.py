@@ -5,14 +5,16 @@
 
 Starts the server (uvicorn) and a Celery worker as ``manage.py up`` would, on
 a throwaway LABBOOK_HOME, and a webhook receiver on loopback; fails RUNS runs
-one after another and reports p50/p95 of the time from the PATCH to the
-signed POST arriving. Then times one stall scan over 10,000 running runs
-in-process (SQLite).
+one after another, each the first failure of a rule with the default settings,
+and reports p50/p95 of the time from the PATCH to the signed POST arriving;
+then fails BURST runs of one rule at once and says when each message arrived.
+Then times one stall scan over 10,000 running runs in-process (SQLite).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -24,11 +26,19 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 RUNS = 100
+BURST = 20
 SECRET = "benchmark-webhook-secret-0123456789"
 SCAN_RUNS = 10_000
 
 
-def latency(redis_url: str | None) -> list[float]:
+def latency(redis_url: str | None) -> tuple[list[float], list[float]]:
+    """Seconds from PATCH to webhook: RUNS first failures, then one burst of BURST failures.
+
+    Every rule is made as the README shows, with its defaults (``group_wait``
+    30 s): the first failure of a rule goes at once, the ones after it within
+    30 s go out together. A first failure is measured on a rule of its own
+    (a fresh project each time); the burst fails BURST runs of one rule at once.
+    """
     from tests.alerts.receiver import Receiver
     from tests.sdk.server import LabbookServer
     from tests.workers import celery_worker
@@ -39,39 +49,44 @@ def latency(redis_url: str | None) -> list[float]:
     home = Path(tempfile.mkdtemp(prefix="labbook-alert-bench-"))
     server = LabbookServer(home, env=env)
     with server, Receiver() as receiver, celery_worker(server), server.client() as client:
-        run_id = server.create_run("lab/bench")  # the project
-        hook = (
-            client.post(
-                "/api/v1/destinations",
-                json={
-                    "team": "lab",
-                    "kind": "webhook",
-                    "name": "hook",
-                    "config": {"url": receiver.url("/hook"), "secret": SECRET},
-                },
-            )
-            .raise_for_status()
-            .json()
-        )
-        client.post(
-            "/api/v1/alert-rules",
+        hook = client.post(
+            "/api/v1/destinations",
             json={
-                "project": "lab/bench",
-                "name": "failures",
-                "trigger": "run_failed",
-                "destinations": [hook["id"]],
-                "group_wait": 0,
+                "team": "lab",
+                "kind": "webhook",
+                "name": "hook",
+                "config": {"url": receiver.url("/hook"), "secret": SECRET},
             },
-        ).raise_for_status()
-        times = []
+        )
+        hook_id = hook.raise_for_status().json()["id"]
+
+        def project_with_rule(name: str) -> str:
+            project = f"lab/{name}"
+            server.create_run(project)  # creates the project
+            rule = {"project": project, "name": "failures", "trigger": "run_failed"}
+            client.post("/api/v1/alert-rules", json={**rule, "destinations": [hook_id]})
+            return project
+
+        firsts = []
         for i in range(RUNS):
-            run_id = server.create_run("lab/bench")
+            run_id = server.create_run(project_with_rule(f"bench-{i}"))
             start = time.perf_counter()
             client.patch(f"/api/v1/runs/{run_id}", json={"status": "failed"})
             if not receiver.wait_for(i + 1, timeout=30):
                 raise RuntimeError(f"run {run_id}: no webhook within 30 s")
-            times.append(time.perf_counter() - start)
-        return times
+            firsts.append(time.perf_counter() - start)
+        burst_project = project_with_rule("burst")
+        runs = [server.create_run(burst_project) for _ in range(BURST)]
+        before = len(receiver.requests)
+        start = time.perf_counter()
+        for run_id in runs:
+            client.patch(f"/api/v1/runs/{run_id}", json={"status": "failed"})
+        burst = []
+        while sum(len(json.loads(r.body)["alerts"]) for r in receiver.requests[before:]) < BURST:
+            if not receiver.wait_for(len(receiver.requests) + 1, timeout=60):
+                raise RuntimeError("the burst's messages did not all arrive within 60 s")
+            burst.append(time.perf_counter() - start)
+        return firsts, burst
 
 
 def scan_duration() -> tuple[float, float]:
@@ -131,10 +146,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/8", default=None)
     args = parser.parse_args()
-    print(f"Fail a run -> signed webhook received ({RUNS} runs, one at a time):")
-    report("filesystem broker (embedded)", latency(None))
+    print(
+        f"Fail a run -> signed webhook received ({RUNS} runs, one at a time, each the first"
+        " failure of a rule with default settings: group_wait 30 s):"
+    )
+    brokers = [("filesystem broker (embedded)", None)]
     if args.redis:
-        report("Redis broker", latency(args.redis))
+        brokers.append(("Redis broker", args.redis))
+    for label, url in brokers:
+        firsts, burst = latency(url)
+        report(label, firsts)
+        arrivals = ", ".join(f"{seconds:.1f} s" for seconds in burst)
+        print(f"  {'':<34} {BURST} failing at once: {len(burst)} messages, at {arrivals}")
     quiet, stalled = scan_duration()
     print(f"Stall scan over {SCAN_RUNS:,} running runs (SQLite, one run_stalled rule):")
     print(f"  nothing stalled                    {quiet:6.1f} ms (median of 5)")
