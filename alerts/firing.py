@@ -10,6 +10,7 @@ unique constraint makes two evaluations racing on one condition open one alert.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,8 +126,8 @@ def notify(alert: Alert, event: str) -> list[Notification]:
     if not destinations:
         return []
     now = timezone.now()
-    wait = group_delay(alert, now) if event == NotificationEvent.FIRED else 0
     status = NotificationStatus.SILENCED if active_silence(alert) else NotificationStatus.PENDING
+    slots = {d.pk: _slot(alert, event, d.pk, now) for d in destinations}
     rows = Notification.objects.bulk_create(
         Notification(
             alert=alert,
@@ -134,33 +135,56 @@ def notify(alert: Alert, event: str) -> list[Notification]:
             event=event,
             status=status,
             created_at=now,
-            next_attempt_at=now + timedelta(seconds=wait),
+            next_attempt_at=slots[destination.pk].due,
         )
         for destination in destinations
     )
     Alert.objects.filter(pk=alert.pk).update(last_notified_at=now)
     if status == NotificationStatus.PENDING:
         for row in rows:
-            enqueue(row.pk, countdown=wait)
+            slot = slots[row.destination_id]
+            if slot.queue:
+                enqueue(row.pk, countdown=(slot.due - now).total_seconds())
     return rows
 
 
-def group_delay(alert: Alert, now: datetime) -> int:
-    """Seconds a fired alert waits: 0 for the first of a burst, ``group_wait`` for the rest.
+@dataclass(frozen=True)
+class Slot:
+    """When a notification is due, and whether it needs a delivery task of its own."""
 
-    The first failed run of a quiet rule reaches the team at once. Alerts of
-    the same rule that fire within ``group_wait`` of another wait that long,
-    and the first of them to be delivered takes the others due by then along
-    (``delivery.claim``): the 39 runs that die with the first one arrive as
-    one message, not 39.
+    due: datetime
+    queue: bool = True  # False: a batch already queued for ``due`` takes it along
+
+
+def _slot(alert: Alert, event: str, destination_id: int, now: datetime) -> Slot:
+    """Fired alerts: the first of a burst goes at once, the rest wait ``group_wait`` together.
+
+    The first failed run of a quiet rule reaches the team at once. An alert
+    of the same rule firing within ``group_wait`` of another waits that long;
+    one firing while such a batch is waiting joins it. The batch's task takes
+    every notification of its group due by then (``delivery.claim``): the 39
+    runs that die with the first one arrive as one message, not 39.
     """
-    window = alert.rule.group_wait
-    if not window:
-        return 0
-    recent = Alert.objects.filter(
-        rule_id=alert.rule_id, fired_at__gt=now - timedelta(seconds=window)
+    window = timedelta(seconds=alert.rule.group_wait)
+    if event != NotificationEvent.FIRED or not window:
+        return Slot(now)
+    waiting = (
+        Notification.objects.filter(
+            alert__rule_id=alert.rule_id,
+            destination_id=destination_id,
+            event=NotificationEvent.FIRED,
+            status=NotificationStatus.PENDING,
+            attempts=0,  # a batch waiting out its group_wait, not a retry's backoff
+            next_attempt_at__gt=now,
+        )
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
     )
-    return window if recent.exclude(pk=alert.pk).exists() else 0
+    if waiting is not None:
+        return Slot(waiting, queue=False)
+    recent = Alert.objects.filter(rule_id=alert.rule_id, fired_at__gt=now - window)
+    return Slot(now + window) if recent.exclude(pk=alert.pk).exists() else Slot(now)
 
 
 def enqueue(notification_id: int, *, countdown: float = 0) -> None:

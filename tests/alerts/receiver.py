@@ -37,6 +37,7 @@ class Received:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class Receiver:

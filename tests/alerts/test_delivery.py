@@ -219,6 +219,7 @@ def test_the_first_failure_of_a_rule_goes_at_once_and_later_ones_wait_to_go_toge
     followers = list(Notification.objects.exclude(pk=first.pk).order_by("pk"))
     wait = (followers[0].next_attempt_at - followers[0].created_at).total_seconds()
     assert wait == 30
+    assert followers[1].next_attempt_at == followers[0].next_attempt_at  # joins the batch
     assert delivery.deliver(followers[0].pk) == "not due or not ours"
     _due(followers[0])
     assert delivery.deliver(followers[0].pk) == "sent 2"  # the other follower joins
