@@ -1,15 +1,19 @@
 """Typed readers for settings that come from the environment.
 
-Each helper fails loudly (``ImproperlyConfigured`` naming the variable) on a
-value it cannot read, so a typo in a deployment never turns into a silent
-default.
+Each helper fails loudly (``ImproperlyConfigured`` naming the variable, the
+value and what is allowed, on one line) on a value it cannot use, so a typo in
+a deployment never turns into a silent default, and never into a traceback:
+``manage.py`` prints the message as ``labbook: <message>`` and exits with 2.
+Values that may hold a password (URLs) are shown with the password hidden.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -35,7 +39,9 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no), got {raw!r}")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -45,6 +51,36 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def port_number(name: str, raw: str) -> int:
+    """A TCP port, 1-65535: a larger number would be silently wrapped by the OS."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise ImproperlyConfigured(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return value
+
+
+def env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return port_number(name, raw) if raw else default
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def env_log_level(name: str, default: str) -> str:
+    """A logging level name; ``logging`` would only refuse it later, as a traceback."""
+    raw = os.environ.get(name, default)
+    value = raw.strip().upper()
+    if value not in logging.getLevelNamesMapping() or value == "NOTSET":
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     return value
 
 
@@ -71,13 +107,125 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+def env_url(
+    name: str, default: str, *, schemes: tuple[str, ...], require_host: bool = False
+) -> str:
     raw = os.environ.get(name, default)
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ImproperlyConfigured(f"{name} must start with one of {allowed}, got {raw!r}")
+        raise ImproperlyConfigured(
+            f"{name} must start with one of {allowed}, got {redacted(raw)!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} has a bad port (1-65535), got {redacted(raw)!r}"
+        ) from None
+    if require_host and not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must name a host, got {redacted(raw)!r}")
     return raw
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+# A host Django compares against the Host header: a name, ".name" for it and its
+# subdomains, "*", or a bracketed IPv6 address; never a scheme, port or path.
+_HOST_RE = re.compile(r"^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$")
+
+
+def env_hosts(name: str, default: list[str]) -> list[str]:
+    hosts = env_list(name, default)
+    if name in os.environ:
+        if not hosts:
+            raise ImproperlyConfigured(f"{name} must name at least one host, got ''")
+        for host in hosts:
+            if not _HOST_RE.match(host):
+                raise ImproperlyConfigured(
+                    f"{name} must be host names such as labbook.example.org or .example.org"
+                    f" (no scheme, port or path), got {host!r}"
+                )
+    return hosts
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    """Origins such as ``https://labbook.example.org`` (Django's CSRF_TRUSTED_ORIGINS)."""
+    origins = env_list(name, default)
+    for origin in origins:
+        parts = urlsplit(origin)
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ImproperlyConfigured(
+                f"{name} must be origins such as https://labbook.example.org"
+                f" (scheme and host, no path), got {origin!r}"
+            )
+    return origins
+
+
+# A CSP source expression allowed in frame-ancestors: *, 'self', 'none', a scheme
+# ("https:") or a host source ("https://*.example.org:443/path"). Nothing with a
+# space, ";" or a quote, which would let a value rewrite the policy.
+_CSP_SOURCE_RE = re.compile(
+    r"^(\*|'self'|'none'|[a-z][a-z0-9+.-]*:"
+    r"|([a-z][a-z0-9+.-]*://)?(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:(\d{1,5}|\*))?(/[^\s;,'\"]*)?)$",
+    re.IGNORECASE,
+)
+
+
+def env_csp_sources(name: str, default: list[str]) -> list[str]:
+    sources = env_list(name, default)
+    for source in sources:
+        if not _CSP_SOURCE_RE.match(source):
+            raise ImproperlyConfigured(
+                f"{name} must be sites such as https://blog.example.org, *.example.org,"
+                f" https:, 'self', 'none' or *, got {source!r}"
+            )
+    return sources
+
+
+def env_secret_key(name: str, *, minimum: int = 32) -> str:
+    """The secret key from the environment, or "" (then one is generated into the home)."""
+    raw = os.environ.get(name, "")
+    if raw and (len(raw.strip()) < minimum or raw != raw.strip()):
+        raise ImproperlyConfigured(
+            f"{name} must be at least {minimum} characters without surrounding spaces"
+            f" (or unset, to generate one), got {len(raw)} characters"
+        )
+    return raw
+
+
+def home_directory(name: str, default: str, *, subdirectories: tuple[str, ...] = ()) -> Path:
+    """The directory ``name`` points to, created with its subdirectories and proven writable.
+
+    Everything Labbook keeps lives there, so it is checked once, up front, by
+    writing a file: the OS reason ("Permission denied", "Read-only file
+    system") is more use than a traceback from whichever part touched it first.
+    """
+    raw = os.environ.get(name, default)
+    path = Path(raw).expanduser().resolve()
+    try:
+        for directory in (path, *(path / sub for sub in subdirectories)):
+            directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and str(error.filename) != raw else ""
+        raise ImproperlyConfigured(
+            f"{name} must be a directory Labbook can create and write, got {raw!r}: {reason}{where}"
+        ) from None
+    return path
 
 
 def secret_key_from_file(path: Path) -> str:
@@ -86,14 +234,23 @@ def secret_key_from_file(path: Path) -> str:
     ``O_EXCL`` makes the creation race-free when several processes start at
     once: exactly one writes, the others read what it wrote.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _secret_key_from_file(path)
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is unset and its file {path} cannot be used: {error.strerror or error}"
+        ) from None
+
+
+def _secret_key_from_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         key = path.read_text().strip()
         if not key:
             raise ImproperlyConfigured(
-                f"{path} is empty: delete it to generate a new key"
+                f"SECRET_KEY is unset and its file {path} is empty: delete it to generate a new key"
             ) from None
         return key
     key = secrets.token_urlsafe(50)
@@ -122,19 +279,21 @@ def email_settings(name: str, default: str) -> dict[str, object]:
     if parts.scheme in backends:
         result["EMAIL_BACKEND"] = backends[parts.scheme]
         if parts.scheme == "file":
+            if not parts.path.strip("/"):
+                raise ImproperlyConfigured(f"{name} file:// needs a folder, got {raw!r}")
             result["EMAIL_FILE_PATH"] = unquote(parts.path)
         return result
     if parts.scheme not in {"smtp", "smtp+tls", "smtp+ssl"}:
         raise ImproperlyConfigured(
             f"{name} must be smtp://, smtp+tls://, smtp+ssl://, console://, file:// or memory://,"
-            f" got {raw!r}"
+            f" got {redacted(raw)!r}"
         )
     try:
         port = parts.port
     except ValueError:
-        raise ImproperlyConfigured(f"{name} has a bad port: {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} has a bad port (1-65535): {redacted(raw)!r}") from None
     if not parts.hostname:
-        raise ImproperlyConfigured(f"{name} needs a host: {raw!r}")
+        raise ImproperlyConfigured(f"{name} needs a host: {redacted(raw)!r}")
     result.update(
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         EMAIL_HOST=parts.hostname,

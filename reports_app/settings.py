@@ -17,28 +17,39 @@ from django.core.exceptions import ImproperlyConfigured
 from reports_app.env import (
     email_settings,
     env_bool,
+    env_csp_sources,
+    env_hosts,
     env_int,
-    env_list,
+    env_log_level,
+    env_origins,
+    env_port,
     env_rate,
+    env_secret_key,
     env_str,
     env_url,
+    home_directory,
+    redacted,
     secret_key_from_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-LABBOOK_HOME = Path(env_str("LABBOOK_HOME", "var")).expanduser().resolve()
-LABBOOK_HOME.mkdir(parents=True, exist_ok=True)
+# Created and proven writable here, so a bad home is one line, not a traceback later.
+LABBOOK_HOME = home_directory("LABBOOK_HOME", "var", subdirectories=("logs", "artifacts"))
 LOG_DIR = LABBOOK_HOME / "logs"
-LOG_DIR.mkdir(exist_ok=True)
 ARTIFACTS_DIR = LABBOOK_HOME / "artifacts"
-ARTIFACTS_DIR.mkdir(exist_ok=True)
+# The default port of `manage.py up`; read here so every command checks it.
+PORT = env_port("PORT", 8000)
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "") or secret_key_from_file(LABBOOK_HOME / "secret_key")
+SECRET_KEY = env_secret_key("SECRET_KEY") or secret_key_from_file(LABBOOK_HOME / "secret_key")
 
-BASE_URL = env_url("BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
+BASE_URL = env_url(
+    "BASE_URL", "http://127.0.0.1:8000", schemes=("http", "https"), require_host=True
+).rstrip("/")
 _base = urlsplit(BASE_URL)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", _base.hostname or ""])
+ALLOWED_HOSTS = env_hosts(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", _base.hostname or ""]
+)
 USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 
 # --- HTTPS, cookies, security headers ----------------------------------------
@@ -47,7 +58,7 @@ USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 # from plain HTTP and HSTS follow unless set otherwise. The embedded default serves
 # plain HTTP on localhost, where a browser would never send a secure cookie back.
 _https = _base.scheme == "https"
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [f"{_base.scheme}://{_base.netloc}"])
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", [f"{_base.scheme}://{_base.netloc}"])
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _https)
@@ -81,7 +92,7 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 # Who may frame a share link marked embeddable (CSP frame-ancestors sources).
-SHARE_FRAME_ANCESTORS = env_list("SHARE_FRAME_ANCESTORS", ["*"])
+SHARE_FRAME_ANCESTORS = env_csp_sources("SHARE_FRAME_ANCESTORS", ["*"])
 
 # --- Logins ---------------------------------------------------------------------
 
@@ -161,6 +172,10 @@ SQLITE_OPTIONS = {
 }
 
 
+# Read whatever the database: a bad value is refused even before it is used.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
+
+
 def _database(url: str) -> dict[str, object]:
     # Under ASGI every request runs in a fresh thread, so per-thread persistent
     # connections would pile up: SQLite connections are cheap to open, and
@@ -168,15 +183,28 @@ def _database(url: str) -> dict[str, object]:
     try:
         config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError as error:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL ({error}), got {redacted(url)!r}"
+        ) from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        _sqlite_folder_check(str(config["NAME"]), url)
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
     elif config["ENGINE"] == "django.db.backends.postgresql":
-        pool = {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1)}
+        pool = {"min_size": 1, "max_size": DATABASE_POOL_SIZE}
         config["OPTIONS"] = {"pool": pool, **config.get("OPTIONS", {})}
     else:
-        raise ImproperlyConfigured("DATABASE_URL must be sqlite:// or postgres://")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be sqlite:// or postgres://, got {redacted(url)!r}"
+        )
     return config
+
+
+def _sqlite_folder_check(name: str, url: str) -> None:
+    """SQLite creates the file but not its folder: say so now, not at the first query."""
+    if name and name != ":memory:" and not Path(name).parent.is_dir():
+        raise ImproperlyConfigured(
+            f"DATABASE_URL names a SQLite file in a folder that does not exist, got {url!r}"
+        )
 
 
 DATABASES = {
@@ -209,10 +237,15 @@ if REDIS_URL:
 else:
     (QUEUE_DIR / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"
+    # Kombu's filesystem transport with an atomic enqueue and a consumer that sets
+    # undecodable files aside in queue/bad instead of dying (see reports_app/broker.py).
+    CELERY_BROKER_TRANSPORT = "reports_app.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(QUEUE_DIR),
         "data_folder_out": str(QUEUE_DIR),
+        # Same filesystem as the queue: consumers claim a message by renaming it here.
         "processed_folder": str(QUEUE_DIR / "processed"),
+        "bad_folder": str(QUEUE_DIR / "bad"),
         "control_folder": str(QUEUE_DIR / "control"),
         "store_processed": False,
         # Listing a directory is cheap: poll often so an alert waits ~0.2 s, not ~1 s.
@@ -360,7 +393,7 @@ LOGGING = {
             "formatter": "plain",
         },
     },
-    "root": {"handlers": ["console", "file"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console", "file"], "level": env_log_level("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
     },

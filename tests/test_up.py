@@ -1,4 +1,6 @@
-"""`manage.py up` as a real process: it serves, prints the first credentials once, stops cleanly.
+"""`manage.py up` as a real process: it serves, prints the first credentials once, restarts a
+child that dies, gives up on one that keeps dying, refuses a second `up` on its home, stops
+cleanly.
 
 Each test runs `up` against a fresh SQLite database in its own LABBOOK_HOME
 (even when the outer run uses PostgreSQL), keeping REDIS_URL when it is set so
@@ -78,14 +80,14 @@ def up_env(home: Path) -> dict[str, str]:
 def start_up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
-    def start(*args: str, port: int | None = None) -> Up:
+    def start(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Up:
         port = port or free_port()
         log = tmp_path / f"up-{port}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 [sys.executable, "manage.py", "up", "--port", str(port), *args],
                 cwd=ROOT,
-                env=up_env(tmp_path / "home"),
+                env={**up_env(tmp_path / "home"), **(env or {})},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -150,6 +152,32 @@ def healthz(up: Up) -> dict | None:
     return response.json() if response.status_code == 200 else None
 
 
+ROLES = {"web": "uvicorn", "worker": " worker ", "beat": " beat "}
+
+
+def child_pid(up: Up, role: str) -> int | None:
+    """The PID of `up`'s child running ``role`` now, if one is running."""
+    for pid, _ in alive(descendants(up.process.pid)):
+        with contextlib.suppress(OSError):
+            if proc_table()[pid][0] == up.process.pid and ROLES[role] in cmdline(pid):
+                return pid
+    return None
+
+
+def check(up: Up, name: str) -> str:
+    return ((healthz(up) or {}).get("checks") or {}).get(name, "")
+
+
+def background_alive(up: Up) -> bool:
+    return all(check(up, role).startswith("ok: ") for role in ("worker", "beat"))
+
+
+def alive_heartbeat(up: Up, role: str, pid: int) -> bool:
+    """/healthz shows a fresh heartbeat of ``role`` written by process ``pid``."""
+    found = check(up, role)
+    return found.startswith("ok: ") and found.endswith(f", pid {pid})")
+
+
 # --- Tests -----------------------------------------------------------------------------
 
 
@@ -158,7 +186,14 @@ def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
     children = up.wait_running()
     assert len(children) == 3
     assert wait_until(lambda: healthz(up) is not None, timeout=START_TIMEOUT)
-    assert healthz(up) == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert wait_until(lambda: background_alive(up), timeout=START_TIMEOUT), healthz(up)
+    body = healthz(up)
+    assert body["status"] == "ok"
+    assert {name: body["checks"][name] for name in ("web", "database", "broker")} == {
+        "web": "ok",
+        "database": "ok",
+        "broker": "ok",
+    }
     out = up.output()
     password = re.search(r"password +(\S+)", out).group(1)
     token = re.search(r"API token +(lb_\S+)", out).group(1)
@@ -174,14 +209,62 @@ def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
     assert wait_until(lambda: not alive(children), timeout=5)
 
 
-def test_it_stops_everything_when_a_child_dies(start_up) -> None:
+def test_it_restarts_the_worker_beat_and_web_server_when_they_are_killed(start_up) -> None:
     up = start_up()
-    children = up.wait_running()
-    worker = next(pid for pid, _ in children if " worker " in cmdline(pid))
-    os.kill(worker, signal.SIGKILL)
-    assert up.wait_exit() == 1
-    assert "the Celery worker was killed by SIGKILL; stopping the others" in up.output()
-    assert wait_until(lambda: not alive(children), timeout=5)
+    up.wait_running()
+    for role, name in (("worker", "Celery worker"), ("beat", "Celery beat")):
+        old = child_pid(up, role)
+        assert wait_until(lambda: alive_heartbeat(up, role, old), timeout=90), healthz(up)  # noqa: B023
+        os.kill(old, signal.SIGKILL)
+        assert wait_until(lambda: child_pid(up, role) not in (None, old), timeout=60)  # noqa: B023
+        new = child_pid(up, role)
+        assert wait_until(lambda: alive_heartbeat(up, role, new), timeout=90), healthz(up)  # noqa: B023
+        assert f"labbook: the {name} was killed by SIGKILL; restarting in 1 s" in up.output()
+
+    old = child_pid(up, "web")
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: child_pid(up, "web") not in (None, old), timeout=60)
+    assert wait_until(lambda: healthz(up) is not None, timeout=60)
+    assert "labbook: the web server was killed by SIGKILL; restarting in 1 s" in up.output()
+    assert up.process.poll() is None
+
+    up.process.send_signal(signal.SIGTERM)
+    assert up.wait_exit() == 0
+    assert wait_until(lambda: not descendants(up.process.pid), timeout=STOP_TIMEOUT)
+
+
+def test_it_gives_up_on_a_child_that_keeps_dying(start_up) -> None:
+    up = start_up(env={"LABBOOK_CRASH_CHILD": "worker"})
+    children = up.wait_running()  # the web server serves meanwhile
+    assert up.wait_exit(timeout=180) == 1
+    out = up.output()
+    for delay in (1, 2, 4, 8):
+        assert f"the Celery worker exited with code 3; restarting in {delay} s" in out
+    assert "labbook: the Celery worker exited 5 times in " in out
+    assert "(exit codes 3, 3, 3, 3, 3); giving up and stopping the others" in out
+    assert "  | crashing on purpose: LABBOOK_CRASH_CHILD=worker" in out
+    assert "Traceback" not in out
+    assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)
+
+
+def test_a_second_up_on_the_same_home_is_refused(start_up) -> None:
+    first = start_up()
+    first.wait_running()
+    second = start_up()
+    assert second.wait_exit(timeout=START_TIMEOUT) == 2
+    lines = second.output().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"labbook: another Labbook (PID {first.process.pid}, http://127.0.0.1:{first.port}/)"
+        " is running on "
+    )
+    assert lines[0].endswith("/home; stop it or use another LABBOOK_HOME")
+    assert first.process.poll() is None
+
+    first.process.send_signal(signal.SIGKILL)  # the OS frees the lock, however `up` dies
+    first.wait_exit()
+    third = start_up()
+    third.wait_running()
 
 
 def test_it_leaves_no_orphans_when_killed(start_up) -> None:
@@ -199,5 +282,5 @@ def test_it_refuses_a_port_in_use(start_up) -> None:
         up = start_up(port=taken.getsockname()[1])
         assert up.wait_exit(timeout=START_TIMEOUT) != 0
     out = up.output()
-    assert f"port {up.port} on 127.0.0.1 is already in use" in out
+    assert f"labbook: port {up.port} on 127.0.0.1 is already in use" in out
     assert "Traceback" not in out

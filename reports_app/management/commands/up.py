@@ -1,8 +1,14 @@
-"""`manage.py up`: everything Labbook needs on one machine, in one command."""
+"""`manage.py up`: everything Labbook needs on one machine, in one command.
+
+The supervision itself (restarts, backoff, giving up, the home's lock) lives
+in ``reports_app.launcher``; this command reads its arguments, prepares the
+home and database, and reports.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -11,25 +17,30 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
+from django.core.management.base import BaseCommand, CommandError, CommandParser, SystemCheckError
+from django.db import OperationalError, connections
 
 from reports_app import launcher
-from reports_app.env import env_int
+from reports_app.env import port_number
 from tracking.bootstrap import AdminCredentials, admin_bootstrap, superuser_first
 from tracking.demo import DEMO_PROJECT, DEMO_TEAM, demo_exists, demo_seed
 
 HEALTH_TIMEOUT = 30.0
+CHECK_INTERVAL = 0.2  # how often exited children are noticed (and restarted when due)
+EXIT_REFUSED = 2  # bad arguments, another `up` on this home, a port in use
+LOCK_FILE = "up.lock"
 
 
 class Command(BaseCommand):
     help = (
         "Run Labbook on this machine: apply migrations, collect static files, create the first"
-        " administrator, then run the web server, a Celery worker and Celery beat until"
-        " Ctrl-C (or SIGTERM) stops them all."
+        " administrator, then run the web server, a Celery worker and Celery beat, restarting"
+        " any that exits, until Ctrl-C (or SIGTERM) stops them all."
     )
     _credentials: AdminCredentials | None = None  # shown once, then forgotten
+    _home_lock: launcher.HomeLock | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -37,9 +48,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--port",
-            type=int,
-            default=env_int("PORT", 8000, minimum=1),
-            help="Port to listen on (default: $PORT, else 8000).",
+            default=None,
+            help="Port to listen on, 1-65535 (default: $PORT, else 8000).",
         )
         parser.add_argument(
             "--demo",
@@ -51,13 +61,25 @@ class Command(BaseCommand):
             "--access-log", action="store_true", help="Log every HTTP request of the web server."
         )
 
-    def handle(
-        self, *args: Any, host: str, port: int, demo: bool, access_log: bool, **options: Any
-    ) -> None:
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        """A refusal reads as one line, ``labbook: <why>``, as bad settings do (see manage.py)."""
         try:
-            launcher.port_check(host, port)
-        except launcher.PortUnavailable as error:
-            raise CommandError(str(error)) from None
+            return super().execute(*args, **options)
+        except CommandError as error:
+            if options.get("traceback") or isinstance(error, SystemCheckError):
+                raise
+            self.stderr.write(f"labbook: {error}")
+            raise SystemExit(error.returncode) from None
+
+    def handle(
+        self, *args: Any, host: str, port: str | None, demo: bool, access_log: bool, **options: Any
+    ) -> None:
+        port_value = _port(port)
+        base_url = f"http://{launcher.display_host(host)}:{port_value}/"
+        home = Path(settings.LABBOOK_HOME)
+        # Before migrations: a second `up` on this home changes nothing.
+        self._home_lock = _lock_home(home, base_url)
+        listener = _listen(host, port_value)
         self._banner()
         try:
             self._step("Applying migrations", _migrate)
@@ -69,9 +91,10 @@ class Command(BaseCommand):
             if demo:
                 self._step("Seeding the demo project", self._seed_demo)
             connections.close_all()  # the children open their own
-            code = self._serve(host=host, port=port, access_log=access_log)
+            code = self._serve(listener=listener, base_url=base_url, access_log=access_log)
         finally:
             self._show_credentials()
+            listener.close()
         if code:
             raise SystemExit(code)
 
@@ -109,28 +132,39 @@ class Command(BaseCommand):
         demo_seed(owner=superuser_first())
         return None
 
-    def _serve(self, *, host: str, port: int, access_log: bool) -> int:
+    def _serve(self, *, listener: socket.socket, base_url: str, access_log: bool) -> int:
         home = Path(settings.LABBOOK_HOME)
-        specs = launcher.child_specs(host=host, port=port, home=home, access_log=access_log)
-        base_url = f"http://{launcher.display_host(host)}:{port}/"
+        specs = launcher.child_specs(listen_fd=listener.fileno(), home=home, access_log=access_log)
+        try:
+            specs = launcher.crash_on_purpose(specs, os.environ.get(launcher.CRASH_VARIABLE))
+        except ValueError as error:
+            raise CommandError(str(error), returncode=EXIT_REFUSED) from None
         env = launcher.child_env(
             home=home, settings_module=os.environ["DJANGO_SETTINGS_MODULE"], base_url=base_url
         )
+
+        def start(spec: launcher.ChildSpec, output: launcher.OutputTail) -> launcher.Child:
+            return launcher.spawn(spec, env=env, cwd=settings.BASE_DIR, output=output)
+
         stopping = launcher.stop_on_signals()
-        children: list[launcher.Child] = []
+        supervisor = launcher.Supervisor(specs, start=start, say=self._complain)
         try:
-            for spec in specs:
-                children.append(launcher.spawn(spec, env=env, cwd=settings.BASE_DIR))
-            return self._supervise(children, stopping, base_url)
+            supervisor.start()
+            return self._supervise(supervisor, stopping, base_url)
         finally:
-            launcher.stop_all(children)
+            supervisor.stop()
             self._say("Stopped.")
 
     def _supervise(
-        self, children: list[launcher.Child], stopping: threading.Event, base_url: str
+        self, supervisor: launcher.Supervisor, stopping: threading.Event, base_url: str
     ) -> int:
+        """Keep the children running until Ctrl-C/SIGTERM (0) or one keeps dying (1)."""
+        gave_up: launcher.GaveUp | None = None
+
         def give_up() -> bool:
-            return stopping.is_set() or launcher.first_exited(children) is not None
+            nonlocal gave_up
+            gave_up = gave_up or supervisor.check()
+            return stopping.is_set() or gave_up is not None
 
         status, body = launcher.wait_healthy(
             base_url + "healthz", timeout=HEALTH_TIMEOUT, give_up=give_up
@@ -139,8 +173,11 @@ class Command(BaseCommand):
             if not self._announce(status, body, base_url):
                 return 1
             while not give_up():
-                stopping.wait(0.5)
-        return self._outcome(children, stopping)
+                stopping.wait(CHECK_INTERVAL)
+        if gave_up is not None:
+            self._complain(gave_up.message())
+            return 1
+        return 0
 
     def _announce(self, status: int | None, body: str, base_url: str) -> bool:
         """Say the server is up, after the first credentials; False when nothing answered."""
@@ -156,17 +193,47 @@ class Command(BaseCommand):
         self._say(f"Labbook is running at {base_url} — press Ctrl-C to stop")
         return True
 
-    def _outcome(self, children: list[launcher.Child], stopping: threading.Event) -> int:
-        if stopping.is_set():
-            return 0
-        child = launcher.first_exited(children)
-        what = launcher.exit_description(child.process.returncode)
-        self._complain(f"labbook: the {child.spec.name} {what}; stopping the others")
-        return 1
+
+def _port(raw: str | None) -> int:
+    """--port, checked as PORT is: a port number the OS would not silently wrap."""
+    if raw is None:
+        return settings.PORT
+    try:
+        return port_number("--port", raw)
+    except ImproperlyConfigured as error:
+        raise CommandError(str(error), returncode=EXIT_REFUSED) from None
+
+
+def _lock_home(home: Path, url: str) -> launcher.HomeLock:
+    """The home's lock, held until this process exits (the OS releases it, however we die)."""
+    lock = launcher.HomeLock(home / LOCK_FILE)
+    try:
+        lock.acquire(url=url)
+    except launcher.HomeBusy as busy:
+        pid = busy.pid if busy.pid is not None else "unknown"
+        raise CommandError(
+            f"another Labbook (PID {pid}, {busy.url or 'address unknown'}) is running on {home};"
+            " stop it or use another LABBOOK_HOME",
+            returncode=EXIT_REFUSED,
+        ) from None
+    except OSError as error:
+        raise CommandError(f"cannot lock {home / LOCK_FILE}: {error.strerror}") from None
+    return lock
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return launcher.listen_socket(host, port)
+    except launcher.PortUnavailable as error:
+        raise CommandError(str(error), returncode=EXIT_REFUSED) from None
 
 
 def _migrate() -> None:
-    call_command("migrate", interactive=False, verbosity=0)
+    try:
+        call_command("migrate", interactive=False, verbosity=0)
+    except OperationalError as error:
+        reason = " ".join(str(error).split())
+        raise CommandError(f"cannot migrate {_database_description()}: {reason}") from None
 
 
 def _collect_static() -> None:
