@@ -159,6 +159,9 @@ TEMPLATES = [
 # WAL lets readers work while one writer commits; IMMEDIATE transactions take
 # the write lock up front so concurrent writers queue (up to `timeout`
 # seconds) instead of failing with "database is locked" mid-transaction.
+# Checkpoints are Labbook's own and memory-mapped reads stay off: see
+# reports_app/sqlite/base.py (SQLite's WAL-reset bug).
+SQLITE_ENGINE = "reports_app.sqlite"
 SQLITE_OPTIONS = {
     "timeout": env_int("SQLITE_BUSY_TIMEOUT", 30, minimum=1),
     "transaction_mode": "IMMEDIATE",
@@ -167,7 +170,7 @@ SQLITE_OPTIONS = {
         "PRAGMA synchronous=NORMAL;"
         "PRAGMA temp_store=MEMORY;"
         "PRAGMA cache_size=-65536;"
-        "PRAGMA mmap_size=268435456;"
+        "PRAGMA wal_autocheckpoint=0;"
     ),
 }
 
@@ -188,6 +191,7 @@ def _database(url: str) -> dict[str, object]:
         ) from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         _sqlite_folder_check(str(config["NAME"]), url)
+        config["ENGINE"] = SQLITE_ENGINE
         config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
     elif config["ENGINE"] == "django.db.backends.postgresql":
         pool = {"min_size": 1, "max_size": DATABASE_POOL_SIZE}

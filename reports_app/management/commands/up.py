@@ -269,7 +269,7 @@ def _version() -> str:
 
 def _database_description() -> str:
     database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
+    if connections["default"].vendor == "sqlite":
         return f"SQLite {database['NAME']}"
     return f"PostgreSQL {database.get('HOST') or 'localhost'}/{database['NAME']}"
 
