@@ -147,7 +147,7 @@ def _earlier_streak(run: Run, key: str, before: int, most: int, params: dict) ->
     """How many of the points just before ``before`` were beyond the threshold too."""
     earlier = (
         MetricPoint.objects.filter(series__run=run, series__key=key, step__lt=before)
-        .order_by("-step")
+        .order_by("-step", "-timestamp", "-seq")  # latest first, in the points' one order
         .values_list("value", flat=True)[:most]
     )
     streak = 0

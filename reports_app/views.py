@@ -183,14 +183,14 @@ def _csv_rows(series) -> Iterator[str]:
     """Every point of the series, page by page: a million points never sit in memory at once."""
     writer = csv.writer(_Echo())
     yield writer.writerow(["step", "value", "timestamp"])
-    step_min: int | None = None
+    cursor: history.PointKey | None = None
     while True:
-        page = history.metric_history(series, step_min=step_min, limit=run_pages.CSV_PAGE)
+        page = history.metric_history(series, cursor=cursor, limit=run_pages.CSV_PAGE)
         for row in zip(page.steps, page.values, page.timestamps, strict=True):
             yield writer.writerow(row)
-        if page.next_step is None:
+        if page.next_cursor is None:
             return
-        step_min = page.next_step
+        cursor = history.parse_cursor(page.next_cursor)
 
 
 @login_required

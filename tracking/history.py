@@ -9,16 +9,22 @@ The buckets are computed from ``MetricRollup`` rows (min/max per 16**L steps,
 maintained on ingest), so reading a million-point series touches a few
 thousand rows. Bucket edges are aligned to the rollup grid; the two partial
 rollup cells at the edges of a zoomed range are read from the raw points.
+
+Points come in primary-key order, (step, timestamp, seq): a step may hold
+several points (see ``MetricPoint``). A page of a full read ends after
+``limit`` points wherever that falls, even inside a step; its cursor names
+the next point exactly, so paging never skips or repeats a point.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Max, Min, Q
+from django.db.models import Q, QuerySet
 
 from tracking import rollups
 from tracking.models import MetricPoint, MetricRollup, MetricSeries
@@ -27,6 +33,13 @@ from tracking.validation import float_to_json
 DEFAULT_LIMIT = 100_000
 MAX_LIMIT = 1_000_000
 MAX_MAX_POINTS = 100_000
+
+# A point's primary key in its series, (step, timestamp, seq): its place in every read.
+PointKey = tuple[int, float, int]
+# A point as read: (step, timestamp, seq, value); value None is NaN.
+Row = tuple[int, float, int, float | None]
+ROW_FIELDS = ("step", "timestamp", "seq", "value")
+ORDER = ("step", "timestamp", "seq")
 
 
 @dataclass
@@ -37,7 +50,8 @@ class History:
     timestamps: list[float]
     total: int
     downsampled: bool
-    next_step: int | None = None  # where the next page starts when ``limit`` cut the answer
+    next_step: int | None = None  # the step of the next point when ``limit`` cut the answer
+    next_cursor: str | None = None  # the next point exactly: pass it back as ``cursor``
 
     def as_dict(self) -> dict:
         return {
@@ -48,7 +62,57 @@ class History:
             "total": self.total,
             "downsampled": self.downsampled,
             "next_step": self.next_step,
+            "next_cursor": self.next_cursor,
         }
+
+
+# --- Cursors ----------------------------------------------------------------------------
+
+
+def cursor_token(key: PointKey) -> str:
+    """A point's key as text for a page token; ``repr`` keeps the timestamp exact."""
+    step, stamp, seq = key
+    return f"{step}:{stamp!r}:{seq}"
+
+
+def parse_cursor(token: str) -> PointKey:
+    """The point key of ``cursor_token``; ValueError for anything else."""
+    step_text, stamp_text, seq_text = token.split(":")
+    step, stamp, seq = int(step_text), float(stamp_text), int(seq_text)
+    if not (abs(step) < 2**63 and math.isfinite(stamp) and 0 <= seq < 2**31):
+        raise ValueError(token)
+    return step, stamp, seq
+
+
+def _from_key(points: QuerySet, key: PointKey) -> QuerySet:
+    """``points`` at or after ``key`` in primary-key order."""
+    step, stamp, seq = key
+    later = Q(step__gt=step) | Q(timestamp__gt=stamp) | Q(timestamp=stamp, seq__gte=seq)
+    return points.filter(step__gte=step).filter(later)
+
+
+def points_page(
+    series: MetricSeries,
+    *,
+    limit: int,
+    start: PointKey | None = None,
+    step_min: int | None = None,
+    step_max: int | None = None,
+) -> tuple[list[Row], PointKey | None]:
+    """Up to ``limit`` points from ``start`` (or ``step_min``) to ``step_max``, and the next key."""
+    points = _points(series)
+    if start is not None:
+        points = _from_key(points, start)
+    if step_min is not None:
+        points = points.filter(step__gte=step_min)
+    if step_max is not None:
+        points = points.filter(step__lte=step_max)
+    rows = list(points.order_by(*ORDER).values_list(*ROW_FIELDS)[: limit + 1])
+    after = rows.pop()[:3] if len(rows) > limit else None
+    return rows, after
+
+
+# --- One series ---------------------------------------------------------------------------
 
 
 def _json_values(values: list[float | None]) -> list[float | str]:
@@ -60,22 +124,24 @@ def _points(series: MetricSeries):
     return MetricPoint.objects.filter(series_id=series.pk)
 
 
-def _range_stats(series: MetricSeries, lo: int | None, hi: int | None) -> tuple[int, int, int]:
-    """(first step, last step, point count) of the series within [lo, hi]."""
-    if (lo is None or lo <= (series.first_step or 0)) and (
-        hi is None or hi >= (series.last_step or 0)
-    ):
-        return series.first_step or 0, series.last_step or 0, series.count
+def _ends(series: MetricSeries, lo: int | None, hi: int | None) -> tuple[Row, Row, int] | None:
+    """The first and last point of the series within steps [lo, hi], and the count there."""
+    if series.count == 0:
+        return None
+    if (lo is None or lo <= series.first_step) and (hi is None or hi >= series.last_step):
+        first = (series.first_step, series.first_timestamp, 0, series.first_value)
+        last = (series.last_step, series.last_timestamp, series.last_seq, series.last_value)
+        return first, last, series.count
     points = _points(series)
     if lo is not None:
         points = points.filter(step__gte=lo)
     if hi is not None:
         points = points.filter(step__lte=hi)
-    stats = points.aggregate(first=Min("step"), last=Max("step"))
-    if stats["first"] is None:
-        return 0, -1, 0
-    count = rollups.count_in_range(series.pk, stats["first"], stats["last"])
-    return stats["first"], stats["last"], count
+    first = points.order_by(*ORDER).values_list(*ROW_FIELDS).first()
+    if first is None:
+        return None
+    last = points.order_by(*(f"-{name}" for name in ORDER)).values_list(*ROW_FIELDS).first()
+    return first, last, rollups.count_in_range(series.pk, first[0], last[0])
 
 
 def metric_history(
@@ -85,50 +151,37 @@ def metric_history(
     step_min: int | None = None,
     step_max: int | None = None,
     limit: int = DEFAULT_LIMIT,
+    cursor: PointKey | None = None,
 ) -> History:
-    first, last, total = _range_stats(series, step_min, step_max)
-    if total == 0 or series.count == 0:
+    """``cursor`` (from ``next_cursor``) continues a full read where its last page ended."""
+    lo = cursor[0] if cursor is not None else step_min
+    ends = _ends(series, lo, step_max)
+    if ends is None:
         return History(series.key, [], [], [], 0, False)
+    first, last, total = ends
     if max_points is None or total <= max_points:
-        return _raw(series, first, last, total, limit)
-    steps = _downsampled_steps(series, first, last, max(1, max_points // 2))
-    return _history(series.key, _points_at(series, sorted(steps)), total, downsampled=True)
+        return _raw(series, first, last, total, limit, cursor)
+    buckets = max(1, max_points // 2)
+    cells = _cells(series, first[0], last[0], _level_for(last[0] - first[0] + 1, buckets))
+    return _history(series.key, _chosen(cells, first, last, buckets), total, downsampled=True)
 
 
-def _points_at(series: MetricSeries, steps: list[int]) -> list[tuple]:
-    """(step, value, timestamp) at ``steps``, by primary-key lookups."""
-    if connection.vendor != "postgresql":
-        points = _points(series).filter(step__in=steps).order_by("step")
-        return list(points.values_list("step", "value", "timestamp"))
-    # Joining an array keeps PostgreSQL on the primary key even before ANALYZE
-    # has seen a freshly loaded series (an IN list then plans as a full scan).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT p.step, p.value, p."timestamp" FROM {MetricPoint._meta.db_table} p'  # noqa: S608
-            " JOIN unnest(%s::bigint[]) AS s(step) ON p.step = s.step"
-            " WHERE p.series_id = %s ORDER BY p.step",
-            [steps, series.pk],
-        )
-        return cursor.fetchall()
-
-
-def _history(key: str, rows: list[tuple], total: int, *, downsampled: bool) -> History:
+def _history(key: str, rows: list[Row], total: int, *, downsampled: bool) -> History:
     if not rows:
         return History(key, [], [], [], total, downsampled)
-    steps, values, stamps = (list(column) for column in zip(*rows, strict=True))
+    steps, stamps, _seqs, values = (list(column) for column in zip(*rows, strict=True))
     return History(key, steps, _json_values(values), stamps, total, downsampled)
 
 
-def _raw(series: MetricSeries, first: int, last: int, total: int, limit: int) -> History:
-    rows = list(
-        _points(series)
-        .filter(step__gte=first, step__lte=last)
-        .order_by("step")
-        .values_list("step", "value", "timestamp")[: limit + 1]
+def _raw(
+    series: MetricSeries, first: Row, last: Row, total: int, limit: int, cursor: PointKey | None
+) -> History:
+    rows, after = points_page(
+        series, limit=limit, start=cursor, step_min=first[0], step_max=last[0]
     )
-    next_step = rows.pop()[0] if len(rows) > limit else None
     history = _history(series.key, rows, total, downsampled=False)
-    history.next_step = next_step
+    if after is not None:
+        history.next_step, history.next_cursor = after[0], cursor_token(after)
     return history
 
 
@@ -141,15 +194,19 @@ def _level_for(span: int, buckets: int) -> int:
     return level
 
 
-def _downsampled_steps(series: MetricSeries, first: int, last: int, buckets: int) -> set[int]:
-    span = last - first + 1
+def _chosen(cells: list[tuple], first: Row, last: Row, buckets: int) -> list[Row]:
+    """The points a downsampled answer keeps, in primary-key order: both ends, and each
+    output bucket's lowest, highest and first NaN point, merged from ``cells``."""
+    span = last[0] - first[0] + 1
     best: dict[int, list] = {}
-    for start, *cell in _cells(series, first, last, _level_for(span, buckets)):
-        rollups.merge_cell(best, (start - first) * buckets // span, *cell)
-    steps = {first, last}
-    for lo_step, _lo, hi_step, _hi, nan_step, _count in best.values():
-        steps.update(s for s in (lo_step, hi_step, nan_step) if s is not None)
-    return steps
+    for start, *cell in cells:
+        rollups.merge_cell(best, (start - first[0]) * buckets // span, *cell)
+    chosen: dict[PointKey, float | None] = {first[:3]: first[3], last[:3]: last[3]}
+    for lo_at, lo, hi_at, hi, nan_at, _count in best.values():
+        for at, value in ((lo_at, lo), (hi_at, hi), (nan_at, None)):
+            if at is not None:
+                chosen[at] = value
+    return [(*key, value) for key, value in sorted(chosen.items())]
 
 
 def _pieces(first: int, last: int, level: int) -> tuple[list[tuple], list[tuple]]:
@@ -184,19 +241,19 @@ def _read_cells(plans: dict[int, tuple[list[tuple], list[tuple]]]) -> dict[int, 
     """(start step, *cell) of every piece of every series: one rollup and one raw query."""
     cells: dict[int, list[tuple]] = {series_id: [] for series_id in plans}
     rolls = [(sid, *piece) for sid, (pieces, _raws) in plans.items() for piece in pieces]
-    for series_id, level, bucket, *cell in _joined(_ROLLUP_READ, rolls):
-        cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *cell))
+    for series_id, level, bucket, *row in _joined(_ROLLUP_READ, rolls):
+        cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *rollups.row_cell(row)))
     raws = [(sid, *piece) for sid, (_rolls, pieces) in plans.items() for piece in pieces]
-    for series_id, step, value in _joined(_RAW_READ, raws):
-        cells[series_id].append((step, *rollups.point_cell(step, value)))
+    for series_id, step, stamp, seq, value in _joined(_RAW_READ, raws):
+        cells[series_id].append((step, *rollups.point_cell((step, stamp, seq), value)))
     return cells
 
 
 # Reads joined to a list of ranges passed as ONE parameter (a JSON array on SQLite,
 # arrays on PostgreSQL): no OR chains to plan, no limit on the number of ranges.
 _ROLLUP_READ = {
-    "columns": "r.series_id, r.level, r.bucket, r.min_step, r.min_value, r.max_step,"
-    ' r.max_value, r.nan_step, r."count"',
+    "columns": "r.series_id, r.level, r.bucket, "
+    + ", ".join(f'r."{name}"' for name in rollups.CELL_COLUMNS),
     "table": MetricRollup._meta.db_table,
     "postgresql": "AS k(series_id, level, lo, hi) JOIN {table} r ON r.series_id = k.series_id"
     " AND r.level = k.level AND r.bucket BETWEEN k.lo AND k.hi",
@@ -205,7 +262,7 @@ _ROLLUP_READ = {
     " AND r.bucket BETWEEN k.value ->> 2 AND k.value ->> 3",
 }
 _RAW_READ = {
-    "columns": "r.series_id, r.step, r.value",
+    "columns": 'r.series_id, r.step, r."timestamp", r.seq, r.value',
     "table": MetricPoint._meta.db_table,
     "postgresql": "AS k(series_id, lo, hi) JOIN {table} r ON r.series_id = k.series_id"
     " AND r.step BETWEEN k.lo AND k.hi",
@@ -237,16 +294,7 @@ def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tupl
     return _read_cells({series.pk: _pieces(first, last, level)})[series.pk]
 
 
-def _any_of(conditions: list[Q]) -> Q:
-    combined = Q(pk__in=[])
-    for condition in conditions:
-        combined |= condition
-    return combined
-
-
 # --- Many series at once (report charts) ---------------------------------------------
-
-_UNKNOWN = object()  # a chosen step whose value the rollups did not carry
 
 
 def histories(
@@ -257,10 +305,9 @@ def histories(
     A fixed number of queries however many series (a report with 20 charts of
     5 runs costs what one chart costs): raw points of the short series, then
     for the long ones their rollup cells and the raw points of the partial
-    edge buckets, and finally the chosen points themselves, each in one query.
-    ``timestamps=False`` (charts by step) skips most of that last read: the
-    rollup cells already hold the chosen values, so only the first and last
-    points are read, and ``History.timestamps`` is left empty.
+    edge buckets, each in one query. The cells carry the chosen points and the
+    series summaries both ends, so no point is read back.
+    ``timestamps=False`` (charts by step) leaves ``History.timestamps`` empty.
     """
     short = [s for s in series_list if 0 < s.count <= max_points]
     long = [s for s in series_list if s.count > max_points]
@@ -270,95 +317,31 @@ def histories(
         found[series.pk] = _history(
             series.key, rows_by_series.get(series.pk, []), series.count, downsampled=False
         )
-    if not long:
-        return found
-    chosen = _downsampled_many(long, max(1, max_points // 2))
-    if timestamps:
-        points = _points_at_many({pk: set(values) for pk, values in chosen.items()})
-    else:
-        missing = {
-            pk: {s for s, v in values.items() if v is _UNKNOWN} for pk, values in chosen.items()
-        }
-        read = _points_at_many(missing)
-        for pk, rows in read.items():
-            chosen[pk].update((step, value) for step, value, _stamp in rows)
-        points = {
-            pk: [(step, value, None) for step, value in sorted(values.items())]
-            for pk, values in chosen.items()
-        }
+    buckets = max(1, max_points // 2)
+    ends = {s.pk: _ends(s, None, None) for s in long}
+    plans = {
+        pk: _pieces(first[0], last[0], _level_for(last[0] - first[0] + 1, buckets))
+        for pk, (first, last, _total) in ends.items()
+    }
+    cells = _read_cells(plans) if plans else {}
     for series in long:
-        history = _history(series.key, points.get(series.pk, []), series.count, downsampled=True)
+        first, last, total = ends[series.pk]
+        rows = _chosen(cells[series.pk], first, last, buckets)
+        found[series.pk] = _history(series.key, rows, total, downsampled=True)
         if not timestamps:
-            history.timestamps = []
-        found[series.pk] = history
+            found[series.pk].timestamps = []
     return found
 
 
-def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[tuple]]:
-    rows: dict[int, list[tuple]] = {}
+def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[Row]]:
+    rows: dict[int, list[Row]] = {}
     if not series_list:
         return rows
     points = (
         MetricPoint.objects.filter(series_id__in=[s.pk for s in series_list])
-        .order_by("series_id", "step")
-        .values_list("series_id", "step", "value", "timestamp")
+        .order_by("series_id", *ORDER)
+        .values_list("series_id", *ROW_FIELDS)
     )
     for series_id, *point in points:
         rows.setdefault(series_id, []).append(tuple(point))
     return rows
-
-
-def _downsampled_many(series_list: list[MetricSeries], buckets: int) -> dict[int, dict[int, Any]]:
-    """The steps ``_downsampled_steps`` picks for each series' full range, in two queries.
-
-    Each step maps to its value when a rollup cell or raw edge point told it
-    (``None`` is NaN), else to ``_UNKNOWN`` (the range's first and last steps).
-    """
-    ranges = {s.pk: (s.first_step or 0, s.last_step or 0) for s in series_list}
-    plans = {
-        pk: _pieces(first, last, _level_for(last - first + 1, buckets))
-        for pk, (first, last) in ranges.items()
-    }
-    cells = _read_cells(plans)
-    steps = {}
-    for series_id, (first, last) in ranges.items():
-        span = last - first + 1
-        best: dict[int, list] = {}
-        for start, *cell in cells[series_id]:
-            rollups.merge_cell(best, (start - first) * buckets // span, *cell)
-        chosen: dict[int, Any] = {first: _UNKNOWN, last: _UNKNOWN}
-        for lo_step, lo, hi_step, hi, nan_step, _count in best.values():
-            for step, value in ((lo_step, lo), (hi_step, hi), (nan_step, None)):
-                if step is not None:
-                    chosen[step] = value
-        steps[series_id] = chosen
-    return steps
-
-
-def _points_at_many(steps: dict[int, set[int]]) -> dict[int, list[tuple]]:
-    """(step, value, timestamp) rows at the given steps of each series, in one query."""
-    if not any(steps.values()):
-        return {}
-    pairs = [(series_id, step) for series_id, chosen in steps.items() for step in sorted(chosen)]
-    table = MetricPoint._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f'SELECT p.series_id, p.step, p.value, p."timestamp" FROM {table} p'  # noqa: S608
-                " JOIN unnest(%s::bigint[], %s::bigint[]) AS k(series_id, step)"
-                " ON p.series_id = k.series_id AND p.step = k.step"
-                " ORDER BY p.series_id, p.step",
-                [[p[0] for p in pairs], [p[1] for p in pairs]],
-            )
-        else:  # one JSON parameter: no limit on the number of points asked for
-            cursor.execute(
-                f'SELECT p.series_id, p.step, p.value, p."timestamp" FROM json_each(%s) k'  # noqa: S608
-                f" CROSS JOIN {table} p ON p.series_id = k.value ->> 0 AND p.step = k.value ->> 1"
-                " ORDER BY p.series_id, p.step",
-                [json.dumps(pairs)],
-            )
-        rows = cursor.fetchall()
-    found: dict[int, list[tuple]] = {}
-    for series_id, *point in rows:
-        found.setdefault(series_id, []).append(tuple(point))
-    return found

@@ -1,15 +1,33 @@
-"""Metric ingestion: validate a batch, store it in one transaction, publish after commit.
+"""Metric ingestion: validate a batch, store it in one transaction, publish what was stored.
 
 A batch of up to 10,000 points costs a fixed number of statements, never one
-per point: multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the
-points (the database tells which were new), one ``UPDATE`` per metric key for
-the running summary, and multi-row upserts for the downsampling rollups
+per point: a multi-row ``INSERT`` for the points (binary ``COPY`` through a
+staging table on PostgreSQL), one ``UPDATE`` per metric key for the running
+summary, and multi-row upserts for the downsampling rollups
 (``tracking.rollups``).
 
-Idempotency: points are unique on (run, key, step) and the **first value
-wins** — a re-sent point, or a new value for a step already stored, is
-counted in ``duplicates`` and changes nothing. A ``batch_id`` seen before for
-the run short-circuits the whole batch (the answer is all duplicates).
+Every point is stored as sent; nothing is moved or replaced. A step may hold
+several points, as in MLflow (its client logs every point without a step at
+step 0, and a step may be logged again with another value):
+
+- An **exact duplicate** — same key, step, timestamp and value (NaN equal to
+  NaN) as a stored point or an earlier point of the batch — is dropped and
+  counted in ``duplicates``: it is what a client re-sending a request
+  produces. Any other point is kept, whatever its step.
+- A point sent **without a step** goes one past its key's highest step so
+  far, stored or earlier in the batch. An explicit step is kept as sent, in
+  whatever order points arrive.
+- A ``batch_id`` the run has seen before short-circuits the whole batch (the
+  answer is all duplicates): a retried request stores nothing even when its
+  points carry no timestamp or no step, which the server fills in anew.
+
+Concurrency: a batch first updates its run's row (``last_seen_at``), and that
+row lock is held until commit, so the batches of one run are stored one after
+the other: what a batch reads (its keys' last steps, the points already at
+its steps) cannot change before it writes. SQLite locks the whole database
+anyway (``BEGIN IMMEDIATE``). The common batch appends (steps past its key's
+last one) and reads nothing back; only points at steps already logged are
+looked up, by primary key.
 """
 
 from __future__ import annotations
@@ -46,9 +64,16 @@ _CHUNK_ROWS = 2000  # keeps every statement under SQLite's and PostgreSQL's para
 
 class Point(NamedTuple):
     key: str
-    step: int
+    step: int | None  # None until ingest gives a point sent without a step its step
     value: float | None  # None is NaN
     timestamp: float
+    # Set by ingest: 1, 2, ... for a point whose step and timestamp another value
+    # took first (see MetricPoint).
+    seq: int = 0
+
+
+# A point as stored, in the order ingest stores and publishes them: (series id, point).
+Stored = tuple[int, Point]
 
 
 # tuple.__new__ skips NamedTuple's Python-level constructor: the hot loop builds 10,000.
@@ -139,7 +164,7 @@ def _fast_point(item: Any, known_keys: set[str], now: float) -> Point | None:
         return None
     if len(item) != 3 + ("timestamp" in item):
         return None
-    return _new_tuple(Point, (key, step, value, stamp))
+    return _new_tuple(Point, (key, step, value, stamp, 0))
 
 
 def _checked_point(item: Any, where: str, now: float) -> Point:
@@ -151,7 +176,7 @@ def _checked_point(item: Any, where: str, now: float) -> Point:
         raise invalid(f"{where}.{unknown}", "Unknown field.")
     key = clean_metric_key(item.get("key"), field=f"{where}.key")
     step = item.get("step")
-    if type(step) is not int or not 0 <= step <= MAX_STEP:
+    if "step" in item and (type(step) is not int or not 0 <= step <= MAX_STEP):
         raise invalid(f"{where}.step", "Must be an integer between 0 and 2**63-1.")
     if "value" not in item:
         raise invalid(f"{where}.value", "This field is required.")
@@ -171,24 +196,23 @@ def clean_batch_id(raw: Any) -> str | None:
 
 @transaction.atomic
 def metrics_ingest(*, run: Run, points: list[Point], batch_id: str | None = None) -> IngestResult:
-    """Store ``points`` for ``run``; see the module docstring for the idempotency rules."""
+    """Store ``points`` for ``run``; see the module docstring for what is kept and dropped."""
     batch_pk = _claim_batch(run, batch_id) if batch_id else None
     if batch_id and batch_pk is None:
         return IngestResult(accepted=0, duplicates=len(points), replayed=True)
-    unique = _dedupe(points)
-    series = _series_rows(run, {p.key for p in unique})
-    series_ids = {key: sid for key, (sid, _) in series.items()}
-    inserted = _insert_points(series, unique)
-    _update_series(series_ids, inserted)
-    _upsert_rollups(inserted)
-    _touch_run(run)
-    result = IngestResult(accepted=len(inserted), duplicates=len(points) - len(inserted))
+    _touch_run(run)  # first: its row lock stores one batch of the run at a time
+    series = _series_rows(run, {p.key for p in points})
+    new = _new_points(series, _auto_steps(series, points))
+    _insert_points(new)
+    _update_series(new)
+    _upsert_rollups(new)
+    result = IngestResult(accepted=len(new), duplicates=len(points) - len(new))
     if batch_pk is not None:
         IngestBatch.objects.filter(pk=batch_pk).update(
             accepted=result.accepted, duplicates=result.duplicates
         )
-    if inserted and events.has_subscribers(events.PointsIngested):
-        _publish(run, series_ids, inserted)
+    if new and events.has_subscribers(events.PointsIngested):
+        _publish(run, series, new)
     return result
 
 
@@ -203,17 +227,6 @@ def _claim_batch(run: Run, batch_id: str) -> int | None:
         )
         row = cursor.fetchone()
     return row[0] if row else None
-
-
-def _dedupe(points: list[Point]) -> list[Point]:
-    seen: set[tuple[str, int]] = set()
-    unique: list[Point] = []
-    for point in points:
-        ident = (point.key, point.step)
-        if ident not in seen:
-            seen.add(ident)
-            unique.append(point)
-    return unique
 
 
 def _series_rows(run: Run, keys: set[str]) -> dict[str, tuple[int, int | None]]:
@@ -235,107 +248,176 @@ def _series_rows(run: Run, keys: set[str]) -> dict[str, tuple[int, int | None]]:
     return found
 
 
+def _auto_steps(series: dict[str, tuple[int, int | None]], points: list[Point]) -> list[Point]:
+    """Points without a step go one past their key's highest step yet, stored or in the batch."""
+    if all(point.step is not None for point in points):
+        return points
+    highest = {key: last for key, (_sid, last) in series.items()}
+    placed = []
+    for point in points:
+        top = highest[point.key]
+        if point.step is None:
+            point = point._replace(step=_step_after(top))
+        if top is None or point.step > top:
+            highest[point.key] = point.step
+        placed.append(point)
+    return placed
+
+
+def _step_after(step: int | None) -> int:
+    if step is None:
+        return 0
+    if step >= MAX_STEP:
+        raise invalid("points", f"A point without a step cannot go after step {step}.")
+    return step + 1
+
+
+def _new_points(series: dict[str, tuple[int, int | None]], points: list[Point]) -> list[Stored]:
+    """The points to insert, in primary-key order, each with its seq.
+
+    Exact duplicates of a stored point or of an earlier point of the batch are
+    left out; a point at a step and timestamp already taken by another value
+    gets the next seq there. Sorting is stable, so points sharing a step and
+    timestamp keep the order they were sent in.
+    """
+    stored = _stored_values(series, points)
+    new: list[Stored] = []
+    here: tuple = (None, None, None)  # (series id, step, timestamp) of the points in ``values``
+    values: list[float | None] = []
+    for row in sorted(((series[p.key][0], p) for p in points), key=_place):
+        sid, point = row
+        step, stamp, value = point.step, point.timestamp, point.value
+        if stamp != here[2] or step != here[1] or sid != here[0]:  # the common case: a new place
+            here = (sid, step, stamp)
+            values = stored.get(here, []) if stored else []
+        if value in values:  # None (NaN) equals None: NaN repeats NaN
+            continue
+        new.append((sid, point._replace(seq=len(values))) if values else row)
+        values.append(value)
+    return new
+
+
+def _place(row: Stored) -> tuple[int, int, float]:
+    sid, point = row
+    return sid, point.step, point.timestamp
+
+
 def _chunks(rows: list, size: int = _CHUNK_ROWS):
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
-def _insert_points(
-    series: dict[str, tuple[int, int | None]], points: list[Point]
-) -> list[tuple[int, Point]]:
-    """Insert the points and return those that were new, as (series id, point)."""
-    rows = sorted(((series[p.key][0], p) for p in points), key=lambda r: (r[0], r[1].step))
-    if connection.vendor == "postgresql":
-        return _insert_points_postgresql(rows)
-    last_steps = dict(series.values())
-    return _insert_points_sqlite(rows, last_steps)
-
-
-def _insert_points_sqlite(
-    rows: list[tuple[int, Point]], last_steps: dict[int, int | None]
-) -> list[tuple[int, Point]]:
-    # The transaction began with BEGIN IMMEDIATE (see settings), so it holds the
-    # write lock: what is read here cannot change before the insert below.
-    existing = _existing_steps(rows, last_steps)
-    if existing:
-        rows = [row for row in rows if (row[0], row[1].step) not in existing]
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, value, "timestamp")'  # noqa: S608
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (series_id, step) DO NOTHING",
-            [(sid, p.step, p.value, p.timestamp) for sid, p in rows],
-        )
-    return rows
-
-
-def _existing_steps(
-    rows: list[tuple[int, Point]], last_steps: dict[int, int | None]
-) -> set[tuple[int, int]]:
-    """Steps of ``rows`` already stored. Appends (past the last step) need no lookup."""
-    suspects: dict[int, list[int]] = {}
-    for sid, p in rows:
-        last = last_steps[sid]
-        if last is not None and p.step <= last:
-            suspects.setdefault(sid, []).append(p.step)
-    found: set[tuple[int, int]] = set()
-    for sid, steps in suspects.items():
-        for chunk in _chunks(steps, 5000):
-            stored = MetricPoint.objects.filter(series_id=sid, step__in=chunk)
-            found.update((sid, step) for step in stored.values_list("step", flat=True))
-    return found
-
-
-_POINTS_STAGE = "labbook_points_stage"
-_POINTS_COLUMNS = (("series_id", "int8"), ("step", "int8"), ("value", "float8"), ("ts", "float8"))
-
-
-def _insert_points_postgresql(rows: list[tuple[int, Point]]) -> list[tuple[int, Point]]:
-    # RETURNING names the rows that were new, even when a concurrent request
-    # inserts the same points.
-    pgcopy.stage(_POINTS_STAGE, _POINTS_COLUMNS, ((sid, *p[1:]) for sid, p in rows))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, value, "timestamp")'  # noqa: S608
-            f" SELECT series_id, step, value, ts FROM {_POINTS_STAGE} ORDER BY series_id, step"
-            " ON CONFLICT (series_id, step) DO NOTHING RETURNING series_id, step"
-        )
-        new = set(cursor.fetchall())
-    if len(new) == len(rows):
-        return rows
-    return [row for row in rows if (row[0], row[1].step) in new]
-
-
-_SERIES_UPDATE = """
-UPDATE {table} SET
-  count = count + %s,
-  nonfinite_count = nonfinite_count + %s,
-  first_step = CASE WHEN first_step IS NULL OR %s < first_step THEN %s ELSE first_step END,
-  last_value = CASE WHEN last_step IS NULL OR %s > last_step THEN %s ELSE last_value END,
-  last_timestamp = CASE WHEN last_step IS NULL OR %s > last_step THEN %s ELSE last_timestamp END,
-  last_step = CASE WHEN last_step IS NULL OR %s > last_step THEN %s ELSE last_step END,
-  min_value = CASE WHEN %s THEN min_value
-                   WHEN min_value IS NULL OR %s < min_value THEN %s ELSE min_value END,
-  max_value = CASE WHEN %s THEN max_value
-                   WHEN max_value IS NULL OR %s > max_value THEN %s ELSE max_value END
-WHERE id = %s
+# CROSS JOIN keeps SQLite on the primary key: with a long VALUES list it would
+# rather scan the whole table once (PostgreSQL reads it as a plain join).
+_STORED_AT = """
+WITH wanted (series_id, step, ts) AS ({wanted})
+SELECT p.series_id, p.step, p."timestamp", p.value FROM wanted CROSS JOIN {table} p
+WHERE p.series_id = wanted.series_id AND p.step = wanted.step AND p."timestamp" = wanted.ts
+ORDER BY p.series_id, p.step, p."timestamp", p.seq
 """
 
 
-def _series_deltas(inserted: list[tuple[int, Point]]) -> dict[int, list]:
-    """Per series: [count, nonfinite, first_step, last Point, min, max] of the new points."""
+def _stored_values(
+    series: dict[str, tuple[int, int | None]], points: list[Point]
+) -> dict[tuple[int, int, float], list[float | None]]:
+    """(series id, step, timestamp) -> values stored there in seq order, for the batch's points.
+
+    Only a step up to its key's last one can hold points already: appends
+    need no lookup.
+    """
+    wanted = set()
+    for point in points:
+        sid, last = series[point.key]
+        if last is not None and point.step <= last:
+            wanted.add((sid, point.step, point.timestamp))
+    found: dict[tuple[int, int, float], list[float | None]] = {}
+    for chunk in _chunks(sorted(wanted)):
+        for sid, step, stamp, value in _stored_at(chunk):
+            found.setdefault((sid, step, stamp), []).append(value)
+    return found
+
+
+def _stored_at(places: list[tuple[int, int, float]]) -> list[tuple]:
+    """(series id, step, timestamp, value) of the points stored at ``places``, in key order.
+
+    Timestamps go as bound parameters (arrays on PostgreSQL), never through a
+    text format the database would parse on its own terms, so they match exactly.
+    """
+    table = MetricPoint._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            wanted = "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])"
+            params = [list(column) for column in zip(*places, strict=True)]
+        else:
+            wanted = "VALUES " + ", ".join(["(%s, %s, %s)"] * len(places))
+            params = [x for place in places for x in place]
+        cursor.execute(_STORED_AT.format(wanted=wanted, table=table), params)
+        return cursor.fetchall()
+
+
+_POINTS_STAGE = "labbook_points_stage"
+_POINTS_COLUMNS = (
+    ("series_id", "int8"), ("step", "int8"), ("ts", "float8"), ("seq", "int4"), ("value", "float8")
+)  # fmt: skip
+_INSERT_POINTS = (
+    f'INSERT INTO {MetricPoint._meta.db_table} (series_id, step, "timestamp", seq, value)'
+)
+
+
+def _insert_points(new: list[Stored]) -> None:
+    # A plain INSERT: the run's lock means nothing else writes these keys, so a
+    # conflict would be a bug, and it fails the batch rather than lose a point.
+    rows = ((sid, p.step, p.timestamp, p.seq, p.value) for sid, p in new)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            pgcopy.stage(_POINTS_STAGE, _POINTS_COLUMNS, rows)
+            cursor.execute(
+                f"{_INSERT_POINTS} SELECT series_id, step, ts, seq, value FROM {_POINTS_STAGE}"  # noqa: S608
+            )
+        else:
+            cursor.executemany(f"{_INSERT_POINTS} VALUES (%s, %s, %s, %s, %s)", rows)
+
+
+# The first and last point of a series are the first and last in primary-key
+# order (see MetricPoint): a new point replaces them when it sorts before or after.
+_EARLIER = (
+    "first_step IS NULL OR (%(first_step)s, %(first_timestamp)s) < (first_step, first_timestamp)"
+)
+_LATER = (
+    "last_step IS NULL"
+    " OR (%(last_step)s, %(last_timestamp)s, %(last_seq)s) > (last_step, last_timestamp, last_seq)"
+)
+_SERIES_UPDATE = """
+UPDATE {table} SET
+  count = count + %(count)s,
+  nonfinite_count = nonfinite_count + %(nonfinite)s,
+  first_step = CASE WHEN {earlier} THEN %(first_step)s ELSE first_step END,
+  first_timestamp = CASE WHEN {earlier} THEN %(first_timestamp)s ELSE first_timestamp END,
+  first_value = CASE WHEN {earlier} THEN %(first_value)s ELSE first_value END,
+  last_step = CASE WHEN {later} THEN %(last_step)s ELSE last_step END,
+  last_timestamp = CASE WHEN {later} THEN %(last_timestamp)s ELSE last_timestamp END,
+  last_seq = CASE WHEN {later} THEN %(last_seq)s ELSE last_seq END,
+  last_value = CASE WHEN {later} THEN %(last_value)s ELSE last_value END,
+  min_value = CASE WHEN %(no_low)s THEN min_value
+                   WHEN min_value IS NULL OR %(low)s < min_value THEN %(low)s ELSE min_value END,
+  max_value = CASE WHEN %(no_high)s THEN max_value
+                   WHEN max_value IS NULL OR %(high)s > max_value THEN %(high)s ELSE max_value END
+WHERE id = %(id)s
+"""
+
+
+def _series_deltas(new: list[Stored]) -> dict[int, list]:
+    """Per series: [count, nonfinite, first Point, last Point, min, max] of the new points."""
     deltas: dict[int, list] = {}
-    for sid, p in inserted:
+    for sid, p in new:  # in primary-key order: a series' first point comes first
         d = deltas.get(sid)
         if d is None:
-            d = deltas[sid] = [0, 0, p.step, p, None, None]
+            d = deltas[sid] = [0, 0, p, p, None, None]
         d[0] += 1
+        d[3] = p
         v = p.value
         if v is None or v - v != 0:  # NaN or +/-inf
             d[1] += 1
-        if p.step < d[2]:
-            d[2] = p.step
-        if p.step > d[3].step:
-            d[3] = p
         if v is not None:
             if d[4] is None or v < d[4]:
                 d[4] = v
@@ -344,38 +426,38 @@ def _series_deltas(inserted: list[tuple[int, Point]]) -> dict[int, list]:
     return deltas
 
 
-def _update_series(series_ids: dict[str, int], inserted: list[tuple[int, Point]]) -> None:
+def _update_series(new: list[Stored]) -> None:
     params = []
-    for sid, (count, nonfinite, first, last, low, high) in sorted(_series_deltas(inserted).items()):
-        no_low, no_high = low is None, high is None
+    for sid, (count, nonfinite, first, last, low, high) in sorted(_series_deltas(new).items()):
         params.append(
-            [
-                count,
-                nonfinite,
-                first,
-                first,
-                last.step,
-                last.value,
-                last.step,
-                last.timestamp,
-                last.step,
-                last.step,
-                no_low,
-                low,
-                low,
-                no_high,
-                high,
-                high,
-                sid,
-            ]
+            {
+                "id": sid,
+                "count": count,
+                "nonfinite": nonfinite,
+                "first_step": first.step,
+                "first_timestamp": first.timestamp,
+                "first_value": first.value,
+                "last_step": last.step,
+                "last_timestamp": last.timestamp,
+                "last_seq": last.seq,
+                "last_value": last.value,
+                "no_low": low is None,
+                "low": low,
+                "no_high": high is None,
+                "high": high,
+            }
         )
     if params:
         with connection.cursor() as cursor:
-            cursor.executemany(_SERIES_UPDATE.format(table=MetricSeries._meta.db_table), params)
+            sql = _SERIES_UPDATE.format(
+                table=MetricSeries._meta.db_table, earlier=_EARLIER, later=_LATER
+            )
+            cursor.executemany(sql, params)
 
 
-def _upsert_rollups(inserted: list[tuple[int, Point]]) -> None:
-    rollups.upsert(rollups.cells_from_points([(sid, p.step, p.value) for sid, p in inserted]))
+def _upsert_rollups(new: list[Stored]) -> None:
+    points = ((sid, (p.step, p.timestamp, p.seq), p.value) for sid, p in new)
+    rollups.upsert(rollups.cells_from_points(points))
 
 
 def _touch_run(run: Run) -> None:
@@ -387,8 +469,8 @@ def _touch_run(run: Run) -> None:
     run.last_seen_at = now
 
 
-def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Point]]) -> None:
-    touched = {sid for sid, _ in inserted}
+def _publish(run: Run, series: dict[str, tuple[int, int | None]], new: list[Stored]) -> None:
+    touched = {sid for sid, _ in new}
     summaries = {
         row["key"]: row
         for row in MetricSeries.objects.filter(pk__in=touched).values(
@@ -407,8 +489,8 @@ def _publish(run: Run, series_ids: dict[str, int], inserted: list[tuple[int, Poi
         events.PointsIngested(
             run_id=run.pk,
             project_id=run.project_id,
-            rows=inserted,
-            keys={sid: key for key, sid in series_ids.items()},
+            rows=new,
+            keys={sid: key for key, (sid, _last) in series.items()},
             series=summaries,
         )
     )
@@ -418,8 +500,8 @@ def ingest_batches_prune(*, older_than: timedelta = BATCH_ID_MEMORY) -> int:
     """Forget batch ids older than ``older_than``; answers how many were forgotten.
 
     Retries come within minutes (the SDK gives up after LABBOOK_RETRY_SECONDS
-    and spools); a re-sent batch after that is still stored once, because
-    points are unique per (run, key, step).
+    and spools); a re-sent batch after that is still stored once if its points
+    carry their steps and timestamps (the SDK's do): exact duplicates are dropped.
     """
     deleted, _ = IngestBatch.objects.filter(created_at__lt=timezone.now() - older_than).delete()
     return deleted

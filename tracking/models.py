@@ -5,11 +5,21 @@ whole series:
 
 * ``MetricSeries`` — one row per (run, key): the running summary (count,
   first/last step, last value, min, max) updated by every ingest batch.
-* ``MetricPoint`` — one row per (series, step); the composite primary key is
-  the index that serves "history of key k in run r ordered by step".
+* ``MetricPoint`` — one row per point. A step may hold several points (MLflow
+  logs every point without a step at step 0; a step may be logged again with
+  another value): the primary key (series, step, timestamp, seq) orders a
+  series by step, then time, then arrival, and is the index that serves
+  "history of key k in run r". ``seq`` tells apart points of the same step
+  and timestamp with different values (0, 1, ...); an exact repeat of a point
+  is never stored (see ``tracking.ingest``). That order is the one order of
+  points everywhere: history pages, charts, exports, and which point is a
+  series' first and last (the last is MLflow's "latest metric": the highest
+  step, then the latest timestamp).
 * ``MetricRollup`` — per-bucket min/max of a series at coarser and coarser
   step widths (16, 256, 4096, ...), maintained on ingest, so a downsampled
-  read of a million points touches a few thousand rows.
+  read of a million points touches a few thousand rows. A cell names its
+  points by primary key and carries their values, so a chart is drawn from
+  the cells without reading the points back.
 
 NaN is stored as SQL NULL (SQLite cannot store NaN; PostgreSQL would sort it
 above every number and spoil min/max); +/-inf are stored as themselves.
@@ -241,10 +251,15 @@ class MetricSeries(models.Model):
     key = models.CharField(max_length=250)
     count = models.BigIntegerField(default=0)
     nonfinite_count = models.BigIntegerField(default=0)
+    # The first and last point in primary-key order (see MetricPoint); the first
+    # point's seq is always 0.
     first_step = models.BigIntegerField(null=True)
+    first_timestamp = models.FloatField(null=True)
+    first_value = models.FloatField(null=True)
     last_step = models.BigIntegerField(null=True)
-    last_value = models.FloatField(null=True)
     last_timestamp = models.FloatField(null=True)
+    last_seq = models.IntegerField(default=0)
+    last_value = models.FloatField(null=True)
     min_value = models.FloatField(null=True)
     max_value = models.FloatField(null=True)
 
@@ -259,9 +274,11 @@ class MetricSeries(models.Model):
 
 
 class MetricPoint(models.Model):
-    pk = models.CompositePrimaryKey("series", "step")
-    # The primary key (series, step) already serves lookups by series: no second
-    # index. No database-level constraint either: PostgreSQL would check it row by
+    pk = models.CompositePrimaryKey("series", "step", "timestamp", "seq")
+    # The primary key already serves lookups by series: no second index. It
+    # holds the timestamp so that finding an exact repeat of a point is one
+    # index lookup, however many points share its step.
+    # No database-level constraint either: PostgreSQL would check it row by
     # row at commit, doubling the cost of a batch; only ingest writes this table,
     # always after creating the series, and Django's CASCADE removes the points.
     series = models.ForeignKey(
@@ -274,6 +291,7 @@ class MetricPoint(models.Model):
     step = models.BigIntegerField()
     value = models.FloatField(null=True)  # NULL is NaN
     timestamp = models.FloatField()  # Unix seconds
+    seq = models.IntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.series_id}@{self.step}={self.value}"
@@ -290,11 +308,19 @@ class MetricRollup(models.Model):
     )
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
+    # The bucket's lowest, highest and first NaN point, each by its primary key
+    # (step, timestamp, seq); see ``tracking.rollups``.
     min_step = models.BigIntegerField(null=True)
+    min_timestamp = models.FloatField(null=True)
+    min_seq = models.IntegerField(null=True)
     min_value = models.FloatField(null=True)
     max_step = models.BigIntegerField(null=True)
+    max_timestamp = models.FloatField(null=True)
+    max_seq = models.IntegerField(null=True)
     max_value = models.FloatField(null=True)
     nan_step = models.BigIntegerField(null=True)
+    nan_timestamp = models.FloatField(null=True)
+    nan_seq = models.IntegerField(null=True)
     count = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:

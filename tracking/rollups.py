@@ -1,14 +1,21 @@
 """Per-bucket summaries of a metric series at coarser and coarser step widths.
 
 Level L groups steps into buckets of 16**L steps (L = 1..6: 16 steps up to
-16.7M steps). A cell holds the bucket's min and max point, its first NaN step
-and its point count. Ingest merges the new points into every level; history
-reads the level that fits the chart, so a million-point series is summarised
-from a few thousand rows. min/max/first-NaN merges are idempotent and the
-count only ever sees points that were actually inserted, so cells stay exact.
+16.7M steps). A cell holds the bucket's lowest and highest point, its first
+NaN point and its point count. Ingest merges the new points into every
+level; history reads the level that fits the chart, so a million-point
+series is summarised from a few thousand rows. min/max/first-NaN merges are
+idempotent and the count only ever sees points that were actually inserted,
+so cells stay exact.
+
+A cell names its points by primary key, ``(step, timestamp, seq)`` (a step
+may hold several points), and keeps their values: a chart is drawn from the
+cells alone, and "first NaN" is the first in primary-key order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.db import connection
 
@@ -18,37 +25,40 @@ from tracking.models import MetricPoint, MetricRollup
 ROLLUP_BITS = 4
 ROLLUP_LEVELS = 6
 
-# [min step, min value, max step, max value, first NaN step, count]
+# A point's primary key within its series: (step, timestamp, seq).
+At = tuple[int, float, int]
+# [lowest At, its value, highest At, its value, first NaN At, count]; an At is
+# None when the bucket has no such point.
 Cell = list
 
 
-def merge_cell(cells: dict, ident: tuple, lo_step, lo, hi_step, hi, nan_step, count) -> None:
+def merge_cell(cells: dict, ident: tuple, lo_at, lo, hi_at, hi, nan_at, count) -> None:
     cell = cells.get(ident)
     if cell is None:
-        cells[ident] = [lo_step, lo, hi_step, hi, nan_step, count]
+        cells[ident] = [lo_at, lo, hi_at, hi, nan_at, count]
         return
     if lo is not None and (cell[1] is None or lo < cell[1]):
-        cell[0], cell[1] = lo_step, lo
+        cell[0], cell[1] = lo_at, lo
     if hi is not None and (cell[3] is None or hi > cell[3]):
-        cell[2], cell[3] = hi_step, hi
-    if nan_step is not None and (cell[4] is None or nan_step < cell[4]):
-        cell[4] = nan_step
+        cell[2], cell[3] = hi_at, hi
+    if nan_at is not None and (cell[4] is None or nan_at < cell[4]):
+        cell[4] = nan_at
     cell[5] += count
 
 
-def point_cell(step: int, value: float | None) -> tuple:
+def point_cell(at: At, value: float | None) -> tuple:
     """A single point as cell fields (value None is NaN)."""
-    return step, value, step, value, step if value is None else None, 1
+    return at, value, at, value, at if value is None else None, 1
 
 
-def cells_from_points(points: list[tuple[int, int, float | None]]) -> dict[tuple, Cell]:
-    """(series id, step, value) points -> {(series id, level, bucket): cell}.
+def cells_from_points(points: Iterable[tuple[int, At, float | None]]) -> dict[tuple, Cell]:
+    """(series id, At, value) points -> {(series id, level, bucket): cell}.
 
     Level L+1 is built from level L, so the work shrinks 16-fold per level.
     """
     level: dict[tuple[int, int], Cell] = {}
-    for sid, step, value in points:
-        merge_cell(level, (sid, step >> ROLLUP_BITS), *point_cell(step, value))
+    for sid, at, value in points:
+        merge_cell(level, (sid, at[0] >> ROLLUP_BITS), *point_cell(at, value))
     cells = {(sid, 1, bucket): cell for (sid, bucket), cell in level.items()}
     for depth in range(2, ROLLUP_LEVELS + 1):
         upper: dict[tuple[int, int], Cell] = {}
@@ -59,35 +69,76 @@ def cells_from_points(points: list[tuple[int, int, float | None]]) -> dict[tuple
     return cells
 
 
-_COLUMNS = "series_id, level, bucket, min_step, min_value, max_step, max_value, nan_step, count"
+# --- Cells as table rows -----------------------------------------------------------------
+
+_NO_POINT = (None, None, None)
+CELL_COLUMNS = (
+    "min_step", "min_timestamp", "min_seq", "min_value",
+    "max_step", "max_timestamp", "max_seq", "max_value",
+    "nan_step", "nan_timestamp", "nan_seq", "count",
+)  # fmt: skip
+
+
+def cell_row(cell: Cell) -> tuple:
+    """A cell as the values of ``CELL_COLUMNS``."""
+    lo_at, lo, hi_at, hi, nan_at, count = cell
+    return (*(lo_at or _NO_POINT), lo, *(hi_at or _NO_POINT), hi, *(nan_at or _NO_POINT), count)
+
+
+def row_cell(row) -> tuple:
+    """The values of ``CELL_COLUMNS`` as cell fields."""
+    lo_step, lo_ts, lo_seq, lo, hi_step, hi_ts, hi_seq, hi, nan_step, nan_ts, nan_seq, count = row
+    return (
+        None if lo_step is None else (lo_step, lo_ts, lo_seq),
+        lo,
+        None if hi_step is None else (hi_step, hi_ts, hi_seq),
+        hi,
+        None if nan_step is None else (nan_step, nan_ts, nan_seq),
+        count,
+    )
+
+
+def _take_when(condition: str, columns: tuple[str, ...]) -> list[str]:
+    """SET clauses of the upsert: the new cell's ``columns`` when ``condition`` holds."""
+    return [f"{c} = CASE WHEN {condition} THEN excluded.{c} ELSE {{t}}.{c} END" for c in columns]
+
+
+_KEY_COLUMNS = ("series_id", "level", "bucket")
+_COLUMNS = ", ".join(_KEY_COLUMNS + CELL_COLUMNS)
 _STAGE = "labbook_rollups_stage"
-_STAGE_TYPES = ("int8", "int2", "int8", "int8", "float8", "int8", "float8", "int8", "int8")
-_UPSERT = """
-INSERT INTO {t} ({columns})
-{source}
-ON CONFLICT (series_id, level, bucket) DO UPDATE SET
-  min_step = CASE WHEN excluded.min_value IS NOT NULL
-      AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)
-      THEN excluded.min_step ELSE {t}.min_step END,
-  min_value = CASE WHEN excluded.min_value IS NOT NULL
-      AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)
-      THEN excluded.min_value ELSE {t}.min_value END,
-  max_step = CASE WHEN excluded.max_value IS NOT NULL
-      AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)
-      THEN excluded.max_step ELSE {t}.max_step END,
-  max_value = CASE WHEN excluded.max_value IS NOT NULL
-      AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)
-      THEN excluded.max_value ELSE {t}.max_value END,
-  nan_step = CASE WHEN {t}.nan_step IS NULL THEN excluded.nan_step
-      WHEN excluded.nan_step IS NOT NULL AND excluded.nan_step < {t}.nan_step
-      THEN excluded.nan_step ELSE {t}.nan_step END,
-  count = {t}.count + excluded.count
-"""
+_AT_TYPES = ("int8", "float8", "int4")  # step, timestamp, seq
+_STAGE_TYPES = (
+    *("int8", "int2", "int8"),  # series_id, level, bucket
+    *(*_AT_TYPES, "float8", *_AT_TYPES, "float8", *_AT_TYPES, "int8"),  # CELL_COLUMNS
+)
+_LOWER = (
+    "excluded.min_value IS NOT NULL"
+    " AND ({t}.min_value IS NULL OR excluded.min_value < {t}.min_value)"
+)
+_HIGHER = (
+    "excluded.max_value IS NOT NULL"
+    " AND ({t}.max_value IS NULL OR excluded.max_value > {t}.max_value)"
+)
+_EARLIER_NAN = (
+    "excluded.nan_step IS NOT NULL AND ({t}.nan_step IS NULL"
+    " OR (excluded.nan_step, excluded.nan_timestamp, excluded.nan_seq)"
+    " < ({t}.nan_step, {t}.nan_timestamp, {t}.nan_seq))"
+)
+_SETS = [
+    *_take_when(_LOWER, CELL_COLUMNS[0:4]),
+    *_take_when(_HIGHER, CELL_COLUMNS[4:8]),
+    *_take_when(_EARLIER_NAN, CELL_COLUMNS[8:11]),
+    "count = {t}.count + excluded.count",
+]
+_UPSERT = (
+    "INSERT INTO {t} ({columns})\n{source}\n"
+    "ON CONFLICT (series_id, level, bucket) DO UPDATE SET\n  " + ",\n  ".join(_SETS)
+)
 
 
 def upsert(cells: dict[tuple, Cell]) -> None:
     """Merge ``cells`` into the stored rollups (sorted, so concurrent writers lock in order)."""
-    rows = [(*ident, *cell) for ident, cell in sorted(cells.items())]
+    rows = [(*ident, *cell_row(cell)) for ident, cell in sorted(cells.items())]
     table = MetricRollup._meta.db_table
     if connection.vendor == "postgresql":
         pgcopy.stage(_STAGE, list(zip(_COLUMNS.split(", "), _STAGE_TYPES, strict=True)), rows)
@@ -95,10 +146,11 @@ def upsert(cells: dict[tuple, Cell]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(_UPSERT.format(t=table, columns=_COLUMNS, source=source))
         return
+    marks = "(" + ",".join(["%s"] * len(rows[0])) + ")" if rows else ""
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 1000):
             chunk = rows[start : start + 1000]
-            source = "VALUES " + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk))
+            source = "VALUES " + ",".join([marks] * len(chunk))
             params = [x for row in chunk for x in row]
             cursor.execute(_UPSERT.format(t=table, columns=_COLUMNS, source=source), params)
 
@@ -109,17 +161,11 @@ def full_buckets(lo: int, hi: int, level: int) -> tuple[int, int]:
     return -(-lo // width), (hi + 1) // width - 1
 
 
-def stored(series_id: int, level: int, first: int, last: int):
-    """Rollup rows of buckets first..last as (bucket, *cell), in bucket order."""
-    return (
-        MetricRollup.objects.filter(
-            series_id=series_id, level=level, bucket__gte=first, bucket__lte=last
-        )
-        .order_by("bucket")
-        .values_list(
-            "bucket", "min_step", "min_value", "max_step", "max_value", "nan_step", "count"
-        )
-    )
+def stored_counts(series_id: int, level: int, first: int, last: int):
+    """The point counts of buckets first..last."""
+    return MetricRollup.objects.filter(
+        series_id=series_id, level=level, bucket__gte=first, bucket__lte=last
+    ).values_list("count", flat=True)
 
 
 def count_in_range(series_id: int, lo: int, hi: int, level: int = ROLLUP_LEVELS) -> int:
@@ -132,7 +178,7 @@ def count_in_range(series_id: int, lo: int, hi: int, level: int = ROLLUP_LEVELS)
     if first > last:
         return count_in_range(series_id, lo, hi, level - 1)
     width = 1 << (ROLLUP_BITS * level)
-    inner = sum(row[-1] for row in stored(series_id, level, first, last))
+    inner = sum(stored_counts(series_id, level, first, last))
     return (
         inner
         + count_in_range(series_id, lo, first * width - 1, level - 1)

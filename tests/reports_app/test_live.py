@@ -159,7 +159,8 @@ def test_it_sends_a_viewer_the_points_an_ingest_stored(world: World, run: Run) -
                     "acc": {"steps": [0], "values": ["Infinity"], "timestamps": [99.0]},
                 },
             }
-            await ingest(run, [{"key": "loss", "step": 1, "value": 7.0}])  # a duplicate
+            duplicate = {"key": "loss", "step": 1, "value": 0.5, "timestamp": 100.0}
+            await ingest(run, [duplicate])  # stores nothing, so says nothing
             assert await socket.receive_nothing(timeout=QUIET)
 
     scenario(body)

@@ -166,17 +166,17 @@ class LabbookServer:
         return {metric["key"]: metric["count"] for metric in metrics}
 
     def history(self, run_id: int, key: str) -> tuple[list[int], list[float]]:
-        """Every stored point of ``key`` (paged through next_step), values as floats."""
+        """Every stored point of ``key`` (paged through next_cursor), values as floats."""
         steps: list[int] = []
         values: list[float] = []
-        step_min = 0
+        query: dict[str, Any] = {}
         while True:
-            page = self.get(f"/api/v1/runs/{run_id}/metrics/{key}", step_min=step_min)
+            page = self.get(f"/api/v1/runs/{run_id}/metrics/{key}", **query)
             steps += page["steps"]
             values += [as_float(value) for value in page["values"]]
-            if page.get("next_step") is None:
+            if page.get("next_cursor") is None:
                 return steps, values
-            step_min = page["next_step"]
+            query = {"cursor": page["next_cursor"]}
 
     def create_run(self, project: str) -> int:
         with self.client() as client:

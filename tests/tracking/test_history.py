@@ -152,6 +152,7 @@ class TestApi:
             "total": 2,
             "downsampled": False,
             "next_step": None,
+            "next_cursor": None,
         }
 
     def test_it_lists_metric_keys_with_summaries(self, world, run):

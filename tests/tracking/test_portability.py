@@ -38,6 +38,7 @@ from tracking.models import (
     RunStatus,
     SdkAlert,
 )
+from tracking.rollups import CELL_COLUMNS
 from tracking.selectors import run_get_for_user
 
 MB = 1024 * 1024
@@ -261,8 +262,8 @@ RUN_FIELDS = [
     "deleted_at",
 ]  # fmt: skip
 SERIES_FIELDS = [
-    "key", "count", "nonfinite_count", "first_step", "last_step", "last_value",
-    "last_timestamp", "min_value", "max_value",
+    "key", "count", "nonfinite_count", "first_step", "first_timestamp", "first_value",
+    "last_step", "last_timestamp", "last_seq", "last_value", "min_value", "max_value",
 ]  # fmt: skip
 
 
@@ -277,13 +278,11 @@ def run_snapshot(run: Run, who: Callable) -> dict[str, Any]:
 
 
 def series_snapshot(series: MetricSeries) -> dict[str, Any]:
-    stored = MetricPoint.objects.filter(series=series).order_by("step")
+    stored = MetricPoint.objects.filter(series=series).order_by("step", "timestamp", "seq")
     rollups = MetricRollup.objects.filter(series=series).order_by("level", "bucket")
     return {name: getattr(series, name) for name in SERIES_FIELDS} | {
-        "points": list(stored.values_list("step", "value", "timestamp")),
-        "rollups": list(
-            rollups.values_list("level", "bucket", "min_value", "max_value", "nan_step", "count")
-        ),
+        "points": list(stored.values_list("step", "timestamp", "seq", "value")),
+        "rollups": list(rollups.values_list("level", "bucket", *CELL_COLUMNS)),
     }
 
 

@@ -131,7 +131,11 @@ class RunSerializer(serializers.ModelSerializer):
 
 class PointSerializer(serializers.Serializer):
     key = serializers.CharField(max_length=250)
-    step = serializers.IntegerField(min_value=0)
+    step = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        help_text="Default: one past the key's highest step so far.",
+    )
     value = serializers.JSONField(help_text="A number, or 'NaN' / 'Infinity' / '-Infinity'.")
     timestamp = serializers.JSONField(
         required=False, help_text="Unix seconds, or ISO 8601 with timezone; default: now."
@@ -176,7 +180,14 @@ class HistorySerializer(serializers.Serializer):
     timestamps = serializers.ListField(child=serializers.FloatField())
     total = serializers.IntegerField()
     downsampled = serializers.BooleanField()
-    next_step = serializers.IntegerField(allow_null=True)
+    next_step = serializers.IntegerField(
+        allow_null=True, help_text="The step of the next point when limit cut the page."
+    )
+    next_cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Where the next page starts, exactly (a step may hold several points):"
+        " pass it as cursor.",
+    )
 
 
 class HeartbeatSerializer(serializers.Serializer):

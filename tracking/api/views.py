@@ -325,6 +325,9 @@ class MetricHistoryView(APIView):
             OpenApiParameter("step_min", int),
             OpenApiParameter("step_max", int),
             OpenApiParameter("limit", int, description="Page size without max_points."),
+            OpenApiParameter(
+                "cursor", str, description="A page's next_cursor: the next page starts there."
+            ),
         ],
         responses=s.HistorySerializer,
         operation_id="runs_metric_history",
@@ -335,6 +338,7 @@ class MetricHistoryView(APIView):
         step_min = int_param(request, "step_min", minimum=0, maximum=top)
         step_max = int_param(request, "step_max", minimum=0, maximum=top)
         limit = int_param(request, "limit", minimum=1, maximum=history.MAX_LIMIT)
+        cursor = _cursor_param(request)
         run = selectors.run_get_for_user(request.user, run_id)
         series = selectors.series_get(run, key)
         result = history.metric_history(
@@ -343,8 +347,19 @@ class MetricHistoryView(APIView):
             step_min=step_min,
             step_max=step_max,
             limit=limit or history.DEFAULT_LIMIT,
+            cursor=cursor,
         )
         return Response(result.as_dict())
+
+
+def _cursor_param(request: Request) -> history.PointKey | None:
+    raw = request.query_params.get("cursor")
+    if raw in (None, ""):
+        return None
+    try:
+        return history.parse_cursor(raw)
+    except ValueError:
+        raise invalid("cursor", "Must be the next_cursor of a history page.") from None
 
 
 # --- Tokens ------------------------------------------------------------------------------------

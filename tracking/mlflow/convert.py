@@ -10,7 +10,9 @@ The mapping (documented in the README):
 * tags ↔ ``run.metadata["mlflow_tags"]``, every tag as sent; the ones outside
   ``mlflow.*`` also become Labbook tags (``key`` or ``key:value``), and
   ``mlflow.runName`` / ``mlflow.note.content`` are the run's name and notes.
-* metrics ↔ metric points (timestamps in ms there, seconds here).
+* metrics ↔ metric points (timestamps in ms there, float seconds here: ms / 1000
+  is off by far less than half a millisecond for any time Labbook stores, so
+  rounding reads every millisecond back exactly).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -55,8 +57,19 @@ FROM_MLFLOW_STATUS = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def millis(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    """A moment as MLflow's ms; exact (datetime arithmetic, no float in between)."""
+    return None if moment is None else (moment - _EPOCH) // _MILLISECOND
+
+
+def to_millis(seconds: float) -> int:
+    """A point's timestamp as MLflow's ms: rounded, since ms / 1000 is rarely exact in binary
+    (1001 ms is stored as 1.000999..., which truncating would read back as 1000)."""
+    return round(seconds * 1000)
 
 
 def from_millis(value: int) -> datetime:
@@ -221,7 +234,7 @@ def with_data(runs: QuerySet[Run]) -> list[RunRow]:
             {
                 "key": key,
                 "value": float_to_json(value),
-                "timestamp": int((timestamp or 0) * 1000),
+                "timestamp": to_millis(timestamp or 0),
                 "step": step or 0,
             }
         )

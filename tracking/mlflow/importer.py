@@ -5,9 +5,10 @@ The source is whatever the mlflow client can read: a tracking server
 folder. Each experiment becomes a project of the chosen team (by the naming
 rule of ``experiments``); each run becomes a run remembering its MLflow id
 (``client_id = "mlflow:<id>"``), so a second import finds it again and copies
-only what is new: nothing is duplicated. Metric histories are copied in full;
-a key whose history repeats a step (MLflow's step 0 when none is given) gets
-steps in logging order, the same steps every time.
+only what is new: nothing is duplicated. Metric histories are copied in full,
+every point at its own step, timestamp and value (several points may share a
+step, as in MLflow): a point copied before is an exact duplicate, which
+ingest drops.
 
 History is copied, not replayed: the import publishes no events, so a failed
 run from last year pages nobody.
@@ -116,17 +117,16 @@ def project_for(user: AbstractBaseUser, team: Team, experiment: Any) -> Project:
 
 
 def import_steps(history: list[Any]) -> list[ingest.Point]:
-    """MLflow metrics as points; a history repeating a step is numbered in logging order."""
+    """MLflow metrics as points, as MLflow has them, in (step, timestamp) order."""
     ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
-    unique = len({m.step for m in ordered}) == len(ordered)
     return [
         ingest.Point(
             metric.key,
-            metric.step if unique else index,
+            metric.step,
             runs.metric_or_nan(metric.value),
             min(metric.timestamp / 1000, 1e11 - 1),
         )
-        for index, metric in enumerate(ordered)
+        for metric in ordered
     ]
 
 

@@ -6,11 +6,10 @@ alerts see it the same way (a FAILED ``runs/update`` fires ``run_failed``).
 
 MLflow's rules kept here (``mlflow/utils/validation.py``): key names, the
 batch limits, immutable params (the same value again is fine), a deleted run
-refuses writes. Metric points: Labbook keeps one value per (key, step); the
-mlflow client sends step 0 when no step is given, so a key logged *again* at
-step 0 goes to the next step after its last one instead of being dropped, and
-an exact repeat of the latest point (same value and timestamp) is dropped as
-MLflow drops it.
+refuses writes. Metric points are kept as MLflow keeps them: every point at
+the step it was sent with (0 when none is given: the client logs every point
+without a step at step 0, and so does a request without one), several points
+per step, and an exact repeat (same key, step, timestamp and value) dropped.
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from tracking import history as point_reads
 from tracking import ingest, selectors, services
 from tracking.errors import NotFound
 from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
-from tracking.models import MetricPoint, MetricSeries, Project, Run
+from tracking.models import MetricSeries, Project, Run
 from tracking.selectors import MAX_DB_INT
 from tracking.validation import MAX_TAGS, float_to_json
 
@@ -332,66 +331,6 @@ def _checked_point(item: dict[str, Any], path: str) -> ingest.Point:
     return ingest.Point(key, step, value, min(timestamp, MAX_TIMESTAMP_MS) / 1000)
 
 
-def _auto_steps(run: Run, points: list[ingest.Point]) -> list[ingest.Point]:
-    """Points at step 0 of a key that already has points go after its last step.
-
-    A step-0 point equal (value and timestamp) to a stored point of its key or
-    to one earlier in the batch is a repeat — a retried request — and is dropped,
-    as MLflow drops an exact repeat.
-    """
-    at_zero = {p.key for p in points if p.step == 0}
-    if not at_zero:
-        return points
-    series = MetricSeries.objects.filter(run=run, key__in=at_zero, count__gt=0)
-    latest = {s.key: (s.last_step, (s.last_value, s.last_timestamp)) for s in series}
-    known = _stored_repeats(run, points, latest)
-    placed = []
-    for point in points:
-        seen = (point.value, point.timestamp)
-        if point.key not in latest:
-            placed.append(point)
-            if point.key in at_zero:
-                latest[point.key] = (point.step, seen)
-                if point.step == 0:
-                    known.add((point.key, *seen))
-            continue
-        last_step, last_seen = latest[point.key]
-        if point.step != 0:
-            placed.append(point)
-            if point.step > last_step:
-                latest[point.key] = (point.step, seen)
-            continue
-        if seen == last_seen or (point.key, *seen) in known:
-            continue
-        moved = point._replace(step=max(last_step, 0) + 1)
-        latest[point.key] = (moved.step, seen)
-        known.add((point.key, *seen))
-        placed.append(moved)
-    return placed
-
-
-def _stored_repeats(
-    run: Run, points: list[ingest.Point], latest: dict[str, tuple[int, tuple]]
-) -> set[tuple[str, float | None, float]]:
-    """``(key, value, timestamp)`` of stored points the step-0 ``points`` may repeat.
-
-    Those at step 0, and those at the timestamps of points no later than their
-    key's latest one (a retried batch). Live logging moves forward in time, so
-    it reads step 0 only.
-    """
-    last_stamps = {key: seen[1] for key, (_, seen) in latest.items()}
-    stamps = sorted(
-        {
-            p.timestamp
-            for p in points
-            if p.step == 0 and p.key in latest and p.timestamp <= (last_stamps[p.key] or math.inf)
-        }
-    )
-    rows = MetricPoint.objects.filter(series__run=run, series__key__in=list(latest))
-    rows = rows.filter(Q(step=0) | Q(timestamp__in=stamps))
-    return set(rows.values_list("series__key", "value", "timestamp"))
-
-
 def log_batch(run: Run, *, metrics: Any, params: Any, tags: Any) -> None:
     metric_items = _list(metrics, "metrics")
     param_items = _list(params, "params")
@@ -410,37 +349,43 @@ def log_batch(run: Run, *, metrics: Any, params: Any, tags: Any) -> None:
         if tag_values:
             _set_tags(run, tag_values)
         if points:
-            ingest.metrics_ingest(run=run, points=_auto_steps(run, points))
+            ingest.metrics_ingest(run=run, points=points)
 
 
 # --- History ----------------------------------------------------------------------------------
 
 
 def history(run: Run, key: Any, *, max_results: Any, page_token: Any) -> dict[str, Any]:
-    """Points of ``key`` by step, a page at a time; the token is the next step to read."""
+    """Points of ``key`` in step order, a page at a time; the token names the next point."""
     key = check_name(key, "metric_key")
     limit = _integer(max_results, "max_results", default=MAX_HISTORY_PAGE)
     if not 0 < limit <= MAX_HISTORY_PAGE:
         raise invalid(f"max_results must be between 1 and {MAX_HISTORY_PAGE}.")
-    start = _integer(page_token, "page_token") if page_token else None
+    start = _page_start(page_token)
     series = MetricSeries.objects.filter(run=run, key=key).first()
     if series is None:
         return {"metrics": []}
-    rows = series.points.order_by("step").values_list("step", "value", "timestamp")
-    if start is not None:
-        rows = rows.filter(step__gte=start)
-    page = list(rows[: limit + 1])
+    rows, after = point_reads.points_page(series, limit=limit, start=start)
     answer: dict[str, Any] = {
         "metrics": [
             {
                 "key": key,
                 "value": float_to_json(value),
-                "timestamp": int(timestamp * 1000),
+                "timestamp": convert.to_millis(timestamp),
                 "step": step,
             }
-            for step, value, timestamp in page[:limit]
+            for step, timestamp, _seq, value in rows
         ]
     }
-    if len(page) > limit:
-        answer["next_page_token"] = str(page[limit][0])
+    if after is not None:
+        answer["next_page_token"] = point_reads.cursor_token(after)
     return answer
+
+
+def _page_start(page_token: Any) -> point_reads.PointKey | None:
+    if not page_token:
+        return None
+    try:
+        return point_reads.parse_cursor(str(page_token))
+    except ValueError:
+        raise invalid(f"Invalid page token {page_token!r}.") from None

@@ -1,9 +1,11 @@
 """The project, its runs (with tags and SDK alerts) and their metric points.
 
 Points are read and written a series at a time in pages of at most
-``POINTS_PER_LINE`` steps (keyset paging on the primary key), and stored back
-through ``tracking.ingest``, which rebuilds the series summaries and the
-rollups exactly as live logging would.
+``POINTS_PER_LINE`` points (keyset paging on the primary key, so a step
+holding several points may span two lines), and stored back through
+``tracking.ingest``, which rebuilds the series summaries and the rollups
+exactly as live logging would. Points come back in the order they were read:
+those sharing a step and timestamp keep their order (seq).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 
 from django.db.models import Sum
 
-from tracking import ingest, services
-from tracking.models import AlertLevel, MetricPoint, MetricSeries, Project, Run, RunStatus, SdkAlert
+from tracking import history, ingest, services
+from tracking.models import AlertLevel, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.portability import sections
 from tracking.portability.format import (
     POINTS_PER_LINE,
@@ -137,34 +139,28 @@ def sdk_alert_lines(run: Run) -> Iterator[Line]:
 
 
 def points_lines(run: Run) -> Iterator[Line]:
-    series = MetricSeries.objects.filter(run=run).order_by("key").values_list("id", "key")
-    for series_id, key in list(series):
-        for page in point_pages(series_id):
+    for series in list(MetricSeries.objects.filter(run=run).order_by("key").only("id", "key")):
+        for page in point_pages(series):
             steps, values, stamps = zip(*page, strict=True)
             yield {
                 "type": "points",
                 "run": run.pk,
-                "key": key,
+                "key": series.key,
                 "steps": list(steps),
                 "values": encode_values(list(values)),
                 "timestamps": list(stamps),
             }
 
 
-def point_pages(series_id: int) -> Iterator[list[tuple[int, float | None, float]]]:
-    """(step, value, timestamp) of a series in step order, ``POINTS_PER_LINE`` at a time."""
-    after = -1
+def point_pages(series: MetricSeries) -> Iterator[list[tuple[int, float | None, float]]]:
+    """(step, value, timestamp) of a series in primary-key order, ``POINTS_PER_LINE`` at a time."""
+    start = None
     while True:
-        page = list(
-            MetricPoint.objects.filter(series_id=series_id, step__gt=after)
-            .order_by("step")
-            .values_list("step", "value", "timestamp")[:POINTS_PER_LINE]
-        )
-        if page:
-            yield page
-        if len(page) < POINTS_PER_LINE:
+        rows, start = history.points_page(series, limit=POINTS_PER_LINE, start=start)
+        if rows:
+            yield [(step, value, stamp) for step, stamp, _seq, value in rows]
+        if start is None:
             return
-        after = page[-1][0]
 
 
 # --- Load ------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ class Api:
         path = f"/api/v1/runs/{int(run_id)}/metrics/{quote(key, safe='/')}"
         page = self._get(path, {"max_points": max_points})
         result = {name: list(page[name]) for name in ("steps", "values", "timestamps")}
-        while page.get("next_step") is not None:
-            page = self._get(path, {"step_min": page["next_step"]})
+        while (query := _next_page(page)) is not None:
+            page = self._get(path, query)
             for name in result:
                 result[name].extend(page[name])
         return result
@@ -58,3 +58,12 @@ class Api:
         frame = pandas.DataFrame({"step": history["steps"], key: history["values"]})
         frame["timestamp"] = pandas.to_datetime(history["timestamps"], unit="s", utc=True)
         return frame
+
+
+def _next_page(page: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the history goes on: its exact cursor, or, from an older server, the next step."""
+    if page.get("next_cursor"):
+        return {"cursor": page["next_cursor"]}
+    if page.get("next_step") is not None:
+        return {"step_min": page["next_step"]}
+    return None

@@ -149,15 +149,6 @@ def test_metric_history_round_trips_across_pages(client: MlflowClient):
     assert client.get_run(run_id).data.metrics == {"loss": 1 / 30_000}
 
 
-def test_steps_left_out_are_kept_in_order_not_dropped(client: MlflowClient):
-    mlflow.set_experiment("lab/stepless")
-    with mlflow.start_run() as run:
-        for value in (3.0, 2.0, 1.0):
-            mlflow.log_metric("loss", value)  # the client sends step 0 every time
-    history = client.get_metric_history(run.info.run_id, "loss")
-    assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 2.0), (2, 1.0)]
-
-
 def test_the_default_experiment_is_the_first_teams_default_project(
     server: LabbookServer, client: MlflowClient
 ):

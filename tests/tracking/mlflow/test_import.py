@@ -117,8 +117,13 @@ def test_it_copies_runs_params_tags_metrics_and_artifacts(world, logged, setting
     assert loss == [(m.step, m.value, m.timestamp / 1000) for m in logged["losses"]]
     grad = MetricSeries.objects.get(run=run, key="grad")
     assert (grad.count, grad.last_value) == (1, None)  # NaN kept as NaN
-    stepless = MetricPoint.objects.filter(series__run=run, series__key="stepless").order_by("step")
-    assert list(stepless.values_list("step", "value")) == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    stepless = MetricPoint.objects.filter(series__run=run, series__key="stepless")
+    stepless = stepless.order_by("step", "timestamp")
+    assert list(stepless.values_list("step", "value", "timestamp")) == [
+        (0, 3.0, 1_700_000_001.001),
+        (0, 2.0, 1_700_000_001.002),
+        (0, 1.0, 1_700_000_001.003),
+    ]
     copied = Path(tmp_path) / "artifacts" / str(project.pk) / str(run.pk) / "artifacts"
     assert (copied / "docs" / "notes.txt").read_text() == "hello from mlflow"
 

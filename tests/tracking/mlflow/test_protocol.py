@@ -721,12 +721,76 @@ def log_metric(caller: Caller, run_id: str, key: str, value: Any, timestamp: int
     assert ok(caller.post("runs/log-metric", body)) == {}
 
 
-def test_step_0_repeats_go_to_the_next_step_and_an_exact_retry_is_dropped(owner, run_id):
+def test_points_without_a_step_stay_at_step_0_and_an_exact_retry_is_dropped(owner, run_id):
     for offset, value in enumerate([3.0, 2.0, 1.0]):
         log_metric(owner, run_id, "acc", value, T0_MS + offset)
-    assert steps(owner, run_id, "acc") == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert steps(owner, run_id, "acc") == [(0, 3.0), (0, 2.0), (0, 1.0)]
     log_metric(owner, run_id, "acc", 1.0, T0_MS + 2)  # the client retried the last call
-    assert steps(owner, run_id, "acc") == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert steps(owner, run_id, "acc") == [(0, 3.0), (0, 2.0), (0, 1.0)]
+    latest = {
+        m["key"]: (m["value"], m["timestamp"]) for m in get_run(owner, run_id)["data"]["metrics"]
+    }
+    assert latest["acc"] == (1.0, T0_MS + 2)
+
+
+def test_a_late_step_0_is_kept_at_step_0_beside_the_later_steps(owner, run_id):
+    for step in (1, 2, 3, 4, 5, 0, 6):
+        log_metric(owner, run_id, "late", step / 10, T0_MS + step, step=step)
+    assert steps(owner, run_id, "late") == [(step, step / 10) for step in range(7)]
+
+
+def test_the_same_step_with_another_value_or_timestamp_is_kept(owner, run_id):
+    log_metric(owner, run_id, "v", 0.5, T0_MS, step=3)
+    log_metric(owner, run_id, "v", 0.7, T0_MS, step=3)
+    log_metric(owner, run_id, "v", 0.5, T0_MS + 1, step=3)
+    log_metric(owner, run_id, "v", 0.5, T0_MS, step=3)  # exact repeat: dropped
+    answer = history(owner, run_id, "v")["metrics"]
+    assert [(m["step"], m["value"], m["timestamp"]) for m in answer] == [
+        (3, 0.5, T0_MS),
+        (3, 0.7, T0_MS),
+        (3, 0.5, T0_MS + 1),
+    ]
+
+
+MILLIS = [1, 1001, 1_700_000_000_001, 1_764_150_000_123, 99_999_999_998_999]
+
+
+def test_millisecond_timestamps_come_back_exactly_from_every_read(world, owner, run_id):
+    metrics = [metric("t", 1.0, step=i, timestamp=ms) for i, ms in enumerate(MILLIS)]
+    metrics += [metric(f"k{i}", 1.0, timestamp=ms) for i, ms in enumerate(MILLIS)]
+    assert ok(log_batch(owner, run_id, metrics=metrics)) == {}
+    assert [m["timestamp"] for m in history(owner, run_id, "t")["metrics"]] == MILLIS
+    latest = {m["key"]: m["timestamp"] for m in get_run(owner, run_id)["data"]["metrics"]}
+    assert [latest[f"k{i}"] for i in range(len(MILLIS))] == MILLIS
+    body = {"experiment_ids": [str(world.project.pk)]}
+    (found,) = ok(owner.post("runs/search", body))["runs"]
+    searched = {m["key"]: m["timestamp"] for m in found["data"]["metrics"]}
+    assert [searched[f"k{i}"] for i in range(len(MILLIS))] == MILLIS
+
+
+@pytest.mark.parametrize("start", [1001, 1_764_150_000_123])
+def test_run_start_and_end_times_keep_their_milliseconds(world, owner, start):
+    run_id = create_run(owner, world.project.pk, start_time=start)
+    ended = {"run_id": run_id, "status": "FINISHED", "end_time": start + 1}
+    assert ok(owner.post("runs/update", ended))["run_info"]["end_time"] == start + 1
+    info = get_run(owner, run_id)["info"]
+    assert (info["start_time"], info["end_time"]) == (start, start + 1)
+
+
+def test_get_history_pages_through_a_step_holding_more_points_than_a_page(owner, run_id):
+    batch = [metric("p", float(n), timestamp=T0_MS + n // 4) for n in range(23)]
+    assert ok(log_batch(owner, run_id, metrics=batch)) == {}
+    seen, params = [], {"max_results": 5}
+    while True:
+        answer = history(owner, run_id, "p", **params)
+        assert len(answer["metrics"]) <= 5
+        seen += [m["value"] for m in answer["metrics"]]
+        if "next_page_token" not in answer:
+            break
+        params["page_token"] = answer["next_page_token"]
+    assert seen == [float(n) for n in range(23)]
+    bad = {"run_id": run_id, "metric_key": "p", "page_token": "not-a-token"}
+    error(owner.get("metrics/get-history", bad), 400, "INVALID_PARAMETER_VALUE")
 
 
 def test_an_exact_retry_of_an_explicit_step_batch_stores_nothing_new(owner, run_id):
@@ -743,9 +807,9 @@ def test_a_retried_batch_of_step_0_points_stores_nothing_new(owner, run_id):
     batch = [metric("s", value, timestamp=T0_MS + i) for i, value in enumerate([5.0, 4.0, 4.0])]
     assert ok(log_batch(owner, run_id, metrics=batch)) == {}
     assert ok(log_batch(owner, run_id, metrics=batch)) == {}
-    assert steps(owner, run_id, "s") == [(0, 5.0), (1, 4.0), (2, 4.0)]
+    assert steps(owner, run_id, "s") == [(0, 5.0), (0, 4.0), (0, 4.0)]
     log_metric(owner, run_id, "s", 4.0, T0_MS + 3)  # a new point with a repeated value
-    assert steps(owner, run_id, "s") == [(0, 5.0), (1, 4.0), (2, 4.0), (3, 4.0)]
+    assert steps(owner, run_id, "s") == [(0, 5.0), (0, 4.0), (0, 4.0), (0, 4.0)]
 
 
 def test_an_exact_repeat_within_one_batch_is_stored_once(owner, run_id):
