@@ -34,7 +34,7 @@ import os
 import uuid
 from pathlib import Path
 from queue import Empty
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -45,6 +45,9 @@ from kombu.utils.json import dumps, loads
 logger = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".tmp"
+# A temporary file this old was left by a writer that died before its rename:
+# writes take milliseconds, so an hour leaves room for any stalled disk.
+STALE_TEMPORARY_SECONDS = 3600
 JSON = "application/json"
 
 
@@ -101,6 +104,23 @@ def write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def remove_stale_temporaries(folder: Path, *, now: float | None = None) -> list[str]:
+    """Delete the temporary files of writers that died before their rename; answers their names."""
+    limit = (time() if now is None else now) - STALE_TEMPORARY_SECONDS
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if not (entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX)):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # another process removed it first
+                if entry.stat().st_mtime < limit:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    if removed:
+        logger.warning("removed %d unfinished queue files left by a writer that died", len(removed))
+    return removed
 
 
 def create_if_absent(path: Path, data: bytes) -> None:
@@ -194,6 +214,10 @@ def check_envelope(payload: Any) -> None:
 
 class Channel(filesystem.Channel):
     """Kombu's filesystem channel with an atomic enqueue and a consumer that skips bad files."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        remove_stale_temporaries(Path(self.data_folder_out))
 
     @property
     def queue_folder(self) -> Path:

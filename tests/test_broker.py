@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,6 +28,7 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
+from reports_app import broker
 from reports_app.broker import claim
 from tests.sdk.server import ROOT, LabbookServer, server_env
 from tests.support import wait_until
@@ -415,3 +417,28 @@ def test_an_exchange_table_is_never_read_half_made(tmp_path: Path):
         thread.join(timeout=30)
         assert reading.get_table(names[-1])[0].queue == "jobs"
     assert errors == []
+
+
+def test_a_temporary_file_left_by_a_writer_that_died_is_removed_when_a_channel_opens(
+    tmp_path: Path,
+):
+    """A writer killed between writing and renaming leaves a hidden ``.tmp`` file; no
+    consumer ever lists it, so without this the queue folder would keep it for ever."""
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    name = unique_queue()
+    stale = folder / f".{message_file_name(name)}.tmp"
+    fresh = folder / f".{message_file_name(name)}.tmp"
+    assert stale != fresh
+    for path in (stale, fresh):
+        path.write_bytes(b'{"half": ')
+    an_hour_and_more = time.time() - broker.STALE_TEMPORARY_SECONDS - 60
+    os.utime(stale, (an_hour_and_more, an_hour_and_more))
+    healthz_probe = folder / ".healthz-abcd1234"
+    healthz_probe.write_bytes(b"")
+    os.utime(healthz_probe, (an_hour_and_more, an_hour_and_more))
+    with connection(folder) as conn, conn.SimpleQueue(name, serializer="json") as queue:
+        queue.put({"n": 1})
+    assert not stale.exists()
+    assert fresh.exists()  # a writer may be about to rename it
+    assert healthz_probe.exists()  # hidden, but not one of ours
