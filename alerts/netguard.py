@@ -168,8 +168,10 @@ def check_address(address: IPAddress, host: str) -> None:
         return
     if kind != "cloud metadata" and private_allowed():
         return
-    named = str(address) if host == str(address) else f"{host} resolves to {address}, which"
-    raise BlockedAddress(f"{named} is a {kind} address; {private_hint(kind)}")
+    if host == str(address):
+        raise BlockedAddress(f"{address} is a {kind} address; {private_hint(kind)}")
+    # Never which address: a user could map the internal network through the error.
+    raise BlockedAddress(f"{host} resolves to a {kind} address; {private_hint(kind)}")
 
 
 def refused_kind(address: IPAddress) -> str | None:

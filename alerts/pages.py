@@ -32,6 +32,7 @@ from alerts.models import (
     Silence,
     Trigger,
 )
+from alerts.transports import transport_for
 from alerts.triggers import FAILED_STATUSES
 from tracking import selectors as tracking_selectors
 from tracking.errors import ApplicationError, NotFound
@@ -185,8 +186,8 @@ def destination_edit_form(destination: Destination) -> Form:
     if destination.kind == DestinationKind.EMAIL:
         values["addresses"] = ", ".join(config.get("addresses", []))
         values["team_members"] = bool(config.get("team_members"))
-    else:
-        values["url"] = config.get("url", "")
+    else:  # a Slack URL's key stays masked: saved as shown, it keeps the stored one
+        values["url"] = transport_for(destination.kind).public_config(config).get("url", "")
     return Form(values=values)
 
 

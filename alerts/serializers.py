@@ -9,16 +9,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertRule, Destination, Notification, Silence, Trigger
-from alerts.services import SECRET_MASK
+from alerts.transports import transport_for
 from tracking.api.serializers import run_url
 
 
 def public_config(destination: Destination) -> dict[str, Any]:
-    """The config as the API shows it: a webhook's secret is write-only."""
-    config = dict(destination.config)
-    if "secret" in config:
-        config["secret"] = SECRET_MASK
-    return config
+    """The config as the API shows it: secrets (a webhook's, a Slack URL's key) masked."""
+    return transport_for(destination.kind).public_config(destination.config)
 
 
 class DestinationSerializer(serializers.ModelSerializer):

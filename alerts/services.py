@@ -33,7 +33,6 @@ from tracking.services import require_write
 from tracking.validation import clean_tags, clean_text, invalid
 
 MAX_GROUP_WAIT = 3600
-SECRET_MASK = "********"  # noqa: S105 - how the API shows a webhook's secret
 MAX_REPEAT = 30 * 86400
 
 
@@ -93,7 +92,7 @@ def destination_update(
     actor: AbstractBaseUser | None = None,
     ip: str | None = None,
 ) -> Destination:
-    """Change name, config (a webhook secret left out keeps the old one) or enabled.
+    """Change name, config (a secret left out or sent masked keeps the old one) or enabled.
 
     A new config clears ``broken``: the service said the old URL was gone. The
     audit event names the changed fields; a save that changes nothing has none.
@@ -104,10 +103,8 @@ def destination_update(
         "config": destination.config,
         "enabled": destination.enabled,
     }
-    config = data.get("config", destination.config)
-    keeps_secret = isinstance(config, dict) and config.get("secret") in (None, SECRET_MASK)
-    if destination.kind == DestinationKind.WEBHOOK and keeps_secret:  # left out, or as shown
-        config = {**config, "secret": destination.config.get("secret")}
+    transport = transport_for(destination.kind)
+    config = transport.with_secrets_kept(data.get("config", destination.config), destination.config)
     cleaned = _clean_destination(destination.kind, data.get("name", destination.name), config)
     _unique_name(destination.team, cleaned["name"], exclude=destination.pk)
     enabled = data.get("enabled", destination.enabled)

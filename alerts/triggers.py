@@ -78,7 +78,7 @@ def _key(params: dict[str, Any]) -> str:
 def _threshold(params: dict[str, Any]) -> dict[str, Any]:
     _unknown(params, {"key", "op", "value", "for_points"})
     op = params.get("op")
-    if op not in OPERATORS:
+    if not isinstance(op, str) or op not in OPERATORS:  # a list is unhashable
         raise invalid("params.op", f"One of {' '.join(OPERATORS)}.")
     value = params.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -12,10 +12,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from reports_app import log_redaction  # noqa: E402
+from reports_app.body_limit import BodyLimit  # noqa: E402
 from reports_app.consumers import LiveConsumer, ShareConsumer  # noqa: E402
+from reports_app.socket_origin import SameOriginValidator  # noqa: E402
+
+log_redaction.install("uvicorn.access", "uvicorn.error")  # uvicorn's own handlers
 
 websocket_urlpatterns = [
     path("ws/live/", LiveConsumer.as_asgi()),
@@ -24,10 +28,8 @@ websocket_urlpatterns = [
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "http": BodyLimit(django_asgi_app),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

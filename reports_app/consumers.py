@@ -176,15 +176,15 @@ _LOOKUPS = {
 
 
 @database_sync_to_async
-def _share_groups(token: str) -> list[str] | None:
-    """The groups a share link's live charts need, or None for a dead link."""
+def _share_scope(token: str):
+    """What a share link's live charts need (``report_pages.ShareLiveScope``), None if dead."""
     from reports_app import report_pages, selectors
     from reports_app.models import ShareLink
 
     link = selectors.share_link_active(ShareLink.hash(token))
     if link is None:
         return None
-    return report_pages.share_live_groups(link)
+    return report_pages.share_live_scope(link)
 
 
 class ShareConsumer(AsyncJsonWebsocketConsumer):
@@ -199,14 +199,15 @@ class ShareConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.groups_joined: list[str] = []
-        groups = await _share_groups(self.scope["url_route"]["kwargs"]["token"])
-        if groups is None:
+        self.keys: dict[int, set[str]] = {}
+        scope = await _share_scope(self.scope["url_route"]["kwargs"]["token"])
+        if scope is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        for group in groups:  # joined before accepting: nothing sent after "open" is missed
+        for group in scope.groups:  # joined before accepting: nothing sent after "open" is missed
             await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined = groups
+        self.groups_joined, self.keys = scope.groups, scope.keys
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -217,7 +218,11 @@ class ShareConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "subscribed"})  # the link already chose the groups
 
     async def run_points(self, message: dict[str, Any]) -> None:
-        await self.send_json(message)
+        """Only the keys the report charts of that run: a run's other metrics stay private."""
+        charted = self.keys.get(message.get("run"), set())
+        series = {key: points for key, points in message["series"].items() if key in charted}
+        if series:
+            await self.send_json({**message, "series": series})
 
     async def run_status(self, message: dict[str, Any]) -> None:
         await self.send_json(message)

@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from reports_app import pages, render, revision_diff, selectors, services
 from reports_app.models import Report, ReportRevision, ShareLink, Visibility
 from tracking.models import Project
-from tracking.validation import invalid
+from tracking.validation import in_utc, invalid
 
 LIST_PAGE = 30
 HISTORY_PAGE = 50
@@ -224,7 +224,9 @@ def parse_expiry(value: str, offset: str = "") -> datetime | None:
         parsed = None
     if parsed is None:
         raise invalid("expires_at", "Give a date and time, e.g. 2027-01-31 12:00.")
-    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=_browser_zone(offset))
+    if not timezone.is_aware(parsed):
+        parsed = parsed.replace(tzinfo=_browser_zone(offset))
+    return in_utc(parsed, field="expires_at")
 
 
 def share_link_create(

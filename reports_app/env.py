@@ -9,6 +9,7 @@ Values that may hold a password (URLs) are shown with the password hidden.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -156,6 +157,21 @@ def env_hosts(name: str, default: list[str]) -> list[str]:
     return hosts
 
 
+def env_networks(name: str) -> list[str]:
+    """Addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``::1``), each checked; none by
+    default."""
+    networks = env_list(name, [])
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be IP addresses or networks such as 10.0.0.5 or 10.0.0.0/8,"
+                f" got {network!r}"
+            ) from None
+    return networks
+
+
 def env_origins(name: str, default: list[str]) -> list[str]:
     """Origins such as ``https://labbook.example.org`` (Django's CSRF_TRUSTED_ORIGINS)."""
     origins = env_list(name, default)
@@ -215,8 +231,9 @@ def home_directory(name: str, default: str, *, subdirectories: tuple[str, ...] =
     raw = os.environ.get(name, default)
     path = Path(raw).expanduser().resolve()
     try:
+        # A new home is its user's alone: it holds the database, the key, the artifacts.
         for directory in (path, *(path / sub for sub in subdirectories)):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
@@ -247,6 +264,8 @@ def _secret_key_from_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.stat().st_mode & 0o077:  # an older Labbook, or a copy, left it readable
+            path.chmod(0o600)
         key = path.read_text().strip()
         if not key:
             raise ImproperlyConfigured(

@@ -39,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -84,10 +84,18 @@ class Child:
 # --- What to run --------------------------------------------------------------------
 
 
-def child_specs(*, listen_fd: int, home: Path, access_log: bool) -> list[ChildSpec]:
+def child_specs(
+    *, listen_fd: int, home: Path, access_log: bool, trusted_proxies: Sequence[str] = ()
+) -> list[ChildSpec]:
     python = sys.executable
     web = [python, "-m", "uvicorn", "reports_app.asgi:application", "--fd", str(listen_fd)]
     web += ["--lifespan", "off", "--timeout-graceful-shutdown", "5"]
+    # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: any local program could
+    # then claim any client address. Only the proxies of TRUSTED_PROXIES are believed.
+    if trusted_proxies:
+        web += ["--proxy-headers", "--forwarded-allow-ips", ",".join(trusted_proxies)]
+    else:
+        web += ["--no-proxy-headers"]
     # uvicorn logs requests at INFO, so an access log needs that level.
     web += ["--log-level", "info"] if access_log else ["--log-level", "warning", "--no-access-log"]
     celery = [python, "-m", "celery", "-A", "reports_app"]

@@ -15,6 +15,7 @@ them too), so user content can never clobber the page's own element ids.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from markdown.inlinepatterns import InlineProcessor, LinkInlineProcessor
 from markdown.preprocessors import Preprocessor
 
 from reports_app.blocks import KINDS
+
+logger = logging.getLogger(__name__)
 
 ID_PREFIX = "r-"
 FENCE = re.compile(
@@ -240,10 +243,29 @@ def block_count(text: str) -> int:
 
 
 def convert(text: str) -> tuple[str, Source]:
-    """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out."""
+    """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out.
+
+    Never raises: Markdown that python-markdown cannot render (deep nesting
+    ends in RecursionError) is shown as the text it is, escaped, and logged,
+    so one comment or report can't break the page or API that shows it.
+    """
     source = Source(nonce=secrets.token_hex(8))
-    html = _markdown(source).convert(LONE_SURROGATE.sub("\ufffd", text))
+    try:
+        html = _markdown(source).convert(LONE_SURROGATE.sub("\ufffd", text))
+    except Exception as error:  # RecursionError, or any bug of a Markdown extension
+        logger.warning(
+            "Markdown of %d characters could not be rendered (%s: %s); shown as plain text",
+            len(text),
+            type(error).__name__,
+            error,
+        )
+        return as_plain_text(text), Source(nonce=source.nonce)
     return sanitize(html), source
+
+
+def as_plain_text(text: str) -> str:
+    """``text`` escaped, as the page shows Markdown it could not render."""
+    return format_html('<pre class="markdown-unrendered">{}</pre>', text)
 
 
 def fill(

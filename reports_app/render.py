@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import plotly.graph_objects as go
+from django.db import connection
 from django.db.models import Q, prefetch_related_objects
 from django.template.loader import render_to_string
 from django.utils.html import format_html
@@ -30,6 +30,7 @@ from django.utils.safestring import mark_safe
 from reports_app import blocks, markup, pages, run_pages
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
 from reports_app.models import Report
+from tracking import patterns
 from tracking.history import History, histories
 from tracking.models import MetricSeries, Run
 
@@ -78,6 +79,16 @@ class Rendered:
         return sorted(runs)
 
     @property
+    def live_keys(self) -> dict[int, set[str]]:
+        """Per run of a live chart, the metric keys those charts draw of it."""
+        keys: dict[int, set[str]] = {}
+        for figure in self.figures:
+            if figure.live:
+                for trace in figure.figure["data"]:
+                    keys.setdefault(trace["meta"]["run"], set()).add(trace["meta"]["key"])
+        return keys
+
+    @property
     def live_projects(self) -> list[str]:
         return sorted({p for figure in self.figures if figure.live for p in figure.projects})
 
@@ -95,11 +106,6 @@ class _Block:
 # --- Run selection ---------------------------------------------------------------------
 
 
-def _name_pattern(glob: str) -> str:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
-    return "^" + "".join(parts) + "$"
-
-
 def _query(selector: RunSelector, report: Report) -> Q | None:
     """The filters of a selector as a Q over the team's runs; None when it names no project."""
     if selector.project is None:
@@ -114,7 +120,8 @@ def _query(selector: RunSelector, report: Report) -> Q | None:
     if selector.group:
         query &= Q(group=selector.group)
     if selector.name:
-        query &= Q(name__regex=_name_pattern(selector.name))
+        like = patterns.glob_to_like(selector.name)
+        query &= patterns.like_condition("name", like, ignore_case=False, vendor=connection.vendor)
     for tag in selector.tags:
         query &= Q(tag_rows__name=tag)
     return query

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +82,30 @@ def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     }
 
 
-def share_live_groups(link: ShareLink) -> list[str]:
-    """Channel groups of what a share link's live charts show (runs, watched projects)."""
+@dataclass(frozen=True)
+class ShareLiveScope:
+    """What a share link's socket may carry: its groups, and per run the keys it charts."""
+
+    groups: list[str]
+    keys: dict[int, set[str]]
+
+
+def share_live_scope(link: ShareLink) -> ShareLiveScope:
+    """The channel groups of what a share link's live charts show (runs, watched projects),
+    and the metric keys they draw of each run: a point of any other key is never sent."""
     from reports_app import live
     from tracking.models import Project
 
     rendered = render.render_report(link.report, frozen=_frozen(link.report), public=True)
-    groups = [live.run_group(run_id) for run_id in rendered.live_runs]
+    keys = rendered.live_keys
+    groups = [live.run_group(run_id) for run_id in sorted(keys)]
     names = [name.partition("/") for name in rendered.live_projects]
     projects = Project.objects.filter(team=link.report.project.team)
     for team, _, slug in names:
         project = projects.filter(team__slug=team, slug=slug).first()
         if project is not None:
             groups.append(live.project_group(project.pk))
-    return groups
+    return ShareLiveScope(groups, keys)
 
 
 def block_figure(report: Report, index: int, *, public: bool) -> dict[str, Any] | None:

@@ -32,15 +32,21 @@ MAX_REVISION = 2**31 - 1  # PositiveIntegerField on PostgreSQL
 SHARE_PREFIX = "s_"
 
 
+# Permissions follow the reader's role in the team *now* (``report.role``): an
+# author demoted to viewer keeps no more than any viewer.
+_WRITERS = (Role.OWNER, Role.EDITOR)
+
+
 def can_edit(report: Report, user: AbstractBaseUser) -> bool:
-    """Editors and owners edit team reports; a private report only its author."""
+    """Editors and owners edit team reports; a private report only its author, still an editor."""
     if report.visibility == Visibility.PRIVATE:
-        return report.author_id == user.pk
-    return report.role in (Role.OWNER, Role.EDITOR)
+        return report.author_id == user.pk and report.role in _WRITERS
+    return report.role in _WRITERS
 
 
 def can_manage_links(report: Report, user: AbstractBaseUser) -> bool:
-    return report.author_id == user.pk or report.role == Role.OWNER
+    """Share links and deletion: an owner, or the author while still an editor."""
+    return report.role == Role.OWNER or (report.author_id == user.pk and report.role in _WRITERS)
 
 
 def require_edit(report: Report, user: AbstractBaseUser) -> None:
@@ -192,8 +198,8 @@ def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revis
 
 @transaction.atomic
 def report_delete(*, report: Report, user: AbstractBaseUser, ip: str | None = None) -> None:
-    if report.author_id != user.pk and report.role != Role.OWNER:
-        raise PermissionDenied("Only the author or an owner deletes a report.")
+    if not can_manage_links(report, user):
+        raise PermissionDenied("Only the author (an editor) or an owner deletes a report.")
     project = report.project
     data = {"project": project.full_name, "visibility": report.visibility}
     audit_record(

@@ -21,6 +21,7 @@ from reports_app.env import (
     env_hosts,
     env_int,
     env_log_level,
+    env_networks,
     env_origins,
     env_port,
     env_rate,
@@ -36,7 +37,6 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Created and proven writable here, so a bad home is one line, not a traceback later.
 LABBOOK_HOME = home_directory("LABBOOK_HOME", "var", subdirectories=("logs", "artifacts"))
 LOG_DIR = LABBOOK_HOME / "logs"
-ARTIFACTS_DIR = LABBOOK_HOME / "artifacts"
 # The default port of `manage.py up`; read here so every command checks it.
 PORT = env_port("PORT", 8000)
 
@@ -59,6 +59,9 @@ USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 # plain HTTP on localhost, where a browser would never send a secure cookie back.
 _https = _base.scheme == "https"
 CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", [f"{_base.scheme}://{_base.netloc}"])
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto the web server believes (the
+# client address in the audit log and the login lockout): none unless listed.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _https)
@@ -389,12 +392,18 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
     },
+    "filters": {"share_tokens": {"()": "reports_app.log_redaction.RedactShareTokens"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["share_tokens"],
+        },
         "file": {
             "class": "logging.handlers.WatchedFileHandler",
             "filename": str(LOG_DIR / "labbook.log"),
             "formatter": "plain",
+            "filters": ["share_tokens"],
         },
     },
     "root": {"handlers": ["console", "file"], "level": env_log_level("LOG_LEVEL", "INFO")},

@@ -52,6 +52,20 @@ def test_it_generates_the_secret_key_once(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_secret_key_file_left_readable_by_others_is_made_private(tmp_path):
+    path = tmp_path / "secret_key"
+    path.write_text("k" * 50)
+    path.chmod(0o644)
+    assert env.secret_key_from_file(path) == "k" * 50
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_new_home_is_private_to_its_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME_UNDER_TEST", str(tmp_path / "new-home"))
+    home = env.home_directory("HOME_UNDER_TEST", "unused", subdirectories=("logs",))
+    assert home.stat().st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -207,6 +221,8 @@ BAD_VALUES = [
     ("SECURE_HSTS_INCLUDE_SUBDOMAINS", "maybe"),
     ("SECURE_HSTS_PRELOAD", "maybe"),
     ("CSRF_TRUSTED_ORIGINS", "labbook.example.org"),
+    ("TRUSTED_PROXIES", "10.0.0.0/33"),
+    ("TRUSTED_PROXIES", "proxy.example.org"),
     ("SHARE_FRAME_ANCESTORS", "https://blog.example.org; script-src *"),
     ("LOGIN_FAILURE_LIMIT", "0"),
     ("LOGIN_ADDRESS_FAILURE_LIMIT", "twenty"),

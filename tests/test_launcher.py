@@ -341,3 +341,13 @@ def test_the_crash_hook_replaces_only_the_child_it_names(tmp_path: Path) -> None
 def test_it_reports_no_answer_where_nothing_listens() -> None:
     status, reason = launcher.http_get(f"http://127.0.0.1:{free_port()}/healthz")
     assert status is None and reason
+
+
+def test_the_web_server_believes_forwarded_headers_only_from_trusted_proxies(tmp_path: Path):
+    (web, *_) = launcher.child_specs(listen_fd=7, home=tmp_path, access_log=False)
+    assert "--no-proxy-headers" in web.argv and "--forwarded-allow-ips" not in web.argv
+    (web, *_) = launcher.child_specs(
+        listen_fd=7, home=tmp_path, access_log=False, trusted_proxies=["10.0.0.5", "10.1.0.0/16"]
+    )
+    assert web.argv[web.argv.index("--forwarded-allow-ips") + 1] == "10.0.0.5,10.1.0.0/16"
+    assert "--proxy-headers" in web.argv

@@ -137,3 +137,17 @@ def test_a_reader_holding_an_old_snapshot_delays_the_checkpoint_without_failing_
         release.set()
         thread.join(timeout=120)
         writer.close()
+
+
+def test_the_database_and_its_log_are_private_to_their_owner(tmp_path):
+    path = tmp_path / "labbook.sqlite3"
+    path.touch(mode=0o644)
+    path.chmod(0o644)  # as SQLite creates it under the usual umask
+    connection = open_database(path)
+    try:
+        create_table(connection)
+        write(connection, 3)
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert name.stat().st_mode & 0o777 == 0o600, name
+    finally:
+        connection.close()

@@ -285,3 +285,25 @@ def test_it_refuses_a_port_in_use(start_up) -> None:
     out = up.output()
     assert f"labbook: port {up.port} on 127.0.0.1 is already in use" in out
     assert "Traceback" not in out
+
+
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(start_up) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local program could
+    forge the client address of the audit log and dodge the login lockout (security
+    review). `up` believes it only from TRUSTED_PROXIES, which is empty by default."""
+    up = start_up()
+    up.wait_running()
+    assert wait_until(lambda: healthz(up) is not None, timeout=START_TIMEOUT)
+    token = re.search(r"API token +(lb_\S+)", up.output()).group(1)
+    auth = {"Authorization": f"Bearer {token}"}
+    projects = httpx.get(up.url("/api/v1/projects"), headers=auth, trust_env=False).json()
+    listed = projects["results"] if isinstance(projects, dict) else projects
+    team = listed[0]["full_name"].split("/")[0]
+    forged = {**auth, "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    body = {"team": team, "kind": "email", "name": "xff", "config": {"addresses": ["a@b.co"]}}
+    created = httpx.post(up.url("/api/v1/destinations"), json=body, headers=forged, trust_env=False)
+    assert created.status_code == 201, created.text
+    page = httpx.get(up.url(f"/api/v1/teams/{team}/audit-events"), headers=auth, trust_env=False)
+    events = page.json()["results"]
+    assert events[0]["action"] == "destination.created"
+    assert events[0]["ip"] == "127.0.0.1"

@@ -151,7 +151,9 @@ def _fast_point(item: Any, known_keys: set[str], now: float) -> Point | None:
     if type(item) is not dict or len(item) > 4:
         return None
     key, step, value = item.get("key"), item.get("step"), item.get("value", item)
-    if key not in known_keys or type(step) is not int or not 0 <= step <= MAX_STEP:
+    if type(key) is not str or key not in known_keys:
+        return None
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
         return None
     if type(value) is float:
         value = value if value == value else None

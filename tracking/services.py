@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record, moment
-from tracking import events
+from tracking import events, storage
 from tracking.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking.models import (
     TERMINAL_STATUSES,
@@ -379,8 +379,11 @@ def project_update(
 
 @transaction.atomic
 def project_delete(*, project: Project) -> int:
-    """Delete the project with its runs and their metrics; answers how many runs went."""
+    """Delete the project with its runs, their metrics and, once that commits, their files;
+    answers how many runs went."""
+    project_id = project.pk
     _, deleted = project.delete()
+    transaction.on_commit(lambda: storage.remove_project_files(project_id))
     return deleted.get(Run._meta.label, 0)
 
 

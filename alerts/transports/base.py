@@ -85,12 +85,26 @@ class TransportError(Exception):
         self.broken = broken
 
 
+# How the API and pages show a secret part of a config; sent back as shown, it keeps
+# the stored value (``Transport.with_secrets_kept``).
+SECRET_MASK = "********"  # noqa: S105 - a placeholder, not a secret
+
+
 class Transport:
     kind: str
 
     def clean_config(self, config: Any) -> dict[str, Any]:
         """The config to store, or ApplicationError naming the bad field (at save time)."""
         raise NotImplementedError
+
+    def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config as anyone who may see the destination sees it: secrets masked."""
+        return dict(config)
+
+    def with_secrets_kept(self, new: Any, stored: dict[str, Any]) -> Any:
+        """``new`` (a config sent to update), with what it left masked or out taken from
+        ``stored``: a client can send back the config it was shown."""
+        return new
 
     def send(self, message: Message, config: dict[str, Any]) -> Delivery:
         raise NotImplementedError

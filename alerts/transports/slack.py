@@ -18,7 +18,14 @@ import orjson
 from django.template.loader import render_to_string
 
 from alerts.transports import http
-from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
+from alerts.transports.base import (
+    SECRET_MASK,
+    AlertInfo,
+    Delivery,
+    Message,
+    Transport,
+    TransportError,
+)
 
 CONFIG_KEYS = frozenset({"url"})
 BROKEN_STATUSES = frozenset({404, 410})
@@ -47,12 +54,29 @@ class SlackTransport(Transport):
         config = http.require_keys(config, allowed=CONFIG_KEYS)
         return {"url": http.clean_url(config.get("url"))}
 
+    def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """An incoming-webhook URL is a secret (anyone holding it can post to the channel):
+        its last path segment, the key, is shown masked."""
+        return {**config, "url": masked_url(config.get("url", ""))}
+
+    def with_secrets_kept(self, new: Any, stored: dict[str, Any]) -> Any:
+        stored_url = stored.get("url", "")
+        if isinstance(new, dict) and new.get("url") in (None, masked_url(stored_url)):
+            return {**new, "url": stored_url}
+        return new
+
     def send(self, message: Message, config: dict[str, Any]) -> Delivery:
         body = orjson.dumps(slack_payload(message))
         headers = {"Content-Type": "application/json", "User-Agent": http.user_agent()}
         response = http.post(config["url"], body=body, headers=headers)
         check_broken(response)
         return http.delivery_for(response)
+
+
+def masked_url(url: str) -> str:
+    """``https://hooks.slack.com/services/T01/B02/SECRET`` → ``.../T01/B02/********``."""
+    head, slash, key = url.rpartition("/")
+    return f"{head}{slash}{SECRET_MASK}" if slash and key and "://" in head else SECRET_MASK
 
 
 def check_broken(response: http.HttpResponse) -> None:

@@ -3,7 +3,7 @@
 The body is serialized once (orjson, sorted keys) and those exact bytes are
 both signed and sent, so a receiver verifies by recomputing
 ``HMAC-SHA256(secret, raw body)`` before parsing anything. The secret is
-write-only: ``public_config`` is what the API may show.
+write-only: ``public_config`` shows it masked.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from typing import Any
 import orjson
 
 from alerts.transports import http
-from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
+from alerts.transports.base import (
+    SECRET_MASK,
+    AlertInfo,
+    Delivery,
+    Message,
+    Transport,
+    TransportError,
+)
 from tracking.validation import invalid
 
 SECRET_MIN = 16
@@ -48,14 +55,13 @@ class WebhookTransport(Transport):
         return http.post_json(config["url"], body=body, headers=headers)
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        return public_config(config)
+        """The secret is write-only: shown masked (or empty when none is set)."""
+        return {**config, "secret": SECRET_MASK if config.get("secret") else ""}
 
-
-def public_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config without its secret, saying only whether one is set (the API never shows it)."""
-    shown = {key: value for key, value in config.items() if key != "secret"}
-    shown["has_secret"] = bool(config.get("secret"))
-    return shown
+    def with_secrets_kept(self, new: Any, stored: dict[str, Any]) -> Any:
+        if isinstance(new, dict) and new.get("secret") in (None, SECRET_MASK):
+            return {**new, "secret": stored.get("secret")}
+        return new
 
 
 def clean_secret(value: Any) -> str:

@@ -20,6 +20,9 @@ Its busy timeout is short (``CHECKPOINT_WAIT_MS``): writers wait at most that
 long for it, and a checkpoint that cannot get its locks in time is simply
 tried again after a later commit.
 
+The files are made readable by their owner only when a connection opens
+(SQLite creates them as the umask allows, usually readable by every local user).
+
 Memory-mapped reads (``mmap_size``) stay off for the same reason: SQLite's
 documentation warns that they turn such transient inconsistencies into a
 corrupt file, and a soak of ``manage.py up`` with them on saw "disk I/O
@@ -40,6 +43,14 @@ CHECKPOINT_WAIT_MS = 2000
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        wal = self._wal_path()
+        if wal:  # the database, its log and index, all private to this user
+            for path in (str(self.settings_dict["NAME"]), wal, wal[: -len("-wal")] + "-shm"):
+                make_private(path)
+        return connection
+
     def commit(self) -> None:
         super().commit()
         wal = self._wal_path()
@@ -70,6 +81,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.is_in_memory_db() or not name:
             return None
         return f"{name}-wal"
+
+
+def make_private(path: str) -> None:
+    """Readable and writable by its owner only (SQLite creates files as the umask allows:
+    usually readable by every local user)."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+    except FileNotFoundError:
+        pass  # the log and index come and go
 
 
 def _size(path: str) -> int:

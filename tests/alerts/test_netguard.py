@@ -97,10 +97,11 @@ def test_it_accepts_public_addresses(fake_dns: Any) -> None:
 
 def test_it_refuses_a_name_that_resolves_to_a_private_address(fake_dns: Any) -> None:
     fake_dns.answer("intranet.example.com", ["10.0.0.5"])
-    with pytest.raises(BlockedAddress, match=r"intranet\.example\.com resolves to 10\.0\.0\.5"):
+    with pytest.raises(BlockedAddress, match=r"intranet\.example\.com resolves to a private"):
         check_url("https://intranet.example.com/hook", resolve=False)
-    with pytest.raises(BlockedAddress, match=r"10\.0\.0\.5"):
+    with pytest.raises(BlockedAddress) as refused:
         check_url("https://intranet.example.com/hook", resolve=True)
+    assert "10.0.0.5" not in str(refused.value)  # the error never maps the internal network
 
 
 def test_one_private_address_among_public_ones_refuses_the_name(fake_dns: Any) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from alerts.transports import TRANSPORTS, config_for_api, http, transport_for
+from alerts.transports import TRANSPORTS, http, transport_for
 from alerts.transports.base import Delivery, TransportError
-from alerts.transports.webhook import WebhookTransport, public_config
+from alerts.transports.webhook import WebhookTransport
 from tests.alerts.messages import alert_info, fired, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.support import free_port
@@ -308,7 +308,7 @@ def test_a_name_rebound_to_loopback_after_saving_is_refused(
 ) -> None:
     fake_dns.answer("rebind.example.com", ["93.184.216.34"], ["127.0.0.1"])
     saved = webhook.clean_config(config(f"http://rebind.example.com:{receiver.port}/hook"))
-    with pytest.raises(TransportError, match=r"resolves to 127\.0\.0\.1"):
+    with pytest.raises(TransportError, match=r"resolves to a loopback address"):
         webhook.send(fired(), saved)
     assert receiver.requests == []
 
@@ -366,9 +366,24 @@ def test_clean_config_refuses_unknown_keys_and_non_objects() -> None:
 
 def test_the_api_never_sees_the_secret() -> None:
     stored = {"url": "https://hooks.example.com/x", "secret": SECRET}
-    assert public_config(stored) == {"url": "https://hooks.example.com/x", "has_secret": True}
-    assert config_for_api("webhook", stored) == public_config(stored)
-    assert config_for_api("slack", {"url": "u"}) == {"url": "u"}
+    shown = transport_for("webhook").public_config(stored)
+    assert shown == {"url": "https://hooks.example.com/x", "secret": "********"}
+    kept = transport_for("webhook").with_secrets_kept(shown, stored)
+    assert kept == stored
+    changed = transport_for("webhook").with_secrets_kept({**shown, "secret": "n" * 20}, stored)
+    assert changed["secret"] == "n" * 20
+
+
+def test_a_slack_urls_key_is_a_secret_too() -> None:
+    stored = {"url": "https://hooks.slack.com/services/T01/B02/abcdefSECRET"}
+    shown = transport_for("slack").public_config(stored)
+    assert shown == {"url": "https://hooks.slack.com/services/T01/B02/********"}
+    assert transport_for("slack").with_secrets_kept(shown, stored) == stored
+    other = {"url": "https://hooks.slack.com/services/T01/B02/another"}
+    assert transport_for("slack").with_secrets_kept(other, stored) == other
+    assert transport_for("email").public_config({"addresses": ["a@b.c"]}) == {
+        "addresses": ["a@b.c"]
+    }
 
 
 def test_the_registry_knows_every_kind() -> None:

@@ -83,3 +83,33 @@ def test_a_dead_link_is_closed_with_4404(world: World) -> None:
         assert await socket.receive_output() == {"type": "websocket.close", "code": 4404}
 
     scenario(body)
+
+
+def test_a_share_link_streams_only_the_metrics_its_charts_draw(world: World) -> None:
+    """A report charting train/loss sent secret/metric of the same run to an anonymous
+    reader too (security review): only charted keys go out, other batches not at all."""
+    shown, _hidden = _runs(world)
+    token = _shared_report(world, f"```chart\nruns: [{shown.pk}]\nmetrics: [loss]\n```")
+
+    async def body() -> None:
+        socket = WebsocketCommunicator(
+            application, f"/ws/share/{token}/", headers=socket_headers(None)
+        )
+        connected, _ = await socket.connect()
+        assert connected
+        await ingest(shown, [{"key": "secret/metric", "step": 1, "value": 42.0}])
+        assert await socket.receive_nothing(timeout=QUIET)
+        await ingest(
+            shown,
+            [
+                {"key": "loss", "step": 2, "value": 0.5, "timestamp": 5.0},
+                {"key": "secret/metric", "step": 2, "value": 43.0, "timestamp": 5.0},
+            ],
+        )
+        message = await socket.receive_json_from()
+        assert message["type"] == "run.points" and message["run"] == shown.pk
+        assert set(message["series"]) == {"loss"}
+        assert "secret" not in str(message)
+        await socket.disconnect()
+
+    scenario(body)

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, TypedDict
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import FileResponse
 
-from tracking import selectors
+from tracking import selectors, storage
 from tracking.errors import ApplicationError, NotFound
 from tracking.models import Run
 
@@ -96,7 +95,7 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def run_root(run: Run) -> Path:
-    return settings.LABBOOK_HOME / "artifacts" / str(run.project_id) / str(run.pk) / "artifacts"
+    return storage.run_folder(run.project_id, run.pk)
 
 
 def run_location(run: Run, relative: str) -> Location:
@@ -187,10 +186,23 @@ class ArtifactResponse(FileResponse):
         return self.file_to_stream.read(self.block_size)
 
 
+# Types a browser only ever shows, never runs: served as themselves. Everything else
+# (HTML, SVG, JavaScript, CSS...) goes out as opaque bytes, so with ``nosniff`` a page
+# that loads an uploaded file as a script or a style gets nothing it would execute.
+INERT_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "text/csv"}
+)
+
+
 def file_response(path: Path) -> ArtifactResponse:
-    """An attachment, never rendered inline: an uploaded HTML page must not run as our site."""
+    """An attachment, never rendered inline or run: an uploaded page must not act as our site."""
     # The response closes the file once it has been sent.
-    return ArtifactResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    response = ArtifactResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    if response["Content-Type"].split(";")[0].strip() not in INERT_TYPES:
+        response["Content-Type"] = "application/octet-stream"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
 
 
 # --- Writes ---------------------------------------------------------------------------------

@@ -106,10 +106,11 @@ def experiment_tags(project: Project) -> dict[str, str]:
 
 def experiment(project: Project) -> dict[str, Any]:
     created = millis(project.created_at)
+    experiment_id = DEFAULT_EXPERIMENT_ID if project.pk is None else str(project.pk)
     return {
-        "experiment_id": str(project.pk),
+        "experiment_id": experiment_id,
         "name": project.full_name,
-        "artifact_location": f"mlflow-artifacts:/{project.pk}",
+        "artifact_location": f"mlflow-artifacts:/{experiment_id}",
         "lifecycle_stage": "deleted" if project.deleted_at else "active",
         "creation_time": created,
         "last_update_time": millis(project.deleted_at) or created,

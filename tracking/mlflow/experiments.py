@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from tracking import selectors, services
+from tracking import patterns, selectors, services
 from tracking.errors import NotFound
 from tracking.mlflow import convert
 from tracking.mlflow.http import ALREADY_EXISTS, NOT_FOUND, MlflowError, invalid
@@ -28,10 +28,13 @@ from tracking.validation import SLUG_RE
 
 DEFAULT_PROJECT = "default"
 MAX_NAME = 500
+# Read from the stripped filter: the value runs to the end, and must end with
+# its opening quote (a backreference at the end would make the match quadratic).
 NAME_FILTER = re.compile(
-    r"""^\s*(?:attributes\.|attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*(['"])(.*)\2\s*$""",
-    re.IGNORECASE,
+    r"""(?:attributes\.|attribute\.)?name\s*(=|!=|LIKE|ILIKE)\s*(['"])(.*)""",
+    re.IGNORECASE | re.DOTALL,
 )
+MAX_FILTER = patterns.MAX_PATTERN_LENGTH + 100
 
 
 def default_team(user: AbstractBaseUser) -> Team:
@@ -68,9 +71,12 @@ def _projects(user: AbstractBaseUser) -> QuerySet[Project]:
     return selectors.projects_for_user(user, include_deleted=True)
 
 
-def by_id(user: AbstractBaseUser, experiment_id: Any) -> Project:
+def by_id(user: AbstractBaseUser, experiment_id: Any, *, create_default: bool = False) -> Project:
+    """The experiment ``experiment_id``. MLflow's default one ("0") always exists for a
+    client; it is created only for a write (``create_default``): a read of it before then
+    gets an unsaved project (no pk), which answers as experiment "0" and holds no runs."""
     if str(experiment_id) == convert.DEFAULT_EXPERIMENT_ID:
-        return default_project(user)
+        return default_project(user, create=create_default)
     try:
         pk = int(experiment_id)
     except (TypeError, ValueError):
@@ -89,11 +95,21 @@ def by_name(user: AbstractBaseUser, name: Any) -> Project:
     return project
 
 
-def default_project(user: AbstractBaseUser) -> Project:
-    full_name = f"{default_team(user).slug}/{DEFAULT_PROJECT}"
-    existing = _projects(user).filter(team__slug=full_name.partition("/")[0], slug=DEFAULT_PROJECT)
-    return existing.first() or services.project_get_or_create_for_write(
-        user=user, full_name=full_name
+def searched(user: AbstractBaseUser, experiment_ids: list[Any]) -> list[Project]:
+    """The experiments a search reads; a default experiment not made yet holds no runs."""
+    found = (by_id(user, experiment_id) for experiment_id in experiment_ids)
+    return [project for project in found if project.pk is not None]
+
+
+def default_project(user: AbstractBaseUser, *, create: bool) -> Project:
+    team = default_team(user)
+    existing = _projects(user).filter(team=team, slug=DEFAULT_PROJECT).first()
+    if existing is not None:
+        return existing
+    if not create:
+        return Project(team=team, slug=DEFAULT_PROJECT)  # answers, never saved here
+    return services.project_get_or_create_for_write(
+        user=user, full_name=f"{team.slug}/{DEFAULT_PROJECT}"
     )
 
 
@@ -143,8 +159,10 @@ def set_tag(project: Project, key: Any, value: Any) -> None:
 
 
 def search(
-    user: AbstractBaseUser, *, view_type: str, filter_string: str, order_by: list[str]
+    user: AbstractBaseUser, *, view_type: str, filter_string: Any, order_by: list[str]
 ) -> QuerySet[Project]:
+    if not isinstance(filter_string, str):
+        raise invalid(f"Invalid value {filter_string!r} for parameter 'filter' supplied.")
     projects = convert.in_stage(_projects(user), view_type)
     if filter_string and filter_string.strip():
         projects = _name_filter(projects, filter_string)
@@ -153,20 +171,21 @@ def search(
 
 def _name_filter(projects: QuerySet[Project], filter_string: str) -> QuerySet[Project]:
     """``name = 'x'``, ``!=``, ``LIKE``, ``ILIKE`` on ``team/project``: all Labbook supports."""
-    match = NAME_FILTER.match(filter_string)
-    if match is None:
+    if len(filter_string) > MAX_FILTER:
+        raise invalid(f"The filter is longer than {MAX_FILTER} characters.")
+    match = NAME_FILTER.fullmatch(filter_string.strip())
+    if match is None or not match.group(3).endswith(match.group(2)):
         raise invalid(
             f"Unsupported experiment filter {filter_string!r}: Labbook supports"
             " name = / != / LIKE / ILIKE 'value'."
         )
-    op, value = match.group(1).upper(), match.group(3)
+    op, value = match.group(1).upper(), match.group(3)[:-1]
     names = {p.pk: p.full_name for p in projects}
     if op in ("=", "!="):
         keep = {pk for pk, name in names.items() if (name == value) == (op == "=")}
     else:
-        pattern = "^" + re.escape(value).replace("%", ".*").replace("_", ".") + "$"
-        flags = re.IGNORECASE if op == "ILIKE" else 0
-        keep = {pk for pk, name in names.items() if re.match(pattern, name, flags)}
+        matches = patterns.like_matcher(value, ignore_case=op == "ILIKE")
+        keep = {pk for pk, name in names.items() if matches(name)}
     return projects.filter(pk__in=keep)
 
 

@@ -310,7 +310,8 @@ def _plain_point(item: dict[str, Any], checked_keys: set[str]) -> ingest.Point |
         item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
     )  # fmt: skip
     if (
-        key not in checked_keys
+        type(key) is not str  # before the set lookup: a dict or list key is unhashable
+        or key not in checked_keys
         or type(value) is not float
         or type(timestamp) is not int
         or type(step) is not int

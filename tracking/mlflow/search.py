@@ -80,8 +80,9 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
-from django.db.models.lookups import Exact, IsNull, Regex
+from django.db.models.lookups import Exact, IsNull
 
+from tracking import patterns
 from tracking.errors import ApplicationError
 from tracking.mlflow.convert import TAGS, TO_MLFLOW_STATUS
 from tracking.models import MetricSeries, Run
@@ -471,7 +472,7 @@ def _text_condition(expression: Expression | F, clause: _Clause, vendor: str) ->
         return Q(IsNull(expression, comparator == "IS NULL"))
     if comparator in ("LIKE", "ILIKE"):
         ignore_case = comparator == "ILIKE"
-        return Q(Regex(expression, _like_regex(operand, ignore_case, python=vendor == "sqlite")))
+        return patterns.like_condition(expression, operand, ignore_case=ignore_case, vendor=vendor)
     if comparator == "=":
         return Q(Exact(expression, operand))
     # "!=": a run without the value does not match either (MLflow joins on it)
@@ -515,8 +516,7 @@ def _string_matcher(comparator: str, operand: str) -> Callable[[str], bool]:
         return lambda name: name == operand
     if comparator == "!=":
         return lambda name: name != operand
-    pattern = re.compile(_like_regex(operand, comparator == "ILIKE", python=True))
-    return lambda name: pattern.search(name) is not None
+    return patterns.like_matcher(operand, ignore_case=comparator == "ILIKE")
 
 
 _PK_RE = re.compile(r"[1-9][0-9]{0,17}")  # ASCII digits: int() reads other scripts too
@@ -561,45 +561,6 @@ def _json_text(field: str, path: Sequence[str]) -> Expression:
         source = KeyTransform(part, source)
     # Cast: SQLite reads a JSON number as a number, which never equals a string.
     return Cast(KeyTextTransform(path[-1], source), TextField())
-
-
-# --- LIKE ---------------------------------------------------------------------------------
-
-
-def _like_regex(pattern: str, ignore_case: bool, *, python: bool) -> str:
-    r"""SQL LIKE as a regular expression that Python and PostgreSQL read alike.
-
-    ``%`` is any run of characters, ``_`` any one, ``\`` makes the next one literal.
-    Python's ``re`` backtracks: a failing ``%a%a%a%b`` can take minutes. For it
-    each middle segment commits to its first match (an atomic group), which is
-    exact for LIKE: a middle segment only has to come after the one before.
-    PostgreSQL has no atomic groups and no need for them.
-    """
-    segments = [_segment_regex(segment) for segment in _like_segments(pattern)]
-    flags = "(?is)" if ignore_case else "(?s)"
-    if len(segments) == 1:
-        return rf"{flags}\A{segments[0]}\Z"
-    first, *middle, last = segments
-    between = "".join(f"(?>.*?{m})" if python else f".*?{m}" for m in middle if m)
-    return rf"{flags}\A{first}{between}.*{last}\Z"
-
-
-def _like_segments(pattern: str) -> list[list[str | None]]:
-    """The pattern split at each unescaped ``%``: literal characters, and None for ``_``."""
-    segments: list[list[str | None]] = [[]]
-    chars = iter(pattern)
-    for char in chars:
-        if char == "\\":
-            segments[-1].append(next(chars, "\\"))  # a trailing backslash stands for itself
-        elif char == "%":
-            segments.append([])
-        else:
-            segments[-1].append(None if char == "_" else char)
-    return segments
-
-
-def _segment_regex(segment: list[str | None]) -> str:
-    return "".join("." if char is None else re.escape(char) for char in segment)
 
 
 # --- Ordering -----------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def experiment_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 @endpoint("POST")
 def experiment_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     if args.get("new_name"):
         experiments.rename(request.user, project, args["new_name"])
     return {}
@@ -115,21 +115,21 @@ def experiment_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 @endpoint("POST")
 def experiment_delete(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_deleted(project, True)
     return {}
 
 
 @endpoint("POST")
 def experiment_restore(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_deleted(project, False)
     return {}
 
 
 @endpoint("POST")
 def experiment_set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_tag(project, _required(args, "key"), args.get("value"))
     return {}
 
@@ -139,7 +139,8 @@ def experiment_set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 @endpoint("POST")
 def run_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, args.get("experiment_id") or "0")
+    experiment_id = args.get("experiment_id") or convert.DEFAULT_EXPERIMENT_ID
+    project = experiments.by_id(request.user, experiment_id, create_default=True)
     run = runs.create(
         request.user,
         project,
@@ -256,7 +257,7 @@ def metric_history(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 def run_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
     offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
     ids = _as_list(args.get("experiment_ids"))
-    projects = [experiments.by_id(request.user, experiment_id) for experiment_id in ids]
+    projects = experiments.searched(request.user, ids)
     found = Run.objects.filter(project__in=projects)
     found = convert.in_stage(found, args.get("run_view_type"), name="run_view_type")
     found = search.filter_runs(found, args.get("filter") or "")

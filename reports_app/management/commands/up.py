@@ -134,7 +134,12 @@ class Command(BaseCommand):
 
     def _serve(self, *, listener: socket.socket, base_url: str, access_log: bool) -> int:
         home = Path(settings.LABBOOK_HOME)
-        specs = launcher.child_specs(listen_fd=listener.fileno(), home=home, access_log=access_log)
+        specs = launcher.child_specs(
+            listen_fd=listener.fileno(),
+            home=home,
+            access_log=access_log,
+            trusted_proxies=settings.TRUSTED_PROXIES,
+        )
         try:
             specs = launcher.crash_on_purpose(specs, os.environ.get(launcher.CRASH_VARIABLE))
         except ValueError as error:

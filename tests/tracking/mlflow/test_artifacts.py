@@ -453,3 +453,27 @@ def test_the_api_answers_missing_unsafe_and_hidden_in_its_own_shape(world, run):
         f"/api/v1/runs/{run.pk}/artifacts/model/w.bin",
     ]:
         assert world.outsider.client().get(target).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "served_as"),
+    [
+        ("evil.js", "application/octet-stream"),
+        ("evil.html", "application/octet-stream"),
+        ("evil.svg", "application/octet-stream"),
+        ("style.css", "application/octet-stream"),
+        ("plot.png", "image/png"),
+        ("log.txt", "text/plain"),
+    ],
+)
+def test_an_uploaded_file_is_never_served_as_something_a_browser_runs(tmp_path, name, served_as):
+    """A script or page uploaded as an artifact must not run as the site (security review):
+    active types go out as bytes, with nosniff and a sandboxing policy, as an attachment."""
+    path = tmp_path / name
+    path.write_bytes(b"alert(document.cookie)")
+    response = artifacts.file_response(path)
+    response.file_to_stream.close()
+    assert response["Content-Type"].split(";")[0] == served_as
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Security-Policy"].startswith("sandbox")
+    assert response["Content-Disposition"].startswith("attachment")
