@@ -18,6 +18,7 @@ import math
 import numbers
 import posixpath
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -167,6 +168,9 @@ def create(
     name = _text(run_name or tag_values.get(convert.RUN_NAME_TAG, ""), "run_name", 200)
     started = _integer(start_time, "start_time", default=0)
     with transaction.atomic():
+        retried = _created_already(user, project, name=name, started=started, tags=tag_values)
+        if retried is not None:
+            return retried
         run = services.run_create(user=user, project=project, name=name)
         tag_values[convert.RUN_NAME_TAG] = run.name
         apply_tags(run, tag_values)
@@ -174,6 +178,35 @@ def create(
             run.created_at = convert.from_millis(started)
             run.save(update_fields=["created_at"])
     return run
+
+
+# How long after its start_time a runs/create can be a retry of an earlier one.
+RETRY_WINDOW = timedelta(minutes=10)
+
+
+def _created_already(
+    user: AbstractBaseUser, project: Project, *, name: str, started: int, tags: dict[str, str]
+) -> Run | None:
+    """The run an identical earlier runs/create made, when this one is its retry.
+
+    The mlflow client resends a request whose answer it lost (a web process
+    restarted after the commit): MLflow would make a second run, and the
+    client log into one while the other stays "running" until it is reported
+    crashed. A retry carries the same body: same user, experiment, start_time
+    (to the millisecond), tags and name, if one was given; nothing else does.
+    """
+    if started <= 0:
+        return None
+    moment = convert.from_millis(started)
+    if abs(timezone.now() - moment) > RETRY_WINDOW:
+        return None
+    sent = {key: value for key, value in tags.items() if key != convert.RUN_NAME_TAG}
+    for run in Run.objects.filter(project=project, created_by=user, created_at=moment):
+        stored = run.metadata.get(convert.TAGS, {})
+        same_tags = {k: v for k, v in stored.items() if k != convert.RUN_NAME_TAG} == sent
+        if same_tags and (not name or run.name == name):
+            return run
+    return None
 
 
 def update(run: Run, *, status: Any, end_time: Any, run_name: Any) -> Run:
