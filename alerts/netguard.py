@@ -168,10 +168,18 @@ def check_address(address: IPAddress, host: str) -> None:
         return
     if kind != "cloud metadata" and private_allowed():
         return
-    if host == str(address):
+    if _is_literal(host):  # the URL names the address itself: nothing to hide
         raise BlockedAddress(f"{address} is a {kind} address; {private_hint(kind)}")
     # Never which address: a user could map the internal network through the error.
     raise BlockedAddress(f"{host} resolves to a {kind} address; {private_hint(kind)}")
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def refused_kind(address: IPAddress) -> str | None:

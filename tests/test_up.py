@@ -296,9 +296,9 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(start_up) ->
     assert wait_until(lambda: healthz(up) is not None, timeout=START_TIMEOUT)
     token = re.search(r"API token +(lb_\S+)", up.output()).group(1)
     auth = {"Authorization": f"Bearer {token}"}
-    projects = httpx.get(up.url("/api/v1/projects"), headers=auth, trust_env=False).json()
-    listed = projects["results"] if isinstance(projects, dict) else projects
-    team = listed[0]["full_name"].split("/")[0]
+    teams = httpx.get(up.url("/api/v1/teams"), headers=auth, trust_env=False).json()
+    listed = teams["results"] if isinstance(teams, dict) else teams
+    team = listed[0]["slug"]
     forged = {**auth, "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
     body = {"team": team, "kind": "email", "name": "xff", "config": {"addresses": ["a@b.co"]}}
     created = httpx.post(up.url("/api/v1/destinations"), json=body, headers=forged, trust_env=False)

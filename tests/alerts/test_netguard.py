@@ -106,7 +106,7 @@ def test_it_refuses_a_name_that_resolves_to_a_private_address(fake_dns: Any) -> 
 
 def test_one_private_address_among_public_ones_refuses_the_name(fake_dns: Any) -> None:
     fake_dns.answer("mixed.example.com", ["93.184.216.34", "127.0.0.1"])
-    with pytest.raises(BlockedAddress, match=r"127\.0\.0\.1"):
+    with pytest.raises(BlockedAddress, match=r"mixed\.example\.com resolves to a loopback address"):
         check_url("https://mixed.example.com/hook", resolve=True)
 
 
@@ -120,7 +120,7 @@ def test_a_name_that_does_not_resolve_is_fine_at_save_time_only(fake_dns: Any) -
 def test_resolving_checks_the_answer_of_send_time_not_of_save_time(fake_dns: Any) -> None:
     fake_dns.answer("rebind.example.com", ["93.184.216.34"], ["127.0.0.1"])
     check_url("https://rebind.example.com/hook", resolve=False)
-    with pytest.raises(BlockedAddress, match=r"127\.0\.0\.1"):
+    with pytest.raises(BlockedAddress, match=r"rebind\.example\.com resolves to a loopback"):
         check_url("https://rebind.example.com/hook", resolve=True)
 
 

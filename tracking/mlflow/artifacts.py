@@ -190,7 +190,15 @@ class ArtifactResponse(FileResponse):
 # (HTML, SVG, JavaScript, CSS...) goes out as opaque bytes, so with ``nosniff`` a page
 # that loads an uploaded file as a script or a style gets nothing it would execute.
 INERT_TYPES = frozenset(
-    {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "text/csv"}
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "text/plain",
+        "text/csv",
+        "application/json",
+    }
 )
 
 

@@ -98,7 +98,7 @@ def test_it_accepts_the_token_as_a_basic_auth_password(world, run, anonymous):
     assert put(anonymous, url(run, "a.txt"), b"hi").status_code == 200
 
 
-def test_it_guesses_the_content_type_and_always_sends_an_attachment(world, run):
+def test_it_types_inert_files_and_always_sends_an_attachment(world, run):
     client = world.owner.client()
     upload(client, run, "metrics.json", b"{}")
     upload(client, run, "page.html", b"<script>alert(1)</script>")
@@ -107,7 +107,7 @@ def test_it_guesses_the_content_type_and_always_sends_an_attachment(world, run):
     metrics.close()  # headers only: the files need not be read
     page.close()
     assert metrics["Content-Type"] == "application/json"
-    assert page["Content-Type"] == "text/html"
+    assert page["Content-Type"] == "application/octet-stream"  # never a page of the site
     assert page["Content-Disposition"] == 'attachment; filename="page.html"'
     assert page["X-Content-Type-Options"] == "nosniff"
 
