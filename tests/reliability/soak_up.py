@@ -80,8 +80,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -93,6 +91,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from reports_app.launcher import http_get
 from tests.alerts.receiver import Received, Receiver, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -466,18 +465,6 @@ class Up:
 # --- Watching: /healthz, up's children, the webhook receiver ---------------------------------
 
 # Loopback requests must not go through an HTTP proxy from the environment.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_get(url: str, *, timeout: float) -> tuple[int | None, str]:
-    """(status, body) of ``GET url``; (None, the reason) when nothing answers in time."""
-    try:
-        with _opener.open(url, timeout=timeout) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as error:
-        return None, str(getattr(error, "reason", error))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import math
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -33,6 +32,7 @@ from django.conf import settings
 
 from tests.alerts.receiver import Receiver
 from tests.alerts.test_faults import FAST_RECOVERY
+from tests.reliability.soak_up import throwaway_database
 from tests.sdk.server import ROOT, LabbookServer, server_env
 from tests.support import require_postgres, wait_until
 from tests.workers import RedisServer, celery_beat, celery_worker
@@ -49,19 +49,11 @@ SETTLE_TIMEOUT = 120
 @contextmanager
 def soak_database() -> Iterator[str]:
     """A throwaway PostgreSQL database next to the test run's, dropped at the end."""
-    import psycopg
-
     require_postgres()
     admin = settings.DATABASES["default"]
     server = f"postgres://{admin['USER']}@{admin['HOST'] or '127.0.0.1'}:{admin['PORT'] or 5432}"
-    name = f"labbook_soak_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(server) as url:
+        yield url
 
 
 def start_client(server: LabbookServer, client: int, report: Path) -> subprocess.Popen:
