@@ -20,19 +20,43 @@ A run, project or report the user may not read is answered ``not_found``
 whether or not it exists. A socket holds at most MAX_SUBSCRIPTIONS groups. A socket
 without a logged-in session is accepted and closed at once with code 4401,
 so the browser can tell "log in again" from a network failure.
+
+Access is checked again while a socket is open: at once when it may have
+shrunk (``reports_app.live`` sends ``access.changed`` on a member's removal,
+a logout, a link revoked, a report edited, made private or deleted), and every
+``LIVE_ACCESS_RECHECK_SECONDS`` as a backstop for changes nobody announced
+(a deactivated account, a password change, a deleted project). A socket whose
+session ended is closed with 4401; a subscription the user lost is dropped
+and answered as a refused one is::
+
+    server: {"type": "error", "code": "not_found", "run": 7}
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+from importlib import import_module
 from typing import Any
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from reports_app.comments import TARGET_RE, target_get_for_user
-from reports_app.live import comments_group, project_group, run_group
+from reports_app.live import (
+    comments_group,
+    project_group,
+    run_group,
+    session_digest,
+    user_group,
+)
 from tracking.errors import ApplicationError
 from tracking.selectors import project_get_for_user, run_get_for_user
+
+logger = logging.getLogger(__name__)
 
 MAX_SUBSCRIPTIONS = 200
 CLOSE_UNAUTHENTICATED = 4401
@@ -57,17 +81,92 @@ def _comments_group_for(user: Any, name: str) -> str:
     return comments_group(target.kind, target.obj.pk)
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class Rechecking(AsyncJsonWebsocketConsumer):
+    """A consumer whose access is checked again on ``access.changed`` and on a timer."""
+
+    recheck_task: asyncio.Task | None = None
+
+    def start_rechecking(self) -> None:
+        self.recheck_lock = asyncio.Lock()
+        self.recheck_task = asyncio.create_task(self._recheck_periodically())
+
+    def stop_rechecking(self) -> None:
+        if self.recheck_task is not None:
+            self.recheck_task.cancel()
+
+    async def _recheck_periodically(self) -> None:
+        period = settings.LIVE_ACCESS_RECHECK_SECONDS
+        # Sockets opened together spread out; nothing secret hangs on the draw.
+        await asyncio.sleep(period * random.uniform(0.5, 1.0))  # noqa: S311
+        while True:
+            try:
+                await self.access_changed(PERIODIC)
+            except Exception:  # a database hiccup must not end the backstop for good
+                logger.warning("access re-check of a socket failed", exc_info=True)
+            await asyncio.sleep(period)
+
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        async with self.recheck_lock:
+            await self.recheck(message)
+
+    async def recheck(self, message: dict[str, Any]) -> None:
+        """Close the socket, or drop what it may no longer carry. ``PERIODIC`` from the timer."""
+        raise NotImplementedError
+
+
+PERIODIC: dict[str, Any] = {"type": "access.periodic"}
+
+
+async def _session_user(session_key: str) -> Any:
+    """The session's user as the database holds it now: anonymous once it ended.
+
+    A fresh store, not the scope's: that one cached the session when the socket opened.
+    """
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return await get_user({"session": store})
+
+
+class LiveConsumer(Rechecking):
     async def connect(self) -> None:
         self.subscriptions: dict[tuple[str, Any], str] = {}  # ("runs", 7) -> "run.7"
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.personal_group = user_group(user.pk)
+        await self.channel_layer.group_add(self.personal_group, self.channel_name)
+        self.start_rechecking()
 
     async def disconnect(self, code: int) -> None:
-        for group in set(getattr(self, "subscriptions", {}).values()):
+        self.stop_rechecking()
+        groups = set(getattr(self, "subscriptions", {}).values())
+        if hasattr(self, "personal_group"):
+            groups.add(self.personal_group)
+        for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def recheck(self, message: dict[str, Any]) -> None:
+        """Close the socket if its session ended; drop what its user may no longer read."""
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        ended = key is None or message.get("logged_out") == session_digest(key)
+        user = None if ended else await _session_user(key)
+        if user is None or user.pk != self.scope["user"].pk:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.scope["user"] = user
+        for kind, ident in list(self.subscriptions):
+            try:
+                await _LOOKUPS[kind][1](user, ident)
+            except ApplicationError:
+                await self._drop(kind, ident)
+
+    async def _drop(self, kind: str, ident: Any) -> None:
+        group = self.subscriptions.pop((kind, ident))
+        if group not in self.subscriptions.values():
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self._error("not_found", **{ITEM_KEYS[kind]: ident})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not content.keys() & {"subscribe", "unsubscribe"}:
@@ -187,14 +286,25 @@ def _share_scope(token: str):
     return report_pages.share_live_scope(link)
 
 
-class ShareConsumer(AsyncJsonWebsocketConsumer):
+@database_sync_to_async
+def _share_link_alive(token: str) -> bool:
+    from reports_app import selectors
+    from reports_app.models import ShareLink
+
+    return selectors.share_link_active(ShareLink.hash(token)) is not None
+
+
+class ShareConsumer(Rechecking):
     """``/ws/share/<token>/``: live chart updates for whoever holds a share link.
 
     The link decides the groups: the runs its report's live charts draw and the
     projects whose new runs may join them; nothing the client sends changes
     that. New-run messages are stripped to ``{"type": "project.run",
     "created": true}``, so a reader learns neither the ids nor the values of
-    runs the report does not show. A dead link is closed with CLOSE_NOT_FOUND.
+    runs the report does not show. A dead link is closed with CLOSE_NOT_FOUND,
+    also while open: on ``access.changed`` and every LIVE_ACCESS_RECHECK_SECONDS
+    the link is checked and the groups and keys drawn again from the report as
+    it is now (a chart taken out stops its points).
     """
 
     async def connect(self) -> None:
@@ -205,14 +315,35 @@ class ShareConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        for group in scope.groups:  # joined before accepting: nothing sent after "open" is missed
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined, self.keys = scope.groups, scope.keys
+        await self._join(scope)  # before accepting: nothing sent after "open" is missed
         await self.accept()
+        self.start_rechecking()
 
     async def disconnect(self, code: int) -> None:
+        self.stop_rechecking()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def recheck(self, message: dict[str, Any]) -> None:
+        """The timer only asks whether the link still opens (it expires unannounced);
+        a change to the report, announced, draws the groups and keys again."""
+        token = self.scope["url_route"]["kwargs"]["token"]
+        if message is PERIODIC:
+            if not await _share_link_alive(token):
+                await self.close(code=CLOSE_NOT_FOUND)
+            return
+        scope = await _share_scope(token)
+        if scope is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        for group in set(self.groups_joined) - set(scope.groups):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self._join(scope)
+
+    async def _join(self, scope: Any) -> None:
+        for group in set(scope.groups) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined, self.keys = scope.groups, scope.keys
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         await self.send_json({"type": "subscribed"})  # the link already chose the groups

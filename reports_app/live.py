@@ -19,6 +19,13 @@ Groups and messages (metric values are numbers, or the strings ``"NaN"``,
                   changed: ``"status"`` on a status change, ``"summary"``
                   ({key: latest value}) when points arrive, ``"created": true``
                   for a new run (the client fetches the row from the API).
+    user.<id>, share.report.<id>
+                  {"type": "access.changed"}: access may have shrunk (a member
+                  removed, a link revoked, a report edited, made private or
+                  deleted); every socket in the group re-checks what it may
+                  read (``reports_app.consumers``). A logout adds
+                  ``"logged_out": sha256(session key)``: that session's sockets close.
+                  Consumers handle these; they are never forwarded to clients.
     comments.run.<id>, comments.report.<id>
                   {"type": "comment.changed", "action": "created", "target": "run:7",
                    "comment": {...}} with the comment as GET /api/v1/comments/<id>
@@ -32,12 +39,15 @@ Publishing never breaks the caller: a layer that is down or slow is logged
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import Counter
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
 
 from tracking import events
 from tracking.validation import float_to_json
@@ -62,6 +72,8 @@ def connect() -> None:
     events.subscribe(events.PointsIngested, on_points_ingested)
     events.subscribe(events.RunStatusChanged, on_run_status_changed)
     events.subscribe(events.RunCreated, on_run_created)
+    events.subscribe(events.MembershipRemoved, on_membership_removed)
+    user_logged_out.connect(on_logged_out, dispatch_uid="labbook.live.on_logged_out")
 
 
 def on_points_ingested(event: events.PointsIngested) -> None:
@@ -172,3 +184,54 @@ def publish_comment(*, target: str, action: str, comment: Message) -> None:
     kind, _, ident = target.partition(":")
     message = {"type": "comment.changed", "action": action, "target": target, "comment": comment}
     publish([(comments_group(kind, int(ident)), message)])
+
+
+# --- Access changes ------------------------------------------------------------------
+
+
+def user_group(user_id: int) -> str:
+    """Every live socket of one user."""
+    return f"user.{user_id}"
+
+
+def share_group(report_id: int) -> str:
+    """Every share-link socket of one report, whichever link opened it."""
+    return f"share.report.{report_id}"
+
+
+def session_digest(session_key: str) -> str:
+    """How a logout names its session on the layer: the key itself never travels."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def access_changed(*, users: tuple[int, ...] = (), reports: tuple[int, ...] = ()) -> None:
+    """Tell the sockets that may have lost access to re-check it now; call after commit.
+
+    A report's change reaches its share-link sockets and its discussion's readers.
+    """
+    groups = [user_group(pk) for pk in users]
+    for pk in reports:
+        groups += [share_group(pk), comments_group("report", pk)]
+    publish([(group, {"type": "access.changed"}) for group in groups])
+
+
+def access_changed_on_commit(*, reports: tuple[int, ...]) -> None:
+    """``access_changed`` for reports, once the caller's transaction has committed."""
+    transaction.on_commit(lambda: access_changed(reports=reports))
+
+
+def on_membership_removed(event: events.MembershipRemoved) -> None:
+    access_changed(users=(event.user_id,))
+
+
+def on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """Close the sockets of the session that logged out; its user's others re-check.
+
+    Django flushes the session only after this signal, so the sockets are told
+    which session ended rather than left to find it still valid.
+    """
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is None or not key:
+        return
+    message = {"type": "access.changed", "logged_out": session_digest(key)}
+    publish([(user_group(user.pk), message)])

@@ -98,7 +98,9 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
 
     rendered = render.render_report(link.report, frozen=_frozen(link.report), public=True)
     keys = rendered.live_keys
-    groups = [live.run_group(run_id) for run_id in sorted(keys)]
+    # The report's own group first: it carries "access.changed" (link revoked, report edited).
+    groups = [live.share_group(link.report_id)]
+    groups += [live.run_group(run_id) for run_id in sorted(keys)]
     names = [name.partition("/") for name in rendered.live_projects]
     projects = Project.objects.filter(team=link.report.project.team)
     for team, _, slug in names:

@@ -19,7 +19,7 @@ from django.utils.text import slugify
 
 from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
-from reports_app import markup, render
+from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 from tracking.errors import Conflict, PermissionDenied
@@ -177,6 +177,8 @@ def report_save(
     locked.save(update_fields=[*cleaned, "revision", "updated_at"])
     _revision(locked, number=locked.revision, user=user)
     ReportDraft.objects.filter(report=locked, user=user).delete()
+    # Made private, or a chart taken out: open sockets must stop receiving what it showed.
+    live.access_changed_on_commit(reports=(locked.pk,))
     return locked
 
 
@@ -193,6 +195,7 @@ def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revis
     locked.updated_at = timezone.now()
     locked.save(update_fields=["title", "body", "revision", "updated_at"])
     _revision(locked, number=locked.revision, user=user, restored_from=number)
+    live.access_changed_on_commit(reports=(locked.pk,))
     return locked
 
 
@@ -210,6 +213,7 @@ def report_delete(*, report: Report, user: AbstractBaseUser, ip: str | None = No
         data=data,
         ip=ip,
     )
+    live.access_changed_on_commit(reports=(report.pk,))
     report.delete()
 
 
@@ -282,9 +286,11 @@ def _audit_link(
 def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser, ip: str | None = None) -> None:
     if not can_manage_links(link.report, user):
         raise PermissionDenied("Only the author or an owner revokes this link.")
-    live = ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True)
-    if live.update(revoked_at=timezone.now()):
+    if ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    ):
         _audit_link(AuditAction.SHARE_LINK_REVOKED, link, user, ip)
+        live.access_changed_on_commit(reports=(link.report_id,))
 
 
 @transaction.atomic

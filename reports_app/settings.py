@@ -260,6 +260,10 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# An open websocket checks again what its user or share link may read this often, as a
+# backstop to the immediate check on a change Labbook announces (reports_app.consumers).
+LIVE_ACCESS_RECHECK_SECONDS = env_int("LIVE_ACCESS_RECHECK_SECONDS", 30, minimum=1, maximum=30)
+
 # The cache holds counters every web process must agree on (failed logins, per-token
 # rate limits): Redis when REDIS_URL is set. The embedded default runs exactly one
 # web process, whose own memory is then the whole truth; several need REDIS_URL.

@@ -1,4 +1,4 @@
-"""Domain events: how ``tracking`` tells the rest of Labbook what happened to runs.
+"""Domain events: how ``tracking`` tells the rest of Labbook what happened to runs and teams.
 
 ``tracking`` never imports ``alerts`` or the reports feature. They subscribe
 here in their ``AppConfig.ready()``, in one of two ways:
@@ -72,7 +72,15 @@ class SdkAlertRaised:
     alert_id: int
 
 
-Event = PointsIngested | RunStatusChanged | RunCreated | SdkAlertRaised
+@dataclass(frozen=True)
+class MembershipRemoved:
+    """A user left a team: what they could read through it is no longer theirs."""
+
+    team_id: int
+    user_id: int
+
+
+Event = PointsIngested | RunStatusChanged | RunCreated | SdkAlertRaised | MembershipRemoved
 Handler = Callable[[Any], None]
 
 _handlers: dict[type, list[Handler]] = defaultdict(list)  # after commit

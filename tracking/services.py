@@ -220,6 +220,7 @@ def membership_remove(
         _require_another_owner(membership)
     membership.delete()
     _audit_member(team=team, user=user, old=membership.role, new=None, actor=actor, ip=ip)
+    events.publish(events.MembershipRemoved(team_id=team.pk, user_id=user.pk))
 
 
 # --- API tokens ------------------------------------------------------------------
