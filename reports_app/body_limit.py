@@ -8,8 +8,12 @@ sees the request:
 * a ``Content-Length`` over the limit is answered 413 at once, unread;
 * a body without one (chunked) is counted as it arrives, and cut off with a
   413 when it passes the limit;
-* an artifact upload (the only body allowed to be large) without an
-  ``Authorization`` header or a session cookie is answered 401 unread.
+* an artifact upload (the only body allowed to be large) is answered 401
+  unread unless its token (``Authorization``) is one that authenticates, or
+  its session cookie names a signed-in session: a stranger's bytes, or those
+  of a revoked, expired or made-up token, are never stored. What the token may
+  do is the view's to decide, with the body counted against the limit as it
+  streams in.
 
 The limit is ``MAX_REQUEST_BYTES`` (16 MiB), or ``ARTIFACTS_MAX_BYTES``
 (1 GiB) for a ``PUT`` of an artifact. Errors are JSON in the shape of the
@@ -20,10 +24,17 @@ naming the ``body``.
 from __future__ import annotations
 
 import re
+from importlib import import_module
 from typing import Any
 
 import orjson
+from channels.auth import get_user
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.http.cookie import parse_cookie
+
+from tracking.errors import ApplicationError
+from tracking.services import token_authenticate, token_in_header
 
 # PUT of one artifact file: MLflow's proxied store (both prefixes) and the REST API.
 UPLOAD_PATH = re.compile(
@@ -49,12 +60,28 @@ def limit_for(scope: dict[str, Any]) -> int:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
-def _may_be_signed_in(scope: dict[str, Any]) -> bool:
-    """A credential is present (checked properly later): a token, or a session cookie."""
-    if _header(scope, b"authorization"):
-        return True
-    cookie = (_header(scope, b"cookie") or b"").decode("latin-1")
-    return f"{settings.SESSION_COOKIE_NAME}=" in cookie
+async def _signed_in(scope: dict[str, Any]) -> bool:
+    """The upload carries a credential that authenticates: a live token, or a session."""
+    authorization = _header(scope, b"authorization")
+    if authorization is not None:
+        raw = token_in_header(authorization.decode("latin-1"))
+        return raw is not None and await _token_authenticates(raw)
+    cookies = parse_cookie((_header(scope, b"cookie") or b"").decode("latin-1"))
+    key = cookies.get(settings.SESSION_COOKIE_NAME)
+    return bool(key) and await _session_signed_in(key)
+
+
+@database_sync_to_async
+def _token_authenticates(raw: str) -> bool:
+    try:
+        return token_authenticate(raw) is not None
+    except ApplicationError:  # expired
+        return False
+
+
+async def _session_signed_in(key: str) -> bool:
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    return (await get_user({"session": store})).is_authenticated
 
 
 def _error(scope: dict[str, Any], code: str, mlflow_code: str, message: str) -> bytes:
@@ -99,8 +126,8 @@ class BodyLimit:
             if length > limit:
                 body = _error(scope, "too_large", "INVALID_PARAMETER_VALUE", too_large)
                 return await _answer(send, 413, body)
-        if is_upload(scope) and not _may_be_signed_in(scope):
-            message = "Authentication credentials were not provided."
+        if is_upload(scope) and not await _signed_in(scope):
+            message = "Send a valid API token (or sign in) to upload an artifact."
             return await _answer(
                 send, 401, _error(scope, "unauthorized", "UNAUTHENTICATED", message)
             )

@@ -5,6 +5,8 @@ Metric ingestion lives in ``tracking.ingest``; reads in ``tracking.selectors``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -282,6 +284,21 @@ def token_revoke(*, token: ApiToken, ip: str | None = None) -> None:
     if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
         token.revoked_at = now
         audit_record(action=AuditAction.TOKEN_REVOKED, actor=token.user, target=token, ip=ip)
+
+
+def token_in_header(authorization: str) -> str | None:
+    """The token an ``Authorization`` header carries: ``Bearer <token>``, or MLflow's
+    ``Basic`` with the token as the password (what ``MLFLOW_TRACKING_PASSWORD`` sends)."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
 
 
 def token_authenticate(raw: str) -> ApiToken | None:

@@ -84,6 +84,34 @@ def test_an_anonymous_upload_is_refused_before_its_body_is_read(server: LabbookS
     assert body["error_code"] == "UNAUTHENTICATED"
 
 
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "Authorization: Bearer lb_made-up-token",
+        "Authorization: Basic dXNlcjpsYl9tYWRlLXVw",  # user:lb_made-up, as MLflow sends it
+        "Authorization: Bearer",
+        "Cookie: sessionid=made-up-session",
+    ],
+    ids=["made-up-token", "made-up-basic", "empty-bearer", "made-up-session"],
+)
+def test_an_upload_with_a_credential_that_fails_is_refused_unread(
+    server: LabbookServer, credential: str
+):
+    """The first fix let any Authorization header through: a made-up token's
+    upload was still spooled to disk before the view refused it."""
+    for path in (
+        "/api/2.0/mlflow-artifacts/artifacts/1/1/artifacts/big.bin",
+        "/api/v1/runs/1/artifacts/big.bin",
+    ):
+        status, _ = raw_request(
+            server,
+            headers(
+                server, f"PUT {path} HTTP/1.1", credential, f"Content-Length: {ARTIFACT_LIMIT - 1}"
+            ),
+        )
+        assert status == 401, path
+
+
 def test_an_upload_past_the_artifact_limit_is_refused_unread(server: LabbookServer):
     status, body = raw_request(
         server,

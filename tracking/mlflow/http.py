@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import logging
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from tracking import scopes, throttling
 from tracking.errors import ApplicationError
-from tracking.services import token_authenticate
+from tracking.services import token_authenticate, token_in_header
 from tracking.validation import json_loads
 
 logger = logging.getLogger(__name__)
@@ -85,16 +83,7 @@ def _from_application_error(error: ApplicationError) -> HttpResponse:
 
 
 def _token(request: HttpRequest) -> str | None:
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return credentials.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[2] or None
-    return None
+    return token_in_header(request.headers.get("Authorization", ""))
 
 
 def authenticate(request: HttpRequest) -> HttpResponse | None:
