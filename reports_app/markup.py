@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import markdown
 import nh3
 from django.utils.html import format_html
+from markdown.blockprocessors import BlockProcessor
 from markdown.extensions import Extension
 from markdown.inlinepatterns import InlineProcessor, LinkInlineProcessor
 from markdown.preprocessors import Preprocessor
@@ -46,6 +47,19 @@ SCANNED_LINKS = 1000  # link targets longer than SCAN_CHARS read per document; t
 # JSON may spell half a UTF-16 pair ("\ud800"); nh3 (Rust) cannot take one: it shows as U+FFFD.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 SCAN_CHARS = 64  # a link text this short is read directly; a longer one through the index
+# The render budget of one text (see _WorkBudget, _html_depth, _markdown); the figures are
+# from tests/benchmarks/report_render.py --markdown on 200,000-character bodies.
+MAX_BLOCK_WORK = 50_000_000  # characters shown to block processors; about 1 s
+MAX_HTML_DEPTH = 1_000  # nested block elements handed to nh3
+MAX_HIGHLIGHTED = 500  # fenced code blocks highlighted with Pygments; the rest plain
+CODE_FENCE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})", re.MULTILINE)
+# Start and end tags of elements the HTML parser checks the whole open-element stack for.
+SCOPED_TAG = re.compile(
+    r"<(/?)(address|article|aside|blockquote|center|details|dialog|dir|div|dl|fieldset"
+    r"|figcaption|figure|footer|form|h[1-6]|header|hgroup|main|menu|nav|ol|pre|section"
+    r"|summary|table|ul)\b[^>]*>",
+    re.IGNORECASE,
+)
 
 TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt",
@@ -180,6 +194,47 @@ def _indexed(processor: LinkInlineProcessor) -> None:
     processor.getText, processor.getLink = indexed_get_text, indexed_get_link
 
 
+class TooComplex(Exception):
+    """Markdown past the render budget: shown as plain text, like Markdown that fails."""
+
+
+class _WorkBudget(BlockProcessor):
+    """Counts the characters the block parser tests, and stops it past ``MAX_BLOCK_WORK``.
+
+    Tested first, it sees every step. python-markdown hands the rest of a chunk back
+    after each line it takes (a heading, a rule) and tests that rest again: 50,000
+    headings without blank lines between them cost billions of steps, minutes of
+    CPU. Real documents cost one to a few hundred times their length.
+    """
+
+    def __init__(self, parser: markdown.blockparser.BlockParser) -> None:
+        super().__init__(parser)
+        self.work = 0
+
+    def test(self, parent: object, block: str) -> bool:
+        self.work += len(block)
+        if self.work > MAX_BLOCK_WORK:
+            raise TooComplex(f"more than {MAX_BLOCK_WORK:,} characters of block parsing")
+        return False
+
+    def run(self, parent: object, blocks: list[str]) -> bool:
+        return False
+
+
+def _html_depth(html: str) -> int:
+    """How deep the block elements of ``html`` nest, counted from their tags.
+
+    nh3's HTML parser walks the stack of open elements for each of these tags:
+    50,000 unclosed ``<ul>`` took 8 s. Tags it closes implicitly (``p``, ``li``)
+    are not counted, so this is what the parser will hold, or more.
+    """
+    depth = deepest = 0
+    for match in SCOPED_TAG.finditer(html):
+        depth = max(0, depth - 1) if match[1] else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 class LabbookExtension(Extension):
     def __init__(self, source: Source) -> None:
         super().__init__()
@@ -187,13 +242,16 @@ class LabbookExtension(Extension):
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:
         md.preprocessors.register(_Blocks(md, self.source), "labbook_blocks", 40)
+        md.parser.blockprocessors.register(_WorkBudget(md.parser), "labbook_budget", 1000)
         md.inlinePatterns.register(_RunRefs(RUN_REF, self.source), "labbook_run_refs", 185)
         for processor in md.inlinePatterns:  # links, images and references, each a new instance
             if isinstance(processor, LinkInlineProcessor):
                 _indexed(processor)
 
 
-def _markdown(source: Source) -> markdown.Markdown:
+def _markdown(source: Source, *, highlight: bool = True) -> markdown.Markdown:
+    """The converter; ``highlight=False`` leaves code unhighlighted (Pygments builds a
+    stylesheet per block: 10,000 blocks took 2.7 s)."""
     return markdown.Markdown(
         extensions=[
             LabbookExtension(source),
@@ -206,7 +264,11 @@ def _markdown(source: Source) -> markdown.Markdown:
             "pymdownx.tasklist",
         ],
         extension_configs={
-            "codehilite": {"css_class": "highlight", "guess_lang": False},
+            "codehilite": {
+                "css_class": "highlight",
+                "guess_lang": False,
+                "use_pygments": highlight,
+            },
             "tables": {"use_align_attribute": True},  # no style attributes at all
             "toc": {"permalink": False},
         },
@@ -246,13 +308,17 @@ def convert(text: str) -> tuple[str, Source]:
     """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out.
 
     Never raises: Markdown that python-markdown cannot render (deep nesting
-    ends in RecursionError) is shown as the text it is, escaped, and logged,
-    so one comment or report can't break the page or API that shows it.
+    ends in RecursionError), or not within the render budget (``TooComplex``),
+    is shown as the text it is, escaped, and logged, so one comment or report
+    can't break, or hold, the page or API that shows it.
     """
     source = Source(nonce=secrets.token_hex(8))
+    highlight = len(CODE_FENCE.findall(text)) <= 2 * MAX_HIGHLIGHTED
     try:
-        html = _markdown(source).convert(LONE_SURROGATE.sub("\ufffd", text))
-    except Exception as error:  # RecursionError, or any bug of a Markdown extension
+        html = _markdown(source, highlight=highlight).convert(LONE_SURROGATE.sub("\ufffd", text))
+        if _html_depth(html) > MAX_HTML_DEPTH:
+            raise TooComplex(f"block elements nested more than {MAX_HTML_DEPTH} deep")
+    except Exception as error:  # TooComplex, RecursionError, or a bug of a Markdown extension
         logger.warning(
             "Markdown of %d characters could not be rendered (%s: %s); shown as plain text",
             len(text),

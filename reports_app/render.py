@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import plotly.graph_objects as go
 from django.db import connection
 from django.db.models import Q, prefetch_related_objects
@@ -27,7 +28,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from reports_app import blocks, markup, pages, run_pages
+from reports_app import blocks, budget, markup, pages, run_pages
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
 from reports_app.models import Report
 from tracking import patterns
@@ -36,6 +37,14 @@ from tracking.models import MetricSeries, Run
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 FROZEN_NOTE = '<p class="chart-note">Frozen when the report was saved.</p>'
+THINNED_NOTE = (
+    '<p class="chart-note chart-thinned">Thinned to {} points per line to keep this page'
+    " under its budget (asked for {}).</p>"
+)
+LEFT_OUT = (
+    "Not drawn: this page already carries {} of chart data, its budget."
+    " Split the report, or lower `max_points` or the number of runs of the charts above."
+)
 X_TITLES = {"step": "step", "time": "time (UTC)", "relative": "minutes since the run started"}
 
 
@@ -49,6 +58,8 @@ class Figure:
     smoothing: float
     x: str
     projects: list[str] = field(default_factory=list)  # new runs here may join the chart
+    thinned_to: int | None = None  # points per line, when the page budget thinned it
+    asked: int = blocks.DEFAULT_MAX_POINTS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +77,22 @@ class Rendered:
     html: str
     figures: list[Figure]
     errors: list[str]
+    thinned: int = 0  # charts the page budget drew thinner than asked
+    left_out: int = 0  # charts past the page budget, drawn as a note instead
+    sources: Sources | None = None
+
+    @property
+    def budget_note(self) -> str:
+        """One line for the top of the page when the budget changed what it shows."""
+        if not (self.thinned or self.left_out):
+            return ""
+        parts = [f"thinned {self.thinned} chart{pluralize(self.thinned)}"] if self.thinned else []
+        if self.left_out:
+            parts.append(f"left out {self.left_out} chart{pluralize(self.left_out)}")
+        return (
+            f"To stay within its budget of {budget.PAGE_POINTS:,} chart points, "
+            f"this page {' and '.join(parts)}: see the notes below."
+        )
 
     @property
     def live_runs(self) -> list[int]:
@@ -93,6 +120,14 @@ class Rendered:
         return sorted({p for figure in self.figures if figure.live for p in figure.projects})
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What a render read, so a cached render can tell whether it is still current."""
+
+    runs: frozenset[int]  # every run drawn or named
+    projects: frozenset[str]  # projects whose new runs may join a block ("" is the report's)
+
+
 @dataclass
 class _Block:
     index: int
@@ -100,7 +135,12 @@ class _Block:
     line: int
     parsed: blocks.Block | None = None
     error: str | None = None
+    left_out: bool = False  # past the page budget: a note box instead of the chart
     runs: list[Run] = field(default_factory=list)
+
+
+def pluralize(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 # --- Run selection ---------------------------------------------------------------------
@@ -235,44 +275,113 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
 
 
 def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict[int, Figure]:
-    """Figures of every chart block; live ones from current history, frozen ones as saved."""
+    """Figures of the chart blocks that fit the page budget (``reports_app.budget``): live
+    ones from current history, read at their allowance; frozen ones as saved."""
     charts = [i for i in items if isinstance(i.parsed, ChartBlock) and i.error is None]
-    fresh = [i for i in charts if i.parsed.live or str(i.index) not in frozen]
-    wanted = {(run.pk, key) for i in fresh for run in i.runs for key in i.parsed.metrics}
-    series = {}
-    if wanted:
-        rows = MetricSeries.objects.filter(
-            run_id__in={run_id for run_id, _ in wanted}, key__in={key for _, key in wanted}
-        )
-        series = {(s.run_id, s.key): s for s in rows if s.count}
-    groups: dict[tuple, dict[int, MetricSeries]] = {}  # (max_points, by time) -> series by id
+    fresh = [i for i in charts if _is_fresh(i, frozen)]
+    series = _series(fresh)
+    demands = [
+        _demand(i, series) if _is_fresh(i, frozen) else _frozen_demand(frozen[str(i.index)])
+        for i in charts
+    ]
+    allowances = dict(zip([i.index for i in charts], budget.plan(demands).allowances, strict=True))
+    read = _read(fresh, allowances, series)
+    figures = {}
+    for item, demand in zip(charts, demands, strict=True):
+        allowance = allowances[item.index]
+        if allowance is None:
+            item.left_out = True
+        elif isinstance(demand, budget.Lines):
+            found = read.get((allowance, item.parsed.x != "step"), {})
+            figure = _fresh_figure(item, series, found, report)
+            if figure is not None and budget.thinned(demand, allowance):
+                figure.thinned_to = allowance
+            figures[item.index] = figure
+        else:
+            figures[item.index] = _figure(item, _in_svg(frozen[str(item.index)]), report)
+    figures = {index: figure for index, figure in figures.items() if figure is not None}
+    _leave_out_past_bytes(charts, figures)
+    return figures
+
+
+def _is_fresh(item: _Block, frozen: dict[str, Any]) -> bool:
+    return item.parsed.live or str(item.index) not in frozen
+
+
+def _series(fresh: list[_Block]) -> dict[tuple[int, str], MetricSeries]:
+    """The stored series of every (run, metric) the charts draw, in one query."""
+    wanted = {pair for item in fresh for pair in _pairs(item)}
+    if not wanted:
+        return {}
+    rows = MetricSeries.objects.filter(
+        run_id__in={run_id for run_id, _ in wanted}, key__in={key for _, key in wanted}
+    )
+    return {(s.run_id, s.key): s for s in rows if s.count}
+
+
+def _demand(item: _Block, series: dict[tuple[int, str], MetricSeries]) -> budget.Lines:
+    counts = tuple(series[pair].count for pair in _pairs(item) if pair in series)
+    return budget.Lines(asked=item.parsed.max_points, counts=counts, x=item.parsed.x)
+
+
+def _frozen_demand(figure: dict[str, Any]) -> budget.Fixed:
+    points = sum(len(trace.get("y") or ()) for trace in figure.get("data", []))
+    return budget.Fixed(points=points, size=len(orjson.dumps(figure)))
+
+
+def _read(
+    fresh: list[_Block],
+    allowances: dict[int, int | None],
+    series: dict[tuple[int, str], MetricSeries],
+) -> dict[tuple[int, bool], dict[int, History]]:
+    """Histories of the drawn charts, by (points per line, by time) then series id: one
+    ``histories`` call per distinct pair, so the cost stays fixed however many charts."""
+    groups: dict[tuple[int, bool], dict[int, MetricSeries]] = {}
     for item in fresh:
-        for pair in _pairs(item):
-            if pair in series:
-                groups.setdefault(_read_kind(item), {})[series[pair].pk] = series[pair]
-    read = {
+        if allowances[item.index] is not None:
+            key = (allowances[item.index], item.parsed.x != "step")
+            group = groups.setdefault(key, {})
+            group.update({series[p].pk: series[p] for p in _pairs(item) if p in series})
+    return {
         (n, by_time): histories(list(group.values()), max_points=n, timestamps=by_time)
         for (n, by_time), group in groups.items()
     }
-    figures = {}
+
+
+def _fresh_figure(
+    item: _Block,
+    series: dict[tuple[int, str], MetricSeries],
+    read: dict[int, History],
+    report: Report,
+) -> Figure | None:
+    found = {p: read[series[p].pk] for p in _pairs(item) if p in series}
+    if not found:
+        keys = ", ".join(f"`{key}`" for key in item.parsed.metrics)
+        item.error = f"None of these runs logged {keys}."
+        return None
+    return _figure(item, _chart_figure(item.parsed, item.runs, found), report)
+
+
+def _figure(item: _Block, figure: dict[str, Any], report: Report) -> Figure:
+    block = item.parsed
+    watched = block.runs.project or report.project.full_name
+    projects = [watched] if block.runs.is_query and block.live else []
+    return Figure(
+        item.index, figure, block.live, block.smoothing, block.x, projects, asked=block.max_points
+    )
+
+
+def _leave_out_past_bytes(charts: list[_Block], figures: dict[int, Figure]) -> None:
+    """Enforce ``PAGE_FIGURE_BYTES`` on the figures as built, not only as planned."""
+    total = 0
     for item in charts:
-        block = item.parsed
-        if item in fresh:
-            kind = _read_kind(item)
-            found = {p: read[kind][series[p].pk] for p in _pairs(item) if p in series}
-            if not found:
-                keys = ", ".join(f"`{key}`" for key in block.metrics)
-                item.error = f"None of these runs logged {keys}."
-                continue
-            figure = _chart_figure(block, item.runs, found)
-        else:
-            figure = _in_svg(frozen[str(item.index)])
-        watched = block.runs.project or report.project.full_name
-        projects = [watched] if block.runs.is_query and block.live else []
-        figures[item.index] = Figure(
-            item.index, figure, block.live, block.smoothing, block.x, projects
-        )
-    return figures
+        if item.index in figures:
+            size = len(orjson.dumps(figures[item.index].figure))
+            if total + size > budget.PAGE_FIGURE_BYTES:
+                del figures[item.index]
+                item.left_out = True
+            else:
+                total += size
 
 
 def _in_svg(figure: dict[str, Any]) -> dict[str, Any]:
@@ -284,18 +393,20 @@ def _in_svg(figure: dict[str, Any]) -> dict[str, Any]:
     return {**figure, "data": data}
 
 
-def _read_kind(item: _Block) -> tuple[int, bool]:
-    """How a chart reads history: its max_points, and whether it needs timestamps."""
-    return item.parsed.max_points, item.parsed.x != "step"
-
-
 def _pairs(item: _Block) -> list[tuple[int, str]]:
     return [(run.pk, key) for run in item.runs for key in item.parsed.metrics]
 
 
+def _chart_notes(item: _Block, figure: Figure) -> str:
+    notes = "" if item.parsed.live else FROZEN_NOTE
+    if figure.thinned_to is not None:
+        notes += format_html(THINNED_NOTE, f"{figure.thinned_to:,}", f"{figure.asked:,}")
+    return mark_safe(notes)  # noqa: S308 - constants and format_html
+
+
 def _chart_html(item: _Block, figure: Figure) -> str:
     title = item.parsed.title or ", ".join(item.parsed.metrics)
-    note = "" if item.parsed.live else mark_safe(FROZEN_NOTE)  # noqa: S308 - a constant
+    note = _chart_notes(item, figure)
     return format_html(
         '<figure class="report-chart" id="block-{}" data-block="{}">'
         '<div class="plot" data-figure="{}" role="img" aria-label="Chart: {}"></div>{}</figure>',
@@ -331,9 +442,21 @@ def _prefetch_for_tables(items: list[_Block]) -> None:
         prefetch_related_objects(runs, "tag_rows", "metric_series")
 
 
+def _left_out_box(item: _Block) -> str:
+    size = f"{budget.PAGE_POINTS:,} points or {budget.PAGE_FIGURE_BYTES / 1e6:g} MB"
+    return format_html(
+        '<div class="block-note" role="note"><strong>{} block, line {}:</strong> {}</div>',
+        item.kind,
+        item.line,
+        LEFT_OUT.format(size),
+    )
+
+
 def _block_html(item: _Block, figures: dict[int, Figure], *, public: bool) -> str:
     if item.error is not None:
         return _error_box(item)
+    if item.left_out:
+        return _left_out_box(item)
     if isinstance(item.parsed, ChartBlock):
         return _chart_html(item, figures[item.index])
     if isinstance(item.parsed, RunsBlock):
@@ -407,7 +530,22 @@ def render_report(
         run_link=lambda run_id: links.get(run_id) or _missing_run(run_id),
     )
     errors = [f"{i.kind} block, line {i.line}: {i.error}" for i in items if i.error]
-    return Rendered(html=html, figures=[figures[k] for k in sorted(figures)], errors=errors)
+    return Rendered(
+        html=html,
+        figures=[figures[k] for k in sorted(figures)],
+        errors=errors,
+        thinned=sum(1 for figure in figures.values() if figure.thinned_to is not None),
+        left_out=sum(1 for item in items if item.left_out),
+        sources=_sources(items, source),
+    )
+
+
+def _sources(items: list[_Block], source: markup.Source) -> Sources:
+    queries = [i.parsed.runs for i in items if i.parsed is not None and i.parsed.runs.is_query]
+    return Sources(
+        runs=frozenset(run.pk for item in items for run in item.runs) | set(source.run_refs),
+        projects=frozenset(selector.project or "" for selector in queries),
+    )
 
 
 def freeze(report: Report) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from reports_app import pages, render, services
+from reports_app import pages, render, services, share_cache
 from reports_app.models import Report, ReportRevision, ShareLink
 
 STATIC_INLINED = ("labbook/labbook.css",)
@@ -66,7 +66,7 @@ def report_context(report: Report, *, user: AbstractBaseUser) -> dict[str, Any]:
 
 def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     report = link.report
-    rendered = render.render_report(report, frozen=_frozen(report), public=True)
+    rendered = _public_render(report)
     block_url = reverse("shared-block", kwargs={"token": token, "index": 0})
     return {
         "report": report,
@@ -96,7 +96,7 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
     from reports_app import live
     from tracking.models import Project
 
-    rendered = render.render_report(link.report, frozen=_frozen(link.report), public=True)
+    rendered = _public_render(link.report)
     keys = rendered.live_keys
     # The report's own group first: it carries "access.changed" (link revoked, report edited).
     groups = [live.share_group(link.report_id)]
@@ -110,9 +110,17 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
     return ShareLiveScope(groups, keys)
 
 
+def _public_render(report: Report) -> render.Rendered:
+    """What every share link of ``report`` shows; the caller has checked the link."""
+    return share_cache.shared_render(report, frozen=lambda: _frozen(report))
+
+
 def block_figure(report: Report, index: int, *, public: bool) -> dict[str, Any] | None:
     """One chart block's figure, drawn again (a new run joined its selector)."""
-    rendered = render.render_report(report, frozen=_frozen(report), public=public)
+    if public:
+        rendered = _public_render(report)
+    else:
+        rendered = render.render_report(report, frozen=_frozen(report))
     return next((f.as_dict() for f in rendered.figures if f.block == index), None)
 
 

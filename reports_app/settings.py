@@ -276,10 +276,21 @@ if REDIS_URL:
             "KEY_PREFIX": "labbook",
             # A Redis that does not answer is an empty cache within a second, not a hang.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
+        },
     }
+    # Share-link renders (reports_app/share_cache.py): entries of up to 6 MB that expire
+    # within a minute, under a prefix of their own.
+    CACHES["renders"] = {**CACHES["default"], "KEY_PREFIX": "labbook-renders"}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # At most 32 renders of up to 6 MB each in this process's memory.
+        "renders": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "renders",
+            "OPTIONS": {"MAX_ENTRIES": 32},
+        },
+    }
 
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
