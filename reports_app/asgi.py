@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -32,6 +33,13 @@ application = ProtocolTypeRouter(
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# A thread waiting for the interpreter lock (a /healthz probe, an ingest between two
+# queries) gets it back after this long, not Python's 5 ms: with renders busy in other
+# threads, a request that waits a few dozen times for the lock (each query, each file)
+# answered in 300 ms at p50 instead of 55 ms (tests/benchmarks/worst_input.py).
+SWITCH_INTERVAL = 0.0005  # seconds
+sys.setswitchinterval(SWITCH_INTERVAL)
 
 # Everything loaded so far lives as long as the process: moving it out of the
 # collector's sight keeps full collections cheap while large batches allocate.

@@ -30,6 +30,7 @@ from markdown.inlinepatterns import InlineProcessor, LinkInlineProcessor
 from markdown.preprocessors import Preprocessor
 
 from reports_app.blocks import KINDS
+from reports_app.render_slots import in_render_slot
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +305,7 @@ def block_count(text: str) -> int:
     return sum(1 for _ in FENCE.finditer(text.replace("\r\n", "\n").replace("\r", "\n")))
 
 
+@in_render_slot
 def convert(text: str) -> tuple[str, Source]:
     """Sanitized HTML of ``text`` with placeholders, and the blocks and run refs cut out.
 

@@ -31,6 +31,7 @@ from django.utils.safestring import mark_safe
 from reports_app import blocks, budget, markup, pages, run_pages
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
 from reports_app.models import Report
+from reports_app.render_slots import in_render_slot
 from tracking import patterns
 from tracking.history import History, histories
 from tracking.models import MetricSeries, Run
@@ -510,6 +511,7 @@ def _parse(source: markup.Source) -> list[_Block]:
     return items
 
 
+@in_render_slot
 def render_report(
     report: Report, *, body: str | None = None, frozen: dict | None = None, public: bool = False
 ) -> Rendered:

@@ -260,6 +260,10 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Renders (Markdown, report figures) running at once in one web process; more wait for a
+# slot, so CPU-bound renders never crowd out /healthz and ingest (reports_app.render_slots).
+RENDER_CONCURRENCY = env_int("RENDER_CONCURRENCY", 1, minimum=1, maximum=64)
+
 # An open websocket checks again what its user or share link may read this often, as a
 # backstop to the immediate check on a change Labbook announces (reports_app.consumers).
 LIVE_ACCESS_RECHECK_SECONDS = env_int("LIVE_ACCESS_RECHECK_SECONDS", 30, minimum=1, maximum=30)
