@@ -278,9 +278,9 @@ def invitation_accept(
 ) -> Membership:
     """Join the team with the invitation's role (``invitation_get_for_user`` checked the user)."""
     team = invitation.team
+    _close(invitation, "accepted_at")  # first: a used invitation says so, whoever asks
     if Membership.objects.filter(team=team, user=user).exists():
         raise Conflict("already_member", f"You are already a member of {team.slug}.")
-    _close(invitation, "accepted_at")
     membership = Membership.objects.create(team=team, user=user, role=invitation.role)
     _audit(AuditAction.INVITATION_ACCEPTED, invitation, actor=user, ip=ip)
     _audit_member(team=team, user=user, old=None, new=invitation.role, actor=user, ip=ip)
