@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -144,7 +145,7 @@ def invitation_get_by_token(user: User, raw: str) -> TeamInvitation:
 # --- Writes ---------------------------------------------------------------------------------
 
 
-def _clean_invitee(value: str) -> tuple[str, str, AbstractBaseUser | None]:
+def _clean_invitee(value: Any) -> tuple[str, str, AbstractBaseUser | None]:
     """``(invited_as, email, user)`` from what the owner typed.
 
     An "@" makes it an email invitation, whatever accounts exist: deciding by
@@ -211,9 +212,9 @@ def invitation_create(
     The caller checked that ``actor`` owns ``team``. The email goes out after
     commit, through a Celery task, for every invitation alike.
     """
-    if role not in Role.values:
+    if not isinstance(role, str) or role not in Role.values:
         raise invalid("role", f"Role must be one of {', '.join(Role.values)}.")
-    invited_as, email, user = _clean_invitee(str(invitee or ""))
+    invited_as, email, user = _clean_invitee(invitee)
     _refuse_a_member(team, invited_as, email)
     _refuse_a_second(team, invited_as)
     raw = INVITATION_PREFIX + secrets.token_urlsafe(32)

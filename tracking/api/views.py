@@ -142,8 +142,8 @@ class TeamInvitationListView(APIView):
         found = _owned_team(request, team)
         invitation, _ = invitations.invitation_create(
             team=found,
-            invitee=data.get("member") if isinstance(data.get("member"), str) else "",
-            role=data.get("role") if isinstance(data.get("role"), str) else "",
+            invitee=data.get("member"),
+            role=data.get("role"),
             actor=request.user,
             ip=request_ip(request),
         )
