@@ -64,7 +64,7 @@ class TeamAuditEventListView(APIView):
             403: error_response("You are a member of the team but not one of its owners."),
         },
         description="The team's audit log, newest first; owners only (other members get 403)."
-        " Token events of the team's current members are included (they carry no team).",
+        " Only the team's own events: API token events belong to their user, not to a team.",
     )
     def get(self, request: Request, team: str) -> Response:
         params = request.query_params

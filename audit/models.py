@@ -35,6 +35,10 @@ class AuditAction(models.TextChoices):
     MEMBER_ADDED = "member.added", "Member added"
     MEMBER_REMOVED = "member.removed", "Member removed"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member's role changed"
+    INVITATION_CREATED = "invitation.created", "Invitation sent"
+    INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
+    INVITATION_DECLINED = "invitation.declined", "Invitation declined"
+    INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
     SHARE_LINK_CREATED = "share_link.created", "Share link created"
     SHARE_LINK_REVOKED = "share_link.revoked", "Share link revoked"
     SHARE_LINK_ACCESSED = "share_link.accessed", "Share link opened"
@@ -45,10 +49,6 @@ class AuditAction(models.TextChoices):
     DESTINATION_UPDATED = "destination.updated", "Alert destination changed"
     DESTINATION_DELETED = "destination.deleted", "Alert destination deleted"
     REPORT_DELETED = "report.deleted", "Report deleted"
-
-
-# Tokens belong to a user, not a team: their events carry no team (see audit.selectors).
-TOKEN_ACTIONS = (AuditAction.TOKEN_CREATED, AuditAction.TOKEN_REVOKED)
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -1,19 +1,21 @@
 """Reading the audit log: a team's owners read its events; members 403, everyone else 404.
 
-Token events carry no team (a token belongs to a user, and reads every team
-its user is in): a team's log shows those of its current members. A member
-who left takes their token events with them; the team's own events stay.
+A team's log holds that team's events only. Token events carry no team: a
+token belongs to a user, not to any one team, and its events (names, scopes,
+client addresses) are that user's business. Showing them to the owners of
+every team the user is in let anyone who added someone to a team read their
+whole token history (security review, issue 16 #6).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from audit.models import TOKEN_ACTIONS, AuditAction, AuditEvent
+from audit.models import AuditAction, AuditEvent
 from tracking.errors import PermissionDenied
-from tracking.models import Membership, Role, Team
+from tracking.models import Role, Team
 from tracking.selectors import User, team_get_for_user
 from tracking.validation import invalid
 
@@ -47,9 +49,7 @@ def audit_events(
     team: Team, *, action: str | None = None, before: datetime | None = None
 ) -> QuerySet[AuditEvent]:
     """The events of ``team`` (already access-checked), newest first."""
-    members = Membership.objects.filter(team=team).values("user_id")
-    scope = Q(team=team) | Q(team__isnull=True, action__in=TOKEN_ACTIONS, actor_id__in=members)
-    events = AuditEvent.objects.filter(scope)
+    events = AuditEvent.objects.filter(team=team)
     action, before = clean_action(action), clean_before(before)
     if action:
         events = events.filter(action=action)

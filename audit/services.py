@@ -40,6 +40,8 @@ def _report_name(report: Any) -> str:
 TARGETS: dict[str, tuple[str, Callable[[Any], str]]] = {
     settings.AUTH_USER_MODEL.lower(): ("user", lambda user: user.get_username()),
     "tracking.apitoken": ("token", lambda token: token.name),
+    # What the owner typed, never the account behind it (see tracking.invitations).
+    "tracking.teaminvitation": ("invitation", lambda invitation: invitation.invited_as),
     "reports_app.report": ("report", _report_name),
     "reports_app.sharelink": ("share_link", lambda link: f"link to {_report_name(link.report)}"),
     "alerts.alertrule": ("alert_rule", lambda rule: rule.name),
@@ -91,12 +93,14 @@ def audit_record(
     data: dict[str, Any] | None = None,
     request: HttpRequest | None = None,
     ip: str | None = None,
+    actor_name: str | None = None,
 ) -> AuditEvent:
     """Append one event; call it inside the transaction of the change it records.
 
     ``actor`` None is "system" (no person: a command, a worker); an
-    ``AnonymousUser`` is "anonymous" (a visitor who is not logged in). ``ip``
-    defaults to the request's client address.
+    ``AnonymousUser`` is "anonymous" (a visitor who is not logged in).
+    ``actor_name`` names an actor the log must not identify (an invitee who
+    declines). ``ip`` defaults to the request's client address.
     """
     target_type, target_id, target_repr = _target(target)
     user = actor if actor is not None and actor.is_authenticated else None
@@ -104,7 +108,7 @@ def audit_record(
         team=team,
         team_slug=team.slug if team is not None else "",
         actor=user,
-        actor_name=_actor_name(actor),
+        actor_name=actor_name or _actor_name(actor),
         action=AuditAction(action),
         target_type=target_type,
         target_id=target_id,

@@ -20,16 +20,17 @@ from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
 from reports_app import pages
-from tracking import selectors, services
+from tracking import invitations, selectors, services
 from tracking.errors import ApplicationError
 from tracking.models import (
+    INVITATION_TTL,
     WRITE_ROLES,
     ApiToken,
-    Membership,
     Project,
     Role,
     Run,
     Team,
+    TeamInvitation,
     TokenScope,
 )
 from tracking.validation import invalid
@@ -166,18 +167,30 @@ def members_page_context(
         "team": team,
         "memberships": list(selectors.team_memberships(team)),
         "is_owner": team.role == Role.OWNER,
+        # Only owners manage invitations; what they show is what the owner typed.
+        "invitations": list(invitations.team_invitations(team)) if team.role == Role.OWNER else [],
+        "invitation_days": INVITATION_TTL.days,
         "roles": Role.choices,
         "form": form,
         "row_error": row_error,
     }
 
 
-def member_add(
+def member_invite(
     team: Team, data: QueryDict, *, actor: selectors.User, ip: str | None = None
-) -> Membership:
-    user = selectors.user_find(data.get("member", ""), field="member")
-    role = data.get("role", "")
-    return services.membership_add(team=team, user=user, role=role, actor=actor, ip=ip)
+) -> TeamInvitation:
+    """Invite whoever the owner typed: the same answer whether or not they have an account."""
+    invitation, _ = invitations.invitation_create(
+        team=team, invitee=data.get("member", ""), role=data.get("role", ""), actor=actor, ip=ip
+    )
+    return invitation
+
+
+# --- Settings: my invitations ----------------------------------------------------------------
+
+
+def my_invitations_context(user: selectors.User) -> dict[str, Any]:
+    return {"section": "invitations", "invitations": list(invitations.invitations_for_user(user))}
 
 
 # --- Settings: API tokens ------------------------------------------------------------------

@@ -21,7 +21,25 @@ fixed_patterns: list = [
         name="settings-token-revoke",
     ),
     path("settings/new-team/", team_views.team_new, name="team-new"),
+    path("settings/invitations/", team_views.my_invitations, name="settings-invitations"),
+    path(
+        "settings/invitations/<int:invitation_id>/accept",
+        team_views.invitation_accept,
+        name="settings-invitation-accept",
+    ),
+    path(
+        "settings/invitations/<int:invitation_id>/decline",
+        team_views.invitation_decline,
+        name="settings-invitation-decline",
+    ),
+    # The emailed link: https://labbook.example/settings/invitations/link/lbi_.../
+    path("settings/invitations/link/<str:code>/", team_views.invitation, name="invitation"),
     path("settings/teams/<str:team>/", team_views.team_members, name="settings-team"),
+    path(
+        "settings/teams/<str:team>/invitations/<int:invitation_id>/revoke",
+        team_views.invitation_revoke,
+        name="settings-invitation-revoke",
+    ),
     path(
         "settings/teams/<str:team>/members/<int:user_id>/role",
         team_views.member_role,

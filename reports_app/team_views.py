@@ -14,12 +14,13 @@ from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.services import request_ip
 from reports_app import pages, team_pages
 from reports_app.http import http_errors
-from tracking import selectors, services
+from tracking import invitations, selectors, services
+from tracking.errors import ApplicationError
 from tracking.models import Project, Team
 
 
@@ -135,18 +136,99 @@ def team_members(request: HttpRequest, team: str) -> HttpResponse:
     form = team_pages.Form(values={"role": "editor"})
     if request.method == "POST":
         services.require_owner(found.role)
-        membership, form = team_pages.submit(
-            lambda: team_pages.member_add(
+        invitation, form = team_pages.submit(
+            lambda: team_pages.member_invite(
                 found, request.POST, actor=request.user, ip=request_ip(request)
             ),
             request.POST,
             fields=team_pages.MEMBER_FIELDS,
         )
         if not form.errors:
-            name = membership.user.get_username()
-            messages.success(request, f"Added {name} to {found.slug} as {membership.role}.")
+            # The same words whether or not an account answers to the name (issue 16 #6).
+            messages.success(request, f"Invitation sent to {invitation.invited_as}.")
             return redirect("settings-team", team=found.slug)
     return _members_page(request, found, form)
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_revoke(request: HttpRequest, team: str, invitation_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    invitation = invitations.invitation_get_for_team(found, invitation_id)
+    try:
+        invitations.invitation_revoke(
+            invitation=invitation, actor=request.user, ip=request_ip(request)
+        )
+    except invitations.InvitationClosed as error:
+        messages.error(request, error.message)
+        return redirect("settings-team", team=found.slug)
+    messages.success(request, f"Withdrew the invitation of {invitation.invited_as}.")
+    return redirect("settings-team", team=found.slug)
+
+
+# --- Settings: my invitations ------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def my_invitations(request: HttpRequest) -> HttpResponse:
+    context = team_pages.my_invitations_context(request.user)
+    return render(request, "reports_app/settings/invitations.html", context)
+
+
+@never_cache  # the address holds the link's token
+@login_required
+@require_GET
+@http_errors
+def invitation(request: HttpRequest, code: str) -> HttpResponse:
+    """The emailed link: what the invitation offers, and buttons. GET changes nothing."""
+    try:
+        found = invitations.invitation_get_by_token(request.user, code)
+    except invitations.NotYours as error:
+        context = {"section": "invitations", "invitation": None, "error": error.message}
+        return render(request, "reports_app/settings/invitation.html", context, status=403)
+    error = "" if found.state == "pending" else invitations.InvitationClosed(found).message
+    context = {"section": "invitations", "invitation": found, "error": error}
+    status = 409 if error else 200
+    return render(request, "reports_app/settings/invitation.html", context, status=status)
+
+
+def _answer(request: HttpRequest, invitation_id: int, accept: bool) -> HttpResponse:
+    found = invitations.invitation_get_for_user(request.user, invitation_id)
+    try:
+        if accept:
+            invitations.invitation_accept(
+                invitation=found, user=request.user, ip=request_ip(request)
+            )
+        else:
+            invitations.invitation_decline(invitation=found, user=request.user)
+    except ApplicationError as error:
+        if error.status == 404:
+            raise
+        context = {"section": "invitations", "invitation": found, "error": error.message}
+        template = "reports_app/settings/invitation.html"
+        return render(request, template, context, status=error.status)
+    if accept:
+        messages.success(request, f"You joined {found.team.slug} as {found.role}.")
+        return redirect("team", team=found.team.slug)
+    messages.success(request, f"You declined the invitation to {found.team.slug}.")
+    return redirect("settings-invitations")
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    return _answer(request, invitation_id, accept=True)
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    return _answer(request, invitation_id, accept=False)
 
 
 @login_required

@@ -27,6 +27,8 @@ above every number and spoil min/max); +/-inf are stored as themselves.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -75,6 +77,70 @@ class Membership(models.Model):
     @property
     def can_write(self) -> bool:
         return self.role in WRITE_ROLES
+
+
+# How long an invitation's link stays good: long enough for a holiday, short
+# enough that a forgotten one does not let someone in months later.
+INVITATION_TTL = timedelta(days=14)
+
+
+class TeamInvitation(models.Model):
+    """An owner's offer of a role in a team, to a username or an email address.
+
+    Until the invitee accepts, the team learns nothing about them: pages, the
+    API and the audit log show only ``invited_as`` (what the owner typed).
+    ``user`` is set when the typed username names an active account, and is
+    never shown. Only the SHA-256 of the emailed link's token is kept; the
+    token finds the invitation, but accepting it takes the invitee's login.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    invited_as = models.CharField(
+        max_length=254, help_text="What the owner typed; an email address lowercased."
+    )
+    email = models.CharField(max_length=254, blank=True, help_text="For an email invitation.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="team_invitations",
+        help_text="For an invitation by username, when that user exists.",
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.EDITOR)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "invited_as"],
+                condition=models.Q(
+                    accepted_at__isnull=True, declined_at__isnull=True, revoked_at__isnull=True
+                ),
+                name="teaminvitation_one_open",
+            )
+        ]
+        indexes = [models.Index(fields=["email"], name="teaminvitation_email")]
+
+    def __str__(self) -> str:
+        return f"{self.invited_as} to {self.team_id} ({self.role})"
+
+    @property
+    def state(self) -> str:
+        """pending, accepted, declined, revoked or expired."""
+        for name in ("accepted", "declined", "revoked"):
+            if getattr(self, f"{name}_at") is not None:
+                return name
+        return "expired" if self.expires_at <= timezone.now() else "pending"
 
 
 class TokenScope(models.TextChoices):

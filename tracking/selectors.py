@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
@@ -85,30 +84,6 @@ def membership_get(team: Team, user_id: int) -> Membership:
     if membership is None:
         raise NotFound("Member")
     return membership
-
-
-def user_find(identifier: str, *, field: str) -> AbstractBaseUser:
-    """The active user named ``identifier``, or the only one with that email address.
-
-    Errors are validation errors on ``field`` (not 404s): the caller typed a name.
-    """
-    value = identifier.strip()
-    if not value:
-        raise ApplicationError("invalid", "Enter a username or an email address.", field=field)
-    users = get_user_model().objects.filter(is_active=True)
-    user = users.filter(username=value).first()
-    if user is None and "@" in value:
-        matches = list(users.filter(email__iexact=value)[:2])
-        if len(matches) > 1:
-            raise ApplicationError(
-                "ambiguous", f"Several users have the email {value}: enter a username.", field=field
-            )
-        user = matches[0] if matches else None
-    if user is None:
-        raise ApplicationError(
-            "invalid", f"No user has the username or email {value!r}.", field=field
-        )
-    return user
 
 
 def tokens_for_user(user: User) -> QuerySet[ApiToken]:

@@ -24,7 +24,7 @@ from reports_app.models import ShareLink
 from tests.conftest import World
 from tests.sdk.server import LabbookServer
 from tracking import selectors, services
-from tracking.models import ApiToken, Membership, Role
+from tracking.models import ApiToken, Membership, Role, TeamInvitation
 
 WEBHOOK_SECRET = "a-webhook-secret-of-32-characters!"
 WEBHOOK_URL = "https://hooks.example.com/labbook/very-private-path"
@@ -112,18 +112,36 @@ def test_a_refused_token_writes_no_event(world):
 # --- Members -----------------------------------------------------------------------------------
 
 
-def test_it_records_a_member_added_given_a_role_and_removed_on_the_team_page(client, world):
+def test_it_records_an_invitation_accepted_then_a_role_given_and_removed(client, world):
     dave, _ = services.user_get_or_create(username="dave")
     _login(client, world, "owner")
     response = client.post("/settings/teams/acme/", {"member": "dave", "role": "viewer"})
     assert response.status_code == 302
-    added = _one(A.MEMBER_ADDED, target_repr="dave")
-    assert (added.actor_name, added.team_slug, added.target_type) == ("alice", "acme", "user")
-    assert (added.target_id, added.target_repr, added.data) == (
-        str(dave.pk),
+    invited = _one(A.INVITATION_CREATED)
+    assert (invited.actor_name, invited.team_slug, invited.target_type) == (
+        "alice",
+        "acme",
+        "invitation",
+    )
+    assert (invited.target_repr, invited.data, invited.ip) == (
         "dave",
         {"role": "viewer"},
+        "127.0.0.1",
     )
+    assert not AuditEvent.objects.filter(action=A.MEMBER_ADDED, target_id=str(dave.pk)).exists()
+    invitation = TeamInvitation.objects.get(team=world.team)
+    client.force_login(dave)
+    client.post(f"/settings/invitations/{invitation.pk}/accept")
+    accepted = _one(A.INVITATION_ACCEPTED)
+    assert (accepted.actor_name, accepted.target_repr, accepted.team_id) == (
+        "dave",
+        "dave",
+        world.team.pk,
+    )
+    added = _one(A.MEMBER_ADDED, target_repr="dave")
+    assert (added.actor_name, added.team_slug, added.target_type) == ("dave", "acme", "user")
+    assert (added.target_id, added.data) == (str(dave.pk), {"role": "viewer"})
+    _login(client, world, "owner")
     client.post(f"/settings/teams/acme/members/{dave.pk}/role", {"role": "editor"})
     changed = _one(A.MEMBER_ROLE_CHANGED)
     assert (changed.actor_name, changed.target_repr) == ("alice", "dave")
@@ -160,7 +178,7 @@ def test_the_teams_creator_and_the_command_lines_members_are_recorded(world):
     ("persona", "url", "data"),
     [
         ("editor", "/settings/teams/acme/", {"member": "mallory", "role": "viewer"}),
-        ("owner", "/settings/teams/acme/", {"member": "nobody", "role": "viewer"}),
+        ("owner", "/settings/teams/acme/", {"member": "carol", "role": "viewer"}),  # a member
         ("owner", "/settings/teams/acme/", {"member": "mallory", "role": "admin"}),
         ("viewer", "/settings/teams/acme/members/{bob}/role", {"role": "owner"}),
         ("owner", "/settings/teams/acme/members/{bob}/role", {"role": "boss"}),

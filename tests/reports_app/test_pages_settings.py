@@ -15,7 +15,15 @@ from reports_app.team_pages import NEW_TOKEN_KEY
 from tests.conftest import World
 from tracking import services
 from tracking.ingest import Point, metrics_ingest
-from tracking.models import ApiToken, Membership, MetricSeries, Project, Role, Run
+from tracking.models import (
+    ApiToken,
+    Membership,
+    MetricSeries,
+    Project,
+    Role,
+    Run,
+    TeamInvitation,
+)
 
 TOKENS = "/settings/tokens/"
 MEMBERS = "/settings/teams/acme/"
@@ -168,7 +176,7 @@ def test_it_says_so_when_i_have_no_tokens(client, world):
 
 # --- Team members ------------------------------------------------------------------------
 
-ADD_MEMBER_FORM = 'data-form="add-member"'
+INVITE_FORM = 'data-form="invite-member"'
 
 
 @pytest.mark.parametrize("persona", ["owner", "editor", "viewer"])
@@ -186,7 +194,7 @@ def test_it_hides_the_members_from_outsiders(client, world):
 
 def test_it_gives_owners_the_member_controls(client, world):
     page = _get(_login(client, world, "owner"), MEMBERS)
-    assert ADD_MEMBER_FORM in page
+    assert INVITE_FORM in page
     bob = world.editor.user.pk
     assert f'action="/settings/teams/acme/members/{bob}/role"' in page
     assert f'action="/settings/teams/acme/members/{bob}/remove"' in page
@@ -196,37 +204,46 @@ def test_it_gives_owners_the_member_controls(client, world):
 @pytest.mark.parametrize("persona", ["editor", "viewer"])
 def test_it_shows_other_members_a_read_only_list(client, world, persona):
     page = _get(_login(client, world, persona), MEMBERS)
-    assert ADD_MEMBER_FORM not in page
+    assert INVITE_FORM not in page
     assert "/members/" not in page
     assert "<select" not in page
     assert _only_the_logout_form(page)
-    assert "only its owners can add, change or remove members" in page
+    assert "only its owners can invite, change or remove members" in page
     assert '<span class="pill pill-owner">owner</span>' in page
 
 
-def test_it_adds_a_member_by_username(client, world):
+def test_it_invites_rather_than_adds_a_member_by_username(client, world):
     dave, _ = services.user_get_or_create(username="dave")
     _login(client, world, "owner")
     response = client.post(MEMBERS, {"member": "dave", "role": "viewer"}, follow=True)
     assert response.redirect_chain == [(MEMBERS, 302)]
-    assert "Added dave to acme as viewer." in response.content.decode()
-    assert _role(world, dave) == Role.VIEWER
+    page = response.content.decode()
+    assert "Invitation sent to dave." in page
+    assert re.findall(r"<td>([^<]+)</td>", page.split('class="table invitations"')[1]) == [
+        "dave",
+        "alice",
+    ]
+    assert _role(world, dave) is None  # not until dave accepts
+    invitation = TeamInvitation.objects.get(team=world.team)
+    assert (invitation.invited_as, invitation.user, invitation.role) == ("dave", dave, "viewer")
 
 
-def test_it_adds_a_member_by_email(client, world):
-    dave, _ = services.user_get_or_create(username="dave")
-    dave.email = "dave@example.com"
-    dave.save(update_fields=["email"])
+def test_it_invites_an_email_address_lowercased(client, world):
     _login(client, world, "owner").post(MEMBERS, {"member": "Dave@Example.com", "role": "editor"})
-    assert _role(world, dave) == Role.EDITOR
+    invitation = TeamInvitation.objects.get(team=world.team)
+    assert (invitation.invited_as, invitation.email, invitation.user) == (
+        "dave@example.com",
+        "dave@example.com",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("data", "error_id", "message"),
     [
-        ({"member": "nobody", "role": "editor"}, "member-name-error", "No user has the username"),
         ({"member": "", "role": "editor"}, "member-name-error", "Enter a username or an email"),
         ({"member": "carol", "role": "editor"}, "member-name-error", "already a member"),
+        ({"member": "not@an@email", "role": "editor"}, "member-name-error", "not an email"),
         ({"member": "mallory", "role": "admin"}, "member-role-error", "Role must be one of"),
     ],
 )
@@ -237,7 +254,7 @@ def test_it_shows_a_bad_member_next_to_the_field(client, world, data, error_id, 
     page = response.content.decode()
     assert message in _field_error(page, error_id)
     assert f'value="{data["member"]}"' in page
-    assert _role(world, world.outsider.user) is None
+    assert not TeamInvitation.objects.exists()
     assert _role(world, world.viewer.user) == Role.VIEWER
 
 
@@ -283,6 +300,7 @@ def test_it_refuses_member_changes_by_non_owners(client, world, persona, status)
     _login(client, world, persona)
     viewer = world.viewer.user.pk
     assert client.post(MEMBERS, {"member": "dave", "role": "owner"}).status_code == status
+    assert not TeamInvitation.objects.exists()
     assert client.post(f"{MEMBERS}members/{viewer}/role", {"role": "owner"}).status_code == status
     assert client.post(f"{MEMBERS}members/{viewer}/remove").status_code == status
     assert _role(world, dave) is None
@@ -299,8 +317,8 @@ def test_it_finds_no_member_outside_the_team(client, world):
     assert Membership.objects.filter(team=world.rival, user_id=outsider).exists()
 
 
-# session, user, team (+ role), members with their users, teams in the top bar
-MEMBERS_QUERIES = 5
+# session, user, team (+ role), members with their users, pending invitations, teams in the top bar
+MEMBERS_QUERIES = 6
 
 
 def test_it_costs_the_same_queries_for_3_and_30_members(client, world, django_assert_num_queries):

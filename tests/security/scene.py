@@ -37,11 +37,11 @@ from reports_app import selectors as report_selectors
 from reports_app import services as report_services
 from reports_app.models import Comment, Report, ShareLink
 from tests.conftest import Persona, World, make_persona
-from tracking import selectors, services
+from tracking import invitations, selectors, services
 from tracking.ingest import Point, metrics_ingest
 from tracking.mlflow import artifacts
 from tracking.mlflow import runs as mlflow_runs
-from tracking.models import ApiToken, Role, Run
+from tracking.models import ApiToken, Role, Run, TeamInvitation
 
 SECRET = "zz-acme-secret"  # in every name only acme's members may read
 PRIVATE = "zz-private-secret"  # in the names of what the editor keeps to himself
@@ -70,6 +70,8 @@ class Scene:
     silence: Silence
     spare_token: ApiToken
     private: Private
+    invitation: TeamInvitation  # alice invited mallory (the outsider) to acme
+    invitation_code: str  # its emailed link's token
     sessions: dict[str, str] = field(default_factory=dict)  # persona -> session cookie
     baseline: dict[str, Any] = field(default_factory=dict)  # ``state()`` once built
 
@@ -112,9 +114,18 @@ def build_scene() -> Scene:
         silence=silence,
         spare_token=services.token_create(user=alice, name="alice's spare")[0],
         private=_private(world),
+        **_invitation(world),
     )
     scene.sessions = {name: _session(scene.persona(name)) for name in MEMBERS_AND_OUTSIDER}
     return scene
+
+
+def _invitation(world: World) -> dict[str, Any]:
+    """An invitation only the outsider may answer: to them by username, as viewer of acme."""
+    invitation, code = invitations.invitation_create(
+        team=world.team, invitee="mallory", role=Role.VIEWER, actor=world.owner.user
+    )
+    return {"invitation": invitation, "invitation_code": code}
 
 
 def _comment(author: Any, target: str, body: str) -> Comment:

@@ -16,7 +16,7 @@ from alerts import services as alert_services
 from alerts.models import Alert
 from reports_app import services as report_services
 from tests.conftest import World
-from tracking import selectors
+from tracking import invitations, selectors
 from tracking import services as tracking_services
 from tracking.ingest import Point, metrics_ingest
 
@@ -44,13 +44,28 @@ def build(world: World, capture_on_commit) -> Site:
     alert_services.silence_create(
         user=owner, role=role, project=project, until=timezone.now() + timedelta(hours=1)
     )
+    code = _invitations(world)
     return Site(
-        member_pages=_member_pages(runs, report.pk, alert),
+        member_pages=[
+            *_member_pages(runs, report.pk, alert),
+            f"/settings/invitations/link/{code}/",
+        ],
         public_pages=["/login/", f"/s/{token}", "/api/docs/"],
         share_token=token,
         report_id=report.pk,
         run_id=runs[0].pk,
     )
+
+
+def _invitations(world: World) -> str:
+    """A pending invitation on acme's members page, and one to alice (its link's token)."""
+    invitations.invitation_create(
+        team=world.team, invitee="newcomer@example.com", role="viewer", actor=world.owner.user
+    )
+    _, code = invitations.invitation_create(
+        team=world.rival, invitee="alice", role="editor", actor=world.outsider.user
+    )
+    return code
 
 
 def _run_with_points(world: World, name: str):
@@ -110,6 +125,7 @@ def _member_pages(runs, report_id: int, alert: Alert) -> list[str]:
         f"/reports/{report_id}/share",
         "/settings/tokens/",
         "/settings/new-team/",
+        "/settings/invitations/",
         "/settings/teams/acme/",
         destinations,
         f"{destinations}{alert.notifications.first().destination_id}/",

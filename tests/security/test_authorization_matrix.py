@@ -75,6 +75,8 @@ DEFAULT_KWARGS = {
     "alert_id": "{s.alert.pk}",
     "rule_id": "{s.rule.pk}",
     "silence_id": "{s.silence.pk}",
+    "invitation_id": "{s.invitation.pk}",
+    "code": "{s.invitation_code}",
 }
 
 
@@ -339,6 +341,23 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"name": "ci"},
     ),
     "api-team-audit-events": Expect(Via.API, get=Codes(401, 404, 403, 403, 200)),  # owners only
+    # --- API: invitations (alice invited mallory to acme: only mallory answers it) -------------
+    "api-team-invitations": Expect(
+        Via.API,
+        get=Codes(401, 404, 403, 403, 200),  # owners only
+        post=Codes(401, 404, 403, 403, 201),
+        body=lambda s: {"member": "newcomer@example.com", "role": "viewer"},
+    ),
+    "api-team-invitation": Expect(
+        Via.API, get=Codes(401, 405, 405, 405, 405), delete=Codes(401, 404, 403, 403, 204)
+    ),
+    "api-invitations": Expect(Via.API, get=ANY_TOKEN),  # each their own
+    "api-invitation-accept": Expect(
+        Via.API, get=Codes(401, 405, 405, 405, 405), post=Codes(401, 200, 404, 404, 404)
+    ),
+    "api-invitation-decline": Expect(
+        Via.API, get=Codes(401, 405, 405, 405, 405), post=Codes(401, 204, 404, 404, 404)
+    ),
     # alice's spare token: nobody else's to revoke, whatever their role.
     "api-token-detail": Expect(
         Via.API, get=Codes(401, 405, 405, 405, 405), delete=Codes(401, 404, 404, 404, 204)
@@ -478,8 +497,20 @@ MATRIX: dict[str, Expect] = {
         Via.PAGE,
         get=PAGE_READ,
         post=Codes(302, 404, 403, 403, 302),
-        body=lambda s: {"member": "mallory", "role": "viewer"},
+        body=lambda s: {"member": "newcomer@example.com", "role": "viewer"},
     ),
+    "settings-invitation-revoke": Expect(
+        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=Codes(302, 404, 403, 403, 302)
+    ),
+    "settings-invitations": Expect(Via.PAGE, get=Codes(302, 200, 200, 200, 200)),  # each their own
+    "settings-invitation-accept": Expect(
+        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=Codes(302, 302, 404, 404, 404)
+    ),
+    "settings-invitation-decline": Expect(
+        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=Codes(302, 302, 404, 404, 404)
+    ),
+    # The emailed link: only its invitee sees the offer; anyone else logged in is told so.
+    "invitation": Expect(Via.PAGE, get=Codes(302, 200, 403, 403, 403)),
     "settings-member-role": Expect(
         Via.PAGE,
         get=Codes(302, 405, 405, 405, 405),
@@ -749,7 +780,7 @@ def _aimed(
 # Route parts naming one of acme's objects by id, and an id that names nothing.
 OBJECT_IDS = {
     *("run_id", "report_id", "link_id", "comment_id", "token_id", "user_id", "destination_id"),
-    *("alert_id", "rule_id", "silence_id", "pk"),
+    *("alert_id", "rule_id", "silence_id", "pk", "invitation_id"),
 }
 MISSING_ID = "987654321"
 CSRF_TOKEN = re.compile(rb"[A-Za-z0-9]{64}")  # masked anew in every page

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from tests.conftest import World
 from tracking import selectors, services
@@ -116,37 +115,6 @@ def test_it_finds_no_member_outside_the_team(world):
         selectors.membership_get(world.team, world.outsider.user.pk)
     with pytest.raises(NotFound):
         selectors.membership_get(world.team, 2**70)
-
-
-# --- Finding users ----------------------------------------------------------------------------
-
-
-def test_it_finds_a_user_by_username_or_email(world):
-    world.viewer.user.email = "Carol@Example.com"
-    world.viewer.user.save(update_fields=["email"])
-    assert selectors.user_find(" carol ", field="member") == world.viewer.user
-    assert selectors.user_find("carol@example.COM", field="member") == world.viewer.user
-
-
-@pytest.mark.parametrize("typed", ["", "nobody", "nobody@example.com"])
-def test_it_names_the_field_when_no_user_matches(world, typed):
-    with pytest.raises(ApplicationError) as error:
-        selectors.user_find(typed, field="member")
-    assert error.value.field == "member"
-    assert error.value.status == 400
-
-
-def test_it_refuses_an_email_several_users_share(world):
-    get_user_model().objects.filter(username__in=["bob", "carol"]).update(email="team@example.com")
-    with pytest.raises(ApplicationError) as error:
-        selectors.user_find("team@example.com", field="member")
-    assert error.value.code == "ambiguous"
-
-
-def test_it_ignores_deactivated_users(world):
-    get_user_model().objects.filter(username="carol").update(is_active=False)
-    with pytest.raises(ApplicationError):
-        selectors.user_find("carol", field="member")
 
 
 # --- Tokens ------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from tracking.models import (
     AlertLevel,
     ApiToken,
     Project,
+    Role,
     Run,
     RunStatus,
     SdkAlert,
     Team,
+    TeamInvitation,
     TokenScope,
 )
 from tracking.validation import float_to_json
@@ -246,3 +248,38 @@ class SdkAlertSerializer(serializers.ModelSerializer):
     class Meta:
         model = SdkAlert
         fields = ["id", "title", "text", "level", "created_at", "repeats", "suppressed"]
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    member = serializers.CharField(
+        max_length=254, help_text="A username, or an email address (anything with an @)."
+    )
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class TeamInvitationSerializer(serializers.ModelSerializer):
+    """What a team's owners see of an invitation: what they typed, never who it reached."""
+
+    invited_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TeamInvitation
+        fields = ["id", "invited_as", "role", "invited_by", "created_at", "expires_at"]
+
+    def get_invited_by(self, invitation: TeamInvitation) -> str | None:
+        return invitation.invited_by.get_username() if invitation.invited_by else None
+
+
+class MyInvitationSerializer(serializers.ModelSerializer):
+    """What the invitee sees: the team, the role and who asked."""
+
+    team = serializers.CharField(source="team.slug", read_only=True)
+    team_name = serializers.CharField(source="team.name", read_only=True)
+    invited_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TeamInvitation
+        fields = ["id", "team", "team_name", "role", "invited_by", "created_at", "expires_at"]
+
+    def get_invited_by(self, invitation: TeamInvitation) -> str | None:
+        return invitation.invited_by.get_username() if invitation.invited_by else None

@@ -4,6 +4,27 @@ from tracking.api import views
 
 urlpatterns = [
     path("teams", views.TeamListView.as_view(), name="api-teams"),
+    path(
+        "teams/<str:team>/invitations",
+        views.TeamInvitationListView.as_view(),
+        name="api-team-invitations",
+    ),
+    path(
+        "teams/<str:team>/invitations/<int:invitation_id>",
+        views.TeamInvitationDetailView.as_view(),
+        name="api-team-invitation",
+    ),
+    path("invitations", views.MyInvitationListView.as_view(), name="api-invitations"),
+    path(
+        "invitations/<int:invitation_id>/accept",
+        views.InvitationAcceptView.as_view(),
+        name="api-invitation-accept",
+    ),
+    path(
+        "invitations/<int:invitation_id>/decline",
+        views.InvitationDeclineView.as_view(),
+        name="api-invitation-decline",
+    ),
     path("projects", views.ProjectListView.as_view(), name="api-projects"),
     path(
         "projects/<str:team>/<str:project>",

@@ -15,13 +15,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import request_ip
-from tracking import history, ingest, selectors, services
+from tracking import history, ingest, invitations, selectors, services
 from tracking.api import serializers as s
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
-from tracking.models import ApiToken, MetricSeries, Run, TokenScope
+from tracking.models import ApiToken, MetricSeries, Run, Team, TokenScope
 from tracking.validation import clean_moment, float_to_json, invalid
 
 
@@ -106,6 +106,96 @@ class ProjectDetailView(APIView):
     def get(self, request: Request, team: str, project: str) -> Response:
         found = selectors.project_get_for_user(request.user, f"{team}/{project}")
         return Response(s.ProjectSerializer(found).data)
+
+
+# --- Invitations -------------------------------------------------------------------------------
+
+OWNERS_ONLY = error_response("You are a member of the team but not one of its owners.")
+CLOSED = error_response("The invitation was already accepted, declined, revoked, or expired.")
+
+
+def _owned_team(request: Request, team: str) -> Team:
+    found, role = selectors.team_get_for_user(request.user, team)
+    services.require_owner(role)
+    return found
+
+
+class TeamInvitationListView(APIView):
+    @extend_schema(
+        responses={200: s.TeamInvitationSerializer(many=True), 403: OWNERS_ONLY},
+        description="The team's pending invitations; owners only (other members get 403).",
+    )
+    def get(self, request: Request, team: str) -> Response:
+        pending = invitations.team_invitations(_owned_team(request, team))
+        return Response(s.TeamInvitationSerializer(pending, many=True).data)
+
+    @extend_schema(
+        request=s.InvitationCreateSerializer,
+        responses={201: s.TeamInvitationSerializer, 403: OWNERS_ONLY},
+        description="Invite a username or an email address (owners only). The answer is the"
+        " same whether or not an account answers to it; the invitee gets an email with a"
+        " link, and joins only by accepting. An existing member or a pending invitation"
+        " for the same name is a 400 on `member`.",
+    )
+    def post(self, request: Request, team: str) -> Response:
+        data = reject_unknown(request.data, {"member", "role"})
+        found = _owned_team(request, team)
+        invitation, _ = invitations.invitation_create(
+            team=found,
+            invitee=data.get("member"),
+            role=data.get("role"),
+            actor=request.user,
+            ip=request_ip(request),
+        )
+        body = s.TeamInvitationSerializer(invitation).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TeamInvitationDetailView(APIView):
+    @extend_schema(
+        request=None, responses={204: None, 403: OWNERS_ONLY, 409: CLOSED}, description="Revoke."
+    )
+    def delete(self, request: Request, team: str, invitation_id: int) -> Response:
+        found = _owned_team(request, team)
+        invitation = invitations.invitation_get_for_team(found, invitation_id)
+        invitations.invitation_revoke(
+            invitation=invitation, actor=request.user, ip=request_ip(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyInvitationListView(APIView):
+    @extend_schema(
+        responses=s.MyInvitationSerializer(many=True),
+        description="Your pending invitations: to your username, or to your email address.",
+    )
+    def get(self, request: Request) -> Response:
+        mine = invitations.invitations_for_user(request.user)
+        return Response(s.MyInvitationSerializer(mine, many=True).data)
+
+
+class InvitationAcceptView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: s.TeamSerializer, 409: CLOSED},
+        description="Join the team with the invitation's role.",
+    )
+    def post(self, request: Request, invitation_id: int) -> Response:
+        invitation = invitations.invitation_get_for_user(request.user, invitation_id)
+        membership = invitations.invitation_accept(
+            invitation=invitation, user=request.user, ip=request_ip(request)
+        )
+        team = membership.team
+        team.role = membership.role
+        return Response(s.TeamSerializer(team).data)
+
+
+class InvitationDeclineView(APIView):
+    @extend_schema(request=None, responses={204: None, 409: CLOSED})
+    def post(self, request: Request, invitation_id: int) -> Response:
+        invitation = invitations.invitation_get_for_user(request.user, invitation_id)
+        invitations.invitation_decline(invitation=invitation, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Runs ----------------------------------------------------------------------------------
