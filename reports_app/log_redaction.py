@@ -1,9 +1,10 @@
-"""Share-link tokens never reach a log file: ``/s/<token>`` is logged as ``/s/<prefix>…``.
+"""Tokens in URLs never reach a log file: ``/s/<token>`` is logged as ``/s/<prefix>…``.
 
-A share token is a password to a report. The access log (``up --access-log``)
-and Django's request warnings write paths as they came; this filter keeps
-the token's first 8 characters (as the share-link list shows them) and drops
-the rest.
+A share token is a password to a report; an invitation's token
+(``/settings/invitations/link/<token>/``) finds who was invited to which team.
+The access log (``up --access-log``) and Django's request warnings write paths
+as they came; this filter keeps a token's first 8 characters (as the
+share-link list shows them) and drops the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-SHARE_PATH = re.compile(r"(/s/[A-Za-z0-9_-]{1,8})[A-Za-z0-9_-]*")
+SHARE_PATH = re.compile(r"(/(?:s|invitations/link)/[A-Za-z0-9_-]{1,8})[A-Za-z0-9_-]*")
 
 
 def redact(text: str) -> str:

@@ -42,3 +42,8 @@ def test_every_handler_of_labbooks_own_logs_redacts(settings):
 def test_only_share_paths_are_touched():
     assert redact("GET /static/app.js") == "GET /static/app.js"
     assert redact(f"GET /s/{TOKEN}/blocks/0") == "GET /s/s_Abc123…/blocks/0"
+
+
+def test_an_invitation_token_is_cut_to_its_prefix_too():
+    path = "/settings/invitations/link/lbi_Abc1SECRETpartOfTheToken/"
+    assert redact(f"GET {path}") == "GET /settings/invitations/link/lbi_Abc1…/"
