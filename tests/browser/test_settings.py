@@ -90,7 +90,7 @@ def test_a_viewer_sees_members_and_project_settings_without_controls(page, live,
     open_user_menu(page, viewer.username)
     page.get_by_role("link", name=f"{TEAM} members").click()
     expect(page).to_have_url(f"{live.url}/settings/teams/{TEAM}/")
-    expect(page.get_by_text("only its owners can add, change or remove members")).to_be_visible()
+    expect(page.get_by_text("only its owners can invite, change or remove members")).to_be_visible()
     expect(page.locator("main tr", has_text=owner.username)).to_contain_text("owner")
     expect_no_controls(page)
 
