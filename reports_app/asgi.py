@@ -35,10 +35,11 @@ application = ProtocolTypeRouter(
 )
 
 # A thread waiting for the interpreter lock (a /healthz probe, an ingest between two
-# queries) gets it back after this long, not Python's 5 ms: with renders busy in other
-# threads, a request that waits a few dozen times for the lock (each query, each file)
-# answered in 300 ms at p50 instead of 55 ms (tests/benchmarks/worst_input.py).
-SWITCH_INTERVAL = 0.0005  # seconds
+# queries) gets it back after this long, not Python's 5 ms. With renders busy in other
+# threads, a request that waits for the lock a few dozen times (each query, each file)
+# answered /healthz at a p99 of 1,003 ms with 5 ms; 134 ms with 0.5 ms and render slots;
+# 103 ms with 0.2 ms (tests/benchmarks/worst_input.py). A lone thread never switches.
+SWITCH_INTERVAL = 0.0002  # seconds
 sys.setswitchinterval(SWITCH_INTERVAL)
 
 # Everything loaded so far lives as long as the process: moving it out of the

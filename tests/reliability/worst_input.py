@@ -2,8 +2,8 @@
 
 Issue 16 asks that no single request hold the server. This module seeds a
 server with what makes each hostile request expensive, then has ``CLIENTS``
-threads send those requests round and round while one more thread polls
-``/healthz`` and records how long each answer took:
+threads send those requests round and round while a process of its own
+polls ``/healthz`` and records how long each answer took:
 
 - MLflow searches with backtracking-bait ``LIKE`` patterns against 60-character
   experiment and run names (``name LIKE '%%%%%%%%#'`` once held a server 136 s);
@@ -20,6 +20,9 @@ worst_input.py`` runs it longer and prints the figures for the README.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -30,7 +33,7 @@ from typing import Any
 import httpx
 
 from reports_app import blocks, comments, services
-from tests.sdk.server import LabbookServer
+from tests.sdk.server import ROOT, LabbookServer
 
 CLIENTS = 4
 POLL_INTERVAL = 0.05  # seconds between /healthz polls
@@ -185,6 +188,20 @@ def worst_requests(seeded: Seeded) -> list[tuple[str, str, str, dict[str, Any] |
     return requests
 
 
+def _poll_health(url: str, seconds: float) -> dict[str, Any]:
+    """/healthz polled for ``seconds`` by ``health_poller`` in a process of its own."""
+    command = [sys.executable, "-m", "tests.reliability.health_poller", url, str(seconds)]
+    done = subprocess.run(
+        [*command, str(POLL_INTERVAL)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds + REQUEST_CEILING,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
 @dataclass
 class Outcome:
     """What the load produced: /healthz latencies and the worst requests' statuses."""
@@ -240,17 +257,8 @@ def load(server: LabbookServer, seeded: Seeded, *, seconds: float) -> Outcome:
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + seconds
-    with httpx.Client(base_url=server.url, timeout=REQUEST_CEILING, trust_env=False) as health:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                ok = health.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            outcome.health.append(time.perf_counter() - started)
-            outcome.health_failures += not ok
-            time.sleep(POLL_INTERVAL)
+    polled = _poll_health(server.url, seconds)
+    outcome.health, outcome.health_failures = polled["latencies"], polled["failures"]
     stop.set()
     for thread in threads:
         thread.join(REQUEST_CEILING)

@@ -4,8 +4,8 @@ Issue 16: ``name LIKE '%%%%%%%%#'`` held a server for 136 s, during which
 ``/healthz`` waited as long; a report of the allowed maximum took minutes and
 a gigabyte. ``tests/reliability/worst_input.py`` seeds a real server (uvicorn
 on the embedded default, as ``up`` runs it) with what makes each of those
-requests expensive, and sends them from 4 clients for LOAD_SECONDS while one
-more client polls ``/healthz``.
+requests expensive, and sends them from 4 clients for LOAD_SECONDS while a process
+of its own polls ``/healthz``.
 
 The issue sets the bar as a latency: /healthz's p99 under 200 ms on the
 embedded default. It is the one wall-clock assertion of the suite, asked for
