@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from alerts import selectors, services
 from alerts import serializers as s
 from alerts.models import AlertState
-from audit.services import request_ip
+from kernel.http import request_ip
 from tracking import selectors as tracking_selectors
 from tracking.api.views import int_param, reject_unknown
 from tracking.validation import clean_moment, invalid

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.core.paginator import Page, Paginator
@@ -34,13 +34,13 @@ from alerts.models import (
 )
 from alerts.transports import transport_for
 from alerts.triggers import FAILED_STATUSES
+from kernel import forms
+from kernel.errors import ApplicationError, NotFound
+from kernel.ids import is_id
 from tracking import selectors as tracking_selectors
-from tracking.errors import ApplicationError, NotFound
 from tracking.models import WRITE_ROLES, AlertLevel, Project, Team
-from tracking.selectors import MAX_DB_INT
 from tracking.validation import invalid
 
-T = TypeVar("T")
 PAGE_SIZE = 50
 DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")
 FIELD_ALIASES = {
@@ -82,41 +82,29 @@ PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class Form:
+class Form(forms.Form):
     """Values to fill in and an error per field; ``params`` holds each trigger's values."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     param_errors: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors or self.param_errors)
 
-def submit(action: Callable[[], T], form: Form, *, fields: Sequence[str]) -> tuple[T | None, Form]:
-    """Run a write; an input error (400) goes next to its field of ``form`` (the posted values).
-
-    A 403 or a 404 propagates to the view.
-    """
-    try:
-        return action(), Form()
-    except ApplicationError as error:
-        if error.status != 400:
-            raise
-        _place_error(form, error, fields)
-        return None, form
-
-
-def _place_error(form: Form, error: ApplicationError, fields: Sequence[str]) -> None:
-    name = FIELD_ALIASES.get(error.field or "", error.field or "")
-    trigger = form.values.get("trigger", "")
-    if name.startswith("params") and trigger in TRIGGER_PARAMS:
-        param = name.partition(".")[2]
-        if param not in TRIGGER_PARAMS[trigger]:
-            param = (TRIGGER_PARAMS[trigger] or ("",))[0]
-        if param:
-            form.param_errors[trigger] = {param: error.message}
-            return
-        name = "trigger"
-    form.errors[name if name in fields else fields[0]] = error.message
+    def place(self, error: ApplicationError, fields: Sequence[str]) -> None:
+        """Next to its field, by alias; a trigger parameter's error next to that parameter."""
+        name = FIELD_ALIASES.get(error.field or "", error.field or "")
+        trigger = self.values.get("trigger", "")
+        if name.startswith("params") and trigger in TRIGGER_PARAMS:
+            param = name.partition(".")[2]
+            if param not in TRIGGER_PARAMS[trigger]:
+                param = (TRIGGER_PARAMS[trigger] or ("",))[0]
+            if param:
+                self.param_errors[trigger] = {param: error.message}
+                return
+            name = "trigger"
+        self.errors[name if name in fields else fields[0]] = error.message
 
 
 def _int(value: str, name: str) -> int:
@@ -522,7 +510,7 @@ def _silence_scope(user: Any, project: Project, data: QueryDict) -> dict[str, An
         run_id = _int(data.get("run", ""), "run")
         run = (
             None
-            if not 0 < run_id <= MAX_DB_INT
+            if not is_id(run_id)
             else tracking_selectors.runs_for_user(user).filter(pk=run_id, project=project).first()
         )
         if run is None:

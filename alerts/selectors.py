@@ -9,9 +9,10 @@ from __future__ import annotations
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from alerts.models import Alert, AlertRule, Destination, Notification, Silence
-from tracking.errors import NotFound
+from kernel.errors import NotFound
+from kernel.ids import by_id
 from tracking.models import Membership, Project, Team
-from tracking.selectors import MAX_DB_INT, User
+from tracking.selectors import User
 
 
 def _role(user: User, team_ref: str) -> Subquery:
@@ -20,7 +21,7 @@ def _role(user: User, team_ref: str) -> Subquery:
 
 
 def _one(queryset: QuerySet, pk: int, what: str):
-    found = queryset.filter(pk=pk).first() if 0 < pk <= MAX_DB_INT else None
+    found = by_id(queryset, pk)
     if found is None:
         raise NotFound(what)
     return found

@@ -27,7 +27,7 @@ from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from audit.models import AuditAction
 from audit.services import audit_record, changed_fields
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.models import Project, Run, Team
 from tracking.services import require_write
 from tracking.validation import clean_tags, clean_text, invalid

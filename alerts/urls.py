@@ -16,34 +16,34 @@ ALERTS = "<str:team>/<str:project>/alerts/"
 
 fixed_patterns: list = [
     path(DESTINATIONS, views.destinations, name="alert-destinations"),
-    path(f"{DESTINATIONS}<int:destination_id>/", views.destination_edit, name="alert-destination"),
+    path(f"{DESTINATIONS}<id:destination_id>/", views.destination_edit, name="alert-destination"),
     path(
-        f"{DESTINATIONS}<int:destination_id>/test",
+        f"{DESTINATIONS}<id:destination_id>/test",
         views.destination_test,
         name="alert-destination-test",
     ),
     path(
-        f"{DESTINATIONS}<int:destination_id>/enabled",
+        f"{DESTINATIONS}<id:destination_id>/enabled",
         views.destination_enabled,
         name="alert-destination-enabled",
     ),
     path(
-        f"{DESTINATIONS}<int:destination_id>/delete",
+        f"{DESTINATIONS}<id:destination_id>/delete",
         views.destination_delete,
         name="alert-destination-delete",
     ),
     path("alerts/", views.all_alerts, name="alerts"),
-    path("alerts/<int:alert_id>/", views.alert, name="alert"),
+    path("alerts/<id:alert_id>/", views.alert, name="alert"),
 ]
 team_patterns: list = [
     path(ALERTS, views.project_alerts, name="project-alerts"),
     path(f"{ALERTS}rules/", views.rules, name="alert-rules"),
     path(f"{ALERTS}rules/new", views.rule_new, name="alert-rule-new"),
-    path(f"{ALERTS}rules/<int:rule_id>/", views.rule_edit, name="alert-rule"),
-    path(f"{ALERTS}rules/<int:rule_id>/delete", views.rule_delete, name="alert-rule-delete"),
+    path(f"{ALERTS}rules/<id:rule_id>/", views.rule_edit, name="alert-rule"),
+    path(f"{ALERTS}rules/<id:rule_id>/delete", views.rule_delete, name="alert-rule-delete"),
     path(f"{ALERTS}silences/", views.silences, name="alert-silences"),
     path(
-        f"{ALERTS}silences/<int:silence_id>/end",
+        f"{ALERTS}silences/<id:silence_id>/end",
         views.silence_end,
         name="alert-silence-end",
     ),

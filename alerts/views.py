@@ -15,10 +15,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from alerts import pages, selectors, services
 from alerts.models import AlertRule
-from audit.services import request_ip
-from reports_app.http import http_errors
+from kernel import forms
+from kernel.errors import ApplicationError
+from kernel.http import http_errors, request_ip
 from tracking import selectors as tracking_selectors
-from tracking.errors import ApplicationError
 from tracking.models import Project, Team
 from tracking.services import require_write
 
@@ -29,10 +29,6 @@ def _team(request: HttpRequest, slug: str) -> Team:
 
 def _project(request: HttpRequest, team: str, project: str) -> Project:
     return tracking_selectors.project_get_for_user(request.user, f"{team}/{project}")
-
-
-def _status(form: pages.Form) -> int:
-    return 400 if form.errors or form.param_errors else 200
 
 
 # --- Destinations ------------------------------------------------------------------------------
@@ -46,7 +42,7 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
     form = pages.destination_form()
     if request.method == "POST":
         require_write(found.role)
-        created, form = pages.submit(
+        created, form = forms.submit(
             lambda: pages.destination_create(
                 request.user, found, request.POST, ip=request_ip(request)
             ),
@@ -57,7 +53,7 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
             messages.success(request, f"Added the destination {created.name}.")
             return redirect("alert-destinations", team=found.slug)
     context = pages.destinations_page_context(request.user, found, form=form)
-    return render(request, "alerts/pages/destinations.html", context, status=_status(form))
+    return render(request, "alerts/pages/destinations.html", context, status=forms.status(form))
 
 
 @login_required
@@ -69,7 +65,7 @@ def destination_edit(request: HttpRequest, team: str, destination_id: int) -> Ht
     require_write(destination.role)
     form = pages.destination_edit_form(destination)
     if request.method == "POST":
-        _, form = pages.submit(
+        _, form = forms.submit(
             lambda: pages.destination_save(
                 destination, request.POST, actor=request.user, ip=request_ip(request)
             ),
@@ -80,7 +76,7 @@ def destination_edit(request: HttpRequest, team: str, destination_id: int) -> Ht
             messages.success(request, f"Saved the destination {destination.name}.")
             return redirect("alert-destinations", team=found.slug)
     context = {"current_team": found, "team": found, "destination": destination, "form": form}
-    return render(request, "alerts/pages/destination.html", context, status=_status(form))
+    return render(request, "alerts/pages/destination.html", context, status=forms.status(form))
 
 
 @login_required
@@ -183,7 +179,7 @@ def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -
     form = pages.rule_form(rule)
     if request.method == "POST":
         require_write(project.role)
-        saved, form = pages.submit(
+        saved, form = forms.submit(
             lambda: pages.rule_save(
                 request.user, project, rule, request.POST, ip=request_ip(request)
             ),
@@ -194,7 +190,7 @@ def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -
             messages.success(request, f"Saved the rule {saved.name}.")
             return redirect("alert-rules", team=project.team.slug, project=project.slug)
     context = pages.rule_page_context(request.user, project, form=form, rule=rule)
-    return render(request, "alerts/pages/rule.html", context, status=_status(form))
+    return render(request, "alerts/pages/rule.html", context, status=forms.status(form))
 
 
 @login_required
@@ -245,7 +241,7 @@ def silences(request: HttpRequest, team: str, project: str) -> HttpResponse:
     form = pages.silence_form()
     if request.method == "POST":
         require_write(found.role)
-        _, form = pages.submit(
+        _, form = forms.submit(
             lambda: pages.silence_create(request.user, found, request.POST),
             pages.silence_form(request.POST),
             fields=pages.SILENCE_FIELDS,
@@ -254,7 +250,7 @@ def silences(request: HttpRequest, team: str, project: str) -> HttpResponse:
             messages.success(request, "Silenced.")
             return redirect("alert-silences", team=found.team.slug, project=found.slug)
     context = pages.silences_page_context(request.user, found, form=form)
-    return render(request, "alerts/pages/silences.html", context, status=_status(form))
+    return render(request, "alerts/pages/silences.html", context, status=forms.status(form))
 
 
 @login_required

@@ -15,9 +15,9 @@ from audit import selectors
 from audit.models import AuditAction
 from audit.selectors import clean_before
 from audit.serializers import AuditEventSerializer
+from kernel.errors import ApplicationError
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
-from tracking.errors import ApplicationError
 from tracking.validation import clean_moment
 
 

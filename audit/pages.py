@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from audit import selectors
 from audit.api import AuditCursorPagination
 from audit.models import AuditAction, AuditEvent
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.models import Team
 
 CSV_CHUNK = 2_000  # events per database read while streaming the download

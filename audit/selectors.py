@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from django.db.models import QuerySet
 
 from audit.models import AuditAction, AuditEvent
-from tracking.errors import PermissionDenied
+from kernel.errors import PermissionDenied
 from tracking.models import Role, Team
 from tracking.selectors import User, team_get_for_user
 from tracking.validation import invalid

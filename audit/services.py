@@ -8,10 +8,9 @@ never used, because a token's or a share link's shows the start of its secret.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -20,7 +19,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from tracking.models import Team
+from kernel.http import request_ip, valid_ip
+
+if TYPE_CHECKING:
+    from tracking.models import Team
 
 # A public link opened by many readers must not flood the log: one event per
 # link and client address in this window.
@@ -47,20 +49,6 @@ TARGETS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "alerts.alertrule": ("alert_rule", lambda rule: rule.name),
     "alerts.destination": ("destination", lambda destination: destination.name),
 }
-
-
-def request_ip(request: HttpRequest | None) -> str | None:
-    """The client's address as the server saw it (a proxy's own unless it sets REMOTE_ADDR)."""
-    if request is None:
-        return None
-    return _valid_ip(request.META.get("REMOTE_ADDR"))
-
-
-def _valid_ip(value: Any) -> str | None:
-    try:
-        return str(ipaddress.ip_address(value)) if value else None
-    except ValueError:  # a unix socket's path, or nothing usable
-        return None
 
 
 def _actor_name(actor: AbstractBaseUser | AnonymousUser | None) -> str:
@@ -114,7 +102,7 @@ def audit_record(
         target_id=target_id,
         target_repr=target_repr,
         data=_clean_data(data),
-        ip=_valid_ip(ip) or request_ip(request),
+        ip=valid_ip(ip) or request_ip(request),
     )
 
 
@@ -131,7 +119,7 @@ def audit_share_link_access(
         action=AuditAction.SHARE_LINK_ACCESSED,
         target_type="share_link",
         target_id=str(link.pk),
-        ip=_valid_ip(ip),
+        ip=valid_ip(ip),
         created_at__gt=timezone.now() - ACCESS_QUIET,
     )
     if recent.exists():

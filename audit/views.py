@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit import pages, selectors
-from reports_app.http import http_errors
+from kernel.http import http_errors
 
 
 @login_required

@@ -33,7 +33,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.services import token_authenticate, token_in_header
 
 # PUT of one artifact file: MLflow's proxied store (both prefixes) and the REST API.

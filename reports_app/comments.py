@@ -42,12 +42,13 @@ from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from kernel.errors import Conflict, NotFound, PermissionDenied
+from kernel.ids import by_id
 from reports_app import live, markup, pages, tasks
 from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
-from tracking.errors import Conflict, NotFound, PermissionDenied
 from tracking.models import WRITE_ROLES, Project, Run
-from tracking.selectors import MAX_DB_INT, User, run_get_for_user
+from tracking.selectors import User, run_get_for_user
 from tracking.validation import clean_text, invalid
 
 MAX_BODY = 20_000  # characters of Markdown
@@ -134,7 +135,7 @@ def comments_for(target: Target) -> QuerySet[Comment]:
 def comment_get_for_user(user: User, comment_id: int) -> Comment:
     """The comment with ``comment.target`` set; ``NotFound`` if its target is unreadable."""
     comments = Comment.objects.select_related("author", "resolved_by")
-    comment = comments.filter(pk=comment_id).first() if 0 < comment_id <= MAX_DB_INT else None
+    comment = by_id(comments, comment_id)
     if comment is None:
         raise NotFound("Comment")
     try:
@@ -287,7 +288,7 @@ def _thread_root(target: Target, parent: Any) -> Comment | None:
     if isinstance(parent, bool) or not isinstance(parent, int):
         raise invalid("parent", "Send the id of the comment you reply to (a whole number).")
     replied = Comment.objects.filter(**target.lookup).select_related("parent")
-    found = replied.filter(pk=parent).first() if 0 < parent <= MAX_DB_INT else None
+    found = by_id(replied, parent)
     if found is None:
         raise NotFound("Comment", field="parent")
     return found.parent or found

@@ -45,6 +45,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from kernel.errors import ApplicationError
 from reports_app.comments import TARGET_RE, target_get_for_user
 from reports_app.live import (
     comments_group,
@@ -53,7 +54,6 @@ from reports_app.live import (
     session_digest,
     user_group,
 )
-from tracking.errors import ApplicationError
 from tracking.selectors import project_get_for_user, run_get_for_user
 
 logger = logging.getLogger(__name__)

@@ -20,13 +20,13 @@ from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from audit.services import request_ip
-from reports_app import editor_pages, selectors, services, team_pages
-from reports_app.http import http_errors
+from kernel import forms
+from kernel.errors import ApplicationError, PermissionDenied
+from kernel.http import http_errors, request_ip
+from reports_app import editor_pages, selectors, services
 from reports_app.models import Report, Visibility
 from tracking import selectors as tracking_selectors
 from tracking import services as tracking_services
-from tracking.errors import ApplicationError, PermissionDenied
 from tracking.models import Project
 
 NEW_FIELDS = ("title", "visibility")
@@ -40,10 +40,6 @@ def _project(request: HttpRequest, team: str, project: str) -> Project:
 
 def _report(request: HttpRequest, report_id: int) -> Report:
     return selectors.report_get_for_user(request.user, report_id)
-
-
-def _status(form: team_pages.Form) -> int:
-    return 400 if form.errors else 200
 
 
 # --- The project's reports ------------------------------------------------------------------
@@ -64,9 +60,9 @@ def report_list(request: HttpRequest, team: str, project: str) -> HttpResponse:
 def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     tracking_services.require_write(found.role)
-    form = team_pages.Form(values={"visibility": Visibility.TEAM})
+    form = forms.Form(values={"visibility": Visibility.TEAM})
     if request.method == "POST":
-        created, form = team_pages.submit(
+        created, form = forms.submit(
             lambda: services.report_create(
                 user=request.user,
                 project=found,
@@ -84,7 +80,7 @@ def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
         "form": form,
         "visibilities": Visibility.choices,
     }
-    return render(request, "reports_app/editor/new.html", context, status=_status(form))
+    return render(request, "reports_app/editor/new.html", context, status=forms.status(form))
 
 
 # --- The editor -----------------------------------------------------------------------------
@@ -166,9 +162,9 @@ def share(request: HttpRequest, report_id: int) -> HttpResponse:
         raise PermissionDenied("Only the author or an owner shares this report.")
     if request.method == "POST" and "revoke" in request.POST:
         return _revoke(request, found)
-    form = team_pages.Form()
+    form = forms.Form()
     if request.method == "POST":
-        _, form = team_pages.submit(
+        _, form = forms.submit(
             lambda: editor_pages.share_link_create(
                 found, request.user, request.POST, request.session, ip=request_ip(request)
             ),
@@ -179,7 +175,7 @@ def share(request: HttpRequest, report_id: int) -> HttpResponse:
             return redirect("report-share", report_id=found.pk)  # the new link shows once, on GET
     new_link = None if form.errors else _new_link(request, found)
     context = editor_pages.share_context(found, new_link=new_link, form=form)
-    return render(request, "reports_app/editor/share.html", context, status=_status(form))
+    return render(request, "reports_app/editor/share.html", context, status=forms.status(form))
 
 
 def _new_link(request: HttpRequest, report: Report) -> dict[str, Any] | None:

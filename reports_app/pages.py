@@ -23,6 +23,7 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from kernel.ids import is_id
 from tracking import selectors, services
 from tracking.models import MetricSeries, Project, Run, RunStatus, Team
 from tracking.validation import float_to_json, invalid
@@ -310,7 +311,7 @@ def selected_run_ids(query: QueryDict) -> list[int]:
     ids = []
     for raw in ",".join(query.getlist("runs")).split(","):
         raw = raw.strip()
-        if raw.isdigit() and 0 < int(raw) <= selectors.MAX_DB_INT and int(raw) not in ids:
+        if raw.isdigit() and is_id(int(raw)) and int(raw) not in ids:
             ids.append(int(raw))
     return ids
 

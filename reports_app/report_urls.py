@@ -12,18 +12,18 @@ from django.urls import path
 from reports_app import editor_views, report_views
 
 fixed_patterns = [
-    path("reports/<int:report_id>/", report_views.report, name="report"),
-    path("reports/<int:report_id>/blocks/<int:index>", report_views.block, name="report-block"),
-    path("reports/<int:report_id>/export.html", report_views.export, name="report-export"),
-    path("reports/<int:report_id>/edit", editor_views.report_edit, name="report-edit"),
-    path("reports/<int:report_id>/revisions/", editor_views.revisions, name="report-revisions"),
+    path("reports/<id:report_id>/", report_views.report, name="report"),
+    path("reports/<id:report_id>/blocks/<int:index>", report_views.block, name="report-block"),
+    path("reports/<id:report_id>/export.html", report_views.export, name="report-export"),
+    path("reports/<id:report_id>/edit", editor_views.report_edit, name="report-edit"),
+    path("reports/<id:report_id>/revisions/", editor_views.revisions, name="report-revisions"),
     path(
-        "reports/<int:report_id>/revisions/<int:number>",
+        "reports/<id:report_id>/revisions/<int:number>",
         editor_views.revision,
         name="report-revision",
     ),
-    path("reports/<int:report_id>/diff", editor_views.diff, name="report-diff"),
-    path("reports/<int:report_id>/share", editor_views.share, name="report-share"),
+    path("reports/<id:report_id>/diff", editor_views.diff, name="report-diff"),
+    path("reports/<id:report_id>/share", editor_views.share, name="report-share"),
     path("s/<str:token>", report_views.shared, name="shared"),
     path("s/<str:token>/blocks/<int:index>", report_views.shared_block, name="shared-block"),
 ]

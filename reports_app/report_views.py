@@ -9,11 +9,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from audit.services import request_ip
+from kernel.errors import NotFound
+from kernel.http import request_ip
 from reports_app import report_pages, selectors, services
 from reports_app.middleware import allow_framing
 from reports_app.models import ShareLink
-from tracking.errors import NotFound
 
 
 def _report(request: HttpRequest, report_id: int):

@@ -11,10 +11,11 @@ from __future__ import annotations
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from kernel.errors import NotFound
+from kernel.ids import by_id, is_id
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
-from tracking.errors import NotFound
 from tracking.models import Membership, Project
-from tracking.selectors import MAX_DB_INT, User
+from tracking.selectors import User
 
 
 def _role(user: User) -> Subquery:
@@ -37,7 +38,7 @@ def reports_for_user(
 
 
 def report_get_for_user(user: User, report_id: int) -> Report:
-    if not 0 < report_id <= MAX_DB_INT:
+    if not is_id(report_id):
         raise NotFound("Report")
     report = reports_for_user(user).filter(pk=report_id).first()
     if report is None:
@@ -48,7 +49,7 @@ def report_get_for_user(user: User, report_id: int) -> Report:
 def revision_get(report: Report, number: int) -> ReportRevision:
     revision = (
         ReportRevision.objects.filter(report=report, number=number).select_related("author").first()
-        if 0 < number <= MAX_DB_INT
+        if is_id(number)
         else None
     )
     if revision is None:
@@ -75,7 +76,7 @@ def share_link_get_for_user(user: User, link_id: int) -> ShareLink:
     """
     readable = reports_for_user(user).values("pk")
     links = ShareLink.objects.filter(pk=link_id, report__in=readable)
-    link = links.first() if 0 < link_id <= MAX_DB_INT else None
+    link = by_id(links, link_id)
     if link is None:
         raise NotFound("Share link")
     link.report = report_get_for_user(user, link.report_id)

@@ -19,10 +19,10 @@ from django.utils.text import slugify
 
 from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
+from kernel.errors import Conflict, PermissionDenied
 from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
-from tracking.errors import Conflict, PermissionDenied
 from tracking.models import Project, Role
 from tracking.services import require_write
 from tracking.validation import clean_text, invalid

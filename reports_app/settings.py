@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "csp",
+    "kernel",
     "tracking",
     "alerts",
     "reports_app",

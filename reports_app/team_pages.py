@@ -9,19 +9,18 @@ buttons are not a permission check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
+from kernel.forms import Form
 from reports_app import pages
 from tracking import invitations, selectors, services
-from tracking.errors import ApplicationError
 from tracking.models import (
     INVITATION_TTL,
     WRITE_ROLES,
@@ -35,7 +34,6 @@ from tracking.models import (
 )
 from tracking.validation import invalid
 
-T = TypeVar("T")
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
 TOKEN_FIELDS = ("name", "scope", "expires_in")
 TOKEN_EXPIRY_DAYS = ("7", "30", "90", "365")
@@ -57,43 +55,6 @@ def top_bar(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {}
     return {"nav_teams": selectors.teams_for_user(user)}
-
-
-# --- Forms -------------------------------------------------------------------------
-
-
-@dataclass
-class Form:
-    """A form as the template shows it: the values to fill in and an error per field."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def failed(cls, error: ApplicationError, data: QueryDict, *, fields: Sequence[str]) -> Form:
-        """The posted values with ``error`` next to its field (else next to the first one)."""
-        name = error.field if error.field in fields else fields[0]
-        return cls(values={f: data.get(f, "") for f in fields}, errors={name: error.message})
-
-    @property
-    def message(self) -> str:
-        return " ".join(self.errors.values())
-
-
-def submit(
-    action: Callable[[], T], data: QueryDict, *, fields: Sequence[str]
-) -> tuple[T | None, Form]:
-    """Run a write; a bad input becomes a ``Form`` to show again.
-
-    Only input errors (status 400) are caught: a 403 or a 404 from the service
-    propagates to the view, which answers with that status.
-    """
-    try:
-        return action(), Form()
-    except ApplicationError as error:
-        if error.status != 400:
-            raise
-        return None, Form.failed(error, data, fields=fields)
 
 
 # --- Team page ---------------------------------------------------------------------

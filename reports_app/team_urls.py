@@ -16,19 +16,19 @@ fixed_patterns: list = [
     path("settings/", RedirectView.as_view(pattern_name="settings-tokens"), name="settings"),
     path("settings/tokens/", team_views.tokens, name="settings-tokens"),
     path(
-        "settings/tokens/<int:token_id>/revoke",
+        "settings/tokens/<id:token_id>/revoke",
         team_views.token_revoke,
         name="settings-token-revoke",
     ),
     path("settings/new-team/", team_views.team_new, name="team-new"),
     path("settings/invitations/", team_views.my_invitations, name="settings-invitations"),
     path(
-        "settings/invitations/<int:invitation_id>/accept",
+        "settings/invitations/<id:invitation_id>/accept",
         team_views.invitation_accept,
         name="settings-invitation-accept",
     ),
     path(
-        "settings/invitations/<int:invitation_id>/decline",
+        "settings/invitations/<id:invitation_id>/decline",
         team_views.invitation_decline,
         name="settings-invitation-decline",
     ),
@@ -36,17 +36,17 @@ fixed_patterns: list = [
     path("settings/invitations/link/<str:code>/", team_views.invitation, name="invitation"),
     path("settings/teams/<str:team>/", team_views.team_members, name="settings-team"),
     path(
-        "settings/teams/<str:team>/invitations/<int:invitation_id>/revoke",
+        "settings/teams/<str:team>/invitations/<id:invitation_id>/revoke",
         team_views.invitation_revoke,
         name="settings-invitation-revoke",
     ),
     path(
-        "settings/teams/<str:team>/members/<int:user_id>/role",
+        "settings/teams/<str:team>/members/<id:user_id>/role",
         team_views.member_role,
         name="settings-member-role",
     ),
     path(
-        "settings/teams/<str:team>/members/<int:user_id>/remove",
+        "settings/teams/<str:team>/members/<id:user_id>/remove",
         team_views.member_remove,
         name="settings-member-remove",
     ),

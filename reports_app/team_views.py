@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.services import request_ip
+from kernel import forms
+from kernel.errors import ApplicationError
+from kernel.http import http_errors, request_ip
 from reports_app import pages, team_pages
-from reports_app.http import http_errors
 from tracking import invitations, selectors, services
-from tracking.errors import ApplicationError
 from tracking.models import Project, Team
 
 
@@ -32,10 +32,6 @@ def _project(request: HttpRequest, team: str, project: str) -> Project:
     return selectors.project_get_for_user(request.user, f"{team}/{project}")
 
 
-def _status(*forms: team_pages.Form) -> int:
-    return 400 if any(form.errors for form in forms) else 200
-
-
 # --- Team page ---------------------------------------------------------------------
 
 
@@ -44,10 +40,10 @@ def _status(*forms: team_pages.Form) -> int:
 @http_errors
 def team(request: HttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
-    form = team_pages.Form()
+    form = forms.Form()
     if request.method == "POST":
         services.require_write(found.role)
-        project, form = team_pages.submit(
+        project, form = forms.submit(
             lambda: team_pages.project_create(request.user, found, request.POST),
             request.POST,
             fields=team_pages.PROJECT_FIELDS,
@@ -56,16 +52,16 @@ def team(request: HttpRequest, team: str) -> HttpResponse:
             messages.success(request, f"Created project {project.full_name}.")
             return redirect(pages.project_path(project))
     context = team_pages.team_page_context(request.user, found, form=form)
-    return render(request, "reports_app/team.html", context, status=_status(form))
+    return render(request, "reports_app/team.html", context, status=forms.status(form))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_new(request: HttpRequest) -> HttpResponse:
     """Anyone logged in may start a team; they become its owner."""
-    form = team_pages.Form()
+    form = forms.Form()
     if request.method == "POST":
-        created, form = team_pages.submit(
+        created, form = forms.submit(
             lambda: team_pages.team_create(request.user, request.POST),
             request.POST,
             fields=team_pages.TEAM_FIELDS,
@@ -74,7 +70,7 @@ def team_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Created the team {created.slug}: add its members next.")
             return redirect("team", team=created.slug)
     context = {"section": "new-team", "form": form}
-    return render(request, "reports_app/settings/team_new.html", context, status=_status(form))
+    return render(request, "reports_app/settings/team_new.html", context, status=forms.status(form))
 
 
 # --- Settings: API tokens ------------------------------------------------------------
@@ -84,9 +80,9 @@ def team_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
-    form = team_pages.Form()
+    form = forms.Form()
     if request.method == "POST":
-        _, form = team_pages.submit(
+        _, form = forms.submit(
             lambda: team_pages.token_create(
                 request.user, request.session, request.POST, ip=request_ip(request)
             ),
@@ -101,7 +97,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         form=form,
         api_url=request.build_absolute_uri(reverse("api-teams")),
     )
-    return render(request, "reports_app/settings/tokens.html", context, status=_status(form))
+    return render(request, "reports_app/settings/tokens.html", context, status=forms.status(form))
 
 
 @login_required
@@ -120,7 +116,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 def _members_page(
     request: HttpRequest,
     found: Team,
-    form: team_pages.Form,
+    form: forms.Form,
     row_error: team_pages.RowError | None = None,
 ) -> HttpResponse:
     context = team_pages.members_page_context(found, form=form, row_error=row_error)
@@ -133,10 +129,10 @@ def _members_page(
 @http_errors
 def team_members(request: HttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
-    form = team_pages.Form(values={"role": "editor"})
+    form = forms.Form(values={"role": "editor"})
     if request.method == "POST":
         services.require_owner(found.role)
-        invitation, form = team_pages.submit(
+        invitation, form = forms.submit(
             lambda: team_pages.member_invite(
                 found, request.POST, actor=request.user, ip=request_ip(request)
             ),
@@ -238,7 +234,7 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
-    changed, form = team_pages.submit(
+    changed, form = forms.submit(
         lambda: services.membership_role_change(
             membership=membership,
             role=request.POST.get("role", ""),
@@ -250,7 +246,7 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
     )
     if form.errors:
         row_error = team_pages.RowError(user_id, form.message)
-        return _members_page(request, found, team_pages.Form(), row_error)
+        return _members_page(request, found, forms.Form(), row_error)
     name = membership.user.get_username()
     messages.success(request, f"{name} is now {changed.role} in {found.slug}.")
     return redirect("settings-team", team=found.slug)
@@ -263,7 +259,7 @@ def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse
     found = _team(request, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
-    _, form = team_pages.submit(
+    _, form = forms.submit(
         lambda: services.membership_remove(
             team=found, user=membership.user, actor=request.user, ip=request_ip(request)
         ),
@@ -272,7 +268,7 @@ def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse
     )
     if form.errors:
         row_error = team_pages.RowError(user_id, form.message)
-        return _members_page(request, found, team_pages.Form(), row_error)
+        return _members_page(request, found, forms.Form(), row_error)
     if membership.user_id == request.user.pk:
         messages.success(request, f"You left {found.slug}.")
         return redirect("home")
@@ -291,7 +287,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
     form = team_pages.project_form(found)
     if request.method == "POST":
         services.require_write(found.role)
-        updated, form = team_pages.submit(
+        updated, form = forms.submit(
             lambda: team_pages.project_update(found, request.POST),
             request.POST,
             fields=team_pages.PROJECT_FIELDS,
@@ -300,7 +296,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
             messages.success(request, f"Saved the settings of {updated.full_name}.")
             return redirect("project-settings", team=updated.team.slug, project=updated.slug)
     context = team_pages.project_settings_context(found, form=form)
-    return render(request, "reports_app/settings/project.html", context, status=_status(form))
+    return render(request, "reports_app/settings/project.html", context, status=forms.status(form))
 
 
 @login_required
@@ -309,7 +305,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
 def project_delete(request: HttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     services.require_owner(found.role)
-    runs, delete_form = team_pages.submit(
+    runs, delete_form = forms.submit(
         lambda: team_pages.project_delete(found, request.POST),
         request.POST,
         fields=("confirm",),

@@ -42,14 +42,14 @@ urlpatterns = [
     path("<str:team>/<str:project>/", views.project, name="project"),
     path("<str:team>/<str:project>/compare", views.compare, name="compare"),
     path("", include(report_urls.project_patterns)),
-    path("<str:team>/<str:project>/runs/<int:run_id>", views.run, name="run"),
+    path("<str:team>/<str:project>/runs/<id:run_id>", views.run, name="run"),
     path(
-        "<str:team>/<str:project>/runs/<int:run_id>/metrics.csv",
+        "<str:team>/<str:project>/runs/<id:run_id>/metrics.csv",
         views.metric_csv,
         name="run-metric-csv",
     ),
     path(
-        "<str:team>/<str:project>/runs/<int:run_id>/artifacts/<path:path>",
+        "<str:team>/<str:project>/runs/<id:run_id>/artifacts/<path:path>",
         views.run_artifact,
         name="run-artifact",
     ),

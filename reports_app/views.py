@@ -24,9 +24,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
+from kernel.errors import ApplicationError, NotFound
 from reports_app import login_throttle, pages, run_pages
 from tracking import history, selectors, services
-from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, Project, Run
 

@@ -41,8 +41,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from kernel.errors import ApplicationError
 from tracking import events, pgcopy, rollups
-from tracking.errors import ApplicationError
 from tracking.models import IngestBatch, MetricPoint, MetricSeries, Run, RunStatus
 from tracking.services import run_update
 from tracking.validation import clean_metric_key, clean_text, invalid

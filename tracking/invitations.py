@@ -38,9 +38,10 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from tracking.errors import ApplicationError, Conflict, NotFound
+from kernel.errors import ApplicationError, Conflict, NotFound
+from kernel.ids import is_id
 from tracking.models import INVITATION_TTL, Membership, Role, Team, TeamInvitation
-from tracking.selectors import MAX_DB_INT, User
+from tracking.selectors import User
 from tracking.services import _audit_member, token_hash
 from tracking.validation import clean_text, invalid
 
@@ -92,7 +93,7 @@ def team_invitations(team: Team) -> QuerySet[TeamInvitation]:
 
 
 def invitation_get_for_team(team: Team, invitation_id: int) -> TeamInvitation:
-    if not 0 < invitation_id <= MAX_DB_INT:
+    if not is_id(invitation_id):
         raise NotFound("Invitation")
     invitation = TeamInvitation.objects.filter(team=team, pk=invitation_id).first()
     if invitation is None:
@@ -110,7 +111,7 @@ def invitations_for_user(user: User) -> QuerySet[TeamInvitation]:
 
 def invitation_get_for_user(user: User, invitation_id: int) -> TeamInvitation:
     """One invitation addressed to ``user``, in any state; anybody else's is ``NotFound``."""
-    if not 0 < invitation_id <= MAX_DB_INT:
+    if not is_id(invitation_id):
         raise NotFound("Invitation")
     found = TeamInvitation.objects.filter(_addressed_to(user), pk=invitation_id)
     invitation = found.select_related("team", "invited_by").first()

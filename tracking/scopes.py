@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.models import ApiToken, TokenScope
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
-from tracking.errors import ApplicationError, NotFound, PermissionDenied
+from kernel.errors import ApplicationError, NotFound, PermissionDenied
+from kernel.ids import is_id
 from tracking.models import (
     WRITE_ROLES,
     ApiToken,
@@ -21,7 +22,6 @@ from tracking.models import (
     Team,
 )
 
-MAX_DB_INT = 2**63 - 1
 User = AbstractBaseUser | AnonymousUser
 
 
@@ -78,7 +78,7 @@ def team_memberships(team: Team) -> QuerySet[Membership]:
 
 
 def membership_get(team: Team, user_id: int) -> Membership:
-    if not 0 < user_id <= MAX_DB_INT:
+    if not is_id(user_id):
         raise NotFound("Member")
     membership = team_memberships(team).filter(user_id=user_id).first()
     if membership is None:
@@ -92,7 +92,7 @@ def tokens_for_user(user: User) -> QuerySet[ApiToken]:
 
 def token_get_for_user(user: User, token_id: int) -> ApiToken:
     """One of the user's own tokens; anybody else's is ``NotFound``."""
-    if not 0 < token_id <= MAX_DB_INT:
+    if not is_id(token_id):
         raise NotFound("Token")
     token = tokens_for_user(user).filter(pk=token_id).first()
     if token is None:
@@ -132,7 +132,7 @@ def run_get_for_user(
     ``write=True`` additionally requires an editor or owner. ``defer`` names
     fields a hot path does not read (they load on first use).
     """
-    if not 0 < run_id <= MAX_DB_INT:
+    if not is_id(run_id):
         raise NotFound("Run")
     run = (
         Run.objects.filter(pk=run_id, project__team__memberships__user_id=user.pk)

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record, moment
+from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking import events, storage
-from tracking.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking.models import (
     TERMINAL_STATUSES,
     WRITE_ROLES,

@@ -34,8 +34,8 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
+from kernel.errors import ApplicationError
 from tracking import scopes
-from tracking.errors import ApplicationError
 from tracking.models import ApiToken
 
 if TYPE_CHECKING:  # DRF's settings import this module while rest_framework.views loads

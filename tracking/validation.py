@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from django.utils.dateparse import parse_datetime
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_TAGS = 100

@@ -7,7 +7,7 @@ from reports_app.api import comments
 urlpatterns = [
     path("comments", comments.CommentListView.as_view(), name="api-comments"),
     path(
-        "comments/<int:comment_id>",
+        "comments/<id:comment_id>",
         comments.CommentDetailView.as_view(),
         name="api-comment-detail",
     ),

@@ -11,10 +11,10 @@ import pytest
 
 from alerts.transports.base import TransportError
 from alerts.transports.email import EmailTransport
+from kernel.errors import ApplicationError
 from tests.alerts.messages import alert_info, fired, ping_message, run_info
 from tests.smtp import Inbox
 from tests.support import free_port
-from tracking.errors import ApplicationError
 
 mail = EmailTransport()
 TO = {"addresses": ["ops@example.com", "alice@example.com"]}

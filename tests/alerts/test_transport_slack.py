@@ -10,10 +10,10 @@ import pytest
 
 from alerts.transports.base import TransportError
 from alerts.transports.slack import SlackTransport
+from kernel.errors import ApplicationError
 from tests.alerts.messages import alert_info, fired, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.support import free_port
-from tracking.errors import ApplicationError
 
 slack = SlackTransport()
 

@@ -17,10 +17,10 @@ import pytest
 from alerts.transports import TRANSPORTS, http, transport_for
 from alerts.transports.base import Delivery, TransportError
 from alerts.transports.webhook import WebhookTransport
+from kernel.errors import ApplicationError
 from tests.alerts.messages import alert_info, fired, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.support import free_port
-from tracking.errors import ApplicationError
 
 SECRET = "s3cret-s3cret-s3cret"
 webhook = WebhookTransport()

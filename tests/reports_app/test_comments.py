@@ -11,13 +11,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 
+from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from reports_app import comments
 from reports_app import services as report_services
 from reports_app.celery import app as celery_app
 from reports_app.models import Comment, Report
 from tests.conftest import Persona, World
 from tracking import services
-from tracking.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from tracking.models import Run
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.errors import ApplicationError, NotFound
 from tests.conftest import World
 from tracking import selectors, services
-from tracking.errors import ApplicationError, NotFound
 from tracking.ingest import Point, metrics_ingest
 from tracking.models import (
     Membership,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.errors import ApplicationError
 from tracking import services
-from tracking.errors import ApplicationError
 from tracking.validation import MAX_TAGS
 
 

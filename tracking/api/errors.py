@@ -10,7 +10,7 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 
 _CODES = {
     exceptions.NotAuthenticated: "not_authenticated",

@@ -14,12 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import request_ip
+from kernel.errors import ApplicationError, NotFound
+from kernel.http import request_ip
+from kernel.ids import by_id
 from tracking import history, ingest, invitations, selectors, services
 from tracking.api import serializers as s
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
-from tracking.errors import ApplicationError, NotFound
 from tracking.mlflow import artifacts
 from tracking.models import ApiToken, MetricSeries, Run, Team, TokenScope
 from tracking.validation import clean_moment, float_to_json, invalid
@@ -483,9 +484,7 @@ class TokenListView(APIView):
 class TokenDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
-        token = None
-        if token_id <= selectors.MAX_DB_INT:
-            token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
+        token = by_id(ApiToken.objects.filter(user=request.user), token_id)
         if token is None:
             raise NotFound("Token")
         services.token_revoke(token=token, ip=request_ip(request))

@@ -25,8 +25,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import FileResponse
 
+from kernel.errors import ApplicationError, NotFound
 from tracking import selectors, storage
-from tracking.errors import ApplicationError, NotFound
 from tracking.models import Run
 
 CHUNK_BYTES = 65536

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.models import MetricSeries, Project, Run, RunStatus, RunTag
 from tracking.validation import MAX_TAG_LENGTH, flatten, float_to_json
 

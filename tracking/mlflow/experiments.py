@@ -18,12 +18,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from kernel import ids
+from kernel.errors import NotFound
 from tracking import patterns, selectors, services
-from tracking.errors import NotFound
 from tracking.mlflow import convert
 from tracking.mlflow.http import ALREADY_EXISTS, NOT_FOUND, MlflowError, invalid
 from tracking.models import Membership, Project, Team
-from tracking.selectors import MAX_DB_INT
 from tracking.validation import SLUG_RE
 
 DEFAULT_PROJECT = "default"
@@ -81,7 +81,7 @@ def by_id(user: AbstractBaseUser, experiment_id: Any, *, create_default: bool = 
         pk = int(experiment_id)
     except (TypeError, ValueError):
         raise invalid(f"Invalid experiment ID: {experiment_id!r}") from None
-    project = _projects(user).filter(pk=pk).first() if 0 < pk <= MAX_DB_INT else None
+    project = ids.by_id(_projects(user), pk)
     if project is None:
         raise MlflowError(NOT_FOUND, f"No Experiment with id={experiment_id} exists")
     return project

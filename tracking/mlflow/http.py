@@ -25,8 +25,8 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from kernel.errors import ApplicationError
 from tracking import scopes, throttling
-from tracking.errors import ApplicationError
 from tracking.services import token_authenticate, token_in_header
 from tracking.validation import json_loads
 

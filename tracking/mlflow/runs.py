@@ -25,13 +25,13 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from kernel.errors import NotFound
+from kernel.ids import is_id
 from tracking import history as point_reads
 from tracking import ingest, selectors, services
-from tracking.errors import NotFound
 from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
 from tracking.models import MetricSeries, Project, Run
-from tracking.selectors import MAX_DB_INT
 from tracking.validation import MAX_TAGS, float_to_json
 
 MAX_METRICS = 1000
@@ -56,7 +56,7 @@ def get(user: AbstractBaseUser, run_id: Any, *, write: bool = False) -> Run:
         pk = int(str(run_id))
     except ValueError:
         pk = 0
-    if not 0 < pk <= MAX_DB_INT:
+    if not is_id(pk):
         raise MlflowError(NOT_FOUND, f"Run '{run_id}' not found")
     try:
         run = selectors.run_get_for_user(user, pk, write=write, defer=HEAVY_FIELDS if write else ())

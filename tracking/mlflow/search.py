@@ -82,8 +82,8 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.db.models.lookups import Exact, IsNull
 
+from kernel.errors import ApplicationError
 from tracking import patterns
-from tracking.errors import ApplicationError
 from tracking.mlflow.convert import TAGS, TO_MLFLOW_STATUS
 from tracking.models import MetricSeries, Run
 from tracking.validation import invalid

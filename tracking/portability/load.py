@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from kernel.errors import ApplicationError
 from tracking import events
-from tracking.errors import ApplicationError
 from tracking.models import Membership, Role, Team
 from tracking.portability import sections
 from tracking.portability.format import (

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kernel.errors import ApplicationError
 from tracking import services
-from tracking.errors import ApplicationError
 from tracking.ingest import metrics_ingest, parse_points
 from tracking.mlflow.search import MAX_CLAUSES, MAX_LENGTH, MAX_ORDER_BY, filter_runs, order_runs
 from tracking.models import Run

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from kernel.errors import ApplicationError
 from tracking.bootstrap import DEFAULT_TOKEN_NAME, IssuedToken, token_issue
-from tracking.errors import ApplicationError
 from tracking.models import Role
 
 # Errors name the option the user typed rather than the service's field.

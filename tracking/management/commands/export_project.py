@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.models import Project
 from tracking.portability import export, format, progress
 from tracking.portability.sections import Summary

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.mlflow import importer
 from tracking.models import Run, Team
 from tracking.portability.format import PortabilityError

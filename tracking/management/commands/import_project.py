@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tracking.errors import ApplicationError
+from kernel.errors import ApplicationError
 from tracking.portability import format, load, progress
 from tracking.validation import clean_slug
 

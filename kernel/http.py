@@ -1,15 +1,16 @@
-"""What the page views share: the services' errors as Django's 404 and 403 pages."""
+"""What every view may use: the services' errors as 404 and 403 pages, the client's address."""
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
-from tracking.errors import NotFound, PermissionDenied
+from kernel.errors import NotFound, PermissionDenied
 
 View = Callable[..., HttpResponse]
 
@@ -27,3 +28,17 @@ def http_errors(view: View) -> View:
             raise DjangoPermissionDenied(error.message) from None
 
     return wrapper
+
+
+def request_ip(request: HttpRequest | None) -> str | None:
+    """The client's address as the server saw it (a proxy's own unless it sets REMOTE_ADDR)."""
+    if request is None:
+        return None
+    return valid_ip(request.META.get("REMOTE_ADDR"))
+
+
+def valid_ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:  # a unix socket's path, or nothing usable
+        return None
