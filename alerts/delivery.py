@@ -40,7 +40,7 @@ from alerts.models import (
 )
 from alerts.transports import transport_for
 from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
-from reports_app import pages
+from kernel.http import absolute_url
 from tracking.models import Membership, Run
 from tracking.validation import float_to_json
 
@@ -131,7 +131,7 @@ def run_info(run: Run) -> RunInfo:
         id=run.pk,
         name=run.name,
         status=run.status,
-        url=settings.BASE_URL + pages.run_path(run),
+        url=absolute_url(run.get_absolute_url()),
         project=run.project.full_name,
         tags=[tag.name for tag in run.tag_rows.all()],
         error=run.error,
@@ -155,7 +155,7 @@ def alert_info(alert: Alert, event: str) -> AlertInfo:
         values=values,
         fired_at=alert.fired_at.isoformat(),
         resolved_at=alert.resolved_at.isoformat() if resolved else None,
-        url=settings.BASE_URL + pages.run_path(alert.run) + "#alerts",
+        url=absolute_url(alert.run.get_absolute_url() + "#alerts"),
         run=run_info(alert.run),
     )
 
@@ -164,7 +164,7 @@ def message_for(group: list[Notification]) -> Message:
     first = group[0]
     alerts = [alert_info(n.alert, n.event) for n in group if n.alert is not None]
     project = alerts[0].run.project if alerts else first.destination.team.slug
-    url = alerts[0].run.url if len(alerts) == 1 else settings.BASE_URL + "/"
+    url = alerts[0].run.url if len(alerts) == 1 else absolute_url("/")
     return Message(
         notification_id=first.pk,
         event=EVENTS.get(first.event, "test"),

@@ -33,12 +33,11 @@ from alerts.models import (
     Trigger,
 )
 from alerts.transports import transport_for
-from alerts.triggers import FAILED_STATUSES
 from kernel import forms
 from kernel.errors import ApplicationError, NotFound
 from kernel.ids import is_id
 from tracking import selectors as tracking_selectors
-from tracking.models import WRITE_ROLES, AlertLevel, Project, Team
+from tracking.models import FAILED_STATUSES, WRITE_ROLES, AlertLevel, Project, Team
 from tracking.validation import invalid
 
 PAGE_SIZE = 50

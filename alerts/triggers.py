@@ -17,10 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from alerts.models import Trigger
-from tracking.models import AlertLevel, RunStatus
+from tracking.models import FAILED_STATUSES, AlertLevel, RunStatus
 from tracking.validation import clean_metric_key, invalid
 
-FAILED_STATUSES = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.KILLED)
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -63,7 +62,11 @@ def clean_params(trigger: str, params: Any) -> dict[str, Any]:
 
 def _run_failed(params: dict[str, Any]) -> dict[str, Any]:
     _unknown(params, {"statuses"})
-    return {"statuses": _choices(params, "statuses", tuple(FAILED_STATUSES))}
+    return {
+        "statuses": _choices(
+            params, "statuses", tuple(s for s in RunStatus if s in FAILED_STATUSES)
+        )
+    }
 
 
 def _run_stalled(params: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
@@ -42,3 +43,8 @@ def valid_ip(value: Any) -> str | None:
         return str(ipaddress.ip_address(value)) if value else None
     except ValueError:  # a unix socket's path, or nothing usable
         return None
+
+
+def absolute_url(path: str) -> str:
+    """A page's path as a link that works outside the site (emails, webhooks, the API)."""
+    return settings.BASE_URL + path

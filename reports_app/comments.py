@@ -32,7 +32,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypedDict
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives
@@ -43,8 +42,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from kernel.errors import Conflict, NotFound, PermissionDenied
+from kernel.http import absolute_url
 from kernel.ids import by_id
-from reports_app import live, markup, pages, tasks
+from reports_app import live, markup, tasks
 from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
@@ -349,8 +349,8 @@ def _notify(comment: Comment, *, mentioned: set[str]) -> None:
 
 def comment_url(comment: Comment) -> str:
     """Where the comment is shown: its run's page, or its report's."""
-    path = pages.run_path(comment.run) if comment.run_id else f"/reports/{comment.report_id}/"
-    return f"{settings.BASE_URL}{path}#comment-{comment.pk}"
+    target = comment.run if comment.run_id else comment.report
+    return absolute_url(f"{target.get_absolute_url()}#comment-{comment.pk}")
 
 
 def mention_email_send(*, comment: Comment, user: AbstractBaseUser) -> bool:

@@ -46,7 +46,7 @@ def _report_base(report: Report) -> dict[str, Any]:
     return {
         "report": report,
         "project": report.project,
-        "project_href": pages.project_path(report.project),
+        "project_href": report.project.get_absolute_url(),
         "current_team": report.project.team,
     }
 
@@ -60,7 +60,7 @@ def list_context(user: AbstractBaseUser, project: Project, query: QueryDict) -> 
     page = Paginator(reports.defer("body"), LIST_PAGE).get_page(query.get("page"))
     return {
         "project": project,
-        "project_href": pages.project_path(project),
+        "project_href": project.get_absolute_url(),
         "current_team": project.team,
         "page": page,
         "page_links": page_links(query, page),

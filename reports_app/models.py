@@ -13,6 +13,7 @@ import hashlib
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from tracking.models import Project, Run
@@ -45,6 +46,9 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("report", kwargs={"report_id": self.pk})
 
 
 class ReportRevision(models.Model):

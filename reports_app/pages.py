@@ -46,16 +46,6 @@ SORTABLE = {
 # --- Links: every href to a project or run page is built here ------------------
 
 
-def project_path(project: Project) -> str:
-    return reverse("project", kwargs={"team": project.team.slug, "project": project.slug})
-
-
-def run_path(run: Run) -> str:
-    """The run page, at the path ``tracking.api.serializers.run_url`` also names."""
-    kwargs = {"team": run.project.team.slug, "project": run.project.slug, "run_id": run.pk}
-    return reverse("run", kwargs=kwargs)
-
-
 def compare_path(project: Project, run_ids: list[int]) -> str:
     path = reverse("compare", kwargs={"team": project.team.slug, "project": project.slug})
     return f"{path}?runs={','.join(map(str, run_ids))}"
@@ -118,7 +108,7 @@ def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
     stalled = run.status == RunStatus.RUNNING and run.last_seen_at < now - stall_after()
     return RunRow(
         run=run,
-        href=run_path(run),
+        href=run.get_absolute_url(),
         duration=format_duration(run_duration(run, now=now)),
         stalled=stalled,
         cells=[
@@ -355,7 +345,7 @@ def project_page_context(
         "sort_headers": sort_headers(query, filters.sort),
         "column_headers": [sort_header(query, filters.sort, c, c) for c in columns],
         "page_links": _page_links(query, page),
-        "project_href": project_path(project),
+        "project_href": project.get_absolute_url(),
         "filtered": bool(filters.status or filters.tag or filters.search),
     }
 

@@ -481,7 +481,7 @@ def _run_links(source: markup.Source, report: Report, *, public: bool) -> dict[i
             links[run.pk] = format_html('<span class="run-ref">{} {}</span>', run.name, badge)
         else:
             links[run.pk] = format_html(
-                '<a class="run-ref" href="{}">{}</a> {}', pages.run_path(run), run.name, badge
+                '<a class="run-ref" href="{}">{}</a> {}', run.get_absolute_url(), run.name, badge
             )
     return links
 

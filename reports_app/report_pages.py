@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from reports_app import pages, render, services, share_cache
+from reports_app import render, services, share_cache
 from reports_app.models import Report, ReportRevision, ShareLink
 
 STATIC_INLINED = ("labbook/labbook.css",)
@@ -53,7 +53,7 @@ def report_context(report: Report, *, user: AbstractBaseUser) -> dict[str, Any]:
         "report": report,
         "project": report.project,
         "current_team": report.project.team,
-        "project_href": pages.project_path(report.project),
+        "project_href": report.project.get_absolute_url(),
         "rendered": rendered,
         "config": _config(report, rendered, block_url=block_url, share=None),
         "can_edit": services.can_edit(report, user),

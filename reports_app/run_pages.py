@@ -21,7 +21,7 @@ from alerts.models import Alert
 from reports_app import pages
 from tracking import selectors
 from tracking.mlflow import artifacts
-from tracking.models import MetricSeries, Project, Run, RunStatus, SdkAlert
+from tracking.models import MetricSeries, Project, Run, SdkAlert
 from tracking.validation import flatten, float_to_json
 
 TRACEBACK_TAIL_LINES = 40
@@ -45,7 +45,7 @@ def series_path(run: Run, key: str) -> str:
 
 
 def csv_path(run: Run, key: str) -> str:
-    return f"{pages.run_path(run)}/metrics.csv?{urlencode({'key': key})}"
+    return f"{run.get_absolute_url()}/metrics.csv?{urlencode({'key': key})}"
 
 
 # --- Shaping values -------------------------------------------------------------
@@ -132,7 +132,7 @@ def artifacts_context(run: Run) -> dict[str, Any]:
         "artifacts": files[:ARTIFACTS_SHOWN],
         "artifacts_total": len(files),
         "artifacts_cut": len(files) > ARTIFACTS_SHOWN,
-        "artifacts_base": f"{pages.run_path(run)}/artifacts",
+        "artifacts_base": f"{run.get_absolute_url()}/artifacts",
     }
 
 
@@ -147,12 +147,12 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
     return {
         "run": run,
         "project": run.project,
-        "project_href": pages.project_path(run.project),
+        "project_href": run.project.get_absolute_url(),
         "can_edit": run.role in selectors.WRITE_ROLES,
         "duration": pages.format_duration(pages.run_duration(run, now=now)),
         "row": pages.run_row(run, now=now),
-        "csv_base": f"{pages.run_path(run)}/metrics.csv",
-        "failed": run.status in (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.KILLED),
+        "csv_base": f"{run.get_absolute_url()}/metrics.csv",
+        "failed": run.is_failed,
         "traceback_tail": tail,
         "traceback_cut": cut,
         "commit_url": commit_url(run.git),
@@ -216,9 +216,9 @@ def compare_page_context(
     charts = compare_charts(runs)
     return {
         "project": project,
-        "project_href": pages.project_path(project),
+        "project_href": project.get_absolute_url(),
         "runs": [
-            {**chart_run(run, i), "run": run, "href": pages.run_path(run)}
+            {**chart_run(run, i), "run": run, "href": run.get_absolute_url()}
             | {"duration": pages.format_duration(pages.run_duration(run, now=now))}
             for i, run in enumerate(runs)
         ],

@@ -215,7 +215,7 @@ def project_settings_context(
     return {
         "current_team": project.team,
         "project": project,
-        "project_href": pages.project_path(project),
+        "project_href": project.get_absolute_url(),
         "can_edit": project.role in WRITE_ROLES,
         "can_delete": project.role == Role.OWNER,
         "run_count": project.runs.count(),

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from kernel import forms
 from kernel.errors import ApplicationError
 from kernel.http import http_errors, request_ip
-from reports_app import pages, team_pages
+from reports_app import team_pages
 from tracking import invitations, selectors, services
 from tracking.models import Project, Team
 
@@ -50,7 +50,7 @@ def team(request: HttpRequest, team: str) -> HttpResponse:
         )
         if not form.errors:
             messages.success(request, f"Created project {project.full_name}.")
-            return redirect(pages.project_path(project))
+            return redirect(project.get_absolute_url())
     context = team_pages.team_page_context(request.user, found, form=form)
     return render(request, "reports_app/team.html", context, status=forms.status(form))
 

@@ -119,7 +119,7 @@ def _bulk_tag(request: HttpRequest, project: Project) -> HttpResponse:
         messages.error(request, error.message)
     else:
         messages.success(request, f"Tags updated on {count} run{'s' if count != 1 else ''}.")
-    return HttpResponseRedirect(pages.project_path(project) + back)
+    return HttpResponseRedirect(project.get_absolute_url() + back)
 
 
 @login_required
@@ -144,7 +144,7 @@ def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
         messages.error(request, f"Could not save the {what}: {error.message}")
     else:
         messages.success(request, "Notes saved." if notes is not None else "Tags saved.")
-    return HttpResponseRedirect(pages.run_path(run))
+    return HttpResponseRedirect(run.get_absolute_url())
 
 
 @login_required

@@ -31,6 +31,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -205,6 +206,9 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.full_name
 
+    def get_absolute_url(self) -> str:
+        return reverse("project", kwargs={"team": self.team.slug, "project": self.slug})
+
     @property
     def full_name(self) -> str:
         return f"{self.team.slug}/{self.slug}"
@@ -221,6 +225,8 @@ class RunStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset(
     {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CRASHED, RunStatus.KILLED}
 )
+# A run that ended without finishing: what ``run_failed`` alerts fire on by default.
+FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.KILLED})
 
 
 class Run(models.Model):
@@ -268,9 +274,19 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.pk})"
 
+    def get_absolute_url(self) -> str:
+        """The run page (``kernel.http.absolute_url`` makes it a link for emails and the API)."""
+        project = self.project
+        kwargs = {"team": project.team.slug, "project": project.slug, "run_id": self.pk}
+        return reverse("run", kwargs=kwargs)
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status in FAILED_STATUSES
 
 
 class RunTag(models.Model):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracking.models import FAILED_STATUSES
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -24,6 +26,10 @@ class RunInfo:
     error: str = ""
     traceback_tail: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)  # key -> latest value (JSON-safe)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ MAX_ADDRESSES = 50
 MAX_ALERTS = 50  # a grouped message lists this many; the rest are counted
 SUBJECT_CHARS = 200
 TRACEBACK_CHARS = 3000
-FAILED_STATUSES = frozenset({"failed", "crashed", "killed"})
 
 
 class EmailTransport(Transport):
@@ -120,7 +119,7 @@ def email_context(message: Message) -> dict[str, Any]:
 
 def alert_item(alert: AlertInfo) -> dict[str, Any]:
     run = alert.run
-    failed = run.status in FAILED_STATUSES
+    failed = run.failed
     return {
         "alert": alert,
         "run": run,

@@ -275,14 +275,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def user_agent() -> str:
     """``Labbook/<version>``: receivers can tell who calls and filter on it."""
-    import reports_app
-
-    version = getattr(reports_app, "__version__", None)
-    if version is None:
-        try:
-            version = importlib.metadata.version("labbook")
-        except importlib.metadata.PackageNotFoundError:
-            version = "dev"
+    try:
+        version = importlib.metadata.version("labbook")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        version = "dev"
     return f"Labbook/{version}"
 
 

@@ -39,7 +39,6 @@ BROKEN_ERRORS = frozenset(
         "team_disabled",
     }
 )
-FAILED_STATUSES = frozenset({"failed", "crashed", "killed"})
 MAX_ALERTS = 20  # Slack allows 50 blocks; a sweep of 40 dead runs still fits, summarized
 HEADER_CHARS = 150  # Slack's limit for a header block
 SECTION_CHARS = 3000  # Slack's limit for a section's text
@@ -131,7 +130,7 @@ def alert_section(alert: AlertInfo) -> dict[str, Any]:
 def alert_context(alert: AlertInfo) -> dict[str, Any]:
     """Values pre-escaped for mrkdwn; the template renders with autoescape off."""
     run = alert.run
-    tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.status in FAILED_STATUSES else ""
+    tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.failed else ""
     metrics = list(run.metrics.items())[:MAX_METRICS]
     return {
         "alert": alert,

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
+from kernel.http import absolute_url
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 
 
-def report_path(report: Report) -> str:
-    return f"/reports/{report.pk}/"
-
-
 def report_url(report: Report) -> str:
-    return settings.BASE_URL + report_path(report)
+    return absolute_url(report.get_absolute_url())
 
 
 def share_url(token: str) -> str:
-    return f"{settings.BASE_URL}/s/{token}"
+    return absolute_url(reverse("shared", kwargs={"token": token}))
 
 
 class ReportSerializer(serializers.ModelSerializer):

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from reports_app import pages
 from tests.conftest import World
 from tracking import services
 from tracking.ingest import Point, metrics_ingest
@@ -146,8 +145,8 @@ def test_it_sends_selected_runs_to_the_compare_page(viewer_client, world):
 
 def test_it_builds_run_links_in_one_place(world):
     run = _run(world, "a")
-    assert pages.run_path(run) == f"/acme/mnist/runs/{run.pk}"
-    assert pages.project_path(world.project) == URL
+    assert run.get_absolute_url() == f"/acme/mnist/runs/{run.pk}"
+    assert world.project.get_absolute_url() == URL
 
 
 def test_it_shows_how_to_log_the_first_run(viewer_client, world):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from kernel.http import absolute_url
 from tracking.models import (
     AlertLevel,
     ApiToken,
@@ -23,7 +23,7 @@ from tracking.validation import float_to_json
 
 
 def run_url(run: Run) -> str:
-    return f"{settings.BASE_URL}/{run.project.team.slug}/{run.project.slug}/runs/{run.pk}"
+    return absolute_url(run.get_absolute_url())
 
 
 class TeamSerializer(serializers.ModelSerializer):
