@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http.response import HttpResponseBase
 
 from kernel.errors import NotFound, PermissionDenied
 
@@ -48,3 +49,24 @@ def valid_ip(value: Any) -> str | None:
 def absolute_url(path: str) -> str:
     """A page's path as a link that works outside the site (emails, webhooks, the API)."""
     return settings.BASE_URL + path
+
+
+def query_string(query: QueryDict, **changes: str | None) -> str:
+    """``query`` with ``changes`` applied (None drops a key), as ``?a=1&b=2``."""
+    params = query.copy()
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value is not None:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+def allow_framing(response: HttpResponseBase) -> HttpResponseBase:
+    """Let the sites of ``SHARE_FRAME_ANCESTORS`` frame this response (an embeddable share link).
+
+    Every other page keeps ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``.
+    """
+    response.frame_ancestors = list(settings.SHARE_FRAME_ANCESTORS)
+    response.xframe_options_exempt = True
+    return response

@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from reports_app import pages, render, revision_diff, selectors, services
+from kernel.http import query_string
+from reports_app import render, revision_diff, selectors, services
 from reports_app.models import Report, ReportRevision, ShareLink, Visibility
-from tracking.models import Project
+from tracking.models import WRITE_ROLES, Project
 from tracking.validation import in_utc, invalid
 
 LIST_PAGE = 30
@@ -35,9 +36,9 @@ MAX_OFFSET_MINUTES = 14 * 60
 def page_links(query: QueryDict, page: Page) -> dict[str, str]:
     links = {}
     if page.has_previous():
-        links["previous"] = pages.query_string(query, page=str(page.previous_page_number()))
+        links["previous"] = query_string(query, page=str(page.previous_page_number()))
     if page.has_next():
-        links["next"] = pages.query_string(query, page=str(page.next_page_number()))
+        links["next"] = query_string(query, page=str(page.next_page_number()))
     return links
 
 
@@ -65,7 +66,7 @@ def list_context(user: AbstractBaseUser, project: Project, query: QueryDict) -> 
         "page": page,
         "page_links": page_links(query, page),
         "search": search,
-        "can_create": pages.can_edit(project),
+        "can_create": project.role in WRITE_ROLES,
         "visibilities": Visibility.choices,
     }
 
@@ -180,8 +181,8 @@ def diff_context(report: Report, query: QueryDict) -> dict[str, Any]:
         "lines": body.inline() if inline else None,
         "title_diff": revision_diff.words(old.title, new.title) if old.title != new.title else None,
         "view": "inline" if inline else "side",
-        "side_href": pages.query_string(query, view=None),
-        "inline_href": pages.query_string(query, view="inline"),
+        "side_href": query_string(query, view=None),
+        "inline_href": query_string(query, view="inline"),
         "numbers": list(selectors.revisions(report).values_list("number", flat=True)),
     }
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from csp.middleware import CSPMiddleware, PolicyParts
-from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -96,7 +95,7 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
 
     ``connect-src`` names this host's websocket URL (``'self'`` covers ws:// and
     wss:// only in CSP Level 3 browsers), and a response marked by
-    :func:`allow_framing` gets its own ``frame-ancestors``. The header is
+    :func:`kernel.http.allow_framing` gets its own ``frame-ancestors``. The header is
     built in-line, so under ASGI it costs no thread switch.
     """
 
@@ -124,13 +123,3 @@ def _websocket_origin(request: HttpRequest) -> str | None:
     except DisallowedHost:
         return None
     return f"{'wss' if request.is_secure() else 'ws'}://{host}"
-
-
-def allow_framing(response: HttpResponseBase) -> HttpResponseBase:
-    """Let the sites of ``SHARE_FRAME_ANCESTORS`` frame this response (an embeddable share link).
-
-    Every other page keeps ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``.
-    """
-    response.frame_ancestors = list(settings.SHARE_FRAME_ANCESTORS)
-    response.xframe_options_exempt = True
-    return response

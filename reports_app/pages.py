@@ -8,14 +8,10 @@ come prefetched by ``runs_for_user``).
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
@@ -23,10 +19,12 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from kernel.http import query_string
 from kernel.ids import is_id
 from tracking import selectors, services
 from tracking.models import MetricSeries, Project, Run, RunStatus, Team
-from tracking.validation import float_to_json, invalid
+from tracking.presentation import RunRow, run_row, stall_after
+from tracking.validation import invalid
 
 PAGE_SIZE = 50
 RECENT_RUNS = 20
@@ -52,70 +50,6 @@ def compare_path(project: Project, run_ids: list[int]) -> str:
 
 
 # --- Shared formatting ---------------------------------------------------------
-
-
-def run_duration(run: Run, *, now: datetime) -> timedelta:
-    end = run.ended_at or (now if run.status == RunStatus.RUNNING else run.last_seen_at)
-    return max(end - run.created_at, timedelta(0))
-
-
-def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {seconds:02d}s"
-    return f"{seconds}s"
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return format(value, ".4g") if math.isfinite(value) else str(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-@dataclass
-class Cell:
-    """A config or summary column's value in a row; ``source``/``key`` let live updates find it."""
-
-    source: str
-    key: str
-    text: str
-
-
-@dataclass
-class RunRow:
-    """A run as a table row: the run plus what the template cannot compute itself."""
-
-    run: Run
-    href: str
-    duration: str
-    stalled: bool = False
-    cells: list[Cell] = field(default_factory=list)
-
-
-def stall_after() -> timedelta:
-    return timedelta(seconds=settings.LABBOOK["RUN_CRASH_AFTER_SECONDS"] / 2)
-
-
-def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
-    stalled = run.status == RunStatus.RUNNING and run.last_seen_at < now - stall_after()
-    return RunRow(
-        run=run,
-        href=run.get_absolute_url(),
-        duration=format_duration(run_duration(run, now=now)),
-        stalled=stalled,
-        cells=[
-            Cell(*column.split(".", 1), format_value(column_value(run, column)))
-            for column in columns
-        ],
-    )
 
 
 # --- Home ----------------------------------------------------------------------
@@ -249,33 +183,11 @@ def chosen_columns(session: Any, query: QueryDict, project: Project) -> list[str
     return list(session.get(key, []))
 
 
-def column_value(run: Run, column: str) -> Any:
-    """A ``config.<key>`` or ``summary.<key>`` value; summaries fall back to the last metric."""
-    source, _, key = column.partition(".")
-    if source == "config":
-        return run.config.get(key)
-    if key in run.summary:
-        return run.summary[key]
-    series = next((s for s in run.metric_series.all() if s.key == key and s.count), None)
-    return None if series is None else float_to_json(series.last_value)  # a NaN shows as NaN
-
-
 def available_columns(runs: list[Run]) -> list[str]:
     config = {key for run in runs for key in run.config}
     summary = {key for run in runs for key in run.summary}
     summary |= {series.key for run in runs for series in run.metric_series.all()}
     return [f"config.{k}" for k in sorted(config)] + [f"summary.{k}" for k in sorted(summary)]
-
-
-def query_string(query: QueryDict, **changes: str | None) -> str:
-    """``query`` with ``changes`` applied (None drops a key), as ``?a=1&b=2``."""
-    params = query.copy()
-    for key, value in changes.items():
-        params.pop(key, None)
-        if value is not None:
-            params[key] = value
-    encoded = params.urlencode()
-    return f"?{encoded}" if encoded else "?"
 
 
 @dataclass

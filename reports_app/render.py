@@ -28,13 +28,15 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from reports_app import blocks, budget, markup, pages, run_pages
+from kernel.charts import run_color
+from reports_app import blocks, budget, markup
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
 from reports_app.models import Report
 from reports_app.render_slots import in_render_slot
-from tracking import patterns
+from tracking import patterns, presentation
 from tracking.history import History, histories
 from tracking.models import MetricSeries, Run
+from tracking.validation import flatten
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 FROZEN_NOTE = '<p class="chart-note">Frozen when the report was saved.</p>'
@@ -260,7 +262,7 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
             history = found.get((run.pk, key))
             if history is None:
                 continue
-            color = run_pages.COLORS[run_index % len(run_pages.COLORS)]
+            color = run_color(run_index)
             trace = copy.deepcopy(_trace_style(color, DASHES[key_index % len(DASHES)]))
             trace["name"] = run.name if len(block.metrics) == 1 else f"{run.name} · {key}"
             trace["meta"] = {
@@ -421,7 +423,7 @@ def _chart_html(item: _Block, figure: Figure) -> str:
 
 def _runs_html(item: _Block, *, public: bool) -> str:
     columns = list(item.parsed.columns)
-    rows = [pages.run_row(run, now=datetime.now(UTC), columns=columns) for run in item.runs]
+    rows = [presentation.run_row(run, now=datetime.now(UTC), columns=columns) for run in item.runs]
     context = {"rows": rows, "columns": columns, "public": public}
     return render_to_string("reports_app/blocks/runs.html", context)
 
@@ -429,8 +431,8 @@ def _runs_html(item: _Block, *, public: bool) -> str:
 def _compare_html(item: _Block, *, public: bool) -> str:
     runs = item.runs
     context = {
-        "runs": [{**run_pages.chart_run(run, i), "run": run} for i, run in enumerate(runs)],
-        "rows": run_pages.diff_rows([run_pages.flatten(run.config) for run in runs]),
+        "runs": [{**presentation.chart_run(run, i), "run": run} for i, run in enumerate(runs)],
+        "rows": presentation.diff_rows([flatten(run.config) for run in runs]),
         "public": public,
     }
     return render_to_string("reports_app/blocks/compare.html", context)

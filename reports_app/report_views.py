@@ -10,9 +10,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from kernel.errors import NotFound
-from kernel.http import request_ip
+from kernel.http import allow_framing, request_ip
 from reports_app import report_pages, selectors, services
-from reports_app.middleware import allow_framing
 from reports_app.models import ShareLink
 
 

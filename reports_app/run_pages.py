@@ -22,6 +22,14 @@ from reports_app import pages
 from tracking import selectors
 from tracking.mlflow import artifacts
 from tracking.models import MetricSeries, Project, Run, SdkAlert
+from tracking.presentation import (
+    chart_run,
+    diff_rows,
+    format_duration,
+    format_value,
+    run_duration,
+    run_row,
+)
 from tracking.validation import flatten, float_to_json
 
 TRACEBACK_TAIL_LINES = 40
@@ -30,13 +38,6 @@ ARTIFACTS_SHOWN = 200
 MAX_COMPARE = 20
 CHART_MAX_POINTS = 1000  # points a chart asks for; zooming in refetches at full resolution
 CSV_PAGE = 50_000  # points per database read while streaming a CSV download
-# Plotly's and D3's category colours: 20 runs on one chart stay distinguishable.
-COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
-    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
 GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
 
 
@@ -91,19 +92,14 @@ class Chart:
     csv_href: str = ""
 
 
-def chart_run(run: Run, index: int) -> dict[str, Any]:
-    color = index % len(COLORS)
-    return {"id": run.pk, "name": run.name, "color": COLORS[color], "color_index": color}
-
-
 def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
     return [
         Chart(
             key=s.key,
             runs=[chart_run(run, 0)],
-            last=pages.format_value(float_to_json(s.last_value)),
-            low=pages.format_value(float_to_json(s.min_value)),
-            high=pages.format_value(float_to_json(s.max_value)),
+            last=format_value(float_to_json(s.last_value)),
+            low=format_value(float_to_json(s.min_value)),
+            high=format_value(float_to_json(s.max_value)),
             count=s.count,
             csv_href=csv_path(run, s.key),
         )
@@ -115,7 +111,11 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
     """What ``charts.js`` reads from the page (``json_script``)."""
     return {
         "runs": [
-            {**chart_run(run, i), "status": run.status, "start": run.created_at.timestamp()}
+            {
+                **chart_run(run, i),
+                "status": run.status,
+                "start": run.created_at.timestamp(),
+            }
             for i, run in enumerate(runs)
         ],
         "charts": [{"key": chart.key, "runs": [r["id"] for r in chart.runs]} for chart in charts],
@@ -149,16 +149,16 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
         "project": run.project,
         "project_href": run.project.get_absolute_url(),
         "can_edit": run.role in selectors.WRITE_ROLES,
-        "duration": pages.format_duration(pages.run_duration(run, now=now)),
-        "row": pages.run_row(run, now=now),
+        "duration": format_duration(run_duration(run, now=now)),
+        "row": run_row(run, now=now),
         "csv_base": f"{run.get_absolute_url()}/metrics.csv",
         "failed": run.is_failed,
         "traceback_tail": tail,
         "traceback_cut": cut,
         "commit_url": commit_url(run.git),
-        "config": {k: pages.format_value(v) for k, v in sorted(flatten(run.config).items())},
-        "summary": {k: pages.format_value(v) for k, v in summary_values(run, series).items()},
-        "metadata": {k: pages.format_value(v) for k, v in sorted(flatten(run.metadata).items())},
+        "config": {k: format_value(v) for k, v in sorted(flatten(run.config).items())},
+        "summary": {k: format_value(v) for k, v in summary_values(run, series).items()},
+        "metadata": {k: format_value(v) for k, v in sorted(flatten(run.metadata).items())},
         "tags": tags,
         "charts": charts,
         "charts_config": charts_config(charts, [run]),
@@ -176,24 +176,6 @@ def compare_runs(user: selectors.User, project: Project, ids: list[int]) -> list
     found = selectors.runs_for_user(user, project=project).filter(pk__in=ids[:MAX_COMPARE])
     by_id = {run.pk: run for run in found}
     return [by_id[i] for i in ids if i in by_id]
-
-
-@dataclass
-class DiffRow:
-    key: str
-    values: list[str]
-    differs: bool
-
-
-def diff_rows(values_per_run: list[dict[str, Any]]) -> list[DiffRow]:
-    """One row per key any run has; ``differs`` when the runs disagree (a missing key differs)."""
-    keys = sorted({key for values in values_per_run for key in values})
-    rows = []
-    for key in keys:
-        cells = [pages.format_value(values.get(key)) for values in values_per_run]
-        present = all(key in values for values in values_per_run)
-        rows.append(DiffRow(key, cells, differs=not present or len(set(cells)) > 1))
-    return rows
 
 
 def compare_charts(runs: list[Run]) -> list[Chart]:
@@ -219,7 +201,7 @@ def compare_page_context(
         "project_href": project.get_absolute_url(),
         "runs": [
             {**chart_run(run, i), "run": run, "href": run.get_absolute_url()}
-            | {"duration": pages.format_duration(pages.run_duration(run, now=now))}
+            | {"duration": format_duration(run_duration(run, now=now))}
             for i, run in enumerate(runs)
         ],
         "missing": len(set(ids[:MAX_COMPARE])) - len(runs),

@@ -32,6 +32,7 @@ from tracking.models import (
     TeamInvitation,
     TokenScope,
 )
+from tracking.presentation import RunRow
 from tracking.validation import invalid
 
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
@@ -71,11 +72,11 @@ def _team_runs(user: selectors.User, team: Team) -> QuerySet[Run]:
     return selectors.runs_for_user(user).prefetch_related(None).filter(project__team=team)
 
 
-def team_recent_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
+def team_recent_runs(user: selectors.User, team: Team, *, now: datetime) -> list[RunRow]:
     return pages.recent_runs(_team_runs(user, team), now=now)
 
 
-def team_attention_runs(user: selectors.User, team: Team, *, now: datetime) -> list[pages.RunRow]:
+def team_attention_runs(user: selectors.User, team: Team, *, now: datetime) -> list[RunRow]:
     return pages.attention_runs(_team_runs(user, team), now=now)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from reports_app import run_pages
 from tests.conftest import World
-from tracking import services
+from tracking import presentation, services
 from tracking.ingest import Point, metrics_ingest
 from tracking.models import Run
 
@@ -98,5 +97,5 @@ def test_it_costs_the_same_queries_for_2_and_20_runs(client, world, django_asser
 
 
 def test_it_flags_a_key_missing_from_one_run_as_differing():
-    rows = run_pages.diff_rows([{"a": 1, "b": None}, {"a": 1}])
+    rows = presentation.diff_rows([{"a": 1, "b": None}, {"a": 1}])
     assert [(row.key, row.differs) for row in rows] == [("a", False), ("b", True)]
