@@ -28,7 +28,7 @@ def settings_error() -> str | None:
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labbook.settings")
     problem = settings_error()
     if problem is not None:
         print(f"labbook: {problem}", file=sys.stderr)

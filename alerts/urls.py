@@ -1,4 +1,4 @@
-"""Routes of the alerting pages (included by ``reports_app.urls``).
+"""Routes of the alerting pages (included by ``labbook.urls``).
 
 ``fixed_patterns`` start with a fixed word (``alerts/``, ``settings/``);
 ``team_patterns`` start with ``<team>/<project>/alerts/`` and must come before

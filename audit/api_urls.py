@@ -1,4 +1,4 @@
-"""Audit log endpoints, included under ``/api/v1/`` by ``reports_app.urls``."""
+"""Audit log endpoints, included under ``/api/v1/`` by ``labbook.urls``."""
 
 from django.urls import path
 

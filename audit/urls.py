@@ -1,4 +1,4 @@
-"""Routes of the audit log page (included by ``reports_app.urls`` with the fixed routes)."""
+"""Routes of the audit log page (included by ``labbook.urls`` with the fixed routes)."""
 
 from __future__ import annotations
 

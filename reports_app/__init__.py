@@ -1,5 +1,2 @@
-"""The Labbook Django project package (settings, urls, asgi, Celery app) and the reports feature."""
-
-from reports_app.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""Reports: Markdown documents about runs with live charts, their revisions and share links,
+comments on runs and reports, and the live updates of both (websockets)."""

@@ -5,7 +5,7 @@ from django.apps import AppConfig
 
 class ReportsAppConfig(AppConfig):
     name = "reports_app"
-    verbose_name = "Labbook"
+    verbose_name = "Reports"
 
     def ready(self) -> None:
         from reports_app import live

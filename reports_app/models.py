@@ -167,7 +167,7 @@ class Heartbeat(models.Model):
 
     Workers and beat may run on other machines than the web server, so they
     leave their heartbeat where every process can read it: here. One row per
-    process name, overwritten every few seconds (``reports_app.health``);
+    process name, overwritten every few seconds (``labbook.health``);
     ``seen_at`` is the database's clock, so clocks of different machines never
     disagree about how old a heartbeat is.
     """

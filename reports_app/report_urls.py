@@ -1,4 +1,4 @@
-"""Routes of the report pages (included by ``reports_app.urls``).
+"""Routes of the report pages (included by ``labbook.urls``).
 
 ``fixed_patterns`` start with ``reports/`` or ``s/`` (both reserved team
 slugs); ``project_patterns`` start with a team and project and are included

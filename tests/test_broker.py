@@ -1,4 +1,4 @@
-"""The embedded broker (reports_app.broker): a consumer sees whole messages, and skips bad ones.
+"""The embedded broker (labbook.broker): a consumer sees whole messages, and skips bad ones.
 
 Kombu's own filesystem transport creates a message file before writing it, so
 a consumer could take an empty file, and any undecodable file stopped the
@@ -28,13 +28,13 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
-from reports_app import broker
-from reports_app.broker import claim
+from labbook import broker
+from labbook.broker import claim
 from tests.sdk.server import ROOT, LabbookServer, server_env
 from tests.support import wait_until
 from tests.workers import WORKER, CeleryProcess, celery
 
-TRANSPORT = "reports_app.broker:Transport"
+TRANSPORT = "labbook.broker:Transport"
 CONSUME_TIMEOUT = 60
 STRESS_TIMEOUT = 180  # 600 tasks on a machine shared with other test runs
 
@@ -43,9 +43,9 @@ import os
 import sys
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labbook.settings")
 django.setup()
-from reports_app.celery import app
+from labbook.celery import app
 
 count, touch_folder = int(sys.argv[1]), sys.argv[2]
 for index in range(count):
@@ -106,7 +106,7 @@ def server(tmp_path: Path) -> LabbookServer:
 @contextmanager
 def worker(server: LabbookServer, name: str = "a") -> Iterator[CeleryProcess]:
     """A worker as ``up`` runs it (threads pool), with the diagnostic tasks loaded."""
-    args = (*WORKER, "-I", "reports_app.diagnostics", "--hostname", f"{name}@%h")
+    args = (*WORKER, "-I", "labbook.diagnostics", "--hostname", f"{name}@%h")
     env = {"LOG_LEVEL": "INFO"}  # the task lines the tests count are INFO
     with celery(server, *args, env=env, log=f"worker-{name}.log") as process:
         started = wait_until(lambda: "ready." in process.output() or exited(process), timeout=60)
@@ -317,7 +317,7 @@ def test_bad_files_are_set_aside_and_the_next_message_is_taken(
     with connection(folder) as conn, conn.SimpleQueue(name, serializer="json") as queue:
         bad = drop_bad_messages(folder, name)
         queue.put({"n": 1})
-        with caplog.at_level(logging.ERROR, logger="reports_app.broker"):
+        with caplog.at_level(logging.ERROR, logger="labbook.broker"):
             message = queue.get(block=False)
         message.ack()
         assert message.payload == {"n": 1}

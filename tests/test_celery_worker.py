@@ -33,7 +33,7 @@ import sys
 import django
 
 django.setup()
-from reports_app.celery import app
+from labbook.celery import app
 
 queue, path = sys.argv[1:]
 print(app.send_task("labbook.ping", queue=queue).id)
@@ -43,9 +43,9 @@ app.send_task("labbook.touch_file", args=[path], queue=queue)
 
 def worker_command(queue: str) -> list[str]:
     return [
-        *(sys.executable, "-m", "celery", "-A", "reports_app", "worker"),
+        *(sys.executable, "-m", "celery", "-A", "labbook", "worker"),
         *("--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle"),
-        *("--loglevel", "INFO", "-I", "reports_app.diagnostics"),
+        *("--loglevel", "INFO", "-I", "labbook.diagnostics"),
         *("-Q", queue, "--hostname", f"{queue}@%h"),
     ]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from reports_app import env
+from labbook import env
 from tests.support import free_port
 
 
@@ -103,7 +103,7 @@ def test_a_bad_setting_stops_django_from_starting(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env={
-            "DJANGO_SETTINGS_MODULE": "reports_app.settings",
+            "DJANGO_SETTINGS_MODULE": "labbook.settings",
             "LABBOOK_HOME": str(tmp_path),
             "DEBUG": "perhaps",
             "PATH": "/usr/bin:/bin",

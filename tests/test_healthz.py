@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from reports_app import health
-from reports_app.celery import app as celery_app
+from labbook import health
+from labbook.celery import app as celery_app
 from reports_app.models import Heartbeat
 from tests.support import free_port, require_redis
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reports_app import launcher
+from labbook import launcher
 from tests.support import free_port, wait_until
 
 
@@ -165,7 +165,7 @@ def test_it_forwards_what_children_write_as_it_comes(tmp_path: Path) -> None:
     """`up`'s own stdout and stderr carry the children's lines, the tail keeps a copy."""
     code = (
         "import sys\n"
-        "from reports_app import launcher\n"
+        "from labbook import launcher\n"
         "tail = launcher.OutputTail()\n"
         "spec = launcher.ChildSpec('t', 't', (sys.executable, '-c',"
         ' \'import sys; print("to out"); print("to err", file=sys.stderr)\'))\n'
@@ -252,7 +252,7 @@ def test_it_names_the_signal_that_killed_a_child() -> None:
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from reports_app.launcher import HomeLock
+from labbook.launcher import HomeLock
 HomeLock(Path(sys.argv[1])).acquire(url="http://127.0.0.1:1234/")
 print("locked", flush=True)
 time.sleep(120)
@@ -309,10 +309,10 @@ def test_it_shows_loopback_for_wildcard_hosts() -> None:
 
 def test_it_gives_children_an_absolute_home_and_the_settings(tmp_path: Path) -> None:
     env = launcher.child_env(
-        home=tmp_path, settings_module="reports_app.settings", base_url="http://127.0.0.1:9/"
+        home=tmp_path, settings_module="labbook.settings", base_url="http://127.0.0.1:9/"
     )
     assert env["LABBOOK_HOME"] == str(tmp_path) and Path(env["LABBOOK_HOME"]).is_absolute()
-    assert env["DJANGO_SETTINGS_MODULE"] == "reports_app.settings"
+    assert env["DJANGO_SETTINGS_MODULE"] == "labbook.settings"
     assert env["PATH"] == os.environ["PATH"]
 
 

@@ -44,8 +44,8 @@ def test_other_requests_go_on_to_the_views(server: LabbookServer):
 def test_the_guards_are_callable_without_a_thread_switch():
     from django.conf import settings
 
-    from reports_app import middleware
+    from labbook import middleware
 
-    assert "reports_app.middleware.StaticFilesMiddleware" in settings.MIDDLEWARE
+    assert "labbook.middleware.StaticFilesMiddleware" in settings.MIDDLEWARE
     for guard in (middleware.RejectNulCharactersMiddleware, middleware.StaticFilesMiddleware):
         assert guard.async_capable and guard.sync_capable

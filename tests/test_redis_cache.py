@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from reports_app.redis_cache import RedisCache
+from labbook.redis_cache import RedisCache
 from tests.support import free_port
 from tracking import throttling
 
 
 def test_an_unreachable_redis_answers_as_an_empty_cache(caplog):
     cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", {})  # nothing listens there
-    with caplog.at_level(logging.WARNING, logger="reports_app.redis_cache"):
+    with caplog.at_level(logging.WARNING, logger="labbook.redis_cache"):
         assert cache.get("key", "default") == "default"
         cache.set("key", 1)
         assert cache.add("key", 1) is False
@@ -24,7 +24,7 @@ def test_an_unreachable_redis_answers_as_an_empty_cache(caplog):
 def test_rate_limits_let_requests_through_while_redis_is_away(settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "reports_app.redis_cache.RedisCache",
+            "BACKEND": "labbook.redis_cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
         }
     }

@@ -1,5 +1,5 @@
 """The embedded database's write-ahead log is checkpointed by Labbook, never by SQLite's
-automatic passive checkpoint (the WAL-reset bug, see reports_app/sqlite/base.py).
+automatic passive checkpoint (the WAL-reset bug, see labbook/sqlite/base.py).
 
 Each test opens its own SQLite file through the settings' own DATABASE_URL
 handling, so what is checked is what ``manage.py up`` runs with.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from django.db.utils import ConnectionHandler
 
-from reports_app import settings as labbook_settings
-from reports_app.sqlite.base import CHECKPOINT_BYTES
+from labbook import settings as labbook_settings
+from labbook.sqlite.base import CHECKPOINT_BYTES
 
 ROW_BYTES = 4000
 

@@ -71,7 +71,7 @@ class Up:
 def up_env(home: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     env.update(
-        LABBOOK_HOME=str(home), DJANGO_SETTINGS_MODULE="reports_app.settings", PYTHONUNBUFFERED="1"
+        LABBOOK_HOME=str(home), DJANGO_SETTINGS_MODULE="labbook.settings", PYTHONUNBUFFERED="1"
     )
     return env
 

@@ -48,9 +48,9 @@ class CeleryProcess:
 def celery(
     server: LabbookServer, *args: str, env: dict[str, str] | None = None, log: str = "worker.log"
 ) -> Iterator[CeleryProcess]:
-    """``celery -A reports_app <args>`` with the server's environment, stopped at the end."""
+    """``celery -A labbook <args>`` with the server's environment, stopped at the end."""
     path = server.home / log
-    command = [sys.executable, "-m", "celery", "-A", "reports_app", *args]
+    command = [sys.executable, "-m", "celery", "-A", "labbook", *args]
     celery_env = {**server_env(server.home), "BASE_URL": server.url, **server.env, **(env or {})}
     with path.open("ab") as output:
         process = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""Celery tasks of tracking: thin wrappers over services (scheduled in reports_app/celery.py)."""
+"""Celery tasks of tracking: thin wrappers over services (scheduled in labbook/celery.py)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""REST API v1 of the reports feature (mounted under /api/v1/ by ``reports_app.urls``)."""
+"""REST API v1 of the reports feature (mounted under /api/v1/ by ``labbook.urls``)."""

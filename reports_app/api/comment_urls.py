@@ -1,4 +1,4 @@
-"""Comment endpoints, included under ``/api/v1/`` by ``reports_app.urls``."""
+"""Comment endpoints, included under ``/api/v1/`` by ``labbook.urls``."""
 
 from django.urls import path
 

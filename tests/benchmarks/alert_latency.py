@@ -99,7 +99,7 @@ def latency(redis_url: str | None) -> tuple[list[float], list[tuple[float, int]]
 
 def scan_duration() -> tuple[float, float]:
     os.environ["LABBOOK_HOME"] = tempfile.mkdtemp(prefix="labbook-scan-bench-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labbook.settings")
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     import django

@@ -146,7 +146,7 @@ def throwaway_database(server_url: str) -> Iterator[str]:
 def shape_env(shape: Shape, home: Path, database_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(LABBOOK_HOME=str(home), LOG_LEVEL="WARNING", PYTHONPATH=str(REPO))
-    env["DJANGO_SETTINGS_MODULE"] = "reports_app.settings"
+    env["DJANGO_SETTINGS_MODULE"] = "labbook.settings"
     if database_url:
         env["DATABASE_URL"] = database_url
     if shape.redis_url:
@@ -219,7 +219,7 @@ def serve(env: dict[str, str], home: Path, database_url: str | None) -> Iterator
     token = manage(env, "-c", SETUP).strip()
     port = free_port()
     command = [
-        *(sys.executable, "-m", "uvicorn", "reports_app.asgi:application"),
+        *(sys.executable, "-m", "uvicorn", "labbook.asgi:application"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
         *("--log-level", "warning", "--lifespan", "off"),
     ]

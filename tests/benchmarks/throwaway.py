@@ -10,7 +10,7 @@ import uuid
 def configure(database_url: str | None, *, prefix: str) -> str | None:
     """Point Django at a fresh home (and database); answers the database's name, if any."""
     os.environ["LABBOOK_HOME"] = tempfile.mkdtemp(prefix=f"labbook-{prefix}-bench-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reports_app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labbook.settings")
     os.environ.pop("REDIS_URL", None)
     if not database_url:
         os.environ.pop("DATABASE_URL", None)

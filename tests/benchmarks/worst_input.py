@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lb-worst-"))
-    os.environ.update(DJANGO_SETTINGS_MODULE="reports_app.settings", LABBOOK_HOME=str(work / "me"))
+    os.environ.update(DJANGO_SETTINGS_MODULE="labbook.settings", LABBOOK_HOME=str(work / "me"))
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     import django

@@ -91,7 +91,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from reports_app.launcher import http_get
+from labbook.launcher import http_get
 from tests.alerts.receiver import Received, Receiver, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,7 +395,7 @@ class Up:
         self.env = {k: v for k, v in os.environ.items() if k not in drop}
         self.env.update(
             LABBOOK_HOME=str(home),
-            DJANGO_SETTINGS_MODULE="reports_app.settings",
+            DJANGO_SETTINGS_MODULE="labbook.settings",
             PYTHONUNBUFFERED="1",
             NO_PROXY="127.0.0.1,localhost",
             **UP_ENV,

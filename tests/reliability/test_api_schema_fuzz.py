@@ -146,7 +146,7 @@ def _seed(server: LabbookServer) -> Seeded:
     env = {
         **server_env(server.home),
         **server.env,
-        "DJANGO_SETTINGS_MODULE": "reports_app.settings",
+        "DJANGO_SETTINGS_MODULE": "labbook.settings",
     }
     done = subprocess.run(
         [sys.executable, "-m", "tests.reliability.api_seed"],

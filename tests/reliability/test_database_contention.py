@@ -21,7 +21,7 @@ import orjson
 import pytest
 from django.db import OperationalError
 
-from reports_app.database_busy import busy_response, is_database_busy
+from labbook.database_busy import busy_response, is_database_busy
 from tests.sdk.server import LabbookServer
 from tracking import sdk
 

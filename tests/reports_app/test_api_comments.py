@@ -18,8 +18,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from labbook.celery import app as celery_app
 from reports_app import comments
-from reports_app.celery import app as celery_app
 from reports_app.models import Comment
 from tests.conftest import Persona, World
 from tracking import services

@@ -12,9 +12,9 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from labbook.celery import app as celery_app
 from reports_app import comments
 from reports_app import services as report_services
-from reports_app.celery import app as celery_app
 from reports_app.models import Comment, Report
 from tests.conftest import Persona, World
 from tracking import services

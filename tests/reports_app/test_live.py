@@ -22,8 +22,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
+from labbook.asgi import application
 from reports_app import consumers, live
-from reports_app.asgi import application
 from tests.conftest import Persona, World
 from tests.support import require_redis
 from tracking import services

@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from reports_app import run_pages
 from tests.conftest import World
 from tracking import services
 from tracking.ingest import Point, metrics_ingest
 from tracking.models import Run
+from workspace import run_pages
 
 
 def _run(world: World, name: str = "alpha", **fields) -> Run:

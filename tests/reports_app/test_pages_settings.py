@@ -11,7 +11,6 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from reports_app.team_pages import NEW_TOKEN_KEY
 from tests.conftest import World
 from tracking import services
 from tracking.ingest import Point, metrics_ingest
@@ -24,6 +23,7 @@ from tracking.models import (
     Run,
     TeamInvitation,
 )
+from workspace.team_pages import NEW_TOKEN_KEY
 
 TOKENS = "/settings/tokens/"
 MEMBERS = "/settings/teams/acme/"

@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from labbook.asgi import application
 from reports_app import selectors, services
-from reports_app.asgi import application
 from tests.conftest import World
 from tests.reports_app.test_live import QUIET, fresh_layer, ingest, scenario, socket_headers
 from tracking import selectors as tracking_selectors

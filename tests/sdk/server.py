@@ -63,7 +63,7 @@ def as_float(value: Any) -> float:
 
 
 class LabbookServer:
-    """uvicorn serving reports_app on a fixed port; stop() and start() keep port and home."""
+    """uvicorn serving Labbook on a fixed port; stop() and start() keep port and home."""
 
     def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
         self.home = home
@@ -78,7 +78,7 @@ class LabbookServer:
 
     def command(self) -> list[str]:
         return [
-            *(sys.executable, "-m", "uvicorn", "reports_app.asgi:application"),
+            *(sys.executable, "-m", "uvicorn", "labbook.asgi:application"),
             *("--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"),
             *("--log-level", "warning", "--lifespan", "off"),
         ]

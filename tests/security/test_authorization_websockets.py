@@ -1,4 +1,4 @@
-"""Who may listen on which websocket: the routes of ``reports_app.asgi``, not in the URL conf.
+"""Who may listen on which websocket: the routes of ``labbook.asgi``, not in the URL conf.
 
 ``SOCKETS`` holds a decision per route, and a route without one fails, as in
 ``test_authorization_matrix``. The sockets run through the real ASGI
@@ -22,8 +22,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
+from labbook.asgi import application, websocket_urlpatterns
 from reports_app import selectors, services
-from reports_app.asgi import application, websocket_urlpatterns
 from reports_app.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
 from tests.conftest import World
 from tests.reports_app.test_live import fresh_layer, scenario, socket_headers

@@ -26,7 +26,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from reports_app.celery import app as celery_app
+from labbook.celery import app as celery_app
 from tests.conftest import World, make_persona
 from tracking import invitations, services
 from tracking.models import INVITATION_TTL, Membership, Role, TeamInvitation

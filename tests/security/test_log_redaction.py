@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import reports_app.asgi  # noqa: F401  (installs the filter on uvicorn's loggers, as `up` runs it)
-from reports_app.log_redaction import redact
+import labbook.asgi  # noqa: F401  (installs the filter on uvicorn's loggers, as `up` runs it)
+from labbook.log_redaction import redact
 
 TOKEN = "s_Abc123xyzSECRETpartOfTheToken00"
 

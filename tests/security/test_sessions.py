@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from alerts.models import AlertRule
-from reports_app import login_throttle
+from labbook import login_throttle
 from reports_app.models import Comment, ShareLink
 from tests.conftest import World
 from tests.sdk.server import ROOT, LabbookServer, manage

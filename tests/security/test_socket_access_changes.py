@@ -21,8 +21,8 @@ from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from labbook.asgi import application
 from reports_app import comments, selectors, services
-from reports_app.asgi import application
 from reports_app.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED
 from reports_app.models import ShareLink
 from tests.conftest import Persona, World

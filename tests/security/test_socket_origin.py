@@ -11,8 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from reports_app.asgi import application
-from reports_app.socket_origin import allowed_origin
+from labbook.asgi import application
+from labbook.socket_origin import allowed_origin
 from tests.conftest import World
 from tests.reports_app.test_live import socket_headers
 

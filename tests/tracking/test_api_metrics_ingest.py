@@ -261,7 +261,7 @@ def test_old_batch_ids_are_forgotten_but_points_stay_unique(world, run):
 
 
 def test_the_prune_task_is_scheduled():
-    from reports_app.celery import app
+    from labbook.celery import app
 
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert "tracking.ingest_batches_prune" in tasks

@@ -273,7 +273,7 @@ def test_a_step_and_timestamp_shared_by_two_values_keeps_both_in_arrival_order(r
 
 
 def test_the_csv_download_holds_every_point_of_a_crowded_step(world, run, monkeypatch):
-    from reports_app import run_pages
+    from workspace import run_pages
 
     monkeypatch.setattr(run_pages, "CSV_PAGE", 4)
     metrics_ingest(run=run, points=[Point("loss", 0, float(n), T + n // 3) for n in range(10)])

@@ -94,7 +94,7 @@ def migrate_old_points(env: dict[str, str]) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "reports_app.settings"},
+        env={**env, "DJANGO_SETTINGS_MODULE": "labbook.settings"},
         capture_output=True,
         text=True,
         timeout=300,

@@ -22,7 +22,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
-from reports_app.env import env_rate
+from labbook.env import env_rate
 from tests.sdk.server import ROOT, LabbookServer, server_env
 from tracking import services, throttling
 from tracking.models import Run

@@ -1,6 +1,6 @@
 """Routes of MLflow's proxied artifact store, under ``api/2.0/mlflow-artifacts/``.
 
-``reports_app.urls`` includes ``urlpatterns`` there and under
+``labbook.urls`` includes ``urlpatterns`` there and under
 ``ajax-api/2.0/mlflow-artifacts/`` (the MLflow UI's prefix).
 """
 

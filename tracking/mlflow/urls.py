@@ -1,6 +1,6 @@
 """Routes of the MLflow tracking protocol, under ``api/2.0/mlflow/`` and ``ajax-api/2.0/mlflow/``.
 
-``reports_app.urls`` includes ``urlpatterns`` at both prefixes (the MLflow UI
+``labbook.urls`` includes ``urlpatterns`` at both prefixes (the MLflow UI
 uses the second). Unknown paths answer JSON ``ENDPOINT_NOT_FOUND``, never an
 HTML page the client could not read.
 """

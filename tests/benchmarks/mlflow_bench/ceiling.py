@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from reports_app import launcher
+from labbook import launcher
 from tests.benchmarks import ingest as lb
 from tests.benchmarks.mlflow_bench.client import metric_batch, use_token
 from tests.benchmarks.mlflow_bench.common import STEPS, Plan, timed

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports_app import launcher
+from labbook import launcher
 from tests.benchmarks import ingest as lb
 from tests.benchmarks.mlflow_bench.common import REPO, START_TIMEOUT
 from tests.benchmarks.mlflow_bench.processes import stop_tree, tree_pids

@@ -1,0 +1,215 @@
+"""What the run and compare pages show: small read functions the views call.
+
+Reads go through ``tracking.selectors`` (access checks in one place). Both
+pages cost a fixed number of queries however many metrics, tags or points a
+run has: the charts themselves load their data from the history API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import QueryDict
+from django.urls import reverse
+
+from alerts.models import Alert
+from tracking import selectors
+from tracking.mlflow import artifacts
+from tracking.models import MetricSeries, Project, Run, SdkAlert
+from tracking.presentation import (
+    chart_run,
+    diff_rows,
+    format_duration,
+    format_value,
+    run_duration,
+    run_row,
+)
+from tracking.validation import flatten, float_to_json
+from workspace import pages
+
+TRACEBACK_TAIL_LINES = 40
+SDK_ALERTS_SHOWN = 20
+ARTIFACTS_SHOWN = 200
+MAX_COMPARE = 20
+CHART_MAX_POINTS = 1000  # points a chart asks for; zooming in refetches at full resolution
+CSV_PAGE = 50_000  # points per database read while streaming a CSV download
+GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
+
+
+def series_path(run: Run, key: str) -> str:
+    return reverse("api-metric-history", kwargs={"run_id": run.pk, "key": key})
+
+
+def csv_path(run: Run, key: str) -> str:
+    return f"{run.get_absolute_url()}/metrics.csv?{urlencode({'key': key})}"
+
+
+# --- Shaping values -------------------------------------------------------------
+
+
+def summary_values(run: Run, series: Iterable[MetricSeries]) -> dict[str, Any]:
+    """The run's summary: explicit values win over each metric's last value."""
+    values = {s.key: float_to_json(s.last_value) for s in series if s.count}
+    values.update(flatten(run.summary))
+    return dict(sorted(values.items()))
+
+
+def traceback_tail(text: str) -> tuple[str, int]:
+    """The last lines of a traceback, and how many lines were cut above them."""
+    lines = text.rstrip().splitlines()
+    cut = max(len(lines) - TRACEBACK_TAIL_LINES, 0)
+    return "\n".join(lines[cut:]), cut
+
+
+def commit_url(git: Mapping[str, Any]) -> str | None:
+    """A link to the commit on a well-known forge, when the remote is one."""
+    remote, commit = str(git.get("remote") or ""), str(git.get("commit") or "")
+    match = GIT_HOSTS.match(remote)
+    if not match or not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        return None
+    path = remote[match.end() :].removesuffix(".git").strip("/")
+    return f"https://{match.group(1)}/{path}/commit/{commit}"
+
+
+# --- The run page -----------------------------------------------------------------
+
+
+@dataclass
+class Chart:
+    """One chart: a metric key drawn for one or more runs (one trace each)."""
+
+    key: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    last: str = ""
+    low: str = ""
+    high: str = ""
+    count: int = 0
+    csv_href: str = ""
+
+
+def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
+    return [
+        Chart(
+            key=s.key,
+            runs=[chart_run(run, 0)],
+            last=format_value(float_to_json(s.last_value)),
+            low=format_value(float_to_json(s.min_value)),
+            high=format_value(float_to_json(s.max_value)),
+            count=s.count,
+            csv_href=csv_path(run, s.key),
+        )
+        for s in series
+    ]
+
+
+def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
+    """What ``charts.js`` reads from the page (``json_script``)."""
+    return {
+        "runs": [
+            {
+                **chart_run(run, i),
+                "status": run.status,
+                "start": run.created_at.timestamp(),
+            }
+            for i, run in enumerate(runs)
+        ],
+        "charts": [{"key": chart.key, "runs": [r["id"] for r in chart.runs]} for chart in charts],
+        "history": reverse("api-metric-history", kwargs={"run_id": 0, "key": "KEY"}),
+        "maxPoints": CHART_MAX_POINTS,
+        "live": "/ws/live/",
+    }
+
+
+def artifacts_context(run: Run) -> dict[str, Any]:
+    """The run's files (logged by the mlflow client), the first ARTIFACTS_SHOWN of them."""
+    files = artifacts.artifact_walk(run)
+    return {
+        "artifacts": files[:ARTIFACTS_SHOWN],
+        "artifacts_total": len(files),
+        "artifacts_cut": len(files) > ARTIFACTS_SHOWN,
+        "artifacts_base": f"{run.get_absolute_url()}/artifacts",
+    }
+
+
+def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[str, Any]:
+    """Everything the run page shows of ``run`` (from ``run_get_for_user``): four queries."""
+    series = list(selectors.run_series(run))
+    tags = [tag.name for tag in run.tag_rows.all()]
+    alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
+    incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
+    tail, cut = traceback_tail(run.traceback)
+    charts = run_charts(run, series)
+    return {
+        "run": run,
+        "project": run.project,
+        "project_href": run.project.get_absolute_url(),
+        "can_edit": run.role in selectors.WRITE_ROLES,
+        "duration": format_duration(run_duration(run, now=now)),
+        "row": run_row(run, now=now),
+        "csv_base": f"{run.get_absolute_url()}/metrics.csv",
+        "failed": run.is_failed,
+        "traceback_tail": tail,
+        "traceback_cut": cut,
+        "commit_url": commit_url(run.git),
+        "config": {k: format_value(v) for k, v in sorted(flatten(run.config).items())},
+        "summary": {k: format_value(v) for k, v in summary_values(run, series).items()},
+        "metadata": {k: format_value(v) for k, v in sorted(flatten(run.metadata).items())},
+        "tags": tags,
+        "charts": charts,
+        "charts_config": charts_config(charts, [run]),
+        "sdk_alerts": alerts,
+        "incidents": incidents,
+        **artifacts_context(run),
+    }
+
+
+# --- The compare page ---------------------------------------------------------------
+
+
+def compare_runs(user: selectors.User, project: Project, ids: list[int]) -> list[Run]:
+    """The project's runs among ``ids`` the user can read, in the order asked (three queries)."""
+    found = selectors.runs_for_user(user, project=project).filter(pk__in=ids[:MAX_COMPARE])
+    by_id = {run.pk: run for run in found}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def compare_charts(runs: list[Run]) -> list[Chart]:
+    charts: dict[str, Chart] = {}
+    for index, run in enumerate(runs):
+        for series in run.metric_series.all():
+            if series.count:
+                chart = charts.setdefault(series.key, Chart(key=series.key))
+                chart.runs.append(chart_run(run, index))
+    return [charts[key] for key in sorted(charts)]
+
+
+def compare_page_context(
+    user: selectors.User, project: Project, query: QueryDict, *, now: datetime
+) -> dict[str, Any]:
+    ids = pages.selected_run_ids(query)
+    runs = compare_runs(user, project, ids)
+    config_rows = diff_rows([flatten(run.config) for run in runs])
+    summary_rows = diff_rows([summary_values(run, run.metric_series.all()) for run in runs])
+    charts = compare_charts(runs)
+    return {
+        "project": project,
+        "project_href": project.get_absolute_url(),
+        "runs": [
+            {**chart_run(run, i), "run": run, "href": run.get_absolute_url()}
+            | {"duration": format_duration(run_duration(run, now=now))}
+            for i, run in enumerate(runs)
+        ],
+        "missing": len(set(ids[:MAX_COMPARE])) - len(runs),
+        "too_many": len(ids) > MAX_COMPARE,
+        "max_compare": MAX_COMPARE,
+        "config_rows": config_rows,
+        "config_differing": sum(row.differs for row in config_rows),
+        "summary_rows": summary_rows,
+        "charts": charts,
+        "charts_config": charts_config(charts, runs),
+    }

@@ -1,0 +1,320 @@
+"""The team page and the settings pages: thin views over ``workspace.team_pages``.
+
+Every view answers 404 to outsiders (the selectors raise ``NotFound``) and
+403 to a member whose role may not make the change; a bad input shows the
+page again with status 400 and the error next to its field.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from kernel import forms
+from kernel.errors import ApplicationError
+from kernel.http import http_errors, request_ip
+from tracking import invitations, selectors, services
+from tracking.models import Project, Team
+from workspace import team_pages
+
+
+def _team(request: HttpRequest, slug: str) -> Team:
+    return selectors.team_get_for_user(request.user, slug)[0]  # team.role is the user's role
+
+
+def _project(request: HttpRequest, team: str, project: str) -> Project:
+    return selectors.project_get_for_user(request.user, f"{team}/{project}")
+
+
+# --- Team page ---------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def team(request: HttpRequest, team: str) -> HttpResponse:
+    found = _team(request, team)
+    form = forms.Form()
+    if request.method == "POST":
+        services.require_write(found.role)
+        project, form = forms.submit(
+            lambda: team_pages.project_create(request.user, found, request.POST),
+            request.POST,
+            fields=team_pages.PROJECT_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Created project {project.full_name}.")
+            return redirect(project.get_absolute_url())
+    context = team_pages.team_page_context(request.user, found, form=form)
+    return render(request, "workspace/team.html", context, status=forms.status(form))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_new(request: HttpRequest) -> HttpResponse:
+    """Anyone logged in may start a team; they become its owner."""
+    form = forms.Form()
+    if request.method == "POST":
+        created, form = forms.submit(
+            lambda: team_pages.team_create(request.user, request.POST),
+            request.POST,
+            fields=team_pages.TEAM_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Created the team {created.slug}: add its members next.")
+            return redirect("team", team=created.slug)
+    context = {"section": "new-team", "form": form}
+    return render(request, "workspace/settings/team_new.html", context, status=forms.status(form))
+
+
+# --- Settings: API tokens ------------------------------------------------------------
+
+
+@never_cache  # the page may show a new token: keep it out of the browser's cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    form = forms.Form()
+    if request.method == "POST":
+        _, form = forms.submit(
+            lambda: team_pages.token_create(
+                request.user, request.session, request.POST, ip=request_ip(request)
+            ),
+            request.POST,
+            fields=team_pages.TOKEN_FIELDS,
+        )
+        if not form.errors:
+            return redirect("settings-tokens")
+    context = team_pages.tokens_page_context(
+        request.user,
+        new_token=team_pages.new_token_pop(request.session) if not form.errors else None,
+        form=form,
+        api_url=request.build_absolute_uri(reverse("api-teams")),
+    )
+    return render(request, "workspace/settings/tokens.html", context, status=forms.status(form))
+
+
+@login_required
+@require_POST
+@http_errors
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = selectors.token_get_for_user(request.user, token_id)
+    services.token_revoke(token=token, ip=request_ip(request))
+    messages.success(request, f"Revoked the token {token.name}: it no longer works.")
+    return redirect("settings-tokens")
+
+
+# --- Settings: team members --------------------------------------------------------------
+
+
+def _members_page(
+    request: HttpRequest,
+    found: Team,
+    form: forms.Form,
+    row_error: team_pages.RowError | None = None,
+) -> HttpResponse:
+    context = team_pages.members_page_context(found, form=form, row_error=row_error)
+    status = 400 if form.errors or row_error else 200
+    return render(request, "workspace/settings/team.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def team_members(request: HttpRequest, team: str) -> HttpResponse:
+    found = _team(request, team)
+    form = forms.Form(values={"role": "editor"})
+    if request.method == "POST":
+        services.require_owner(found.role)
+        invitation, form = forms.submit(
+            lambda: team_pages.member_invite(
+                found, request.POST, actor=request.user, ip=request_ip(request)
+            ),
+            request.POST,
+            fields=team_pages.MEMBER_FIELDS,
+        )
+        if not form.errors:
+            # The same words whether or not an account answers to the name (issue 16 #6).
+            messages.success(request, f"Invitation sent to {invitation.invited_as}.")
+            return redirect("settings-team", team=found.slug)
+    return _members_page(request, found, form)
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_revoke(request: HttpRequest, team: str, invitation_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    invitation = invitations.invitation_get_for_team(found, invitation_id)
+    try:
+        invitations.invitation_revoke(
+            invitation=invitation, actor=request.user, ip=request_ip(request)
+        )
+    except invitations.InvitationClosed as error:
+        messages.error(request, error.message)
+        return redirect("settings-team", team=found.slug)
+    messages.success(request, f"Withdrew the invitation of {invitation.invited_as}.")
+    return redirect("settings-team", team=found.slug)
+
+
+# --- Settings: my invitations ------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def my_invitations(request: HttpRequest) -> HttpResponse:
+    context = team_pages.my_invitations_context(request.user)
+    return render(request, "workspace/settings/invitations.html", context)
+
+
+@never_cache  # the address holds the link's token
+@login_required
+@require_GET
+@http_errors
+def invitation(request: HttpRequest, code: str) -> HttpResponse:
+    """The emailed link: what the invitation offers, and buttons. GET changes nothing."""
+    try:
+        found = invitations.invitation_get_by_token(request.user, code)
+    except invitations.NotYours as error:
+        context = {"section": "invitations", "invitation": None, "error": error.message}
+        return render(request, "workspace/settings/invitation.html", context, status=403)
+    error = "" if found.state == "pending" else invitations.InvitationClosed(found).message
+    context = {"section": "invitations", "invitation": found, "error": error}
+    status = 409 if error else 200
+    return render(request, "workspace/settings/invitation.html", context, status=status)
+
+
+def _answer(request: HttpRequest, invitation_id: int, accept: bool) -> HttpResponse:
+    found = invitations.invitation_get_for_user(request.user, invitation_id)
+    try:
+        if accept:
+            invitations.invitation_accept(
+                invitation=found, user=request.user, ip=request_ip(request)
+            )
+        else:
+            invitations.invitation_decline(invitation=found, user=request.user)
+    except ApplicationError as error:
+        if error.status == 404:
+            raise
+        context = {"section": "invitations", "invitation": found, "error": error.message}
+        template = "workspace/settings/invitation.html"
+        return render(request, template, context, status=error.status)
+    if accept:
+        messages.success(request, f"You joined {found.team.slug} as {found.role}.")
+        return redirect("team", team=found.team.slug)
+    messages.success(request, f"You declined the invitation to {found.team.slug}.")
+    return redirect("settings-invitations")
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    return _answer(request, invitation_id, accept=True)
+
+
+@login_required
+@require_POST
+@http_errors
+def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    return _answer(request, invitation_id, accept=False)
+
+
+@login_required
+@require_POST
+@http_errors
+def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    membership = selectors.membership_get(found, user_id)
+    changed, form = forms.submit(
+        lambda: services.membership_role_change(
+            membership=membership,
+            role=request.POST.get("role", ""),
+            actor=request.user,
+            ip=request_ip(request),
+        ),
+        request.POST,
+        fields=("role",),
+    )
+    if form.errors:
+        row_error = team_pages.RowError(user_id, form.message)
+        return _members_page(request, found, forms.Form(), row_error)
+    name = membership.user.get_username()
+    messages.success(request, f"{name} is now {changed.role} in {found.slug}.")
+    return redirect("settings-team", team=found.slug)
+
+
+@login_required
+@require_POST
+@http_errors
+def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+    found = _team(request, team)
+    services.require_owner(found.role)
+    membership = selectors.membership_get(found, user_id)
+    _, form = forms.submit(
+        lambda: services.membership_remove(
+            team=found, user=membership.user, actor=request.user, ip=request_ip(request)
+        ),
+        request.POST,
+        fields=("role",),
+    )
+    if form.errors:
+        row_error = team_pages.RowError(user_id, form.message)
+        return _members_page(request, found, forms.Form(), row_error)
+    if membership.user_id == request.user.pk:
+        messages.success(request, f"You left {found.slug}.")
+        return redirect("home")
+    messages.success(request, f"Removed {membership.user.get_username()} from {found.slug}.")
+    return redirect("settings-team", team=found.slug)
+
+
+# --- Settings: project ----------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def project_settings(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    form = team_pages.project_form(found)
+    if request.method == "POST":
+        services.require_write(found.role)
+        updated, form = forms.submit(
+            lambda: team_pages.project_update(found, request.POST),
+            request.POST,
+            fields=team_pages.PROJECT_FIELDS,
+        )
+        if not form.errors:
+            messages.success(request, f"Saved the settings of {updated.full_name}.")
+            return redirect("project-settings", team=updated.team.slug, project=updated.slug)
+    context = team_pages.project_settings_context(found, form=form)
+    return render(request, "workspace/settings/project.html", context, status=forms.status(form))
+
+
+@login_required
+@require_POST
+@http_errors
+def project_delete(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    services.require_owner(found.role)
+    runs, delete_form = forms.submit(
+        lambda: team_pages.project_delete(found, request.POST),
+        request.POST,
+        fields=("confirm",),
+    )
+    if delete_form.errors:
+        context = team_pages.project_settings_context(
+            found, form=team_pages.project_form(found), delete_form=delete_form
+        )
+        return render(request, "workspace/settings/project.html", context, status=400)
+    deleted = f"{runs} run{pluralize(runs)}"
+    messages.success(request, f"Deleted project {found.full_name} and its {deleted}.")
+    return redirect("team", team=found.team.slug)

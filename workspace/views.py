@@ -1,0 +1,203 @@
+"""Pages of the web UI: thin views over ``workspace.pages`` and ``workspace.run_pages``."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.messages.views import SuccessMessageMixin
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_http_methods
+
+from kernel.errors import ApplicationError, NotFound
+from labbook import login_throttle
+from tracking import history, selectors, services
+from tracking.mlflow import artifacts
+from tracking.models import WRITE_ROLES, Project, Run
+from workspace import pages, run_pages
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; while the login is locked out it answers 429 and checks nothing."""
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        username = request.POST.get("username", "")
+        address = login_throttle.address_of(request)
+        wait = login_throttle.wait_seconds(username=username, address=address)
+        if not wait:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form_class()(request, initial={"username": username})
+        context = self.get_context_data(form=form, wait_minutes=math.ceil(wait / 60))
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+
+
+class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
+    success_url = reverse_lazy("home")
+    success_message = "Your password was changed."
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    context = {
+        "teams": pages.home_teams(request.user),
+        "runs": pages.home_recent_runs(request.user, now=now),
+        "attention": pages.home_attention_runs(request.user, now=now),
+        "attention_days": pages.ATTENTION_DAYS,
+    }
+    return render(request, "workspace/home.html", context)
+
+
+def _project(request: HttpRequest, team: str, project: str) -> Project:
+    try:
+        return selectors.project_get_for_user(request.user, f"{team}/{project}")
+    except NotFound:
+        raise Http404("No such project.") from None
+
+
+def _run(request: HttpRequest, team: str, project: str, run_id: int, *, write: bool = False) -> Run:
+    """The run, 404 for outsiders or when the URL names another project.
+
+    The URL is checked before the role: a run under another project's URL is
+    not found, whatever the caller may do to it where it really is.
+    """
+    try:
+        run = selectors.run_get_for_user(request.user, run_id)
+    except NotFound:
+        raise Http404("No such run.") from None
+    if (run.project.team.slug, run.project.slug) != (team, project):
+        raise Http404("No such run in this project.")
+    if write and run.role not in WRITE_ROLES:
+        raise DjangoPermissionDenied("Viewers cannot change runs.")
+    return run
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def project(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    query = request.POST if request.method == "POST" else request.GET
+    if "compare" in query:
+        run_ids = pages.selected_run_ids(query)
+        if run_ids:
+            return HttpResponseRedirect(pages.compare_path(found, run_ids))
+    elif request.method == "POST" and "tag_action" in query:
+        if not pages.can_edit(found):
+            raise DjangoPermissionDenied("Viewers cannot change runs.")
+        return _bulk_tag(request, found)
+    columns = pages.chosen_columns(request.session, request.GET, found)
+    context = pages.project_page_context(request.user, found, request.GET, columns)
+    context["compare_empty"] = "compare" in query
+    context["can_edit"] = pages.can_edit(found)
+    context["current_team"] = found.team
+    return render(request, "workspace/project.html", context)
+
+
+def _bulk_tag(request: HttpRequest, project: Project) -> HttpResponse:
+    back = request.POST.get("back", "")
+    back = back if back.startswith("?") else "?"
+    try:
+        count = pages.bulk_tag(request.user, project, request.POST)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Tags updated on {count} run{'s' if count != 1 else ''}.")
+    return HttpResponseRedirect(project.get_absolute_url() + back)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def run(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+    found = _run(request, team, project, run_id, write=request.method == "POST")
+    if request.method == "POST":
+        return _annotate(request, found)
+    context = run_pages.run_page_context(request.user, found, now=timezone.now())
+    context["current_team"] = found.project.team
+    return render(request, "workspace/run.html", context)
+
+
+def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
+    notes = request.POST.get("notes")
+    tags = request.POST.get("tags")
+    tag_list = None if tags is None else [t.strip() for t in tags.split(",") if t.strip()]
+    try:
+        services.run_annotate(run=run, notes=notes, tags=tag_list)
+    except ApplicationError as error:
+        what = "notes" if notes is not None else "tags"
+        messages.error(request, f"Could not save the {what}: {error.message}")
+    else:
+        messages.success(request, "Notes saved." if notes is not None else "Tags saved.")
+    return HttpResponseRedirect(run.get_absolute_url())
+
+
+@login_required
+@require_GET
+def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+    found = _run(request, team, project, run_id)
+    try:
+        series = selectors.series_get(found, request.GET.get("key", ""))
+    except NotFound:
+        raise Http404("No such metric.") from None
+    name = slugify(f"{found.name}-{series.key}") or "metric"
+    response = StreamingHttpResponse(_csv_rows(series), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
+
+
+@login_required
+@require_GET
+def run_artifact(
+    request: HttpRequest, team: str, project: str, run_id: int, path: str
+) -> HttpResponse:
+    """One artifact file of the run, as an attachment."""
+    found = _run(request, team, project, run_id)
+    try:
+        return artifacts.file_response(artifacts.artifact_file(artifacts.run_location(found, path)))
+    except ApplicationError:
+        raise Http404("No such artifact.") from None
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(series) -> Iterator[str]:
+    """Every point of the series, page by page: a million points never sit in memory at once."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(["step", "value", "timestamp"])
+    cursor: history.PointKey | None = None
+    while True:
+        page = history.metric_history(series, cursor=cursor, limit=run_pages.CSV_PAGE)
+        for row in zip(page.steps, page.values, page.timestamps, strict=True):
+            yield writer.writerow(row)
+        if page.next_cursor is None:
+            return
+        cursor = history.parse_cursor(page.next_cursor)
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, team: str, project: str) -> HttpResponse:
+    found = _project(request, team, project)
+    context = run_pages.compare_page_context(request.user, found, request.GET, now=timezone.now())
+    context["current_team"] = found.team
+    return render(request, "workspace/compare.html", context)
