@@ -124,6 +124,23 @@ def test_one_version_for_the_server_and_the_sdk() -> None:
     assert "tracking*" in server["tool"]["setuptools"]["packages"]["find"]["include"]
 
 
+def test_the_servers_wheel_still_ships_the_sdk(tmp_path: Path) -> None:
+    source = tmp_path / "labbook"
+    anywhere = shutil.ignore_patterns("__pycache__", "*.egg-info", ".*_cache")
+    top = {".git", ".venv", ".venv-ci", "var", "build", "test-artifacts", ".hypothesis"}
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        return set(anywhere(folder, names)) | (top & set(names) if Path(folder) == ROOT else set())
+
+    shutil.copytree(ROOT, source, ignore=skip)
+    wheel = build_wheel(source, tmp_path / "dist")
+    assert wheel.name == f"labbook-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"tracking/sdk/{path.name}" for path in SDK.glob("*.py")} <= names
+    assert "tracking/__init__.py" in names and "tracking/sdk/pyproject.toml" not in names
+
+
 def test_the_sdk_alone_logs_a_run_without_django(
     venv: Path, server: LabbookServer, project: str, tmp_path: Path
 ) -> None:
