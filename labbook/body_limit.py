@@ -11,9 +11,10 @@ sees the request:
 * an artifact upload (the only body allowed to be large) is answered 401
   unread unless its token (``Authorization``) is one that authenticates, or
   its session cookie names a signed-in session: a stranger's bytes, or those
-  of a revoked, expired or made-up token, are never stored. What the token may
-  do is the view's to decide, with the body counted against the limit as it
-  streams in.
+  of a revoked, expired or made-up token, are never stored. The 401 says what
+  the API's own would (no token, a token that is not valid, or expired). What
+  the token may do is the view's to decide, with the body counted against the
+  limit as it streams in.
 
 The limit is ``MAX_REQUEST_BYTES`` (16 MiB), or ``ARTIFACTS_MAX_BYTES``
 (1 GiB) for a ``PUT`` of an artifact. Errors are JSON in the shape of the
@@ -33,8 +34,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
-from kernel.errors import ApplicationError
-from tracking.services import token_authenticate, token_in_header
+from tracking.mlflow import http as mlflow_http
+from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate, token_in_header
 
 # PUT of one artifact file: MLflow's proxied store (both prefixes) and the REST API.
 UPLOAD_PATH = re.compile(
@@ -60,23 +61,36 @@ def limit_for(scope: dict[str, Any]) -> int:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
-async def _signed_in(scope: dict[str, Any]) -> bool:
-    """The upload carries a credential that authenticates: a live token, or a session."""
+NOT_SIGNED_IN = "Send a valid API token (or sign in) to upload an artifact."
+
+
+async def _refusal(scope: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Why the upload's credential does not authenticate: the REST API's error code
+    (``tracking.api.auth``), its message, and MLflow's message (``tracking.mlflow.http``).
+    None for a live token or a signed-in session."""
     authorization = _header(scope, b"authorization")
     if authorization is not None:
-        raw = token_in_header(authorization.decode("latin-1"))
-        return raw is not None and await _token_authenticates(raw)
+        header = authorization.decode("latin-1")
+        raw = token_in_header(header)
+        mlflow_message = mlflow_http.unauthenticated(header, raw)
+        if raw is None:
+            return "invalid_token", "Send 'Authorization: Bearer <token>'.", mlflow_message
+        try:
+            if await _token_authenticates(raw):
+                return None
+        except TokenExpired as expired:
+            return expired.code, expired.message, expired.message
+        return "invalid_token", TOKEN_NOT_VALID, mlflow_message
     cookies = parse_cookie((_header(scope, b"cookie") or b"").decode("latin-1"))
     key = cookies.get(settings.SESSION_COOKIE_NAME)
-    return bool(key) and await _session_signed_in(key)
+    if key and await _session_signed_in(key):
+        return None
+    return "not_authenticated", NOT_SIGNED_IN, NOT_SIGNED_IN
 
 
 @database_sync_to_async
 def _token_authenticates(raw: str) -> bool:
-    try:
-        return token_authenticate(raw) is not None
-    except ApplicationError:  # expired
-        return False
+    return token_authenticate(raw) is not None  # raises TokenExpired
 
 
 async def _session_signed_in(key: str) -> bool:
@@ -126,11 +140,12 @@ class BodyLimit:
             if length > limit:
                 body = _error(scope, "too_large", "INVALID_PARAMETER_VALUE", too_large)
                 return await _answer(send, 413, body)
-        if is_upload(scope) and not await _signed_in(scope):
-            message = "Send a valid API token (or sign in) to upload an artifact."
-            return await _answer(
-                send, 401, _error(scope, "unauthorized", "UNAUTHENTICATED", message)
-            )
+        refusal = await _refusal(scope) if is_upload(scope) else None
+        if refusal is not None:
+            code, message, mlflow_message = refusal
+            if MLFLOW_PATH.match(scope.get("path", "")):
+                message = mlflow_message
+            return await _answer(send, 401, _error(scope, code, "UNAUTHENTICATED", message))
         return await self._counted(scope, receive, send, limit, too_large)
 
     async def _counted(

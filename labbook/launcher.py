@@ -17,6 +17,9 @@ leaves no orphans behind.
 socket's backlog instead of being refused, and nothing else can take the port.
 Children's output goes through ``up`` (``OutputTail``), forwarded as it comes,
 so that when ``up`` gives up it can show the last lines the failing child wrote.
+Unless ``verbose`` (``up --verbose``), the children say only what needs a look:
+the worker and beat run quiet (no Celery banners) at WARNING, the web server at
+warning; errors, warnings and crashes still reach the terminal.
 
 One ``up`` per LABBOOK_HOME (``HomeLock``): two would run two workers and two
 beats on one database, and every scheduled task twice.
@@ -85,8 +88,14 @@ class Child:
 
 
 def child_specs(
-    *, listen_fd: int, home: Path, access_log: bool, trusted_proxies: Sequence[str] = ()
+    *,
+    listen_fd: int,
+    home: Path,
+    access_log: bool,
+    trusted_proxies: Sequence[str] = (),
+    verbose: bool = False,
 ) -> list[ChildSpec]:
+    """The web server, worker and beat; ``verbose`` lets them print their banners and INFO."""
     python = sys.executable
     web = [python, "-m", "uvicorn", "labbook.asgi:application", "--fd", str(listen_fd)]
     web += ["--lifespan", "off", "--timeout-graceful-shutdown", "5"]
@@ -97,11 +106,15 @@ def child_specs(
     else:
         web += ["--no-proxy-headers"]
     # uvicorn logs requests at INFO, so an access log needs that level.
-    web += ["--log-level", "info"] if access_log else ["--log-level", "warning", "--no-access-log"]
-    celery = [python, "-m", "celery", "-A", "labbook"]
-    worker = [*celery, "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4"]
+    web += ["--log-level", "info" if access_log or verbose else "warning"]
+    web += [] if access_log else ["--no-access-log"]
+    # Quiet (-q): no banner (~25 lines from the worker, ~10 from beat), and no INFO lines
+    # (connected, ready, every task sent, received and done); warnings and errors stay.
+    celery = [python, "-m", "celery", "-A", "labbook", *([] if verbose else ["-q"])]
+    level = "INFO" if verbose else "WARNING"
+    worker = [*celery, "worker", "--loglevel", level, "--pool", "threads", "--concurrency", "4"]
     worker += ["--without-gossip", "--without-mingle"]
-    beat = [*celery, "beat", "--loglevel", "INFO", "-s", str(home / "celerybeat-schedule")]
+    beat = [*celery, "beat", "--loglevel", level, "-s", str(home / "celerybeat-schedule")]
     return [
         ChildSpec("web", "web server", tuple(web), pass_fds=(listen_fd,)),
         ChildSpec("worker", "Celery worker", tuple(worker)),

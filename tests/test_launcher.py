@@ -326,6 +326,51 @@ def test_it_runs_the_web_server_worker_and_beat(tmp_path: Path) -> None:
     assert worker.pass_fds == beat.pass_fds == ()
 
 
+def test_the_children_keep_their_banners_and_info_lines_to_themselves_unless_verbose(
+    tmp_path: Path,
+) -> None:
+    """Celery's worker and beat banners (~35 lines) buried the first password: quiet (-q)
+    and WARNING by default, so warnings and errors still show; --verbose as before."""
+    web, worker, beat = launcher.child_specs(listen_fd=7, home=tmp_path, access_log=False)
+    for celery in (worker, beat):
+        assert "-q" in celery.argv[: celery.argv.index("-A") + 3]
+        assert celery.argv[celery.argv.index("--loglevel") + 1] == "WARNING"
+    assert web.argv[web.argv.index("--log-level") + 1] == "warning"
+    web, worker, beat = launcher.child_specs(
+        listen_fd=7, home=tmp_path, access_log=False, verbose=True
+    )
+    for celery in (worker, beat):
+        assert "-q" not in celery.argv
+        assert celery.argv[celery.argv.index("--loglevel") + 1] == "INFO"
+    assert web.argv[web.argv.index("--log-level") + 1] == "info" and "--no-access-log" in web.argv
+    (web, *_) = launcher.child_specs(listen_fd=7, home=tmp_path, access_log=True)
+    assert web.argv[web.argv.index("--log-level") + 1] == "info"
+    assert "--no-access-log" not in web.argv
+
+
+def test_a_quiet_worker_still_shows_its_errors_and_no_banner(tmp_path: Path) -> None:
+    """The real worker, as `up` runs it by default, with a broker that is not there: its
+    ERROR lines (cannot connect, retrying) come through; its banner does not."""
+    _, worker, _ = launcher.child_specs(listen_fd=7, home=tmp_path, access_log=False)
+    env = launcher.child_env(
+        home=tmp_path, settings_module="labbook.settings", base_url="http://127.0.0.1:9/"
+    )
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    env.pop("DATABASE_URL", None)
+    tail = launcher.OutputTail(limit=65536)
+    child = launcher.spawn(worker, env=env, cwd=Path(__file__).resolve().parents[1], output=tail)
+    try:
+        assert wait_until(lambda: "Cannot connect" in "\n".join(tail.lines(200)), timeout=60), (
+            tail.lines()
+        )
+    finally:
+        launcher.stop_all([child])
+    output = "\n".join(tail.lines(200))
+    assert "ERROR/MainProcess] consumer: Cannot connect to redis://" in output
+    for banner in ("-------------- celery@", "[config]", ".> app:", "[tasks]", "INFO/"):
+        assert banner not in output, banner
+
+
 def test_the_crash_hook_replaces_only_the_child_it_names(tmp_path: Path) -> None:
     specs = launcher.child_specs(listen_fd=7, home=tmp_path, access_log=False)
     assert launcher.crash_on_purpose(specs, None) == specs

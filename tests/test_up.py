@@ -1,6 +1,6 @@
-"""`manage.py up` as a real process: it serves, prints the first credentials once, restarts a
-child that dies, gives up on one that keeps dying, refuses a second `up` on its home, stops
-cleanly.
+"""`manage.py up` as a real process: it serves, prints the first credentials once (in a box,
+last), restarts a child that dies, gives up on one that keeps dying, refuses a second `up` on
+its home, stops cleanly; the children's banners only with --verbose.
 
 Each test runs `up` against a fresh SQLite database in its own LABBOOK_HOME
 (even when the outer run uses PostgreSQL), keeping REDIS_URL when it is set so
@@ -10,6 +10,7 @@ the Redis broker path is exercised too.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from reports_app.management.commands import up as up_command
 
 from tests.support import free_port, wait_until
 
@@ -178,6 +180,40 @@ def alive_heartbeat(up: Up, role: str, pid: int) -> bool:
     return found.startswith("ok: ") and found.endswith(f", pid {pid})")
 
 
+# Lines of Celery's worker and beat banners and of their INFO start-up chatter.
+BANNER = (
+    "-------------- celery@",
+    "[config]",
+    ".> app:",
+    ".> transport:",
+    "[tasks]",
+    "celery beat v",
+    "LocalTime ->",
+    "Configuration ->",
+    "beat: Starting...",
+    "INFO/MainProcess",
+    "Started server process",
+)
+
+
+def banner_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if any(mark in line for mark in BANNER)]
+
+
+def last_box(out: str) -> list[str]:
+    """The lines of the last box printed (with its borders), rounded or plain."""
+    lines = out.splitlines()
+    borders = [i for i, line in enumerate(lines) if line.startswith(("╭", "╰", "+-"))]
+    top, bottom = borders[-2:]
+    return lines[top : bottom + 1]
+
+
+def settled(up: Up) -> str:
+    """The output once the web server answers and the worker and beat have sent heartbeats."""
+    assert wait_until(lambda: background_alive(up), timeout=START_TIMEOUT), healthz(up)
+    return up.output()
+
+
 # --- Tests -----------------------------------------------------------------------------
 
 
@@ -194,11 +230,22 @@ def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
         "database": "ok",
         "broker": "ok",
     }
-    out = up.output()
+    out = settled(up)
     password = re.search(r"password +(\S+)", out).group(1)
     token = re.search(r"API token +(lb_\S+)", out).group(1)
     assert out.count(password) == 1 and out.count(token) == 1
     assert "will not be shown again" in out
+    # The box is the last thing printed: after the web server answered and the worker
+    # started, and nothing (banners, INFO lines) after it while the server runs.
+    box = last_box(out)
+    assert out.rstrip().endswith(box[-1])
+    text = "\n".join(box)
+    assert f"│ Labbook is running at http://127.0.0.1:{up.port}/ " in text
+    assert password in text and token in text
+    assert "python manage.py changepassword admin" in text and "Press Ctrl-C to stop." in text
+    assert box[0].startswith("╭") and box[-1].startswith("╰")
+    assert len({len(line) for line in box}) == 1  # every row as wide as the frame
+    assert banner_lines(out) == []
     projects = httpx.get(
         up.url("/api/v1/projects"), headers={"Authorization": f"Bearer {token}"}, trust_env=False
     )
@@ -234,11 +281,40 @@ def test_it_restarts_the_worker_beat_and_web_server_when_they_are_killed(start_u
     assert wait_until(lambda: not descendants(up.process.pid), timeout=STOP_TIMEOUT)
 
 
+def test_a_second_start_with_verbose_shows_the_banners_and_how_to_log_in(start_up) -> None:
+    """Admin exists: the box says where and how to reset the password. --verbose lets the
+    children's banners through, still before the box; a terminal that cannot show the
+    rounded corners gets a plain one."""
+    first = start_up()
+    first.wait_running()
+    password = re.search(r"password +(\S+)", first.output()).group(1)
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+
+    up = start_up("--verbose", env={"PYTHONIOENCODING": "ascii"})
+    up.wait_running()
+    out = settled(up)
+    assert password not in out and "API token" not in out
+    box = last_box(out)
+    assert box[0].startswith("+-") and box[-1].startswith("+-")
+    assert all(line.isascii() for line in box)
+    text = "\n".join(box)
+    assert f"| Labbook is running at http://127.0.0.1:{up.port}/ " in text
+    assert "Log in as admin with the password shown on the first start." in text
+    assert "python manage.py changepassword admin" in text
+    for mark in ("-------------- celery@", "[config]", ".> app:", "celery beat v"):
+        assert mark in out, mark
+    ready = out.index(" ready.")  # the worker's "celery@host ready." comes before the box
+    assert ready < out.index(box[0])
+
+
 def test_it_gives_up_on_a_child_that_keeps_dying(start_up) -> None:
     up = start_up(env={"LABBOOK_CRASH_CHILD": "worker"})
     children = up.wait_running()  # the web server serves meanwhile
     assert up.wait_exit(timeout=180) == 1
     out = up.output()
+    # What the crashing child wrote reaches the console as it happens, not just at the end.
+    assert out.count("crashing on purpose: LABBOOK_CRASH_CHILD=worker\n") >= 4
     for delay in (1, 2, 4, 8):
         assert f"the Celery worker exited with code 3; restarting in {delay} s" in out
     assert "labbook: the Celery worker exited 5 times in " in out
@@ -307,3 +383,29 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(start_up) ->
     events = page.json()["results"]
     assert events[0]["action"] == "destination.created"
     assert events[0]["ip"] == "127.0.0.1"
+
+
+# --- The box, in process ---------------------------------------------------------------
+
+
+def test_the_box_falls_back_to_plain_characters_where_the_terminal_has_no_others() -> None:
+    rows = ["Labbook is running at http://127.0.0.1:8000/", "", "Log in as josé"]
+    rounded = up_command.box(rows, encoding="utf-8")
+    assert rounded[0] == "╭" + "─" * 46 + "╮" and rounded[-1] == "╰" + "─" * 46 + "╯"
+    assert rounded[3] == "│ Log in as josé" + " " * 30 + " │"
+    plain = up_command.box(rows, encoding="ascii")
+    assert plain[0] == "+" + "-" * 46 + "+" and plain[-1] == plain[0]
+    assert plain[3] == "| Log in as jos?" + " " * 30 + " |"
+    assert up_command.box(rows, encoding="latin-1")[3].endswith("josé" + " " * 30 + " |")
+    assert up_command.box(rows, encoding="no-such-codec")[0].startswith("+-")
+
+
+def test_the_worker_counts_as_up_only_by_a_fresh_heartbeat_of_its_own_process() -> None:
+    def body(worker: str) -> str:
+        return json.dumps({"status": "ok", "checks": {"worker": worker}})
+
+    assert up_command.worker_alive(body("ok: last seen 0 s ago (celery@vm, pid 42)"), 42)
+    assert not up_command.worker_alive(body("ok: last seen 3 s ago (celery@vm, pid 41)"), 42)
+    assert not up_command.worker_alive(body("starting: no heartbeat yet"), 42)
+    assert not up_command.worker_alive(body("stale: last seen 95 s ago (celery@vm, pid 42)"), 42)
+    assert not up_command.worker_alive("<html>", 42)

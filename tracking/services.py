@@ -234,6 +234,11 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# What a token that authenticates nobody is told, by the REST and the MLflow API alike:
+# unknown, revoked, or its user deactivated (which of these is not said).
+TOKEN_NOT_VALID = "The token is not valid or was revoked."  # noqa: S105 - a message, not a secret
+
+
 class TokenExpired(ApplicationError):
     """The token is right but past its ``expires_at``: a new one is needed, not a fix."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -84,32 +86,74 @@ def test_an_anonymous_upload_is_refused_before_its_body_is_read(server: LabbookS
     assert body["error_code"] == "UNAUTHENTICATED"
 
 
+NOT_VALID = "The token is not valid or was revoked."
+
+
 @pytest.mark.parametrize(
-    "credential",
+    ("credential", "code", "mlflow_says"),
     [
-        "Authorization: Bearer lb_made-up-token",
-        "Authorization: Basic dXNlcjpsYl9tYWRlLXVw",  # user:lb_made-up, as MLflow sends it
-        "Authorization: Bearer",
-        "Cookie: sessionid=made-up-session",
+        ("Authorization: Bearer lb_made-up-token", "invalid_token", NOT_VALID),
+        # user:lb_made-up, as MLflow sends it
+        ("Authorization: Basic dXNlcjpsYl9tYWRlLXVw", "invalid_token", NOT_VALID),
+        ("Authorization: Bearer", "invalid_token", "The Authorization header carries no token"),
+        ("Cookie: sessionid=made-up-session", "not_authenticated", "Send a valid API token"),
     ],
     ids=["made-up-token", "made-up-basic", "empty-bearer", "made-up-session"],
 )
 def test_an_upload_with_a_credential_that_fails_is_refused_unread(
-    server: LabbookServer, credential: str
+    server: LabbookServer, credential: str, code: str, mlflow_says: str
 ):
     """The first fix let any Authorization header through: a made-up token's
-    upload was still spooled to disk before the view refused it."""
+    upload was still spooled to disk before the view refused it. The refusal
+    says what the API's own would: a wrong token is not valid, not missing."""
+    answers = {}
     for path in (
         "/api/2.0/mlflow-artifacts/artifacts/1/1/artifacts/big.bin",
         "/api/v1/runs/1/artifacts/big.bin",
     ):
-        status, _ = raw_request(
+        status, answers[path] = raw_request(
             server,
             headers(
                 server, f"PUT {path} HTTP/1.1", credential, f"Content-Length: {ARTIFACT_LIMIT - 1}"
             ),
         )
         assert status == 401, path
+    mlflow, rest = answers.values()
+    assert mlflow["error_code"] == "UNAUTHENTICATED"
+    assert mlflow["message"].startswith(mlflow_says)
+    assert rest["error"]["code"] == code
+    if code == "invalid_token" and "Bearer lb_" in credential:
+        assert rest["error"]["message"] == NOT_VALID
+
+
+def test_an_upload_with_an_expired_token_is_told_when_it_expired(server: LabbookServer):
+    """As the API's own answer says it: the SDK reads ``token_expired`` to tell its user."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+    with server.client() as http:
+        body = {"name": "short-lived", "expires_at": expires_at.isoformat()}
+        token = http.post("/api/v1/tokens", json=body).raise_for_status().json()["token"]
+    time.sleep(1.2)
+    for path, shape in (
+        ("/api/2.0/mlflow-artifacts/artifacts/1/1/artifacts/big.bin", "mlflow"),
+        ("/api/v1/runs/1/artifacts/big.bin", "rest"),
+    ):
+        status, answer = raw_request(
+            server,
+            headers(
+                server,
+                f"PUT {path} HTTP/1.1",
+                f"Authorization: Bearer {token}",
+                f"Content-Length: {ARTIFACT_LIMIT - 1}",
+            ),
+        )
+        assert status == 401, path
+        if shape == "rest":
+            assert answer["error"]["code"] == "token_expired"
+            message = answer["error"]["message"]
+        else:
+            assert answer["error_code"] == "UNAUTHENTICATED"
+            message = answer["message"]
+        assert message.startswith(f"The token {token[:10]}… expired on "), path
 
 
 def test_an_upload_past_the_artifact_limit_is_refused_unread(server: LabbookServer):

@@ -7,7 +7,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from tracking import scopes
 from tracking.models import ApiToken
-from tracking.services import TokenExpired, token_authenticate
+from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate
 
 
 class TokenExpiredFailed(exceptions.AuthenticationFailed):
@@ -32,7 +32,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         except TokenExpired as expired:
             raise TokenExpiredFailed(expired.message) from None
         if token is None:
-            raise exceptions.AuthenticationFailed("The token is not valid or was revoked.")
+            raise exceptions.AuthenticationFailed(TOKEN_NOT_VALID)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

@@ -3,7 +3,9 @@
 * Auth: ``Authorization: Bearer <labbook token>`` (what ``MLFLOW_TRACKING_TOKEN``
   sends), or HTTP Basic with the token as the password (what
   ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` send). Anything else is 401
-  ``UNAUTHENTICATED``.
+  ``UNAUTHENTICATED``, whose message says what the REST API's would: no token
+  (send one), a header without a token in it, a token that is not valid or was
+  revoked, or one that expired (and when).
 * Arguments: a GET reads the query string (repeated keys are lists); a POST,
   PATCH or DELETE reads a JSON object body — MLflow refuses other content types
   with 400, and so do we.
@@ -27,7 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from kernel.errors import ApplicationError
 from tracking import scopes, throttling
-from tracking.services import token_authenticate, token_in_header
+from tracking.services import TOKEN_NOT_VALID, token_authenticate, token_in_header
 from tracking.validation import json_loads
 
 logger = logging.getLogger(__name__)
@@ -82,23 +84,45 @@ def _from_application_error(error: ApplicationError) -> HttpResponse:
     return error_response(code or CODES.get(status, INVALID), message, status)
 
 
-def _token(request: HttpRequest) -> str | None:
-    return token_in_header(request.headers.get("Authorization", ""))
+# The 401 messages (``UNAUTHENTICATED``), in MLflow's terms: what to set, not which header.
+NONE_SENT = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+NONE_IN_HEADER = (
+    "The Authorization header carries no token: send 'Bearer <token>'"
+    " (MLFLOW_TRACKING_TOKEN=<token>) or HTTP Basic with the token as the password"
+    " (MLFLOW_TRACKING_PASSWORD=<token>)."
+)
+NOT_VALID = f"{TOKEN_NOT_VALID} Check {{setting}} (tokens are created under Settings → API tokens)."
+
+
+def unauthenticated(authorization: str, raw: str | None) -> str:
+    """Why the ``Authorization`` header (``raw``, the token in it) authenticates nobody.
+
+    An expired token is not among these: ``token_authenticate`` raises it
+    (``TokenExpired``), with the date it expired.
+    """
+    if not authorization.strip():
+        return NONE_SENT
+    if not raw:
+        return NONE_IN_HEADER
+    basic = authorization.lstrip().lower().startswith("basic ")
+    setting = "MLFLOW_TRACKING_PASSWORD" if basic else "MLFLOW_TRACKING_TOKEN"
+    return NOT_VALID.format(setting=setting)
 
 
 def authenticate(request: HttpRequest) -> HttpResponse | None:
     """Set ``request.user`` from the token, or answer the refusal.
 
-    401 without a valid token or with an expired one; 403 when the token's scope
-    does not cover the endpoint (``tracking.scopes``); 429 with ``Retry-After``
-    when the token's rate budget is spent (``tracking.throttling``).
+    401 without a token, with one that is not valid (``unauthenticated`` says
+    which) or with an expired one; 403 when the token's scope does not cover the
+    endpoint (``tracking.scopes``); 429 with ``Retry-After`` when the token's
+    rate budget is spent (``tracking.throttling``).
     """
-    raw = _token(request)
+    authorization = request.headers.get("Authorization", "")
+    raw = token_in_header(authorization)
     try:
         token = token_authenticate(raw) if raw else None
         if token is None:
-            message = "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
-            return error_response("UNAUTHENTICATED", message, 401)
+            return error_response("UNAUTHENTICATED", unauthenticated(authorization, raw), 401)
         endpoint, method = scopes.endpoint_of(request), request.method
         scopes.require(token, endpoint=endpoint, method=method, path=request.path)
         throttling.require_capacity(token, endpoint=endpoint, method=method)

@@ -15,4 +15,7 @@ from __future__ import annotations
 from tracking.sdk.api import Api
 from tracking.sdk.run import LabbookError, Run, init
 
-__all__ = ["Api", "LabbookError", "Run", "init"]
+# Labbook's version, the server's and the SDK's: both pyproject.toml files read it from here.
+__version__ = "0.1.0"
+
+__all__ = ["Api", "LabbookError", "Run", "__version__", "init"]

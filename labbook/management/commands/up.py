@@ -3,13 +3,21 @@
 The supervision itself (restarts, backoff, giving up, the home's lock) lives
 in ``labbook.launcher``; this command reads its arguments, prepares the
 home and database, and reports.
+
+What the console shows: a few lines of start-up, then, once the web server
+answers and the Celery worker is up, a box with the address and how to log in
+(the first administrator's password and token on the first start, once) as
+the last thing printed. The children's banners and INFO lines stay out of it
+unless ``--verbose`` (or ``-v 2``); their warnings, errors and crashes do not.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,6 +36,7 @@ from tracking.bootstrap import AdminCredentials, admin_bootstrap, superuser_firs
 from tracking.demo import DEMO_PROJECT, DEMO_TEAM, demo_exists, demo_seed
 
 HEALTH_TIMEOUT = 30.0
+WORKER_TIMEOUT = 30.0  # the box waits this long for the worker's first heartbeat, no longer
 CHECK_INTERVAL = 0.2  # how often exited children are noticed (and restarted when due)
 EXIT_REFUSED = 2  # bad arguments, another `up` on this home, a port in use
 LOCK_FILE = "up.lock"
@@ -40,6 +49,7 @@ class Command(BaseCommand):
         " any that exits, until Ctrl-C (or SIGTERM) stops them all."
     )
     _credentials: AdminCredentials | None = None  # shown once, then forgotten
+    _admin: str | None = None  # the first superuser's username, for the box
     _home_lock: launcher.HomeLock | None = None
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -60,6 +70,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--access-log", action="store_true", help="Log every HTTP request of the web server."
         )
+        parser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="Show the web server's, Celery worker's and beat's banners and INFO lines"
+            " (by default only their warnings and errors); -v 2 does the same.",
+        )
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         """A refusal reads as one line, ``labbook: <why>``, as bad settings do (see manage.py)."""
@@ -72,8 +88,16 @@ class Command(BaseCommand):
             raise SystemExit(error.returncode) from None
 
     def handle(
-        self, *args: Any, host: str, port: str | None, demo: bool, access_log: bool, **options: Any
+        self,
+        *args: Any,
+        host: str,
+        port: str | None,
+        demo: bool,
+        access_log: bool,
+        verbose: bool = False,
+        **options: Any,
     ) -> None:
+        verbose = verbose or options.get("verbosity", 1) >= 2
         port_value = _port(port)
         base_url = f"http://{launcher.display_host(host)}:{port_value}/"
         home = Path(settings.LABBOOK_HOME)
@@ -87,11 +111,15 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError("interrupted before start-up finished") from None
         self._credentials = admin_bootstrap()
+        admin = superuser_first()
+        self._admin = admin.get_username() if admin is not None else None
         try:
             if demo:
                 self._step("Seeding the demo project", self._seed_demo)
             connections.close_all()  # the children open their own
-            code = self._serve(listener=listener, base_url=base_url, access_log=access_log)
+            code = self._serve(
+                listener=listener, base_url=base_url, access_log=access_log, verbose=verbose
+            )
         finally:
             self._show_credentials()
             listener.close()
@@ -119,10 +147,21 @@ class Command(BaseCommand):
         self._say(action() or "done")
 
     def _show_credentials(self) -> None:
-        """Print the first administrator's secrets, once, whatever happened since."""
+        """Print the first administrator's secrets if the ready box did not: `up` stopped first."""
         credentials, self._credentials = self._credentials, None
         if credentials is not None:
-            self._say("\n".join(credentials_box(credentials)))
+            self._box(login_rows(credentials, credentials.username))
+
+    def _show_ready(self, base_url: str) -> None:
+        """The box saying Labbook is up, where, and how to log in: the last thing printed."""
+        credentials, self._credentials = self._credentials, None
+        rows = [f"Labbook is running at {base_url}", ""]
+        rows += login_rows(credentials, self._admin)
+        self._box([*rows, "", "Press Ctrl-C to stop."])
+
+    def _box(self, rows: list[str]) -> None:
+        encoding = getattr(self.stdout, "encoding", None) or "ascii"
+        self._say("\n".join(["", *box(rows, encoding=encoding)]))
 
     # --- Steps ---------------------------------------------------------------------
 
@@ -132,13 +171,16 @@ class Command(BaseCommand):
         demo_seed(owner=superuser_first())
         return None
 
-    def _serve(self, *, listener: socket.socket, base_url: str, access_log: bool) -> int:
+    def _serve(
+        self, *, listener: socket.socket, base_url: str, access_log: bool, verbose: bool
+    ) -> int:
         home = Path(settings.LABBOOK_HOME)
         specs = launcher.child_specs(
             listen_fd=listener.fileno(),
             home=home,
             access_log=access_log,
             trusted_proxies=settings.TRUSTED_PROXIES,
+            verbose=verbose,
         )
         try:
             specs = launcher.crash_on_purpose(specs, os.environ.get(launcher.CRASH_VARIABLE))
@@ -174,6 +216,8 @@ class Command(BaseCommand):
         status, body = launcher.wait_healthy(
             base_url + "healthz", timeout=HEALTH_TIMEOUT, give_up=give_up
         )
+        if status is not None and not give_up():
+            self._await_worker(supervisor, base_url, give_up)
         if not give_up():
             if not self._announce(status, body, base_url):
                 return 1
@@ -184,8 +228,35 @@ class Command(BaseCommand):
             return 1
         return 0
 
+    def _await_worker(
+        self, supervisor: launcher.Supervisor, base_url: str, give_up: Callable[[], bool]
+    ) -> None:
+        """Wait until the worker this `up` started has sent its first heartbeat (/healthz).
+
+        Not longer than ``WORKER_TIMEOUT`` (then a warning says it is late), and
+        not once it has exited: the supervisor says so and restarts it.
+        """
+        first = _running(supervisor, "worker")
+        if first is None:
+            return
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        while not give_up():
+            now = _running(supervisor, "worker")
+            if now is None or now.process.pid != first.process.pid:
+                return
+            status, body = launcher.http_get(base_url + "healthz")
+            if status == 200 and worker_alive(body, first.process.pid):
+                return
+            if time.monotonic() > deadline:
+                self._complain(
+                    f"labbook: warning: the Celery worker has not started within"
+                    f" {WORKER_TIMEOUT:.0f} s; alerts and emails wait for it"
+                )
+                return
+            time.sleep(CHECK_INTERVAL)
+
     def _announce(self, status: int | None, body: str, base_url: str) -> bool:
-        """Say the server is up, after the first credentials; False when nothing answered."""
+        """Say the server is up and how to log in, last; False when nothing answered."""
         if status is None:
             self._complain(
                 f"labbook: nothing answered at {base_url} within {HEALTH_TIMEOUT:.0f} s"
@@ -194,9 +265,21 @@ class Command(BaseCommand):
             return False
         if status != 200:
             self._complain(health_warning(status, body))
-        self._show_credentials()
-        self._say(f"Labbook is running at {base_url} — press Ctrl-C to stop")
+        self._show_ready(base_url)
         return True
+
+
+def _running(supervisor: launcher.Supervisor, key: str) -> launcher.Child | None:
+    return next((child for child in supervisor.children() if child.spec.key == key), None)
+
+
+def worker_alive(health_body: str, pid: int) -> bool:
+    """/healthz shows a fresh heartbeat of the worker process ``pid`` (not of an earlier one)."""
+    try:
+        found = json.loads(health_body)["checks"]["worker"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(found, str) and found.startswith("ok: ") and found.endswith(f", pid {pid})")
 
 
 def _port(raw: str | None) -> int:
@@ -245,19 +328,51 @@ def _collect_static() -> None:
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
-def credentials_box(credentials: AdminCredentials) -> list[str]:
-    rows = [
-        "First start: an administrator account was created.",
-        "",
-        f"  username   {credentials.username}",
-        f"  password   {credentials.password}",
-        f"  API token  {credentials.token}",
-        "",
-        "Save them now: they will not be shown again.",
+def login_rows(credentials: AdminCredentials | None, username: str | None) -> list[str]:
+    """How to log in: the first start's new password and token, else where to reset it."""
+    reset = f"python manage.py changepassword {username}"
+    if credentials is not None:
+        return [
+            "First start: an administrator account was created.",
+            f"  username   {credentials.username}",
+            f"  password   {credentials.password}",
+            f"  API token  {credentials.token}",
+            "Save them now: they will not be shown again.",
+            f"Lost the password? {reset}",
+        ]
+    if username is None:
+        return ["No administrator yet: python manage.py createsuperuser"]
+    return [
+        f"Log in as {username} with the password shown on the first start.",
+        f"Lost it? {reset}",
     ]
+
+
+ROUNDED = "╭─╮│╰╯"
+PLAIN = "+-+|++"
+
+
+def box(rows: list[str], *, encoding: str) -> list[str]:
+    """``rows`` framed with rounded corners, or ``+-|`` where ``encoding`` lacks them.
+
+    What ``encoding`` cannot show at all (a username) becomes ``?``, never an error.
+    """
     width = max(len(row) for row in rows)
-    rule = "+" + "-" * (width + 2) + "+"
-    return ["", rule, *(f"| {row.ljust(width)} |" for row in rows), rule, ""]
+    try:
+        ROUNDED.encode(encoding)
+        chars = ROUNDED
+    except (UnicodeEncodeError, LookupError):
+        chars = PLAIN
+    top_left, line, top_right, side, bottom_left, bottom_right = chars
+    framed = [
+        top_left + line * (width + 2) + top_right,
+        *(f"{side} {row.ljust(width)} {side}" for row in rows),
+        bottom_left + line * (width + 2) + bottom_right,
+    ]
+    try:
+        return [row.encode(encoding, "replace").decode(encoding) for row in framed]
+    except LookupError:
+        return [row.encode("ascii", "replace").decode("ascii") for row in framed]
 
 
 def health_warning(status: int, body: str) -> str:

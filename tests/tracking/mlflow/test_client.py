@@ -12,12 +12,15 @@ import math
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import mlflow
 import pytest
+import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
@@ -199,3 +202,54 @@ def test_without_a_token_the_client_is_told_to_send_one(server: LabbookServer):
 def test_an_unknown_endpoint_answers_json(server: LabbookServer):
     answer = httpx.get(f"{server.url}/api/2.0/mlflow/registered-models/search")
     assert (answer.status_code, answer.json()["error_code"]) == (404, "ENDPOINT_NOT_FOUND")
+
+
+def refused(client: MlflowClient) -> str:
+    with pytest.raises(MlflowException) as refusal:
+        client.search_experiments()
+    return str(refusal.value)
+
+
+def test_a_wrong_token_is_told_it_is_not_valid_by_the_client(
+    server: LabbookServer, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "lb_wrong-token")
+    message = refused(client)
+    assert message.startswith("UNAUTHENTICATED: The token is not valid or was revoked.")
+    assert "Send a Labbook API token" not in message
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "lb_wrong-token")
+    message = refused(client)
+    assert message.startswith("UNAUTHENTICATED: The token is not valid or was revoked.")
+    assert "Check MLFLOW_TRACKING_PASSWORD" in message
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    send_one = "UNAUTHENTICATED: Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+    assert refused(client) == send_one
+
+
+def test_an_expired_token_is_told_when_it_expired_by_the_client(
+    server: LabbookServer, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+):
+    expires_at = datetime.now(UTC) + timedelta(seconds=1)
+    with server.client() as http:
+        body = {"name": "short-lived", "expires_at": expires_at.isoformat()}
+        token = http.post("/api/v1/tokens", json=body).raise_for_status().json()["token"]
+    time.sleep(1.2)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    message = refused(client)
+    assert message.startswith(f"UNAUTHENTICATED: The token {token[:10]}… expired on ")
+
+
+def test_an_artifact_upload_with_a_wrong_token_is_told_it_is_not_valid(
+    server: LabbookServer, client: MlflowClient, monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    run = client.create_run(client.create_experiment("lab/wrong-token-upload"))
+    artifact = tmp_path / "notes.txt"
+    artifact.write_text("hello")
+    client.log_artifact(run.info.run_id, str(artifact))  # the artifact store is set up
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "lb_wrong-token")
+    with pytest.raises(requests.HTTPError, match="401") as refusal:
+        client.log_artifact(run.info.run_id, str(artifact))
+    assert "The token is not valid or was revoked." in str(refusal.value)

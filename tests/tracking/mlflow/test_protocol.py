@@ -200,6 +200,72 @@ def test_http_basic_with_the_token_as_password_is_accepted(world, client, run_id
     error(basic(raw + "x").get("runs/get", {"run_id": run_id}), 401, "UNAUTHENTICATED")
 
 
+def refusal(client, authorization: str | None) -> tuple[str, str]:
+    """What the REST API and the MLflow API answer the same ``Authorization``: their messages."""
+    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    rest = client.get("/api/v1/projects", **headers)
+    assert rest.status_code == 401, rest.content
+    mlflow = client.get(f"{API}/experiments/search", {"max_results": 10}, **headers)
+    return rest.json()["error"]["message"], error(mlflow, 401, "UNAUTHENTICATED")
+
+
+def basic_auth(password: str) -> str:
+    return "Basic " + base64.b64encode(f"anyone:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer lb_made-up", "Bearer not-a-labbook-token", basic_auth("lb_made-up")],
+    ids=["made-up", "foreign", "basic"],
+)
+def test_a_wrong_token_is_told_it_is_not_valid_not_to_send_one(world, client, authorization):
+    rest, mlflow = refusal(client, authorization)
+    assert mlflow.startswith("The token is not valid or was revoked.")
+    if authorization.startswith("Bearer"):  # the REST API takes no HTTP Basic
+        assert mlflow.startswith(rest)
+    setting = "PASSWORD" if authorization.startswith("Basic") else "TOKEN"
+    assert f"Check MLFLOW_TRACKING_{setting}" in mlflow
+    assert "Send a Labbook API token" not in mlflow
+
+
+def test_a_revoked_token_and_a_deactivated_users_token_are_told_they_are_not_valid(world, client):
+    revoked, raw_revoked = services.token_create(user=world.owner.user, name="old laptop")
+    services.token_revoke(token=revoked)
+    _, raw_inactive = services.token_create(user=world.editor.user, name="left")
+    world.editor.user.is_active = False
+    world.editor.user.save(update_fields=["is_active"])
+    for raw in (raw_revoked, raw_inactive):
+        rest, mlflow = refusal(client, f"Bearer {raw}")
+        assert mlflow.startswith(rest) and "not valid or was revoked" in mlflow
+
+
+def test_an_expired_token_is_told_when_it_expired_as_the_rest_api_tells_it(world, client):
+    token, raw = services.token_create(
+        user=world.owner.user, name="ci", expires_at=timezone.now() + timedelta(hours=1)
+    )
+    type(token).objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    rest, mlflow = refusal(client, f"Bearer {raw}")
+    assert mlflow == rest
+    assert "expired on" in mlflow and raw[:10] in mlflow
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer", "Bearer   ", "Basic !!not-base64!!", basic_auth(""), "Token lb_abc"],
+    ids=["empty-bearer", "blank-bearer", "bad-basic", "no-password", "other-scheme"],
+)
+def test_a_header_without_a_token_says_how_to_send_one(world, client, authorization):
+    _, mlflow = refusal(client, authorization)
+    assert mlflow.startswith("The Authorization header carries no token")
+    assert "MLFLOW_TRACKING_TOKEN" in mlflow and "MLFLOW_TRACKING_PASSWORD" in mlflow
+
+
+def test_no_header_at_all_is_told_to_send_a_token(world, client):
+    rest, mlflow = refusal(client, None)
+    assert mlflow == "Send a Labbook API token: MLFLOW_TRACKING_TOKEN=<token>."
+    assert "not valid" not in mlflow and "not valid" not in rest
+
+
 # --- Team membership ----------------------------------------------------------------------
 
 
