@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reports_app.management.commands import up as up_command
 
+from labbook.management.commands import up as up_command
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.subprocess
