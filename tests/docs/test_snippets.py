@@ -65,6 +65,9 @@ MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<body>.*?)\s*-->\s*$")
 NOT_RUN = re.compile(r"^not run\s*[\u2014\u2013:-]+\s*(?P<reason>\S.*)$")  # dash, colon or hyphen
 INPUT = re.compile(r"^input\s+(?P<lines>\[.*\])$")
 MIN_REASON = 10  # characters: a reason, not a shrug
+# Run here, these would change the tests' own environment or never end: such a block needs a
+# marker, and an unmarked one fails before it runs.
+NEVER_RUN = re.compile(r"\bpip\s+(install|wheel)\b|\bmanage\.py\s+up\b|^\s*pytest\b", re.M)
 API_ERROR = re.compile(r'"error"\s*:\s*\{')
 
 START_TIMEOUT = 180.0  # migrations, static files and the demo on a busy 2-core machine
@@ -187,6 +190,16 @@ def test_every_runnable_block_is_run_or_says_why_not():
         elif lines is not None and not all(isinstance(line, str) for line in lines):
             problems.append(f"{where}: input lines must be strings")
     assert not problems, "\n".join(problems)
+
+
+def test_no_block_that_installs_or_serves_forever_is_run():
+    """pip installs, `manage.py up` and pytest itself are shown to readers, never run here."""
+    unmarked = [
+        f"{block.name}: mark it `<!-- snippet: not run — <reason> -->`"
+        for block in all_blocks()
+        if block.runs and NEVER_RUN.search(block.code)
+    ]
+    assert not unmarked, "\n".join(unmarked)
 
 
 def test_no_marker_is_left_away_from_its_block():
@@ -387,7 +400,11 @@ def run_block(block: Block, env: dict[str, str], cwd: Path, scripts: Path) -> st
     return output
 
 
-RUN = [pytest.param(block, id=block.name) for block in all_blocks() if block.runs]
+RUN = [
+    pytest.param(block, id=block.name)
+    for block in all_blocks()
+    if block.runs and not NEVER_RUN.search(block.code)
+]
 
 
 @pytest.mark.parametrize("block", RUN)
@@ -446,3 +463,9 @@ def test_report_examples_draw_without_an_error_box(labbook: Labbook):
             answer = preview.raise_for_status().json()
             assert answer["errors"] == [], f"{block.name}: {answer['errors']}"
             assert answer["figures"], f"{block.name}: no chart drawn"
+
+
+def test_the_server_logged_no_error(labbook: Labbook):
+    """Nothing the blocks did made the server, the worker or beat log an error (run last)."""
+    errors = [line for line in labbook.output().splitlines() if re.search(r"Traceback|ERROR", line)]
+    assert not errors, "\n".join(errors[:20])
