@@ -439,6 +439,16 @@ def log_in(url: str, username: str, password: str) -> bool:
         return answer.status_code == 302 and browser.get("/").status_code == 200
 
 
+def test_the_readme_shows_what_up_prints(labbook: Labbook):
+    """The README's sample of `up`'s first start matches it, but for paths, secrets and port."""
+    [sample] = [b for b in blocks_of(ROOT / "README.md") if "First start:" in b.code]
+    printed = {line.rstrip() for line in labbook.output().splitlines()}
+    varying = ("/home/you", "password", "API token", "127.0.0.1:8000", "Labbook 0.")
+    for line in sample.code.splitlines():
+        if line.strip() and not any(part in line for part in varying):
+            assert line.rstrip() in printed, f"`up` no longer prints {line!r}"
+
+
 def report_examples() -> list[Block]:
     return [
         block
