@@ -252,6 +252,23 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
+def test_the_tests_the_docs_cite_exist():
+    """A promise is only as good as the test named beside it: every ``tests/...py`` the docs
+    cite, and every test file in docs/guarantees.md (named under tests/), is there."""
+    cited = set()
+    for path in DOCUMENTS:
+        for _, line in outside_blocks(path):
+            if not MARKER.match(line):  # a marker may name a test another change adds
+                cited.update(re.findall(r"`(tests/[\w/]+\.py)`", line))
+    for _, line in outside_blocks(ROOT / "docs" / "guarantees.md"):
+        if line.startswith("| **"):
+            shown_by = line.rstrip(" |").rsplit("|", 1)[1]
+            cited.update(f"tests/{name}" for name in re.findall(r"`([\w/*]+\.py)`", shown_by))
+    assert len(cited) > 20
+    missing = sorted(name for name in cited if not list(ROOT.glob(name)))
+    assert not missing, missing
+
+
 def test_commands_in_the_docs_name_modules_that_exist():
     """uvicorn and celery command lines (shown, not run: they serve until stopped) name the
     ASGI application and the Celery app where they are."""
