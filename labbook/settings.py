@@ -1,4 +1,4 @@
-"""Labbook settings: everything comes from the environment (see README).
+"""Labbook settings: everything comes from the environment (docs/configuration.md).
 
 The defaults are the embedded shape (SQLite, filesystem broker, in-memory
 channel layer) so a fresh machine runs with zero setup; production differs

@@ -3,7 +3,7 @@
 A block's body is YAML (read with PyYAML's safe loader) and is checked here
 into a small dataclass; anything wrong raises :class:`BlockError` with a
 message that names the option, which the renderer shows in an error box in
-place of the block. Examples (the README documents every option)::
+place of the block. Examples (docs/reports.md documents every option)::
 
     ```chart
     runs: {project: acme/mnist, tags: [sweep], status: finished, limit: 5}

@@ -1,5 +1,6 @@
 """Settings from the environment: the typed readers, and every bad value of every variable of
-the README's configuration table ending start-up with one line, naming it, exit code 2."""
+the configuration table (docs/configuration.md) ending start-up with one line, naming it, exit
+code 2."""
 
 from __future__ import annotations
 
@@ -179,12 +180,12 @@ def test_the_home_is_created_with_its_folders_or_refused_with_the_reason(monkeyp
         env.home_directory("HOME_DIR", "var")
 
 
-# --- Every variable of the README's configuration table, bad, through manage.py ------------
+# --- Every variable of docs/configuration.md's table, bad, through manage.py ---------------
 
 ROOT = Path(__file__).resolve().parents[1]
 A_FILE = "{a_file}"  # replaced by the path of a regular file in the test's tmp_path
 
-# (variable, bad value): at least one for every variable of README.md's configuration table.
+# (variable, bad value): at least one for every variable of docs/configuration.md's table.
 BAD_VALUES = [
     ("LABBOOK_HOME", "/proc/labbook"),
     ("LABBOOK_HOME", f"{A_FILE}/home"),
@@ -242,10 +243,9 @@ BAD_VALUES = [
 
 
 def configuration_table_variables() -> set[str]:
-    """The variables named in the first column of README.md's configuration table."""
-    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    """The variables named in the first column of docs/configuration.md's table."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
     return {name for row in rows for name in re.findall(r"`([A-Z_]+)`", row.split("|")[1])}
 
 

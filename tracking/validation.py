@@ -1,6 +1,6 @@
 """Input rules shared by the API, the services and the MLflow layer.
 
-Limits (documented in the README):
+Limits (documented in docs/api.md):
 
 * team and project names: 1-64 / 1-100 characters of ``A-Z a-z 0-9 . _ -``,
   starting with a letter or digit;

@@ -1,4 +1,4 @@
-"""Signed JSON webhooks: the payload and headers of DESIGN.md, POSTed through ``http``.
+"""Signed JSON webhooks: the payload and headers of docs/alerts.md, POSTed through ``http``.
 
 The body is serialized once (orjson, sorted keys) and those exact bytes are
 both signed and sent, so a receiver verifies by recomputing

@@ -11,7 +11,7 @@ from tracking.models import WRITE_ROLES
 
 register = template.Library()
 
-API_PATH = "/api/v1/comments"  # fixed by the API contract (DESIGN.md)
+API_PATH = "/api/v1/comments"  # fixed by the API contract (docs/api.md)
 
 
 @register.simple_tag(takes_context=True)

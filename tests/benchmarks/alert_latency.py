@@ -34,7 +34,7 @@ SCAN_RUNS = 10_000
 def latency(redis_url: str | None) -> tuple[list[float], list[tuple[float, int]]]:
     """Seconds from PATCH to webhook: RUNS first failures, then one burst of BURST failures.
 
-    Every rule is made as the README shows, with its defaults (``group_wait``
+    Every rule is made as docs/alerts.md shows, with its defaults (``group_wait``
     30 s): the first failure of a rule goes at once, the ones after it within
     30 s go out together. A first failure is measured on a rule of its own
     (a fresh project each time); the burst fails BURST runs of one rule at once.

@@ -15,7 +15,7 @@ polls ``/healthz`` and records how long each answer took:
   MAX_METRICS metrics at MAX_MAX_POINTS points a line.
 
 ``tests/security/test_worst_input_load.py`` runs it in CI; ``tests/benchmarks/
-worst_input.py`` runs it longer and prints the figures for the README.
+worst_input.py`` runs it longer and prints the figures for docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Found: a metric ``key`` that is a JSON object or array (``TypeError:
 unhashable type`` in the REST and MLflow fast paths); JSON nested 450 to
-1,023 levels, and a run ``config`` nested 500 levels (the README promises a
+1,023 levels, and a run ``config`` nested 500 levels (docs/api.md promises a
 400 beyond 20); dates near the year 9999 with a negative offset (the year
 10000 in UTC); a list where an alert rule's operator goes; an experiments
 ``filter`` that is not a string.

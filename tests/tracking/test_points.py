@@ -120,7 +120,7 @@ def test_a_replayed_batch_id_is_all_duplicates_even_without_steps_or_timestamps(
 
 
 def test_without_a_batch_id_points_the_server_stamps_are_new_each_time(world, run):
-    # What the README says: re-sending is harmless with the same batch_id, or with
+    # What docs/api.md says: re-sending is harmless with the same batch_id, or with
     # points that carry their steps and timestamps; the server's clock makes new points.
     client = world.editor.client()
     post(client, run, {"points": [point(0, 1.0)]})

@@ -1,6 +1,6 @@
 """Labbook's runs and projects in MLflow's shapes, and MLflow's values in Labbook's terms.
 
-The mapping (documented in the README):
+The mapping (documented in docs/mlflow.md):
 
 * experiment ↔ project; ``experiment_id`` is the project's id ("0" is the
   Default experiment: the project ``default`` of the user's first team);

@@ -1,6 +1,6 @@
 """MLflow experiments as Labbook projects.
 
-Naming rule (README): an experiment named ``team/project`` is that project;
+Naming rule (docs/mlflow.md): an experiment named ``team/project`` is that project;
 a bare name is a project of the user's *default team* — the first team they
 joined — with the name made into a slug (``"My Exp"`` → ``my-exp``). The
 experiment id is the project's id; ``"0"`` (MLflow's Default experiment, what

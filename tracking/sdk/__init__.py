@@ -7,7 +7,7 @@
             run.log({"loss": loss, "acc": acc})
 
 Standard library only; safe to import without Django. ``LABBOOK_URL`` and
-``LABBOOK_TOKEN`` say where to send; see the README for every setting.
+``LABBOOK_TOKEN`` say where to send; see docs/sdk.md for every setting.
 """
 
 from __future__ import annotations
