@@ -336,8 +336,8 @@ def labbook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labbook]:
         if not wait_until(lambda: running in log.read_text(), timeout=START_TIMEOUT, interval=0.5):
             pytest.fail(f"`up` did not start within {START_TIMEOUT:.0f} s:\n{log.read_text()}")
         text = log.read_text()
-        password = re.search(r"\|\s+password\s+(\S+)\s+\|", text)
-        token = re.search(r"\|\s+API token\s+(lb_\S+)\s+\|", text)
+        password = re.search(r"[|│]\s+password\s+(\S+)\s+[|│]", text)
+        token = re.search(r"[|│]\s+API token\s+(lb_\S+)\s+[|│]", text)
         assert password and token, f"`up` printed no credentials:\n{text}"
         yield Labbook(home, f"http://127.0.0.1:{port}", password[1], token[1], process, log)
     finally:
@@ -433,7 +433,8 @@ def test_the_admin_password_can_be_reset(
     labbook: Labbook, reader_env: dict, clone: Path, tmp_path: Path
 ):
     """The README's `changepassword` block sets the password the admin then logs in with."""
-    [block] = [b for b in blocks_of(ROOT / "README.md") if "changepassword admin" in b.code]
+    readme = blocks_of(ROOT / "README.md")
+    [block] = [b for b in readme if b.language == "bash" and "changepassword admin" in b.code]
     assert block.input_lines and len(set(block.input_lines)) == 1
     new_password = block.input_lines[0]
     run_block(block, reader_env, clone, tmp_path)
@@ -460,7 +461,7 @@ def test_the_readme_shows_what_up_prints(labbook: Labbook):
     """The README's sample of `up`'s first start matches it, but for paths, secrets and port."""
     [sample] = [b for b in blocks_of(ROOT / "README.md") if "First start:" in b.code]
     printed = {line.rstrip() for line in labbook.output().splitlines()}
-    varying = ("/home/you", "password", "API token", "127.0.0.1:8000", "Labbook 0.")
+    varying = ("/home/you", "password", "API token", "127.0.0.1:8000", "Labbook 0.", "─")
     for line in sample.code.splitlines():
         if line.strip() and not any(part in line for part in varying):
             assert line.rstrip() in printed, f"`up` no longer prints {line!r}"
