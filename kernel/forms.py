@@ -33,7 +33,7 @@ class Form:
 
     def place(self, error: ApplicationError, fields: Sequence[str]) -> None:
         """Put ``error`` next to the field it names (else next to the first one)."""
-        name = error.field if error.field in fields else fields[0]
+        name = error.field if error.field is not None and error.field in fields else fields[0]
         self.errors[name] = error.message
 
     @property

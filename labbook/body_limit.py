@@ -95,7 +95,8 @@ def _token_authenticates(raw: str) -> bool:
 
 async def _session_signed_in(key: str) -> bool:
     store = import_module(settings.SESSION_ENGINE).SessionStore(key)
-    return (await get_user({"session": store})).is_authenticated
+    # get_user() reads the scope's session alone; its stub wants a whole websocket scope.
+    return (await get_user({"session": store})).is_authenticated  # type: ignore[typeddict-item]
 
 
 def _error(scope: dict[str, Any], code: str, mlflow_code: str, message: str) -> bytes:

@@ -80,6 +80,7 @@ class HeartbeatScheduler(PersistentScheduler):
         from labbook import health
 
         super().__init__(*args, **kwargs)
+        assert self.max_interval is not None  # Celery's own __init__ has set it (300 s at most)
         self.max_interval = min(self.max_interval, health.HEARTBEAT_SECONDS)
         self._heartbeat_due = health.Throttle(health.HEARTBEAT_SECONDS)
         self._heartbeat_name = f"beat@{socket.gethostname()}"

@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, connection
@@ -40,9 +41,21 @@ from django.views.decorators.http import require_GET
 from labbook.celery import app as celery_app
 from reports_app.models import Heartbeat
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import TypeAlias, TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _ReadAt(TypedDict):
+        db_now: datetime  # the database's clock as it read the row
+
+    # A heartbeat as heartbeat_descriptions() reads it.
+    HeartbeatRead: TypeAlias = WithAnnotations[Heartbeat, _ReadAt]
+
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5
 STALE_AFTER_SECONDS = 30.0
 ROLES = ("worker", "beat")
 
@@ -128,13 +141,13 @@ class Throttle:
 
 def heartbeat_descriptions() -> dict[str, str]:
     """role -> "ok: ...", "stale: ..." or "starting: ...", from the freshest heartbeat of each."""
-    latest: dict[str, Heartbeat] = {}
+    latest: dict[str, HeartbeatRead] = {}
     for beat in Heartbeat.objects.annotate(db_now=Now()).order_by("-seen_at"):
         latest.setdefault(beat.role, beat)
     return {role: describe(latest.get(role)) for role in ROLES}
 
 
-def describe(beat: Heartbeat | None) -> str:
+def describe(beat: HeartbeatRead | None) -> str:
     if beat is None:
         return "starting: no heartbeat yet"
     age = max((beat.db_now - beat.seen_at).total_seconds(), 0.0)

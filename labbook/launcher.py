@@ -337,9 +337,10 @@ def exited(child: Child) -> int | None:
     try:
         info = os.waitid(os.P_PID, child.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
-        info = True  # already reaped
-    if info is None:
-        return None
+        pass  # already reaped
+    else:
+        if info is None:
+            return None
     _signal_groups([child], signal.SIGKILL)
     return child.process.wait()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -101,8 +102,9 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         self.process_request(request)
-        response = await self.get_response(request)
-        return self.process_response(request, response)
+        response = self.get_response(request)
+        assert isawaitable(response)  # Django calls __acall__ only with an async get_response
+        return self.process_response(request, await response)
 
     def get_policy_parts(
         self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False

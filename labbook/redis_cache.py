@@ -20,18 +20,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
+from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
-_clients: dict[tuple[str, str], Any] = {}
+_clients: dict[tuple[str, str], Redis] = {}
 _lock = threading.Lock()
 
 
 class SharedRedisCacheClient(django_redis.RedisCacheClient):
-    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+    # What Django's RedisCacheClient.__init__ sets, left out of its stub.
+    _servers: list[str]
+    _pool_class: type[ConnectionPool]
+    _pool_options: dict[str, Any]
+    _lib: ModuleType  # the redis package
+    _get_connection_pool_index: Callable[[bool], int]
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
         server = self._servers[self._get_connection_pool_index(write)]
         identity = (server, repr(sorted(self._pool_options.items())))
         client = _clients.get(identity)

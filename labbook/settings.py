@@ -8,6 +8,7 @@ only by environment variables.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -185,7 +186,7 @@ SQLITE_OPTIONS = {
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
 
 
-def _database(url: str) -> dict[str, object]:
+def _database(url: str) -> dj_database_url.DBConfig:
     # Under ASGI every request runs in a fresh thread, so per-thread persistent
     # connections would pile up: SQLite connections are cheap to open, and
     # PostgreSQL gets a real pool (psycopg_pool) instead.
@@ -386,7 +387,24 @@ SPECTACULAR_SETTINGS = {
 # Largest request body Django will read (a 10,000-point batch is ~1 MB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 16 * 1024 * 1024, minimum=1024)
 
-LABBOOK = {
+
+class LabbookSettings(TypedDict):
+    """Labbook's own settings (``settings.LABBOOK``), typed key by key."""
+
+    MAX_POINTS_PER_BATCH: int
+    RUN_CRASH_AFTER_SECONDS: int
+    ALERTS_SCAN_SECONDS: int
+    ALERTS_MAX_ATTEMPTS: int
+    ALERTS_RETRY_BASE_SECONDS: int
+    ALERTS_ALLOW_PRIVATE_WEBHOOKS: bool
+    ALERTS_LEASE_SECONDS: int
+    ALERTS_SWEEP_SECONDS: int
+    ARTIFACTS_MAX_BYTES: int
+    API_THROTTLE_RATE: str | None
+    INGEST_THROTTLE_RATE: str | None
+
+
+LABBOOK: LabbookSettings = {
     "MAX_POINTS_PER_BATCH": 10_000,
     "RUN_CRASH_AFTER_SECONDS": env_int("RUN_CRASH_AFTER_SECONDS", 600, minimum=1),
     "ALERTS_SCAN_SECONDS": env_int("ALERTS_SCAN_SECONDS", 15, minimum=1),

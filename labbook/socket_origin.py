@@ -69,5 +69,6 @@ class SameOriginValidator:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not allowed_origin(scope):
             denier = WebsocketDenier()
-            return await denier(scope, receive, send)
+            # A websocket scope, which types-channels spells as its own private TypedDict.
+            return await denier(scope, receive, send)  # type: ignore[arg-type]
         return await self.application(scope, receive, send)

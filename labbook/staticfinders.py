@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import plotly
 from django.contrib.staticfiles.finders import BaseFinder
@@ -18,12 +18,19 @@ PLOTLY_JS = "plotly.min.js"
 PREFIX = "plotly"
 
 
+class PlotlyStorage(FileSystemStorage):
+    prefix = PREFIX  # the files' folder under STATIC_ROOT, as the finders' own storages say it
+
+
 class PlotlyFinder(BaseFinder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.storage = FileSystemStorage(location=Path(plotly.__file__).parent / "package_data")
-        self.storage.prefix = PREFIX
+        self.storage = PlotlyStorage(location=Path(plotly.__file__).parent / "package_data")
 
+    @overload
+    def find(self, path: str, find_all: Literal[False] = False, **kwargs: Any) -> str: ...
+    @overload
+    def find(self, path: str, find_all: Literal[True], **kwargs: Any) -> list[str]: ...
     def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str]:
         if path != f"{PREFIX}/{PLOTLY_JS}":
             return [] if find_all else ""

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+from typing import Any
 
 from django.db.backends.sqlite3 import base
 
@@ -43,7 +45,7 @@ CHECKPOINT_WAIT_MS = 2000
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    def get_new_connection(self, conn_params):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> sqlite3.Connection:
         connection = super().get_new_connection(conn_params)
         wal = self._wal_path()
         if wal:  # the database, its log and index, all private to this user
@@ -70,7 +72,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 return cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 cursor.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-        except base.Database.Error as error:  # committed already: never fail the caller
+        except sqlite3.Error as error:  # committed already: never fail the caller
             log.warning("SQLite checkpoint failed, tried again after a later commit: %s", error)
             return None
         finally:

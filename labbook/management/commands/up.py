@@ -168,7 +168,9 @@ class Command(BaseCommand):
     def _seed_demo(self) -> str | None:
         if demo_exists():
             return f"skipped (team {DEMO_TEAM!r} exists)"
-        demo_seed(owner=superuser_first())
+        owner = superuser_first()
+        assert owner is not None  # admin_bootstrap() ran before: there is always one
+        demo_seed(owner=owner)
         return None
 
     def _serve(
@@ -363,7 +365,7 @@ def box(rows: list[str], *, encoding: str) -> list[str]:
         chars = ROUNDED
     except (UnicodeEncodeError, LookupError):
         chars = PLAIN
-    top_left, line, top_right, side, bottom_left, bottom_right = chars
+    top_left, line, top_right, side, bottom_left, bottom_right = tuple(chars)  # one character each
     framed = [
         top_left + line * (width + 2) + top_right,
         *(f"{side} {row.ljust(width)} {side}" for row in rows),
