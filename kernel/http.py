@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -13,7 +13,19 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 
 from kernel.errors import NotFound, PermissionDenied
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User  # models: not loaded before the app registry
+
 View = Callable[..., HttpResponse]
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind ``login_required``: its user has signed in.
+
+    For the type checker only (django-stubs' recipe); Django builds a plain ``HttpRequest``.
+    """
+
+    user: User
 
 
 def http_errors(view: View) -> View:

@@ -37,6 +37,11 @@ class Report(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    # The caller's role in the team: set by the access-checked reads of reports_app.selectors
+    # (``.annotate(role=...)``) and by the services acting for the caller; a report
+    # loaded any other way has none.
+    role: str
+
     class Meta:
         ordering = ["-updated_at", "-id"]
         constraints = [

@@ -52,6 +52,11 @@ class Team(models.Model):
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
 
+    # The caller's role in the team: set by the access-checked reads of tracking.selectors
+    # (``.annotate(role=...)``) and by the services acting for the caller; a team
+    # loaded any other way has none.
+    role: str
+
     class Meta:
         ordering = ["slug"]
 
@@ -197,6 +202,11 @@ class Project(models.Model):
         null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
 
+    # The caller's role in the team: set by the access-checked reads of tracking.selectors
+    # (``.annotate(role=...)``) and by the services acting for the caller; a project
+    # loaded any other way has none.
+    role: str
+
     class Meta:
         ordering = ["team__slug", "slug"]
         constraints = [
@@ -256,6 +266,11 @@ class Run(models.Model):
     deleted_at = models.DateTimeField(
         null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
+
+    # The caller's role in the team: set by the access-checked reads of tracking.selectors
+    # (``.annotate(role=...)``) and by the services acting for the caller; a run
+    # loaded any other way has none.
+    role: str
 
     class Meta:
         constraints = [

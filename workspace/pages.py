@@ -22,7 +22,7 @@ from django.utils import timezone
 from kernel.http import query_string
 from kernel.ids import is_id
 from tracking import selectors, services
-from tracking.models import MetricSeries, Project, Run, RunStatus, Team
+from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, Team
 from tracking.presentation import RunRow, run_row, stall_after
 from tracking.validation import invalid
 
@@ -132,6 +132,7 @@ def ordering(sort: str) -> tuple[Any, ...]:
         return selectors.RUN_ORDERINGS[sort]
     descending = sort.startswith("-")
     source, _, key = sort.removeprefix("-").partition(".")
+    value: KeyTransform | Subquery
     if source == "config":
         value = KeyTransform(key, "config")
     else:  # summary columns sort by the metric's latest value
@@ -220,7 +221,7 @@ def selected_run_ids(query: QueryDict) -> list[int]:
 
 def can_edit(project: Project) -> bool:
     """Whether the caller may change the project's runs (``project.role`` from the selector)."""
-    return project.role in selectors.WRITE_ROLES
+    return project.role in WRITE_ROLES
 
 
 def bulk_tag(user: selectors.User, project: Project, form: QueryDict) -> int:

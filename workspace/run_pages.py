@@ -20,7 +20,7 @@ from django.urls import reverse
 from alerts.models import Alert
 from tracking import selectors
 from tracking.mlflow import artifacts
-from tracking.models import MetricSeries, Project, Run, SdkAlert
+from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, SdkAlert
 from tracking.presentation import (
     chart_run,
     diff_rows,
@@ -148,7 +148,7 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
         "run": run,
         "project": run.project,
         "project_href": run.project.get_absolute_url(),
-        "can_edit": run.role in selectors.WRITE_ROLES,
+        "can_edit": run.role in WRITE_ROLES,
         "duration": format_duration(run_duration(run, now=now)),
         "row": run_row(run, now=now),
         "csv_base": f"{run.get_absolute_url()}/metrics.csv",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
@@ -95,12 +96,12 @@ def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[s
     }
 
 
-def team_create(user: selectors.User, data: QueryDict) -> Team:
+def team_create(user: AbstractBaseUser, data: QueryDict) -> Team:
     slug = data.get("slug", "").strip()
     return services.team_create(slug=slug, owner=user, name=data.get("name", "").strip())
 
 
-def project_create(user: selectors.User, team: Team, data: QueryDict) -> Project:
+def project_create(user: AbstractBaseUser, team: Team, data: QueryDict) -> Project:
     return services.project_create(
         user=user,
         team_slug=team.slug,
@@ -139,7 +140,7 @@ def members_page_context(
 
 
 def member_invite(
-    team: Team, data: QueryDict, *, actor: selectors.User, ip: str | None = None
+    team: Team, data: QueryDict, *, actor: AbstractBaseUser, ip: str | None = None
 ) -> TeamInvitation:
     """Invite whoever the owner typed: the same answer whether or not they have an account."""
     invitation, _ = invitations.invitation_create(
@@ -170,7 +171,7 @@ def token_expiry(value: str) -> datetime | None:
 
 
 def token_create(
-    user: selectors.User, session: SessionBase, data: QueryDict, *, ip: str | None = None
+    user: AbstractBaseUser, session: SessionBase, data: QueryDict, *, ip: str | None = None
 ) -> ApiToken:
     """Create a token and keep its raw value in the session for the next page only."""
     token, raw = services.token_create(

@@ -7,6 +7,8 @@ page again with status 400 and the error next to its field.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -18,17 +20,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from kernel import forms
 from kernel.errors import ApplicationError
-from kernel.http import http_errors, request_ip
+from kernel.http import AuthenticatedHttpRequest, http_errors, request_ip
 from tracking import invitations, selectors, services
 from tracking.models import Project, Team
 from workspace import team_pages
 
 
-def _team(request: HttpRequest, slug: str) -> Team:
+def _team(request: AuthenticatedHttpRequest, slug: str) -> Team:
     return selectors.team_get_for_user(request.user, slug)[0]  # team.role is the user's role
 
 
-def _project(request: HttpRequest, team: str, project: str) -> Project:
+def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> Project:
     return selectors.project_get_for_user(request.user, f"{team}/{project}")
 
 
@@ -38,7 +40,7 @@ def _project(request: HttpRequest, team: str, project: str) -> Project:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def team(request: HttpRequest, team: str) -> HttpResponse:
+def team(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
     form = forms.Form()
     if request.method == "POST":
@@ -48,7 +50,7 @@ def team(request: HttpRequest, team: str) -> HttpResponse:
             request.POST,
             fields=team_pages.PROJECT_FIELDS,
         )
-        if not form.errors:
+        if project is not None:
             messages.success(request, f"Created project {project.full_name}.")
             return redirect(project.get_absolute_url())
     context = team_pages.team_page_context(request.user, found, form=form)
@@ -57,7 +59,7 @@ def team(request: HttpRequest, team: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def team_new(request: HttpRequest) -> HttpResponse:
+def team_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Anyone logged in may start a team; they become its owner."""
     form = forms.Form()
     if request.method == "POST":
@@ -66,7 +68,7 @@ def team_new(request: HttpRequest) -> HttpResponse:
             request.POST,
             fields=team_pages.TEAM_FIELDS,
         )
-        if not form.errors:
+        if created is not None:
             messages.success(request, f"Created the team {created.slug}: add its members next.")
             return redirect("team", team=created.slug)
     context = {"section": "new-team", "form": form}
@@ -79,7 +81,7 @@ def team_new(request: HttpRequest) -> HttpResponse:
 @never_cache  # the page may show a new token: keep it out of the browser's cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = forms.Form()
     if request.method == "POST":
         _, form = forms.submit(
@@ -103,7 +105,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 @http_errors
-def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, token_id: int) -> HttpResponse:
     token = selectors.token_get_for_user(request.user, token_id)
     services.token_revoke(token=token, ip=request_ip(request))
     messages.success(request, f"Revoked the token {token.name}: it no longer works.")
@@ -127,7 +129,7 @@ def _members_page(
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def team_members(request: HttpRequest, team: str) -> HttpResponse:
+def team_members(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
     form = forms.Form(values={"role": "editor"})
     if request.method == "POST":
@@ -139,7 +141,7 @@ def team_members(request: HttpRequest, team: str) -> HttpResponse:
             request.POST,
             fields=team_pages.MEMBER_FIELDS,
         )
-        if not form.errors:
+        if invitation is not None:
             # The same words whether or not an account answers to the name (issue 16 #6).
             messages.success(request, f"Invitation sent to {invitation.invited_as}.")
             return redirect("settings-team", team=found.slug)
@@ -149,7 +151,9 @@ def team_members(request: HttpRequest, team: str) -> HttpResponse:
 @login_required
 @require_POST
 @http_errors
-def invitation_revoke(request: HttpRequest, team: str, invitation_id: int) -> HttpResponse:
+def invitation_revoke(
+    request: AuthenticatedHttpRequest, team: str, invitation_id: int
+) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
     invitation = invitations.invitation_get_for_team(found, invitation_id)
@@ -169,7 +173,7 @@ def invitation_revoke(request: HttpRequest, team: str, invitation_id: int) -> Ht
 
 @login_required
 @require_GET
-def my_invitations(request: HttpRequest) -> HttpResponse:
+def my_invitations(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = team_pages.my_invitations_context(request.user)
     return render(request, "workspace/settings/invitations.html", context)
 
@@ -178,12 +182,16 @@ def my_invitations(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def invitation(request: HttpRequest, code: str) -> HttpResponse:
+def invitation(request: AuthenticatedHttpRequest, code: str) -> HttpResponse:
     """The emailed link: what the invitation offers, and buttons. GET changes nothing."""
     try:
         found = invitations.invitation_get_by_token(request.user, code)
-    except invitations.NotYours as error:
-        context = {"section": "invitations", "invitation": None, "error": error.message}
+    except invitations.NotYours as not_yours:
+        context: dict[str, Any] = {
+            "section": "invitations",
+            "invitation": None,
+            "error": not_yours.message,
+        }
         return render(request, "workspace/settings/invitation.html", context, status=403)
     error = "" if found.state == "pending" else invitations.InvitationClosed(found).message
     context = {"section": "invitations", "invitation": found, "error": error}
@@ -191,7 +199,7 @@ def invitation(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, "workspace/settings/invitation.html", context, status=status)
 
 
-def _answer(request: HttpRequest, invitation_id: int, accept: bool) -> HttpResponse:
+def _answer(request: AuthenticatedHttpRequest, invitation_id: int, accept: bool) -> HttpResponse:
     found = invitations.invitation_get_for_user(request.user, invitation_id)
     try:
         if accept:
@@ -216,21 +224,21 @@ def _answer(request: HttpRequest, invitation_id: int, accept: bool) -> HttpRespo
 @login_required
 @require_POST
 @http_errors
-def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_accept(request: AuthenticatedHttpRequest, invitation_id: int) -> HttpResponse:
     return _answer(request, invitation_id, accept=True)
 
 
 @login_required
 @require_POST
 @http_errors
-def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_decline(request: AuthenticatedHttpRequest, invitation_id: int) -> HttpResponse:
     return _answer(request, invitation_id, accept=False)
 
 
 @login_required
 @require_POST
 @http_errors
-def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+def member_role(request: AuthenticatedHttpRequest, team: str, user_id: int) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
@@ -244,7 +252,7 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
         request.POST,
         fields=("role",),
     )
-    if form.errors:
+    if changed is None:
         row_error = team_pages.RowError(user_id, form.message)
         return _members_page(request, found, forms.Form(), row_error)
     name = membership.user.get_username()
@@ -255,7 +263,7 @@ def member_role(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
 @login_required
 @require_POST
 @http_errors
-def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse:
+def member_remove(request: AuthenticatedHttpRequest, team: str, user_id: int) -> HttpResponse:
     found = _team(request, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
@@ -282,7 +290,7 @@ def member_remove(request: HttpRequest, team: str, user_id: int) -> HttpResponse
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def project_settings(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def project_settings(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     form = team_pages.project_form(found)
     if request.method == "POST":
@@ -292,7 +300,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
             request.POST,
             fields=team_pages.PROJECT_FIELDS,
         )
-        if not form.errors:
+        if updated is not None:
             messages.success(request, f"Saved the settings of {updated.full_name}.")
             return redirect("project-settings", team=updated.team.slug, project=updated.slug)
     context = team_pages.project_settings_context(found, form=form)
@@ -302,7 +310,7 @@ def project_settings(request: HttpRequest, team: str, project: str) -> HttpRespo
 @login_required
 @require_POST
 @http_errors
-def project_delete(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def project_delete(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     services.require_owner(found.role)
     runs, delete_form = forms.submit(

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -150,7 +151,7 @@ def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
 
 @login_required
 @require_GET
-def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> StreamingHttpResponse:
     found = _run(request, team, project, run_id)
     try:
         series = selectors.series_get(found, request.GET.get("key", ""))
@@ -166,7 +167,7 @@ def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> Ht
 @require_GET
 def run_artifact(
     request: HttpRequest, team: str, project: str, run_id: int, path: str
-) -> HttpResponse:
+) -> FileResponse:
     """One artifact file of the run, as an attachment."""
     found = _run(request, team, project, run_id)
     try:
