@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any, TypedDict
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -48,7 +48,7 @@ from reports_app import live, markup, tasks
 from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
-from tracking.selectors import User, run_get_for_user
+from tracking.selectors import run_get_for_user
 from tracking.validation import clean_text, invalid
 
 MAX_BODY = 20_000  # characters of Markdown
@@ -110,7 +110,7 @@ def target_label(comment: Comment) -> str:
     return f"run:{comment.run_id}" if comment.run_id else f"report:{comment.report_id}"
 
 
-def readers(target: Target) -> QuerySet[AbstractBaseUser]:
+def readers(target: Target) -> QuerySet[User]:
     """The active users who may read ``target`` (a private report: its author alone)."""
     users = get_user_model().objects.filter(
         is_active=True, memberships__team_id=target.project.team_id
@@ -179,7 +179,7 @@ def comment_data(comment: Comment) -> CommentData:
     }
 
 
-def _username(user: AbstractBaseUser | None) -> str | None:
+def _username(user: User | None) -> str | None:
     return None if user is None else user.get_username()
 
 
@@ -192,7 +192,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 @transaction.atomic
 def comment_create(
-    *, user: AbstractBaseUser, target: Target, body: Any, parent: Any = None, anchor: Any = ""
+    *, user: User, target: Target, body: Any, parent: Any = None, anchor: Any = ""
 ) -> Comment:
     """A comment by a reader of ``target``; a reply joins the thread of ``parent``'s root."""
     body = _clean_body(body)
@@ -208,7 +208,7 @@ def comment_create(
 
 
 @transaction.atomic
-def comment_edit(*, user: AbstractBaseUser, comment: Comment, body: Any) -> Comment:
+def comment_edit(*, user: User, comment: Comment, body: Any) -> Comment:
     """Replace the body of one's own comment; newly mentioned people are notified."""
     _require_author(comment, user)
     if comment.deleted_at is not None:
@@ -225,7 +225,7 @@ def comment_edit(*, user: AbstractBaseUser, comment: Comment, body: Any) -> Comm
 
 
 @transaction.atomic
-def comment_delete(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+def comment_delete(*, user: User, comment: Comment) -> Comment:
     """Blank one's own comment; the row stays so its replies keep their thread."""
     _require_author(comment, user)
     if comment.deleted_at is None:
@@ -235,16 +235,16 @@ def comment_delete(*, user: AbstractBaseUser, comment: Comment) -> Comment:
     return comment
 
 
-def comment_resolve(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+def comment_resolve(*, user: User, comment: Comment) -> Comment:
     return _resolved_set(user, comment, resolved=True)
 
 
-def comment_unresolve(*, user: AbstractBaseUser, comment: Comment) -> Comment:
+def comment_unresolve(*, user: User, comment: Comment) -> Comment:
     return _resolved_set(user, comment, resolved=False)
 
 
 @transaction.atomic
-def comment_update(*, user: AbstractBaseUser, comment: Comment, data: dict[str, Any]) -> Comment:
+def comment_update(*, user: User, comment: Comment, data: dict[str, Any]) -> Comment:
     """Apply a PATCH: a new ``body`` and/or ``resolved`` (true/false), all or nothing."""
     if "resolved" in data and not isinstance(data["resolved"], bool):
         raise invalid("resolved", "Must be true or false.")
@@ -257,7 +257,7 @@ def comment_update(*, user: AbstractBaseUser, comment: Comment, data: dict[str, 
 
 
 @transaction.atomic
-def _resolved_set(user: AbstractBaseUser, comment: Comment, *, resolved: bool) -> Comment:
+def _resolved_set(user: User, comment: Comment, *, resolved: bool) -> Comment:
     """Resolve or reopen a thread; the role comes from ``comment_get_for_user``."""
     if comment.parent_id is not None:
         raise invalid("resolved", "A thread is resolved at its first comment.")
@@ -272,7 +272,7 @@ def _resolved_set(user: AbstractBaseUser, comment: Comment, *, resolved: bool) -
     return comment
 
 
-def _require_author(comment: Comment, user: AbstractBaseUser) -> None:
+def _require_author(comment: Comment, user: User) -> None:
     if comment.author_id != user.pk:
         raise PermissionDenied("You can only change your own comments.")
 
@@ -326,7 +326,7 @@ def mentions(body: str) -> set[str]:
     return {match[1].rstrip(".") for match in MENTION_RE.finditer(text)} - {""}
 
 
-def mentioned_readers(target: Target, names: set[str]) -> QuerySet[AbstractBaseUser]:
+def mentioned_readers(target: Target, names: set[str]) -> QuerySet[User]:
     """The readers of ``target`` named by username or (any case) email, with an address."""
     names = set(sorted(names)[:MAX_MENTIONS])
     emails = {name.lower() for name in names if "@" in name}
@@ -353,7 +353,7 @@ def comment_url(comment: Comment) -> str:
     return absolute_url(f"{target.get_absolute_url()}#comment-{comment.pk}")
 
 
-def mention_email_send(*, comment: Comment, user: AbstractBaseUser) -> bool:
+def mention_email_send(*, comment: Comment, user: User) -> bool:
     """Email ``user`` that ``comment`` mentions them; False when that no longer applies.
 
     Checked again at send time: since the task was queued the comment may have
@@ -376,7 +376,7 @@ def mention_email_send(*, comment: Comment, user: AbstractBaseUser) -> bool:
     return True
 
 
-def _email_context(comment: Comment, target: Target, user: AbstractBaseUser) -> dict[str, Any]:
+def _email_context(comment: Comment, target: Target, user: User) -> dict[str, Any]:
     if target.kind == "run":
         where = f"run {target.obj.name} in {target.project.full_name}"
     else:

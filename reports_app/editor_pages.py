@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.paginator import Page, Paginator
 from django.http import QueryDict
@@ -23,8 +23,11 @@ from django.utils.dateparse import parse_datetime
 from kernel.http import query_string
 from reports_app import render, revision_diff, selectors, services
 from reports_app.models import Report, ReportRevision, ShareLink, Visibility
-from tracking.models import WRITE_ROLES, Project
+from tracking.models import WRITE_ROLES
 from tracking.validation import in_utc, invalid
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole
 
 LIST_PAGE = 30
 HISTORY_PAGE = 50
@@ -55,7 +58,7 @@ def _report_base(report: Report) -> dict[str, Any]:
 # --- The project's reports ------------------------------------------------------------------
 
 
-def list_context(user: AbstractBaseUser, project: Project, query: QueryDict) -> dict[str, Any]:
+def list_context(user: User, project: ProjectWithRole, query: QueryDict) -> dict[str, Any]:
     search = query.get("q", "").strip()[:MAX_SEARCH]
     reports = selectors.reports_for_user(user, project=project, search=search or None)
     page = Paginator(reports.defer("body"), LIST_PAGE).get_page(query.get("page"))
@@ -74,7 +77,7 @@ def list_context(user: AbstractBaseUser, project: Project, query: QueryDict) -> 
 # --- The editor -----------------------------------------------------------------------------
 
 
-def _draft_offer(report: Report, user: AbstractBaseUser) -> dict[str, Any] | None:
+def _draft_offer(report: Report, user: User) -> dict[str, Any] | None:
     """The user's autosaved draft, when it holds text the report does not."""
     draft = selectors.draft_for(report, user)
     if draft is None or (draft.title, draft.body) == (report.title, report.body):
@@ -99,7 +102,7 @@ def _api_urls(report: Report) -> dict[str, str]:
     }
 
 
-def editor_context(report: Report, user: AbstractBaseUser, *, csrf: str) -> dict[str, Any]:
+def editor_context(report: Report, user: User, *, csrf: str) -> dict[str, Any]:
     """The editor page; ``config`` is what ``editor.js`` reads to start."""
     can_change_visibility = services.can_manage_links(report, user)
     config = {
@@ -124,7 +127,7 @@ def editor_context(report: Report, user: AbstractBaseUser, *, csrf: str) -> dict
 # --- History ------------------------------------------------------------------------------------
 
 
-def revisions_context(report: Report, user: AbstractBaseUser, query: QueryDict) -> dict[str, Any]:
+def revisions_context(report: Report, user: User, query: QueryDict) -> dict[str, Any]:
     revisions = selectors.revisions(report).defer("body")
     page = Paginator(revisions, HISTORY_PAGE).get_page(query.get("page"))
     return {
@@ -137,9 +140,7 @@ def revisions_context(report: Report, user: AbstractBaseUser, query: QueryDict) 
     }
 
 
-def revision_context(
-    report: Report, revision: ReportRevision, user: AbstractBaseUser
-) -> dict[str, Any]:
+def revision_context(report: Report, revision: ReportRevision, user: User) -> dict[str, Any]:
     """One revision drawn as it reads; its charts are drawn once, never live."""
     rendered = render.render_report(report, body=revision.body, frozen=revision.frozen)
     figures = [{**figure.as_dict(), "live": False} for figure in rendered.figures]
@@ -232,7 +233,7 @@ def parse_expiry(value: str, offset: str = "") -> datetime | None:
 
 def share_link_create(
     report: Report,
-    user: AbstractBaseUser,
+    user: User,
     data: QueryDict,
     session: SessionBase,
     *,

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from kernel import forms
 from kernel.errors import ApplicationError, PermissionDenied
-from kernel.http import http_errors, request_ip
+from kernel.http import AuthenticatedHttpRequest, http_errors, request_ip
 from reports_app import editor_pages, selectors, services
 from reports_app.models import Report, Visibility
 from tracking import selectors as tracking_selectors
@@ -48,7 +48,7 @@ def _report(request: HttpRequest, report_id: int) -> Report:
 @login_required
 @require_GET
 @http_errors
-def report_list(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def report_list(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     context = editor_pages.list_context(request.user, found, request.GET)
     return render(request, "reports_app/editor/list.html", context)
@@ -57,7 +57,7 @@ def report_list(request: HttpRequest, team: str, project: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def report_new(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     tracking_services.require_write(found.role)
     form = forms.Form(values={"visibility": Visibility.TEAM})
@@ -90,7 +90,7 @@ def report_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def report_edit(request: HttpRequest, report_id: int) -> HttpResponse:
+def report_edit(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     services.require_edit(found, request.user)
     context = editor_pages.editor_context(found, request.user, csrf=get_token(request))
@@ -103,7 +103,7 @@ def report_edit(request: HttpRequest, report_id: int) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def revisions(request: HttpRequest, report_id: int) -> HttpResponse:
+def revisions(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     context = editor_pages.revisions_context(found, request.user, request.GET)
     return render(request, "reports_app/editor/revisions.html", context)
@@ -112,7 +112,7 @@ def revisions(request: HttpRequest, report_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def revision(request: HttpRequest, report_id: int, number: int) -> HttpResponse:
+def revision(request: AuthenticatedHttpRequest, report_id: int, number: int) -> HttpResponse:
     """One revision; a POST restores it as the newest revision."""
     found = _report(request, report_id)
     if request.method == "POST":
@@ -143,7 +143,7 @@ def _restore(request: HttpRequest, report: Report, number: int) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def diff(request: HttpRequest, report_id: int) -> HttpResponse:
+def diff(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     context = editor_pages.diff_context(found, request.GET)
     return render(request, "reports_app/editor/diff.html", context)
@@ -156,7 +156,7 @@ def diff(request: HttpRequest, report_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def share(request: HttpRequest, report_id: int) -> HttpResponse:
+def share(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     if not services.can_manage_links(found, request.user):
         raise PermissionDenied("Only the author or an owner shares this report.")

@@ -9,6 +9,7 @@ and report, so typing never floods the history and never conflicts.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -36,11 +37,6 @@ class Report(models.Model):
     visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.TEAM)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
-
-    # The caller's role in the team: set by the access-checked reads of reports_app.selectors
-    # (``.annotate(role=...)``) and by the services acting for the caller; a report
-    # loaded any other way has none.
-    role: str
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -189,3 +185,23 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.name} (pid {self.pid})"
+
+
+# --- The caller's role ---------------------------------------------------------------
+# reports_app.selectors annotate a report with the caller's role in its project's team.
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from django_stubs_ext import WithAnnotations
+
+    from tracking.models import RoleAnnotation
+
+    ReportWithRole: TypeAlias = WithAnnotations[Report, RoleAnnotation]
+
+
+def with_role(report: Report, role: str) -> ReportWithRole:
+    """``report`` with ``role`` set as the selectors annotate it: a report just created."""
+    annotated: Any = report  # the annotation's type belongs to a queryset, bypassed here
+    annotated.role = role
+    return annotated

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -46,7 +46,7 @@ def contributors(report: Report) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def report_context(report: Report, *, user: AbstractBaseUser) -> dict[str, Any]:
+def report_context(report: Report, *, user: User) -> dict[str, Any]:
     rendered = render.render_report(report, frozen=_frozen(report))
     block_url = reverse("report-block", kwargs={"report_id": report.pk, "index": 0})
     return {

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from kernel.errors import NotFound
-from kernel.http import allow_framing, request_ip
+from kernel.http import AuthenticatedHttpRequest, allow_framing, request_ip
 from reports_app import report_pages, selectors, services
 from reports_app.models import ShareLink
 
@@ -24,7 +24,7 @@ def _report(request: HttpRequest, report_id: int):
 
 @login_required
 @require_GET
-def report(request: HttpRequest, report_id: int) -> HttpResponse:
+def report(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     context = report_pages.report_context(found, user=request.user)
     return render(request, "reports_app/report.html", context)
@@ -46,7 +46,7 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def export(request: HttpRequest, report_id: int) -> HttpResponse:
+def export(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
     found = _report(request, report_id)
     response = HttpResponse(
         report_pages.export_html(found), content_type="text/html; charset=utf-8"
@@ -58,7 +58,7 @@ def export(request: HttpRequest, report_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def block(request: HttpRequest, report_id: int, index: int) -> JsonResponse:
+def block(request: AuthenticatedHttpRequest, report_id: int, index: int) -> JsonResponse:
     figure = report_pages.block_figure(_report(request, report_id), index, public=False)
     if figure is None:
         raise Http404("No such chart block.")

@@ -8,6 +8,9 @@ the caller's role in the team, for the write checks in ``reports_app.services``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import User
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -15,7 +18,9 @@ from kernel.errors import NotFound
 from kernel.ids import by_id, is_id
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 from tracking.models import Membership, Project
-from tracking.selectors import User
+
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
 
 
 def _role(user: User) -> Subquery:
@@ -25,7 +30,7 @@ def _role(user: User) -> Subquery:
 
 def reports_for_user(
     user: User, *, project: Project | None = None, search: str | None = None
-) -> QuerySet[Report]:
+) -> QuerySet[ReportWithRole]:
     """Reports the user may read, newest first, each with ``role``."""
     reports = Report.objects.filter(project__team__memberships__user_id=user.pk).filter(
         Q(visibility=Visibility.TEAM) | Q(author_id=user.pk)
@@ -37,7 +42,7 @@ def reports_for_user(
     return reports.select_related("project__team", "author").annotate(role=_role(user))
 
 
-def report_get_for_user(user: User, report_id: int) -> Report:
+def report_get_for_user(user: User, report_id: int) -> ReportWithRole:
     if not is_id(report_id):
         raise NotFound("Report")
     report = reports_for_user(user).filter(pk=report_id).first()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -22,10 +22,21 @@ from audit.services import audit_record, audit_share_link_access, moment
 from kernel.errors import Conflict, PermissionDenied
 from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
-from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
+from reports_app.models import (
+    Report,
+    ReportDraft,
+    ReportRevision,
+    ShareLink,
+    Visibility,
+    with_role,
+)
 from tracking.models import Project, Role
 from tracking.services import require_write
 from tracking.validation import clean_text, invalid
+
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
+    from tracking.models import ProjectWithRole
 
 MAX_BODY = 200_000  # characters of Markdown
 MAX_REVISION = 2**31 - 1  # PositiveIntegerField on PostgreSQL
@@ -37,19 +48,19 @@ SHARE_PREFIX = "s_"
 _WRITERS = (Role.OWNER, Role.EDITOR)
 
 
-def can_edit(report: Report, user: AbstractBaseUser) -> bool:
+def can_edit(report: ReportWithRole, user: User) -> bool:
     """Editors and owners edit team reports; a private report only its author, still an editor."""
     if report.visibility == Visibility.PRIVATE:
         return report.author_id == user.pk and report.role in _WRITERS
     return report.role in _WRITERS
 
 
-def can_manage_links(report: Report, user: AbstractBaseUser) -> bool:
+def can_manage_links(report: ReportWithRole, user: User) -> bool:
     """Share links and deletion: an owner, or the author while still an editor."""
     return report.role == Role.OWNER or (report.author_id == user.pk and report.role in _WRITERS)
 
 
-def require_edit(report: Report, user: AbstractBaseUser) -> None:
+def require_edit(report: ReportWithRole, user: User) -> None:
     if not can_edit(report, user):
         raise PermissionDenied(
             "Only editors and owners of the team (or its author) edit this report."
@@ -87,9 +98,7 @@ def _unique_slug(project: Project, title: str) -> str:
     return slug
 
 
-def _revision(
-    report: Report, *, number: int, user: AbstractBaseUser, **extra: Any
-) -> ReportRevision:
+def _revision(report: Report, *, number: int, user: User, **extra: Any) -> ReportRevision:
     return ReportRevision.objects.create(
         report=report,
         number=number,
@@ -104,17 +113,17 @@ def _revision(
 @transaction.atomic
 def report_create(
     *,
-    user: AbstractBaseUser,
-    project: Project,
+    user: User,
+    project: ProjectWithRole,
     title: Any,
     body: Any = "",
     visibility: Any = Visibility.TEAM,
-) -> Report:
+) -> ReportWithRole:
     """A new report with its first revision; ``project.role`` must allow writing."""
     require_write(project.role)
     cleaned = _clean(title, body, visibility)
     now = timezone.now()
-    report = Report.objects.create(
+    created = Report.objects.create(
         project=project,
         slug=_unique_slug(project, cleaned["title"]),
         author=user,
@@ -123,12 +132,12 @@ def report_create(
         updated_at=now,
         **cleaned,
     )
-    report.role = project.role
+    report = with_role(created, project.role)
     _revision(report, number=1, user=user)
     return report
 
 
-def _locked(report: Report, revision: Any) -> Report:
+def _locked(report: ReportWithRole, revision: Any) -> ReportWithRole:
     """The report row, locked, after checking the caller edited its newest revision."""
     if isinstance(revision, bool) or not isinstance(revision, int):
         raise invalid("revision", "Send the revision you edited (a whole number).")
@@ -142,20 +151,19 @@ def _locked(report: Report, revision: Any) -> Report:
                 "current": {"revision": locked.revision, "title": locked.title, "body": locked.body}
             },
         )
-    locked.role = getattr(report, "role", None)
-    return locked
+    return with_role(locked, report.role)
 
 
 @transaction.atomic
 def report_save(
     *,
-    report: Report,
-    user: AbstractBaseUser,
+    report: ReportWithRole,
+    user: User,
     revision: Any,
     title: Any = None,
     body: Any = None,
     visibility: Any = None,
-) -> Report:
+) -> ReportWithRole:
     """Save edits as the next revision (409 ``Conflict`` if ``revision`` is not the newest)."""
     require_edit(report, user)
     locked = _locked(report, revision)
@@ -183,7 +191,9 @@ def report_save(
 
 
 @transaction.atomic
-def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revision: Any) -> Report:
+def report_restore(
+    *, report: ReportWithRole, user: User, number: int, revision: Any
+) -> ReportWithRole:
     """Bring an old revision back as the newest one (the history keeps everything)."""
     require_edit(report, user)
     locked = _locked(report, revision)
@@ -200,7 +210,7 @@ def report_restore(*, report: Report, user: AbstractBaseUser, number: int, revis
 
 
 @transaction.atomic
-def report_delete(*, report: Report, user: AbstractBaseUser, ip: str | None = None) -> None:
+def report_delete(*, report: ReportWithRole, user: User, ip: str | None = None) -> None:
     if not can_manage_links(report, user):
         raise PermissionDenied("Only the author (an editor) or an owner deletes a report.")
     project = report.project
@@ -217,12 +227,12 @@ def report_delete(*, report: Report, user: AbstractBaseUser, ip: str | None = No
     report.delete()
 
 
-def draft_discard(*, report: Report, user: AbstractBaseUser) -> None:
+def draft_discard(*, report: Report, user: User) -> None:
     ReportDraft.objects.filter(report=report, user=user).delete()
 
 
 def draft_save(
-    *, report: Report, user: AbstractBaseUser, title: Any, body: Any, base_revision: Any
+    *, report: ReportWithRole, user: User, title: Any, body: Any, base_revision: Any
 ) -> ReportDraft:
     """Keep the editor's text between saves (autosave); one draft per user and report."""
     require_edit(report, user)
@@ -245,8 +255,8 @@ def draft_save(
 @transaction.atomic
 def share_link_create(
     *,
-    report: Report,
-    user: AbstractBaseUser,
+    report: ReportWithRole,
+    user: User,
     expires_at: datetime | None = None,
     hide_authors: bool = False,
     embeddable: bool = False,
@@ -274,17 +284,17 @@ def share_link_create(
     return link, raw
 
 
-def _audit_link(
-    action: str, link: ShareLink, user: AbstractBaseUser, ip: str | None, **data: Any
-) -> None:
+def _audit_link(action: str, link: ShareLink, user: User, ip: str | None, **data: Any) -> None:
     data = {"report_id": link.report_id, **data}
     team = link.report.project.team
     audit_record(action=action, actor=user, team=team, target=link, data=data, ip=ip)
 
 
 @transaction.atomic
-def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser, ip: str | None = None) -> None:
-    if not can_manage_links(link.report, user):
+def share_link_revoke(*, link: ShareLink, user: User, ip: str | None = None) -> None:
+    # The link comes from selectors.share_link_get_for_user, which put the role-annotated
+    # report in link.report: a foreign key's declared type cannot say so.
+    if not can_manage_links(link.report, user):  # type: ignore[arg-type]
         raise PermissionDenied("Only the author or an owner revokes this link.")
     if ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
@@ -294,9 +304,7 @@ def share_link_revoke(*, link: ShareLink, user: AbstractBaseUser, ip: str | None
 
 
 @transaction.atomic
-def share_link_touch(
-    link: ShareLink, *, actor: AbstractBaseUser | None = None, ip: str | None = None
-) -> None:
+def share_link_touch(link: ShareLink, *, actor: User | None = None, ip: str | None = None) -> None:
     """Count an access and remember when it happened (for the share dialog).
 
     The update locks the link's row first, which ``audit_share_link_access`` relies on.

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -58,7 +58,7 @@ def admin_bootstrap() -> AdminCredentials | None:
     return AdminCredentials(username=ADMIN_USERNAME, password=password, token=raw)
 
 
-def superuser_first() -> AbstractBaseUser | None:
+def superuser_first() -> User | None:
     return get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
 
 
@@ -82,7 +82,7 @@ def token_issue(
     return IssuedToken(raw, user_created, team_created, member_role)
 
 
-def team_join(*, slug: str, user: AbstractBaseUser, role: str | None) -> tuple[bool, str]:
+def team_join(*, slug: str, user: User, role: str | None) -> tuple[bool, str]:
     """Put ``user`` in team ``slug``; answer (team was created, the user's role now)."""
     slug = clean_slug(slug, field="team", max_length=64)
     team = Team.objects.select_for_update().filter(slug=slug).first()
@@ -114,12 +114,12 @@ def _check_role(role: str | None) -> None:
 
 
 def _clean_username(username: str) -> str:
-    User = get_user_model()
-    username = User.normalize_username(str(username).strip())
-    max_length = User._meta.get_field(User.USERNAME_FIELD).max_length
+    user_model = get_user_model()
+    username = user_model.normalize_username(str(username).strip())
+    max_length = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length
     if not username or len(username) > max_length:
         raise invalid("username", f"A username has 1 to {max_length} characters.")
-    validator = getattr(User, "username_validator", None)
+    validator = getattr(user_model, "username_validator", None)
     try:
         if validator is not None:
             validator(username)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -114,7 +114,7 @@ def demo_exists() -> bool:
 
 
 @transaction.atomic
-def demo_seed(*, owner: AbstractBaseUser) -> Team:
+def demo_seed(*, owner: User) -> Team:
     """Create the demo team (``owner`` owns it), its project and runs.
 
     Idempotent: when team ``demo`` exists it is returned untouched.
@@ -136,7 +136,7 @@ def demo_seed(*, owner: AbstractBaseUser) -> Team:
     return team
 
 
-def demo_run_seed(spec: DemoRun, *, project: Project, owner: AbstractBaseUser, now: float) -> Run:
+def demo_run_seed(spec: DemoRun, *, project: Project, owner: User, now: float) -> Run:
     run = run_create(user=owner, project=project, **_run_fields(spec))
     end = now - spec.hours_ago * 3600
     metrics_ingest(run=run, points=demo_points(spec, end=end))

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
@@ -41,7 +41,6 @@ from audit.services import audit_record
 from kernel.errors import ApplicationError, Conflict, NotFound
 from kernel.ids import is_id
 from tracking.models import INVITATION_TTL, Membership, Role, Team, TeamInvitation
-from tracking.selectors import User
 from tracking.services import _audit_member, token_hash
 from tracking.validation import clean_text, invalid
 
@@ -146,7 +145,7 @@ def invitation_get_by_token(user: User, raw: str) -> TeamInvitation:
 # --- Writes ---------------------------------------------------------------------------------
 
 
-def _clean_invitee(value: Any) -> tuple[str, str, AbstractBaseUser | None]:
+def _clean_invitee(value: Any) -> tuple[str, str, User | None]:
     """``(invited_as, email, user)`` from what the owner typed.
 
     An "@" makes it an email invitation, whatever accounts exist: deciding by
@@ -205,7 +204,7 @@ def invitation_create(
     team: Team,
     invitee: str,
     role: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     ip: str | None = None,
 ) -> tuple[TeamInvitation, str]:
     """Invite a username or an email address; ``(invitation, raw token)``.
@@ -250,7 +249,7 @@ def _audit(
     action: str,
     invitation: TeamInvitation,
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     ip: str | None,
     actor_name: str | None = None,
 ) -> None:
@@ -276,7 +275,7 @@ def _close(invitation: TeamInvitation, stamp: str) -> None:
 
 @transaction.atomic
 def invitation_accept(
-    *, invitation: TeamInvitation, user: AbstractBaseUser, ip: str | None = None
+    *, invitation: TeamInvitation, user: User, ip: str | None = None
 ) -> Membership:
     """Join the team with the invitation's role (``invitation_get_for_user`` checked the user)."""
     team = invitation.team
@@ -290,9 +289,7 @@ def invitation_accept(
 
 
 @transaction.atomic
-def invitation_decline(
-    *, invitation: TeamInvitation, user: AbstractBaseUser, ip: str | None = None
-) -> None:
+def invitation_decline(*, invitation: TeamInvitation, user: User, ip: str | None = None) -> None:
     """Say no. The event names no account: declining must not tell the team who was asked."""
     _close(invitation, "declined_at")
     _audit(AuditAction.INVITATION_DECLINED, invitation, actor=None, ip=None, actor_name="invitee")
@@ -300,7 +297,7 @@ def invitation_decline(
 
 @transaction.atomic
 def invitation_revoke(
-    *, invitation: TeamInvitation, actor: AbstractBaseUser | None, ip: str | None = None
+    *, invitation: TeamInvitation, actor: User | None, ip: str | None = None
 ) -> None:
     _close(invitation, "revoked_at")
     _audit(AuditAction.INVITATION_REVOKED, invitation, actor=actor, ip=ip)

@@ -28,6 +28,7 @@ above every number and spoil min/max); +/-inf are stored as themselves.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, overload
 
 from django.conf import settings
 from django.db import models
@@ -51,11 +52,6 @@ class Team(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
-
-    # The caller's role in the team: set by the access-checked reads of tracking.selectors
-    # (``.annotate(role=...)``) and by the services acting for the caller; a team
-    # loaded any other way has none.
-    role: str
 
     class Meta:
         ordering = ["slug"]
@@ -202,11 +198,6 @@ class Project(models.Model):
         null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
 
-    # The caller's role in the team: set by the access-checked reads of tracking.selectors
-    # (``.annotate(role=...)``) and by the services acting for the caller; a project
-    # loaded any other way has none.
-    role: str
-
     class Meta:
         ordering = ["team__slug", "slug"]
         constraints = [
@@ -266,11 +257,6 @@ class Run(models.Model):
     deleted_at = models.DateTimeField(
         null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
-
-    # The caller's role in the team: set by the access-checked reads of tracking.selectors
-    # (``.annotate(role=...)``) and by the services acting for the caller; a run
-    # loaded any other way has none.
-    role: str
 
     class Meta:
         constraints = [
@@ -440,3 +426,30 @@ class IngestBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.batch_id}"
+
+
+# --- The caller's role ---------------------------------------------------------------
+# The access-checked reads of tracking.selectors annotate a team, project or run with the
+# caller's role in its team (``.annotate(role=...)``); these are their types.
+
+if TYPE_CHECKING:
+    from typing import TypeAlias, TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class RoleAnnotation(TypedDict):
+        role: str  # a Role
+
+    TeamWithRole: TypeAlias = WithAnnotations[Team, RoleAnnotation]
+    ProjectWithRole: TypeAlias = WithAnnotations[Project, RoleAnnotation]
+    RunWithRole: TypeAlias = WithAnnotations[Run, RoleAnnotation]
+
+
+@overload
+def with_role(row: Team, role: str) -> TeamWithRole: ...
+@overload
+def with_role(row: Project, role: str) -> ProjectWithRole: ...
+def with_role(row: Any, role: str) -> Any:
+    """``row`` with ``role`` set as the selectors annotate it: a row the caller just created."""
+    row.role = role
+    return row

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+# Re-exported: alerts/ and audit/ import it from here.
+from django.contrib.auth.models import User as User
 from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
 from kernel.errors import ApplicationError, NotFound, PermissionDenied
@@ -22,7 +24,8 @@ from tracking.models import (
     Team,
 )
 
-User = AbstractBaseUser | AnonymousUser
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole, RunWithRole, TeamWithRole
 
 
 def _role_subquery(user: User, team_ref: str) -> Subquery:
@@ -45,7 +48,7 @@ def split_project_name(full_name: str, *, field: str = "project") -> tuple[str, 
     return team_slug, project_slug
 
 
-def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Team, str]:
+def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[TeamWithRole, str]:
     """The team and the caller's role in it."""
     team = (
         Team.objects.filter(slug=_refuse_nul(str(slug), field), memberships__user_id=user.pk)
@@ -57,7 +60,7 @@ def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Te
     return team, team.role
 
 
-def teams_for_user(user: User) -> QuerySet[Team]:
+def teams_for_user(user: User) -> QuerySet[TeamWithRole]:
     return Team.objects.filter(memberships__user_id=user.pk).annotate(
         role=_role_subquery(user, "pk")
     )
@@ -102,7 +105,7 @@ def token_get_for_user(user: User, token_id: int) -> ApiToken:
 
 def projects_for_user(
     user: User, *, team_slug: str | None = None, include_deleted: bool = False
-) -> QuerySet[Project]:
+) -> QuerySet[ProjectWithRole]:
     """The user's projects; soft-deleted ones (MLflow's delete) only when asked for."""
     projects = (
         Project.objects.filter(team__memberships__user_id=user.pk)
@@ -116,7 +119,7 @@ def projects_for_user(
     return projects
 
 
-def project_get_for_user(user: User, full_name: str, *, field: str = "project") -> Project:
+def project_get_for_user(user: User, full_name: str, *, field: str = "project") -> ProjectWithRole:
     team_slug, project_slug = split_project_name(full_name, field=field)
     project = projects_for_user(user).filter(team__slug=team_slug, slug=project_slug).first()
     if project is None:
@@ -126,7 +129,7 @@ def project_get_for_user(user: User, full_name: str, *, field: str = "project") 
 
 def run_get_for_user(
     user: User, run_id: int, *, write: bool = False, defer: Sequence[str] = ()
-) -> Run:
+) -> RunWithRole:
     """The run, with ``run.role`` set to the caller's role in its team.
 
     ``write=True`` additionally requires an editor or owner. ``defer`` names

@@ -10,10 +10,10 @@ import binascii
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -36,6 +36,7 @@ from tracking.models import (
     SdkAlert,
     Team,
     TokenScope,
+    with_role,
 )
 from tracking.selectors import split_project_name, team_get_for_user
 from tracking.validation import (
@@ -46,6 +47,9 @@ from tracking.validation import (
     clean_text,
     invalid,
 )
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole
 
 TOKEN_PREFIX = "lb_"  # noqa: S105 - a marker, not a secret
 # Writing last_used_at on every request would turn every read into a write.
@@ -76,7 +80,7 @@ RESERVED_TEAM_SLUGS = frozenset(
 
 
 @transaction.atomic
-def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") -> Team:
+def team_create(*, slug: str, owner: User | None, name: str = "") -> Team:
     slug = clean_slug(slug, field="slug", max_length=64)
     if slug.lower() in RESERVED_TEAM_SLUGS:
         raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
@@ -93,10 +97,10 @@ def team_create(*, slug: str, owner: AbstractBaseUser | None, name: str = "") ->
 def _audit_member(
     *,
     team: Team,
-    user: AbstractBaseUser,
+    user: User,
     old: str | None,
     new: str | None,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     ip: str | None = None,
 ) -> None:
     """The event of a membership change: added (no ``old``), removed (no ``new``), a new role."""
@@ -112,9 +116,7 @@ def _audit_member(
 
 
 @transaction.atomic
-def membership_set(
-    *, team: Team, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None = None
-) -> Membership:
+def membership_set(*, team: Team, user: User, role: str, actor: User | None = None) -> Membership:
     """Add ``user`` with ``role``, or give a member that role (``manage.py createtoken``)."""
     if role not in Role.values:
         raise invalid("role", f"Role must be one of {', '.join(Role.values)}.")
@@ -126,12 +128,12 @@ def membership_set(
     return membership
 
 
-def user_get_or_create(*, username: str) -> tuple[AbstractBaseUser, bool]:
-    User = get_user_model()
-    user = User.objects.filter(username=username).first()
+def user_get_or_create(*, username: str) -> tuple[User, bool]:
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
     if user is not None:
         return user, False
-    user = User.objects.create_user(username=username)
+    user = user_model.objects.create_user(username=username)
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return user, True
@@ -152,9 +154,9 @@ def _clean_role(role: str) -> str:
 def membership_add(
     *,
     team: Team,
-    user: AbstractBaseUser,
+    user: User,
     role: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> Membership:
     """Add a newcomer; an existing member is refused (their role changes elsewhere)."""
@@ -192,7 +194,7 @@ def membership_role_change(
     *,
     membership: Membership,
     role: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> Membership:
     role = _clean_role(role)
@@ -209,8 +211,8 @@ def membership_role_change(
 def membership_remove(
     *,
     team: Team,
-    user: AbstractBaseUser,
-    actor: AbstractBaseUser | None = None,
+    user: User,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> None:
     membership = (
@@ -256,7 +258,7 @@ class TokenExpired(ApplicationError):
 @transaction.atomic
 def token_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str,
     scope: str = TokenScope.FULL,
     expires_at: datetime | None = None,
@@ -335,8 +337,8 @@ def token_authenticate(raw: str) -> ApiToken | None:
 
 
 def project_create(
-    *, user: AbstractBaseUser, team_slug: str, slug: str, description: str = ""
-) -> Project:
+    *, user: User, team_slug: str, slug: str, description: str = ""
+) -> ProjectWithRole:
     team, role = team_get_for_user(user, team_slug)
     if role not in WRITE_ROLES:
         raise PermissionDenied("Viewers cannot create projects.")
@@ -351,13 +353,12 @@ def project_create(
         raise ApplicationError(
             "already_exists", f"Project {team.slug}/{slug} already exists.", field="name"
         ) from None
-    project.role = role
-    return project
+    return with_role(project, role)
 
 
 def project_get_or_create_for_write(
-    *, user: AbstractBaseUser, full_name: str, field: str = "project"
-) -> Project:
+    *, user: User, full_name: str, field: str = "project"
+) -> ProjectWithRole:
     """The project to write into; created on first use by an editor or owner (as W&B does)."""
     team_slug, project_slug = split_project_name(full_name, field=field)
     team, role = team_get_for_user(user, team_slug, field=field)
@@ -369,8 +370,7 @@ def project_get_or_create_for_write(
     project, _ = Project.objects.get_or_create(
         team=team, slug=project_slug, defaults={"created_by": user}
     )
-    project.role = role
-    return project
+    return with_role(project, role)
 
 
 @transaction.atomic
@@ -437,12 +437,12 @@ def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {name: rules[name](value) for name, value in data.items() if name in rules}
 
 
-def run_create(*, user: AbstractBaseUser, project: Project, **fields: Any) -> Run:
+def run_create(*, user: User, project: Project, **fields: Any) -> Run:
     return run_create_or_get(user=user, project=project, **fields)[0]
 
 
 def run_create_or_get(
-    *, user: AbstractBaseUser, project: Project, client_id: str = "", **fields: Any
+    *, user: User, project: Project, client_id: str = "", **fields: Any
 ) -> tuple[Run, bool]:
     """Create a run; ``(run, created)``.
 
@@ -461,7 +461,7 @@ def run_create_or_get(
         return _run_for_client_id(user, project, client_id), False
 
 
-def _run_for_client_id(user: AbstractBaseUser, project: Project, client_id: str) -> Run | None:
+def _run_for_client_id(user: User, project: Project, client_id: str) -> Run | None:
     run = Run.objects.filter(created_by=user, client_id=client_id).first()
     if run is not None and run.project_id != project.pk:
         raise Conflict(
@@ -473,9 +473,7 @@ def _run_for_client_id(user: AbstractBaseUser, project: Project, client_id: str)
 
 
 @transaction.atomic
-def _run_insert(
-    *, user: AbstractBaseUser, project: Project, client_id: str, fields: dict[str, Any]
-) -> Run:
+def _run_insert(*, user: User, project: Project, client_id: str, fields: dict[str, Any]) -> Run:
     tags = fields.pop("tags", [])
     run = Run.objects.create(project=project, created_by=user, client_id=client_id, **fields)
     if not run.name:

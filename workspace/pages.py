@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
@@ -25,6 +26,9 @@ from tracking import selectors, services
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, Team
 from tracking.presentation import RunRow, run_row, stall_after
 from tracking.validation import invalid
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole
 
 PAGE_SIZE = 50
 RECENT_RUNS = 20
@@ -61,7 +65,7 @@ class TeamCard:
     projects: list[Project]
 
 
-def home_teams(user: selectors.User) -> list[TeamCard]:
+def home_teams(user: User) -> list[TeamCard]:
     """The user's teams, each with its projects annotated with ``run_count`` (two queries)."""
     cards = {team.pk: TeamCard(team, []) for team in selectors.teams_for_user(user)}
     projects = selectors.projects_for_user(user).annotate(run_count=Count("runs"))
@@ -70,7 +74,7 @@ def home_teams(user: selectors.User) -> list[TeamCard]:
     return list(cards.values())
 
 
-def _plain_runs(user: selectors.User) -> QuerySet[Run]:
+def _plain_runs(user: User) -> QuerySet[Run]:
     # The home tables show no tags or metrics: skip runs_for_user's prefetches.
     return selectors.runs_for_user(user).prefetch_related(None)
 
@@ -90,11 +94,11 @@ def attention_runs(runs: QuerySet[Run], *, now: datetime) -> list[RunRow]:
     return [run_row(run, now=now) for run in runs[:ATTENTION_LIMIT]]
 
 
-def home_recent_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+def home_recent_runs(user: User, *, now: datetime) -> list[RunRow]:
     return recent_runs(_plain_runs(user), now=now)
 
 
-def home_attention_runs(user: selectors.User, *, now: datetime) -> list[RunRow]:
+def home_attention_runs(user: User, *, now: datetime) -> list[RunRow]:
     return attention_runs(_plain_runs(user), now=now)
 
 
@@ -143,7 +147,7 @@ def ordering(sort: str) -> tuple[Any, ...]:
     return value.asc(nulls_last=True), "id"
 
 
-def project_runs(user: selectors.User, project: Project, filters: RunFilters) -> QuerySet[Run]:
+def project_runs(user: User, project: Project, filters: RunFilters) -> QuerySet[Run]:
     runs = selectors.runs_for_user(
         user,
         project=project,
@@ -219,12 +223,12 @@ def selected_run_ids(query: QueryDict) -> list[int]:
     return ids
 
 
-def can_edit(project: Project) -> bool:
+def can_edit(project: ProjectWithRole) -> bool:
     """Whether the caller may change the project's runs (``project.role`` from the selector)."""
     return project.role in WRITE_ROLES
 
 
-def bulk_tag(user: selectors.User, project: Project, form: QueryDict) -> int:
+def bulk_tag(user: User, project: Project, form: QueryDict) -> int:
     """Add or remove ``tag`` on the ticked runs (``tag_action`` add/remove); how many runs."""
     action = form.get("tag_action")
     if action not in ("add", "remove"):
@@ -241,7 +245,7 @@ def bulk_tag(user: selectors.User, project: Project, form: QueryDict) -> int:
 
 
 def project_page_context(
-    user: selectors.User, project: Project, query: QueryDict, columns: list[str]
+    user: User, project: Project, query: QueryDict, columns: list[str]
 ) -> dict[str, Any]:
     filters = RunFilters.from_query(query)
     page = runs_page(project_runs(user, project, filters), query.get("page"))

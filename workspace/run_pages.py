@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from django.contrib.auth.models import User
 from django.http import QueryDict
 from django.urls import reverse
 
@@ -31,6 +32,9 @@ from tracking.presentation import (
 )
 from tracking.validation import flatten, float_to_json
 from workspace import pages
+
+if TYPE_CHECKING:
+    from tracking.models import RunWithRole
 
 TRACEBACK_TAIL_LINES = 40
 SDK_ALERTS_SHOWN = 20
@@ -136,7 +140,7 @@ def artifacts_context(run: Run) -> dict[str, Any]:
     }
 
 
-def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[str, Any]:
+def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str, Any]:
     """Everything the run page shows of ``run`` (from ``run_get_for_user``): four queries."""
     series = list(selectors.run_series(run))
     tags = [tag.name for tag in run.tag_rows.all()]
@@ -171,7 +175,7 @@ def run_page_context(user: selectors.User, run: Run, *, now: datetime) -> dict[s
 # --- The compare page ---------------------------------------------------------------
 
 
-def compare_runs(user: selectors.User, project: Project, ids: list[int]) -> list[Run]:
+def compare_runs(user: User, project: Project, ids: list[int]) -> list[Run]:
     """The project's runs among ``ids`` the user can read, in the order asked (three queries)."""
     found = selectors.runs_for_user(user, project=project).filter(pk__in=ids[:MAX_COMPARE])
     by_id = {run.pk: run for run in found}
@@ -189,7 +193,7 @@ def compare_charts(runs: list[Run]) -> list[Chart]:
 
 
 def compare_page_context(
-    user: selectors.User, project: Project, query: QueryDict, *, now: datetime
+    user: User, project: Project, query: QueryDict, *, now: datetime
 ) -> dict[str, Any]:
     ids = pages.selected_run_ids(query)
     runs = compare_runs(user, project, ids)

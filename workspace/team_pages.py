@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
@@ -35,6 +35,9 @@ from tracking.models import (
 from tracking.presentation import RunRow
 from tracking.validation import invalid
 from workspace import pages
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole, TeamWithRole
 
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
 TOKEN_FIELDS = ("name", "scope", "expires_in")
@@ -62,26 +65,26 @@ def top_bar(request: HttpRequest) -> dict[str, Any]:
 # --- Team page ---------------------------------------------------------------------
 
 
-def team_projects(user: selectors.User, team: Team) -> list[Project]:
+def team_projects(user: User, team: Team) -> list[Project]:
     """The team's projects with ``run_count`` and ``last_run_at`` (one query)."""
     projects = selectors.projects_for_user(user, team_slug=team.slug)
     return list(projects.annotate(run_count=Count("runs"), last_run_at=Max("runs__created_at")))
 
 
-def _team_runs(user: selectors.User, team: Team) -> QuerySet[Run]:
+def _team_runs(user: User, team: Team) -> QuerySet[Run]:
     # The team tables show no tags or metrics: skip runs_for_user's prefetches.
     return selectors.runs_for_user(user).prefetch_related(None).filter(project__team=team)
 
 
-def team_recent_runs(user: selectors.User, team: Team, *, now: datetime) -> list[RunRow]:
+def team_recent_runs(user: User, team: Team, *, now: datetime) -> list[RunRow]:
     return pages.recent_runs(_team_runs(user, team), now=now)
 
 
-def team_attention_runs(user: selectors.User, team: Team, *, now: datetime) -> list[RunRow]:
+def team_attention_runs(user: User, team: Team, *, now: datetime) -> list[RunRow]:
     return pages.attention_runs(_team_runs(user, team), now=now)
 
 
-def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[str, Any]:
+def team_page_context(user: User, team: TeamWithRole, *, form: Form) -> dict[str, Any]:
     now = timezone.now()
     return {
         "current_team": team,
@@ -96,12 +99,12 @@ def team_page_context(user: selectors.User, team: Team, *, form: Form) -> dict[s
     }
 
 
-def team_create(user: AbstractBaseUser, data: QueryDict) -> Team:
+def team_create(user: User, data: QueryDict) -> Team:
     slug = data.get("slug", "").strip()
     return services.team_create(slug=slug, owner=user, name=data.get("name", "").strip())
 
 
-def project_create(user: AbstractBaseUser, team: Team, data: QueryDict) -> Project:
+def project_create(user: User, team: Team, data: QueryDict) -> Project:
     return services.project_create(
         user=user,
         team_slug=team.slug,
@@ -122,7 +125,7 @@ class RowError:
 
 
 def members_page_context(
-    team: Team, *, form: Form, row_error: RowError | None = None
+    team: TeamWithRole, *, form: Form, row_error: RowError | None = None
 ) -> dict[str, Any]:
     return {
         "section": "team",
@@ -140,7 +143,7 @@ def members_page_context(
 
 
 def member_invite(
-    team: Team, data: QueryDict, *, actor: AbstractBaseUser, ip: str | None = None
+    team: Team, data: QueryDict, *, actor: User, ip: str | None = None
 ) -> TeamInvitation:
     """Invite whoever the owner typed: the same answer whether or not they have an account."""
     invitation, _ = invitations.invitation_create(
@@ -152,7 +155,7 @@ def member_invite(
 # --- Settings: my invitations ----------------------------------------------------------------
 
 
-def my_invitations_context(user: selectors.User) -> dict[str, Any]:
+def my_invitations_context(user: User) -> dict[str, Any]:
     return {"section": "invitations", "invitations": list(invitations.invitations_for_user(user))}
 
 
@@ -171,7 +174,7 @@ def token_expiry(value: str) -> datetime | None:
 
 
 def token_create(
-    user: AbstractBaseUser, session: SessionBase, data: QueryDict, *, ip: str | None = None
+    user: User, session: SessionBase, data: QueryDict, *, ip: str | None = None
 ) -> ApiToken:
     """Create a token and keep its raw value in the session for the next page only."""
     token, raw = services.token_create(
@@ -191,7 +194,7 @@ def new_token_pop(session: SessionBase) -> dict[str, Any] | None:
 
 
 def tokens_page_context(
-    user: selectors.User, *, new_token: dict[str, Any] | None, form: Form, api_url: str
+    user: User, *, new_token: dict[str, Any] | None, form: Form, api_url: str
 ) -> dict[str, Any]:
     return {
         "section": "tokens",
@@ -212,7 +215,7 @@ def project_form(project: Project) -> Form:
 
 
 def project_settings_context(
-    project: Project, *, form: Form, delete_form: Form | None = None
+    project: ProjectWithRole, *, form: Form, delete_form: Form | None = None
 ) -> dict[str, Any]:
     return {
         "current_team": project.team,

@@ -7,7 +7,7 @@ page again with status 400 and the error next to its field.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,15 +22,17 @@ from kernel import forms
 from kernel.errors import ApplicationError
 from kernel.http import AuthenticatedHttpRequest, http_errors, request_ip
 from tracking import invitations, selectors, services
-from tracking.models import Project, Team
 from workspace import team_pages
 
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole, TeamWithRole
 
-def _team(request: AuthenticatedHttpRequest, slug: str) -> Team:
+
+def _team(request: AuthenticatedHttpRequest, slug: str) -> TeamWithRole:
     return selectors.team_get_for_user(request.user, slug)[0]  # team.role is the user's role
 
 
-def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> Project:
+def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
     return selectors.project_get_for_user(request.user, f"{team}/{project}")
 
 
@@ -117,7 +119,7 @@ def token_revoke(request: AuthenticatedHttpRequest, token_id: int) -> HttpRespon
 
 def _members_page(
     request: HttpRequest,
-    found: Team,
+    found: TeamWithRole,
     form: forms.Form,
     row_error: team_pages.RowError | None = None,
 ) -> HttpResponse:

@@ -26,6 +26,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
 from kernel.errors import ApplicationError, NotFound
+from kernel.http import AuthenticatedHttpRequest
 from labbook import login_throttle
 from tracking import history, selectors, services
 from tracking.mlflow import artifacts
@@ -56,7 +57,7 @@ class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     now = timezone.now()
     context = {
         "teams": pages.home_teams(request.user),
@@ -93,7 +94,7 @@ def _run(request: HttpRequest, team: str, project: str, run_id: int, *, write: b
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def project(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def project(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     query = request.POST if request.method == "POST" else request.GET
     if "compare" in query:
@@ -126,7 +127,7 @@ def _bulk_tag(request: HttpRequest, project: Project) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def run(request: HttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
+def run(request: AuthenticatedHttpRequest, team: str, project: str, run_id: int) -> HttpResponse:
     found = _run(request, team, project, run_id, write=request.method == "POST")
     if request.method == "POST":
         return _annotate(request, found)
@@ -151,7 +152,9 @@ def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
 
 @login_required
 @require_GET
-def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> StreamingHttpResponse:
+def metric_csv(
+    request: AuthenticatedHttpRequest, team: str, project: str, run_id: int
+) -> StreamingHttpResponse:
     found = _run(request, team, project, run_id)
     try:
         series = selectors.series_get(found, request.GET.get("key", ""))
@@ -166,7 +169,7 @@ def metric_csv(request: HttpRequest, team: str, project: str, run_id: int) -> St
 @login_required
 @require_GET
 def run_artifact(
-    request: HttpRequest, team: str, project: str, run_id: int, path: str
+    request: AuthenticatedHttpRequest, team: str, project: str, run_id: int, path: str
 ) -> FileResponse:
     """One artifact file of the run, as an attachment."""
     found = _run(request, team, project, run_id)
@@ -197,7 +200,7 @@ def _csv_rows(series) -> Iterator[str]:
 
 @login_required
 @require_GET
-def compare(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def compare(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     context = run_pages.compare_page_context(request.user, found, request.GET, now=timezone.now())
     context["current_team"] = found.team

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reports_app import comments
 from reports_app.api import serializers_comments as s
+from tracking.api.auth import AuthenticatedRequest
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 
@@ -29,12 +29,12 @@ class CommentListView(APIView):
         responses=s.CommentSerializer(many=True),
         description="Every comment on the target, oldest first; `parent` groups the threads.",
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         target = comments.target_get_for_user(request.user, request.query_params.get("target"))
         return Response([comments.comment_data(c) for c in comments.comments_for(target)])
 
     @extend_schema(request=s.CommentCreateSerializer, responses={201: s.CommentSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, set(s.CommentCreateSerializer().fields))
         target = comments.target_get_for_user(request.user, data.get("target"))
         comment = comments.comment_create(
@@ -49,7 +49,7 @@ class CommentListView(APIView):
 
 class CommentDetailView(APIView):
     @extend_schema(responses=s.CommentSerializer)
-    def get(self, request: Request, comment_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, comment_id: int) -> Response:
         comment = comments.comment_get_for_user(request.user, comment_id)
         return Response(comments.comment_data(comment))
 
@@ -60,7 +60,7 @@ class CommentDetailView(APIView):
             409: error_response("The comment was deleted: it can no longer be edited."),
         },
     )
-    def patch(self, request: Request, comment_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, comment_id: int) -> Response:
         data = reject_unknown(request.data, set(s.CommentPatchSerializer().fields))
         comment = comments.comment_get_for_user(request.user, comment_id)
         comment = comments.comment_update(user=request.user, comment=comment, data=data)
@@ -71,7 +71,7 @@ class CommentDetailView(APIView):
         responses={200: s.CommentSerializer},  # the blanked comment, not an empty 204
         description="Deletes your own comment: its body goes, its replies stay.",
     )
-    def delete(self, request: Request, comment_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, comment_id: int) -> Response:
         comment = comments.comment_get_for_user(request.user, comment_id)
         comment = comments.comment_delete(user=request.user, comment=comment)
         return Response(comments.comment_data(comment))

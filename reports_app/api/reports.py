@@ -17,6 +17,7 @@ from reports_app import render, selectors, services
 from reports_app.api import serializers as s
 from reports_app.models import Report
 from tracking import selectors as tracking_selectors
+from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
@@ -46,7 +47,7 @@ class ReportListView(APIView):
         ],
         responses=s.ReportListSerializer(many=True),
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         project = None
         if request.query_params.get("project"):
             project = tracking_selectors.project_get_for_user(
@@ -59,7 +60,7 @@ class ReportListView(APIView):
         return paginator.get_paginated_response(s.ReportListSerializer(page, many=True).data)
 
     @extend_schema(request=s.ReportCreateSerializer, responses={201: s.ReportSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"project", "title", "body", "visibility"})
         if not isinstance(data.get("project"), str) or not data["project"]:
             raise invalid("project", "This field is required: 'team/project'.")
@@ -76,7 +77,7 @@ class ReportListView(APIView):
 
 class ReportDetailView(APIView):
     @extend_schema(responses=s.ReportSerializer)
-    def get(self, request: Request, report_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, report_id: int) -> Response:
         return Response(s.ReportSerializer(_report(request, report_id)).data)
 
     @extend_schema(
@@ -85,7 +86,7 @@ class ReportDetailView(APIView):
         description="Saves a new revision. 409 when `revision` is not the newest: the error's"
         " `details.current` holds the newest revision's number, title and body.",
     )
-    def patch(self, request: Request, report_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, report_id: int) -> Response:
         data = reject_unknown(request.data, {"revision", "title", "body", "visibility"})
         if "revision" not in data:
             raise invalid("revision", "Send the revision you edited.")
@@ -100,7 +101,7 @@ class ReportDetailView(APIView):
         return Response(s.ReportSerializer(report).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, report_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, report_id: int) -> Response:
         services.report_delete(
             report=_report(request, report_id), user=request.user, ip=request_ip(request)
         )
@@ -109,14 +110,14 @@ class ReportDetailView(APIView):
 
 class RevisionListView(APIView):
     @extend_schema(responses=s.RevisionSerializer(many=True))
-    def get(self, request: Request, report_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, report_id: int) -> Response:
         revisions = selectors.revisions(_report(request, report_id))
         return Response(s.RevisionSerializer(revisions, many=True).data)
 
 
 class RevisionDetailView(APIView):
     @extend_schema(responses=s.RevisionDetailSerializer)
-    def get(self, request: Request, report_id: int, number: int) -> Response:
+    def get(self, request: AuthenticatedRequest, report_id: int, number: int) -> Response:
         revision = selectors.revision_get(_report(request, report_id), number)
         return Response(s.RevisionDetailSerializer(revision).data)
 
@@ -125,7 +126,7 @@ class RevisionRestoreView(APIView):
     @extend_schema(
         request=s.RestoreSerializer, responses={200: s.ReportSerializer, 409: STALE_REVISION}
     )
-    def post(self, request: Request, report_id: int, number: int) -> Response:
+    def post(self, request: AuthenticatedRequest, report_id: int, number: int) -> Response:
         data = reject_unknown(request.data, {"revision"})
         report = services.report_restore(
             report=_report(request, report_id),
@@ -138,19 +139,19 @@ class RevisionRestoreView(APIView):
 
 class DraftView(APIView):
     @extend_schema(responses=s.DraftSerializer, description="404 when you have no draft.")
-    def get(self, request: Request, report_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, report_id: int) -> Response:
         draft = selectors.draft_for(_report(request, report_id), request.user)
         if draft is None:
             raise NotFound("Draft")
         return Response(s.DraftSerializer(draft).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, report_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, report_id: int) -> Response:
         services.draft_discard(report=_report(request, report_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=s.DraftSerializer, responses=s.DraftSerializer)
-    def put(self, request: Request, report_id: int) -> Response:
+    def put(self, request: AuthenticatedRequest, report_id: int) -> Response:
         data = reject_unknown(request.data, {"title", "body", "revision"})
         draft = services.draft_save(
             report=_report(request, report_id),
@@ -168,7 +169,7 @@ class PreviewView(APIView):
         responses=s.PreviewResultSerializer,
         description="Renders `body` as the report page would (sanitized HTML and chart figures).",
     )
-    def post(self, request: Request, report_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, report_id: int) -> Response:
         data = reject_unknown(request.data, {"body"})
         report = _report(request, report_id)
         services.require_edit(report, request.user)
@@ -194,7 +195,7 @@ def _expiry(value: Any) -> datetime | None:
 
 class ShareLinkListView(APIView):
     @extend_schema(responses=s.ShareLinkSerializer(many=True))
-    def get(self, request: Request, report_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, report_id: int) -> Response:
         report = _report(request, report_id)
         if not services.can_manage_links(report, request.user):
             return Response([])
@@ -203,7 +204,7 @@ class ShareLinkListView(APIView):
     @extend_schema(
         request=s.ShareLinkCreateSerializer, responses={201: s.ShareLinkCreatedSerializer}
     )
-    def post(self, request: Request, report_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, report_id: int) -> Response:
         data = reject_unknown(request.data, {"expires_at", "hide_authors", "embeddable"})
         flags = {name: data.get(name, False) for name in ("hide_authors", "embeddable")}
         for name, value in flags.items():
@@ -223,7 +224,7 @@ class ShareLinkListView(APIView):
 
 class ShareLinkDetailView(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, link_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, link_id: int) -> Response:
         link = selectors.share_link_get_for_user(request.user, link_id)
         services.share_link_revoke(link=link, user=request.user, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -19,6 +19,7 @@ from kernel.http import request_ip
 from kernel.ids import by_id
 from tracking import history, ingest, invitations, selectors, services
 from tracking.api import serializers as s
+from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.mlflow import artifacts
@@ -63,12 +64,12 @@ def _with_series(run: Run) -> Run:
 
 class TeamListView(APIView):
     @extend_schema(responses=s.TeamSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         teams = selectors.teams_for_user(request.user)
         return Response(s.TeamSerializer(teams, many=True).data)
 
     @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"slug", "name"})
         team = services.team_create(
             slug=data.get("slug"), name=str(data.get("name") or ""), owner=request.user
@@ -82,14 +83,14 @@ class ProjectListView(APIView):
         parameters=[OpenApiParameter("team", str, description="Only this team's projects.")],
         responses=s.ProjectSerializer(many=True),
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         projects = selectors.projects_for_user(
             request.user, team_slug=request.query_params.get("team")
         )
         return Response(s.ProjectSerializer(projects, many=True).data)
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"team", "name", "description"})
         if not isinstance(data.get("team"), str) or not data["team"]:
             raise invalid("team", "This field is required.")
@@ -104,7 +105,7 @@ class ProjectListView(APIView):
 
 class ProjectDetailView(APIView):
     @extend_schema(responses=s.ProjectSerializer)
-    def get(self, request: Request, team: str, project: str) -> Response:
+    def get(self, request: AuthenticatedRequest, team: str, project: str) -> Response:
         found = selectors.project_get_for_user(request.user, f"{team}/{project}")
         return Response(s.ProjectSerializer(found).data)
 
@@ -126,7 +127,7 @@ class TeamInvitationListView(APIView):
         responses={200: s.TeamInvitationSerializer(many=True), 403: OWNERS_ONLY},
         description="The team's pending invitations; owners only (other members get 403).",
     )
-    def get(self, request: Request, team: str) -> Response:
+    def get(self, request: AuthenticatedRequest, team: str) -> Response:
         pending = invitations.team_invitations(_owned_team(request, team))
         return Response(s.TeamInvitationSerializer(pending, many=True).data)
 
@@ -138,7 +139,7 @@ class TeamInvitationListView(APIView):
         " link, and joins only by accepting. An existing member or a pending invitation"
         " for the same name is a 400 on `member`.",
     )
-    def post(self, request: Request, team: str) -> Response:
+    def post(self, request: AuthenticatedRequest, team: str) -> Response:
         data = reject_unknown(request.data, {"member", "role"})
         found = _owned_team(request, team)
         invitation, _ = invitations.invitation_create(
@@ -156,7 +157,7 @@ class TeamInvitationDetailView(APIView):
     @extend_schema(
         request=None, responses={204: None, 403: OWNERS_ONLY, 409: CLOSED}, description="Revoke."
     )
-    def delete(self, request: Request, team: str, invitation_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, team: str, invitation_id: int) -> Response:
         found = _owned_team(request, team)
         invitation = invitations.invitation_get_for_team(found, invitation_id)
         invitations.invitation_revoke(
@@ -170,7 +171,7 @@ class MyInvitationListView(APIView):
         responses=s.MyInvitationSerializer(many=True),
         description="Your pending invitations: to your username, or to your email address.",
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         mine = invitations.invitations_for_user(request.user)
         return Response(s.MyInvitationSerializer(mine, many=True).data)
 
@@ -181,7 +182,7 @@ class InvitationAcceptView(APIView):
         responses={200: s.TeamSerializer, 409: CLOSED},
         description="Join the team with the invitation's role.",
     )
-    def post(self, request: Request, invitation_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, invitation_id: int) -> Response:
         invitation = invitations.invitation_get_for_user(request.user, invitation_id)
         membership = invitations.invitation_accept(
             invitation=invitation, user=request.user, ip=request_ip(request)
@@ -193,7 +194,7 @@ class InvitationAcceptView(APIView):
 
 class InvitationDeclineView(APIView):
     @extend_schema(request=None, responses={204: None, 409: CLOSED})
-    def post(self, request: Request, invitation_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, invitation_id: int) -> Response:
         invitation = invitations.invitation_get_for_user(request.user, invitation_id)
         invitations.invitation_decline(invitation=invitation, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -229,7 +230,7 @@ class RunListView(APIView):
     pagination_class = RunCursorPagination  # read by the schema: a page, not a bare list
 
     @extend_schema(parameters=RUN_LIST_PARAMETERS, responses=s.RunSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         params = request.query_params
         project = None
         if params.get("project"):
@@ -256,7 +257,7 @@ class RunListView(APIView):
         description="201 with a new run; 200 with the run an earlier request with the same"
         " `client_id` created (a retry).",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, set(s.RunCreateSerializer().fields))
         if not isinstance(data.get("project"), str) or not data["project"]:
             raise invalid("project", "This field is required: 'team/project'.")
@@ -271,12 +272,12 @@ class RunListView(APIView):
 
 class RunDetailView(APIView):
     @extend_schema(responses=s.RunSerializer)
-    def get(self, request: Request, run_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id)
         return Response(s.RunSerializer(_with_series(run)).data)
 
     @extend_schema(request=s.RunPatchSerializer, responses=s.RunSerializer)
-    def patch(self, request: Request, run_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, run_id: int) -> Response:
         data = reject_unknown(request.data, set(s.RunPatchSerializer().fields))
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         run = services.run_update(run=run, data=data)
@@ -285,7 +286,7 @@ class RunDetailView(APIView):
 
 class RunHeartbeatView(APIView):
     @extend_schema(request=None, responses=s.HeartbeatSerializer)
-    def post(self, request: Request, run_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         run = services.run_heartbeat(run=run)
         return Response({"status": run.status, "last_seen_at": run.last_seen_at})
@@ -293,7 +294,7 @@ class RunHeartbeatView(APIView):
 
 class RunAlertsView(APIView):
     @extend_schema(responses=s.SdkAlertSerializer(many=True))
-    def get(self, request: Request, run_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id)
         alerts = run.sdk_alerts.all()[:100]
         return Response(s.SdkAlertSerializer(alerts, many=True).data)
@@ -302,7 +303,7 @@ class RunAlertsView(APIView):
         request=s.SdkAlertCreateSerializer,
         responses={201: s.SdkAlertSerializer, 200: s.SdkAlertSerializer},
     )
-    def post(self, request: Request, run_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
         data = reject_unknown(request.data, {"title", "text", "level", "wait_duration"})
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         alert, raised = services.sdk_alert_raise(
@@ -338,7 +339,7 @@ class RunArtifactsView(APIView):
         operation_id="runs_artifacts_list",
         description="Every file the run has logged (MLflow `log_artifact`), by path.",
     )
-    def get(self, request: Request, run_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id)
         return Response({"artifacts": artifacts.artifact_walk(run)})
 
@@ -349,7 +350,7 @@ class RunArtifactFileView(APIView):
         operation_id="runs_artifact_download",
         description="The file as logged, its content type guessed from its name.",
     )
-    def get(self, request: Request, run_id: int, path: str) -> FileResponse:
+    def get(self, request: AuthenticatedRequest, run_id: int, path: str) -> FileResponse:
         run = selectors.run_get_for_user(request.user, run_id)
         location = artifacts.run_location(run, path)
         return artifacts.file_response(artifacts.artifact_file(location))
@@ -380,7 +381,7 @@ def _series_dict(series: MetricSeries) -> dict[str, Any]:
 
 class RunMetricsView(APIView):
     @extend_schema(responses=s.MetricKeysSerializer)
-    def get(self, request: Request, run_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id)
         metrics = [_series_dict(series) for series in selectors.run_series(run)]
         return Response({"metrics": metrics})
@@ -392,7 +393,7 @@ class RunMetricsView(APIView):
             413: error_response("More points than a batch may hold."),
         },
     )
-    def post(self, request: Request, run_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
         data = reject_unknown(request.data, {"batch_id", "points"})
         if "points" not in data:
             raise invalid("points", "This field is required.")
@@ -423,7 +424,7 @@ class MetricHistoryView(APIView):
         responses=s.HistorySerializer,
         operation_id="runs_metric_history",
     )
-    def get(self, request: Request, run_id: int, key: str) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: int, key: str) -> Response:
         top = ingest.MAX_STEP
         max_points = int_param(request, "max_points", minimum=2, maximum=history.MAX_MAX_POINTS)
         step_min = int_param(request, "step_min", minimum=0, maximum=top)
@@ -462,12 +463,12 @@ def _expiry(value: Any) -> datetime | None:
 
 class TokenListView(APIView):
     @extend_schema(responses=s.TokenSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         tokens = ApiToken.objects.filter(user=request.user)
         return Response(s.TokenSerializer(tokens, many=True).data)
 
     @extend_schema(request=s.TokenCreateSerializer, responses={201: s.TokenCreatedSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"name", "scope", "expires_at"})
         token, raw = services.token_create(
             user=request.user,
@@ -483,7 +484,7 @@ class TokenListView(APIView):
 
 class TokenDetailView(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, token_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, token_id: int) -> Response:
         token = by_id(ApiToken.objects.filter(user=request.user), token_id)
         if token is None:
             raise NotFound("Token")

@@ -21,19 +21,20 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from kernel.http import AuthenticatedHttpRequest
 from tracking.mlflow import artifacts, http
 
 Answer = dict[str, Any] | HttpResponseBase
 
 
-def _content_length(request: HttpRequest) -> int | None:
+def _content_length(request: AuthenticatedHttpRequest) -> int | None:
     try:
         return int(request.META.get("CONTENT_LENGTH") or "")
     except ValueError:
         return None
 
 
-def _upload(request: HttpRequest, path: str) -> dict[str, Any]:
+def _upload(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
     location = artifacts.locate(request.user, path, write=True)
     artifacts.artifact_write(
         location=location,
@@ -44,12 +45,12 @@ def _upload(request: HttpRequest, path: str) -> dict[str, Any]:
     return {}
 
 
-def _download(request: HttpRequest, path: str) -> HttpResponseBase:
+def _download(request: AuthenticatedHttpRequest, path: str) -> HttpResponseBase:
     location = artifacts.locate(request.user, path, write=False)
     return artifacts.file_response(artifacts.artifact_file(location))
 
 
-def _delete(request: HttpRequest, path: str) -> dict[str, Any]:
+def _delete(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
     artifacts.artifact_delete(location=artifacts.locate(request.user, path, write=True))
     return {}
 
@@ -62,12 +63,12 @@ ACTIONS: dict[str, Callable[[HttpRequest, str], Answer]] = {
 
 
 @http.endpoint(*ACTIONS, raw_body=True)
-def artifact(request: HttpRequest, path: str) -> Answer:
+def artifact(request: AuthenticatedHttpRequest, path: str) -> Answer:
     return ACTIONS[request.method](request, path)
 
 
 @http.endpoint("GET", raw_body=True)
-def artifact_list(request: HttpRequest) -> dict[str, Any]:
+def artifact_list(request: AuthenticatedHttpRequest) -> dict[str, Any]:
     """One folder's children, named relative to it; ``{}`` when there are none (as MLflow)."""
     path = request.GET.get("path", "")
     if not path:
@@ -81,7 +82,7 @@ UNSUPPORTED = "Multipart upload is not supported for the current artifact reposi
 
 
 @csrf_exempt
-def unsupported(request: HttpRequest, path: str = "") -> HttpResponse:
+def unsupported(request: AuthenticatedHttpRequest, path: str = "") -> HttpResponse:
     """Multipart uploads and presigned downloads, tried only when a client forces them on.
 
     501 with MLflow's own message makes the client fall back to a plain PUT or

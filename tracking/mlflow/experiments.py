@@ -11,9 +11,9 @@ experiment id is the project's id; ``"0"`` (MLflow's Default experiment, what
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
@@ -26,6 +26,9 @@ from tracking.mlflow.http import ALREADY_EXISTS, NOT_FOUND, MlflowError, invalid
 from tracking.models import Membership, Project, Team
 from tracking.validation import SLUG_RE
 
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole
+
 DEFAULT_PROJECT = "default"
 MAX_NAME = 500
 # Read from the stripped filter: the value runs to the end, and must end with
@@ -37,7 +40,7 @@ NAME_FILTER = re.compile(
 MAX_FILTER = patterns.MAX_PATTERN_LENGTH + 100
 
 
-def default_team(user: AbstractBaseUser) -> Team:
+def default_team(user: User) -> Team:
     membership = (
         Membership.objects.filter(user=user).select_related("team").order_by("created_at", "pk")
     ).first()
@@ -52,7 +55,7 @@ def slug_for(name: str) -> str:
     return name[:100] if SLUG_RE.match(name) else slugify(name)[:100]
 
 
-def _full_name(user: AbstractBaseUser, name: Any) -> str:
+def _full_name(user: User, name: Any) -> str:
     """``team/project`` for an experiment name, by the naming rule."""
     if not isinstance(name, str) or not name.strip():
         raise invalid("Missing value for required parameter 'name'.")
@@ -67,11 +70,11 @@ def _full_name(user: AbstractBaseUser, name: Any) -> str:
     return f"{default_team(user).slug}/{slug}"
 
 
-def _projects(user: AbstractBaseUser) -> QuerySet[Project]:
+def _projects(user: User) -> QuerySet[Project]:
     return selectors.projects_for_user(user, include_deleted=True)
 
 
-def by_id(user: AbstractBaseUser, experiment_id: Any, *, create_default: bool = False) -> Project:
+def by_id(user: User, experiment_id: Any, *, create_default: bool = False) -> Project:
     """The experiment ``experiment_id``. MLflow's default one ("0") always exists for a
     client; it is created only for a write (``create_default``): a read of it before then
     gets an unsaved project (no pk), which answers as experiment "0" and holds no runs."""
@@ -87,7 +90,7 @@ def by_id(user: AbstractBaseUser, experiment_id: Any, *, create_default: bool = 
     return project
 
 
-def by_name(user: AbstractBaseUser, name: Any) -> Project:
+def by_name(user: User, name: Any) -> Project:
     team_slug, _, slug = _full_name(user, name).partition("/")
     project = _projects(user).filter(team__slug=team_slug, slug=slug).first()
     if project is None:
@@ -95,13 +98,13 @@ def by_name(user: AbstractBaseUser, name: Any) -> Project:
     return project
 
 
-def searched(user: AbstractBaseUser, experiment_ids: list[Any]) -> list[Project]:
+def searched(user: User, experiment_ids: list[Any]) -> list[Project]:
     """The experiments a search reads; a default experiment not made yet holds no runs."""
     found = (by_id(user, experiment_id) for experiment_id in experiment_ids)
     return [project for project in found if project.pk is not None]
 
 
-def default_project(user: AbstractBaseUser, *, create: bool) -> Project:
+def default_project(user: User, *, create: bool) -> Project:
     team = default_team(user)
     existing = _projects(user).filter(team=team, slug=DEFAULT_PROJECT).first()
     if existing is not None:
@@ -113,7 +116,7 @@ def default_project(user: AbstractBaseUser, *, create: bool) -> Project:
     )
 
 
-def create(user: AbstractBaseUser, name: Any, tags: list[dict[str, Any]] | None) -> Project:
+def create(user: User, name: Any, tags: list[dict[str, Any]] | None) -> Project:
     full_name = _full_name(user, name)
     team_slug, _, slug = full_name.partition("/")
     if _projects(user).filter(team__slug=team_slug, slug=slug).exists():
@@ -127,11 +130,11 @@ def create(user: AbstractBaseUser, name: Any, tags: list[dict[str, Any]] | None)
     return project
 
 
-def _require_write(project: Project) -> None:
+def _require_write(project: ProjectWithRole) -> None:
     services.require_write(project.role)
 
 
-def rename(user: AbstractBaseUser, project: Project, new_name: Any) -> None:
+def rename(user: User, project: Project, new_name: Any) -> None:
     _require_write(project)
     team_slug, _, slug = _full_name(user, new_name).partition("/")
     if team_slug != project.team.slug:
@@ -159,7 +162,7 @@ def set_tag(project: Project, key: Any, value: Any) -> None:
 
 
 def search(
-    user: AbstractBaseUser, *, view_type: str, filter_string: Any, order_by: list[str]
+    user: User, *, view_type: str, filter_string: Any, order_by: list[str]
 ) -> QuerySet[Project]:
     if not isinstance(filter_string, str):
         raise invalid(f"Invalid value {filter_string!r} for parameter 'filter' supplied.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from tracking import events, ingest, services
@@ -107,7 +107,7 @@ def project_slug(experiment_name: str) -> str:
     return experiments.slug_for(name) or "experiment"
 
 
-def project_for(user: AbstractBaseUser, team: Team, experiment: Any) -> Project:
+def project_for(user: User, team: Team, experiment: Any) -> Project:
     return services.project_get_or_create_for_write(
         user=user, full_name=f"{team.slug}/{project_slug(experiment.name)}"
     )
@@ -130,7 +130,7 @@ def import_steps(history: list[Any]) -> list[ingest.Point]:
     ]
 
 
-def _run_for(user: AbstractBaseUser, project: Project, source: Any) -> tuple[Run, bool]:
+def _run_for(user: User, project: Project, source: Any) -> tuple[Run, bool]:
     client_id = f"{CLIENT_ID_PREFIX}{source.info.run_id}"
     existing = Run.objects.filter(project=project, client_id=client_id).first()
     if existing is not None:
@@ -152,9 +152,7 @@ def _copy_fields(run: Run, source: Any) -> None:
     run.refresh_from_db()
 
 
-def import_run(
-    client: Any, user: AbstractBaseUser, project: Project, source: Any, summary: Summary
-) -> Run:
+def import_run(client: Any, user: User, project: Project, source: Any, summary: Summary) -> Run:
     """Create or complete one run; points already copied are skipped by ingest."""
     with transaction.atomic():
         run, created = _run_for(user, project, source)
@@ -195,7 +193,7 @@ def import_artifacts(client: Any, source: Any, destination: Path) -> int:
 def import_all(
     client: Any,
     *,
-    user: AbstractBaseUser,
+    user: User,
     team: Team,
     experiment_names: list[str],
     artifacts_root: Callable[[Run], Path] | None = None,

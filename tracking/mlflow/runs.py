@@ -19,9 +19,9 @@ import numbers
 import posixpath
 import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,6 +33,9 @@ from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
 from tracking.models import MetricSeries, Project, Run
 from tracking.validation import MAX_TAGS, float_to_json
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole, RunWithRole
 
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
@@ -50,7 +53,7 @@ NAN_STRINGS = {"nan": None, "infinity": math.inf, "-infinity": -math.inf, "inf":
 # --- Finding runs -----------------------------------------------------------------------------
 
 
-def get(user: AbstractBaseUser, run_id: Any, *, write: bool = False) -> Run:
+def get(user: User, run_id: Any, *, write: bool = False) -> Run:
     """The run (``role`` annotated); 404 in MLflow's terms for unknown or foreign ids."""
     try:
         pk = int(str(run_id))
@@ -67,7 +70,7 @@ def get(user: AbstractBaseUser, run_id: Any, *, write: bool = False) -> Run:
     return run
 
 
-def with_data(user: AbstractBaseUser, run_id: Any) -> Run:
+def with_data(user: User, run_id: Any) -> Run:
     run = get(user, run_id)
     return convert.with_data(Run.objects.filter(pk=run.pk))[0]
 
@@ -154,8 +157,8 @@ def _list(value: Any, path: str) -> list[dict[str, Any]]:
 
 
 def create(
-    user: AbstractBaseUser,
-    project: Project,
+    user: User,
+    project: ProjectWithRole,
     *,
     run_name: Any,
     start_time: Any,
@@ -185,7 +188,7 @@ RETRY_WINDOW = timedelta(minutes=10)
 
 
 def _created_already(
-    user: AbstractBaseUser, project: Project, *, name: str, started: int, tags: dict[str, str]
+    user: User, project: Project, *, name: str, started: int, tags: dict[str, str]
 ) -> Run | None:
     """The run an identical earlier runs/create made, when this one is its retry.
 
@@ -228,7 +231,7 @@ def update(run: Run, *, status: Any, end_time: Any, run_name: Any) -> Run:
     return run
 
 
-def set_deleted(run: Run, deleted: bool) -> None:
+def set_deleted(run: RunWithRole, deleted: bool) -> None:
     services.require_write(run.role)
     run.deleted_at = timezone.now() if deleted else None
     run.save(update_fields=["deleted_at"])

@@ -12,8 +12,7 @@ import binascii
 import json
 from typing import Any
 
-from django.http import HttpRequest
-
+from kernel.http import AuthenticatedHttpRequest
 from tracking.mlflow import convert, experiments, runs, search
 from tracking.mlflow.http import Arguments, endpoint, invalid
 from tracking.models import Run
@@ -75,25 +74,25 @@ def _paged(items: list, offset: int, limit: int, key: str, shape) -> dict[str, A
 
 
 @endpoint("POST")
-def experiment_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_create(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.create(request.user, _required(args, "name"), args.get("tags"))
     return {"experiment_id": str(project.pk)}
 
 
 @endpoint("GET")
-def experiment_get(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_get(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_id(request.user, _required(args, "experiment_id"))
     return {"experiment": convert.experiment(project)}
 
 
 @endpoint("GET")
-def experiment_get_by_name(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_get_by_name(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_name(request.user, _required(args, "experiment_name"))
     return {"experiment": convert.experiment(project)}
 
 
 @endpoint("GET", "POST")
-def experiment_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_search(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
     found = experiments.search(
         request.user,
@@ -106,7 +105,7 @@ def experiment_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def experiment_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_update(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     if args.get("new_name"):
         experiments.rename(request.user, project, args["new_name"])
@@ -114,21 +113,21 @@ def experiment_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def experiment_delete(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_delete(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_deleted(project, True)
     return {}
 
 
 @endpoint("POST")
-def experiment_restore(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_restore(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_deleted(project, False)
     return {}
 
 
 @endpoint("POST")
-def experiment_set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def experiment_set_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
     experiments.set_tag(project, _required(args, "key"), args.get("value"))
     return {}
@@ -138,7 +137,7 @@ def experiment_set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def run_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_create(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     experiment_id = args.get("experiment_id") or convert.DEFAULT_EXPERIMENT_ID
     project = experiments.by_id(request.user, experiment_id, create_default=True)
     run = runs.create(
@@ -152,13 +151,13 @@ def run_create(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("GET")
-def run_get(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_get(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     run_id = _required({"run_id": _run_id(args)}, "run_id")
     return {"run": convert.run(runs.with_data(request.user, run_id))}
 
 
 @endpoint("POST")
-def run_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_update(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
     runs.update(
         run,
@@ -170,25 +169,25 @@ def run_update(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def run_delete(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_delete(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     run = runs.get(request.user, _required(args, "run_id"))
     runs.set_deleted(run, True)
     return {}
 
 
 @endpoint("POST")
-def run_restore(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_restore(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     run = runs.get(request.user, _required(args, "run_id"))
     runs.set_deleted(run, False)
     return {}
 
 
-def _writable(request: HttpRequest, args: Arguments) -> Run:
+def _writable(request: AuthenticatedHttpRequest, args: Arguments) -> Run:
     return runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
 
 
 @endpoint("POST")
-def log_batch(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def log_batch(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     runs.log_batch(
         _writable(request, args),
         metrics=args.get("metrics"),
@@ -199,7 +198,7 @@ def log_batch(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def log_metric(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def log_metric(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     _required(args, "key")
     metric = {name: args.get(name) for name in ("key", "value", "timestamp", "step")}
     runs.log_batch(_writable(request, args), metrics=[metric], params=None, tags=None)
@@ -207,27 +206,27 @@ def log_metric(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST")
-def log_param(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def log_param(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     param = {"key": _required(args, "key"), "value": args.get("value")}
     runs.log_batch(_writable(request, args), metrics=None, params=[param], tags=None)
     return {}
 
 
 @endpoint("POST")
-def set_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def set_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     tag = {"key": _required(args, "key"), "value": args.get("value")}
     runs.log_batch(_writable(request, args), metrics=None, params=None, tags=[tag])
     return {}
 
 
 @endpoint("POST")
-def delete_tag(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def delete_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     runs.delete_tag(_writable(request, args), _required(args, "key"))
     return {}
 
 
 @endpoint("POST")
-def accepted(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def accepted(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     """Calls Labbook takes and does not keep (dataset inputs, model outputs): ``{}``.
 
     Only from someone who may write to the run, as if it were kept.
@@ -237,13 +236,13 @@ def accepted(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("POST", "GET")
-def nothing_found(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def nothing_found(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     """Searches of what Labbook does not have (logged models): an empty answer."""
     return {}
 
 
 @endpoint("GET")
-def metric_history(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def metric_history(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"))
     return runs.history(
         run,
@@ -254,7 +253,7 @@ def metric_history(request: HttpRequest, args: Arguments) -> dict[str, Any]:
 
 
 @endpoint("GET", "POST")
-def run_search(request: HttpRequest, args: Arguments) -> dict[str, Any]:
+def run_search(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
     ids = _as_list(args.get("experiment_ids"))
     projects = experiments.searched(request.user, ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from kernel.errors import ApplicationError
@@ -39,7 +39,7 @@ def team_for_import(slug: str) -> Team:
     return team
 
 
-def importer_for(team: Team, username: str | None) -> AbstractBaseUser:
+def importer_for(team: Team, username: str | None) -> User:
     """Who owns what the file's authors cannot: ``username``, else the team's first owner."""
     memberships = Membership.objects.filter(team=team).select_related("user")
     if username:
@@ -59,7 +59,7 @@ def project_import(
     *,
     source: Input,
     team: Team,
-    user: AbstractBaseUser,
+    user: User,
     slug: str | None = None,
     progress: Progress,
 ) -> Summary:

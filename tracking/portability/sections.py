@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils.module_loading import autodiscover_modules
 
 from tracking.models import Membership, Project, Team
@@ -27,16 +27,16 @@ class LoadContext:
     """What the lines read so far left behind for the lines still to come."""
 
     team: Team
-    user: AbstractBaseUser  # authors missing from the team become this user
+    user: User  # authors missing from the team become this user
     source: str  # the exported project's "team/slug"
     slug: str | None  # the slug to import under; None: the file's
     project: Project | None = None
     ids: dict[str, dict[int, int]] = field(default_factory=dict)  # "run" -> {file id: new id}
     counts: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
-    _members: dict[str, AbstractBaseUser] | None = None
+    _members: dict[str, User] | None = None
 
-    def author(self, username: Any) -> AbstractBaseUser | None:
+    def author(self, username: Any) -> User | None:
         """The team member with this username, else the importing user; no name: nobody."""
         if username is None:
             return None
