@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from kernel.errors import ApplicationError
 from tracking.models import Membership, Role, Team
@@ -116,8 +116,10 @@ def _check_role(role: str | None) -> None:
 def _clean_username(username: str) -> str:
     user_model = get_user_model()
     username = user_model.normalize_username(str(username).strip())
-    max_length = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length
-    if not username or len(username) > max_length:
+    name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    assert isinstance(name_field, models.CharField)  # a name: Django's own is one
+    max_length = name_field.max_length
+    if not username or (max_length is not None and len(username) > max_length):
         raise invalid("username", f"A username has 1 to {max_length} characters.")
     validator = getattr(user_model, "username_validator", None)
     try:

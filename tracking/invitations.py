@@ -202,8 +202,8 @@ def _already_invited(team: Team, invited_as: str) -> ApplicationError:
 def invitation_create(
     *,
     team: Team,
-    invitee: str,
-    role: str,
+    invitee: Any,
+    role: Any,
     actor: User | None,
     ip: str | None = None,
 ) -> tuple[TeamInvitation, str]:

@@ -49,7 +49,7 @@ class Team(models.Model):
     slug = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=120)
     created_at = models.DateTimeField(default=timezone.now)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
 
@@ -320,6 +320,8 @@ class SdkAlert(models.Model):
     repeats = models.PositiveIntegerField(
         default=0, help_text="Repeats inside the wait window, muted rather than raised again."
     )
+    # Not a column: set by the API view that answers a raise (the serializer's field).
+    suppressed: bool
 
     class Meta:
         ordering = ["-created_at"]
@@ -435,6 +437,7 @@ class IngestBatch(models.Model):
 if TYPE_CHECKING:
     from typing import TypeAlias, TypedDict
 
+    from django.contrib.auth.models import User
     from django_stubs_ext import WithAnnotations
 
     class RoleAnnotation(TypedDict):

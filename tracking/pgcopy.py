@@ -9,11 +9,12 @@ and before each use), so concurrent requests never see each other's rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.db import connection
 
 
-def stage(table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence]) -> None:
+def stage(table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> None:
     """Fill the temporary table ``table`` (created when missing) with ``rows``."""
     spec = ", ".join(f"{name} {kind}" for name, kind in columns)
     with connection.cursor() as cursor:

@@ -77,11 +77,13 @@ def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
         href=run.get_absolute_url(),
         duration=format_duration(run_duration(run, now=now)),
         stalled=stalled,
-        cells=[
-            Cell(*column.split(".", 1), format_value(column_value(run, column)))
-            for column in columns
-        ],
+        cells=[_cell(run, column) for column in columns],
     )
+
+
+def _cell(run: Run, column: str) -> Cell:
+    source, key = column.split(".", 1)
+    return Cell(source, key, format_value(column_value(run, column)))
 
 
 def column_value(run: Run, column: str) -> Any:

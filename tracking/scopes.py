@@ -67,7 +67,7 @@ INGEST: dict[str, frozenset[str]] = {
 class ScopeDenied(ApplicationError):
     status = 403
 
-    def __init__(self, scope: str, *, allowed: list[str], method: str, path: str) -> None:
+    def __init__(self, scope: str, *, allowed: list[str], method: str | None, path: str) -> None:
         super().__init__(
             "insufficient_scope",
             f"A token with the {scope!r} scope may not {method} {path};"
@@ -82,7 +82,7 @@ def endpoint_of(request: HttpRequest) -> str | None:
     return match.view_name if match is not None else None
 
 
-def allows(scope: str, *, endpoint: str | None, method: str) -> bool:
+def allows(scope: str, *, endpoint: str | None, method: str | None) -> bool:
     """Whether a token of ``scope`` may send ``method`` to ``endpoint`` (a view name)."""
     if scope == TokenScope.FULL:
         return True
@@ -93,11 +93,11 @@ def allows(scope: str, *, endpoint: str | None, method: str) -> bool:
     return False  # an unknown scope grants nothing
 
 
-def is_ingest(*, endpoint: str | None, method: str) -> bool:
+def is_ingest(*, endpoint: str | None, method: str | None) -> bool:
     return method in INGEST.get(endpoint or "", ())
 
 
-def require(token: ApiToken, *, endpoint: str | None, method: str, path: str) -> None:
+def require(token: ApiToken, *, endpoint: str | None, method: str | None, path: str) -> None:
     """Raise ``ScopeDenied`` (403, naming the scope) unless ``token`` may make this request."""
     if allows(token.scope, endpoint=endpoint, method=method):
         return

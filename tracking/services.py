@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,7 @@ RESERVED_TEAM_SLUGS = frozenset(
 
 
 @transaction.atomic
-def team_create(*, slug: str, owner: User | None, name: str = "") -> Team:
+def team_create(*, slug: Any, owner: User | None, name: Any = "") -> Team:
     slug = clean_slug(slug, field="slug", max_length=64)
     if slug.lower() in RESERVED_TEAM_SLUGS:
         raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
@@ -247,6 +248,7 @@ class TokenExpired(ApplicationError):
     status = 401
 
     def __init__(self, token: ApiToken) -> None:
+        assert token.expires_at is not None  # only a token with an expiry expires
         when = token.expires_at.strftime("%Y-%m-%d %H:%M UTC")
         super().__init__(
             "token_expired",
@@ -259,7 +261,7 @@ class TokenExpired(ApplicationError):
 def token_create(
     *,
     user: User,
-    name: str,
+    name: Any,
     scope: str = TokenScope.FULL,
     expires_at: datetime | None = None,
     ip: str | None = None,
@@ -337,7 +339,7 @@ def token_authenticate(raw: str) -> ApiToken | None:
 
 
 def project_create(
-    *, user: User, team_slug: str, slug: str, description: str = ""
+    *, user: User, team_slug: str, slug: Any, description: Any = ""
 ) -> ProjectWithRole:
     team, role = team_get_for_user(user, team_slug)
     if role not in WRITE_ROLES:
@@ -420,7 +422,7 @@ def _tags_replace(run: Run, tags: list[str]) -> None:
 
 def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
     """Validate the writable run fields present in ``data``."""
-    rules = {
+    rules: dict[str, Callable[[Any], Any]] = {
         "name": lambda v: clean_text(v, field="name", max_length=200),
         "group": lambda v: clean_text(v, field="group", max_length=200),
         "notes": lambda v: clean_text(v, field="notes", max_length=100_000),
@@ -437,12 +439,12 @@ def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {name: rules[name](value) for name, value in data.items() if name in rules}
 
 
-def run_create(*, user: User, project: Project, **fields: Any) -> Run:
+def run_create(*, user: User | None, project: Project, **fields: Any) -> Run:
     return run_create_or_get(user=user, project=project, **fields)[0]
 
 
 def run_create_or_get(
-    *, user: User, project: Project, client_id: str = "", **fields: Any
+    *, user: User | None, project: Project, client_id: str = "", **fields: Any
 ) -> tuple[Run, bool]:
     """Create a run; ``(run, created)``.
 
@@ -458,10 +460,13 @@ def run_create_or_get(
     try:
         return _run_insert(user=user, project=project, client_id=client_id, fields=fields), True
     except IntegrityError:  # a concurrent retry of the same request won the race
-        return _run_for_client_id(user, project, client_id), False
+        raced = _run_for_client_id(user, project, client_id)
+        if raced is None:
+            raise  # not that race: another constraint failed
+        return raced, False
 
 
-def _run_for_client_id(user: User, project: Project, client_id: str) -> Run | None:
+def _run_for_client_id(user: User | None, project: Project, client_id: str) -> Run | None:
     run = Run.objects.filter(created_by=user, client_id=client_id).first()
     if run is not None and run.project_id != project.pk:
         raise Conflict(
@@ -473,7 +478,9 @@ def _run_for_client_id(user: User, project: Project, client_id: str) -> Run | No
 
 
 @transaction.atomic
-def _run_insert(*, user: User, project: Project, client_id: str, fields: dict[str, Any]) -> Run:
+def _run_insert(
+    *, user: User | None, project: Project, client_id: str, fields: dict[str, Any]
+) -> Run:
     tags = fields.pop("tags", [])
     run = Run.objects.create(project=project, created_by=user, client_id=client_id, **fields)
     if not run.name:
@@ -543,7 +550,8 @@ def _clean_exit_code(value: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
         raise invalid("exit_code", "Must be a 32-bit integer or null.")
-    return value
+    code: int = value
+    return code
 
 
 def run_heartbeat(*, run: Run) -> Run:
@@ -616,7 +624,7 @@ def runs_tag(
 
 @transaction.atomic
 def sdk_alert_raise(
-    *, run: Run, title: str, text: str = "", level: str = "info", wait_seconds: int = 60
+    *, run: Run, title: Any, text: Any = "", level: str = "info", wait_seconds: int = 60
 ) -> tuple[SdkAlert, bool]:
     """Record an alert from training code; ``(alert, raised)``.
 

@@ -28,7 +28,7 @@ import functools
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.core.cache import caches
@@ -44,7 +44,10 @@ if TYPE_CHECKING:  # DRF's settings import this module while rest_framework.view
 
 CACHE = "default"  # Redis with REDIS_URL, else this process's memory (settings.py)
 API, INGEST = "api", "ingest"
-RATE_SETTINGS = {API: "API_THROTTLE_RATE", INGEST: "INGEST_THROTTLE_RATE"}
+RATE_SETTINGS: dict[str, Literal["API_THROTTLE_RATE", "INGEST_THROTTLE_RATE"]] = {
+    API: "API_THROTTLE_RATE",
+    INGEST: "INGEST_THROTTLE_RATE",
+}
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # 600 intervals of 0.1 s add up to a hair over 60 s in floating point.
 SLACK = 1e-6
@@ -77,14 +80,15 @@ def take(key: str, *, requests: int, seconds: float) -> float | None:
     cache = caches[CACHE]
     with _lock:
         now = time.time()
-        spent_until = max(cache.get(key, now), now) + interval
+        stored: float = cache.get(key, now)
+        spent_until = max(stored, now) + interval
         if spent_until - now > seconds + SLACK:
             return spent_until - now - seconds
         cache.set(key, spent_until, timeout=math.ceil(spent_until - now))
     return None
 
 
-def budget_of(*, endpoint: str | None, method: str) -> str:
+def budget_of(*, endpoint: str | None, method: str | None) -> str:
     if method in scopes.SAFE_METHODS:
         return API
     return INGEST if scopes.is_ingest(endpoint=endpoint, method=method) else API
@@ -101,7 +105,7 @@ def rate_of(budget: str) -> tuple[int, int] | None:
     return parse_rate(rate) if rate else None
 
 
-def require_capacity(token: ApiToken, *, endpoint: str | None, method: str) -> None:
+def require_capacity(token: ApiToken, *, endpoint: str | None, method: str | None) -> None:
     """Count a request of ``token`` (MLflow API); ``RateLimited`` (429) when its budget is spent."""
     budget = budget_of(endpoint=endpoint, method=method)
     rate = rate_of(budget)
@@ -115,7 +119,11 @@ def require_capacity(token: ApiToken, *, endpoint: str | None, method: str) -> N
 class TokenRateThrottle(SimpleRateThrottle):
     """DRF's throttle hook over ``take``: a refusal becomes 429 with ``Retry-After``."""
 
-    scope = API
+    scope: str = API
+    # Set by SimpleRateThrottle.__init__ from parse_rate(), left out of DRF's stub: the
+    # budget's requests and seconds, None without a rate.
+    num_requests: int | None
+    duration: int | None
 
     def get_rate(self) -> str | None:
         return settings.LABBOOK[RATE_SETTINGS[self.scope]] or None
@@ -134,7 +142,7 @@ class TokenRateThrottle(SimpleRateThrottle):
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         key = self.get_cache_key(request, view) if self.rate else None
-        if key is None:
+        if key is None or self.num_requests is None or self.duration is None:
             return True
         self._wait = take(key, requests=self.num_requests, seconds=self.duration)
         return self._wait is None

@@ -81,14 +81,14 @@ def clean_text(value: Any, *, field: str, max_length: int, required: bool = Fals
         value = ""
     if not isinstance(value, str):
         raise invalid(field, "Must be a string.")
-    value = value.strip()
-    if required and not value:
+    text = value.strip()
+    if required and not text:
         raise invalid(field, "This field may not be blank.")
-    if len(value) > max_length:
+    if len(text) > max_length:
         raise invalid(field, f"At most {max_length} characters.")
-    if "\x00" in value:
+    if "\x00" in text:
         raise invalid(field, "May not contain NUL characters.")
-    return value
+    return text
 
 
 def clean_metric_key(value: Any, *, field: str) -> str:
@@ -181,10 +181,10 @@ def clean_json_object(value: Any, *, field: str) -> dict[str, Any]:
         raise invalid(field, f"Nested deeper than {MAX_JSON_DEPTH} levels.")
     if _has_nul(value):
         raise invalid(field, "May not contain NUL characters.")
-    value = json_safe(value)
-    if len(json.dumps(value)) > MAX_JSON_BYTES:
+    safe: dict[str, Any] = json_safe(value)
+    if len(json.dumps(safe)) > MAX_JSON_BYTES:
         raise invalid(field, f"Larger than {MAX_JSON_BYTES} bytes.")
-    return value
+    return safe
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+    from drf_spectacular.openapi import AutoSchema
     from rest_framework.views import APIView  # imports this module (through its settings)
 
 
@@ -77,5 +78,5 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = BearerTokenAuthentication
     name = "bearerAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer"}

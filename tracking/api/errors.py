@@ -46,7 +46,7 @@ def _first_field_error(detail: Any, path: str = "") -> tuple[str | None, str]:
     return path or None, str(detail)
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         body = error_body(exc.code, exc.message, exc.field)
         if exc.details is not None:
@@ -64,10 +64,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.APIException):
         code = _CODES.get(type(exc), exc.default_code)
         response = Response(error_body(code, str(exc.detail)), status=exc.status_code)
-        if getattr(exc, "auth_header", None):
-            response["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            response["Retry-After"] = str(int(exc.wait))
+        # NotAuthenticated and Throttled carry these (set by DRF's views, not declared).
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            response["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait:
+            response["Retry-After"] = str(int(wait))
         return response
     return None
 

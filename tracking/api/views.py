@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -23,7 +23,7 @@ from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.mlflow import artifacts
-from tracking.models import ApiToken, MetricSeries, Run, Team, TokenScope
+from tracking.models import ApiToken, MetricSeries, Role, Run, Team, TokenScope, with_role
 from tracking.validation import clean_moment, float_to_json, invalid
 
 
@@ -38,7 +38,7 @@ def reject_unknown(data: Any, allowed: set[str]) -> dict[str, Any]:
 
 def int_param(request: Request, name: str, *, minimum: int, maximum: int) -> int | None:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if not raw:
         return None
     try:
         value = int(raw)
@@ -71,10 +71,10 @@ class TeamListView(APIView):
     @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"slug", "name"})
-        team = services.team_create(
+        created = services.team_create(
             slug=data.get("slug"), name=str(data.get("name") or ""), owner=request.user
         )
-        team.role = "owner"
+        team = with_role(created, Role.OWNER)
         return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
 
@@ -116,7 +116,7 @@ OWNERS_ONLY = error_response("You are a member of the team but not one of its ow
 CLOSED = error_response("The invitation was already accepted, declined, revoked, or expired.")
 
 
-def _owned_team(request: Request, team: str) -> Team:
+def _owned_team(request: AuthenticatedRequest, team: str) -> Team:
     found, role = selectors.team_get_for_user(request.user, team)
     services.require_owner(role)
     return found
@@ -187,8 +187,7 @@ class InvitationAcceptView(APIView):
         membership = invitations.invitation_accept(
             invitation=invitation, user=request.user, ip=request_ip(request)
         )
-        team = membership.team
-        team.role = membership.role
+        team = with_role(membership.team, membership.role)
         return Response(s.TeamSerializer(team).data)
 
 
@@ -208,7 +207,9 @@ class RunCursorPagination(ForgivingCursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+    def get_ordering(
+        self, request: Request, queryset: QuerySet[Run], view: APIView
+    ) -> tuple[str, ...]:
         name = request.query_params.get("ordering") or "-created_at"
         if name not in selectors.RUN_ORDERINGS:
             choices = ", ".join(selectors.RUN_ORDERINGS)
@@ -280,16 +281,16 @@ class RunDetailView(APIView):
     def patch(self, request: AuthenticatedRequest, run_id: int) -> Response:
         data = reject_unknown(request.data, set(s.RunPatchSerializer().fields))
         run = selectors.run_get_for_user(request.user, run_id, write=True)
-        run = services.run_update(run=run, data=data)
-        return Response(s.RunSerializer(_with_series(run)).data)
+        updated = services.run_update(run=run, data=data)
+        return Response(s.RunSerializer(_with_series(updated)).data)
 
 
 class RunHeartbeatView(APIView):
     @extend_schema(request=None, responses=s.HeartbeatSerializer)
     def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
         run = selectors.run_get_for_user(request.user, run_id, write=True)
-        run = services.run_heartbeat(run=run)
-        return Response({"status": run.status, "last_seen_at": run.last_seen_at})
+        beat = services.run_heartbeat(run=run)
+        return Response({"status": beat.status, "last_seen_at": beat.last_seen_at})
 
 
 class RunAlertsView(APIView):
@@ -446,7 +447,7 @@ class MetricHistoryView(APIView):
 
 def _cursor_param(request: Request) -> history.PointKey | None:
     raw = request.query_params.get("cursor")
-    if raw in (None, ""):
+    if not raw:
         return None
     try:
         return history.parse_cursor(raw)

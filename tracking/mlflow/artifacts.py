@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, TypedDict
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.http import FileResponse
 
 from kernel.errors import ApplicationError, NotFound
@@ -106,7 +106,7 @@ def run_location(run: Run, relative: str) -> Location:
     return location
 
 
-def locate(user: User | AnonymousUser, path: str, *, write: bool) -> Location:
+def locate(user: User, path: str, *, write: bool) -> Location:
     """Where ``<experiment_id>/<run_id>/artifacts/<rel>`` points, if ``user`` may go there.
 
     A run the user cannot see, or one named with another experiment id, is
@@ -183,6 +183,7 @@ class ArtifactResponse(FileResponse):
             yield block
 
     def _read_block(self) -> bytes:
+        assert self.file_to_stream is not None  # set by FileResponse from the file given
         return self.file_to_stream.read(self.block_size)
 
 

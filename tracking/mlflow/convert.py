@@ -41,7 +41,7 @@ GIT_TAGS = {  # MLflow's source tags → the keys of run.git the run page shows
     "mlflow.source.git.repoURL": "remote",
 }
 
-TO_MLFLOW_STATUS = {
+TO_MLFLOW_STATUS: dict[str, str] = {
     RunStatus.RUNNING: "RUNNING",
     RunStatus.FINISHED: "FINISHED",
     RunStatus.FAILED: "FAILED",

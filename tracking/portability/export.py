@@ -35,7 +35,7 @@ def export_size(project: Project) -> int:
 
 def project_export(*, project: Project, stream: IO[str], progress: Progress) -> sections.Summary:
     """Write ``project`` to ``stream``: the header, every section's lines, the end line."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     stream.write(dumps(header(project)))
     for section in sections.registered():
         for line in section.export(project):

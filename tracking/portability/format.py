@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 from tracking.validation import clean_text, float_to_json, invalid, json_loads, json_safe
 
@@ -67,6 +67,10 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+@overload
+def when(line: Line, name: str, *, required: Literal[True]) -> datetime: ...
+@overload
+def when(line: Line, name: str, *, required: bool = False) -> datetime | None: ...
 def when(line: Line, name: str, *, required: bool = False) -> datetime | None:
     """The time in ``line[name]``, which must carry its offset."""
     value = line.get(name)
@@ -85,6 +89,12 @@ def text(line: Line, name: str, *, max_length: int, required: bool = False) -> s
     return clean_text(line.get(name), field=name, max_length=max_length, required=required)
 
 
+@overload
+def whole(
+    line: Line, name: str, *, low: int, high: int, nullable: Literal[False] = False
+) -> int: ...
+@overload
+def whole(line: Line, name: str, *, low: int, high: int, nullable: bool) -> int | None: ...
 def whole(line: Line, name: str, *, low: int, high: int, nullable: bool = False) -> int | None:
     value = line.get(name)
     if value is None and nullable:

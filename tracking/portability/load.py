@@ -74,7 +74,7 @@ def project_import(
         if next(lines, None) is not None:
             raise PortabilityError(f"line {last + 1}: nothing may follow the end line.")
     tick()
-    return Summary(context.project.full_name, context.counts, context.warnings)
+    return Summary(context.loaded_project.full_name, context.counts, context.warnings)
 
 
 def _header(lines: Lines) -> str:

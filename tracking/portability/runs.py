@@ -198,7 +198,7 @@ def load_run(line: Line, context: LoadContext) -> None:
     times = run_times(line)
     run = services.run_create(
         user=author,
-        project=context.project,
+        project=context.loaded_project,
         client_id=free_client_id(line, author, context),
         tags=line.get("tags"),
         **{name: line[name] for name in RUN_FIELDS if name in line},
@@ -260,7 +260,7 @@ def load_points(line: Line, context: LoadContext) -> None:
 def raw_points(line: Line, key: str) -> list[dict[str, Any]]:
     """The line's arrays as the points ``ingest.parse_points`` validates."""
     steps, values, stamps = (line.get(name) for name in ("steps", "values", "timestamps"))
-    if not all(isinstance(array, list) for array in (steps, values, stamps)):
+    if not (isinstance(steps, list) and isinstance(values, list) and isinstance(stamps, list)):
         raise invalid("steps", "steps, values and timestamps must be lists.")
     if not len(steps) == len(values) == len(stamps):
         raise invalid("steps", "steps, values and timestamps must have the same length.")

@@ -32,7 +32,7 @@ class LoadContext:
     slug: str | None  # the slug to import under; None: the file's
     project: Project | None = None
     ids: dict[str, dict[int, int]] = field(default_factory=dict)  # "run" -> {file id: new id}
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
     _members: dict[str, User] | None = None
 
@@ -44,6 +44,12 @@ class LoadContext:
             memberships = Membership.objects.filter(team=self.team).select_related("user")
             self._members = {m.user.get_username(): m.user for m in memberships}
         return self._members.get(username, self.user)
+
+    @property
+    def loaded_project(self) -> Project:
+        """The file's project: each line after its own needs it (load checks the order)."""
+        assert self.project is not None
+        return self.project
 
     def remember(self, kind: str, old: Any, new: int) -> None:
         known = self.ids.setdefault(kind, {})
@@ -57,7 +63,7 @@ class Summary:
     """What moved: records per line type (``points`` counts points, not lines)."""
 
     project: str
-    counts: Counter
+    counts: Counter[str]
     warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:

@@ -32,10 +32,12 @@ class Api:
         return runs
 
     def run(self, run_id: int) -> dict[str, Any]:
-        return self._get(f"/api/v1/runs/{int(run_id)}")
+        run: dict[str, Any] = self._get(f"/api/v1/runs/{int(run_id)}")
+        return run
 
     def metrics(self, run_id: int) -> list[dict[str, Any]]:
-        return self._get(f"/api/v1/runs/{int(run_id)}/metrics")["metrics"]
+        metrics: list[dict[str, Any]] = self._get(f"/api/v1/runs/{int(run_id)}/metrics")["metrics"]
+        return metrics
 
     def history(self, run_id: int, key: str, max_points: int | None = None) -> dict[str, list[Any]]:
         """``{"steps": [...], "values": [...], "timestamps": [...]}``, every page fetched."""

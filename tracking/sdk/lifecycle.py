@@ -43,7 +43,11 @@ def unregister(run: Run) -> None:
     _runs.discard(run)
 
 
-def describe_exception(kind: type, error: BaseException | None, tb: Any) -> tuple:
+# (status, error, traceback tail, exit code): how an exception ends a run.
+Ending = tuple[str, str, str | None, int]
+
+
+def describe_exception(kind: type[BaseException], error: BaseException | None, tb: Any) -> Ending:
     """(status, error, traceback tail, exit code) for an exception that ends a run."""
     if issubclass(kind, KeyboardInterrupt):
         return "killed", "KeyboardInterrupt", None, 130
@@ -73,7 +77,7 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _excepthook(kind: type, error: BaseException, tb: Any) -> None:
+def _excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
     global _exit
     _exit = describe_exception(kind, error, tb)
     _previous_excepthook(kind, error, tb)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from tracking.sdk import lifecycle, sync
-from tracking.sdk.sender import MAX_POINTS_PER_BATCH, Sender, json_value, warn
+from tracking.sdk.sender import MAX_POINTS_PER_BATCH, Record, Sender, json_value, warn
 from tracking.sdk.settings import Settings
 from tracking.sdk.spool import SpoolRun
 from tracking.sdk.system import run_context
@@ -73,7 +73,7 @@ def _check_key(key: Any) -> None:
         )
 
 
-class _SyncedDict(dict):
+class _SyncedDict(dict[str, Any]):
     """A dict whose changes are sent to the run's ``config`` or ``summary`` (merged)."""
 
     def __init__(self, run: Run, field: str, initial: Mapping[str, Any]) -> None:
@@ -119,7 +119,7 @@ class Run:
         self._keys_ok: set[str] = set()
         self._finished = False
         self._forked_child = False
-        self._overflow: list[tuple] = []
+        self._overflow: list[Record] = []
         self._overflow_lock = threading.Lock()
         self._spilled = False
         self._spool = SpoolRun.for_run(settings.spool_dir, self._spool_header(create))
@@ -127,7 +127,11 @@ class Run:
         lifecycle.register(self)
 
     def _spool_header(self, create: dict[str, Any]) -> dict[str, Any]:
-        header = {"url": self._settings.url, "run_id": self.id, "project": self.project}
+        header: dict[str, Any] = {
+            "url": self._settings.url,
+            "run_id": self.id,
+            "project": self.project,
+        }
         return header if self.id is not None else {**header, "create": create}
 
     def _new_sender(self) -> Sender:
@@ -141,7 +145,9 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> None:
         if kind is None:
             self.finish()
         else:
@@ -181,12 +187,12 @@ class Run:
             step = self._step
         elif isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
             raise TypeError(f"run.log(): step must be a non-negative integer, got {step!r}")
-        step = step.__index__()
-        if step >= self._step:
-            self._step = step + 1
-        return step
+        index: int = step.__index__()
+        if index >= self._step:
+            self._step = index + 1
+        return index
 
-    def _spill(self, record: tuple) -> None:
+    def _spill(self, record: Record) -> None:
         """The queue is full (the server is slower than the loop): gather, then write to disk."""
         with self._overflow_lock:
             if not self._overflow and not self._spilled:

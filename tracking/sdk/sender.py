@@ -28,7 +28,7 @@ WAKE_AT = 2_000  # records queued before log() wakes the sender early
 
 # Records: ("p", step, timestamp, {key: value}) points of one log() call,
 # ("u", {field: value}) a run change, ("a", {...}) an alert, ("f", Event) a flush marker.
-Record = tuple
+Record = tuple[Any, ...]
 # kind -> (method, path after /api/v1/runs/{id}, what to call it, spool record kind)
 _ROUTES = {"u": ("PATCH", "", "run update", "patch"), "a": ("POST", "/alerts", "alert", "alert")}
 

@@ -66,7 +66,8 @@ def write_header(folder: Path, header: dict[str, Any]) -> None:
 
 
 def read_header(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    header: dict[str, Any] = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    return header
 
 
 def read_records(folder: Path) -> tuple[list[dict[str, Any]], int]:
