@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
@@ -55,7 +55,7 @@ def _delete(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
     return {}
 
 
-ACTIONS: dict[str, Callable[[HttpRequest, str], Answer]] = {
+ACTIONS: dict[str, Callable[[AuthenticatedHttpRequest, str], Answer]] = {
     "PUT": _upload,
     "GET": _download,
     "DELETE": _delete,
@@ -64,7 +64,7 @@ ACTIONS: dict[str, Callable[[HttpRequest, str], Answer]] = {
 
 @http.endpoint(*ACTIONS, raw_body=True)
 def artifact(request: AuthenticatedHttpRequest, path: str) -> Answer:
-    return ACTIONS[request.method](request, path)
+    return ACTIONS[request.method or ""](request, path)  # endpoint() let only these in
 
 
 @http.endpoint("GET", raw_body=True)

@@ -11,7 +11,7 @@ experiment id is the project's id; ``"0"`` (MLflow's Default experiment, what
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -70,10 +70,14 @@ def _full_name(user: User, name: Any) -> str:
     return f"{default_team(user).slug}/{slug}"
 
 
-def _projects(user: User) -> QuerySet[Project]:
+def _projects(user: User) -> QuerySet[ProjectWithRole]:
     return selectors.projects_for_user(user, include_deleted=True)
 
 
+@overload
+def by_id(user: User, experiment_id: Any, *, create_default: Literal[True]) -> ProjectWithRole: ...
+@overload
+def by_id(user: User, experiment_id: Any, *, create_default: bool = False) -> Project: ...
 def by_id(user: User, experiment_id: Any, *, create_default: bool = False) -> Project:
     """The experiment ``experiment_id``. MLflow's default one ("0") always exists for a
     client; it is created only for a write (``create_default``): a read of it before then
@@ -90,7 +94,7 @@ def by_id(user: User, experiment_id: Any, *, create_default: bool = False) -> Pr
     return project
 
 
-def by_name(user: User, name: Any) -> Project:
+def by_name(user: User, name: Any) -> ProjectWithRole:
     team_slug, _, slug = _full_name(user, name).partition("/")
     project = _projects(user).filter(team__slug=team_slug, slug=slug).first()
     if project is None:
@@ -104,6 +108,10 @@ def searched(user: User, experiment_ids: list[Any]) -> list[Project]:
     return [project for project in found if project.pk is not None]
 
 
+@overload
+def default_project(user: User, *, create: Literal[True]) -> ProjectWithRole: ...
+@overload
+def default_project(user: User, *, create: bool) -> Project: ...
 def default_project(user: User, *, create: bool) -> Project:
     team = default_team(user)
     existing = _projects(user).filter(team=team, slug=DEFAULT_PROJECT).first()
@@ -116,7 +124,7 @@ def default_project(user: User, *, create: bool) -> Project:
     )
 
 
-def create(user: User, name: Any, tags: list[dict[str, Any]] | None) -> Project:
+def create(user: User, name: Any, tags: list[dict[str, Any]] | None) -> ProjectWithRole:
     full_name = _full_name(user, name)
     team_slug, _, slug = full_name.partition("/")
     if _projects(user).filter(team__slug=team_slug, slug=slug).exists():
@@ -134,7 +142,7 @@ def _require_write(project: ProjectWithRole) -> None:
     services.require_write(project.role)
 
 
-def rename(user: User, project: Project, new_name: Any) -> None:
+def rename(user: User, project: ProjectWithRole, new_name: Any) -> None:
     _require_write(project)
     team_slug, _, slug = _full_name(user, new_name).partition("/")
     if team_slug != project.team.slug:
@@ -142,13 +150,13 @@ def rename(user: User, project: Project, new_name: Any) -> None:
     services.project_update(project=project, slug=slug)
 
 
-def set_deleted(project: Project, deleted: bool) -> None:
+def set_deleted(project: ProjectWithRole, deleted: bool) -> None:
     _require_write(project)
     project.deleted_at = timezone.now() if deleted else None
     project.save(update_fields=["deleted_at"])
 
 
-def set_tag(project: Project, key: Any, value: Any) -> None:
+def set_tag(project: ProjectWithRole, key: Any, value: Any) -> None:
     _require_write(project)
     if not isinstance(key, str) or not key:
         raise invalid("Missing value for required parameter 'key'.")

@@ -18,6 +18,7 @@ import math
 import numbers
 import posixpath
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ NAN_STRINGS = {"nan": None, "infinity": math.inf, "-infinity": -math.inf, "inf":
 # --- Finding runs -----------------------------------------------------------------------------
 
 
-def get(user: User, run_id: Any, *, write: bool = False) -> Run:
+def get(user: User, run_id: Any, *, write: bool = False) -> RunWithRole:
     """The run (``role`` annotated); 404 in MLflow's terms for unknown or foreign ids."""
     try:
         pk = int(str(run_id))
@@ -70,7 +71,7 @@ def get(user: User, run_id: Any, *, write: bool = False) -> Run:
     return run
 
 
-def with_data(user: User, run_id: Any) -> Run:
+def with_data(user: User, run_id: Any) -> convert.RunRow:
     run = get(user, run_id)
     return convert.with_data(Run.objects.filter(pk=run.pk))[0]
 
@@ -105,7 +106,8 @@ def _integer(value: Any, path: str, *, default: int | None = None) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
         raise invalid(f"Invalid value {value!r} for parameter '{path}': a 64-bit integer.")
-    return value
+    number: int = value
+    return number
 
 
 def _metric_value(value: Any, path: str) -> float | None:
@@ -122,15 +124,15 @@ def metric_or_nan(value: float) -> float | None:
 
 
 def _text(value: Any, path: str, limit: int) -> str:
-    value = "" if value is None else str(value)
-    if len(value) > limit:
+    text = "" if value is None else str(value)
+    if len(text) > limit:
         raise invalid(f"'{path}' exceeds the maximum length of {limit} characters.")
-    if "\x00" in value:
+    if "\x00" in text:
         raise invalid(f"'{path}' may not contain NUL characters.")
-    return value
+    return text
 
 
-def _limits(metrics: list, params: list, tags: list) -> None:
+def _limits(metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
     for what, items, limit in (
         ("metrics", metrics, MAX_METRICS),
         ("params", params, MAX_PARAMS_TAGS),
@@ -274,7 +276,7 @@ def _labbook_tags(run: Run, old_labels: set[str], new_labels: list[str]) -> list
     return [*kept, *new_labels][:MAX_TAGS]
 
 
-def _set_tags(run: Run, changes: dict[str, str | None]) -> None:
+def _set_tags(run: Run, changes: Mapping[str, str | None]) -> None:
     """Set (or, for ``None``, delete) tags of a run."""
     tags = {**run.metadata.get(convert.TAGS, {})}
     for key, value in changes.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kernel.http import AuthenticatedHttpRequest
@@ -32,7 +33,7 @@ def _required(args: Arguments, name: str) -> Any:
     return value
 
 
-def _as_list(value: Any) -> list:
+def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -63,7 +64,9 @@ def _next_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
-def _paged(items: list, offset: int, limit: int, key: str, shape) -> dict[str, Any]:
+def _paged(
+    items: list[Any], offset: int, limit: int, key: str, shape: Callable[[Any], Any]
+) -> dict[str, Any]:
     answer: dict[str, Any] = {key: [shape(item) for item in items[:limit]]} if items else {}
     if len(items) > limit:
         answer["next_page_token"] = _next_token(offset + limit)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import IO
 
 from django.utils import timezone
 
 from tracking.models import Project, Team
 from tracking.portability import sections
-from tracking.portability.format import KIND, VERSION, Line, PortabilityError, dumps, records
+from tracking.portability.format import (
+    KIND,
+    VERSION,
+    Line,
+    PortabilityError,
+    TextOut,
+    dumps,
+    records,
+)
 from tracking.selectors import split_project_name
 
 Progress = Callable[[int], None]
@@ -33,7 +40,7 @@ def export_size(project: Project) -> int:
     return sum(section.count(project) for section in sections.registered())
 
 
-def project_export(*, project: Project, stream: IO[str], progress: Progress) -> sections.Summary:
+def project_export(*, project: Project, stream: TextOut, progress: Progress) -> sections.Summary:
     """Write ``project`` to ``stream``: the header, every section's lines, the end line."""
     counts: Counter[str] = Counter()
     stream.write(dumps(header(project)))

@@ -35,6 +35,8 @@ POINTS_PER_LINE = 10_000  # one ingest batch: memory stays bounded on both ends
 GZIP_MAGIC = b"\x1f\x8b"
 
 Line = dict[str, Any]
+# Where text goes: a file, or a command's self.stdout (Django's OutputWrapper, a TextIOBase).
+TextOut = IO[str] | io.TextIOBase
 
 
 class PortabilityError(Exception):
@@ -116,7 +118,7 @@ def ref(line: Line, name: str, ids: dict[int, int], what: str) -> int:
 
 
 @contextmanager
-def open_output(path: str, stdout: IO[str]) -> Iterator[IO[str]]:
+def open_output(path: str, stdout: TextOut) -> Iterator[TextOut]:
     """A text stream to ``path`` (``-``: stdout; ``*.gz``: gzipped).
 
     The file appears only when complete: it is written under a temporary name

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tracking.portability.format import TextOut
 
 COUNT_LINE_SECONDS = 10.0
 
@@ -18,7 +21,7 @@ class Bar(Protocol):
 class CountLine:
     """What shows progress when tqdm is not installed: a count line now and then, and at the end."""
 
-    def __init__(self, *, desc: str, unit: str, total: int | None, stream: IO[str]) -> None:
+    def __init__(self, *, desc: str, unit: str, total: int | None, stream: TextOut) -> None:
         self.desc, self.total, self.stream = desc, total, stream
         self.unit = "bytes" if unit == "B" else unit
         self.n = 0
@@ -38,7 +41,7 @@ class CountLine:
         self.shown_at = time.monotonic()
 
 
-def progress_bar(*, desc: str, unit: str, total: int | None, stream: IO[str]) -> Bar:
+def progress_bar(*, desc: str, unit: str, total: int | None, stream: TextOut) -> Bar:
     """A tqdm bar on the terminal's stderr (silent when that is no terminal), else a CountLine.
 
     tqdm redraws its line with carriage returns, so it writes to ``sys.stderr``

@@ -108,7 +108,7 @@ class Command(BaseCommand):
 
         def tick(count: int) -> None:
             bar.update(count)
-            if bar.n >= bar.total:
+            if bar.n >= runs:  # the bar's total
                 bar.close()
 
         if runs == 0:

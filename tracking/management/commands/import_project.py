@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kernel.errors import ApplicationError
-from tracking.portability import format, load, progress
+from tracking.portability import format, load, progress, sections
 from tracking.validation import clean_slug
 
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             self.stderr.write(f"Note: {warning}", style_func=self.style.WARNING)
         self.stdout.write(f"Imported {summary.project} from {path}: {summary.describe()}.")
 
-    def load(self, path: str, **target: Any) -> load.Summary:
+    def load(self, path: str, **target: Any) -> sections.Summary:
         with format.open_input(path, sys.stdin) as source:
             bar = progress.progress_bar(
                 desc=f"import {path}",
