@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ class PointsIngested:
     rows: Sequence[tuple[int, Any]] = field(repr=False)
     keys: dict[int, str] = field(repr=False)
     # The series summaries after the batch, keyed by metric key.
-    series: dict[str, dict[str, Any]] = field(repr=False)
+    series: Mapping[str, Mapping[str, Any]] = field(repr=False)
 
     def points(self) -> Iterator[tuple[str, int, float | None, float]]:
         """(key, step, value, timestamp) of every stored point; value None is NaN."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ PointKey = tuple[int, float, int]
 # A point as read: (step, timestamp, seq, value); value None is NaN.
 Row = tuple[int, float, int, float | None]
 ROW_FIELDS = ("step", "timestamp", "seq", "value")
+# A rollup cell as history reads it: (its first step, *the cell of tracking.rollups).
+CellAt = tuple[Any, ...]
+# A range cover (see _pieces): (level, first bucket, last bucket)s and (lo, hi) raw steps.
+Pieces = tuple[list[tuple[int, int, int]], list[tuple[int, int]]]
 ORDER = ("step", "timestamp", "seq")
 
 
@@ -53,7 +58,7 @@ class History:
     next_step: int | None = None  # the step of the next point when ``limit`` cut the answer
     next_cursor: str | None = None  # the next point exactly: pass it back as ``cursor``
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "steps": self.steps,
@@ -84,7 +89,7 @@ def parse_cursor(token: str) -> PointKey:
     return step, stamp, seq
 
 
-def _from_key(points: QuerySet, key: PointKey) -> QuerySet:
+def _from_key(points: QuerySet[MetricPoint], key: PointKey) -> QuerySet[MetricPoint]:
     """``points`` at or after ``key`` in primary-key order."""
     step, stamp, seq = key
     later = Q(step__gt=step) | Q(timestamp__gt=stamp) | Q(timestamp=stamp, seq__gte=seq)
@@ -120,7 +125,7 @@ def _json_values(values: list[float | None]) -> list[float | str]:
     return [v if v is not None and v - v == 0 else float_to_json(v) for v in values]
 
 
-def _points(series: MetricSeries):
+def _points(series: MetricSeries) -> QuerySet[MetricPoint]:
     return MetricPoint.objects.filter(series_id=series.pk)
 
 
@@ -128,20 +133,35 @@ def _ends(series: MetricSeries, lo: int | None, hi: int | None) -> tuple[Row, Ro
     """The first and last point of the series within steps [lo, hi], and the count there."""
     if series.count == 0:
         return None
-    if (lo is None or lo <= series.first_step) and (hi is None or hi >= series.last_step):
-        first = (series.first_step, series.first_timestamp, 0, series.first_value)
-        last = (series.last_step, series.last_timestamp, series.last_seq, series.last_value)
+    # A series with points has both ends in its summary (ingest keeps them).
+    first_step, last_step = series.first_step, series.last_step
+    first_stamp, last_stamp = series.first_timestamp, series.last_timestamp
+    assert first_step is not None and first_stamp is not None
+    assert last_step is not None and last_stamp is not None
+    if (lo is None or lo <= first_step) and (hi is None or hi >= last_step):
+        first = (first_step, first_stamp, 0, series.first_value)
+        last = (last_step, last_stamp, series.last_seq, series.last_value)
         return first, last, series.count
     points = _points(series)
     if lo is not None:
         points = points.filter(step__gte=lo)
     if hi is not None:
         points = points.filter(step__lte=hi)
-    first = points.order_by(*ORDER).values_list(*ROW_FIELDS).first()
-    if first is None:
+    head: Row | None = points.order_by(*ORDER).values_list(*ROW_FIELDS).first()
+    if head is None:
         return None
-    last = points.order_by(*(f"-{name}" for name in ORDER)).values_list(*ROW_FIELDS).first()
-    return first, last, rollups.count_in_range(series.pk, first[0], last[0])
+    tail: Row | None = (
+        points.order_by(*(f"-{name}" for name in ORDER)).values_list(*ROW_FIELDS).first()
+    )
+    assert tail is not None  # the range has a first point, so a last one
+    return head, tail, rollups.count_in_range(series.pk, head[0], tail[0])
+
+
+def _whole_ends(series: MetricSeries) -> tuple[Row, Row, int]:
+    """Both ends of a series with points, and its count."""
+    ends = _ends(series, None, None)
+    assert ends is not None  # read from the summary: a series with points has both
+    return ends
 
 
 def metric_history(
@@ -194,11 +214,11 @@ def _level_for(span: int, buckets: int) -> int:
     return level
 
 
-def _chosen(cells: list[tuple], first: Row, last: Row, buckets: int) -> list[Row]:
+def _chosen(cells: list[CellAt], first: Row, last: Row, buckets: int) -> list[Row]:
     """The points a downsampled answer keeps, in primary-key order: both ends, and each
     output bucket's lowest, highest and first NaN point, merged from ``cells``."""
     span = last[0] - first[0] + 1
-    best: dict[int, list] = {}
+    best: dict[int, list[Any]] = {}
     for start, *cell in cells:
         rollups.merge_cell(best, (start - first[0]) * buckets // span, *cell)
     chosen: dict[PointKey, float | None] = {first[:3]: first[3], last[:3]: last[3]}
@@ -209,14 +229,14 @@ def _chosen(cells: list[tuple], first: Row, last: Row, buckets: int) -> list[Row
     return [(*key, value) for key, value in sorted(chosen.items())]
 
 
-def _pieces(first: int, last: int, level: int) -> tuple[list[tuple], list[tuple]]:
+def _pieces(first: int, last: int, level: int) -> Pieces:
     """Cover [first, last] with whole rollup buckets: ``level``'s in the middle, ever
     finer ones towards the edges, raw steps only for the last partial 16-step cells.
 
     Answers (level, first bucket, last bucket) rollup ranges and (lo, hi) raw ranges.
     """
-    rolls: list[tuple] = []
-    raws: list[tuple] = []
+    rolls: list[tuple[int, int, int]] = []
+    raws: list[tuple[int, int]] = []
 
     def cover(lo: int, hi: int, level: int) -> None:
         if lo > hi:
@@ -237,9 +257,9 @@ def _pieces(first: int, last: int, level: int) -> tuple[list[tuple], list[tuple]
     return rolls, raws
 
 
-def _read_cells(plans: dict[int, tuple[list[tuple], list[tuple]]]) -> dict[int, list[tuple]]:
+def _read_cells(plans: dict[int, Pieces]) -> dict[int, list[CellAt]]:
     """(start step, *cell) of every piece of every series: one rollup and one raw query."""
-    cells: dict[int, list[tuple]] = {series_id: [] for series_id in plans}
+    cells: dict[int, list[CellAt]] = {series_id: [] for series_id in plans}
     rolls = [(sid, *piece) for sid, (pieces, _raws) in plans.items() for piece in pieces]
     for series_id, level, bucket, *row in _joined(_ROLLUP_READ, rolls):
         cells[series_id].append((bucket << (rollups.ROLLUP_BITS * level), *rollups.row_cell(row)))
@@ -272,7 +292,7 @@ _RAW_READ = {
 }
 
 
-def _joined(read: dict[str, Any], ranges: list[tuple]) -> list[tuple]:
+def _joined(read: dict[str, Any], ranges: Sequence[tuple[int, ...]]) -> list[tuple[Any, ...]]:
     if not ranges:
         return []
     join = read[connection.vendor if connection.vendor == "postgresql" else "sqlite"]
@@ -286,10 +306,11 @@ def _joined(read: dict[str, Any], ranges: list[tuple]) -> list[tuple]:
         else:
             sql = f"SELECT {read['columns']} FROM json_each(%s) k {join}"  # noqa: S608 - constants
             cursor.execute(sql, [json.dumps(ranges)])
-        return cursor.fetchall()
+        found: list[tuple[Any, ...]] = cursor.fetchall()
+        return found
 
 
-def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[tuple]:
+def _cells(series: MetricSeries, first: int, last: int, level: int) -> list[CellAt]:
     """(start step, *cell) covering [first, last] (see ``_pieces``)."""
     return _read_cells({series.pk: _pieces(first, last, level)})[series.pk]
 
@@ -318,7 +339,7 @@ def histories(
             series.key, rows_by_series.get(series.pk, []), series.count, downsampled=False
         )
     buckets = max(1, max_points // 2)
-    ends = {s.pk: _ends(s, None, None) for s in long}
+    ends = {s.pk: _whole_ends(s) for s in long}
     plans = {
         pk: _pieces(first[0], last[0], _level_for(last[0] - first[0] + 1, buckets))
         for pk, (first, last, _total) in ends.items()

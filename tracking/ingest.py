@@ -33,9 +33,10 @@ looked up, by primary key.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -72,8 +73,23 @@ class Point(NamedTuple):
     seq: int = 0
 
 
+if TYPE_CHECKING:
+
+    class Placed(NamedTuple):
+        """A Point once ingest has given it its step (``_auto_steps``): the same tuple."""
+
+        key: str
+        step: int
+        value: float | None
+        timestamp: float
+        seq: int = 0
+
+else:
+    Placed = Point
+
 # A point as stored, in the order ingest stores and publishes them: (series id, point).
-Stored = tuple[int, Point]
+Stored = tuple[int, Placed]
+T = TypeVar("T")
 
 
 # tuple.__new__ skips NamedTuple's Python-level constructor: the hot loop builds 10,000.
@@ -250,19 +266,18 @@ def _series_rows(run: Run, keys: set[str]) -> dict[str, tuple[int, int | None]]:
     return found
 
 
-def _auto_steps(series: dict[str, tuple[int, int | None]], points: list[Point]) -> list[Point]:
+def _auto_steps(series: dict[str, tuple[int, int | None]], points: list[Point]) -> list[Placed]:
     """Points without a step go one past their key's highest step yet, stored or in the batch."""
     if all(point.step is not None for point in points):
-        return points
+        return cast("list[Placed]", points)  # checked just above; not copied (10,000 points)
     highest = {key: last for key, (_sid, last) in series.items()}
-    placed = []
+    placed: list[Placed] = []
     for point in points:
         top = highest[point.key]
-        if point.step is None:
-            point = point._replace(step=_step_after(top))
-        if top is None or point.step > top:
-            highest[point.key] = point.step
-        placed.append(point)
+        step = _step_after(top) if point.step is None else point.step
+        if top is None or step > top:
+            highest[point.key] = step
+        placed.append(Placed(point.key, step, point.value, point.timestamp, point.seq))
     return placed
 
 
@@ -274,7 +289,7 @@ def _step_after(step: int | None) -> int:
     return step + 1
 
 
-def _new_points(series: dict[str, tuple[int, int | None]], points: list[Point]) -> list[Stored]:
+def _new_points(series: dict[str, tuple[int, int | None]], points: list[Placed]) -> list[Stored]:
     """The points to insert, in primary-key order, each with its seq.
 
     Exact duplicates of a stored point or of an earlier point of the batch are
@@ -284,12 +299,13 @@ def _new_points(series: dict[str, tuple[int, int | None]], points: list[Point]) 
     """
     stored = _stored_values(series, points)
     new: list[Stored] = []
-    here: tuple = (None, None, None)  # (series id, step, timestamp) of the points in ``values``
+    here: tuple[int, int, float] | None = None  # (series id, step, timestamp) of ``values``
     values: list[float | None] = []
     for row in sorted(((series[p.key][0], p) for p in points), key=_place):
         sid, point = row
         step, stamp, value = point.step, point.timestamp, point.value
-        if stamp != here[2] or step != here[1] or sid != here[0]:  # the common case: a new place
+        # the common case: a new place
+        if here is None or stamp != here[2] or step != here[1] or sid != here[0]:
             here = (sid, step, stamp)
             values = stored.get(here, []) if stored else []
         if value in values:  # None (NaN) equals None: NaN repeats NaN
@@ -304,7 +320,7 @@ def _place(row: Stored) -> tuple[int, int, float]:
     return sid, point.step, point.timestamp
 
 
-def _chunks(rows: list, size: int = _CHUNK_ROWS):
+def _chunks(rows: list[T], size: int = _CHUNK_ROWS) -> Iterator[list[T]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
@@ -320,7 +336,7 @@ ORDER BY p.series_id, p.step, p."timestamp", p.seq
 
 
 def _stored_values(
-    series: dict[str, tuple[int, int | None]], points: list[Point]
+    series: dict[str, tuple[int, int | None]], points: list[Placed]
 ) -> dict[tuple[int, int, float], list[float | None]]:
     """(series id, step, timestamp) -> values stored there in seq order, for the batch's points.
 
@@ -339,7 +355,7 @@ def _stored_values(
     return found
 
 
-def _stored_at(places: list[tuple[int, int, float]]) -> list[tuple]:
+def _stored_at(places: list[tuple[int, int, float]]) -> list[tuple[Any, ...]]:
     """(series id, step, timestamp, value) of the points stored at ``places``, in key order.
 
     Timestamps go as bound parameters (arrays on PostgreSQL), never through a
@@ -349,12 +365,13 @@ def _stored_at(places: list[tuple[int, int, float]]) -> list[tuple]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             wanted = "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])"
-            params = [list(column) for column in zip(*places, strict=True)]
+            params: list[Any] = [list(column) for column in zip(*places, strict=True)]
         else:
             wanted = "VALUES " + ", ".join(["(%s, %s, %s)"] * len(places))
             params = [x for place in places for x in place]
         cursor.execute(_STORED_AT.format(wanted=wanted, table=table), params)
-        return cursor.fetchall()
+        found: list[tuple[Any, ...]] = cursor.fetchall()
+        return found
 
 
 _POINTS_STAGE = "labbook_points_stage"
@@ -377,7 +394,8 @@ def _insert_points(new: list[Stored]) -> None:
                 f"{_INSERT_POINTS} SELECT series_id, step, ts, seq, value FROM {_POINTS_STAGE}"  # noqa: S608
             )
         else:
-            cursor.executemany(f"{_INSERT_POINTS} VALUES (%s, %s, %s, %s, %s)", rows)
+            # sqlite3 takes any iterable of rows; the stub asks for a Sequence.
+            cursor.executemany(f"{_INSERT_POINTS} VALUES (%s, %s, %s, %s, %s)", rows)  # type: ignore[arg-type]
 
 
 # The first and last point of a series are the first and last in primary-key
@@ -408,9 +426,9 @@ WHERE id = %(id)s
 """
 
 
-def _series_deltas(new: list[Stored]) -> dict[int, list]:
+def _series_deltas(new: list[Stored]) -> dict[int, list[Any]]:
     """Per series: [count, nonfinite, first Point, last Point, min, max] of the new points."""
-    deltas: dict[int, list] = {}
+    deltas: dict[int, list[Any]] = {}
     for sid, p in new:  # in primary-key order: a series' first point comes first
         d = deltas.get(sid)
         if d is None:

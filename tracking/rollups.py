@@ -15,9 +15,11 @@ cells alone, and "first NaN" is the first in primary-key order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from tracking import pgcopy
 from tracking.models import MetricPoint, MetricRollup
@@ -28,11 +30,23 @@ ROLLUP_LEVELS = 6
 # A point's primary key within its series: (step, timestamp, seq).
 At = tuple[int, float, int]
 # [lowest At, its value, highest At, its value, first NaN At, count]; an At is
-# None when the bucket has no such point.
-Cell = list
+# None when the bucket has no such point. A list: merging updates it in place.
+Cell = list[Any]
+# A cell's fields as a tuple, in the same order.
+CellFields = tuple[At | None, float | None, At | None, float | None, At | None, int]
+K = TypeVar("K")
 
 
-def merge_cell(cells: dict, ident: tuple, lo_at, lo, hi_at, hi, nan_at, count) -> None:
+def merge_cell(
+    cells: dict[K, Cell],
+    ident: K,
+    lo_at: At | None,
+    lo: float | None,
+    hi_at: At | None,
+    hi: float | None,
+    nan_at: At | None,
+    count: int,
+) -> None:
     cell = cells.get(ident)
     if cell is None:
         cells[ident] = [lo_at, lo, hi_at, hi, nan_at, count]
@@ -46,12 +60,14 @@ def merge_cell(cells: dict, ident: tuple, lo_at, lo, hi_at, hi, nan_at, count) -
     cell[5] += count
 
 
-def point_cell(at: At, value: float | None) -> tuple:
+def point_cell(at: At, value: float | None) -> CellFields:
     """A single point as cell fields (value None is NaN)."""
     return at, value, at, value, at if value is None else None, 1
 
 
-def cells_from_points(points: Iterable[tuple[int, At, float | None]]) -> dict[tuple, Cell]:
+def cells_from_points(
+    points: Iterable[tuple[int, At, float | None]],
+) -> dict[tuple[int, int, int], Cell]:
     """(series id, At, value) points -> {(series id, level, bucket): cell}.
 
     Level L+1 is built from level L, so the work shrinks 16-fold per level.
@@ -79,13 +95,13 @@ CELL_COLUMNS = (
 )  # fmt: skip
 
 
-def cell_row(cell: Cell) -> tuple:
+def cell_row(cell: Cell) -> tuple[Any, ...]:
     """A cell as the values of ``CELL_COLUMNS``."""
     lo_at, lo, hi_at, hi, nan_at, count = cell
     return (*(lo_at or _NO_POINT), lo, *(hi_at or _NO_POINT), hi, *(nan_at or _NO_POINT), count)
 
 
-def row_cell(row) -> tuple:
+def row_cell(row: Sequence[Any]) -> CellFields:
     """The values of ``CELL_COLUMNS`` as cell fields."""
     lo_step, lo_ts, lo_seq, lo, hi_step, hi_ts, hi_seq, hi, nan_step, nan_ts, nan_seq, count = row
     return (
@@ -136,7 +152,7 @@ _UPSERT = (
 )
 
 
-def upsert(cells: dict[tuple, Cell]) -> None:
+def upsert(cells: dict[tuple[int, int, int], Cell]) -> None:
     """Merge ``cells`` into the stored rollups (sorted, so concurrent writers lock in order)."""
     rows = [(*ident, *cell_row(cell)) for ident, cell in sorted(cells.items())]
     table = MetricRollup._meta.db_table
@@ -161,7 +177,7 @@ def full_buckets(lo: int, hi: int, level: int) -> tuple[int, int]:
     return -(-lo // width), (hi + 1) // width - 1
 
 
-def stored_counts(series_id: int, level: int, first: int, last: int):
+def stored_counts(series_id: int, level: int, first: int, last: int) -> QuerySet[Any, int]:
     """The point counts of buckets first..last."""
     return MetricRollup.objects.filter(
         series_id=series_id, level=level, bucket__gte=first, bucket__lte=last

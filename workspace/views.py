@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -32,6 +33,9 @@ from tracking import history, selectors, services
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, Project, Run
 from workspace import pages, run_pages
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole, RunWithRole
 
 
 class LoginView(auth_views.LoginView):
@@ -68,14 +72,16 @@ def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "workspace/home.html", context)
 
 
-def _project(request: HttpRequest, team: str, project: str) -> Project:
+def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
     try:
         return selectors.project_get_for_user(request.user, f"{team}/{project}")
     except NotFound:
         raise Http404("No such project.") from None
 
 
-def _run(request: HttpRequest, team: str, project: str, run_id: int, *, write: bool = False) -> Run:
+def _run(
+    request: AuthenticatedHttpRequest, team: str, project: str, run_id: int, *, write: bool = False
+) -> RunWithRole:
     """The run, 404 for outsiders or when the URL names another project.
 
     The URL is checked before the role: a run under another project's URL is
@@ -113,7 +119,7 @@ def project(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpR
     return render(request, "workspace/project.html", context)
 
 
-def _bulk_tag(request: HttpRequest, project: Project) -> HttpResponse:
+def _bulk_tag(request: AuthenticatedHttpRequest, project: Project) -> HttpResponse:
     back = request.POST.get("back", "")
     back = back if back.startswith("?") else "?"
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -26,7 +28,7 @@ def run_url(run: Run) -> str:
     return absolute_url(run.get_absolute_url())
 
 
-class TeamSerializer(serializers.ModelSerializer):
+class TeamSerializer(serializers.ModelSerializer[Team]):
     role = serializers.CharField(read_only=True, help_text="Your role in the team.")
 
     class Meta:
@@ -34,12 +36,12 @@ class TeamSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "role", "created_at"]
 
 
-class TeamCreateSerializer(serializers.Serializer):
+class TeamCreateSerializer(serializers.Serializer[Any]):
     slug = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(serializers.ModelSerializer[Project]):
     team = serializers.CharField(source="team.slug", read_only=True)
     name = serializers.CharField(source="slug", read_only=True)
     full_name = serializers.CharField(read_only=True, help_text="'team/project'")
@@ -50,13 +52,13 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = ["id", "team", "name", "full_name", "description", "role", "created_at"]
 
 
-class ProjectCreateSerializer(serializers.Serializer):
+class ProjectCreateSerializer(serializers.Serializer[Any]):
     team = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
 
-class RunWriteSerializer(serializers.Serializer):
+class RunWriteSerializer(serializers.Serializer[Any]):
     """Fields a client may set; on PATCH, ``config`` and ``summary`` merge (null removes a key)."""
 
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -87,7 +89,7 @@ class RunPatchSerializer(RunWriteSerializer):
     exit_code = serializers.IntegerField(required=False, allow_null=True)
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(serializers.ModelSerializer[Run]):
     project = serializers.CharField(source="project.full_name", read_only=True)
     tags = serializers.SerializerMethodField()
     summary = serializers.SerializerMethodField()
@@ -122,7 +124,7 @@ class RunSerializer(serializers.ModelSerializer):
         return [tag.name for tag in run.tag_rows.all()]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
-    def get_summary(self, run: Run) -> dict:
+    def get_summary(self, run: Run) -> dict[str, Any]:
         """Last value of every metric, overridden by keys the client set explicitly."""
         last = {s.key: float_to_json(s.last_value) for s in run.metric_series.all() if s.count}
         return {**last, **run.summary}
@@ -131,7 +133,7 @@ class RunSerializer(serializers.ModelSerializer):
         return run_url(run)
 
 
-class PointSerializer(serializers.Serializer):
+class PointSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(max_length=250)
     step = serializers.IntegerField(
         min_value=0,
@@ -144,7 +146,7 @@ class PointSerializer(serializers.Serializer):
     )
 
 
-class MetricsBatchSerializer(serializers.Serializer):
+class MetricsBatchSerializer(serializers.Serializer[Any]):
     batch_id = serializers.CharField(
         required=False,
         max_length=64,
@@ -153,13 +155,13 @@ class MetricsBatchSerializer(serializers.Serializer):
     points = PointSerializer(many=True, help_text="At most 10,000 points.")
 
 
-class IngestResultSerializer(serializers.Serializer):
+class IngestResultSerializer(serializers.Serializer[Any]):
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     replayed = serializers.BooleanField()
 
 
-class MetricKeySerializer(serializers.Serializer):
+class MetricKeySerializer(serializers.Serializer[Any]):
     key = serializers.CharField()
     count = serializers.IntegerField()
     nonfinite_count = serializers.IntegerField()
@@ -171,11 +173,11 @@ class MetricKeySerializer(serializers.Serializer):
     max = serializers.JSONField(allow_null=True)
 
 
-class MetricKeysSerializer(serializers.Serializer):
+class MetricKeysSerializer(serializers.Serializer[Any]):
     metrics = MetricKeySerializer(many=True)
 
 
-class HistorySerializer(serializers.Serializer):
+class HistorySerializer(serializers.Serializer[Any]):
     key = serializers.CharField()
     steps = serializers.ListField(child=serializers.IntegerField())
     values = serializers.ListField(child=serializers.JSONField())
@@ -192,12 +194,12 @@ class HistorySerializer(serializers.Serializer):
     )
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=RunStatus.choices)
     last_seen_at = serializers.DateTimeField()
 
 
-class TokenSerializer(serializers.ModelSerializer):
+class TokenSerializer(serializers.ModelSerializer[ApiToken]):
     class Meta:
         model = ApiToken
         fields = [
@@ -212,7 +214,7 @@ class TokenSerializer(serializers.ModelSerializer):
         ]
 
 
-class TokenCreateSerializer(serializers.Serializer):
+class TokenCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
     scope = serializers.ChoiceField(
         choices=TokenScope.choices,
@@ -231,7 +233,7 @@ class TokenCreatedSerializer(TokenSerializer):
         fields = [*TokenSerializer.Meta.fields, "token"]
 
 
-class SdkAlertCreateSerializer(serializers.Serializer):
+class SdkAlertCreateSerializer(serializers.Serializer[Any]):
     title = serializers.CharField(max_length=200)
     text = serializers.CharField(required=False, allow_blank=True)
     level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
@@ -240,7 +242,7 @@ class SdkAlertCreateSerializer(serializers.Serializer):
     )
 
 
-class SdkAlertSerializer(serializers.ModelSerializer):
+class SdkAlertSerializer(serializers.ModelSerializer[SdkAlert]):
     suppressed = serializers.BooleanField(
         read_only=True, default=False, help_text="True when this request was a muted repeat."
     )
@@ -250,14 +252,14 @@ class SdkAlertSerializer(serializers.ModelSerializer):
         fields = ["id", "title", "text", "level", "created_at", "repeats", "suppressed"]
 
 
-class InvitationCreateSerializer(serializers.Serializer):
+class InvitationCreateSerializer(serializers.Serializer[Any]):
     member = serializers.CharField(
         max_length=254, help_text="A username, or an email address (anything with an @)."
     )
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class TeamInvitationSerializer(serializers.ModelSerializer):
+class TeamInvitationSerializer(serializers.ModelSerializer[TeamInvitation]):
     """What a team's owners see of an invitation: what they typed, never who it reached."""
 
     invited_by = serializers.SerializerMethodField()
@@ -270,7 +272,7 @@ class TeamInvitationSerializer(serializers.ModelSerializer):
         return invitation.invited_by.get_username() if invitation.invited_by else None
 
 
-class MyInvitationSerializer(serializers.ModelSerializer):
+class MyInvitationSerializer(serializers.ModelSerializer[TeamInvitation]):
     """What the invitee sees: the team, the role and who asked."""
 
     team = serializers.CharField(source="team.slug", read_only=True)

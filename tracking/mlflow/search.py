@@ -382,7 +382,8 @@ def _parse_operand(cursor: _Cursor, comparator: str) -> str | float | tuple[str,
             f"Expected a value (a quoted string or a number) at position {token.position}, "
             f"found {token.text!r}."
         )
-    return token.value
+    value: str | float = token.value
+    return value
 
 
 def _parse_list(cursor: _Cursor) -> tuple[str, ...]:
@@ -438,15 +439,18 @@ def filter_runs(runs: QuerySet[Run], filter_string: str | None) -> QuerySet[Run]
 
 def _condition(clause: _Clause, vendor: str) -> Q:
     identifier = clause.identifier
+    operand = clause.operand
     if identifier.kind == "metric":
-        return _metric_condition(identifier.key, clause.comparator, clause.operand)
+        assert isinstance(operand, float)  # _check_clause: metrics compare with numbers
+        return _metric_condition(identifier.key, clause.comparator, operand)
     if identifier.kind == "param":
         return _text_condition(_param_text(identifier.key), clause, vendor)
     if identifier.kind == "tag":
         return _text_condition(_tag_text(identifier.key), clause, vendor)
     if identifier.key in ("start_time", "end_time"):
         field = "created_at" if identifier.key == "start_time" else "ended_at"
-        return _time_condition(field, clause.comparator, clause.operand)
+        assert isinstance(operand, float)  # _check_clause: times compare with numbers
+        return _time_condition(field, clause.comparator, operand)
     if identifier.key == "status":
         return _status_condition(clause)
     if identifier.key == "run_id":
@@ -472,6 +476,7 @@ def _text_condition(expression: Expression | F, clause: _Clause, vendor: str) ->
         return Q(IsNull(expression, comparator == "IS NULL"))
     if comparator in ("LIKE", "ILIKE"):
         ignore_case = comparator == "ILIKE"
+        assert isinstance(operand, str)  # _check_clause: LIKE takes a string
         return patterns.like_condition(expression, operand, ignore_case=ignore_case, vendor=vendor)
     if comparator == "=":
         return Q(Exact(expression, operand))
@@ -507,6 +512,7 @@ def _moment(ms: int) -> datetime:
 
 def _status_condition(clause: _Clause) -> Q:
     """Compare MLflow's status names in Python, then keep the Labbook statuses behind them."""
+    assert isinstance(clause.operand, str)  # _check_clause: status compares with a string
     matches = _string_matcher(clause.comparator, clause.operand)
     return Q(status__in=[status for status, name in TO_MLFLOW_STATUS.items() if matches(name)])
 
@@ -527,8 +533,12 @@ def _run_id_condition(clause: _Clause, vendor: str) -> Q:
     comparator, operand = clause.comparator, clause.operand
     if comparator in ("LIKE", "ILIKE"):
         return _text_condition(Cast("pk", TextField()), clause, vendor)
-    values = operand if comparator in ("IN", "NOT IN") else (operand,)
-    matching = Q(pk__in=[int(value) for value in values if _PK_RE.fullmatch(value)])
+    values = operand if isinstance(operand, tuple) else (operand,)
+    matching = Q(
+        pk__in=[
+            int(value) for value in values if isinstance(value, str) and _PK_RE.fullmatch(value)
+        ]
+    )
     return matching if comparator in ("=", "IN") else ~matching
 
 
@@ -618,7 +628,7 @@ _ORDER_COLUMNS = {
 }
 
 
-def _order_expression(identifier: _Identifier) -> Expression | F:
+def _order_expression(identifier: _Identifier) -> Expression | F | Subquery:
     if identifier.kind == "metric":
         series = MetricSeries.objects.filter(run=OuterRef("pk"), key=identifier.key, count__gt=0)
         return Subquery(series.order_by().values("last_value")[:1])
@@ -637,7 +647,7 @@ def _mlflow_status() -> Expression:
     return Case(*whens, default=Value(""))
 
 
-def _ordered(expression: Expression | F, ascending: bool) -> Expression:
+def _ordered(expression: Expression | F | Subquery, ascending: bool) -> Expression:
     if ascending:
         return expression.asc(nulls_last=True)
     return expression.desc(nulls_last=True)
