@@ -28,6 +28,7 @@ place of the block. Examples (docs/reports.md documents every option)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,11 @@ Block = ChartBlock | RunsBlock | CompareBlock
 def parse(kind: str, text: str) -> Block:
     """The block of ``kind`` described by ``text``; BlockError names what is wrong."""
     options = _load(text)
-    parsers = {"chart": _chart, "runs": _runs, "compare": _compare}
+    parsers: dict[str, Callable[[dict[str, Any]], Block]] = {
+        "chart": _chart,
+        "runs": _runs,
+        "compare": _compare,
+    }
     return parsers[kind](options)
 
 

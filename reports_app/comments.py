@@ -100,9 +100,13 @@ def target_get_for_user(user: User, value: Any, *, field: str = "target") -> Tar
 
 def target_of(comment: Comment) -> Target:
     """``comment.target`` as its reader got it, else its target with no role (fails closed)."""
-    target = getattr(comment, "target", None)
+    target: Target | None = getattr(comment, "target", None)
     if target is None:
-        target = Target("run", comment.run) if comment.run_id else Target("report", comment.report)
+        if comment.run is not None:
+            target = Target("run", comment.run)
+        else:
+            assert comment.report is not None  # a comment is on a run or on a report
+            target = Target("report", comment.report)
     return target
 
 
@@ -115,8 +119,9 @@ def readers(target: Target) -> QuerySet[User]:
     users = get_user_model().objects.filter(
         is_active=True, memberships__team_id=target.project.team_id
     )
-    if target.kind == "report" and target.obj.visibility == Visibility.PRIVATE:
-        users = users.filter(pk=target.obj.author_id)
+    if isinstance(target.obj, Report) and target.obj.visibility == Visibility.PRIVATE:
+        author_id = target.obj.author_id  # None once the author was removed: nobody
+        users = users.filter(pk=author_id) if author_id is not None else users.none()
     return users
 
 
@@ -342,14 +347,17 @@ def _notify(comment: Comment, *, mentioned: set[str]) -> None:
     """Queue one email per mentioned reader (not the author), once the comment is committed."""
     if not mentioned:
         return
-    found = mentioned_readers(target_of(comment), mentioned).exclude(pk=comment.author_id)
+    found = mentioned_readers(target_of(comment), mentioned)
+    if comment.author_id is not None:
+        found = found.exclude(pk=comment.author_id)
     for user_id in found.values_list("pk", flat=True):
         transaction.on_commit(partial(tasks.send_mention_email.delay, comment.pk, user_id))
 
 
 def comment_url(comment: Comment) -> str:
     """Where the comment is shown: its run's page, or its report's."""
-    target = comment.run if comment.run_id else comment.report
+    target: Run | Report | None = comment.run if comment.run_id else comment.report
+    assert target is not None  # a comment is on a run or on a report
     return absolute_url(f"{target.get_absolute_url()}#comment-{comment.pk}")
 
 
@@ -377,7 +385,7 @@ def mention_email_send(*, comment: Comment, user: User) -> bool:
 
 
 def _email_context(comment: Comment, target: Target, user: User) -> dict[str, Any]:
-    if target.kind == "run":
+    if isinstance(target.obj, Run):
         where = f"run {target.obj.name} in {target.project.full_name}"
     else:
         where = f"report “{target.obj.title}” in {target.project.full_name}"

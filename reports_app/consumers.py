@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any
 
@@ -123,7 +124,8 @@ async def _session_user(session_key: str) -> Any:
     A fresh store, not the scope's: that one cached the session when the socket opened.
     """
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return await get_user({"session": store})
+    # get_user() reads the scope's session alone; its stub wants a whole websocket scope.
+    return await get_user({"session": store})  # type: ignore[typeddict-item]
 
 
 class LiveConsumer(Rechecking):
@@ -150,9 +152,12 @@ class LiveConsumer(Rechecking):
         """Close the socket if its session ended; drop what its user may no longer read."""
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
-        ended = key is None or message.get("logged_out") == session_digest(key)
-        user = None if ended else await _session_user(key)
-        if user is None or user.pk != self.scope["user"].pk:
+        if key is None or message.get("logged_out") == session_digest(key):
+            user = None  # the session ended
+        else:
+            user = await _session_user(key)
+        current = self.scope["user"]  # connect() let only a signed-in user in
+        if user is None or current is None or user.pk != current.pk:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.scope["user"] = user
@@ -264,7 +269,8 @@ def _is_target(value: Any) -> bool:
 
 
 # Per list: the check of an item's shape, and the lookup of its group.
-_LOOKUPS = {
+# kind -> (is the item well formed, the group of an item the user may read)
+_LOOKUPS: dict[str, tuple[Callable[[Any], bool], Callable[[Any, Any], Awaitable[str]]]] = {
     "runs": (_is_int, _run_group_for),
     "projects": (lambda value: isinstance(value, str), _project_group_for),
     "comments": (_is_target, _comments_group_for),
@@ -350,7 +356,8 @@ class ShareConsumer(Rechecking):
 
     async def run_points(self, message: dict[str, Any]) -> None:
         """Only the keys the report charts of that run: a run's other metrics stay private."""
-        charted = self.keys.get(message.get("run"), set())
+        run_id = message.get("run")
+        charted = self.keys.get(run_id, set()) if isinstance(run_id, int) else set()
         series = {key: points for key, points in message["series"].items() if key in charted}
         if series:
             await self.send_json({**message, "series": series})

@@ -27,6 +27,7 @@ from tracking.models import WRITE_ROLES
 from tracking.validation import in_utc, invalid
 
 if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
     from tracking.models import ProjectWithRole
 
 LIST_PAGE = 30
@@ -102,7 +103,7 @@ def _api_urls(report: Report) -> dict[str, str]:
     }
 
 
-def editor_context(report: Report, user: User, *, csrf: str) -> dict[str, Any]:
+def editor_context(report: ReportWithRole, user: User, *, csrf: str) -> dict[str, Any]:
     """The editor page; ``config`` is what ``editor.js`` reads to start."""
     can_change_visibility = services.can_manage_links(report, user)
     config = {
@@ -127,7 +128,7 @@ def editor_context(report: Report, user: User, *, csrf: str) -> dict[str, Any]:
 # --- History ------------------------------------------------------------------------------------
 
 
-def revisions_context(report: Report, user: User, query: QueryDict) -> dict[str, Any]:
+def revisions_context(report: ReportWithRole, user: User, query: QueryDict) -> dict[str, Any]:
     revisions = selectors.revisions(report).defer("body")
     page = Paginator(revisions, HISTORY_PAGE).get_page(query.get("page"))
     return {
@@ -140,7 +141,9 @@ def revisions_context(report: Report, user: User, query: QueryDict) -> dict[str,
     }
 
 
-def revision_context(report: Report, revision: ReportRevision, user: User) -> dict[str, Any]:
+def revision_context(
+    report: ReportWithRole, revision: ReportRevision, user: User
+) -> dict[str, Any]:
     """One revision drawn as it reads; its charts are drawn once, never live."""
     rendered = render.render_report(report, body=revision.body, frozen=revision.frozen)
     figures = [{**figure.as_dict(), "live": False} for figure in rendered.figures]
@@ -232,7 +235,7 @@ def parse_expiry(value: str, offset: str = "") -> datetime | None:
 
 
 def share_link_create(
-    report: Report,
+    report: ReportWithRole,
     user: User,
     data: QueryDict,
     session: SessionBase,
@@ -265,7 +268,7 @@ def new_link_pop(session: SessionBase, report: Report) -> dict[str, Any] | None:
     return session.pop(NEW_LINK_KEY)
 
 
-def share_link_get(report: Report, link_id: str) -> ShareLink | None:
+def share_link_get(report: ReportWithRole, link_id: str) -> ShareLink | None:
     if not link_id.isdigit():
         return None
     link = selectors.share_links(report).filter(pk=int(link_id)).first()

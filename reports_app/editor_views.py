@@ -8,7 +8,7 @@ with its error. The editor page saves through the REST API (``editor.js``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -27,18 +27,21 @@ from reports_app import editor_pages, selectors, services
 from reports_app.models import Report, Visibility
 from tracking import selectors as tracking_selectors
 from tracking import services as tracking_services
-from tracking.models import Project
+
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
+    from tracking.models import ProjectWithRole
 
 NEW_FIELDS = ("title", "visibility")
 SHARE_FIELDS = ("expires_at", "hide_authors", "embeddable")
 EMBED_CODE = '<iframe src="{url}" title="{title}" width="100%" height="800"></iframe>'
 
 
-def _project(request: HttpRequest, team: str, project: str) -> Project:
+def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
     return tracking_selectors.project_get_for_user(request.user, f"{team}/{project}")
 
 
-def _report(request: HttpRequest, report_id: int) -> Report:
+def _report(request: AuthenticatedHttpRequest, report_id: int) -> ReportWithRole:
     return selectors.report_get_for_user(request.user, report_id)
 
 
@@ -72,7 +75,7 @@ def report_new(request: AuthenticatedHttpRequest, team: str, project: str) -> Ht
             request.POST,
             fields=NEW_FIELDS,
         )
-        if not form.errors:
+        if created is not None:
             return redirect("report-edit", report_id=created.pk)
     context = {
         "project": found,
@@ -122,7 +125,9 @@ def revision(request: AuthenticatedHttpRequest, report_id: int, number: int) -> 
     return render(request, "reports_app/editor/revision.html", context)
 
 
-def _restore(request: HttpRequest, report: Report, number: int) -> HttpResponse:
+def _restore(
+    request: AuthenticatedHttpRequest, report: ReportWithRole, number: int
+) -> HttpResponse:
     seen = request.POST.get("revision", "")
     try:
         restored = services.report_restore(
@@ -187,7 +192,7 @@ def _new_link(request: HttpRequest, report: Report) -> dict[str, Any] | None:
     return new
 
 
-def _revoke(request: HttpRequest, report: Report) -> HttpResponse:
+def _revoke(request: AuthenticatedHttpRequest, report: ReportWithRole) -> HttpResponse:
     link = editor_pages.share_link_get(report, request.POST.get("revoke", ""))
     if link is None:
         raise Http404("No such link.")

@@ -42,6 +42,7 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -135,7 +136,7 @@ def points_message(event: events.PointsIngested) -> Message:
     return {"type": "run.points", "run": event.run_id, "series": series}
 
 
-def _latest(summary: dict[str, Any]) -> Message:
+def _latest(summary: Mapping[str, Any]) -> Message:
     return {
         "steps": [summary["last_step"]],
         "values": [float_to_json(summary["last_value"])],
@@ -179,7 +180,7 @@ def comments_group(kind: str, target_id: int) -> str:
     return f"comments.{kind}.{target_id}"
 
 
-def publish_comment(*, target: str, action: str, comment: Message) -> None:
+def publish_comment(*, target: str, action: str, comment: Mapping[str, Any]) -> None:
     """Tell the readers of ``target`` (``"run:7"``) that a comment changed; call after commit."""
     kind, _, ident = target.partition(":")
     message = {"type": "comment.changed", "action": action, "target": target, "comment": comment}

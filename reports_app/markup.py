@@ -124,7 +124,8 @@ class _RunRefs(InlineProcessor):
         super().__init__(pattern)
         self.source = source
 
-    def handleMatch(self, m: re.Match[str], data: str):
+    # InlineProcessor's signature, which differs from Pattern's: its stub ignores it the same way.
+    def handleMatch(self, m: re.Match[str], data: str) -> tuple[str, int, int]:  # type: ignore[override]
         run_id = int(m.group(1))
         self.source.run_refs.append(run_id)
         return self.source.run_token(run_id), m.start(0), m.end(0)
@@ -192,7 +193,8 @@ def _indexed(processor: LinkInlineProcessor) -> None:
             href, title, end, handled = get_link(data[index : index + SCAN_LINK_CHARS], 0)
         return href, title, index + end, handled
 
-    processor.getText, processor.getLink = indexed_get_text, indexed_get_link
+    # Patched on this one processor, not its class: mypy refuses any assignment to a method.
+    processor.getText, processor.getLink = indexed_get_text, indexed_get_link  # type: ignore[method-assign]
 
 
 class TooComplex(Exception):

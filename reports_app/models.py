@@ -147,6 +147,8 @@ class Comment(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Not a column: the target as its reader got it, set by reports_app.comments (target_of).
+    target: Target
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -195,6 +197,7 @@ if TYPE_CHECKING:
 
     from django_stubs_ext import WithAnnotations
 
+    from reports_app.comments import Target
     from tracking.models import RoleAnnotation
 
     ReportWithRole: TypeAlias = WithAnnotations[Report, RoleAnnotation]

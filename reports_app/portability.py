@@ -122,12 +122,12 @@ def load_report(line: Line, context: LoadContext) -> None:
     slug = line.get("slug")
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise invalid("slug", "1-200 letters, digits, '-' and '_'.")
-    if Report.objects.filter(project=context.project, slug=slug).exists():
+    if Report.objects.filter(project=context.loaded_project, slug=slug).exists():
         raise invalid("slug", f"Two reports of the file are called {slug!r}.")
     if line.get("visibility") not in Visibility.values:
         raise invalid("visibility", f"Must be one of {', '.join(Visibility.values)}.")
     report = Report.objects.create(
-        project=context.project,
+        project=context.loaded_project,
         title=text(line, "title", max_length=200, required=True),
         slug=slug,
         body=retarget(text(line, "body", max_length=services.MAX_BODY), context),
@@ -194,7 +194,7 @@ def comment_parent(line: Line, context: LoadContext) -> int | None:
 def retarget(body: str, context: LoadContext) -> str:
     """``body`` with the file's run ids and project name replaced by the imported ones'."""
     runs = context.ids.get("run", {})
-    projects = {context.source: context.project.full_name}
+    projects = {context.source: context.loaded_project.full_name}
     # Fences are found as the renderer finds them, after Markdown's newline normalisation.
     text = body.replace("\r\n", "\n")
     parts, position = [], 0

@@ -289,26 +289,32 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
     ]
     allowances = dict(zip([i.index for i in charts], budget.plan(demands).allowances, strict=True))
     read = _read(fresh, allowances, series)
-    figures = {}
+    figures: dict[int, Figure | None] = {}
     for item, demand in zip(charts, demands, strict=True):
         allowance = allowances[item.index]
         if allowance is None:
             item.left_out = True
         elif isinstance(demand, budget.Lines):
-            found = read.get((allowance, item.parsed.x != "step"), {})
+            found = read.get((allowance, _chart(item).x != "step"), {})
             figure = _fresh_figure(item, series, found, report)
             if figure is not None and budget.thinned(demand, allowance):
                 figure.thinned_to = allowance
             figures[item.index] = figure
         else:
             figures[item.index] = _figure(item, _in_svg(frozen[str(item.index)]), report)
-    figures = {index: figure for index, figure in figures.items() if figure is not None}
-    _leave_out_past_bytes(charts, figures)
-    return figures
+    drawn = {index: figure for index, figure in figures.items() if figure is not None}
+    _leave_out_past_bytes(charts, drawn)
+    return drawn
+
+
+def _chart(item: _Block) -> ChartBlock:
+    """The block of a chart item (``_charts`` picks the items whose block is a chart)."""
+    assert isinstance(item.parsed, ChartBlock)
+    return item.parsed
 
 
 def _is_fresh(item: _Block, frozen: dict[str, Any]) -> bool:
-    return item.parsed.live or str(item.index) not in frozen
+    return _chart(item).live or str(item.index) not in frozen
 
 
 def _series(fresh: list[_Block]) -> dict[tuple[int, str], MetricSeries]:
@@ -324,7 +330,7 @@ def _series(fresh: list[_Block]) -> dict[tuple[int, str], MetricSeries]:
 
 def _demand(item: _Block, series: dict[tuple[int, str], MetricSeries]) -> budget.Lines:
     counts = tuple(series[pair].count for pair in _pairs(item) if pair in series)
-    return budget.Lines(asked=item.parsed.max_points, counts=counts, x=item.parsed.x)
+    return budget.Lines(asked=_chart(item).max_points, counts=counts, x=_chart(item).x)
 
 
 def _frozen_demand(figure: dict[str, Any]) -> budget.Fixed:
@@ -341,8 +347,9 @@ def _read(
     ``histories`` call per distinct pair, so the cost stays fixed however many charts."""
     groups: dict[tuple[int, bool], dict[int, MetricSeries]] = {}
     for item in fresh:
-        if allowances[item.index] is not None:
-            key = (allowances[item.index], item.parsed.x != "step")
+        allowance = allowances[item.index]
+        if allowance is not None:
+            key = (allowance, _chart(item).x != "step")
             group = groups.setdefault(key, {})
             group.update({series[p].pk: series[p] for p in _pairs(item) if p in series})
     return {
@@ -359,14 +366,14 @@ def _fresh_figure(
 ) -> Figure | None:
     found = {p: read[series[p].pk] for p in _pairs(item) if p in series}
     if not found:
-        keys = ", ".join(f"`{key}`" for key in item.parsed.metrics)
+        keys = ", ".join(f"`{key}`" for key in _chart(item).metrics)
         item.error = f"None of these runs logged {keys}."
         return None
-    return _figure(item, _chart_figure(item.parsed, item.runs, found), report)
+    return _figure(item, _chart_figure(_chart(item), item.runs, found), report)
 
 
 def _figure(item: _Block, figure: dict[str, Any], report: Report) -> Figure:
-    block = item.parsed
+    block = _chart(item)
     watched = block.runs.project or report.project.full_name
     projects = [watched] if block.runs.is_query and block.live else []
     return Figure(
@@ -397,18 +404,18 @@ def _in_svg(figure: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pairs(item: _Block) -> list[tuple[int, str]]:
-    return [(run.pk, key) for run in item.runs for key in item.parsed.metrics]
+    return [(run.pk, key) for run in item.runs for key in _chart(item).metrics]
 
 
 def _chart_notes(item: _Block, figure: Figure) -> str:
-    notes = "" if item.parsed.live else FROZEN_NOTE
+    notes = "" if _chart(item).live else FROZEN_NOTE
     if figure.thinned_to is not None:
         notes += format_html(THINNED_NOTE, f"{figure.thinned_to:,}", f"{figure.asked:,}")
     return mark_safe(notes)  # noqa: S308 - constants and format_html
 
 
 def _chart_html(item: _Block, figure: Figure) -> str:
-    title = item.parsed.title or ", ".join(item.parsed.metrics)
+    title = _chart(item).title or ", ".join(_chart(item).metrics)
     note = _chart_notes(item, figure)
     return format_html(
         '<figure class="report-chart" id="block-{}" data-block="{}">'
@@ -422,6 +429,7 @@ def _chart_html(item: _Block, figure: Figure) -> str:
 
 
 def _runs_html(item: _Block, *, public: bool) -> str:
+    assert isinstance(item.parsed, RunsBlock)  # only a runs block renders as a runs table
     columns = list(item.parsed.columns)
     rows = [presentation.run_row(run, now=datetime.now(UTC), columns=columns) for run in item.runs]
     context = {"rows": rows, "columns": columns, "public": public}
@@ -476,7 +484,7 @@ def _run_links(source: markup.Source, report: Report, *, public: bool) -> dict[i
     runs = Run.objects.filter(
         pk__in=set(source.run_refs), project__team_id=report.project.team_id
     ).select_related("project__team")
-    links = {}
+    links: dict[int, str] = {}
     for run in runs:
         badge = format_html('<span class="badge badge-{}">{}</span>', run.status, run.status)
         if public:

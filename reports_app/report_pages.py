@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
@@ -14,6 +14,9 @@ from django.utils import timezone
 
 from reports_app import render, services, share_cache
 from reports_app.models import Report, ReportRevision, ShareLink
+
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
 
 STATIC_INLINED = ("labbook/labbook.css",)
 
@@ -46,7 +49,7 @@ def contributors(report: Report) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def report_context(report: Report, *, user: User) -> dict[str, Any]:
+def report_context(report: ReportWithRole, *, user: User) -> dict[str, Any]:
     rendered = render.render_report(report, frozen=_frozen(report))
     block_url = reverse("report-block", kwargs={"report_id": report.pk, "index": 0})
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -14,8 +14,11 @@ from kernel.http import AuthenticatedHttpRequest, allow_framing, request_ip
 from reports_app import report_pages, selectors, services
 from reports_app.models import ShareLink
 
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
 
-def _report(request: HttpRequest, report_id: int):
+
+def _report(request: AuthenticatedHttpRequest, report_id: int) -> ReportWithRole:
     try:
         return selectors.report_get_for_user(request.user, report_id)
     except NotFound:

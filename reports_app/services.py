@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -292,8 +292,8 @@ def _audit_link(action: str, link: ShareLink, user: User, ip: str | None, **data
 
 @transaction.atomic
 def share_link_revoke(*, link: ShareLink, user: User, ip: str | None = None) -> None:
-    # The link comes from selectors.share_link_get_for_user, which put the role-annotated
-    # report in link.report: a foreign key's declared type cannot say so.
+    # Callers hand a link whose report is the role-annotated one (share_link_get_for_user
+    # and editor_pages.share_link_get put it there): a foreign key's type cannot say so.
     if not can_manage_links(link.report, user):  # type: ignore[arg-type]
         raise PermissionDenied("Only the author or an owner revokes this link.")
     if ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(
@@ -304,7 +304,9 @@ def share_link_revoke(*, link: ShareLink, user: User, ip: str | None = None) -> 
 
 
 @transaction.atomic
-def share_link_touch(link: ShareLink, *, actor: User | None = None, ip: str | None = None) -> None:
+def share_link_touch(
+    link: ShareLink, *, actor: User | AnonymousUser | None = None, ip: str | None = None
+) -> None:
     """Count an access and remember when it happened (for the share dialog).
 
     The update locks the link's row first, which ``audit_share_link_access`` relies on.

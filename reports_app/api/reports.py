@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,13 +14,15 @@ from kernel.errors import NotFound
 from kernel.http import request_ip
 from reports_app import render, selectors, services
 from reports_app.api import serializers as s
-from reports_app.models import Report
 from tracking import selectors as tracking_selectors
 from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
 from tracking.validation import clean_moment, invalid
+
+if TYPE_CHECKING:
+    from reports_app.models import ReportWithRole
 
 STALE_REVISION = error_response("`revision` is not the newest: see `error.details.current`.")
 
@@ -33,7 +34,7 @@ class ReportCursorPagination(ForgivingCursorPagination):
     ordering = ("-updated_at", "-id")
 
 
-def _report(request: Request, report_id: int) -> Report:
+def _report(request: AuthenticatedRequest, report_id: int) -> ReportWithRole:
     return selectors.report_get_for_user(request.user, report_id)
 
 

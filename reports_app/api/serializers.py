@@ -84,7 +84,8 @@ class PreviewSerializer(serializers.Serializer):
 class PreviewResultSerializer(serializers.Serializer):
     html = serializers.CharField()
     figures = serializers.ListField(child=serializers.DictField())
-    errors = serializers.ListField(child=serializers.CharField())
+    # DRF moves declared fields off the class: this "errors" is no Serializer.errors.
+    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
 
 
 class ShareLinkSerializer(serializers.ModelSerializer):

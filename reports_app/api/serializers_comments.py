@@ -15,7 +15,8 @@ class CommentCreateSerializer(serializers.Serializer):
         max_length=MAX_BODY,
         help_text="Markdown (sanitized when shown). `@username` or `@email` notifies a teammate.",
     )
-    parent = serializers.IntegerField(
+    # DRF moves declared fields off the class: this "parent" is no Field.parent.
+    parent = serializers.IntegerField(  # type: ignore[assignment]
         required=False,
         allow_null=True,
         help_text="The comment replied to; a reply to a reply joins the thread of its root.",
@@ -42,7 +43,10 @@ class CommentPatchSerializer(serializers.Serializer):
 class CommentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     target = serializers.CharField(help_text="'run:<id>' or 'report:<id>'.")
-    parent = serializers.IntegerField(allow_null=True, help_text="The thread's first comment.")
+    # DRF moves declared fields off the class: this "parent" is no Field.parent.
+    parent = serializers.IntegerField(  # type: ignore[assignment]
+        allow_null=True, help_text="The thread's first comment."
+    )
     anchor = serializers.CharField(allow_blank=True)
     author = serializers.CharField(allow_null=True, help_text="Username; null for a removed user.")
     body = serializers.CharField(allow_blank=True, help_text="Markdown; empty once deleted.")
