@@ -34,11 +34,10 @@ from alerts.models import (
 )
 from alerts.transports import transport_for
 from kernel import forms
-from kernel.errors import ApplicationError, NotFound
+from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.ids import is_id
 from tracking import selectors as tracking_selectors
 from tracking.models import FAILED_STATUSES, WRITE_ROLES, AlertLevel, Project, Team
-from tracking.validation import invalid
 
 PAGE_SIZE = 50
 DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")

@@ -27,10 +27,10 @@ from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from audit.models import AuditAction
 from audit.services import audit_record, changed_fields
-from kernel.errors import ApplicationError
+from kernel.errors import ApplicationError, invalid
 from tracking.models import Project, Run, Team
 from tracking.services import require_write
-from tracking.validation import clean_tags, clean_text, invalid
+from tracking.validation import clean_tags, clean_text
 
 MAX_GROUP_WAIT = 3600
 MAX_REPEAT = 30 * 86400

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from alerts.models import Trigger
+from kernel.errors import invalid
 from tracking.models import FAILED_STATUSES, AlertLevel, RunStatus
-from tracking.validation import clean_metric_key, invalid
+from tracking.validation import clean_metric_key
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -41,7 +41,7 @@ from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from kernel.errors import Conflict, NotFound, PermissionDenied
+from kernel.errors import Conflict, NotFound, PermissionDenied, invalid
 from kernel.http import absolute_url
 from kernel.ids import by_id
 from reports_app import live, markup, tasks
@@ -49,7 +49,7 @@ from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
 from tracking.selectors import User, run_get_for_user
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
 
 MAX_BODY = 20_000  # characters of Markdown
 MAX_MENTIONS = 20  # names looked up per comment: a comment is no mailing list

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from django.db.models import Q
 
+from kernel.errors import invalid
 from reports_app import comments, markup, services
 from reports_app.models import Comment, Report, ReportRevision, Visibility
 from tracking.models import Project
@@ -24,7 +25,6 @@ from tracking.portability import sections
 from tracking.portability.format import Line, iso, ref, text, when, whole
 from tracking.portability.runs import username
 from tracking.portability.sections import LoadContext
-from tracking.validation import invalid
 
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,200}$")
 RUNS_KEY = re.compile(r"^runs[ \t]*:(?=[ \t]|$)")

@@ -19,13 +19,13 @@ from django.utils.text import slugify
 
 from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
-from kernel.errors import Conflict, PermissionDenied
+from kernel.errors import Conflict, PermissionDenied, invalid
 from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 from tracking.models import Project, Role
 from tracking.services import require_write
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
 
 MAX_BODY = 200_000  # characters of Markdown
 MAX_REVISION = 2**31 - 1  # PositiveIntegerField on PostgreSQL

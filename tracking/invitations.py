@@ -38,12 +38,12 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from kernel.errors import ApplicationError, Conflict, NotFound
+from kernel.errors import ApplicationError, Conflict, NotFound, invalid
 from kernel.ids import is_id
 from tracking.models import INVITATION_TTL, Membership, Role, Team, TeamInvitation
 from tracking.selectors import User
 from tracking.services import _audit_member, token_hash
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
 
 INVITATION_PREFIX = "lbi_"
 EMAIL_TEMPLATES = "tracking/emails/invitation"

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record, moment
-from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied, invalid
 from tracking import events, storage
 from tracking.models import (
     TERMINAL_STATUSES,
@@ -44,7 +44,6 @@ from tracking.validation import (
     clean_slug,
     clean_tags,
     clean_text,
-    invalid,
 )
 
 TOKEN_PREFIX = "lb_"  # noqa: S105 - a marker, not a secret

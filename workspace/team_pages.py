@@ -18,6 +18,7 @@ from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
+from kernel.errors import invalid
 from kernel.forms import Form
 from tracking import invitations, selectors, services
 from tracking.models import (
@@ -32,7 +33,6 @@ from tracking.models import (
     TokenScope,
 )
 from tracking.presentation import RunRow
-from tracking.validation import invalid
 from workspace import pages
 
 NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kernel.errors import NotFound
+from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from reports_app import render, selectors, services
 from reports_app.api import serializers as s
@@ -20,7 +20,7 @@ from tracking import selectors as tracking_selectors
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
-from tracking.validation import clean_moment, invalid
+from tracking.validation import clean_moment
 
 STALE_REVISION = error_response("`revision` is not the newest: see `error.details.current`.")
 

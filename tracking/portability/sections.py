@@ -17,9 +17,9 @@ from typing import Any, Protocol
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils.module_loading import autodiscover_modules
 
+from kernel.errors import invalid
 from tracking.models import Membership, Project, Team
 from tracking.portability.format import Line
-from tracking.validation import invalid
 
 
 @dataclass

@@ -17,9 +17,9 @@ from rest_framework.exceptions import NotFound as CursorNotFound
 from rest_framework.request import Request
 
 from audit import selectors
-from audit.api import AuditCursorPagination
 from audit.models import AuditAction, AuditEvent
 from kernel.errors import ApplicationError
+from tracking.api.audit import AuditCursorPagination
 from tracking.models import Team
 
 CSV_CHUNK = 2_000  # events per database read while streaming the download

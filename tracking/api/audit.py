@@ -11,11 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import selectors
 from audit.models import AuditAction
-from audit.selectors import clean_before
-from audit.serializers import AuditEventSerializer
+from audit.selectors import audit_events, clean_before
 from kernel.errors import ApplicationError
+from tracking import selectors
+from tracking.api.audit_serializers import AuditEventSerializer
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.validation import clean_moment
@@ -68,9 +68,8 @@ class TeamAuditEventListView(APIView):
     )
     def get(self, request: Request, team: str) -> Response:
         params = request.query_params
-        events = selectors.audit_events_for_team(
-            request.user,
-            team,
+        events = audit_events(
+            selectors.audit_log_team(request.user, team),
             action=params.get("action") or None,
             before=clean_moment(params.get("before"), field="before", optional=True),
         )
