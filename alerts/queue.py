@@ -1,14 +1,13 @@
 """Queuing a delivery, by task name: the alert logic never imports its Celery tasks.
 
 ``alerts.tasks`` imports the logic (``delivery``, ``scan``); the logic queues
-work by the name the task is registered under, so no import goes back up.
-Celery's signature calls the registered task where it is loaded (so tests'
-eager mode still applies) and otherwise sends the message by name.
+work by the name the task is registered under (``kernel.tasks``), so no
+import goes back up.
 """
 
 from __future__ import annotations
 
-from celery import current_app
+from kernel.tasks import queue_task
 
 DELIVER_NOTIFICATION = "alerts.deliver_notification"
 SWEEP_OUTBOX = "alerts.sweep_outbox"
@@ -16,5 +15,4 @@ SCAN = "alerts.scan"
 
 
 def queue_delivery(notification_id: int, *, countdown: float = 0) -> None:
-    signature = current_app.signature(DELIVER_NOTIFICATION, args=(notification_id,))
-    signature.apply_async(countdown=countdown)
+    queue_task(DELIVER_NOTIFICATION, notification_id, countdown=countdown)

@@ -44,12 +44,15 @@ from django.utils import timezone
 from kernel.errors import Conflict, NotFound, PermissionDenied, invalid
 from kernel.http import absolute_url
 from kernel.ids import by_id
-from reports_app import live, markup, tasks
+from kernel.tasks import queue_task
+from reports_app import live, markup
 from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
 from tracking.selectors import User, run_get_for_user
 from tracking.validation import clean_text
+
+MENTION_EMAIL_TASK = "reports.send_mention_email"  # reports_app.tasks
 
 MAX_BODY = 20_000  # characters of Markdown
 MAX_MENTIONS = 20  # names looked up per comment: a comment is no mailing list
@@ -344,7 +347,7 @@ def _notify(comment: Comment, *, mentioned: set[str]) -> None:
         return
     found = mentioned_readers(target_of(comment), mentioned).exclude(pk=comment.author_id)
     for user_id in found.values_list("pk", flat=True):
-        transaction.on_commit(partial(tasks.send_mention_email.delay, comment.pk, user_id))
+        transaction.on_commit(partial(queue_task, MENTION_EMAIL_TASK, comment.pk, user_id))
 
 
 def comment_url(comment: Comment) -> str:

@@ -95,7 +95,5 @@ def register(section: Section) -> None:
 
 def registered() -> list[Section]:
     """Every app's sections, in export order."""
-    from tracking.portability import runs  # noqa: F401 - registers the project and its runs
-
     autodiscover_modules("portability")
     return sorted(_sections, key=lambda section: section.order)
