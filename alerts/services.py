@@ -33,6 +33,7 @@ from tracking.services import require_write
 from tracking.validation import clean_tags, clean_text
 
 MAX_GROUP_WAIT = 3600
+MIN_REPEAT = 60
 MAX_REPEAT = 30 * 86400
 
 
@@ -194,7 +195,7 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
         "group": clean_text(value["group"], field="group", max_length=200),
         "notify_on_resolve": _bool(value, "notify_on_resolve"),
         "enabled": _bool(value, "enabled"),
-        "repeat_interval": _seconds(value, "repeat_interval", 60, MAX_REPEAT, nullable=True),
+        "repeat_interval": _seconds(value, "repeat_interval", MIN_REPEAT, MAX_REPEAT, nullable=True),
         "group_wait": _seconds(value, "group_wait", 0, MAX_GROUP_WAIT),
     }
 
