@@ -44,6 +44,7 @@ from django.utils import timezone
 from kernel.errors import Conflict, NotFound, PermissionDenied, invalid
 from kernel.http import absolute_url
 from kernel.ids import by_id
+from kernel.limits import max_length
 from kernel.tasks import queue_task
 from reports_app import live, markup
 from reports_app.models import Comment, Report, Visibility
@@ -299,7 +300,7 @@ def _thread_root(target: Target, parent: Any) -> Comment | None:
 
 def _clean_anchor(target: Target, anchor: Any, root: Comment | None) -> str:
     """The heading or block id a thread is about; replies share their root's."""
-    anchor = clean_text(anchor, field="anchor", max_length=200)
+    anchor = clean_text(anchor, field="anchor", max_length=max_length(Comment, "anchor"))
     if root is not None:
         if anchor and anchor != root.anchor:
             raise invalid("anchor", "A reply belongs to its thread's anchor: leave it out.")

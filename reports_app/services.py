@@ -20,6 +20,7 @@ from django.utils.text import slugify
 from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
 from kernel.errors import Conflict, PermissionDenied, invalid
+from kernel.limits import max_length
 from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
@@ -58,7 +59,9 @@ def require_edit(report: Report, user: AbstractBaseUser) -> None:
 
 def _clean(title: Any, body: Any, visibility: Any = None) -> dict[str, Any]:
     cleaned = {
-        "title": clean_text(title, field="title", max_length=200, required=True),
+        "title": clean_text(
+            title, field="title", max_length=max_length(Report, "title"), required=True
+        ),
         "body": clean_text(body, field="body", max_length=MAX_BODY) if body is not None else "",
     }
     if (count := markup.block_count(cleaned["body"])) > MAX_BLOCKS:
