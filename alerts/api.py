@@ -14,10 +14,11 @@ from rest_framework.views import APIView
 from alerts import selectors, services
 from alerts import serializers as s
 from alerts.models import AlertState
+from kernel.errors import invalid
 from kernel.http import request_ip
 from tracking import selectors as tracking_selectors
 from tracking.api.views import int_param, reject_unknown
-from tracking.validation import clean_moment, invalid
+from tracking.validation import clean_moment
 
 
 def _project(request: Request, field: str = "project"):

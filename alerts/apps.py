@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -6,6 +8,6 @@ class AlertsConfig(AppConfig):
     verbose_name = "Alerts"
 
     def ready(self) -> None:
-        from alerts import evaluation
+        from alerts import evaluation, tasks  # noqa: F401 - tasks: registered, queued by name
 
         evaluation.connect()

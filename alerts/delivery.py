@@ -38,6 +38,7 @@ from alerts.models import (
     NotificationEvent,
     NotificationStatus,
 )
+from alerts.queue import queue_delivery
 from alerts.transports import transport_for
 from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
 from kernel.http import absolute_url
@@ -294,8 +295,6 @@ def sweep() -> int:
         | Q(status=NotificationStatus.SENDING, lease_until__lt=now)
     ).values_list("pk", flat=True)[:1000]
     ids = list(stuck)
-    from alerts import tasks
-
     for notification_id in ids:
-        tasks.deliver_notification.delay(notification_id)
+        queue_delivery(notification_id)
     return len(ids)

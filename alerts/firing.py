@@ -28,6 +28,7 @@ from alerts.models import (
     Silence,
     Trigger,
 )
+from alerts.queue import queue_delivery
 from tracking.models import Run
 
 logger = logging.getLogger(__name__)
@@ -191,10 +192,8 @@ def enqueue(notification_id: int, *, countdown: float = 0) -> None:
     """Queue the delivery after commit; a broker that is down only delays it (the sweep)."""
 
     def send() -> None:
-        from alerts import tasks
-
         try:
-            tasks.deliver_notification.apply_async((notification_id,), countdown=countdown)
+            queue_delivery(notification_id, countdown=countdown)
         except Exception:  # the broker is down: the sweep re-queues pending rows
             logger.warning("could not queue notification %s", notification_id, exc_info=True)
 

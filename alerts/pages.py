@@ -9,7 +9,7 @@ the matching form field instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +33,12 @@ from alerts.models import (
     Trigger,
 )
 from alerts.transports import transport_for
+from alerts.triggers import FAILED, LEVELS, OPERATORS, TRIGGERS
 from kernel import forms
-from kernel.errors import ApplicationError, NotFound
+from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.ids import is_id
 from tracking import selectors as tracking_selectors
-from tracking.models import FAILED_STATUSES, WRITE_ROLES, AlertLevel, Project, Team
-from tracking.validation import invalid
+from tracking.models import WRITE_ROLES, Project, Team
 
 PAGE_SIZE = 50
 DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")
@@ -55,25 +55,15 @@ RULE_FIELDS = (
 )  # fmt: skip
 SILENCE_FIELDS = ("scope", "rule", "run", "until", "reason")
 # The inputs of each trigger's fieldset, named "<trigger>.<param>" in the form.
-TRIGGER_PARAMS: dict[str, tuple[str, ...]] = {
-    Trigger.RUN_FAILED: ("statuses",),
-    Trigger.RUN_STALLED: ("after_seconds",),
-    Trigger.METRIC_THRESHOLD: ("key", "op", "value", "for_points"),
-    Trigger.METRIC_NAN: ("key",),
-    Trigger.METRIC_STAGNANT: ("key", "mode", "patience_steps"),
-    Trigger.RUN_FINISHED: (),
-    Trigger.SDK_ALERT: ("levels",),
-}
-LIST_PARAMS = ("statuses", "levels")
-INT_PARAMS = ("after_seconds", "for_points", "patience_steps")
+TRIGGER_PARAMS: dict[str, tuple[str, ...]] = {name: spec.names for name, spec in TRIGGERS.items()}
+PARAMS = {param.name: param for spec in TRIGGERS.values() for param in spec.params}
 PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
-    Trigger.RUN_FAILED: {"statuses": [str(s) for s in FAILED_STATUSES]},
-    Trigger.RUN_STALLED: {"after_seconds": 600},
-    Trigger.METRIC_THRESHOLD: {"key": "", "op": ">", "value": "", "for_points": 1},
-    Trigger.METRIC_NAN: {"key": ""},
-    Trigger.METRIC_STAGNANT: {"key": "", "mode": "min", "patience_steps": 1000},
-    Trigger.RUN_FINISHED: {},
-    Trigger.SDK_ALERT: {"levels": list(AlertLevel.values)},
+    name: {param.name: param.form_value for param in spec.params} for name, spec in TRIGGERS.items()
+}
+# The bounds of the number inputs, for the fieldsets' min and max.
+PARAM_BOUNDS = {
+    name: {p.name: {"low": p.low, "high": p.high} for p in spec.params if p.kind == "int"}
+    for name, spec in TRIGGERS.items()
 }
 
 
@@ -318,20 +308,8 @@ def alert_page_context(user: Any, alert: Alert) -> dict[str, Any]:
 
 
 def params_summary(trigger: str, params: dict[str, Any]) -> str:
-    p = params
-    summaries: dict[str, Callable[[], str]] = {
-        Trigger.RUN_FAILED: lambda: ", ".join(p.get("statuses", [])),
-        Trigger.RUN_STALLED: lambda: f"silent for {p.get('after_seconds')} s",
-        Trigger.METRIC_THRESHOLD: lambda: (
-            f"{p.get('key')} {p.get('op')} {p.get('value')} for {p.get('for_points')} point(s)"
-        ),
-        Trigger.METRIC_NAN: lambda: str(p.get("key")),
-        Trigger.METRIC_STAGNANT: lambda: (
-            f"{p.get('key')} ({p.get('mode')}) not better for {p.get('patience_steps')} steps"
-        ),
-        Trigger.SDK_ALERT: lambda: ", ".join(p.get("levels", [])),
-    }
-    return summaries.get(trigger, lambda: "")()
+    spec = TRIGGERS.get(trigger)
+    return spec.summary(params) if spec else ""
 
 
 def rules_page_context(user: Any, project: Project) -> dict[str, Any]:
@@ -382,7 +360,7 @@ def posted_rule_form(data: QueryDict) -> Form:
     trigger = values["trigger"]
     posted = {
         name: data.getlist(f"{trigger}.{name}")
-        if name in LIST_PARAMS
+        if PARAMS[name].kind == "choices"
         else data.get(f"{trigger}.{name}", "")
         for name in TRIGGER_PARAMS.get(trigger, ())
     }
@@ -400,11 +378,12 @@ def rule_params(data: QueryDict, trigger: str) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in TRIGGER_PARAMS.get(trigger, ()):
         key = f"{trigger}.{name}"
-        if name in LIST_PARAMS:
+        kind = PARAMS[name].kind
+        if kind == "choices":
             params[name] = data.getlist(key)
-        elif name in INT_PARAMS:
+        elif kind == "int":
             params[name] = _int(data.get(key, ""), f"params.{name}")
-        elif name == "value":
+        elif kind == "number":
             params[name] = _float(data.get(key, ""), "params.value")
         else:
             params[name] = data.get(key, "").strip()
@@ -457,9 +436,14 @@ def rule_page_context(
         "can_write": _can_write(project.role),
         "triggers": Trigger.choices,
         "destinations": list(selectors.destinations_for_user(user, team=project.team)),
-        "statuses": [str(s) for s in FAILED_STATUSES],
-        "levels": AlertLevel.values,
-        "ops": (">", ">=", "<", "<="),
+        "statuses": FAILED,
+        "levels": LEVELS,
+        "ops": tuple(OPERATORS),
+        "bounds": PARAM_BOUNDS,
+        "rule_bounds": {
+            "repeat_interval": {"low": services.MIN_REPEAT, "high": services.MAX_REPEAT},
+            "group_wait": {"low": 0, "high": services.MAX_GROUP_WAIT},
+        },
         "summary": params_summary(rule.trigger, rule.params) if rule else "",
     }
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from alerts import services
 from alerts.models import AlertRule, Destination
+from kernel.errors import invalid
 from tracking.models import Project
 from tracking.portability import sections
 from tracking.portability.format import Line, iso, when
 from tracking.portability.runs import username
 from tracking.portability.sections import LoadContext
-from tracking.validation import invalid
 
 RULE_FIELDS = tuple(services.RULE_DEFAULTS)
 

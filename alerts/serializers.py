@@ -9,7 +9,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertRule, Destination, Notification, Silence, Trigger
+from alerts.services import MAX_GROUP_WAIT, MAX_REPEAT, MIN_REPEAT
 from alerts.transports import transport_for
+from kernel.limits import max_length
 from tracking.api.serializers import run_url
 
 
@@ -37,7 +39,7 @@ class DestinationSerializer(serializers.ModelSerializer):
 class DestinationWriteSerializer(serializers.Serializer):
     team = serializers.CharField(help_text="The team's slug (on create).")
     kind = serializers.ChoiceField(choices=["email", "slack", "webhook"])
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=max_length(Destination, "name"))
     config = serializers.DictField(
         help_text='email: {"addresses": [...]} or {"team_members": true}; slack: {"url"};'
         ' webhook: {"url", "secret"}'
@@ -59,15 +61,19 @@ class RuleSerializer(serializers.ModelSerializer):
 
 class RuleWriteSerializer(serializers.Serializer):
     project = serializers.CharField(help_text="'team/project' (on create)")
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=max_length(AlertRule, "name"))
     trigger = serializers.ChoiceField(choices=Trigger.choices)
     params = serializers.DictField(required=False)
     tags = serializers.ListField(child=serializers.CharField(), required=False)
-    group = serializers.CharField(required=False, allow_blank=True)
+    group = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(AlertRule, "group")
+    )
     destinations = serializers.ListField(child=serializers.IntegerField(), required=False)
     notify_on_resolve = serializers.BooleanField(required=False)
-    repeat_interval = serializers.IntegerField(required=False, allow_null=True)
-    group_wait = serializers.IntegerField(required=False)
+    repeat_interval = serializers.IntegerField(
+        required=False, allow_null=True, min_value=MIN_REPEAT, max_value=MAX_REPEAT
+    )
+    group_wait = serializers.IntegerField(required=False, min_value=0, max_value=MAX_GROUP_WAIT)
     enabled = serializers.BooleanField(required=False)
 
 
@@ -124,4 +130,6 @@ class SilenceWriteSerializer(serializers.Serializer):
     rule = serializers.IntegerField(required=False)
     run = serializers.IntegerField(required=False)
     until = serializers.DateTimeField()
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Silence, "reason")
+    )

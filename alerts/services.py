@@ -27,12 +27,14 @@ from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from audit.models import AuditAction
 from audit.services import audit_record, changed_fields
-from kernel.errors import ApplicationError
+from kernel.errors import ApplicationError, invalid
+from kernel.limits import max_length
 from tracking.models import Project, Run, Team
 from tracking.services import require_write
-from tracking.validation import clean_tags, clean_text, invalid
+from tracking.validation import clean_tags, clean_text
 
 MAX_GROUP_WAIT = 3600
+MIN_REPEAT = 60
 MAX_REPEAT = 30 * 86400
 
 
@@ -44,7 +46,9 @@ def _clean_destination(kind: Any, name: Any, config: Any) -> dict[str, Any]:
         raise invalid("kind", f"Kind must be one of {', '.join(DestinationKind.values)}.")
     return {
         "kind": kind,
-        "name": clean_text(name, field="name", max_length=100, required=True),
+        "name": clean_text(
+            name, field="name", max_length=max_length(Destination, "name"), required=True
+        ),
         "config": transport_for(kind).clean_config(config),
     }
 
@@ -187,14 +191,20 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
     base = RULE_DEFAULTS if rule is None else {name: getattr(rule, name) for name in RULE_DEFAULTS}
     value = {name: data.get(name, base[name]) for name in RULE_DEFAULTS}
     return {
-        "name": clean_text(value["name"], field="name", max_length=100, required=True),
+        "name": clean_text(
+            value["name"], field="name", max_length=max_length(AlertRule, "name"), required=True
+        ),
         "trigger": value["trigger"],
         "params": triggers.clean_params(value["trigger"], value["params"]),
         "tags": clean_tags(value["tags"], field="tags"),
-        "group": clean_text(value["group"], field="group", max_length=200),
+        "group": clean_text(
+            value["group"], field="group", max_length=max_length(AlertRule, "group")
+        ),
         "notify_on_resolve": _bool(value, "notify_on_resolve"),
         "enabled": _bool(value, "enabled"),
-        "repeat_interval": _seconds(value, "repeat_interval", 60, MAX_REPEAT, nullable=True),
+        "repeat_interval": _seconds(
+            value, "repeat_interval", MIN_REPEAT, MAX_REPEAT, nullable=True
+        ),
         "group_wait": _seconds(value, "group_wait", 0, MAX_GROUP_WAIT),
     }
 
@@ -308,7 +318,7 @@ def silence_create(
         raise invalid("until", "A time in the future.")
     if not (project or rule or run):
         raise invalid("project", "Silence a project, a rule or a run.")
-    reason = clean_text(reason, field="reason", max_length=300)
+    reason = clean_text(reason, field="reason", max_length=max_length(Silence, "reason"))
     return Silence.objects.create(
         project=project, rule=rule, run=run, until=until, reason=reason, created_by=user
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from alerts import delivery
+from alerts import delivery, queue
+from alerts import scan as scanning
 
 
 @shared_task(
-    name="alerts.deliver_notification",
+    name=queue.DELIVER_NOTIFICATION,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -23,13 +24,11 @@ def deliver_notification(notification_id: int) -> str:
     return delivery.deliver(notification_id)
 
 
-@shared_task(name="alerts.sweep_outbox", ignore_result=True)
+@shared_task(name=queue.SWEEP_OUTBOX, ignore_result=True)
 def sweep_outbox() -> int:
     return delivery.sweep()
 
 
-@shared_task(name="alerts.scan", ignore_result=True)
+@shared_task(name=queue.SCAN, ignore_result=True)
 def scan() -> str:
-    from alerts import scan as scanning
-
     return str(scanning.scan())

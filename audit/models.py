@@ -19,8 +19,6 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tracking.models import Team
-
 
 class AppendOnlyError(Exception):
     """Someone tried to change or delete an audit event."""
@@ -60,7 +58,9 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
+    team = models.ForeignKey(
+        "tracking.Team", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     team_slug = models.CharField(max_length=64, blank=True, help_text="The team's slug then.")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

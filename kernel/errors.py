@@ -23,6 +23,11 @@ class ApplicationError(Exception):
         self.details = details  # more for machines, e.g. the current revision after a conflict
 
 
+def invalid(field: str, message: str) -> ApplicationError:
+    """Bad input in ``field`` (400)."""
+    return ApplicationError("invalid", message, field=field)
+
+
 class NotFound(ApplicationError):
     status = 404
 

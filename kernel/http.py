@@ -5,18 +5,19 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http.response import HttpResponseBase
 
 from kernel.errors import NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User  # models: not loaded before the app registry
 
-View = Callable[..., HttpResponse]
+V = TypeVar("V", bound=Callable[..., HttpResponseBase])
 
 
 class AuthenticatedHttpRequest(HttpRequest):
@@ -28,11 +29,11 @@ class AuthenticatedHttpRequest(HttpRequest):
     user: User
 
 
-def http_errors(view: View) -> View:
+def http_errors(view: V) -> V:
     """Turn the services' NotFound and PermissionDenied into 404 and 403 pages."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             return view(request, *args, **kwargs)
         except NotFound:
@@ -40,7 +41,7 @@ def http_errors(view: View) -> View:
         except PermissionDenied as error:
             raise DjangoPermissionDenied(error.message) from None
 
-    return wrapper
+    return cast(V, wrapper)  # the same view, its errors as pages
 
 
 def request_ip(request: HttpRequest | None) -> str | None:

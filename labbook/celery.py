@@ -18,6 +18,8 @@ from celery.beat import PersistentScheduler
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
+from alerts import queue as alert_tasks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labbook.settings")
 
 app = Celery("labbook")
@@ -28,12 +30,12 @@ app.conf.beat_schedule = {
     "forget-old-batch-ids": {"task": "tracking.ingest_batches_prune", "schedule": 3600.0},
     # Notifications still pending a sweep interval after they were due: the broker lost them.
     "sweep-alert-outbox": {
-        "task": "alerts.sweep_outbox",
+        "task": alert_tasks.SWEEP_OUTBOX,
         "schedule": float(settings.LABBOOK["ALERTS_SWEEP_SECONDS"]),
     },
     # Stalled and crashed runs, reminders of alerts still firing.
     "scan-alerts": {
-        "task": "alerts.scan",
+        "task": alert_tasks.SCAN,
         "schedule": float(settings.LABBOOK["ALERTS_SCAN_SECONDS"]),
     },
 }

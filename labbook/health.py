@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection
 from django.db.models.functions import Now
@@ -38,7 +39,6 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from labbook.celery import app as celery_app
 from reports_app.models import Heartbeat
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def check_broker() -> None:
         # Write a file, as the broker does: os.access() says yes to root on a full disk.
         with tempfile.NamedTemporaryFile(dir=settings.QUEUE_DIR, prefix=".healthz-"):
             return
-    with celery_app.connection_for_write() as conn:
+    with current_app.connection_for_write() as conn:  # labbook.celery's app
         conn.ensure_connection(max_retries=1, timeout=2)
 
 

@@ -103,7 +103,7 @@ SHARE_FRAME_ANCESTORS = env_csp_sources("SHARE_FRAME_ANCESTORS", ["*"])
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
-AUTHENTICATION_BACKENDS = ["labbook.login_throttle.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["workspace.login_throttle.ThrottledModelBackend"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

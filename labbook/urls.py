@@ -4,7 +4,6 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from alerts import urls as alert_urls
-from audit import urls as audit_urls
 from labbook import health
 from reports_app import report_urls
 from workspace import team_urls, views
@@ -21,7 +20,6 @@ urlpatterns = [
     path("api/v1/", include("tracking.api.urls")),
     path("api/v1/", include("reports_app.api.urls")),
     path("api/v1/", include("alerts.api_urls")),
-    path("api/v1/", include("audit.api_urls")),
     path("api/2.0/mlflow/", include("tracking.mlflow.urls")),
     path("ajax-api/2.0/mlflow/", include("tracking.mlflow.urls")),
     path("api/2.0/mlflow-artifacts/", include("tracking.mlflow.artifact_urls")),
@@ -36,7 +34,6 @@ urlpatterns = [
     ),
     path("", include(team_urls.fixed_patterns)),
     path("", include(alert_urls.fixed_patterns)),
-    path("", include(audit_urls.fixed_patterns)),
     path("", include(report_urls.fixed_patterns)),
     # Last: a team slug may not shadow the fixed paths above.
     path("", include(team_urls.team_patterns)),

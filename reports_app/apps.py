@@ -8,6 +8,6 @@ class ReportsAppConfig(AppConfig):
     verbose_name = "Reports"
 
     def ready(self) -> None:
-        from reports_app import live
+        from reports_app import live, tasks  # noqa: F401 - tasks: registered, queued by name
 
         live.connect()

@@ -41,15 +41,19 @@ from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from kernel.errors import Conflict, NotFound, PermissionDenied
+from kernel.errors import Conflict, NotFound, PermissionDenied, invalid
 from kernel.http import absolute_url
 from kernel.ids import by_id
-from reports_app import live, markup, tasks
+from kernel.limits import max_length
+from kernel.tasks import queue_task
+from reports_app import live, markup
 from reports_app.models import Comment, Report, Visibility
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
 from tracking.selectors import run_get_for_user
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
+
+MENTION_EMAIL_TASK = "reports.send_mention_email"  # reports_app.tasks
 
 MAX_BODY = 20_000  # characters of Markdown
 MAX_MENTIONS = 20  # names looked up per comment: a comment is no mailing list
@@ -301,7 +305,7 @@ def _thread_root(target: Target, parent: Any) -> Comment | None:
 
 def _clean_anchor(target: Target, anchor: Any, root: Comment | None) -> str:
     """The heading or block id a thread is about; replies share their root's."""
-    anchor = clean_text(anchor, field="anchor", max_length=200)
+    anchor = clean_text(anchor, field="anchor", max_length=max_length(Comment, "anchor"))
     if root is not None:
         if anchor and anchor != root.anchor:
             raise invalid("anchor", "A reply belongs to its thread's anchor: leave it out.")
@@ -351,7 +355,7 @@ def _notify(comment: Comment, *, mentioned: set[str]) -> None:
     if comment.author_id is not None:
         found = found.exclude(pk=comment.author_id)
     for user_id in found.values_list("pk", flat=True):
-        transaction.on_commit(partial(tasks.send_mention_email.delay, comment.pk, user_id))
+        transaction.on_commit(partial(queue_task, MENTION_EMAIL_TASK, comment.pk, user_id))
 
 
 def comment_url(comment: Comment) -> str:

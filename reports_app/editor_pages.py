@@ -20,11 +20,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from kernel.errors import invalid
 from kernel.http import query_string
 from reports_app import render, revision_diff, selectors, services
 from reports_app.models import Report, ReportRevision, ShareLink, Visibility
 from tracking.models import WRITE_ROLES
-from tracking.validation import in_utc, invalid
+from tracking.validation import in_utc
 
 if TYPE_CHECKING:
     from reports_app.models import ReportWithRole

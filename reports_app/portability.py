@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from django.db.models import Q
 
+from kernel.errors import invalid
+from kernel.limits import max_length
 from reports_app import comments, markup, services
 from reports_app.models import Comment, Report, ReportRevision, Visibility
 from tracking.models import Project
@@ -24,7 +26,6 @@ from tracking.portability import sections
 from tracking.portability.format import Line, iso, ref, text, when, whole
 from tracking.portability.runs import username
 from tracking.portability.sections import LoadContext
-from tracking.validation import invalid
 
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,200}$")
 RUNS_KEY = re.compile(r"^runs[ \t]*:(?=[ \t]|$)")
@@ -128,7 +129,7 @@ def load_report(line: Line, context: LoadContext) -> None:
         raise invalid("visibility", f"Must be one of {', '.join(Visibility.values)}.")
     report = Report.objects.create(
         project=context.loaded_project,
-        title=text(line, "title", max_length=200, required=True),
+        title=text(line, "title", max_length=max_length(Report, "title"), required=True),
         slug=slug,
         body=retarget(text(line, "body", max_length=services.MAX_BODY), context),
         revision=whole(line, "revision", low=1, high=2**31 - 1),
@@ -147,7 +148,7 @@ def load_revision(line: Line, context: LoadContext) -> None:
     ReportRevision.objects.create(
         report_id=ref(line, "report", context.ids.get("report", {}), "report"),
         number=whole(line, "number", low=1, high=2**31 - 1),
-        title=text(line, "title", max_length=200, required=True),
+        title=text(line, "title", max_length=max_length(ReportRevision, "title"), required=True),
         body=retarget(text(line, "body", max_length=services.MAX_BODY), context),
         author=context.author(line.get("author")),
         created_at=when(line, "created_at", required=True),
@@ -162,7 +163,7 @@ def load_comment(line: Line, context: LoadContext) -> None:
     comment = Comment.objects.create(
         **comment_target(line, context),
         parent_id=comment_parent(line, context),
-        anchor=text(line, "anchor", max_length=200),
+        anchor=text(line, "anchor", max_length=max_length(Comment, "anchor")),
         author=context.author(line.get("author")),
         body=retarget_refs(body, context.ids.get("run", {})),
         created_at=when(line, "created_at", required=True),

@@ -154,7 +154,9 @@ def export_html(report: Report) -> str:
         "contributors": contributors(report),
         "css": "\n".join(_static_text(path) for path in STATIC_INLINED),
         "plotly_js": _static_text("plotly/plotly.min.js"),
-        "report_js": _static_text("labbook/report.js"),
+        "report_js": "\n".join(
+            _static_text(path) for path in ("labbook/smoothing.js", "labbook/report.js")
+        ),
         "exported_at": timezone.now(),
     }
     return render_to_string("reports_app/export.html", context)

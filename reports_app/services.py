@@ -19,7 +19,8 @@ from django.utils.text import slugify
 
 from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
-from kernel.errors import Conflict, PermissionDenied
+from kernel.errors import Conflict, PermissionDenied, invalid
+from kernel.limits import max_length
 from reports_app import live, markup, render
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import (
@@ -32,7 +33,7 @@ from reports_app.models import (
 )
 from tracking.models import Project, Role
 from tracking.services import require_write
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
 
 if TYPE_CHECKING:
     from reports_app.models import ReportWithRole
@@ -69,7 +70,9 @@ def require_edit(report: ReportWithRole, user: User) -> None:
 
 def _clean(title: Any, body: Any, visibility: Any = None) -> dict[str, Any]:
     cleaned = {
-        "title": clean_text(title, field="title", max_length=200, required=True),
+        "title": clean_text(
+            title, field="title", max_length=max_length(Report, "title"), required=True
+        ),
         "body": clean_text(body, field="body", max_length=MAX_BODY) if body is not None else "",
     }
     if (count := markup.block_count(cleaned["body"])) > MAX_BLOCKS:

@@ -15,7 +15,7 @@ SMTP_ERRORS = (smtplib.SMTPException, OSError)
 
 
 @shared_task(
-    name="reports.send_mention_email",
+    name=comments.MENTION_EMAIL_TASK,
     autoretry_for=SMTP_ERRORS,
     retry_backoff=5,  # seconds, doubling per attempt
     retry_backoff_max=600,

@@ -6,9 +6,13 @@ member of *some* team still sees nothing of another.
 
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from tracking import services
@@ -64,3 +68,116 @@ def world(db) -> World:
 @pytest.fixture
 def anonymous() -> APIClient:
     return APIClient()
+
+
+# --- Several xdist workers, soak tests, waits (README: Tests) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix(request: pytest.FixtureRequest) -> None:
+    """pytest-django's per-worker test database (``test_<name>_gw0``), knowing SQLite's.
+
+    pytest-django leaves a SQLite database alone only when its ENGINE is Django's own;
+    Labbook's (``reports_app.sqlite``) would get a test file named after the path. Its
+    test database is in memory, one per process: nothing to rename.
+    """
+    from django.db import connections
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if not worker:
+        return
+    for alias, database in settings.DATABASES.items():
+        test = database.setdefault("TEST", {})
+        name = test.get("NAME")
+        if connections[alias].vendor == "sqlite" and name in (None, "", ":memory:"):
+            continue
+        test["NAME"] = f"{name or 'test_' + database['NAME']}_{worker}"
+
+
+# Seconds a websocket test waits for what it expects (connected, a message, the consumer
+# gone after a disconnect). Channels' communicators default to 1 s, which a test on a
+# busy machine (xdist workers, CI) can miss; only a broken consumer comes near this.
+# Waits for *nothing* to arrive (``receive_nothing``) keep their own short windows.
+SOCKET_CEILING = 60.0
+
+
+def _generous_communicator_waits() -> None:
+    from asgiref.testing import ApplicationCommunicator
+    from channels.testing import WebsocketCommunicator
+
+    waits = {
+        ApplicationCommunicator: ("wait", "receive_output"),
+        WebsocketCommunicator: ("connect", "receive_from", "receive_json_from", "disconnect"),
+    }
+    for cls, names in waits.items():
+        for name in names:
+            function = cls.__dict__[name]
+            parameters = inspect.signature(function).parameters.values()
+            function.__defaults__ = tuple(
+                SOCKET_CEILING if parameter.name == "timeout" else parameter.default
+                for parameter in parameters
+                if parameter.default is not inspect.Parameter.empty
+            )
+
+
+_generous_communicator_waits()
+
+
+def _asked_for_soak(config: pytest.Config, item: pytest.Item) -> bool:
+    """``-m`` names soak (``-m soak``), or the test's file is named on the command line."""
+    if "soak" in (config.option.markexpr or ""):
+        return True
+    named = {Path(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args}
+    return item.path in named
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a module- or package-scoped fixture of the suite's own.
+
+    Those are servers, browsers and data a module's tests share, in the order they are
+    written: under ``--dist loadgroup`` such a module runs on one worker, in order,
+    so its server starts once and its tests find what the ones before them made.
+    """
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    for fixturedefs in definitions.name2fixturedefs.values():
+        fixturedef = fixturedefs[-1]
+        if fixturedef.scope in ("module", "package") and fixturedef.func.__module__.startswith(
+            "tests."
+        ):
+            return True
+    return False
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in ("subprocess", "browser"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests (marker ``soak``) run only when asked for; then one at a time.
+
+    They load the machine for minutes or time it (tests/security/test_worst_input_load.py
+    holds /healthz to a p99), so ``pytest`` leaves them out and CI runs them in a
+    serial step of their own: ``pytest -m soak -n 0``. Asked for on several xdist
+    workers anyway, they at least never overlap each other (one xdist group).
+    """
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        if item.get_closest_marker("soak") is None:
+            if _shares_a_module_fixture(item):
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            kept.append(item)
+        elif _asked_for_soak(config, item):
+            item.add_marker(pytest.mark.xdist_group("soak"))
+            kept.append(item)
+        else:
+            left_out.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Longest first: tests that start processes or a browser go out to the workers
+        # before the quick in-process ones, which then fill in the tail evenly.
+        items.sort(key=lambda item: not _starts_processes(item))

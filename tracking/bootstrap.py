@@ -14,10 +14,10 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from kernel.errors import ApplicationError
+from kernel.errors import ApplicationError, invalid
 from tracking.models import Membership, Role, Team
 from tracking.services import membership_set, team_create, token_create, user_get_or_create
-from tracking.validation import clean_slug, invalid
+from tracking.validation import clean_slug
 
 ADMIN_USERNAME = "admin"
 ADMIN_TEAM = "default"

@@ -42,11 +42,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from kernel.errors import ApplicationError
+from kernel.errors import ApplicationError, invalid
 from tracking import events, pgcopy, rollups
 from tracking.models import IngestBatch, MetricPoint, MetricSeries, Run, RunStatus
 from tracking.services import run_update
-from tracking.validation import clean_metric_key, clean_text, invalid
+from tracking.validation import clean_metric_key, clean_text
 
 MAX_STEP = 2**63 - 1
 BATCH_ID_MEMORY = timedelta(days=7)

@@ -38,11 +38,14 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from kernel.errors import ApplicationError, Conflict, NotFound
+from kernel.errors import ApplicationError, Conflict, NotFound, invalid
 from kernel.ids import is_id
+from kernel.tasks import queue_task
 from tracking.models import INVITATION_TTL, Membership, Role, Team, TeamInvitation
 from tracking.services import _audit_member, token_hash
-from tracking.validation import clean_text, invalid
+from tracking.validation import clean_text
+
+INVITATION_EMAIL_TASK = "tracking.send_invitation_email"  # tracking.tasks
 
 INVITATION_PREFIX = "lbi_"
 EMAIL_TEMPLATES = "tracking/emails/invitation"
@@ -240,9 +243,7 @@ def invitation_create(
 
 
 def _queue_email(invitation_id: int, raw: str) -> None:
-    from tracking import tasks  # tasks import this module
-
-    tasks.send_invitation_email.delay(invitation_id, raw)
+    queue_task(INVITATION_EMAIL_TASK, invitation_id, raw)
 
 
 def _audit(

@@ -186,7 +186,7 @@ class ApiToken(models.Model):
 class Project(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
     slug = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=5000)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -236,13 +236,15 @@ class Run(models.Model):
     group = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)
-    notes = models.TextField(blank=True)
+    notes = models.TextField(blank=True, max_length=100_000)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True, help_text="e.g. 'ValueError: boom'")
-    traceback = models.TextField(blank=True, help_text="The tail of the traceback of a failure.")
+    traceback = models.TextField(
+        blank=True, max_length=50_000, help_text="The tail of the traceback of a failure."
+    )
     host = models.CharField(max_length=255, blank=True)
-    command = models.TextField(blank=True)
+    command = models.TextField(blank=True, max_length=10_000)
     git = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="Python, platform, SDK.")
     created_by = models.ForeignKey(
@@ -314,7 +316,7 @@ class SdkAlert(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="sdk_alerts")
     title = models.CharField(max_length=200)
-    text = models.TextField(blank=True)
+    text = models.TextField(blank=True, max_length=10_000)
     level = models.CharField(max_length=8, choices=AlertLevel.choices, default=AlertLevel.INFO)
     created_at = models.DateTimeField(default=timezone.now)
     repeats = models.PositiveIntegerField(

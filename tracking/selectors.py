@@ -60,6 +60,19 @@ def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Te
     return team, team.role
 
 
+def team_get_for_owner(user: User, slug: str, *, message: str) -> Team:
+    """The team, if ``user`` owns it: other members get 403 (``message``), everyone else 404."""
+    team, role = team_get_for_user(user, slug)
+    if role != Role.OWNER:
+        raise PermissionDenied(message)
+    return team
+
+
+def audit_log_team(user: User, slug: str) -> Team:
+    """The team whose audit log ``user`` asks for: owners only."""
+    return team_get_for_owner(user, slug, message="Only owners of the team read its audit log.")
+
+
 def teams_for_user(user: User) -> QuerySet[TeamWithRole]:
     return Team.objects.filter(memberships__user_id=user.pk).annotate(
         role=_role_subquery(user, "pk")

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -21,7 +22,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record, moment
-from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied, invalid
+from kernel.limits import max_length
 from tracking import events, storage
 from tracking.models import (
     TERMINAL_STATUSES,
@@ -46,7 +48,6 @@ from tracking.validation import (
     clean_slug,
     clean_tags,
     clean_text,
-    invalid,
 )
 
 if TYPE_CHECKING:
@@ -82,12 +83,12 @@ RESERVED_TEAM_SLUGS = frozenset(
 
 @transaction.atomic
 def team_create(*, slug: Any, owner: User | None, name: Any = "") -> Team:
-    slug = clean_slug(slug, field="slug", max_length=64)
+    slug = clean_slug(slug, field="slug", max_length=max_length(Team, "slug"))
     if slug.lower() in RESERVED_TEAM_SLUGS:
         raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
     if Team.objects.filter(slug=slug).exists():
         raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="slug")
-    name = clean_text(name, field="name", max_length=120)
+    name = clean_text(name, field="name", max_length=max_length(Team, "name"))
     team = Team.objects.create(slug=slug, name=name or slug)
     if owner is not None:
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
@@ -267,7 +268,7 @@ def token_create(
     ip: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
-    name = clean_text(name, field="name", max_length=100, required=True)
+    name = clean_text(name, field="name", max_length=max_length(ApiToken, "name"), required=True)
     if scope not in TokenScope.values:
         raise invalid("scope", f"Scope must be one of {', '.join(TokenScope.values)}.")
     if expires_at is not None and expires_at <= timezone.now():
@@ -344,8 +345,10 @@ def project_create(
     team, role = team_get_for_user(user, team_slug)
     if role not in WRITE_ROLES:
         raise PermissionDenied("Viewers cannot create projects.")
-    slug = clean_slug(slug, field="name", max_length=100)
-    description = clean_text(description, field="description", max_length=5000)
+    slug = clean_slug(slug, field="name", max_length=max_length(Project, "slug"))
+    description = clean_text(
+        description, field="description", max_length=max_length(Project, "description")
+    )
     try:
         with transaction.atomic():
             project = Project.objects.create(
@@ -368,7 +371,7 @@ def project_get_or_create_for_write(
         if not Project.objects.filter(team=team, slug=project_slug).exists():
             raise NotFound(f"Project {full_name!r}", field=field)
         raise PermissionDenied("Viewers cannot write to this project.")
-    clean_slug(project_slug, field=field, max_length=100)
+    clean_slug(project_slug, field=field, max_length=max_length(Project, "slug"))
     project, _ = Project.objects.get_or_create(
         team=team, slug=project_slug, defaults={"created_by": user}
     )
@@ -385,9 +388,11 @@ def project_update(
     """
     fields: dict[str, str] = {}
     if slug is not None and slug != project.slug:
-        fields["slug"] = clean_slug(slug, field="name", max_length=100)
+        fields["slug"] = clean_slug(slug, field="name", max_length=max_length(Project, "slug"))
     if description is not None:
-        fields["description"] = clean_text(description, field="description", max_length=5000)
+        fields["description"] = clean_text(
+            description, field="description", max_length=max_length(Project, "description")
+        )
     if not fields:
         return project
     try:
@@ -420,16 +425,17 @@ def _tags_replace(run: Run, tags: list[str]) -> None:
     RunTag.objects.bulk_create([RunTag(run=run, name=tag) for tag in tags], ignore_conflicts=True)
 
 
+def _clean_run_text(name: str, value: Any) -> str:
+    return clean_text(value, field=name, max_length=max_length(Run, name))
+
+
 def run_clean_fields(data: dict[str, Any]) -> dict[str, Any]:
     """Validate the writable run fields present in ``data``."""
     rules: dict[str, Callable[[Any], Any]] = {
-        "name": lambda v: clean_text(v, field="name", max_length=200),
-        "group": lambda v: clean_text(v, field="group", max_length=200),
-        "notes": lambda v: clean_text(v, field="notes", max_length=100_000),
-        "host": lambda v: clean_text(v, field="host", max_length=255),
-        "command": lambda v: clean_text(v, field="command", max_length=10_000),
-        "error": lambda v: clean_text(v, field="error", max_length=500),
-        "traceback": lambda v: clean_text(v, field="traceback", max_length=50_000),
+        **{
+            name: partial(_clean_run_text, name)
+            for name in ("name", "group", "notes", "host", "command", "error", "traceback")
+        },
         "metadata": lambda v: clean_json_object(v, field="metadata"),
         "config": lambda v: clean_json_object(v, field="config"),
         "summary": lambda v: clean_json_object(v, field="summary"),
@@ -451,7 +457,7 @@ def run_create_or_get(
     A ``client_id`` makes the request safe to retry: the same user sending
     the same id again gets the run the first request created.
     """
-    client_id = clean_text(client_id, field="client_id", max_length=64)
+    client_id = clean_text(client_id, field="client_id", max_length=max_length(Run, "client_id"))
     fields = run_clean_fields(fields)
     if client_id:
         existing = _run_for_client_id(user, project, client_id)
@@ -632,8 +638,10 @@ def sdk_alert_raise(
     last raised one is only counted on it (``raised`` is False), so a loop that
     alerts every step pages the team once per window.
     """
-    title = clean_text(title, field="title", max_length=200, required=True)
-    text = clean_text(text, field="text", max_length=10_000)
+    title = clean_text(
+        title, field="title", max_length=max_length(SdkAlert, "title"), required=True
+    )
+    text = clean_text(text, field="text", max_length=max_length(SdkAlert, "text"))
     if level not in AlertLevel.values:
         raise invalid("level", f"Level must be one of {', '.join(AlertLevel.values)}.")
     if (

@@ -17,7 +17,7 @@ def prune_ingest_batches() -> int:
 
 
 @shared_task(
-    name="tracking.send_invitation_email",
+    name=invitations.INVITATION_EMAIL_TASK,
     autoretry_for=(smtplib.SMTPException, OSError),  # the mail server is down or slow: later
     retry_backoff=5,
     retry_backoff_max=600,

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from django.utils.dateparse import parse_datetime
 
-from kernel.errors import ApplicationError
+from kernel.errors import invalid
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_TAGS = 100
@@ -32,10 +32,6 @@ MAX_JSON_DEPTH = 20  # config, summary, metadata
 MAX_REQUEST_DEPTH = 64
 MAX_JSON_BYTES = 1024 * 1024
 MAX_KEY_LENGTH = 250
-
-
-def invalid(field: str, message: str) -> ApplicationError:
-    return ApplicationError("invalid", message, field=field)
 
 
 def clean_moment(value: Any, *, field: str, optional: bool = False) -> datetime | None:

@@ -20,12 +20,12 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from kernel.errors import invalid
 from kernel.http import query_string
 from kernel.ids import is_id
 from tracking import selectors, services
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, Team
 from tracking.presentation import RunRow, run_row, stall_after
-from tracking.validation import invalid
 
 if TYPE_CHECKING:
     from tracking.models import ProjectWithRole

@@ -19,6 +19,7 @@ from django.db.models import Count, Max, QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
+from kernel.errors import invalid
 from kernel.forms import Form
 from tracking import invitations, selectors, services
 from tracking.models import (
@@ -33,7 +34,6 @@ from tracking.models import (
     TokenScope,
 )
 from tracking.presentation import RunRow
-from tracking.validation import invalid
 from workspace import pages
 
 if TYPE_CHECKING:

@@ -10,9 +10,15 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from workspace import team_views
+from workspace import audit_views, team_views
 
 fixed_patterns: list = [
+    path("settings/teams/<str:team>/audit/", audit_views.team_audit, name="settings-team-audit"),
+    path(
+        "settings/teams/<str:team>/audit/events.csv",
+        audit_views.team_audit_csv,
+        name="settings-team-audit-csv",
+    ),
     path("settings/", RedirectView.as_view(pattern_name="settings-tokens"), name="settings"),
     path("settings/tokens/", team_views.tokens, name="settings-tokens"),
     path(

@@ -28,11 +28,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from kernel.errors import ApplicationError, NotFound
 from kernel.http import AuthenticatedHttpRequest
-from labbook import login_throttle
 from tracking import history, selectors, services
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, Project, Run
-from workspace import pages, run_pages
+from workspace import login_throttle, pages, run_pages
 
 if TYPE_CHECKING:
     from tracking.models import ProjectWithRole, RunWithRole

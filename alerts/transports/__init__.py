@@ -6,7 +6,7 @@ from alerts.transports.base import Transport
 from alerts.transports.email import EmailTransport
 from alerts.transports.slack import SlackTransport
 from alerts.transports.webhook import WebhookTransport
-from tracking.validation import invalid
+from kernel.errors import invalid
 
 TRANSPORTS: dict[str, Transport] = {
     "email": EmailTransport(),

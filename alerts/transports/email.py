@@ -23,7 +23,7 @@ from django.core.validators import validate_email
 from django.template.loader import render_to_string
 
 from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
-from tracking.validation import invalid
+from kernel.errors import invalid
 
 TIMEOUT_SECONDS = 10.0  # tests monkeypatch this to make "the server hangs" quick
 MAX_ADDRESSES = 50

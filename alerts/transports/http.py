@@ -37,7 +37,7 @@ import httpx
 
 from alerts import netguard
 from alerts.transports.base import Delivery, TransportError
-from tracking.validation import invalid
+from kernel.errors import invalid
 
 TIMEOUT_SECONDS = 10.0  # per network operation; tests monkeypatch it to make hangs quick
 TOTAL_TIMEOUTS = 3  # the whole exchange (hops, addresses, bodies) gets 3 x TIMEOUT_SECONDS

@@ -24,7 +24,7 @@ from alerts.transports.base import (
     Transport,
     TransportError,
 )
-from tracking.validation import invalid
+from kernel.errors import invalid
 
 SECRET_MIN = 16
 SECRET_MAX = 200

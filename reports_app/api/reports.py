@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kernel.errors import NotFound
+from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from reports_app import render, selectors, services
 from reports_app.api import serializers as s
@@ -19,7 +19,7 @@ from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.api.views import reject_unknown
-from tracking.validation import clean_moment, invalid
+from tracking.validation import clean_moment
 
 if TYPE_CHECKING:
     from reports_app.models import ReportWithRole

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from kernel.http import absolute_url
+from kernel.limits import max_length
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
 
 
@@ -40,14 +41,14 @@ class ReportListSerializer(ReportSerializer):
 
 class ReportCreateSerializer(serializers.Serializer):
     project = serializers.CharField(help_text="'team/project'")
-    title = serializers.CharField(max_length=200)
+    title = serializers.CharField(max_length=max_length(Report, "title"))
     body = serializers.CharField(required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
 class ReportPatchSerializer(serializers.Serializer):
     revision = serializers.IntegerField(help_text="The revision you edited; a stale one gets 409.")
-    title = serializers.CharField(required=False, max_length=200)
+    title = serializers.CharField(required=False, max_length=max_length(Report, "title"))
     body = serializers.CharField(required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 

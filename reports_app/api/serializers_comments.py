@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from kernel.limits import max_length
 from reports_app.comments import MAX_BODY
+from reports_app.models import Comment
 
 
 class CommentCreateSerializer(serializers.Serializer):
@@ -24,7 +26,7 @@ class CommentCreateSerializer(serializers.Serializer):
     anchor = serializers.CharField(
         required=False,
         allow_blank=True,
-        max_length=200,
+        max_length=max_length(Comment, "anchor"),
         help_text="Reports only: the id of the heading or block the thread is about.",
     )
 

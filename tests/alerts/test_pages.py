@@ -376,6 +376,36 @@ def test_a_bad_param_shows_next_to_its_field(client, world):
     assert AlertRule.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("trigger", "param", "low", "high"),
+    [
+        ("run_stalled", "after_seconds", 60, 604_800),
+        ("metric_threshold", "for_points", 1, 10_000),
+        ("metric_stagnant", "patience_steps", 1, 10**12),
+    ],
+)
+def test_the_rule_form_bounds_are_the_ones_the_service_enforces(
+    client, world, trigger, param, low, high
+):
+    """The fieldset's min and max come from the trigger's definition, which saving checks."""
+    _login(client, world, "owner")
+    form = _page(client.get(f"{RULES}new"))
+    assert f'name="{trigger}.{param}"' in form
+    field = form.split(f'name="{trigger}.{param}"')[1].split(">")[0]
+    assert f'min="{low}" max="{high}"' in field
+    posted = {"name": "bounds", "trigger": trigger, "group_wait": "0", "metric_stagnant.key": "k"}
+    posted |= {"metric_stagnant.mode": "min"}
+    posted |= {
+        "metric_threshold.key": "k",
+        "metric_threshold.op": ">",
+        "metric_threshold.value": "1",
+    }
+    page = _page(client.post(f"{RULES}new", {**posted, f"{trigger}.{param}": str(high + 1)}), 400)
+    message = f"A whole number from {low} to {high}."
+    assert message in _field_error(page, f"p-{trigger}-{param}-error")
+    assert AlertRule.objects.count() == 0
+
+
 def test_it_edits_and_deletes_a_rule(client, world):
     rule = _rule(world)
     _login(client, world, "editor")

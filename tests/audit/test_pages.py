@@ -12,13 +12,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from audit import pages
 from audit.models import AuditAction
 from audit.services import audit_record
 from tests.conftest import World
 from tests.sdk.server import LabbookServer, manage
 from tracking import invitations, services
 from tracking.models import Role
+from workspace import audit_pages as pages
 
 PAGE = "/settings/teams/acme/audit/"
 CSV = "/settings/teams/acme/audit/events.csv"

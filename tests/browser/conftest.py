@@ -38,9 +38,12 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-WAIT_MS = 5_000  # every wait of a test: locators, expect(), clicks
-NAVIGATION_MS = 10_000  # page loads
-LAUNCH_MS = 30_000
+# Ceilings, not expectations: a wait ends as soon as its condition holds, so only a
+# broken page ever waits this long. Generous, since the suite runs on several xdist
+# workers (and CI on a busy machine): a chart drawn 6 s late is late, not wrong.
+WAIT_MS = 30_000  # every wait of a test: locators, expect(), clicks
+NAVIGATION_MS = 60_000  # page loads
+LAUNCH_MS = 120_000
 
 FAILED = pytest.StashKey[bool]()
 
@@ -107,8 +110,9 @@ def make_user(live: LabbookServer) -> Callable[..., User]:
 
 @pytest.fixture(scope="package")
 def browser(chromium: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=WAIT_MS)  # expect()'s own default is 5 s, whatever the context
     playwright = sync_playwright().start()
     try:
         launched = playwright.chromium.launch(

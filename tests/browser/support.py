@@ -16,7 +16,7 @@ def api(live: LabbookServer, token: str, method: str, path: str, **body: Any) ->
         f"{live.url}/api/v1/{path}",
         json=body or None,
         headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
+        timeout=60,
         trust_env=False,
     )
     assert response.status_code < 300, response.text

@@ -47,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.reliability import api_seed
 from tests.sdk.server import ROOT, LabbookServer, server_env
 
-pytestmark = pytest.mark.subprocess
+pytestmark = [pytest.mark.soak, pytest.mark.subprocess]
 
 # Requests per operation and mode: ~57 operations x 2 modes x 10 = ~1,140. Raise it to dig deeper.
 EXAMPLES = int(os.environ.get("LABBOOK_FUZZ_EXAMPLES", "10"))

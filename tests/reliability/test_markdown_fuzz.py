@@ -30,6 +30,8 @@ from tracking import selectors
 from tracking import services as tracking_services
 from tracking.ingest import Point, metrics_ingest
 
+pytestmark = pytest.mark.soak  # a fuzz run: `pytest -m soak -n 0` (README)
+
 FAST = settings(max_examples=200, derandomize=True, deadline=None, database=None)
 WITH_DB = settings(
     FAST,

@@ -31,7 +31,7 @@ from django.conf import settings
 from tests.reliability.soak_up import SoakConfig, run_soak
 from tests.support import require_postgres, require_redis
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.soak, pytest.mark.subprocess, pytest.mark.timeout(1200)]
 
 LOAD_SECONDS = 120  # plus start-up, the clients' last runs, settling and the checks: ~4 min
 

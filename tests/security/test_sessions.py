@@ -12,7 +12,6 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from alerts.models import AlertRule
-from labbook import login_throttle
 from reports_app.models import Comment, ShareLink
 from tests.conftest import World
 from tests.sdk.server import ROOT, LabbookServer, manage
@@ -20,6 +19,7 @@ from tests.security import site
 from tests.security.site import Site
 from tests.support import require_redis
 from tracking.models import ApiToken
+from workspace import login_throttle
 
 PASSWORD = "correct-horse-battery-staple"
 TEMPLATES = ROOT / "templates"

@@ -9,7 +9,8 @@ from typing import IO, Any
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from tracking.validation import invalid, json_loads
+from kernel.errors import invalid
+from tracking.validation import json_loads
 
 # "\ud800": half of a UTF-16 pair. orjson refuses one alone; json (the fallback) decodes it
 # into a str that no database stores and no encoder writes, so it fails far away as a 500.

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from kernel.http import absolute_url
+from kernel.limits import max_length
 from tracking.models import (
     AlertLevel,
     ApiToken,
@@ -21,7 +22,7 @@ from tracking.models import (
     TeamInvitation,
     TokenScope,
 )
-from tracking.validation import float_to_json
+from tracking.validation import MAX_KEY_LENGTH, MAX_TAG_LENGTH, float_to_json
 
 
 def run_url(run: Run) -> str:
@@ -37,8 +38,10 @@ class TeamSerializer(serializers.ModelSerializer[Team]):
 
 
 class TeamCreateSerializer(serializers.Serializer[Any]):
-    slug = serializers.CharField(max_length=64)
-    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    slug = serializers.CharField(max_length=max_length(Team, "slug"))
+    name = serializers.CharField(
+        max_length=max_length(Team, "name"), required=False, allow_blank=True
+    )
 
 
 class ProjectSerializer(serializers.ModelSerializer[Project]):
@@ -53,33 +56,51 @@ class ProjectSerializer(serializers.ModelSerializer[Project]):
 
 
 class ProjectCreateSerializer(serializers.Serializer[Any]):
-    team = serializers.CharField(max_length=64)
-    name = serializers.CharField(max_length=100)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    team = serializers.CharField(max_length=max_length(Team, "slug"))
+    name = serializers.CharField(max_length=max_length(Project, "slug"))
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Project, "description")
+    )
 
 
 class RunWriteSerializer(serializers.Serializer[Any]):
     """Fields a client may set; on PATCH, ``config`` and ``summary`` merge (null removes a key)."""
 
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    group = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "name")
+    )
+    group = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "group")
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False
+    )
     config = serializers.DictField(required=False)
     summary = serializers.DictField(required=False)
-    notes = serializers.CharField(required=False, allow_blank=True)
-    host = serializers.CharField(required=False, allow_blank=True, max_length=255)
-    command = serializers.CharField(required=False, allow_blank=True)
+    notes = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "notes")
+    )
+    host = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "host")
+    )
+    command = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "command")
+    )
     git = serializers.DictField(required=False)
     metadata = serializers.DictField(required=False)
-    error = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    traceback = serializers.CharField(required=False, allow_blank=True)
+    error = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "error")
+    )
+    traceback = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(Run, "traceback")
+    )
 
 
 class RunCreateSerializer(RunWriteSerializer):
     project = serializers.CharField(help_text="'team/project'; created on first use by editors.")
     client_id = serializers.CharField(
         required=False,
-        max_length=64,
+        max_length=max_length(Run, "client_id"),
         help_text="Any id the client picks; resending it returns the same run (safe retries).",
     )
 
@@ -134,7 +155,7 @@ class RunSerializer(serializers.ModelSerializer[Run]):
 
 
 class PointSerializer(serializers.Serializer[Any]):
-    key = serializers.CharField(max_length=250)
+    key = serializers.CharField(max_length=MAX_KEY_LENGTH)
     step = serializers.IntegerField(
         min_value=0,
         required=False,
@@ -215,7 +236,7 @@ class TokenSerializer(serializers.ModelSerializer[ApiToken]):
 
 
 class TokenCreateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=max_length(ApiToken, "name"))
     scope = serializers.ChoiceField(
         choices=TokenScope.choices,
         required=False,
@@ -234,8 +255,10 @@ class TokenCreatedSerializer(TokenSerializer):
 
 
 class SdkAlertCreateSerializer(serializers.Serializer[Any]):
-    title = serializers.CharField(max_length=200)
-    text = serializers.CharField(required=False, allow_blank=True)
+    title = serializers.CharField(max_length=max_length(SdkAlert, "title"))
+    text = serializers.CharField(
+        required=False, allow_blank=True, max_length=max_length(SdkAlert, "text")
+    )
     level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
     wait_duration = serializers.IntegerField(
         required=False, min_value=0, help_text="Seconds in which repeats of the title are muted."

@@ -1,9 +1,14 @@
 from django.urls import path
 
-from tracking.api import views
+from tracking.api import audit, views
 
 urlpatterns = [
     path("teams", views.TeamListView.as_view(), name="api-teams"),
+    path(
+        "teams/<str:team>/audit-events",
+        audit.TeamAuditEventListView.as_view(),
+        name="api-team-audit-events",
+    ),
     path(
         "teams/<str:team>/invitations",
         views.TeamInvitationListView.as_view(),

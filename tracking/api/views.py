@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kernel.errors import ApplicationError, NotFound
+from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id
 from tracking import history, ingest, invitations, selectors, services
@@ -24,7 +24,7 @@ from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.mlflow import artifacts
 from tracking.models import ApiToken, MetricSeries, Role, Run, Team, TokenScope, with_role
-from tracking.validation import clean_moment, float_to_json, invalid
+from tracking.validation import clean_moment, float_to_json
 
 
 def reject_unknown(data: Any, allowed: set[str]) -> dict[str, Any]:

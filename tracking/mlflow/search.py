@@ -82,11 +82,10 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.db.models.lookups import Exact, IsNull
 
-from kernel.errors import ApplicationError
+from kernel.errors import ApplicationError, invalid
 from tracking import patterns
 from tracking.mlflow.convert import TAGS, TO_MLFLOW_STATUS
 from tracking.models import MetricSeries, Run
-from tracking.validation import invalid
 
 FILTER = "filter"
 ORDER_BY = "order_by"

@@ -9,3 +9,5 @@ bring their own (``reports_app.portability``, ``alerts.portability``),
 discovered the way Django's admin finds ``admin`` modules, so ``tracking``
 never imports them.
 """
+
+from tracking.portability import runs  # noqa: F401 - registers the project and its runs

@@ -27,7 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
-from tracking.validation import clean_text, float_to_json, invalid, json_loads, json_safe
+from kernel.errors import invalid
+from tracking.validation import clean_text, float_to_json, json_loads, json_safe
 
 KIND = "labbook-export"
 VERSION = 1

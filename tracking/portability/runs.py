@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import Sum
 
+from kernel.errors import invalid
 from tracking import history, ingest, services
 from tracking.models import AlertLevel, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.portability import sections
@@ -30,7 +31,7 @@ from tracking.portability.format import (
     whole,
 )
 from tracking.portability.sections import LoadContext
-from tracking.validation import clean_json_object, clean_metric_key, invalid
+from tracking.validation import clean_json_object, clean_metric_key
 
 # What run_create validates and stores; the rest of a run is set after it.
 RUN_FIELDS = (

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 from django.contrib.auth.models import User
 from django.utils.module_loading import autodiscover_modules
 
+from kernel.errors import invalid
 from tracking.models import Membership, Project, Team
 from tracking.portability.format import Line
-from tracking.validation import invalid
 
 
 @dataclass
@@ -101,7 +101,5 @@ def register(section: Section) -> None:
 
 def registered() -> list[Section]:
     """Every app's sections, in export order."""
-    from tracking.portability import runs  # noqa: F401 - registers the project and its runs
-
     autodiscover_modules("portability")
     return sorted(_sections, key=lambda section: section.order)

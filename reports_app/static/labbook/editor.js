@@ -168,15 +168,7 @@
   let previewTimer = null;
   let previewSeq = 0;
 
-  function smooth(values, weight) {
-    const state = { last: 0, n: 0 };
-    return values.map(function (value) {
-      if (value === null || value === undefined) return null;
-      state.last = state.last * weight + (1 - weight) * value;
-      state.n += 1;
-      return state.last / (1 - Math.pow(weight, state.n));
-    });
-  }
+  const smooth = window.Labbook.smooth; // smoothing.js
 
   /* As report.js draws it: a faint raw trace under its smoothed twin. */
   function traces(spec) {

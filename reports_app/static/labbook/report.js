@@ -12,14 +12,7 @@
   "use strict";
   const Labbook = (window.Labbook = window.Labbook || {});
 
-  function smooth(values, weight, state) {
-    return values.map(function (value) {
-      if (value === null || value === undefined) return null;
-      state.last = state.last * weight + (1 - weight) * value;
-      state.n += 1;
-      return state.last / (1 - Math.pow(weight, state.n));
-    });
-  }
+  const smooth = window.Labbook.smooth; // smoothing.js
 
   function xOf(mode, meta, step, timestamp) {
     if (mode === "step") return step;

@@ -11,11 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import selectors
 from audit.models import AuditAction
-from audit.selectors import clean_before
-from audit.serializers import AuditEventSerializer
+from audit.selectors import audit_events, clean_before
 from kernel.errors import ApplicationError
+from tracking import selectors
+from tracking.api.audit_serializers import AuditEventSerializer
+from tracking.api.auth import AuthenticatedRequest
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.validation import clean_moment
@@ -33,7 +34,7 @@ class AuditCursorPagination(ForgivingCursorPagination):
         # The cursor is the client's to forge: a position that is no moment would reach
         # the database as one (and fail there), so it is a bad cursor like any other.
         cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None and not _moment(cursor.position):
+        if cursor is not None and cursor.position is not None and not _moment(str(cursor.position)):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 
@@ -66,11 +67,10 @@ class TeamAuditEventListView(APIView):
         description="The team's audit log, newest first; owners only (other members get 403)."
         " Only the team's own events: API token events belong to their user, not to a team.",
     )
-    def get(self, request: Request, team: str) -> Response:
+    def get(self, request: AuthenticatedRequest, team: str) -> Response:
         params = request.query_params
-        events = selectors.audit_events_for_team(
-            request.user,
-            team,
+        events = audit_events(
+            selectors.audit_log_team(request.user, team),
             action=params.get("action") or None,
             before=clean_moment(params.get("before"), field="before", optional=True),
         )

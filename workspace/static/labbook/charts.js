@@ -37,15 +37,7 @@
     return typeof value === "number" ? value : null; // "NaN" / "Infinity": a gap in the line
   }
 
-  /* Exponential moving average with TensorBoard's debiasing; ``state`` carries over. */
-  function smooth(values, weight, state) {
-    return values.map(function (value) {
-      if (value === null) return null;
-      state.last = state.last * weight + (1 - weight) * value;
-      state.n += 1;
-      return state.last / (1 - Math.pow(weight, state.n));
-    });
-  }
+  const smooth = window.Labbook.smooth; // smoothing.js
 
   function Grid(root, config) {
     this.root = root;

@@ -17,9 +17,9 @@ from rest_framework.exceptions import NotFound as CursorNotFound
 from rest_framework.request import Request
 
 from audit import selectors
-from audit.api import AuditCursorPagination
 from audit.models import AuditAction, AuditEvent
 from kernel.errors import ApplicationError
+from tracking.api.audit import AuditCursorPagination
 from tracking.models import Team
 
 CSV_CHUNK = 2_000  # events per database read while streaming the download
@@ -71,7 +71,7 @@ def _relative(link: str | None) -> str | None:
 def events_page(request: HttpRequest, events: QuerySet[AuditEvent]) -> dict[str, Any]:
     """One keyset page of ``events`` and the links to its neighbours (the filter kept)."""
     paginator = AuditCursorPagination()
-    paginator.page_size_query_param = None  # the page shows its own size
+    paginator.page_size_query_param = None  # type: ignore[assignment]  # the page shows its own size
     try:
         page = paginator.paginate_queryset(events, Request(request))
     except CursorNotFound:
