@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts import selectors, services
 from alerts import serializers as s
-from alerts.models import AlertState
+from alerts.models import AlertState, Silence
 from kernel.errors import invalid
 from kernel.http import request_ip
 from tracking import selectors as tracking_selectors
+from tracking.api.auth import AuthenticatedRequest
 from tracking.api.views import int_param, reject_unknown
 from tracking.validation import clean_moment
 
+if TYPE_CHECKING:
+    from tracking.models import Project, ProjectWithRole
 
-def _project(request: Request, field: str = "project"):
+
+def _project(request: AuthenticatedRequest, field: str = "project") -> ProjectWithRole | None:
     name = request.query_params.get(field)
     return tracking_selectors.project_get_for_user(request.user, name) if name else None
 
@@ -33,7 +36,7 @@ class DestinationListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("team", str)], responses=s.DestinationSerializer(many=True)
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         team = None
         if request.query_params.get("team"):
             team, _ = tracking_selectors.team_get_for_user(
@@ -43,7 +46,7 @@ class DestinationListView(APIView):
         return Response(s.DestinationSerializer(found, many=True).data)
 
     @extend_schema(request=s.DestinationWriteSerializer, responses={201: s.DestinationSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"team", "kind", "name", "config"})
         if not isinstance(data.get("team"), str) or not data["team"]:
             raise invalid("team", "This field is required: the team's slug.")
@@ -62,12 +65,12 @@ class DestinationListView(APIView):
 
 class DestinationDetailView(APIView):
     @extend_schema(responses=s.DestinationSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         destination = selectors.destination_get_for_user(request.user, pk)
         return Response(s.DestinationSerializer(destination).data)
 
     @extend_schema(request=s.DestinationWriteSerializer, responses=s.DestinationSerializer)
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         data = reject_unknown(request.data, {"name", "config", "enabled"})
         destination = selectors.destination_get_for_user(request.user, pk)
         updated = services.destination_update(
@@ -80,7 +83,7 @@ class DestinationDetailView(APIView):
         return Response(s.DestinationSerializer(updated).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, pk: int) -> Response:
         destination = selectors.destination_get_for_user(request.user, pk)
         services.destination_delete(
             destination=destination,
@@ -93,7 +96,7 @@ class DestinationDetailView(APIView):
 
 class DestinationTestView(APIView):
     @extend_schema(request=None, responses=s.NotificationSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         destination = selectors.destination_get_for_user(request.user, pk)
         notification = services.destination_test(destination=destination, role=destination.role)
         return Response(s.NotificationSerializer(notification).data)
@@ -108,12 +111,12 @@ class RuleListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("project", str)], responses=s.RuleSerializer(many=True)
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         rules = selectors.rules_for_user(request.user, project=_project(request))
         return Response(s.RuleSerializer(rules, many=True).data)
 
     @extend_schema(request=s.RuleWriteSerializer, responses={201: s.RuleSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, RULE_FIELDS)
         if not isinstance(data.get("project"), str) or not data["project"]:
             raise invalid("project", "This field is required: 'team/project'.")
@@ -127,11 +130,11 @@ class RuleListView(APIView):
 
 class RuleDetailView(APIView):
     @extend_schema(responses=s.RuleSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(s.RuleSerializer(selectors.rule_get_for_user(request.user, pk)).data)
 
     @extend_schema(request=s.RuleWriteSerializer, responses=s.RuleSerializer)
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         data = reject_unknown(request.data, RULE_FIELDS - {"project"})
         rule = services.rule_update(
             rule=selectors.rule_get_for_user(request.user, pk),
@@ -142,7 +145,7 @@ class RuleDetailView(APIView):
         return Response(s.RuleSerializer(rule).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, pk: int) -> Response:
         rule = selectors.rule_get_for_user(request.user, pk)
         services.rule_delete(rule=rule, actor=request.user, ip=request_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -159,7 +162,7 @@ class AlertListView(APIView):
         ],
         responses=s.AlertSerializer(many=True),
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         state = request.query_params.get("state") or None
         if state is not None and state not in AlertState.values:
             raise invalid("state", f"One of {', '.join(AlertState.values)}.")
@@ -171,7 +174,7 @@ class NotificationListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("alert", int)], responses=s.NotificationSerializer(many=True)
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         alert_id = int_param(request, "alert", minimum=1, maximum=2**63 - 1)
         alert = selectors.alert_get_for_user(request.user, alert_id) if alert_id else None
         rows = selectors.notifications_for_user(request.user, alert=alert)
@@ -186,12 +189,12 @@ class SilenceListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("project", str)], responses=s.SilenceSerializer(many=True)
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         silences = selectors.silences_for_user(request.user, project=_project(request))
         return Response(s.SilenceSerializer(silences, many=True).data)
 
     @extend_schema(request=s.SilenceWriteSerializer, responses={201: s.SilenceSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = reject_unknown(request.data, {"project", "rule", "run", "until", "reason"})
         scope, role = self._scope(request, data)
         silence = services.silence_create(
@@ -204,7 +207,7 @@ class SilenceListView(APIView):
         return Response(s.SilenceSerializer(silence).data, status=status.HTTP_201_CREATED)
 
     @staticmethod
-    def _scope(request: Request, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def _scope(request: AuthenticatedRequest, data: dict[str, Any]) -> tuple[dict[str, Any], str]:
         given = [name for name in ("project", "rule", "run") if data.get(name) is not None]
         if len(given) != 1:
             raise invalid("project", "Silence exactly one of: project, rule, run.")
@@ -221,12 +224,21 @@ class SilenceListView(APIView):
         return {"run": run}, run.role
 
 
+def _silenced(silence: Silence) -> Project:
+    """The project whose alerts the silence mutes: its own, its rule's or its run's."""
+    if silence.project is not None:
+        return silence.project
+    if silence.rule is not None:
+        return silence.rule.project
+    assert silence.run is not None  # the silence_has_scope constraint: one of the three is set
+    return silence.run.project
+
+
 class SilenceDetailView(APIView):
     @extend_schema(responses={204: None}, description="Ends the silence now.")
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, pk: int) -> Response:
         silence = selectors.silence_get_for_user(request.user, pk)
-        owner = silence.project or (silence.rule and silence.rule.project) or silence.run.project
-        team = owner.team
+        team = _silenced(silence).team
         _, role = tracking_selectors.team_get_for_user(request.user, team.slug)
         services.silence_end(silence=silence, role=role)
         return Response(status=status.HTTP_204_NO_CONTENT)

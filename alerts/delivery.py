@@ -22,7 +22,7 @@ import logging
 import operator
 import random
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -45,13 +45,16 @@ from kernel.http import absolute_url
 from tracking.models import Membership, Run
 from tracking.validation import float_to_json
 
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable, NegatedExpression
+
 logger = logging.getLogger(__name__)
 
 EVENTS = {"fired": "alert.fired", "resolved": "alert.resolved", "repeat": "alert.repeat"}
 TRACEBACK_LINES = 15
 
 
-def _claimable(now) -> Q:
+def _claimable(now: datetime) -> Q:
     return Q(status=NotificationStatus.PENDING) | Q(
         status=NotificationStatus.SENDING, lease_until__lt=now
     )
@@ -60,7 +63,7 @@ def _claimable(now) -> Q:
 ON_ITS_WAY = (NotificationStatus.PENDING, NotificationStatus.SENDING)
 
 
-def _next_in_line() -> Q:
+def _next_in_line() -> NegatedExpression[Combinable]:
     """No earlier notification of the same alert to the same destination is still on its way."""
     earlier = Notification.objects.filter(
         alert_id=OuterRef("alert_id"),
@@ -143,7 +146,8 @@ def run_info(run: Run) -> RunInfo:
 
 def alert_info(alert: Alert, event: str) -> AlertInfo:
     """The alert as ``event`` left it: a late "fired" message still says firing."""
-    resolved = event == NotificationEvent.RESOLVED and alert.resolved_at is not None
+    resolved_at = alert.resolved_at if event == NotificationEvent.RESOLVED else None
+    resolved = resolved_at is not None
     values = dict(alert.values)
     if not resolved:
         values.pop("resolved_with", None)
@@ -155,7 +159,7 @@ def alert_info(alert: Alert, event: str) -> AlertInfo:
         summary=alert.summary,
         values=values,
         fired_at=alert.fired_at.isoformat(),
-        resolved_at=alert.resolved_at.isoformat() if resolved else None,
+        resolved_at=resolved_at.isoformat() if resolved_at is not None else None,
         url=absolute_url(alert.run.get_absolute_url() + "#alerts"),
         run=run_info(alert.run),
     )
@@ -225,8 +229,9 @@ def _sent(group: list[Notification], destination: Destination, delivery: Deliver
 def backoff(attempts: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return max(0.0, retry_after)
-    base = settings.LABBOOK["ALERTS_RETRY_BASE_SECONDS"]
-    return base * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+    base: float = settings.LABBOOK["ALERTS_RETRY_BASE_SECONDS"]
+    doubling: int = 2 ** (attempts - 1)  # attempts >= 1; typeshed's int ** int is Any
+    return base * doubling * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
 
 
 def still_ours(group: list[Notification]) -> Q:

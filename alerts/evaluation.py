@@ -13,7 +13,8 @@ the whole history.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeGuard
 
 from alerts import firing
 from alerts.models import AlertRule, Trigger
@@ -43,10 +44,13 @@ def applies(rule: AlertRule, run: Run) -> bool:
     return True
 
 
-def _matching(project_id: int, run_id: int, triggers: tuple[str, ...]) -> tuple[Run, list]:
+def _matching(
+    project_id: int, run_id: int, triggers: tuple[str, ...]
+) -> tuple[Run, list[AlertRule]] | None:
+    """The run and the rules that take it; None when the project has no such rule."""
     rules = rules_for(project_id, triggers)
     if not rules:
-        return None, []
+        return None
     runs = Run.objects.select_related("project__team")
     if any(rule.tags for rule in rules):  # one query for the tags, whatever the number of rules
         runs = runs.prefetch_related("tag_rows")
@@ -59,7 +63,10 @@ def _matching(project_id: int, run_id: int, triggers: tuple[str, ...]) -> tuple[
 
 def on_status_changed(event: events.RunStatusChanged) -> None:
     triggers = (Trigger.RUN_FAILED, Trigger.RUN_FINISHED)
-    run, rules = _matching(event.project_id, event.run_id, triggers)
+    matched = _matching(event.project_id, event.run_id, triggers)
+    if matched is None:
+        return
+    run, rules = matched
     for rule in rules:
         if rule.trigger == Trigger.RUN_FAILED:
             _run_failed(rule, run, event)
@@ -83,7 +90,10 @@ def _ended(run: Run) -> dict[str, Any]:
 
 
 def on_points(event: events.PointsIngested) -> None:
-    run, rules = _matching(event.project_id, event.run_id, METRIC_TRIGGERS)
+    matched = _matching(event.project_id, event.run_id, METRIC_TRIGGERS)
+    if matched is None:
+        return
+    run, rules = matched
     for rule in rules:
         key = rule.params["key"]
         if key not in event.series:
@@ -98,11 +108,13 @@ def on_points(event: events.PointsIngested) -> None:
             _stagnant(rule, run, key, summary)
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
-def _metric_nan(rule: AlertRule, run: Run, key: str, points: list[tuple]) -> None:
+def _metric_nan(
+    rule: AlertRule, run: Run, key: str, points: list[tuple[int, float | None]]
+) -> None:
     bad = next(((step, value) for step, value in points if not _finite(value)), None)
     if bad is not None:
         shown = "NaN" if bad[1] is None or math.isnan(bad[1]) else str(bad[1])
@@ -117,7 +129,11 @@ def _metric_nan(rule: AlertRule, run: Run, key: str, points: list[tuple]) -> Non
 
 
 def _threshold(
-    rule: AlertRule, run: Run, key: str, points: list[tuple], summary: dict[str, Any]
+    rule: AlertRule,
+    run: Run,
+    key: str,
+    points: list[tuple[int, float | None]],
+    summary: Mapping[str, Any],
 ) -> None:
     params = rule.params
     beyond = OPERATORS[params["op"]]
@@ -143,7 +159,7 @@ def _threshold(
         firing.resolve(rule=rule, run=run, values={"value": last_value, "step": last_step})
 
 
-def _earlier_streak(run: Run, key: str, before: int, most: int, params: dict) -> int:
+def _earlier_streak(run: Run, key: str, before: int, most: int, params: dict[str, Any]) -> int:
     """How many of the points just before ``before`` were beyond the threshold too."""
     earlier = (
         MetricPoint.objects.filter(series__run=run, series__key=key, step__lt=before)
@@ -158,7 +174,7 @@ def _earlier_streak(run: Run, key: str, before: int, most: int, params: dict) ->
     return streak
 
 
-def _stagnant(rule: AlertRule, run: Run, key: str, summary: dict[str, Any]) -> None:
+def _stagnant(rule: AlertRule, run: Run, key: str, summary: Mapping[str, Any]) -> None:
     """Fires when the best value is ``patience_steps`` behind the last step."""
     params = rule.params
     best_step = _best_step(run, key, params["mode"])
@@ -195,9 +211,10 @@ def _best_step(run: Run, key: str, mode: str) -> int | None:
 
 
 def on_sdk_alert(event: events.SdkAlertRaised) -> None:
-    run, rules = _matching(event.project_id, event.run_id, (Trigger.SDK_ALERT,))
-    if not rules:
+    matched = _matching(event.project_id, event.run_id, (Trigger.SDK_ALERT,))
+    if matched is None or not matched[1]:
         return
+    run, rules = matched
     raised = SdkAlert.objects.get(pk=event.alert_id)
     for rule in rules:
         if raised.level in rule.params.get("levels", []):

@@ -10,6 +10,8 @@ records every attempt on the row.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -79,6 +81,8 @@ class AlertRule(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Not a column: its parameters in words, set by alerts.pages for the rules page.
+    summary: str
 
     class Meta:
         ordering = ["name", "id"]
@@ -104,6 +108,8 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     repeats = models.PositiveIntegerField(default=0)
+    # Not a column: the link to its run, set by alerts.pages for the alerts pages.
+    run_href: str
 
     class Meta:
         ordering = ["-fired_at", "-id"]
@@ -201,3 +207,17 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return f"silence until {self.until:%Y-%m-%d %H:%M}"
+
+
+# --- The caller's role ---------------------------------------------------------------
+# alerts.selectors annotate a destination or a rule with the caller's role in its team.
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from django_stubs_ext import WithAnnotations
+
+    from tracking.models import RoleAnnotation
+
+    DestinationWithRole: TypeAlias = WithAnnotations[Destination, RoleAnnotation]
+    RuleWithRole: TypeAlias = WithAnnotations[AlertRule, RoleAnnotation]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from django.core.paginator import Page, Paginator
@@ -39,6 +39,11 @@ from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.ids import is_id
 from tracking import selectors as tracking_selectors
 from tracking.models import WRITE_ROLES, Project, Team
+from tracking.selectors import User
+
+if TYPE_CHECKING:
+    from alerts.models import DestinationWithRole, RuleWithRole
+    from tracking.models import ProjectWithRole, TeamWithRole
 
 PAGE_SIZE = 50
 DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")
@@ -159,7 +164,7 @@ def destination_config(data: QueryDict) -> dict[str, Any]:
 def destination_edit_form(destination: Destination) -> Form:
     """The form of an existing destination: its kind is fixed, its secret is never shown."""
     config = destination.config
-    values = {"kind": destination.kind, "name": destination.name, "secret": ""}
+    values: dict[str, Any] = {"kind": destination.kind, "name": destination.name, "secret": ""}
     if destination.kind == DestinationKind.EMAIL:
         values["addresses"] = ", ".join(config.get("addresses", []))
         values["team_members"] = bool(config.get("team_members"))
@@ -175,7 +180,7 @@ def destination_posted_form(destination: Destination, data: QueryDict) -> Form:
 
 
 def destination_save(
-    destination: Destination, data: QueryDict, *, actor: Any, ip: str | None = None
+    destination: DestinationWithRole, data: QueryDict, *, actor: User, ip: str | None = None
 ) -> Destination:
     """Name and where it sends; a webhook's secret left blank keeps the old one."""
     posted = data.copy()
@@ -193,7 +198,7 @@ def destination_save(
 
 
 def destination_create(
-    user: Any, team: Team, data: QueryDict, *, ip: str | None = None
+    user: User, team: TeamWithRole, data: QueryDict, *, ip: str | None = None
 ) -> Destination:
     return services.destination_create(
         user=user,
@@ -206,14 +211,16 @@ def destination_create(
     )
 
 
-def destination_in_team(user: Any, team: Team, destination_id: int) -> Destination:
+def destination_in_team(user: User, team: Team, destination_id: int) -> DestinationWithRole:
     destination = selectors.destination_get_for_user(user, destination_id)
     if destination.team_id != team.pk:
         raise NotFound("Destination")
     return destination
 
 
-def destination_delete(destination: Destination, *, actor: Any, ip: str | None = None) -> None:
+def destination_delete(
+    destination: DestinationWithRole, *, actor: User, ip: str | None = None
+) -> None:
     services.destination_delete(destination=destination, role=destination.role, actor=actor, ip=ip)
 
 
@@ -225,7 +232,7 @@ def test_result(destination: Destination, notification: Notification) -> tuple[b
     return False, f"The test to {destination.name} failed: {notification.last_error}"
 
 
-def destinations_page_context(user: Any, team: Team, *, form: Form) -> dict[str, Any]:
+def destinations_page_context(user: User, team: TeamWithRole, *, form: Form) -> dict[str, Any]:
     rows = selectors.destinations_for_user(user, team=team)
     return {
         "section": "destinations",
@@ -241,7 +248,7 @@ def destinations_page_context(user: Any, team: Team, *, form: Form) -> dict[str,
 # --- Alerts ----------------------------------------------------------------------------------
 
 
-def alerts_listed(user: Any, *, project: Project | None, state: str | None) -> QuerySet[Alert]:
+def alerts_listed(user: User, *, project: Project | None, state: str | None) -> QuerySet[Alert]:
     """Firing first, then newest first."""
     firing_first = Case(
         When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
@@ -256,12 +263,12 @@ def run_href(project: Project, run_id: int) -> str:
 
 
 def _alerts_page(
-    user: Any, query: QueryDict, *, project: Project | None, keep: dict[str, str]
+    user: User, query: QueryDict, *, project: Project | None, keep: dict[str, str]
 ) -> dict[str, Any]:
     """One page of alerts with the state filter; ``keep`` goes into the paging links."""
     state = query.get("state") if query.get("state") in AlertState.values else None
     alerts = alerts_listed(user, project=project, state=state)
-    page: Page = Paginator(alerts, PAGE_SIZE).get_page(query.get("page"))
+    page: Page[Alert] = Paginator(alerts, PAGE_SIZE).get_page(query.get("page"))
     for alert in page:
         alert.run_href = run_href(alert.rule.project, alert.run_id)
     kept = {**keep, "state": state or ""}
@@ -273,12 +280,12 @@ def _alerts_page(
     }
 
 
-def alerts_page_context(user: Any, project: Project, query: QueryDict) -> dict[str, Any]:
+def alerts_page_context(user: User, project: Project, query: QueryDict) -> dict[str, Any]:
     listed = _alerts_page(user, query, project=project, keep={})
     return {"current_team": project.team, "project": project, **listed}
 
 
-def all_alerts_page_context(user: Any, query: QueryDict) -> dict[str, Any]:
+def all_alerts_page_context(user: User, query: QueryDict) -> dict[str, Any]:
     """Alerts of every team of the user's, or of one project (``?project=team/project``)."""
     projects = list(tracking_selectors.projects_for_user(user).order_by("team__slug", "slug"))
     chosen = next((p for p in projects if p.full_name == query.get("project")), None)
@@ -291,7 +298,7 @@ def all_alerts_page_context(user: Any, query: QueryDict) -> dict[str, Any]:
     }
 
 
-def alert_page_context(user: Any, alert: Alert) -> dict[str, Any]:
+def alert_page_context(user: User, alert: Alert) -> dict[str, Any]:
     project = alert.rule.project
     notifications = selectors.notifications_for_user(user, alert=alert).order_by("created_at", "id")
     return {
@@ -312,7 +319,7 @@ def params_summary(trigger: str, params: dict[str, Any]) -> str:
     return spec.summary(params) if spec else ""
 
 
-def rules_page_context(user: Any, project: Project) -> dict[str, Any]:
+def rules_page_context(user: User, project: ProjectWithRole) -> dict[str, Any]:
     rules = list(selectors.rules_for_user(user, project=project))
     for rule in rules:
         rule.summary = params_summary(rule.trigger, rule.params)
@@ -324,14 +331,16 @@ def rules_page_context(user: Any, project: Project) -> dict[str, Any]:
     }
 
 
-def rule_in_project(user: Any, project: Project, rule_id: int) -> AlertRule:
+def rule_in_project(user: User, project: Project, rule_id: int) -> RuleWithRole:
     rule = selectors.rule_get_for_user(user, rule_id)
     if rule.project_id != project.pk:
         raise NotFound("Alert rule")
     return rule
 
 
-def _all_params(chosen: str = "", params: dict[str, Any] | None = None) -> dict[str, dict]:
+def _all_params(
+    chosen: str = "", params: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     every = {trigger: dict(defaults) for trigger, defaults in PARAM_DEFAULTS.items()}
     if chosen in every and params is not None:
         every[chosen] = {**every[chosen], **params}
@@ -412,19 +421,24 @@ def rule_data(data: QueryDict) -> dict[str, Any]:
 
 
 def rule_save(
-    user: Any, project: Project, rule: AlertRule | None, data: QueryDict, *, ip: str | None = None
+    user: User,
+    project: ProjectWithRole,
+    rule: RuleWithRole | None,
+    data: QueryDict,
+    *,
+    ip: str | None = None,
 ) -> AlertRule:
     if rule is None:
         return services.rule_create(user=user, project=project, data=rule_data(data), ip=ip)
     return services.rule_update(rule=rule, data=rule_data(data), actor=user, ip=ip)
 
 
-def rule_delete(rule: AlertRule, *, actor: Any, ip: str | None = None) -> None:
+def rule_delete(rule: RuleWithRole, *, actor: User, ip: str | None = None) -> None:
     services.rule_delete(rule=rule, actor=actor, ip=ip)
 
 
 def rule_page_context(
-    user: Any, project: Project, *, form: Form, rule: AlertRule | None
+    user: User, project: ProjectWithRole, *, form: Form, rule: AlertRule | None
 ) -> dict[str, Any]:
     chosen = form.values.get("trigger") or Trigger.RUN_FAILED
     return {
@@ -451,7 +465,7 @@ def rule_page_context(
 # --- Silences --------------------------------------------------------------------------------
 
 
-def silences_page_context(user: Any, project: Project, *, form: Form) -> dict[str, Any]:
+def silences_page_context(user: User, project: ProjectWithRole, *, form: Form) -> dict[str, Any]:
     now = timezone.now()
     silences = list(selectors.silences_for_user(user, project=project).order_by("-until", "-id"))
     return {
@@ -480,7 +494,7 @@ def parse_until(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if timezone.is_naive(parsed) else parsed
 
 
-def _silence_scope(user: Any, project: Project, data: QueryDict) -> dict[str, Any]:
+def _silence_scope(user: User, project: Project, data: QueryDict) -> dict[str, Any]:
     scope = data.get("scope", "")
     if scope == "project":
         return {"project": project}
@@ -502,7 +516,7 @@ def _silence_scope(user: Any, project: Project, data: QueryDict) -> dict[str, An
     raise invalid("scope", "Silence the project, a rule or a run.")
 
 
-def silence_create(user: Any, project: Project, data: QueryDict) -> Silence:
+def silence_create(user: User, project: ProjectWithRole, data: QueryDict) -> Silence:
     scope = _silence_scope(user, project, data)
     until = parse_until(data.get("until", ""))
     return services.silence_create(
@@ -510,12 +524,12 @@ def silence_create(user: Any, project: Project, data: QueryDict) -> Silence:
     )
 
 
-def silence_in_project(user: Any, project: Project, silence_id: int) -> Silence:
+def silence_in_project(user: User, project: Project, silence_id: int) -> Silence:
     silence = selectors.silence_get_for_user(user, silence_id)
     if not selectors.silences_for_user(user, project=project).filter(pk=silence.pk).exists():
         raise NotFound("Silence")
     return silence
 
 
-def silence_end(silence: Silence, project: Project) -> None:
+def silence_end(silence: Silence, project: ProjectWithRole) -> None:
     services.silence_end(silence=silence, role=project.role)

@@ -44,7 +44,7 @@ class AlertRuleSection:
         data = {name: line.get(name, services.RULE_DEFAULTS[name]) for name in RULE_FIELDS}
         data["destinations"] = destination_ids(line, context)
         rule = services.rule_create(
-            user=context.author(line.get("created_by")), project=context.project, data=data
+            user=context.author(line.get("created_by")), project=context.loaded_project, data=data
         )
         created_at = when(line, "created_at", required=True)
         AlertRule.objects.filter(pk=rule.pk).update(created_at=created_at)

@@ -102,7 +102,10 @@ def _remind(now: datetime) -> int:
     ).select_related("rule", "run")
     for alert in due:
         last = alert.last_notified_at or alert.fired_at
-        if last > now - timedelta(seconds=alert.rule.repeat_interval):
+        interval = alert.rule.repeat_interval
+        if interval is None:  # not due: the query above left such rules out
+            continue
+        if last > now - timedelta(seconds=interval):
             continue
         moved = Alert.objects.filter(pk=alert.pk, last_notified_at=alert.last_notified_at).update(
             last_notified_at=now, repeats=alert.repeats + 1

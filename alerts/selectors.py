@@ -6,7 +6,9 @@ in the owning team, for the write checks in ``alerts.services``.
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from typing import TYPE_CHECKING, TypeVar
+
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
 
 from alerts.models import Alert, AlertRule, Destination, Notification, Silence
 from kernel.errors import NotFound
@@ -14,31 +16,36 @@ from kernel.ids import by_id
 from tracking.models import Membership, Project, Team
 from tracking.selectors import User
 
+if TYPE_CHECKING:
+    from alerts.models import DestinationWithRole, RuleWithRole
+
+M = TypeVar("M", bound=Model)
+
 
 def _role(user: User, team_ref: str) -> Subquery:
     rows = Membership.objects.filter(team=OuterRef(team_ref), user_id=user.pk)
     return Subquery(rows.values("role")[:1])
 
 
-def _one(queryset: QuerySet, pk: int, what: str):
+def _one(queryset: QuerySet[M], pk: int, what: str) -> M:
     found = by_id(queryset, pk)
     if found is None:
         raise NotFound(what)
     return found
 
 
-def destinations_for_user(user: User, *, team: Team | None = None) -> QuerySet[Destination]:
+def destinations_for_user(user: User, *, team: Team | None = None) -> QuerySet[DestinationWithRole]:
     found = Destination.objects.filter(team__memberships__user_id=user.pk)
     if team is not None:
         found = found.filter(team=team)
     return found.select_related("team").annotate(role=_role(user, "team_id"))
 
 
-def destination_get_for_user(user: User, pk: int) -> Destination:
+def destination_get_for_user(user: User, pk: int) -> DestinationWithRole:
     return _one(destinations_for_user(user), pk, "Destination")
 
 
-def rules_for_user(user: User, *, project: Project | None = None) -> QuerySet[AlertRule]:
+def rules_for_user(user: User, *, project: Project | None = None) -> QuerySet[RuleWithRole]:
     rules = AlertRule.objects.filter(project__team__memberships__user_id=user.pk)
     if project is not None:
         rules = rules.filter(project=project)
@@ -49,10 +56,8 @@ def rules_for_user(user: User, *, project: Project | None = None) -> QuerySet[Al
     )
 
 
-def rule_get_for_user(user: User, pk: int) -> AlertRule:
-    rule = _one(rules_for_user(user), pk, "Alert rule")
-    rule.project.role = rule.role
-    return rule
+def rule_get_for_user(user: User, pk: int) -> RuleWithRole:
+    return _one(rules_for_user(user), pk, "Alert rule")
 
 
 def alerts_for_user(

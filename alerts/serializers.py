@@ -20,7 +20,7 @@ def public_config(destination: Destination) -> dict[str, Any]:
     return transport_for(destination.kind).public_config(destination.config)
 
 
-class DestinationSerializer(serializers.ModelSerializer):
+class DestinationSerializer(serializers.ModelSerializer[Destination]):
     team = serializers.CharField(source="team.slug", read_only=True)
     config = serializers.SerializerMethodField()
 
@@ -36,7 +36,7 @@ class DestinationSerializer(serializers.ModelSerializer):
         return public_config(destination)
 
 
-class DestinationWriteSerializer(serializers.Serializer):
+class DestinationWriteSerializer(serializers.Serializer[Any]):
     team = serializers.CharField(help_text="The team's slug (on create).")
     kind = serializers.ChoiceField(choices=["email", "slack", "webhook"])
     name = serializers.CharField(max_length=max_length(Destination, "name"))
@@ -47,9 +47,11 @@ class DestinationWriteSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
-class RuleSerializer(serializers.ModelSerializer):
+class RuleSerializer(serializers.ModelSerializer[AlertRule]):
     project = serializers.CharField(source="project.full_name", read_only=True)
-    destinations = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    destinations: serializers.PrimaryKeyRelatedField[Destination] = (
+        serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    )
 
     class Meta:
         model = AlertRule
@@ -59,7 +61,7 @@ class RuleSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class RuleWriteSerializer(serializers.Serializer):
+class RuleWriteSerializer(serializers.Serializer[Any]):
     project = serializers.CharField(help_text="'team/project' (on create)")
     name = serializers.CharField(max_length=max_length(AlertRule, "name"))
     trigger = serializers.ChoiceField(choices=Trigger.choices)
@@ -77,7 +79,7 @@ class RuleWriteSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(serializers.ModelSerializer[Alert]):
     rule = serializers.CharField(source="rule.name", read_only=True)
     rule_id = serializers.IntegerField(read_only=True)
     trigger = serializers.CharField(source="rule.trigger", read_only=True)
@@ -96,7 +98,7 @@ class AlertSerializer(serializers.ModelSerializer):
         return run_url(alert.run)
 
 
-class NotificationSerializer(serializers.ModelSerializer):
+class NotificationSerializer(serializers.ModelSerializer[Notification]):
     destination_name = serializers.CharField(source="destination.name", read_only=True)
 
     class Meta:
@@ -108,7 +110,7 @@ class NotificationSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class SilenceSerializer(serializers.ModelSerializer):
+class SilenceSerializer(serializers.ModelSerializer[Silence]):
     project = serializers.SerializerMethodField()
     active = serializers.SerializerMethodField()
 
@@ -117,7 +119,7 @@ class SilenceSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "rule", "run", "until", "reason", "created_at", "active"]
 
     def get_project(self, silence: Silence) -> str | None:
-        return silence.project.full_name if silence.project_id else None
+        return silence.project.full_name if silence.project is not None else None
 
     def get_active(self, silence: Silence) -> bool:
         from django.utils import timezone
@@ -125,7 +127,7 @@ class SilenceSerializer(serializers.ModelSerializer):
         return silence.until > timezone.now()
 
 
-class SilenceWriteSerializer(serializers.Serializer):
+class SilenceWriteSerializer(serializers.Serializer[Any]):
     project = serializers.CharField(required=False, help_text="'team/project'")
     rule = serializers.IntegerField(required=False)
     run = serializers.IntegerField(required=False)

@@ -7,9 +7,9 @@ else gets ``NotFound`` from the selectors before reaching these functions.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,6 +33,10 @@ from tracking.models import Project, Run, Team
 from tracking.services import require_write
 from tracking.validation import clean_tags, clean_text
 
+if TYPE_CHECKING:
+    from alerts.models import RuleWithRole
+    from tracking.models import ProjectWithRole
+
 MAX_GROUP_WAIT = 3600
 MIN_REPEAT = 60
 MAX_REPEAT = 30 * 86400
@@ -54,13 +58,15 @@ def _clean_destination(kind: Any, name: Any, config: Any) -> dict[str, Any]:
 
 
 def _unique_name(team: Team, name: str, *, exclude: int | None = None) -> None:
-    taken = Destination.objects.filter(team=team, name=name).exclude(pk=exclude)
+    taken = Destination.objects.filter(team=team, name=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
     if taken.exists():
         raise ApplicationError("already_exists", f"{name!r} already exists.", field="name")
 
 
 def _audit_destination(
-    action: str, destination: Destination, actor: Any, ip: str | None, **data: Any
+    action: str, destination: Destination, actor: User | None, ip: str | None, **data: Any
 ) -> None:
     # The config holds addresses, URLs and a webhook's secret: only its kind goes in the log.
     data = {"kind": destination.kind, **data}
@@ -71,7 +77,7 @@ def _audit_destination(
 @transaction.atomic
 def destination_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     team: Team,
     role: str,
     kind: Any,
@@ -93,7 +99,7 @@ def destination_update(
     destination: Destination,
     role: str,
     data: dict[str, Any],
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> Destination:
     """Change name, config (a secret left out or sent masked keeps the old one) or enabled.
@@ -133,7 +139,7 @@ def destination_delete(
     *,
     destination: Destination,
     role: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> None:
     """Delete the destination with its delivery log; rules that sent to it stop sending there."""
@@ -210,9 +216,10 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
 
 
 def _bool(value: dict[str, Any], name: str) -> bool:
-    if not isinstance(value[name], bool):
+    flag = value[name]
+    if not isinstance(flag, bool):
         raise invalid(name, "Must be true or false.")
-    return value[name]
+    return flag
 
 
 def _seconds(
@@ -221,7 +228,7 @@ def _seconds(
     seconds = value[name]
     if seconds is None and nullable:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not low <= seconds <= high:
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not low <= seconds <= high:
         hint = ", or null" if nullable else ""
         raise invalid(name, f"Whole seconds from {low} to {high}{hint}.")
     return seconds
@@ -241,7 +248,9 @@ def _destinations(project: Project, value: Any) -> list[Destination]:
     return found
 
 
-def _audit_rule(action: str, rule: AlertRule, actor: Any, ip: str | None, **data: Any) -> None:
+def _audit_rule(
+    action: str, rule: AlertRule, actor: User | None, ip: str | None, **data: Any
+) -> None:
     data = {"project": rule.project.full_name, "trigger": rule.trigger, **data}
     team = rule.project.team
     audit_record(action=action, actor=actor, team=team, target=rule, data=data, ip=ip)
@@ -249,7 +258,11 @@ def _audit_rule(action: str, rule: AlertRule, actor: Any, ip: str | None, **data
 
 @transaction.atomic
 def rule_create(
-    *, user: AbstractBaseUser, project: Project, data: dict[str, Any], ip: str | None = None
+    *,
+    user: User | None,
+    project: ProjectWithRole,
+    data: dict[str, Any],
+    ip: str | None = None,
 ) -> AlertRule:
     require_write(project.role)
     cleaned = _clean_rule(data, None)
@@ -269,13 +282,13 @@ def _rule_state(rule: AlertRule, names: list[str]) -> dict[str, Any]:
 @transaction.atomic
 def rule_update(
     *,
-    rule: AlertRule,
+    rule: RuleWithRole,
     data: dict[str, Any],
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     ip: str | None = None,
-) -> AlertRule:
+) -> RuleWithRole:
     """Change a rule; its audit event names the changed fields (none changed: no event)."""
-    require_write(rule.project.role)
+    require_write(rule.role)
     cleaned = _clean_rule(data, rule)
     before = _rule_state(rule, list(cleaned))
     for name, value in cleaned.items():
@@ -290,11 +303,9 @@ def rule_update(
 
 
 @transaction.atomic
-def rule_delete(
-    *, rule: AlertRule, actor: AbstractBaseUser | None = None, ip: str | None = None
-) -> None:
+def rule_delete(*, rule: RuleWithRole, actor: User | None = None, ip: str | None = None) -> None:
     """Delete the rule with its alerts and their delivery log."""
-    require_write(rule.project.role)
+    require_write(rule.role)
     _audit_rule(AuditAction.ALERT_RULE_DELETED, rule, actor, ip)
     rule.delete()
 
@@ -305,7 +316,7 @@ def rule_delete(
 @transaction.atomic
 def silence_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     role: str,
     until: datetime,
     reason: Any = "",

@@ -7,14 +7,14 @@ the catch-all project routes.
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import URLPattern, path
 
 from alerts import views
 
 DESTINATIONS = "settings/teams/<str:team>/destinations/"
 ALERTS = "<str:team>/<str:project>/alerts/"
 
-fixed_patterns: list = [
+fixed_patterns: list[URLPattern] = [
     path(DESTINATIONS, views.destinations, name="alert-destinations"),
     path(f"{DESTINATIONS}<id:destination_id>/", views.destination_edit, name="alert-destination"),
     path(
@@ -35,7 +35,7 @@ fixed_patterns: list = [
     path("alerts/", views.all_alerts, name="alerts"),
     path("alerts/<id:alert_id>/", views.alert, name="alert"),
 ]
-team_patterns: list = [
+team_patterns: list[URLPattern] = [
     path(ALERTS, views.project_alerts, name="project-alerts"),
     path(f"{ALERTS}rules/", views.rules, name="alert-rules"),
     path(f"{ALERTS}rules/new", views.rule_new, name="alert-rule-new"),

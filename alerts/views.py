@@ -7,27 +7,31 @@ bad input shows the page again with status 400 and the error next to its field.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts import pages, selectors, services
-from alerts.models import AlertRule
 from kernel import forms
 from kernel.errors import ApplicationError
-from kernel.http import http_errors, request_ip
+from kernel.http import AuthenticatedHttpRequest, http_errors, request_ip
 from tracking import selectors as tracking_selectors
-from tracking.models import Project, Team
 from tracking.services import require_write
 
+if TYPE_CHECKING:
+    from alerts.models import RuleWithRole
+    from tracking.models import ProjectWithRole, TeamWithRole
 
-def _team(request: HttpRequest, slug: str) -> Team:
-    return tracking_selectors.team_get_for_user(request.user, slug)[0]  # carries .role
+
+def _team(request: AuthenticatedHttpRequest, slug: str) -> TeamWithRole:
+    return tracking_selectors.team_get_for_user(request.user, slug)[0]
 
 
-def _project(request: HttpRequest, team: str, project: str) -> Project:
+def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
     return tracking_selectors.project_get_for_user(request.user, f"{team}/{project}")
 
 
@@ -37,7 +41,7 @@ def _project(request: HttpRequest, team: str, project: str) -> Project:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def destinations(request: HttpRequest, team: str) -> HttpResponse:
+def destinations(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
     found = _team(request, team)
     form = pages.destination_form()
     if request.method == "POST":
@@ -49,7 +53,7 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
             pages.destination_form(request.POST),
             fields=pages.DESTINATION_FIELDS,
         )
-        if not form.errors:
+        if created is not None:
             messages.success(request, f"Added the destination {created.name}.")
             return redirect("alert-destinations", team=found.slug)
     context = pages.destinations_page_context(request.user, found, form=form)
@@ -59,20 +63,22 @@ def destinations(request: HttpRequest, team: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def destination_edit(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+def destination_edit(
+    request: AuthenticatedHttpRequest, team: str, destination_id: int
+) -> HttpResponse:
     found = _team(request, team)
     destination = pages.destination_in_team(request.user, found, destination_id)
     require_write(destination.role)
     form = pages.destination_edit_form(destination)
     if request.method == "POST":
-        _, form = forms.submit(
+        saved, form = forms.submit(
             lambda: pages.destination_save(
                 destination, request.POST, actor=request.user, ip=request_ip(request)
             ),
             pages.destination_posted_form(destination, request.POST),
             fields=pages.DESTINATION_FIELDS,
         )
-        if not form.errors:
+        if saved is not None:
             messages.success(request, f"Saved the destination {destination.name}.")
             return redirect("alert-destinations", team=found.slug)
     context = {"current_team": found, "team": found, "destination": destination, "form": form}
@@ -82,7 +88,9 @@ def destination_edit(request: HttpRequest, team: str, destination_id: int) -> Ht
 @login_required
 @require_POST
 @http_errors
-def destination_test(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+def destination_test(
+    request: AuthenticatedHttpRequest, team: str, destination_id: int
+) -> HttpResponse:
     destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
     notification = services.destination_test(destination=destination, role=destination.role)
     sent, sentence = pages.test_result(destination, notification)
@@ -93,7 +101,9 @@ def destination_test(request: HttpRequest, team: str, destination_id: int) -> Ht
 @login_required
 @require_POST
 @http_errors
-def destination_enabled(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+def destination_enabled(
+    request: AuthenticatedHttpRequest, team: str, destination_id: int
+) -> HttpResponse:
     destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
     enabled = request.POST.get("enabled") == "1"
     try:
@@ -117,7 +127,9 @@ def destination_enabled(request: HttpRequest, team: str, destination_id: int) ->
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def destination_delete(request: HttpRequest, team: str, destination_id: int) -> HttpResponse:
+def destination_delete(
+    request: AuthenticatedHttpRequest, team: str, destination_id: int
+) -> HttpResponse:
     found = _team(request, team)
     destination = pages.destination_in_team(request.user, found, destination_id)
     require_write(destination.role)
@@ -140,7 +152,7 @@ def destination_delete(request: HttpRequest, team: str, destination_id: int) -> 
 @login_required
 @require_GET
 @http_errors
-def project_alerts(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def project_alerts(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     context = pages.alerts_page_context(request.user, found, request.GET)
     return render(request, "alerts/pages/alerts.html", context)
@@ -149,7 +161,7 @@ def project_alerts(request: HttpRequest, team: str, project: str) -> HttpRespons
 @login_required
 @require_GET
 @http_errors
-def all_alerts(request: HttpRequest) -> HttpResponse:
+def all_alerts(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = pages.all_alerts_page_context(request.user, request.GET)
     return render(request, "alerts/pages/all_alerts.html", context)
 
@@ -157,7 +169,7 @@ def all_alerts(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def alert(request: HttpRequest, alert_id: int) -> HttpResponse:
+def alert(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
     found = selectors.alert_get_for_user(request.user, alert_id)
     context = pages.alert_page_context(request.user, found)
     return render(request, "alerts/pages/alert.html", context)
@@ -169,13 +181,15 @@ def alert(request: HttpRequest, alert_id: int) -> HttpResponse:
 @login_required
 @require_GET
 @http_errors
-def rules(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def rules(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     context = pages.rules_page_context(request.user, found)
     return render(request, "alerts/pages/rules.html", context)
 
 
-def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -> HttpResponse:
+def _rule_page(
+    request: AuthenticatedHttpRequest, project: ProjectWithRole, rule: RuleWithRole | None
+) -> HttpResponse:
     form = pages.rule_form(rule)
     if request.method == "POST":
         require_write(project.role)
@@ -186,7 +200,7 @@ def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -
             pages.posted_rule_form(request.POST),
             fields=pages.RULE_FIELDS,
         )
-        if not form.errors and not form.param_errors:
+        if saved is not None:
             messages.success(request, f"Saved the rule {saved.name}.")
             return redirect("alert-rules", team=project.team.slug, project=project.slug)
     context = pages.rule_page_context(request.user, project, form=form, rule=rule)
@@ -196,7 +210,7 @@ def _rule_page(request: HttpRequest, project: Project, rule: AlertRule | None) -
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def rule_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def rule_new(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     require_write(found.role)  # viewers see the rules, not an empty form
     return _rule_page(request, found, None)
@@ -205,7 +219,9 @@ def rule_new(request: HttpRequest, team: str, project: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def rule_edit(request: HttpRequest, team: str, project: str, rule_id: int) -> HttpResponse:
+def rule_edit(
+    request: AuthenticatedHttpRequest, team: str, project: str, rule_id: int
+) -> HttpResponse:
     found = _project(request, team, project)
     return _rule_page(request, found, pages.rule_in_project(request.user, found, rule_id))
 
@@ -213,7 +229,9 @@ def rule_edit(request: HttpRequest, team: str, project: str, rule_id: int) -> Ht
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def rule_delete(request: HttpRequest, team: str, project: str, rule_id: int) -> HttpResponse:
+def rule_delete(
+    request: AuthenticatedHttpRequest, team: str, project: str, rule_id: int
+) -> HttpResponse:
     found = _project(request, team, project)
     rule = pages.rule_in_project(request.user, found, rule_id)
     require_write(rule.role)
@@ -236,17 +254,17 @@ def rule_delete(request: HttpRequest, team: str, project: str, rule_id: int) -> 
 @login_required
 @require_http_methods(["GET", "POST"])
 @http_errors
-def silences(request: HttpRequest, team: str, project: str) -> HttpResponse:
+def silences(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
     form = pages.silence_form()
     if request.method == "POST":
         require_write(found.role)
-        _, form = forms.submit(
+        created, form = forms.submit(
             lambda: pages.silence_create(request.user, found, request.POST),
             pages.silence_form(request.POST),
             fields=pages.SILENCE_FIELDS,
         )
-        if not form.errors:
+        if created is not None:
             messages.success(request, "Silenced.")
             return redirect("alert-silences", team=found.team.slug, project=found.slug)
     context = pages.silences_page_context(request.user, found, form=form)
@@ -256,7 +274,9 @@ def silences(request: HttpRequest, team: str, project: str) -> HttpResponse:
 @login_required
 @require_POST
 @http_errors
-def silence_end(request: HttpRequest, team: str, project: str, silence_id: int) -> HttpResponse:
+def silence_end(
+    request: AuthenticatedHttpRequest, team: str, project: str, silence_id: int
+) -> HttpResponse:
     found = _project(request, team, project)
     silence = pages.silence_in_project(request.user, found, silence_id)
     pages.silence_end(silence, found)

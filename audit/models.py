@@ -49,7 +49,7 @@ class AuditAction(models.TextChoices):
     REPORT_DELETED = "report.deleted", "Report deleted"
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("updating audit events")
 

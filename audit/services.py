@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
@@ -51,7 +51,7 @@ TARGETS: dict[str, tuple[str, Callable[[Any], str]]] = {
 }
 
 
-def _actor_name(actor: AbstractBaseUser | AnonymousUser | None) -> str:
+def _actor_name(actor: User | AnonymousUser | None) -> str:
     if actor is None:
         return "system"  # a command, a worker, a test: no person behind the change
     return actor.get_username() if actor.is_authenticated else "anonymous"
@@ -75,7 +75,7 @@ def _clean_data(data: dict[str, Any] | None) -> dict[str, Any]:
 def audit_record(
     *,
     action: str,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: User | AnonymousUser | None,
     team: Team | None = None,
     target: models.Model | None = None,
     data: dict[str, Any] | None = None,
@@ -107,7 +107,7 @@ def audit_record(
 
 
 def audit_share_link_access(
-    *, link: Any, actor: AbstractBaseUser | AnonymousUser | None, ip: str | None
+    *, link: Any, actor: User | AnonymousUser | None, ip: str | None
 ) -> AuditEvent | None:
     """Record that someone opened ``link``, unless this address did in the last 10 minutes.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from django.http import QueryDict
 
@@ -45,6 +45,17 @@ class Form:
         return " ".join(self.errors.values())
 
 
+F = TypeVar("F", bound=Form)
+
+
+# A posted form comes back as its own class (an empty one on success): a page's subclass
+# keeps its extra fields (alerts.pages.Form's trigger parameters).
+@overload
+def submit(action: Callable[[], T], posted: F, *, fields: Sequence[str]) -> tuple[T | None, F]: ...
+@overload
+def submit(
+    action: Callable[[], T], posted: QueryDict, *, fields: Sequence[str]
+) -> tuple[T | None, Form]: ...
 def submit(
     action: Callable[[], T], posted: QueryDict | Form, *, fields: Sequence[str]
 ) -> tuple[T | None, Form]:

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from django.utils.dateparse import parse_datetime
@@ -34,6 +34,10 @@ MAX_JSON_BYTES = 1024 * 1024
 MAX_KEY_LENGTH = 250
 
 
+@overload
+def clean_moment(value: Any, *, field: str, optional: Literal[False] = False) -> datetime: ...
+@overload
+def clean_moment(value: Any, *, field: str, optional: bool) -> datetime | None: ...
 def clean_moment(value: Any, *, field: str, optional: bool = False) -> datetime | None:
     """An ISO 8601 date and time as an aware datetime (UTC when no offset is given).
 

@@ -74,7 +74,8 @@ def post(
     seconds = TIMEOUT_SECONDS if timeout is None else timeout
     started = time.monotonic()
     clock = Clock(per_operation=seconds, deadline=started + seconds * TOTAL_TIMEOUTS)
-    method, payload = "POST", body
+    method = "POST"
+    payload: bytes | None = body  # a 303 redirect drops it
     target_url: str | httpx.URL = url
     with httpx.Client(verify=VERIFY, follow_redirects=False, trust_env=False) as client:
         for hop in range(MAX_REDIRECTS + 1):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.contrib.auth.models import User
 from django.utils.module_loading import autodiscover_modules
@@ -20,6 +20,9 @@ from django.utils.module_loading import autodiscover_modules
 from kernel.errors import invalid
 from tracking.models import Membership, Project, Team
 from tracking.portability.format import Line
+
+if TYPE_CHECKING:
+    from tracking.models import ProjectWithRole
 
 
 @dataclass
@@ -30,7 +33,7 @@ class LoadContext:
     user: User  # authors missing from the team become this user
     source: str  # the exported project's "team/slug"
     slug: str | None  # the slug to import under; None: the file's
-    project: Project | None = None
+    project: ProjectWithRole | None = None  # load_project's, which carries its importer's role
     ids: dict[str, dict[int, int]] = field(default_factory=dict)  # "run" -> {file id: new id}
     counts: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
@@ -46,7 +49,7 @@ class LoadContext:
         return self._members.get(username, self.user)
 
     @property
-    def loaded_project(self) -> Project:
+    def loaded_project(self) -> ProjectWithRole:
         """The file's project: each line after its own needs it (load checks the order)."""
         assert self.project is not None
         return self.project
