@@ -154,13 +154,17 @@ def _starts_processes(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(name) for name in ("subprocess", "browser"))
 
 
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Soak tests (marker ``soak``) run only when asked for; then one at a time.
+    """Soak tests left out unless asked for; xdist groups; the longest tests first.
 
-    They load the machine for minutes or time it (tests/security/test_worst_input_load.py
-    holds /healthz to a p99), so ``pytest`` leaves them out and CI runs them in a
-    serial step of their own: ``pytest -m soak -n 0``. Asked for on several xdist
-    workers anyway, they at least never overlap each other (one xdist group).
+    Soak tests (marker ``soak``) load the machine for minutes or time it
+    (tests/security/test_worst_input_load.py holds /healthz to a p99), so ``pytest``
+    leaves them out and CI runs them in a serial step of their own: ``pytest -m soak
+    -n 0``. Asked for on several xdist workers anyway, they never overlap each other.
+
+    A wrapper: the groups must be marked before xdist reads them (its own hook), and
+    the order set after pytest-django's (which sorts by kind of database use).
     """
     kept: list[pytest.Item] = []
     left_out: list[pytest.Item] = []
@@ -177,7 +181,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
+    result = yield
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # Longest first: tests that start processes or a browser go out to the workers
         # before the quick in-process ones, which then fill in the tail evenly.
         items.sort(key=lambda item: not _starts_processes(item))
+    return result

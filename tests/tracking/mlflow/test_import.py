@@ -7,7 +7,10 @@ duplicates), and a bad URI is refused with a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,15 +43,28 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         *("--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"),
         *("--artifacts-destination", str(folder / "artifacts"), "--workers", "1"),
     ]
-    process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         up = wait_until(lambda: _answers(url), timeout=START_TIMEOUT, interval=0.5)
         assert up, (folder / "server.log").read_text()[-3000:]
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_group(process)
         log.close()
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server and its workers; SIGKILL if a busy machine keeps them past 30 s."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sent)
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _answers(url: str) -> bool:
