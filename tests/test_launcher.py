@@ -206,7 +206,7 @@ def test_it_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(60)\n",
     )
-    assert wait_until(ready.exists, timeout=10)
+    assert wait_until(ready.exists, timeout=60)
     started = time.monotonic()
     launcher.stop_all([child], timeout=0.5)
     assert child.process.returncode == -9
@@ -222,9 +222,9 @@ def test_it_stops_what_a_child_started(tmp_path: Path) -> None:
         f"pathlib.Path({str(pidfile)!r}).write_text(str(grandchild.pid))\n"
         "time.sleep(60)\n",
     )
-    assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), timeout=10)
+    assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), timeout=60)
     launcher.stop_all([child], timeout=5)
-    assert wait_until(lambda: gone(int(pidfile.read_text())), timeout=5)
+    assert wait_until(lambda: gone(int(pidfile.read_text())), timeout=30)
 
 
 def test_an_exited_child_takes_what_it_started_with_it(tmp_path: Path) -> None:
@@ -236,10 +236,10 @@ def test_an_exited_child_takes_what_it_started_with_it(tmp_path: Path) -> None:
         f"pathlib.Path({str(pidfile)!r}).write_text(str(grandchild.pid))\n"
         "raise SystemExit(3)\n",
     )
-    assert wait_until(lambda: launcher.exited(child) is not None, timeout=10)
+    assert wait_until(lambda: launcher.exited(child) is not None, timeout=60)
     assert launcher.exited(child) == 3
     assert launcher.exit_description(3) == "exited with code 3"
-    assert wait_until(lambda: gone(int(pidfile.read_text())), timeout=5)
+    assert wait_until(lambda: gone(int(pidfile.read_text())), timeout=30)
 
 
 def test_it_names_the_signal_that_killed_a_child() -> None:

@@ -253,7 +253,7 @@ def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
     up.process.send_signal(signal.SIGTERM)
     assert up.wait_exit() == 0
     assert "Stopped." in up.output()
-    assert wait_until(lambda: not alive(children), timeout=5)
+    assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)
 
 
 def test_it_restarts_the_worker_beat_and_web_server_when_they_are_killed(start_up) -> None:

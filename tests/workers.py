@@ -99,7 +99,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        assert wait_until(self.answers, timeout=10), "redis-server did not start"
+        assert wait_until(self.answers, timeout=60), "redis-server did not start"
 
     def answers(self) -> bool:
         import redis

@@ -37,7 +37,7 @@ def call(server: LabbookServer, token: str, method: str, path: str, **body: Any)
         f"{server.url}/api/v1/{path}",
         json=body,
         headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
+        timeout=60,
     )
     assert response.status_code < 300, response.text
     return response.json()

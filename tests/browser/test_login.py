@@ -47,7 +47,7 @@ def test_it_logs_in_to_my_projects_and_runs_and_logs_out(page, live, alice):
         f"{live.url}/api/v1/runs",
         json={"project": "acme/mnist", "name": "resnet-baseline"},
         headers={"Authorization": f"Bearer {alice.token}"},
-        timeout=10,
+        timeout=60,
         trust_env=False,
     )
     assert created.status_code == 201, created.text

@@ -34,7 +34,7 @@ def viewer(make_user: Any, owner: Any) -> Any:
 def teams_status(live: LabbookServer, token: str) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     return httpx.get(
-        f"{live.url}/api/v1/teams", headers=headers, timeout=10, trust_env=False
+        f"{live.url}/api/v1/teams", headers=headers, timeout=60, trust_env=False
     ).status_code
 
 
@@ -81,7 +81,7 @@ def test_a_viewer_sees_members_and_project_settings_without_controls(page, live,
         f"{live.url}/api/v1/projects",
         json={"team": TEAM, "name": "vision"},
         headers={"Authorization": f"Bearer {owner.token}"},
-        timeout=10,
+        timeout=60,
         trust_env=False,
     )
     assert created.status_code == 201, created.text

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.subprocess
 
 def client(url: str, token: str) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.Client(base_url=url, headers=headers, timeout=10, trust_env=False)
+    return httpx.Client(base_url=url, headers=headers, timeout=60, trust_env=False)
 
 
 def post_points(http: httpx.Client, run_id: int, steps: range, batch_id: str) -> httpx.Response:

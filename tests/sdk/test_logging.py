@@ -190,6 +190,6 @@ def test_it_sends_heartbeats_while_idle(
     def beats() -> list[Record]:
         return proxy.forwarded(method="POST", path=r"/heartbeat$")
 
-    assert wait_until(lambda: len(beats()) >= 2, timeout=5)
+    assert wait_until(lambda: len(beats()) >= 2, timeout=30)
     assert all(beat.status == 200 for beat in beats())
     run.finish()

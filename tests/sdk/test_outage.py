@@ -67,7 +67,7 @@ def test_it_spools_while_the_server_is_down_and_syncs_exactly_once(
     run = sdk.init(project=project, url=own_server.url, token=own_server.token)
     try:
         log_steps(run, range(STEPS_UP))
-        assert wait_until(lambda: arrived(own_server, run.id) == STEPS_UP, timeout=10)
+        assert wait_until(lambda: arrived(own_server, run.id) == STEPS_UP, timeout=60)
         own_server.stop()
         slowest = log_steps(run, range(STEPS_UP, STEPS_UP + STEPS_DOWN))
         time.sleep(2.5)  # past LABBOOK_RETRY_SECONDS: the failing batches go to the spool

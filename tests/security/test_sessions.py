@@ -251,7 +251,7 @@ user.save(update_fields=["password"])
 
 def _server_log_in(server: LabbookServer, username: str, password: str) -> httpx.Response:
     """The login form as a browser sends it: its CSRF cookie and token, then the post."""
-    with httpx.Client(base_url=server.url, trust_env=False, timeout=10) as browser:
+    with httpx.Client(base_url=server.url, trust_env=False, timeout=60) as browser:
         page = browser.get("/login/").text
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         form = {"username": username, "password": password, "csrfmiddlewaretoken": token}
