@@ -17,7 +17,8 @@ from kernel.errors import invalid
 from kernel.http import request_ip
 from tracking import selectors as tracking_selectors
 from tracking.api.auth import AuthenticatedRequest
-from tracking.api.views import int_param, reject_unknown
+from tracking.api.body import request_body
+from tracking.api.views import int_param
 from tracking.validation import clean_moment
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ class DestinationListView(APIView):
 
     @extend_schema(request=s.DestinationWriteSerializer, responses={201: s.DestinationSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"team", "kind", "name", "config"})
-        if not isinstance(data.get("team"), str) or not data["team"]:
-            raise invalid("team", "This field is required: the team's slug.")
+        data = request_body(request, s.DestinationWriteSerializer)
         team, role = tracking_selectors.team_get_for_user(request.user, data["team"])
         destination = services.destination_create(
             user=request.user,
@@ -69,9 +68,9 @@ class DestinationDetailView(APIView):
         destination = selectors.destination_get_for_user(request.user, pk)
         return Response(s.DestinationSerializer(destination).data)
 
-    @extend_schema(request=s.DestinationWriteSerializer, responses=s.DestinationSerializer)
+    @extend_schema(request=s.DestinationPatchSerializer, responses=s.DestinationSerializer)
     def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
-        data = reject_unknown(request.data, {"name", "config", "enabled"})
+        data = request_body(request, s.DestinationPatchSerializer, partial=True)
         destination = selectors.destination_get_for_user(request.user, pk)
         updated = services.destination_update(
             destination=destination,
@@ -104,8 +103,6 @@ class DestinationTestView(APIView):
 
 # --- Rules ---------------------------------------------------------------------------------------
 
-RULE_FIELDS = set(s.RuleWriteSerializer().fields)
-
 
 class RuleListView(APIView):
     @extend_schema(
@@ -117,9 +114,7 @@ class RuleListView(APIView):
 
     @extend_schema(request=s.RuleWriteSerializer, responses={201: s.RuleSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, RULE_FIELDS)
-        if not isinstance(data.get("project"), str) or not data["project"]:
-            raise invalid("project", "This field is required: 'team/project'.")
+        data = request_body(request, s.RuleWriteSerializer)
         project = tracking_selectors.project_get_for_user(request.user, data["project"])
         fields = {k: v for k, v in data.items() if k != "project"}
         rule = services.rule_create(
@@ -133,9 +128,9 @@ class RuleDetailView(APIView):
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         return Response(s.RuleSerializer(selectors.rule_get_for_user(request.user, pk)).data)
 
-    @extend_schema(request=s.RuleWriteSerializer, responses=s.RuleSerializer)
+    @extend_schema(request=s.RulePatchSerializer, responses=s.RuleSerializer)
     def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
-        data = reject_unknown(request.data, RULE_FIELDS - {"project"})
+        data = request_body(request, s.RulePatchSerializer, partial=True)
         rule = services.rule_update(
             rule=selectors.rule_get_for_user(request.user, pk),
             data=data,
@@ -195,7 +190,7 @@ class SilenceListView(APIView):
 
     @extend_schema(request=s.SilenceWriteSerializer, responses={201: s.SilenceSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"project", "rule", "run", "until", "reason"})
+        data = request_body(request, s.SilenceWriteSerializer)
         scope, role = self._scope(request, data)
         silence = services.silence_create(
             user=request.user,

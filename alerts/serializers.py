@@ -1,4 +1,5 @@
-"""API shapes of alerting. Inputs are checked by ``alerts.services``; these document them."""
+"""API shapes of alerting: inputs declare the fields a request takes (``request_body``),
+``alerts.services`` checks their values."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from alerts.services import MAX_GROUP_WAIT, MAX_REPEAT, MIN_REPEAT
 from alerts.transports import transport_for
 from kernel.limits import max_length
 from tracking.api.serializers import run_url
+from tracking.validation import MAX_TAG_LENGTH, MAX_TAGS
 
 
 def public_config(destination: Destination) -> dict[str, Any]:
@@ -37,7 +39,7 @@ class DestinationSerializer(serializers.ModelSerializer[Destination]):
 
 
 class DestinationWriteSerializer(serializers.Serializer[Any]):
-    team = serializers.CharField(help_text="The team's slug (on create).")
+    team = serializers.CharField(help_text="the team's slug")
     kind = serializers.ChoiceField(choices=["email", "slack", "webhook"])
     name = serializers.CharField(max_length=max_length(Destination, "name"))
     config = serializers.DictField(
@@ -45,6 +47,13 @@ class DestinationWriteSerializer(serializers.Serializer[Any]):
         ' webhook: {"url", "secret"}'
     )
     enabled = serializers.BooleanField(required=False)
+
+
+class DestinationPatchSerializer(DestinationWriteSerializer):
+    """What a PATCH may change: the team and the kind stay as created."""
+
+    team = None  # type: ignore[assignment]  # DRF: None removes an inherited field
+    kind = None  # type: ignore[assignment]
 
 
 class RuleSerializer(serializers.ModelSerializer[AlertRule]):
@@ -62,11 +71,13 @@ class RuleSerializer(serializers.ModelSerializer[AlertRule]):
 
 
 class RuleWriteSerializer(serializers.Serializer[Any]):
-    project = serializers.CharField(help_text="'team/project' (on create)")
+    project = serializers.CharField(help_text="'team/project'")
     name = serializers.CharField(max_length=max_length(AlertRule, "name"))
     trigger = serializers.ChoiceField(choices=Trigger.choices)
     params = serializers.DictField(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), max_length=MAX_TAGS, required=False
+    )
     group = serializers.CharField(
         required=False, allow_blank=True, max_length=max_length(AlertRule, "group")
     )
@@ -77,6 +88,12 @@ class RuleWriteSerializer(serializers.Serializer[Any]):
     )
     group_wait = serializers.IntegerField(required=False, min_value=0, max_value=MAX_GROUP_WAIT)
     enabled = serializers.BooleanField(required=False)
+
+
+class RulePatchSerializer(RuleWriteSerializer):
+    """What a PATCH may change: a rule stays in the project it was made in."""
+
+    project = None  # type: ignore[assignment]  # DRF: None removes an inherited field
 
 
 class AlertSerializer(serializers.ModelSerializer[Alert]):

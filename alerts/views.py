@@ -24,15 +24,7 @@ from tracking.services import require_write
 
 if TYPE_CHECKING:
     from alerts.models import RuleWithRole
-    from tracking.models import ProjectWithRole, TeamWithRole
-
-
-def _team(request: AuthenticatedHttpRequest, slug: str) -> TeamWithRole:
-    return tracking_selectors.team_get_for_user(request.user, slug)[0]
-
-
-def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
-    return tracking_selectors.project_get_for_user(request.user, f"{team}/{project}")
+    from tracking.models import ProjectWithRole
 
 
 # --- Destinations ------------------------------------------------------------------------------
@@ -42,7 +34,7 @@ def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> Proj
 @require_http_methods(["GET", "POST"])
 @http_errors
 def destinations(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
-    found = _team(request, team)
+    found = tracking_selectors.team_with_role(request.user, team)
     form = pages.destination_form()
     if request.method == "POST":
         require_write(found.role)
@@ -66,7 +58,7 @@ def destinations(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
 def destination_edit(
     request: AuthenticatedHttpRequest, team: str, destination_id: int
 ) -> HttpResponse:
-    found = _team(request, team)
+    found = tracking_selectors.team_with_role(request.user, team)
     destination = pages.destination_in_team(request.user, found, destination_id)
     require_write(destination.role)
     form = pages.destination_edit_form(destination)
@@ -91,7 +83,9 @@ def destination_edit(
 def destination_test(
     request: AuthenticatedHttpRequest, team: str, destination_id: int
 ) -> HttpResponse:
-    destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
+    destination = pages.destination_in_team(
+        request.user, tracking_selectors.team_with_role(request.user, team), destination_id
+    )
     notification = services.destination_test(destination=destination, role=destination.role)
     sent, sentence = pages.test_result(destination, notification)
     (messages.success if sent else messages.error)(request, sentence)
@@ -104,7 +98,9 @@ def destination_test(
 def destination_enabled(
     request: AuthenticatedHttpRequest, team: str, destination_id: int
 ) -> HttpResponse:
-    destination = pages.destination_in_team(request.user, _team(request, team), destination_id)
+    destination = pages.destination_in_team(
+        request.user, tracking_selectors.team_with_role(request.user, team), destination_id
+    )
     enabled = request.POST.get("enabled") == "1"
     try:
         services.destination_update(
@@ -130,7 +126,7 @@ def destination_enabled(
 def destination_delete(
     request: AuthenticatedHttpRequest, team: str, destination_id: int
 ) -> HttpResponse:
-    found = _team(request, team)
+    found = tracking_selectors.team_with_role(request.user, team)
     destination = pages.destination_in_team(request.user, found, destination_id)
     require_write(destination.role)
     if request.method == "POST":
@@ -153,7 +149,7 @@ def destination_delete(
 @require_GET
 @http_errors
 def project_alerts(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     context = pages.alerts_page_context(request.user, found, request.GET)
     return render(request, "alerts/pages/alerts.html", context)
 
@@ -182,7 +178,7 @@ def alert(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
 @require_GET
 @http_errors
 def rules(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     context = pages.rules_page_context(request.user, found)
     return render(request, "alerts/pages/rules.html", context)
 
@@ -211,7 +207,7 @@ def _rule_page(
 @require_http_methods(["GET", "POST"])
 @http_errors
 def rule_new(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     require_write(found.role)  # viewers see the rules, not an empty form
     return _rule_page(request, found, None)
 
@@ -222,7 +218,7 @@ def rule_new(request: AuthenticatedHttpRequest, team: str, project: str) -> Http
 def rule_edit(
     request: AuthenticatedHttpRequest, team: str, project: str, rule_id: int
 ) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     return _rule_page(request, found, pages.rule_in_project(request.user, found, rule_id))
 
 
@@ -232,7 +228,7 @@ def rule_edit(
 def rule_delete(
     request: AuthenticatedHttpRequest, team: str, project: str, rule_id: int
 ) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     rule = pages.rule_in_project(request.user, found, rule_id)
     require_write(rule.role)
     if request.method == "POST":
@@ -255,7 +251,7 @@ def rule_delete(
 @require_http_methods(["GET", "POST"])
 @http_errors
 def silences(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     form = pages.silence_form()
     if request.method == "POST":
         require_write(found.role)
@@ -277,7 +273,7 @@ def silences(request: AuthenticatedHttpRequest, team: str, project: str) -> Http
 def silence_end(
     request: AuthenticatedHttpRequest, team: str, project: str, silence_id: int
 ) -> HttpResponse:
-    found = _project(request, team, project)
+    found = tracking_selectors.project_at(request.user, team, project)
     silence = pages.silence_in_project(request.user, found, silence_id)
     pages.silence_end(silence, found)
     messages.success(request, "Ended the silence.")

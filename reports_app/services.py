@@ -140,10 +140,18 @@ def report_create(
     return report
 
 
+def _check_revision(revision: Any, missing: str) -> None:
+    """A revision number a client sent: a whole number in the column's range (beyond it,
+    a database error), or a 400 on ``revision`` saying ``missing``."""
+    if isinstance(revision, bool) or not isinstance(revision, int):
+        raise invalid("revision", missing)
+    if not 1 <= revision <= MAX_REVISION:
+        raise invalid("revision", f"A revision number from 1 to {MAX_REVISION}.")
+
+
 def _locked(report: ReportWithRole, revision: Any) -> ReportWithRole:
     """The report row, locked, after checking the caller edited its newest revision."""
-    if isinstance(revision, bool) or not isinstance(revision, int):
-        raise invalid("revision", "Send the revision you edited (a whole number).")
+    _check_revision(revision, "Send the revision you edited (a whole number).")
     locked = Report.objects.select_for_update().get(pk=report.pk)
     if revision != locked.revision:
         raise Conflict(
@@ -240,10 +248,7 @@ def draft_save(
     """Keep the editor's text between saves (autosave); one draft per user and report."""
     require_edit(report, user)
     cleaned = _clean(title, body)
-    if isinstance(base_revision, bool) or not isinstance(base_revision, int):
-        raise invalid("revision", "Send the revision the draft started from.")
-    if not 1 <= base_revision <= MAX_REVISION:  # the column's range: beyond it, a DB error
-        raise invalid("revision", f"A revision number from 1 to {MAX_REVISION}.")
+    _check_revision(base_revision, "Send the revision the draft started from.")
     draft, _ = ReportDraft.objects.update_or_create(
         report=report,
         user=user,

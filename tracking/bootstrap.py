@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from kernel.errors import ApplicationError, invalid
+from kernel.limits import max_length
 from tracking.models import Membership, Role, Team
 from tracking.services import membership_set, team_create, token_create, user_get_or_create
 from tracking.validation import clean_slug
@@ -84,7 +85,7 @@ def token_issue(
 
 def team_join(*, slug: str, user: User, role: str | None) -> tuple[bool, str]:
     """Put ``user`` in team ``slug``; answer (team was created, the user's role now)."""
-    slug = clean_slug(slug, field="team", max_length=64)
+    slug = clean_slug(slug, field="team", max_length=max_length(Team, "slug"))
     team = Team.objects.select_for_update().filter(slug=slug).first()
     if team is None:
         team_create(slug=slug, owner=user)

@@ -43,6 +43,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from kernel.errors import ApplicationError, invalid
+from kernel.limits import max_length
 from tracking import events, pgcopy, rollups
 from tracking.models import IngestBatch, MetricPoint, MetricSeries, Run, RunStatus
 from tracking.services import run_update
@@ -206,7 +207,9 @@ def _checked_point(item: Any, where: str, now: float) -> Point:
 def clean_batch_id(raw: Any) -> str | None:
     if raw is None:
         return None
-    return clean_text(raw, field="batch_id", max_length=64, required=True)
+    return clean_text(
+        raw, field="batch_id", max_length=max_length(IngestBatch, "batch_id"), required=True
+    )
 
 
 # --- Storage ---------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def team_get_for_user(user: User, slug: str, *, field: str = "team") -> tuple[Te
     return team, team.role
 
 
+def team_with_role(user: User, slug: str) -> TeamWithRole:
+    """The team, ``team.role`` the caller's role in it (a page's team from its URL)."""
+    return team_get_for_user(user, slug)[0]
+
+
 def team_get_for_owner(user: User, slug: str, *, message: str) -> Team:
     """The team, if ``user`` owns it: other members get 403 (``message``), everyone else 404."""
     team, role = team_get_for_user(user, slug)
@@ -138,6 +143,11 @@ def project_get_for_user(user: User, full_name: str, *, field: str = "project") 
     if project is None:
         raise NotFound(f"Project {full_name!r}", field=field)
     return project
+
+
+def project_at(user: User, team: str, project: str) -> ProjectWithRole:
+    """The project at ``/<team>/<project>/`` (a page's URL), with the caller's role."""
+    return project_get_for_user(user, f"{team}/{project}")
 
 
 def run_get_for_user(

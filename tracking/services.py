@@ -86,9 +86,9 @@ def team_create(*, slug: Any, owner: User | None, name: Any = "") -> Team:
     slug = clean_slug(slug, field="slug", max_length=max_length(Team, "slug"))
     if slug.lower() in RESERVED_TEAM_SLUGS:
         raise invalid("slug", f"{slug!r} is reserved for Labbook's own pages; pick another name.")
+    name = clean_text(name, field="name", max_length=max_length(Team, "name"))
     if Team.objects.filter(slug=slug).exists():
         raise ApplicationError("already_exists", f"Team {slug!r} already exists.", field="slug")
-    name = clean_text(name, field="name", max_length=max_length(Team, "name"))
     team = Team.objects.create(slug=slug, name=name or slug)
     if owner is not None:
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
@@ -340,15 +340,16 @@ def token_authenticate(raw: str) -> ApiToken | None:
 
 
 def project_create(
-    *, user: User, team_slug: str, slug: Any, description: Any = ""
+    *, user: User, team_slug: Any, slug: Any, description: Any = ""
 ) -> ProjectWithRole:
-    team, role = team_get_for_user(user, team_slug)
-    if role not in WRITE_ROLES:
-        raise PermissionDenied("Viewers cannot create projects.")
+    team_slug = clean_slug(team_slug, field="team", max_length=max_length(Team, "slug"))
     slug = clean_slug(slug, field="name", max_length=max_length(Project, "slug"))
     description = clean_text(
         description, field="description", max_length=max_length(Project, "description")
     )
+    team, role = team_get_for_user(user, team_slug)
+    if role not in WRITE_ROLES:
+        raise PermissionDenied("Viewers cannot create projects.")
     try:
         with transaction.atomic():
             project = Project.objects.create(
@@ -628,6 +629,9 @@ def runs_tag(
     RunTag.objects.bulk_create(new, ignore_conflicts=True)
 
 
+MAX_ALERT_WAIT = 7 * 24 * 3600  # seconds a repeated SDK alert title may stay muted
+
+
 @transaction.atomic
 def sdk_alert_raise(
     *, run: Run, title: Any, text: Any = "", level: str = "info", wait_seconds: int = 60
@@ -647,9 +651,9 @@ def sdk_alert_raise(
     if (
         isinstance(wait_seconds, bool)
         or not isinstance(wait_seconds, int)
-        or not (0 <= wait_seconds <= 7 * 24 * 3600)
+        or not (0 <= wait_seconds <= MAX_ALERT_WAIT)
     ):
-        raise invalid("wait_duration", "Must be whole seconds between 0 and 604800.")
+        raise invalid("wait_duration", f"Must be whole seconds between 0 and {MAX_ALERT_WAIT}.")
     since = timezone.now() - timedelta(seconds=wait_seconds)
     recent = (
         SdkAlert.objects.select_for_update()

@@ -23,15 +23,17 @@ import orjson
 from django.utils.dateparse import parse_datetime
 
 from kernel.errors import invalid
+from kernel.limits import max_length
+from tracking.models import MetricSeries, RunTag
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_TAGS = 100
-MAX_TAG_LENGTH = 100
+MAX_TAG_LENGTH = max_length(RunTag, "name")
 MAX_JSON_DEPTH = 20  # config, summary, metadata
 # Any JSON body: deeper is refused before any code walks it (walkers may recurse).
 MAX_REQUEST_DEPTH = 64
 MAX_JSON_BYTES = 1024 * 1024
-MAX_KEY_LENGTH = 250
+MAX_KEY_LENGTH = max_length(MetricSeries, "key")  # MLflow's limit for every key too
 
 
 @overload

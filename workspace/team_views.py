@@ -25,15 +25,7 @@ from tracking import invitations, selectors, services
 from workspace import team_pages
 
 if TYPE_CHECKING:
-    from tracking.models import ProjectWithRole, TeamWithRole
-
-
-def _team(request: AuthenticatedHttpRequest, slug: str) -> TeamWithRole:
-    return selectors.team_get_for_user(request.user, slug)[0]  # team.role is the user's role
-
-
-def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> ProjectWithRole:
-    return selectors.project_get_for_user(request.user, f"{team}/{project}")
+    from tracking.models import TeamWithRole
 
 
 # --- Team page ---------------------------------------------------------------------
@@ -43,7 +35,7 @@ def _project(request: AuthenticatedHttpRequest, team: str, project: str) -> Proj
 @require_http_methods(["GET", "POST"])
 @http_errors
 def team(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
-    found = _team(request, team)
+    found = selectors.team_with_role(request.user, team)
     form = forms.Form()
     if request.method == "POST":
         services.require_write(found.role)
@@ -132,7 +124,7 @@ def _members_page(
 @require_http_methods(["GET", "POST"])
 @http_errors
 def team_members(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
-    found = _team(request, team)
+    found = selectors.team_with_role(request.user, team)
     form = forms.Form(values={"role": "editor"})
     if request.method == "POST":
         services.require_owner(found.role)
@@ -156,7 +148,7 @@ def team_members(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
 def invitation_revoke(
     request: AuthenticatedHttpRequest, team: str, invitation_id: int
 ) -> HttpResponse:
-    found = _team(request, team)
+    found = selectors.team_with_role(request.user, team)
     services.require_owner(found.role)
     invitation = invitations.invitation_get_for_team(found, invitation_id)
     try:
@@ -241,7 +233,7 @@ def invitation_decline(request: AuthenticatedHttpRequest, invitation_id: int) ->
 @require_POST
 @http_errors
 def member_role(request: AuthenticatedHttpRequest, team: str, user_id: int) -> HttpResponse:
-    found = _team(request, team)
+    found = selectors.team_with_role(request.user, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
     changed, form = forms.submit(
@@ -266,7 +258,7 @@ def member_role(request: AuthenticatedHttpRequest, team: str, user_id: int) -> H
 @require_POST
 @http_errors
 def member_remove(request: AuthenticatedHttpRequest, team: str, user_id: int) -> HttpResponse:
-    found = _team(request, team)
+    found = selectors.team_with_role(request.user, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
     _, form = forms.submit(
@@ -293,7 +285,7 @@ def member_remove(request: AuthenticatedHttpRequest, team: str, user_id: int) ->
 @require_http_methods(["GET", "POST"])
 @http_errors
 def project_settings(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = selectors.project_at(request.user, team, project)
     form = team_pages.project_form(found)
     if request.method == "POST":
         services.require_write(found.role)
@@ -313,7 +305,7 @@ def project_settings(request: AuthenticatedHttpRequest, team: str, project: str)
 @require_POST
 @http_errors
 def project_delete(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
-    found = _project(request, team, project)
+    found = selectors.project_at(request.user, team, project)
     services.require_owner(found.role)
     runs, delete_form = forms.submit(
         lambda: team_pages.project_delete(found, request.POST),

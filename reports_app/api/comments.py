@@ -15,8 +15,8 @@ from rest_framework.views import APIView
 from reports_app import comments
 from reports_app.api import serializers_comments as s
 from tracking.api.auth import AuthenticatedRequest
+from tracking.api.body import request_body
 from tracking.api.schema import error_response
-from tracking.api.views import reject_unknown
 
 
 class CommentListView(APIView):
@@ -35,7 +35,7 @@ class CommentListView(APIView):
 
     @extend_schema(request=s.CommentCreateSerializer, responses={201: s.CommentSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, set(s.CommentCreateSerializer().fields))
+        data = request_body(request, s.CommentCreateSerializer)
         target = comments.target_get_for_user(request.user, data.get("target"))
         comment = comments.comment_create(
             user=request.user,
@@ -61,7 +61,7 @@ class CommentDetailView(APIView):
         },
     )
     def patch(self, request: AuthenticatedRequest, comment_id: int) -> Response:
-        data = reject_unknown(request.data, set(s.CommentPatchSerializer().fields))
+        data = request_body(request, s.CommentPatchSerializer, partial=True)
         comment = comments.comment_get_for_user(request.user, comment_id)
         comment = comments.comment_update(user=request.user, comment=comment, data=data)
         return Response(comments.comment_data(comment))

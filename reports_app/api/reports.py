@@ -16,9 +16,9 @@ from reports_app import render, selectors, services
 from reports_app.api import serializers as s
 from tracking import selectors as tracking_selectors
 from tracking.api.auth import AuthenticatedRequest
+from tracking.api.body import request_body
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
-from tracking.api.views import reject_unknown
 from tracking.validation import clean_moment
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class ReportListView(APIView):
 
     @extend_schema(request=s.ReportCreateSerializer, responses={201: s.ReportSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"project", "title", "body", "visibility"})
+        data = request_body(request, s.ReportCreateSerializer)
         if not isinstance(data.get("project"), str) or not data["project"]:
             raise invalid("project", "This field is required: 'team/project'.")
         project = tracking_selectors.project_get_for_user(request.user, data["project"])
@@ -88,7 +88,7 @@ class ReportDetailView(APIView):
         " `details.current` holds the newest revision's number, title and body.",
     )
     def patch(self, request: AuthenticatedRequest, report_id: int) -> Response:
-        data = reject_unknown(request.data, {"revision", "title", "body", "visibility"})
+        data = request_body(request, s.ReportPatchSerializer, partial=True)
         if "revision" not in data:
             raise invalid("revision", "Send the revision you edited.")
         report = services.report_save(
@@ -128,7 +128,7 @@ class RevisionRestoreView(APIView):
         request=s.RestoreSerializer, responses={200: s.ReportSerializer, 409: STALE_REVISION}
     )
     def post(self, request: AuthenticatedRequest, report_id: int, number: int) -> Response:
-        data = reject_unknown(request.data, {"revision"})
+        data = request_body(request, s.RestoreSerializer)
         report = services.report_restore(
             report=_report(request, report_id),
             user=request.user,
@@ -153,7 +153,7 @@ class DraftView(APIView):
 
     @extend_schema(request=s.DraftSerializer, responses=s.DraftSerializer)
     def put(self, request: AuthenticatedRequest, report_id: int) -> Response:
-        data = reject_unknown(request.data, {"title", "body", "revision"})
+        data = request_body(request, s.DraftSerializer)
         draft = services.draft_save(
             report=_report(request, report_id),
             user=request.user,
@@ -171,7 +171,7 @@ class PreviewView(APIView):
         description="Renders `body` as the report page would (sanitized HTML and chart figures).",
     )
     def post(self, request: AuthenticatedRequest, report_id: int) -> Response:
-        data = reject_unknown(request.data, {"body"})
+        data = request_body(request, s.PreviewSerializer)
         report = _report(request, report_id)
         services.require_edit(report, request.user)
         body = data.get("body")
@@ -206,7 +206,7 @@ class ShareLinkListView(APIView):
         request=s.ShareLinkCreateSerializer, responses={201: s.ShareLinkCreatedSerializer}
     )
     def post(self, request: AuthenticatedRequest, report_id: int) -> Response:
-        data = reject_unknown(request.data, {"expires_at", "hide_authors", "embeddable"})
+        data = request_body(request, s.ShareLinkCreateSerializer)
         flags = {name: data.get(name, False) for name in ("hide_authors", "embeddable")}
         for name, value in flags.items():
             if not isinstance(value, bool):

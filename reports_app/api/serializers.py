@@ -1,4 +1,5 @@
-"""API shapes of reports, revisions and share links (inputs are checked by the services)."""
+"""API shapes of reports, revisions and share links: inputs declare the fields a request takes
+(``request_body``), ``reports_app.services`` checks their values."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rest_framework import serializers
 from kernel.http import absolute_url
 from kernel.limits import max_length
 from reports_app.models import Report, ReportDraft, ReportRevision, ShareLink, Visibility
+from reports_app.services import MAX_BODY, MAX_REVISION
 
 
 def report_url(report: Report) -> str:
@@ -42,14 +44,18 @@ class ReportListSerializer(ReportSerializer):
 class ReportCreateSerializer(serializers.Serializer):
     project = serializers.CharField(help_text="'team/project'")
     title = serializers.CharField(max_length=max_length(Report, "title"))
-    body = serializers.CharField(required=False, allow_blank=True)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=MAX_BODY)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
 class ReportPatchSerializer(serializers.Serializer):
-    revision = serializers.IntegerField(help_text="The revision you edited; a stale one gets 409.")
+    revision = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_REVISION,
+        help_text="The revision you edited; a stale one gets 409.",
+    )
     title = serializers.CharField(required=False, max_length=max_length(Report, "title"))
-    body = serializers.CharField(required=False, allow_blank=True)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=MAX_BODY)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 
 
@@ -67,11 +73,13 @@ class RevisionDetailSerializer(RevisionSerializer):
 
 
 class RestoreSerializer(serializers.Serializer):
-    revision = serializers.IntegerField(help_text="The newest revision, as you last saw it.")
+    revision = serializers.IntegerField(
+        min_value=1, max_value=MAX_REVISION, help_text="The newest revision, as you last saw it."
+    )
 
 
 class DraftSerializer(serializers.ModelSerializer):
-    revision = serializers.IntegerField(source="base_revision")
+    revision = serializers.IntegerField(source="base_revision", min_value=1, max_value=MAX_REVISION)
 
     class Meta:
         model = ReportDraft
@@ -79,7 +87,7 @@ class DraftSerializer(serializers.ModelSerializer):
 
 
 class PreviewSerializer(serializers.Serializer):
-    body = serializers.CharField(allow_blank=True)
+    body = serializers.CharField(allow_blank=True, max_length=MAX_BODY)
 
 
 class PreviewResultSerializer(serializers.Serializer):

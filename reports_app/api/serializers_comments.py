@@ -1,5 +1,6 @@
-"""API shapes of comments. Input serializers document requests; ``reports_app.comments``
-validates them and builds the answer (``comment_data``), which ``CommentSerializer`` documents.
+"""API shapes of comments. Input serializers declare the fields a request takes
+(``request_body``); ``reports_app.comments`` checks their values and builds the answer
+(``comment_data``), which ``CommentSerializer`` documents.
 """
 
 from __future__ import annotations

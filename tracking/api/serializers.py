@@ -1,18 +1,22 @@
-"""API shapes. Input serializers document requests; services do the domain checks."""
+"""API shapes. An input serializer declares a request's fields, which ``request_body``
+enforces; the services check the values against the same limits (``tests/test_limits.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from kernel.http import absolute_url
 from kernel.limits import max_length
+from tracking.ingest import MAX_STEP
 from tracking.models import (
     AlertLevel,
     ApiToken,
+    IngestBatch,
     Project,
     Role,
     Run,
@@ -22,7 +26,8 @@ from tracking.models import (
     TeamInvitation,
     TokenScope,
 )
-from tracking.validation import MAX_KEY_LENGTH, MAX_TAG_LENGTH, float_to_json
+from tracking.services import MAX_ALERT_WAIT
+from tracking.validation import MAX_KEY_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, float_to_json
 
 
 def run_url(run: Run) -> str:
@@ -73,7 +78,7 @@ class RunWriteSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, max_length=max_length(Run, "group")
     )
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH), required=False
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), max_length=MAX_TAGS, required=False
     )
     config = serializers.DictField(required=False)
     summary = serializers.DictField(required=False)
@@ -158,6 +163,7 @@ class PointSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(max_length=MAX_KEY_LENGTH)
     step = serializers.IntegerField(
         min_value=0,
+        max_value=MAX_STEP,
         required=False,
         help_text="Default: one past the key's highest step so far.",
     )
@@ -170,10 +176,14 @@ class PointSerializer(serializers.Serializer[Any]):
 class MetricsBatchSerializer(serializers.Serializer[Any]):
     batch_id = serializers.CharField(
         required=False,
-        max_length=64,
+        max_length=max_length(IngestBatch, "batch_id"),
         help_text="Client id of the batch; a retry is not re-applied.",
     )
-    points = PointSerializer(many=True, help_text="At most 10,000 points.")
+    points = PointSerializer(
+        many=True,
+        help_text=f"At most {settings.LABBOOK['MAX_POINTS_PER_BATCH']:,} points (the setting"
+        " MAX_POINTS_PER_BATCH); more is a 413.",
+    )
 
 
 class IngestResultSerializer(serializers.Serializer[Any]):
@@ -261,7 +271,10 @@ class SdkAlertCreateSerializer(serializers.Serializer[Any]):
     )
     level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
     wait_duration = serializers.IntegerField(
-        required=False, min_value=0, help_text="Seconds in which repeats of the title are muted."
+        required=False,
+        min_value=0,
+        max_value=MAX_ALERT_WAIT,
+        help_text="Seconds in which repeats of the title are muted (default 60).",
     )
 
 
@@ -277,7 +290,8 @@ class SdkAlertSerializer(serializers.ModelSerializer[SdkAlert]):
 
 class InvitationCreateSerializer(serializers.Serializer[Any]):
     member = serializers.CharField(
-        max_length=254, help_text="A username, or an email address (anything with an @)."
+        max_length=max_length(TeamInvitation, "invited_as"),
+        help_text="A username, or an email address (anything with an @).",
     )
     role = serializers.ChoiceField(choices=Role.choices)
 

@@ -14,26 +14,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kernel.errors import ApplicationError, NotFound, invalid
+from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id
 from tracking import history, ingest, invitations, selectors, services
 from tracking.api import serializers as s
 from tracking.api.auth import AuthenticatedRequest
+from tracking.api.body import request_body
 from tracking.api.pagination import ForgivingCursorPagination
 from tracking.api.schema import error_response
 from tracking.mlflow import artifacts
 from tracking.models import ApiToken, MetricSeries, Role, Run, Team, TokenScope, with_role
 from tracking.validation import clean_moment, float_to_json
-
-
-def reject_unknown(data: Any, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ApplicationError("invalid", "The request body must be a JSON object.")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise invalid(unknown[0], "Unknown field.")
-    return data
 
 
 def int_param(request: Request, name: str, *, minimum: int, maximum: int) -> int | None:
@@ -70,7 +62,7 @@ class TeamListView(APIView):
 
     @extend_schema(request=s.TeamCreateSerializer, responses={201: s.TeamSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"slug", "name"})
+        data = request_body(request, s.TeamCreateSerializer)
         created = services.team_create(
             slug=data.get("slug"), name=str(data.get("name") or ""), owner=request.user
         )
@@ -91,9 +83,7 @@ class ProjectListView(APIView):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"team", "name", "description"})
-        if not isinstance(data.get("team"), str) or not data["team"]:
-            raise invalid("team", "This field is required.")
+        data = request_body(request, s.ProjectCreateSerializer)
         project = services.project_create(
             user=request.user,
             team_slug=data["team"],
@@ -140,7 +130,7 @@ class TeamInvitationListView(APIView):
         " for the same name is a 400 on `member`.",
     )
     def post(self, request: AuthenticatedRequest, team: str) -> Response:
-        data = reject_unknown(request.data, {"member", "role"})
+        data = request_body(request, s.InvitationCreateSerializer)
         found = _owned_team(request, team)
         invitation, _ = invitations.invitation_create(
             team=found,
@@ -259,9 +249,7 @@ class RunListView(APIView):
         " `client_id` created (a retry).",
     )
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, set(s.RunCreateSerializer().fields))
-        if not isinstance(data.get("project"), str) or not data["project"]:
-            raise invalid("project", "This field is required: 'team/project'.")
+        data = request_body(request, s.RunCreateSerializer)
         project = services.project_get_or_create_for_write(
             user=request.user, full_name=data["project"]
         )
@@ -279,7 +267,7 @@ class RunDetailView(APIView):
 
     @extend_schema(request=s.RunPatchSerializer, responses=s.RunSerializer)
     def patch(self, request: AuthenticatedRequest, run_id: int) -> Response:
-        data = reject_unknown(request.data, set(s.RunPatchSerializer().fields))
+        data = request_body(request, s.RunPatchSerializer, partial=True)
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         updated = services.run_update(run=run, data=data)
         return Response(s.RunSerializer(_with_series(updated)).data)
@@ -305,7 +293,7 @@ class RunAlertsView(APIView):
         responses={201: s.SdkAlertSerializer, 200: s.SdkAlertSerializer},
     )
     def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
-        data = reject_unknown(request.data, {"title", "text", "level", "wait_duration"})
+        data = request_body(request, s.SdkAlertCreateSerializer)
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         alert, raised = services.sdk_alert_raise(
             run=run,
@@ -395,9 +383,7 @@ class RunMetricsView(APIView):
         },
     )
     def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
-        data = reject_unknown(request.data, {"batch_id", "points"})
-        if "points" not in data:
-            raise invalid("points", "This field is required.")
+        data = request_body(request, s.MetricsBatchSerializer)
         run = selectors.run_get_for_user(request.user, run_id, write=True)
         points = ingest.parse_points(data["points"])
         batch_id = ingest.clean_batch_id(data.get("batch_id"))
@@ -470,7 +456,7 @@ class TokenListView(APIView):
 
     @extend_schema(request=s.TokenCreateSerializer, responses={201: s.TokenCreatedSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = reject_unknown(request.data, {"name", "scope", "expires_at"})
+        data = request_body(request, s.TokenCreateSerializer)
         token, raw = services.token_create(
             user=request.user,
             name=data.get("name"),

@@ -33,7 +33,7 @@ from tracking import ingest, selectors, services
 from tracking.mlflow import convert
 from tracking.mlflow.http import NOT_FOUND, MlflowError, invalid
 from tracking.models import MetricSeries, Project, Run
-from tracking.validation import MAX_TAGS, float_to_json
+from tracking.validation import MAX_KEY_LENGTH, MAX_TAGS, float_to_json
 
 if TYPE_CHECKING:
     from tracking.models import ProjectWithRole, RunWithRole
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
 MAX_ENTITIES = 1000
-MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_HISTORY_PAGE = 25_000
@@ -82,8 +81,8 @@ def with_data(user: User, run_id: Any) -> convert.RunRow:
 def check_name(name: Any, path: str) -> str:
     if not isinstance(name, str) or not name:
         raise invalid(f"Missing value for parameter '{path}'.")
-    if len(name) > MAX_KEY:
-        raise invalid(f"'{path}' exceeds the maximum length of {MAX_KEY} characters.")
+    if len(name) > MAX_KEY_LENGTH:
+        raise invalid(f"'{path}' exceeds the maximum length of {MAX_KEY_LENGTH} characters.")
     if not NAME_RE.match(name):
         raise invalid(
             f"Invalid value {name!r} for parameter '{path}': names may only contain"

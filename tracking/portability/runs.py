@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Sum
 
 from kernel.errors import invalid
+from kernel.limits import max_length
 from tracking import history, ingest, services
 from tracking.models import AlertLevel, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.portability import sections
@@ -225,7 +226,7 @@ def run_times(line: Line) -> dict[str, Any]:
 
 def free_client_id(line: Line, author: Any, context: LoadContext) -> str:
     """The run's client id, unless its author already has a run with it (ids are per user)."""
-    client_id = text(line, "client_id", max_length=64)
+    client_id = text(line, "client_id", max_length=max_length(Run, "client_id"))
     if client_id and Run.objects.filter(created_by=author, client_id=client_id).exists():
         context.warnings.append(
             f"Run {line.get('name')!r} was imported without its client_id {client_id!r}:"
