@@ -39,7 +39,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from reports_app.models import Heartbeat
+from labbook.models import Heartbeat
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from labbook import health
 from labbook.celery import app as celery_app
-from reports_app.models import Heartbeat
+from labbook.models import Heartbeat
 from tests.support import free_port, require_redis
 
 STARTING = "starting: no heartbeat yet"
