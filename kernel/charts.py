@@ -1,4 +1,5 @@
-"""How runs look on every chart: one colour per run, by its place in the chart."""
+"""How runs look on every chart: one colour per run, by its place in the chart; a marker on
+every point of a short series."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ COLORS = (
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
     "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
+
+
+# A line alone hides a series of one point, or points between gaps: a series of at most this
+# many points marks each of them (charts.js reads it from the page's config).
+MARKED_UP_TO = 30
 
 
 def run_color(index: int) -> str:

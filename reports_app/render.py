@@ -28,7 +28,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from kernel.charts import run_color
+from kernel.charts import MARKED_UP_TO, run_color
 from reports_app import blocks, budget, markup
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
 from reports_app.models import Report
@@ -273,6 +273,9 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
             }
             trace["x"] = _x_values(block.x, run, history)
             trace["y"] = [v if v.__class__ is not str else None for v in history.values]
+            if len(history.steps) <= MARKED_UP_TO:
+                trace["mode"] = "lines+markers"
+                trace["marker"] = {"color": color, "size": 5}
             traces.append(trace)
     return {"data": traces, "layout": copy.deepcopy(_layout(block.title, block.x, block.log_y))}
 

@@ -19,6 +19,7 @@ from django.http import QueryDict
 from django.urls import reverse
 
 from alerts.models import Alert
+from kernel.charts import MARKED_UP_TO
 from tracking import selectors
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, SdkAlert
@@ -94,6 +95,19 @@ class Chart:
     high: str = ""
     count: int = 0
     csv_href: str = ""
+    # The same as numbers (None: no finite value yet), for charts.js to keep up to date live.
+    stats: dict[str, Any] | None = None
+
+
+def _bound(value: float | None) -> float | str | None:
+    """A series' min or max as JSON: None before a finite value, infinities as strings."""
+    return None if value is None else float_to_json(value)
+
+
+def _shown(value: float | None) -> str:
+    """A series' min or max in the chart header; a dash before any finite value (charts.js
+    shows the same)."""
+    return "\N{EN DASH}" if value is None else format_value(float_to_json(value))
 
 
 def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
@@ -102,10 +116,11 @@ def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
             key=s.key,
             runs=[chart_run(run, 0)],
             last=format_value(float_to_json(s.last_value)),
-            low=format_value(float_to_json(s.min_value)),
-            high=format_value(float_to_json(s.max_value)),
+            low=_shown(s.min_value),
+            high=_shown(s.max_value),
             count=s.count,
             csv_href=csv_path(run, s.key),
+            stats={"min": _bound(s.min_value), "max": _bound(s.max_value), "count": s.count},
         )
         for s in series
     ]
@@ -122,9 +137,13 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
             }
             for i, run in enumerate(runs)
         ],
-        "charts": [{"key": chart.key, "runs": [r["id"] for r in chart.runs]} for chart in charts],
+        "charts": [
+            {"key": chart.key, "runs": [r["id"] for r in chart.runs], "stats": chart.stats}
+            for chart in charts
+        ],
         "history": reverse("api-metric-history", kwargs={"run_id": 0, "key": "KEY"}),
         "maxPoints": CHART_MAX_POINTS,
+        "markedUpTo": MARKED_UP_TO,
         "live": "/ws/live/",
     }
 

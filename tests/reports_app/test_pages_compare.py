@@ -36,8 +36,8 @@ def test_it_overlays_the_runs_on_one_chart_per_metric(client, world):
     client.force_login(world.viewer.user)
     page = _get(client, [b.pk, a.pk])
     assert _charts(page) == [
-        {"key": "acc", "runs": [a.pk]},
-        {"key": "loss", "runs": [b.pk, a.pk]},  # in the order asked
+        {"key": "acc", "runs": [a.pk], "stats": None},  # stats are a single run's
+        {"key": "loss", "runs": [b.pk, a.pk], "stats": None},  # in the order asked
     ]
     assert page.index(">b</a>") < page.index(">a</a>")
     assert "2 of 3 keys differ" in page

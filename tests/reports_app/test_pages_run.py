@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 
 import pytest
 
+from kernel.charts import MARKED_UP_TO
 from tests.conftest import World
 from tracking import services
 from tracking.ingest import Point, metrics_ingest
@@ -114,7 +116,7 @@ def test_it_draws_a_chart_per_metric_key(client, world):
     metrics_ingest(
         run=run,
         points=[Point("train/loss", s, 1.0 / (s + 1), float(s)) for s in range(5)]
-        + [Point("lr", 0, 0.1, 0.0)],
+        + [Point("lr", 0, 0.1, 0.0), Point("grad", 0, math.inf, 0.0), Point("nan", 0, None, 0.0)],
     )
     page = _get(_login(client, world, "viewer"), run)
     assert '<article class="chart-card" data-key="train/loss">' in page
@@ -122,10 +124,19 @@ def test_it_draws_a_chart_per_metric_key(client, world):
     assert f'href="/acme/mnist/runs/{run.pk}/metrics.csv?key=train%2Floss"' in page
     assert "/static/plotly/plotly.min.js" in page
     config = _charts_config(page)
-    assert config["charts"] == [
-        {"key": "lr", "runs": [run.pk]},
-        {"key": "train/loss", "runs": [run.pk]},
+    assert config["charts"] == [  # with what charts.js keeps up to date as points arrive
+        {
+            "key": "grad",
+            "runs": [run.pk],
+            "stats": {"min": "Infinity", "max": "Infinity", "count": 1},
+        },
+        {"key": "lr", "runs": [run.pk], "stats": {"min": 0.1, "max": 0.1, "count": 1}},
+        {"key": "nan", "runs": [run.pk], "stats": {"min": None, "max": None, "count": 1}},
+        {"key": "train/loss", "runs": [run.pk], "stats": {"min": 0.2, "max": 1.0, "count": 5}},
     ]
+    assert config["markedUpTo"] == MARKED_UP_TO
+    nan_card = page.split('data-key="nan"')[1].split("</header>")[0]
+    assert "min <span data-stat-min>\N{EN DASH}</span>" in nan_card
     assert config["runs"][0]["id"] == run.pk
     assert config["history"] == "/api/v1/runs/0/metrics/KEY"
     # The summary cell of a metric is marked so live points update it.

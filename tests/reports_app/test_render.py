@@ -106,6 +106,17 @@ def test_a_chart_block_becomes_a_plotly_figure_per_run_and_metric(world):
     assert rendered.live_projects == ["acme/mnist"]  # a selector: new runs may join
 
 
+def test_a_short_series_marks_its_points_so_a_single_point_shows(world):
+    one, long = _run(world, "one"), _run(world, "long")
+    metrics_ingest(run=one, points=[Point("val/acc", 3, 0.91, 1.0)])
+    metrics_ingest(run=long, points=[Point("val/acc", s, 0.5, 1.0 + s) for s in range(200)])
+    report = _report(world, f"```chart\nruns: [{one.pk}, {long.pk}]\nmetrics: [val/acc]\n```")
+    (figure,) = render.render_report(report).figures
+    modes = {t["name"]: t["mode"] for t in figure.figure["data"]}
+    assert modes == {"one": "lines+markers", "long": "lines"}
+    go.Figure(figure.figure)
+
+
 def test_explicit_runs_do_not_watch_for_new_runs(world):
     run = _run(world, "a")
     metrics_ingest(run=run, points=[Point("loss", 0, 1.0, 1.0)])

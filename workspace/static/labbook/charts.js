@@ -2,10 +2,15 @@
  *
  * The page renders a card per chart (article.chart-card[data-key] with a div[data-plot])
  * and a JSON config in <script id="charts-config">:
- *   {runs: [{id, name, color, status, start}], charts: [{key, runs: [id, ...]}],
- *    history: "/api/v1/runs/0/metrics/KEY", maxPoints: 1000}
+ *   {runs: [{id, name, color, status, start}], charts: [{key, runs: [id, ...], stats}],
+ *    history: "/api/v1/runs/0/metrics/KEY", maxPoints: 1000, markedUpTo: 30}
  * Data comes from the downsampling history API; zooming in refetches the visible range
  * at full resolution; points from the websocket extend the traces in place.
+ *
+ * Every redraw goes through Plotly.react on the same div, never a cleared one: clearing
+ * the div under a drawn plot leaves Plotly diffing against elements that are gone, and
+ * every line vanished until a reload. A single-run chart's stats (min, max, point count;
+ * `stats` from the server) follow the live points with its last value.
  */
 (function () {
   "use strict";
@@ -37,6 +42,16 @@
     return typeof value === "number" ? value : null; // "NaN" / "Infinity": a gap in the line
   }
 
+  /* A value for min and max: NaN counts for neither (as on the server), infinities do. */
+  function comparable(value) {
+    if (typeof value === "number") return value;
+    if (value === "Infinity") return Infinity;
+    if (value === "-Infinity") return -Infinity;
+    return null;
+  }
+
+  const NO_VALUE = "–"; // min and max before any finite value, as the page first shows them
+
   const smooth = window.Labbook.smooth; // smoothing.js
 
   function Grid(root, config) {
@@ -44,18 +59,19 @@
     this.config = config;
     this.runs = new Map(config.runs.map((run) => [run.id, run]));
     this.charts = new Map();
+    this.renders = 0; // charts drawn so far (tests wait on it after moving a control)
     this.controls = Object.assign(
       { search: "", log: false, smoothing: 0, x: "step" },
       JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "{}"),
       { search: "" },
     );
     this.observer = new IntersectionObserver(this.onVisible.bind(this), { rootMargin: "400px" });
-    config.charts.forEach((spec) => this.addChart(spec.key, spec.runs));
+    config.charts.forEach((spec) => this.addChart(spec.key, spec.runs, spec.stats));
     this.bindControls();
     this.updateCount();
   }
 
-  Grid.prototype.addChart = function (key, runIds) {
+  Grid.prototype.addChart = function (key, runIds, stats) {
     let card = this.root.querySelector('[data-key="' + CSS.escape(key) + '"]');
     if (!card) card = this.newCard(key);
     const chart = {
@@ -69,6 +85,11 @@
       loaded: false,
       loading: false,
       pending: [],
+      // min/max/count of every point (not only the drawn ones); null until known: a chart
+      // that appeared live counts what its first load reads.
+      stats: stats
+        ? { min: comparable(stats.min), max: comparable(stats.max), count: stats.count }
+        : null,
     };
     this.charts.set(key, chart);
     this.observer.observe(card);
@@ -108,6 +129,7 @@
         ),
       );
       chart.runs.forEach((id, i) => chart.data.set(id, loaded[i]));
+      if (!chart.stats) chart.stats = this.statsOf(chart);
       chart.loaded = true;
       this.render(chart);
       const pending = chart.pending.splice(0);
@@ -143,12 +165,14 @@
       const state = { last: 0, n: 0 };
       chart.smoothState.set(id, state);
       const name = chart.runs.length > 1 ? run.name : chart.key;
+      const mode = y.length <= this.config.markedUpTo ? "lines+markers" : "lines"; // kernel.charts
       traces.push({
         x: x,
         y: y,
         name: name,
         type: "scatter",
-        mode: "lines",
+        mode: mode,
+        marker: { color: run.color, size: 5 },
         line: { color: run.color, width: 1.5 },
         opacity: weight > 0 ? 0.25 : 1,
         showlegend: weight === 0,
@@ -159,7 +183,8 @@
         y: smooth(y, weight, state),
         name: name + (weight > 0 ? " (smoothed)" : ""),
         type: "scatter",
-        mode: "lines",
+        mode: mode,
+        marker: { color: run.color, size: 6 },
         line: { color: run.color, width: 2 },
         visible: weight > 0,
         showlegend: weight > 0,
@@ -194,7 +219,7 @@
   Grid.prototype.render = function (chart) {
     if (!chart.loaded) return;
     const plot = chart.plot;
-    plot.textContent = "";
+    if (!plot.classList.contains("js-plotly-plot")) plot.textContent = ""; // an old error text
     window.Plotly.react(plot, this.traces(chart), this.layout(chart), {
       responsive: true,
       displaylogo: false,
@@ -205,6 +230,10 @@
       plot.on("plotly_relayout", (event) => this.onRelayout(chart, event));
     }
     chart.card.dataset.points = String(this.pointCount(chart));
+    chart.card.dataset.traces = String(plot.data.length);
+    this.renders += 1;
+    const only = chart.data.get(chart.runs[0]);
+    this.showStats(chart, only && only.values.length ? only.values[only.values.length - 1] : undefined);
   };
 
   Grid.prototype.pointCount = function (chart) {
@@ -294,8 +323,40 @@
     const smoothed = smooth(y, this.controls.smoothing, chart.smoothState.get(runId));
     window.Plotly.extendTraces(chart.plot, { x: [x, x], y: [y, smoothed] }, [2 * index, 2 * index + 1]);
     chart.card.dataset.points = String(this.pointCount(chart));
-    const last = chart.card.querySelector("[data-stat-last]");
-    if (last && chart.runs.length === 1) last.textContent = Labbook.formatValue(fresh.values[fresh.values.length - 1]);
+    this.count(chart.stats, fresh.values);
+    this.showStats(chart, fresh.values[fresh.values.length - 1]);
+  };
+
+  /* The stats of what a chart's first load read (a chart that appeared live). */
+  Grid.prototype.statsOf = function (chart) {
+    const stats = { min: null, max: null, count: 0 };
+    chart.data.forEach((series) => this.count(stats, series.values));
+    return stats;
+  };
+
+  Grid.prototype.count = function (stats, values) {
+    if (!stats) return;
+    values.forEach((raw) => {
+      const value = comparable(raw);
+      if (value === null) return;
+      stats.min = stats.min === null ? value : Math.min(stats.min, value);
+      stats.max = stats.max === null ? value : Math.max(stats.max, value);
+    });
+    stats.count += values.length;
+  };
+
+  /* A single-run chart's header: last (when given), min, max and point count. */
+  Grid.prototype.showStats = function (chart, last) {
+    if (chart.runs.length !== 1 || !chart.stats) return;
+    const show = (name, text) => {
+      const element = chart.card.querySelector("[data-stat-" + name + "]");
+      if (element) element.textContent = text;
+    };
+    const format = (value) => (value === null ? NO_VALUE : Labbook.formatValue(value));
+    if (last !== undefined) show("last", Labbook.formatValue(last));
+    show("min", format(chart.stats.min));
+    show("max", format(chart.stats.max));
+    show("count", chart.stats.count + " pt" + (chart.stats.count === 1 ? "" : "s"));
   };
 
   /* A live "run.points" message. */
