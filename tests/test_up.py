@@ -160,8 +160,9 @@ ROLES = {"web": "uvicorn", "worker": " worker ", "beat": " beat "}
 def child_pid(up: Up, role: str) -> int | None:
     """The PID of `up`'s child running ``role`` now, if one is running."""
     for pid, _ in alive(descendants(up.process.pid)):
+        parent = proc_table().get(pid, (None,))[0]  # None: it exited since (a restart)
         with contextlib.suppress(OSError):
-            if proc_table()[pid][0] == up.process.pid and ROLES[role] in cmdline(pid):
+            if parent == up.process.pid and ROLES[role] in cmdline(pid):
                 return pid
     return None
 
