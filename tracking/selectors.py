@@ -194,6 +194,7 @@ def runs_for_user(
     tags: list[str] | None = None,
     group: str | None = None,
     search: str | None = None,
+    ids: list[int] | None = None,
     include_deleted: bool = False,
 ) -> QuerySet[Run]:
     """Runs the user may read, filtered; tags must all be present (AND).
@@ -218,6 +219,8 @@ def runs_for_user(
         runs = runs.filter(group=group)
     if search:
         runs = runs.filter(Q(name__icontains=search) | Q(notes__icontains=search))
+    if ids is not None:
+        runs = runs.filter(pk__in=ids)
     return runs.select_related("project__team").prefetch_related(
         "tag_rows",
         Prefetch(

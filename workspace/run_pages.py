@@ -142,6 +142,7 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
             for chart in charts
         ],
         "history": reverse("api-metric-history", kwargs={"run_id": 0, "key": "KEY"}),
+        "runsApi": reverse("api-runs"),
         "maxPoints": CHART_MAX_POINTS,
         "markedUpTo": MARKED_UP_TO,
         "live": "/ws/live/",

@@ -7,13 +7,14 @@ per page load, so a test can prove a change arrived without a reload.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import WAIT_MS, log_in
 from tests.browser.support import api
 from tests.sdk.server import LabbookServer
 
@@ -68,6 +69,43 @@ def test_a_logged_run_appears_in_the_table_and_its_status_changes_live(page, liv
     api(live, owner.token, "PATCH", f"runs/{first}", status="failed")
     expect(page.locator(f'[data-status-run="{first}"]')).to_have_text("failed")
     assert_not_reloaded(page)
+
+
+def held_socket(page: Any) -> dict[str, Any]:
+    """Route the page's live socket through the test: what the server says is kept in
+    ``messages`` and reaches the page only through ``page_side.send``."""
+    held: dict[str, Any] = {"messages": []}
+
+    def route(socket: Any) -> None:
+        held["page_side"] = socket
+        socket.connect_to_server().on_message(lambda message: held["messages"].append(message))
+
+    page.route_web_socket(re.compile(r"/ws/live/$"), route)
+    return held
+
+
+def wait_for_message(page: Any, held: dict[str, Any], kind: str) -> str:
+    """The first held message of type ``kind``, waiting for it up to the suite's ceiling."""
+    for _ in range(WAIT_MS // 100):
+        for message in held["messages"]:
+            if json.loads(message)["type"] == kind:
+                return message
+        page.wait_for_timeout(100)  # lets Playwright deliver what the server sends
+    raise AssertionError(f"no {kind!r} message within {WAIT_MS} ms: {held['messages']}")
+
+
+def test_a_change_made_before_the_socket_subscribed_still_shows(page, live, owner):
+    run_id = new_run(live, owner.token, "raced")
+    log_in(page, live, owner.username, owner.password)
+    held = held_socket(page)
+    page.goto(f"{live.url}/{PROJECT}/")
+    badge = page.locator(f'tr[data-run-id="{run_id}"] [data-status-run="{run_id}"]')
+    expect(badge).to_have_text("running")
+    subscribed = wait_for_message(page, held, "subscribed")
+    api(live, owner.token, "PATCH", f"runs/{run_id}", status="failed")
+    wait_for_message(page, held, "project.run")  # the page never gets it: as if it came early
+    held["page_side"].send(subscribed)
+    expect(badge).to_have_text("failed")  # re-read from the API once subscribed
 
 
 def test_the_run_page_draws_a_chart_that_extends_without_reload(page, live, owner):

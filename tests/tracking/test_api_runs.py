@@ -234,6 +234,32 @@ class TestList:
         assert self.names(client, "?search=GOOD") == ["alpha"]
         assert self.names(client, "?search=alpha") == ["alpha"]
 
+    def test_it_lists_only_the_runs_named_by_ids(self, world, runs):
+        client = world.viewer.client()
+        secret = Run.objects.get(name="alpha-secret").pk
+        ids = f"{runs[0]['id']}, {runs[2]['id']},{secret},"
+        assert self.names(client, f"?ids={ids}") == ["gamma", "alpha"]  # never another team's
+        assert self.names(client, "?ids=") == []
+        assert self.names(client, f"?ids={runs[1]['id']}&status=running") == []
+
+    @pytest.mark.parametrize(
+        "ids",
+        [
+            "abc",
+            "0",
+            "-1",
+            "1.5",
+            "9" * 20,
+            "9" * 5000,
+            "\N{ARABIC-INDIC DIGIT ONE}",
+            ",".join(["1"] * 501),
+        ],
+    )
+    def test_a_bad_ids_list_names_the_field(self, world, runs, ids):
+        answer = world.viewer.client().get("/api/v1/runs", {"ids": ids})
+        assert answer.status_code == 400, answer.content
+        assert answer.json()["error"]["field"] == "ids"
+
     def test_it_paginates_with_a_cursor(self, world, runs):
         client = world.viewer.client()
         first = client.get("/api/v1/runs?page_size=2&ordering=name").json()

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
-from kernel.ids import by_id
+from kernel.ids import by_id, is_id
 from tracking import history, ingest, invitations, selectors, services
 from tracking.api import serializers as s
 from tracking.api.auth import AuthenticatedRequest
@@ -207,12 +207,36 @@ class RunCursorPagination(ForgivingCursorPagination):
         return selectors.RUN_ORDERINGS[name]
 
 
+MAX_LISTED_IDS = 500  # one page of runs at the largest page_size
+
+
+def _ids_param(request: Request) -> list[int] | None:
+    raw = request.query_params.get("ids")
+    if raw is None:
+        return None
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(parts) > MAX_LISTED_IDS:
+        raise invalid("ids", f"At most {MAX_LISTED_IDS} ids.")
+    # 19 digits hold any bigint; a longer string is no id (and int() refuses past 4,300).
+    if not all(
+        len(part) <= 19 and part.isascii() and part.isdigit() and is_id(int(part)) for part in parts
+    ):
+        raise invalid("ids", "Comma-separated run ids (whole numbers from 1).")
+    return [int(part) for part in parts]
+
+
 RUN_LIST_PARAMETERS = [
     OpenApiParameter("project", str, description="'team/project'"),
     OpenApiParameter("status", str, description="Comma-separated statuses."),
     OpenApiParameter("tag", str, many=True, description="Repeat for runs carrying every tag."),
     OpenApiParameter("group", str),
     OpenApiParameter("search", str, description="Text in the name or notes."),
+    OpenApiParameter(
+        "ids",
+        str,
+        description=f"Comma-separated run ids (at most {MAX_LISTED_IDS}): only these runs."
+        " Pages use it to re-read the runs they show when their live socket subscribes.",
+    ),
     OpenApiParameter("ordering", str, enum=list(selectors.RUN_ORDERINGS)),
 ]
 
@@ -233,6 +257,7 @@ class RunListView(APIView):
             tags=params.getlist("tag") or None,
             group=params.get("group") or None,
             search=params.get("search") or None,
+            ids=_ids_param(request),
         )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(runs, request, view=self)

@@ -103,6 +103,26 @@
     });
   };
 
+  /* Re-read the runs a page shows (statuses, summaries) from the runs API at `url`: what
+   * changed between the page's render and its socket's subscription (or while the socket
+   * was down) is in no message the socket will send. */
+  Labbook.refreshRuns = async function (url, ids) {
+    if (!ids.length) return;
+    const query = new URLSearchParams({ ids: ids.join(","), page_size: String(ids.length) });
+    const response = await fetch(url + "?" + query.toString(), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) return; // the socket's messages still come; the next subscribe retries
+    const body = await response.json();
+    body.results.forEach((run) => {
+      Labbook.updateStatus(run.id, run.status);
+      Object.entries(run.summary || {}).forEach(([key, value]) => {
+        Labbook.updateSummary(run.id, key, value);
+      });
+    });
+  };
+
   /* Summary cells ([data-summary-run][data-summary-key]) follow the latest value. */
   Labbook.updateSummary = function (runId, key, value) {
     const selector =

@@ -3,7 +3,8 @@
  * The page renders a card per chart (article.chart-card[data-key] with a div[data-plot])
  * and a JSON config in <script id="charts-config">:
  *   {runs: [{id, name, color, status, start}], charts: [{key, runs: [id, ...], stats}],
- *    history: "/api/v1/runs/0/metrics/KEY", maxPoints: 1000, markedUpTo: 30}
+ *    history: "/api/v1/runs/0/metrics/KEY", runsApi: "/api/v1/runs", maxPoints: 1000,
+ *    markedUpTo: 30}
  * Data comes from the downsampling history API; zooming in refetches the visible range
  * at full resolution; points from the websocket extend the traces in place.
  *
@@ -482,8 +483,11 @@
             Labbook.updateStatus(msg.run, msg.status);
           }
         },
-        connected(isReconnect) {
-          if (isReconnect) grid.catchUp();
+        connected() {
+          // Every subscription, the first too: what happened between the render (or the
+          // drop) and now reaches no socket.
+          grid.catchUp();
+          Labbook.refreshRuns(config.runsApi, config.runs.map((run) => run.id));
         },
         state: state,
       },

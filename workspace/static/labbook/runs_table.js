@@ -1,5 +1,6 @@
-/* Project page: status badges and summary cells follow the project's runs live;
- * new runs are announced with a link that reloads the table. */
+/* Project page: status badges and summary cells follow the project's runs live (re-read
+ * from the API at each subscription); new runs are announced with a link that reloads the
+ * table. */
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
@@ -24,6 +25,12 @@
               created + " new run" + (created === 1 ? "" : "s");
             banner.hidden = false;
           }
+        },
+        connected() {
+          // Every subscription, the first too: changes since the render reach no socket.
+          if (!table) return;
+          const ids = [...table.querySelectorAll("tr[data-run-id]")].map((row) => row.dataset.runId);
+          Labbook.refreshRuns(table.dataset.runsApi, ids);
         },
       },
     );
