@@ -1,21 +1,39 @@
-"""How runs look on every chart: one colour per run, by its place in the chart; a marker on
+"""How runs look on every chart: one colour per run, the same on every page; a marker on
 every point of a short series."""
 
 from __future__ import annotations
 
-# Plotly's and D3's category colours: 20 runs on one chart stay distinguishable.
-COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
-    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
+from plotly.colors import hex_to_rgb, qualitative
 
+PALEST = 0.55  # relative luminance: a paler colour hardly reads as a line on white
+
+
+def _luminance(color: str) -> float:
+    """WCAG's relative luminance of ``#rrggbb``."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = hex_to_rgb(color)
+    return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+
+
+# Plotly's Dark24 then its Alphabet, without the pale ones: 44 colours, so a project's first
+# 44 runs (a sweep of 40) get one each.
+COLORS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        color.lower()
+        for color in (*qualitative.Dark24, *qualitative.Alphabet)
+        if _luminance(color) < PALEST
+    )
+)
 
 # A line alone hides a series of one point, or points between gaps: a series of at most this
 # many points marks each of them (charts.js reads it from the page's config).
 MARKED_UP_TO = 30
 
 
-def run_color(index: int) -> str:
-    return COLORS[index % len(COLORS)]
+def run_color(project_index: int) -> str:
+    """The colour of the run that was its project's ``project_index``-th (``Run.project_index``)."""
+    return COLORS[project_index % len(COLORS)]

@@ -257,12 +257,12 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
     layout are checked once and reused, the plain number lists need no check.
     """
     traces = []
-    for run_index, run in enumerate(runs):
+    for run in runs:
         for key_index, key in enumerate(block.metrics):
             history = found.get((run.pk, key))
             if history is None:
                 continue
-            color = run_color(run_index)
+            color = run_color(run.project_index)
             trace = copy.deepcopy(_trace_style(color, DASHES[key_index % len(DASHES)]))
             trace["name"] = run.name if len(block.metrics) == 1 else f"{run.name} · {key}"
             trace["meta"] = {
@@ -442,7 +442,7 @@ def _runs_html(item: _Block, *, public: bool) -> str:
 def _compare_html(item: _Block, *, public: bool) -> str:
     runs = item.runs
     context = {
-        "runs": [{**presentation.chart_run(run, i), "run": run} for i, run in enumerate(runs)],
+        "runs": [{**presentation.chart_run(run), "run": run} for run in runs],
         "rows": presentation.diff_rows([flatten(run.config) for run in runs]),
         "public": public,
     }

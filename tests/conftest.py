@@ -53,6 +53,12 @@ def make_persona(username: str) -> Persona:
 
 @pytest.fixture
 def world(db) -> World:
+    return make_world()
+
+
+def make_world() -> World:
+    """The personas and their teams (``world``); a module may build it once in a module-scoped
+    transaction instead (``tests/tracking/mlflow/test_search.py``)."""
     owner = make_persona("alice")
     editor = make_persona("bob")
     viewer = make_persona("carol")

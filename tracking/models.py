@@ -259,6 +259,11 @@ class Run(models.Model):
     deleted_at = models.DateTimeField(
         null=True, blank=True, help_text="Soft-deleted (MLflow's delete); restorable."
     )
+    project_index = models.PositiveIntegerField(
+        default=0,
+        help_text="How many runs its project had before it: its colour on every chart"
+        " and table (kernel.charts.run_color), the same on every page and for ever.",
+    )
 
     class Meta:
         constraints = [

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from kernel.charts import COLORS, run_color
+from kernel.charts import run_color
 from tracking.models import Run, RunStatus
 from tracking.validation import float_to_json
 
@@ -62,6 +62,7 @@ class RunRow:
     run: Run
     href: str
     duration: str
+    color: str = ""  # the run's colour on every chart (kernel.charts.run_color)
     stalled: bool = False
     cells: list[Cell] = field(default_factory=list)
 
@@ -76,6 +77,7 @@ def run_row(run: Run, *, now: datetime, columns: Sequence[str] = ()) -> RunRow:
         run=run,
         href=run.get_absolute_url(),
         duration=format_duration(run_duration(run, now=now)),
+        color=run_color(run.project_index),
         stalled=stalled,
         cells=[_cell(run, column) for column in columns],
     )
@@ -97,9 +99,9 @@ def column_value(run: Run, column: str) -> Any:
     return None if series is None else float_to_json(series.last_value)  # a NaN shows as NaN
 
 
-def chart_run(run: Run, index: int) -> dict[str, Any]:
-    color_index = index % len(COLORS)
-    return {"id": run.pk, "name": run.name, "color": run_color(index), "color_index": color_index}
+def chart_run(run: Run) -> dict[str, Any]:
+    """A run as a chart draws it: its colour is its own, the same on every page."""
+    return {"id": run.pk, "name": run.name, "color": run_color(run.project_index)}
 
 
 @dataclass

@@ -489,7 +489,11 @@ def _run_insert(
     *, user: User | None, project: Project, client_id: str, fields: dict[str, Any]
 ) -> Run:
     tags = fields.pop("tags", [])
-    run = Run.objects.create(project=project, created_by=user, client_id=client_id, **fields)
+    # Its colour for good: two runs created at the same moment may share one, nothing worse.
+    index = Run.objects.filter(project=project).count()
+    run = Run.objects.create(
+        project=project, created_by=user, client_id=client_id, project_index=index, **fields
+    )
     if not run.name:
         run.name = generated_run_name(run.pk)
         run.save(update_fields=["name"])

@@ -114,7 +114,7 @@ def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
     return [
         Chart(
             key=s.key,
-            runs=[chart_run(run, 0)],
+            runs=[chart_run(run)],
             last=format_value(float_to_json(s.last_value)),
             low=_shown(s.min_value),
             high=_shown(s.max_value),
@@ -131,11 +131,11 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
     return {
         "runs": [
             {
-                **chart_run(run, i),
+                **chart_run(run),
                 "status": run.status,
                 "start": run.created_at.timestamp(),
             }
-            for i, run in enumerate(runs)
+            for run in runs
         ],
         "charts": [
             {"key": chart.key, "runs": [r["id"] for r in chart.runs], "stats": chart.stats}
@@ -204,11 +204,11 @@ def compare_runs(user: User, project: Project, ids: list[int]) -> list[Run]:
 
 def compare_charts(runs: list[Run]) -> list[Chart]:
     charts: dict[str, Chart] = {}
-    for index, run in enumerate(runs):
+    for run in runs:
         for series in run.metric_series.all():
             if series.count:
                 chart = charts.setdefault(series.key, Chart(key=series.key))
-                chart.runs.append(chart_run(run, index))
+                chart.runs.append(chart_run(run))
     return [charts[key] for key in sorted(charts)]
 
 
@@ -224,9 +224,9 @@ def compare_page_context(
         "project": project,
         "project_href": project.get_absolute_url(),
         "runs": [
-            {**chart_run(run, i), "run": run, "href": run.get_absolute_url()}
+            {**chart_run(run), "run": run, "href": run.get_absolute_url()}
             | {"duration": format_duration(run_duration(run, now=now))}
-            for i, run in enumerate(runs)
+            for run in runs
         ],
         "missing": len(set(ids[:MAX_COMPARE])) - len(runs),
         "too_many": len(ids) > MAX_COMPARE,

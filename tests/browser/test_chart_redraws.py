@@ -270,3 +270,22 @@ def test_report_and_share_charts_keep_every_line_through_zoom_live_points_and_re
             expect_drawn(view, REPORT_PLOTS, expected, "live points")
     finally:
         reader.close()
+
+
+def test_a_run_is_drawn_in_one_colour_on_every_page(page, live, owner, sweep):
+    log_in(page, live, owner.username, owner.password)
+    run_id = sweep[3]
+    page.goto(f"{live.url}/{PROJECT}/runs/{run_id}")
+    show_every_chart(page, len(KEYS))
+    line = "(p) => p.data[0].line.color"
+    color = page.locator('.chart-card[data-key="val/loss"] .plot').evaluate(line)
+    page.goto(f"{live.url}/{PROJECT}/compare?runs={run_id},{sweep[0]}")  # second here
+    show_every_chart(page, len(KEYS) + 1)
+    traces = page.locator('.chart-card[data-key="val/loss"] .plot').evaluate(
+        "(p) => p.data.filter((t) => t.line.width === 1.5).map((t) => t.line.color)"
+    )
+    assert traces[0] == color and traces[1] != color
+    page.goto(f"{live.url}/{PROJECT}/")
+    swatch = page.locator(f'[data-run-color="{run_id}"]')
+    rgb = swatch.evaluate("(s) => getComputedStyle(s).backgroundColor")
+    assert rgb == "rgb({}, {}, {})".format(*(int(color[i : i + 2], 16) for i in (1, 3, 5)))
