@@ -238,11 +238,12 @@ def _layout(title: str, x: str, log_y: bool) -> dict[str, Any]:
     layout = go.Layout(
         template="none",
         height=360,
-        margin={"l": 56, "r": 16, "t": 40 if title else 16, "b": 80},
+        margin={"l": 56, "r": 16, "t": 40 if title else 16, "b": 48},
         title={"text": title} if title else None,
         xaxis={"title": {"text": X_TITLES[x]}, "type": "date" if x == "time" else "linear"},
         yaxis={"type": "log" if log_y else "linear"},
-        legend={"orientation": "h", "y": -0.32},
+        # Beside the plot: its height holds for any number of runs (a taller legend scrolls).
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
         hovermode="x",
         font={"family": "system-ui, sans-serif", "size": 12},
     )

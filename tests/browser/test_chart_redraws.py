@@ -289,3 +289,29 @@ def test_a_run_is_drawn_in_one_colour_on_every_page(page, live, owner, sweep):
     swatch = page.locator(f'[data-run-color="{run_id}"]')
     rgb = swatch.evaluate("(s) => getComputedStyle(s).backgroundColor")
     assert rgb == "rgb({}, {}, {})".format(*(int(color[i : i + 2], 16) for i in (1, 3, 5)))
+
+
+def test_the_plot_keeps_its_height_and_its_legend_stays_beside_it_with_20_runs(
+    page, live, owner, sweep
+):
+    more = []
+    for i in range(20 - len(sweep)):
+        run = api(live, owner.token, "POST", "runs", project=PROJECT, name=f"wide-{i}")["id"]
+        points = [{"key": "val/loss", "step": s, "value": 1 / (s + i + 1)} for s in range(40)]
+        api(live, owner.token, "POST", f"runs/{run}/metrics", points=points)
+        more.append(run)
+    log_in(page, live, owner.username, owner.password)
+    area = "(p) => p._fullLayout._size"
+    heights = []
+    for ids in (sweep[:2], sweep + more):
+        page.goto(f"{live.url}/{PROJECT}/compare?runs={','.join(map(str, ids))}")
+        plot = page.locator('.chart-card[data-key="val/loss"] .plot')
+        plot.scroll_into_view_if_needed()
+        expect(plot.locator(".legendtext")).to_have_count(len(ids))
+        heights.append(plot.evaluate(area)["h"])
+        legend = plot.locator(".legend").bounding_box()
+        drawn_area = plot.locator(".nsewdrag").first.bounding_box()
+        assert legend["x"] >= drawn_area["x"] + drawn_area["width"], "the legend covers the plot"
+        title = plot.locator(".xtitle").bounding_box()
+        assert title["y"] >= drawn_area["y"] + drawn_area["height"], "the axis title moved up"
+    assert heights[0] == heights[1] >= 200

@@ -100,6 +100,7 @@ def test_a_chart_block_becomes_a_plotly_figure_per_run_and_metric(world):
     assert all(t["meta"]["last_step"] == 49 for t in traces)
     assert len(traces[0]["x"]) <= 22  # downsampled to max_points (plus both ends)
     assert figure.figure["layout"]["yaxis"]["type"] == "log"
+    assert figure.figure["layout"]["legend"]["orientation"] == "v"  # beside: height holds
     assert figure.smoothing == 0.5 and figure.live is True
     go.Figure(figure.figure)  # plotly's own validators accept the whole figure
     assert rendered.live_runs == sorted([a.pk, b.pk])

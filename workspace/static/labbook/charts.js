@@ -52,6 +52,7 @@
   }
 
   const NO_VALUE = "–"; // min and max before any finite value, as the page first shows them
+  const LEGEND = { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top", font: { size: 10 } };
 
   const smooth = window.Labbook.smooth; // smoothing.js
 
@@ -212,7 +213,9 @@
       xaxis: xaxis,
       yaxis: { type: this.controls.log ? "log" : "linear", automargin: true },
       showlegend: chart.runs.length > 1,
-      legend: { orientation: "h", y: -0.25 },
+      // Beside the plot, not under it: the plot keeps its height however many runs there
+      // are (Plotly scrolls a legend taller than the plot), and never meets the axis title.
+      legend: LEGEND,
       hovermode: "x",
     };
   };
