@@ -29,6 +29,11 @@ COLORS: tuple[str, ...] = tuple(
     )
 )
 
+# plotly.js as pages load it: the "strict" bundle, vendored under kernel/static/plotly/ from npm's
+# plotly.js-strict-dist-min. It draws every trace type without compiling code at run time, so
+# the Content-Security-Policy needs no 'unsafe-eval' even for parallel coordinates (WebGL).
+PLOTLY_JS = "plotly/plotly-strict.min.js"
+
 # A line alone hides a series of one point, or points between gaps: a series of at most this
 # many points marks each of them (charts.js reads it from the page's config).
 MARKED_UP_TO = 30

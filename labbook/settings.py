@@ -324,10 +324,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
-STATICFILES_FINDERS = [
-    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "labbook.staticfinders.PlotlyFinder",  # plotly/plotly.min.js from the plotly package
-]
+STATICFILES_FINDERS = ["django.contrib.staticfiles.finders.AppDirectoriesFinder"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from kernel.charts import PLOTLY_JS
 from reports_app import render, services, share_cache
 from reports_app.models import Report, ReportRevision, ShareLink
 
@@ -153,7 +154,7 @@ def export_html(report: Report) -> str:
         },
         "contributors": contributors(report),
         "css": "\n".join(_static_text(path) for path in STATIC_INLINED),
-        "plotly_js": _static_text("plotly/plotly.min.js"),
+        "plotly_js": _static_text(PLOTLY_JS),
         "report_js": "\n".join(
             _static_text(path) for path in ("labbook/smoothing.js", "labbook/report.js")
         ),

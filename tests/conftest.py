@@ -168,8 +168,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Soak tests (marker ``soak``) load the machine for minutes or time it
     (tests/security/test_worst_input_load.py holds /healthz to a p99), so ``pytest``
-    leaves them out and CI runs them in a serial step of their own: ``pytest -m soak
-    -n 0``. Asked for on several xdist workers anyway, they never overlap each other.
+    leaves them out and CI runs them in a step of its own. Those that need the machine
+    to themselves (marker ``alone``) never overlap each other, even asked for on several
+    xdist workers; the fuzz runs only use CPU and share the workers by module.
 
     A wrapper: the groups must be marked before xdist reads them (its own hook), and
     the order set after pytest-django's (which sorts by kind of database use).
@@ -182,7 +183,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
             kept.append(item)
         elif _asked_for_soak(config, item):
-            item.add_marker(pytest.mark.xdist_group("soak"))
+            alone = item.get_closest_marker("alone") is not None
+            item.add_marker(pytest.mark.xdist_group("alone" if alone else item.path.stem))
             kept.append(item)
         else:
             left_out.append(item)

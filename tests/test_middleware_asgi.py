@@ -20,7 +20,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
 
 def test_static_files_are_served_compressed_and_cached(server: LabbookServer):
     response = httpx.get(
-        f"{server.url}/static/plotly/plotly.min.js", headers={"Accept-Encoding": "gzip"}
+        f"{server.url}/static/plotly/plotly-strict.min.js", headers={"Accept-Encoding": "gzip"}
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")

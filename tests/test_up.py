@@ -216,9 +216,29 @@ def settled(up: Up) -> str:
 
 
 # --- Tests -----------------------------------------------------------------------------
+# Each `up` start costs four Python processes importing Django: a test checks what one
+# running `up` can show before it stops it.
 
 
-def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
+def assert_forwarded_addresses_are_not_believed(up: Up, token: str) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local program could
+    forge the client address of the audit log and dodge the login lockout (security
+    review). `up` believes it only from TRUSTED_PROXIES, which is empty by default."""
+    auth = {"Authorization": f"Bearer {token}"}
+    teams = httpx.get(up.url("/api/v1/teams"), headers=auth, trust_env=False).json()
+    listed = teams["results"] if isinstance(teams, dict) else teams
+    team = listed[0]["slug"]
+    forged = {**auth, "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    body = {"team": team, "kind": "email", "name": "xff", "config": {"addresses": ["a@b.co"]}}
+    created = httpx.post(up.url("/api/v1/destinations"), json=body, headers=forged, trust_env=False)
+    assert created.status_code == 201, created.text
+    page = httpx.get(up.url(f"/api/v1/teams/{team}/audit-events"), headers=auth, trust_env=False)
+    events = page.json()["results"]
+    assert events[0]["action"] == "destination.created"
+    assert events[0]["ip"] == "127.0.0.1"
+
+
+def test_it_serves_believes_no_forwarded_address_and_stops_cleanly_on_sigterm(start_up) -> None:
     up = start_up()
     children = up.wait_running()
     assert len(children) == 3
@@ -251,6 +271,7 @@ def test_it_serves_and_stops_cleanly_on_sigterm(start_up) -> None:
         up.url("/api/v1/projects"), headers={"Authorization": f"Bearer {token}"}, trust_env=False
     )
     assert projects.status_code == 200
+    assert_forwarded_addresses_are_not_believed(up, token)
     up.process.send_signal(signal.SIGTERM)
     assert up.wait_exit() == 0
     assert "Stopped." in up.output()
@@ -325,9 +346,9 @@ def test_it_gives_up_on_a_child_that_keeps_dying(start_up) -> None:
     assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)
 
 
-def test_a_second_up_on_the_same_home_is_refused(start_up) -> None:
+def test_a_second_up_is_refused_and_a_killed_one_leaves_no_orphans(start_up) -> None:
     first = start_up()
-    first.wait_running()
+    children = first.wait_running()
     second = start_up()
     assert second.wait_exit(timeout=START_TIMEOUT) == 2
     lines = second.output().splitlines()
@@ -341,16 +362,9 @@ def test_a_second_up_on_the_same_home_is_refused(start_up) -> None:
 
     first.process.send_signal(signal.SIGKILL)  # the OS frees the lock, however `up` dies
     first.wait_exit()
+    assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)  # no orphans
     third = start_up()
     third.wait_running()
-
-
-def test_it_leaves_no_orphans_when_killed(start_up) -> None:
-    up = start_up()
-    children = up.wait_running()
-    up.process.send_signal(signal.SIGKILL)
-    up.wait_exit()
-    assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)
 
 
 def test_it_refuses_a_port_in_use(start_up) -> None:
@@ -362,28 +376,6 @@ def test_it_refuses_a_port_in_use(start_up) -> None:
     out = up.output()
     assert f"labbook: port {up.port} on 127.0.0.1 is already in use" in out
     assert "Traceback" not in out
-
-
-def test_forwarded_addresses_are_believed_only_from_trusted_proxies(start_up) -> None:
-    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local program could
-    forge the client address of the audit log and dodge the login lockout (security
-    review). `up` believes it only from TRUSTED_PROXIES, which is empty by default."""
-    up = start_up()
-    up.wait_running()
-    assert wait_until(lambda: healthz(up) is not None, timeout=START_TIMEOUT)
-    token = re.search(r"API token +(lb_\S+)", up.output()).group(1)
-    auth = {"Authorization": f"Bearer {token}"}
-    teams = httpx.get(up.url("/api/v1/teams"), headers=auth, trust_env=False).json()
-    listed = teams["results"] if isinstance(teams, dict) else teams
-    team = listed[0]["slug"]
-    forged = {**auth, "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
-    body = {"team": team, "kind": "email", "name": "xff", "config": {"addresses": ["a@b.co"]}}
-    created = httpx.post(up.url("/api/v1/destinations"), json=body, headers=forged, trust_env=False)
-    assert created.status_code == 201, created.text
-    page = httpx.get(up.url(f"/api/v1/teams/{team}/audit-events"), headers=auth, trust_env=False)
-    events = page.json()["results"]
-    assert events[0]["action"] == "destination.created"
-    assert events[0]["ip"] == "127.0.0.1"
 
 
 # --- The box, in process ---------------------------------------------------------------

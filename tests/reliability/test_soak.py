@@ -37,7 +37,7 @@ from tests.sdk.server import ROOT, LabbookServer, server_env
 from tests.support import require_postgres, wait_until
 from tests.workers import RedisServer, celery_beat, celery_worker
 
-pytestmark = [pytest.mark.soak, pytest.mark.subprocess, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.soak, pytest.mark.alone, pytest.mark.subprocess, pytest.mark.timeout(420)]
 
 SOAK_SECONDS = 60
 CLIENTS = 16

@@ -31,7 +31,12 @@ from django.conf import settings
 from tests.reliability.soak_up import SoakConfig, run_soak
 from tests.support import require_postgres, require_redis
 
-pytestmark = [pytest.mark.soak, pytest.mark.subprocess, pytest.mark.timeout(1200)]
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.alone,
+    pytest.mark.subprocess,
+    pytest.mark.timeout(1200),
+]
 
 # Every fault once (one cycle), packed into a minute; plus start-up, the clients' last runs,
 # settling and the checks: ~3 min. The long form runs 30 minutes (docs/benchmarks.md).

@@ -54,7 +54,7 @@ def test_a_viewer_reads_the_report_with_its_live_chart(client, world):
     assert response.status_code == 200
     page = response.content.decode()
     assert '<h1 id="r-loss">Loss</h1>' in page
-    assert 'data-figure="0"' in page and "/static/plotly/plotly.min.js" in page
+    assert 'data-figure="0"' in page and "/static/plotly/plotly-strict.min.js" in page
     config = _config(page)
     assert config["live"] == {"runs": [run_id], "projects": []}
     assert config["figures"][0]["figure"]["data"][0]["meta"]["run"] == run_id

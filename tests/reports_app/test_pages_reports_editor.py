@@ -221,7 +221,7 @@ def test_it_gives_the_editor_what_it_needs(client, world):
     assert 'id="editor-visibility"' not in page
     for control in ('data-md="bold"', 'data-md="table"', 'data-builder-open="chart"', "data-save"):
         assert control in page
-    assert "labbook/editor.js" in page and "plotly/plotly.min.js" in page
+    assert "labbook/editor.js" in page and "plotly/plotly-strict.min.js" in page
 
 
 def test_it_lets_the_author_choose_the_visibility(client, world):

@@ -122,7 +122,7 @@ def test_it_draws_a_chart_per_metric_key(client, world):
     assert '<article class="chart-card" data-key="train/loss">' in page
     assert '<article class="chart-card" data-key="lr">' in page
     assert f'href="/acme/mnist/runs/{run.pk}/metrics.csv?key=train%2Floss"' in page
-    assert "/static/plotly/plotly.min.js" in page
+    assert "/static/plotly/plotly-strict.min.js" in page
     config = _charts_config(page)
     assert config["charts"] == [  # with what charts.js keeps up to date as points arrive
         {

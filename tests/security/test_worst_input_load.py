@@ -22,7 +22,7 @@ import pytest
 from tests.reliability import worst_input
 from tests.sdk.server import LabbookServer
 
-pytestmark = [pytest.mark.soak, pytest.mark.subprocess]
+pytestmark = [pytest.mark.soak, pytest.mark.alone, pytest.mark.subprocess]
 
 LOAD_SECONDS = 30.0
 HEALTH_P99 = 0.200  # seconds: the bar
