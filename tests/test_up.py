@@ -303,33 +303,6 @@ def test_it_restarts_the_worker_beat_and_web_server_when_they_are_killed(start_u
     assert wait_until(lambda: not descendants(up.process.pid), timeout=STOP_TIMEOUT)
 
 
-def test_a_second_start_with_verbose_shows_the_banners_and_how_to_log_in(start_up) -> None:
-    """Admin exists: the box says where and how to reset the password. --verbose lets the
-    children's banners through, still before the box; a terminal that cannot show the
-    rounded corners gets a plain one."""
-    first = start_up()
-    first.wait_running()
-    password = re.search(r"password +(\S+)", first.output()).group(1)
-    first.process.send_signal(signal.SIGTERM)
-    assert first.wait_exit() == 0
-
-    up = start_up("--verbose", env={"PYTHONIOENCODING": "ascii"})
-    up.wait_running()
-    out = settled(up)
-    assert password not in out and "API token" not in out
-    box = last_box(out)
-    assert box[0].startswith("+-") and box[-1].startswith("+-")
-    assert all(line.isascii() for line in box)
-    text = "\n".join(box)
-    assert f"| Labbook is running at http://127.0.0.1:{up.port}/ " in text
-    assert "Log in as admin with the password shown on the first start." in text
-    assert "python manage.py changepassword admin" in text
-    for mark in ("-------------- celery@", "[config]", ".> app:", "celery beat v"):
-        assert mark in out, mark
-    ready = out.index(" ready.")  # the worker's "celery@host ready." comes before the box
-    assert ready < out.index(box[0])
-
-
 def test_it_gives_up_on_a_child_that_keeps_dying(start_up) -> None:
     up = start_up(env={"LABBOOK_CRASH_CHILD": "worker"})
     children = up.wait_running()  # the web server serves meanwhile
@@ -346,9 +319,14 @@ def test_it_gives_up_on_a_child_that_keeps_dying(start_up) -> None:
     assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)
 
 
-def test_a_second_up_is_refused_and_a_killed_one_leaves_no_orphans(start_up) -> None:
+def test_a_home_refuses_a_second_up_and_starts_again_after_a_kill(start_up) -> None:
+    """One home's life: a second `up` on it is refused; a killed `up` leaves no orphans and
+    frees the home; the next start (admin exists) says where and how to reset the password
+    instead of showing it. --verbose lets the children's banners through, still before the
+    box; a terminal that cannot show the rounded corners gets a plain one."""
     first = start_up()
     children = first.wait_running()
+    password = re.search(r"password +(\S+)", first.output()).group(1)
     second = start_up()
     assert second.wait_exit(timeout=START_TIMEOUT) == 2
     lines = second.output().splitlines()
@@ -363,8 +341,22 @@ def test_a_second_up_is_refused_and_a_killed_one_leaves_no_orphans(start_up) -> 
     first.process.send_signal(signal.SIGKILL)  # the OS frees the lock, however `up` dies
     first.wait_exit()
     assert wait_until(lambda: not alive(children), timeout=STOP_TIMEOUT)  # no orphans
-    third = start_up()
-    third.wait_running()
+
+    up = start_up("--verbose", env={"PYTHONIOENCODING": "ascii"})
+    up.wait_running()
+    out = settled(up)
+    assert password not in out and "API token" not in out
+    box = last_box(out)
+    assert box[0].startswith("+-") and box[-1].startswith("+-")
+    assert all(line.isascii() for line in box)
+    text = "\n".join(box)
+    assert f"| Labbook is running at http://127.0.0.1:{up.port}/ " in text
+    assert "Log in as admin with the password shown on the first start." in text
+    assert "python manage.py changepassword admin" in text
+    for mark in ("-------------- celery@", "[config]", ".> app:", "celery beat v"):
+        assert mark in out, mark
+    ready = out.index(" ready.")  # the worker's "celery@host ready." comes before the box
+    assert ready < out.index(box[0])
 
 
 def test_it_refuses_a_port_in_use(start_up) -> None:
