@@ -24,6 +24,35 @@ place of the block. Examples (docs/reports.md documents every option)::
     ```compare
     runs: [12, 15]
     ```
+
+Run-level panels draw one value per run (a ``config.<key>`` or ``summary.<key>``) for up to
+``MAX_PANEL_RUNS`` runs: the sweep's view::
+
+    ```scatter
+    runs: {project: acme/mnist, tags: [sweep], limit: 200}
+    x: config.lr
+    y: summary.val/acc
+    color: config.batch_size   # optional
+    log_x: true
+    ```
+
+    ```bar
+    runs: {tags: [sweep]}
+    value: summary.val/acc
+    group_by: config.optimizer  # optional: group, tags or config.<key>; bars then show
+    ```                         # each group's mean with ±1 standard deviation
+
+    ```parallel
+    runs: {tags: [sweep]}
+    columns: [config.lr, config.batch_size, summary.val/acc]
+    color: summary.val/acc
+    ```
+
+    ```importance
+    runs: {tags: [sweep]}
+    metric: summary.val/acc
+    columns: [config.lr, config.dropout]  # optional: every config key that varies
+    ```
 """
 
 from __future__ import annotations
@@ -34,9 +63,13 @@ from typing import Any
 
 import yaml
 
-KINDS = ("chart", "runs", "compare")
+KINDS = ("chart", "runs", "compare", "scatter", "bar", "parallel", "importance")
+PANEL_KINDS = ("scatter", "bar", "parallel", "importance")
 X_AXES = ("step", "time", "relative")
 MAX_RUNS = 20
+MAX_PANEL_RUNS = 200  # a panel draws one value per run: a whole sweep fits
+DEFAULT_PANEL_LIMIT = 100
+GROUPINGS = ("group", "tags")  # besides config.<key>: what a bar panel's group_by may name
 MAX_BLOCKS = 50  # chart, runs and compare blocks in one report: each costs queries to draw
 MAX_METRICS = 10
 DEFAULT_LIMIT = 10
@@ -105,7 +138,52 @@ class CompareBlock:
     kind: str = field(default="compare", init=False)
 
 
-Block = ChartBlock | RunsBlock | CompareBlock
+@dataclass(frozen=True)
+class ScatterBlock:
+    runs: RunSelector
+    x: str
+    y: str
+    color: str = ""
+    log_x: bool = False
+    log_y: bool = False
+    title: str = ""
+    live: bool = True
+    kind: str = field(default="scatter", init=False)
+
+
+@dataclass(frozen=True)
+class BarBlock:
+    runs: RunSelector
+    value: str
+    group_by: str = ""
+    log_y: bool = False
+    title: str = ""
+    live: bool = True
+    kind: str = field(default="bar", init=False)
+
+
+@dataclass(frozen=True)
+class ParallelBlock:
+    runs: RunSelector
+    columns: tuple[str, ...]
+    color: str = ""
+    title: str = ""
+    live: bool = True
+    kind: str = field(default="parallel", init=False)
+
+
+@dataclass(frozen=True)
+class ImportanceBlock:
+    runs: RunSelector
+    metric: str
+    columns: tuple[str, ...] = ()  # config keys; none: every config key that varies
+    title: str = ""
+    live: bool = True
+    kind: str = field(default="importance", init=False)
+
+
+Panel = ScatterBlock | BarBlock | ParallelBlock | ImportanceBlock
+Block = ChartBlock | RunsBlock | CompareBlock | Panel
 
 
 def parse(kind: str, text: str) -> Block:
@@ -115,6 +193,10 @@ def parse(kind: str, text: str) -> Block:
         "chart": _chart,
         "runs": _runs,
         "compare": _compare,
+        "scatter": _scatter,
+        "bar": _bar,
+        "parallel": _parallel,
+        "importance": _importance,
     }
     return parsers[kind](options)
 
@@ -199,12 +281,87 @@ def _chart(options: dict[str, Any]) -> ChartBlock:
 
 def _runs(options: dict[str, Any]) -> RunsBlock:
     _check_keys(options, {"runs", "columns"}, "runs")
+    columns = _columns(options.get("columns"), "columns")
+    return RunsBlock(runs=selector(options.get("runs")), columns=columns)
+
+
+def _columns(value: Any, name: str, *, required: bool = False) -> tuple[str, ...]:
+    columns = _strings(value, name, required=required, most=MAX_COLUMNS)
+    for column in columns:
+        _check_column(column, name)
+    return columns
+
+
+def _check_column(column: str, name: str, *, sources: tuple[str, ...] = ("config", "summary")):
+    source, _, key = column.partition(".")
+    if source not in sources or not key:
+        shapes = " or ".join(f"`{source}.<key>`" for source in sources)
+        raise BlockError(f"`{name}` names `{_shown(column)}`; write {shapes}.")
+
+
+def _column(options: dict[str, Any], name: str, *, required: bool = False) -> str:
+    """One ``config.<key>`` or ``summary.<key>`` option; "" when optional and absent."""
+    value = options.get(name)
+    if value is None:
+        if required:
+            raise BlockError(f"`{name}` is required: a `config.<key>` or `summary.<key>`.")
+        return ""
+    column = _text(value, name, 250)
+    _check_column(column, name)
+    return column
+
+
+def _panel_common(options: dict[str, Any]) -> dict[str, Any]:
+    """The options every panel shares: its runs (up to ``MAX_PANEL_RUNS``), title, live."""
+    return {
+        "runs": selector(options.get("runs"), most=MAX_PANEL_RUNS, limit=DEFAULT_PANEL_LIMIT),
+        "title": _text(options.get("title", ""), "title", 200),
+        "live": _bool(options.get("live", True), "live"),
+    }
+
+
+def _scatter(options: dict[str, Any]) -> ScatterBlock:
+    allowed = {"runs", "x", "y", "color", "log_x", "log_y", "title", "live"}
+    _check_keys(options, allowed, "scatter")
+    return ScatterBlock(
+        x=_column(options, "x", required=True),
+        y=_column(options, "y", required=True),
+        color=_column(options, "color"),
+        log_x=_bool(options.get("log_x", False), "log_x"),
+        log_y=_bool(options.get("log_y", False), "log_y"),
+        **_panel_common(options),
+    )
+
+
+def _bar(options: dict[str, Any]) -> BarBlock:
+    _check_keys(options, {"runs", "value", "group_by", "log_y", "title", "live"}, "bar")
+    group_by = _text(options.get("group_by", ""), "group_by", 250)
+    if group_by and group_by not in GROUPINGS:
+        _check_column(group_by, "group_by", sources=("config",))
+    return BarBlock(
+        value=_column(options, "value", required=True),
+        group_by=group_by,
+        log_y=_bool(options.get("log_y", False), "log_y"),
+        **_panel_common(options),
+    )
+
+
+def _parallel(options: dict[str, Any]) -> ParallelBlock:
+    _check_keys(options, {"runs", "columns", "color", "title", "live"}, "parallel")
+    columns = _columns(options.get("columns"), "columns", required=True)
+    if len(columns) < 2:
+        raise BlockError("`columns` needs at least two axes.")
+    return ParallelBlock(columns=columns, color=_column(options, "color"), **_panel_common(options))
+
+
+def _importance(options: dict[str, Any]) -> ImportanceBlock:
+    _check_keys(options, {"runs", "metric", "columns", "title", "live"}, "importance")
     columns = _strings(options.get("columns"), "columns", most=MAX_COLUMNS)
     for column in columns:
-        source, _, key = column.partition(".")
-        if source not in ("config", "summary") or not key:
-            raise BlockError(f"Column `{column}` must be `config.<key>` or `summary.<key>`.")
-    return RunsBlock(runs=selector(options.get("runs")), columns=columns)
+        _check_column(column, "columns", sources=("config",))
+    return ImportanceBlock(
+        metric=_column(options, "metric", required=True), columns=columns, **_panel_common(options)
+    )
 
 
 def _compare(options: dict[str, Any]) -> CompareBlock:
@@ -212,35 +369,34 @@ def _compare(options: dict[str, Any]) -> CompareBlock:
     return CompareBlock(runs=selector(options.get("runs")))
 
 
-def selector(value: Any) -> RunSelector:
-    """``runs:`` as a list of ids, one id, or a mapping of filters (``ids`` allowed inside)."""
+def selector(value: Any, *, most: int = MAX_RUNS, limit: int = DEFAULT_LIMIT) -> RunSelector:
+    """``runs:`` as a list of ids, one id, or a mapping of filters (``ids`` allowed inside);
+    at most ``most`` runs, ``limit`` of a query unless it says."""
     if value is None:
         raise BlockError("Say which runs: `runs: [12, 15]` or `runs: {project: team/project}`.")
     if isinstance(value, int | list) and not isinstance(value, bool):
-        return RunSelector(ids=_ids(value))
+        return RunSelector(ids=_ids(value, most))
     if not isinstance(value, dict):
         raise BlockError("`runs` must be a list of run ids or a mapping of filters.")
     _check_keys(value, SELECTOR_KEYS, "runs")
     found = RunSelector(
-        ids=_ids(value.get("ids", [])),
+        ids=_ids(value.get("ids", []), most),
         project=_text(value.get("project"), "runs.project", 201) or None,
         tags=_strings(value.get("tags"), "runs.tags", most=20),
         status=_strings(value.get("status"), "runs.status", most=5),
         group=_text(value.get("group"), "runs.group", 200) or None,
         name=_text(value.get("name"), "runs.name", 200) or None,
-        limit=int(
-            _number(value.get("limit", DEFAULT_LIMIT), "runs.limit", 1, MAX_RUNS, integer=True)
-        ),
+        limit=int(_number(value.get("limit", limit), "runs.limit", 1, most, integer=True)),
     )
     if not found.ids and not found.is_query:
         raise BlockError("`runs` needs ids or at least one filter (project, tags, ...).")
     return found
 
 
-def _ids(value: Any) -> tuple[int, ...]:
+def _ids(value: Any, most: int) -> tuple[int, ...]:
     values = value if isinstance(value, list) else [value]
-    if len(values) > MAX_RUNS:
-        raise BlockError(f"At most {MAX_RUNS} runs in a block.")
+    if len(values) > most:
+        raise BlockError(f"At most {most} runs in this block.")
     ids: list[int] = []
     for item in values:
         if isinstance(item, bool) or not isinstance(item, int) or not 0 < item < 2**63:

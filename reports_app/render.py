@@ -29,8 +29,8 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from kernel.charts import MARKED_UP_TO, run_color
-from reports_app import blocks, budget, markup
-from reports_app.blocks import BlockError, ChartBlock, CompareBlock, RunsBlock, RunSelector
+from reports_app import blocks, budget, markup, panels
+from reports_app.blocks import BlockError, ChartBlock, CompareBlock, Panel, RunsBlock, RunSelector
 from reports_app.models import Report
 from reports_app.render_slots import in_render_slot
 from tracking import patterns, presentation
@@ -53,25 +53,35 @@ X_TITLES = {"step": "step", "time": "time (UTC)", "relative": "minutes since the
 
 @dataclass
 class Figure:
-    """A chart block ready for the page: the Plotly figure and how the page treats it."""
+    """A chart or panel block ready for the page: the Plotly figure and how the page treats it.
+
+    A chart's traces name their run and key (``meta``), which live points extend; a panel
+    (``kind`` scatter, bar, parallel, importance) is drawn again from the server when its
+    runs move, so it lists them (``runs``) and the metric keys it reads (``keys``).
+    """
 
     block: int
     figure: dict[str, Any]
     live: bool
-    smoothing: float
-    x: str
+    smoothing: float = 0.0
+    x: str = "step"
     projects: list[str] = field(default_factory=list)  # new runs here may join the chart
     thinned_to: int | None = None  # points per line, when the page budget thinned it
     asked: int = blocks.DEFAULT_MAX_POINTS
+    kind: str = "chart"
+    runs: list[int] = field(default_factory=list)  # a panel's runs
+    keys: set[str] = field(default_factory=set)  # a panel's summary keys
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "block": self.block,
+            "kind": self.kind,
             "figure": self.figure,
             "live": self.live,
             "smoothing": self.smoothing,
             "x": self.x,
             "projects": self.projects,
+            "runs": self.runs,
         }
 
 
@@ -99,23 +109,22 @@ class Rendered:
 
     @property
     def live_runs(self) -> list[int]:
-        """Runs whose new points extend a live chart (what the page subscribes to)."""
-        runs = {
-            trace["meta"]["run"]
-            for figure in self.figures
-            if figure.live
-            for trace in figure.figure["data"]
-        }
-        return sorted(runs)
+        """Runs whose new points or status move a live chart or panel (what the page
+        subscribes to)."""
+        return sorted(self.live_keys)
 
     @property
     def live_keys(self) -> dict[int, set[str]]:
-        """Per run of a live chart, the metric keys those charts draw of it."""
+        """Per run of a live chart or panel, the metric keys they draw of it."""
         keys: dict[int, set[str]] = {}
         for figure in self.figures:
-            if figure.live:
+            if not figure.live:
+                continue
+            if figure.kind == "chart":
                 for trace in figure.figure["data"]:
                     keys.setdefault(trace["meta"]["run"], set()).add(trace["meta"]["key"])
+            for run in figure.runs:
+                keys.setdefault(run, set()).update(figure.keys)
         return keys
 
     @property
@@ -306,9 +315,7 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
             figures[item.index] = figure
         else:
             figures[item.index] = _figure(item, _in_svg(frozen[str(item.index)]), report)
-    drawn = {index: figure for index, figure in figures.items() if figure is not None}
-    _leave_out_past_bytes(charts, drawn)
-    return drawn
+    return {index: figure for index, figure in figures.items() if figure is not None}
 
 
 def _chart(item: _Block) -> ChartBlock:
@@ -385,10 +392,11 @@ def _figure(item: _Block, figure: dict[str, Any], report: Report) -> Figure:
     )
 
 
-def _leave_out_past_bytes(charts: list[_Block], figures: dict[int, Figure]) -> None:
-    """Enforce ``PAGE_FIGURE_BYTES`` on the figures as built, not only as planned."""
+def _leave_out_past_bytes(items: list[_Block], figures: dict[int, Figure]) -> None:
+    """Enforce ``PAGE_FIGURE_BYTES`` on the figures as built (charts and panels, in the
+    page's order), not only as planned."""
     total = 0
-    for item in charts:
+    for item in items:
         if item.index in figures:
             size = len(orjson.dumps(figures[item.index].figure))
             if total + size > budget.PAGE_FIGURE_BYTES:
@@ -405,6 +413,69 @@ def _in_svg(figure: dict[str, Any]) -> dict[str, Any]:
         for trace in figure.get("data", [])
     ]
     return {**figure, "data": data}
+
+
+# --- Panels: one value per run ------------------------------------------------------------
+
+
+def _panel(item: _Block) -> Panel:
+    assert isinstance(item.parsed, Panel)  # _panels picks the items whose block is a panel
+    return item.parsed
+
+
+def _panels(
+    items: list[_Block], frozen: dict[str, Any], report: Report, *, public: bool
+) -> dict[int, Figure]:
+    """Figures of the panel blocks: live ones from the runs as they are now, frozen ones as
+    saved. A panel with nothing to draw becomes its error box."""
+    found = [i for i in items if isinstance(i.parsed, Panel) and i.error is None]
+    fresh = {i.index for i in found if _panel(i).live or str(i.index) not in frozen}
+    runs = [run for item in found if item.index in fresh for run in item.runs]
+    prefetch_related_objects(runs, "tag_rows", "metric_series")
+    figures = {}
+    for item in found:
+        block = _panel(item)
+        if item.index in fresh:
+            try:
+                drawn = panels.draw(block, item.runs, public=public)
+            except panels.PanelError as error:
+                item.error = error.message
+                continue
+            figure = drawn.figure
+            figure["layout"]["meta"]["note"] = drawn.note
+        else:
+            figure = frozen[str(item.index)]
+        watched = block.runs.project or report.project.full_name
+        figures[item.index] = Figure(
+            item.index,
+            figure,
+            block.live,
+            projects=[watched] if block.runs.is_query and block.live else [],
+            kind=block.kind,
+            runs=list(figure["layout"].get("meta", {}).get("runs", [])),
+            keys=panels.summary_keys(block),
+        )
+    return figures
+
+
+def _panel_html(item: _Block, figure: Figure) -> str:
+    block = _panel(item)
+    note = figure.figure["layout"].get("meta", {}).get("note", "")
+    notes = ("" if block.live else FROZEN_NOTE) + (
+        format_html('<p class="chart-note">{}</p>', note) if note else ""
+    )
+    label = block.title or f"{block.kind} of {len(figure.runs)} runs"
+    return format_html(
+        '<figure class="report-chart report-panel" id="block-{}" data-block="{}" data-panel="{}">'
+        '<div class="plot" data-figure="{}" role="img" aria-label="{} panel: {}"></div>{}</figure>',
+        item.index,
+        item.index,
+        block.kind,
+        item.index,
+        block.kind.capitalize(),
+        label,
+        mark_safe(notes),  # noqa: S308 - constants and format_html
+    )
 
 
 def _pairs(item: _Block) -> list[tuple[int, str]]:
@@ -478,6 +549,8 @@ def _block_html(item: _Block, figures: dict[int, Figure], *, public: bool) -> st
         return _runs_html(item, public=public)
     if isinstance(item.parsed, CompareBlock):
         return _compare_html(item, public=public)
+    if isinstance(item.parsed, Panel):
+        return _panel_html(item, figures[item.index])
     raise AssertionError(item.kind)
 
 
@@ -536,7 +609,7 @@ def render_report(
     html, source = markup.convert(report.body if body is None else body)
     items = _parse(source)
     _resolve(items, report)
-    figures = _charts(items, frozen or {}, report)
+    figures = _drawn(items, frozen or {}, report, public=public)
     _prefetch_for_tables(items)
     links = _run_links(source, report, public=public)
     html = markup.fill(
@@ -556,6 +629,15 @@ def render_report(
     )
 
 
+def _drawn(
+    items: list[_Block], frozen: dict[str, Any], report: Report, *, public: bool
+) -> dict[int, Figure]:
+    """The figures of every chart and panel block that fits the page's budget."""
+    figures = {**_charts(items, frozen, report), **_panels(items, frozen, report, public=public)}
+    _leave_out_past_bytes(items, figures)
+    return figures
+
+
 def _sources(items: list[_Block], source: markup.Source) -> Sources:
     queries = [i.parsed.runs for i in items if i.parsed is not None and i.parsed.runs.is_query]
     return Sources(
@@ -565,12 +647,14 @@ def _sources(items: list[_Block], source: markup.Source) -> Sources:
 
 
 def freeze(report: Report) -> dict[str, Any]:
-    """Figures of the ``live: false`` chart blocks, by block index, to store with a revision."""
+    """Figures of the ``live: false`` chart and panel blocks, by block index, to store with a
+    revision. Panels freeze as a share link draws them: runs named, not linked."""
     if "live" not in report.body:
         return {}
     _html, source = markup.convert(report.body)
-    items = [i for i in _parse(source) if isinstance(i.parsed, ChartBlock) and not i.parsed.live]
+    drawn = (ChartBlock, Panel)
+    items = [i for i in _parse(source) if isinstance(i.parsed, drawn) and not i.parsed.live]
     if not items:
         return {}
     _resolve(items, report)
-    return {str(index): f.figure for index, f in _charts(items, {}, report).items()}
+    return {str(index): f.figure for index, f in _drawn(items, {}, report, public=True).items()}

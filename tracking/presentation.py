@@ -17,7 +17,7 @@ from django.conf import settings
 
 from kernel.charts import run_color
 from tracking.models import Run, RunStatus
-from tracking.validation import float_to_json
+from tracking.validation import flatten, float_to_json
 
 
 def run_duration(run: Run, *, now: datetime) -> timedelta:
@@ -89,10 +89,14 @@ def _cell(run: Run, column: str) -> Cell:
 
 
 def column_value(run: Run, column: str) -> Any:
-    """A ``config.<key>`` or ``summary.<key>`` value; summaries fall back to the last metric."""
+    """A ``config.<key>`` or ``summary.<key>`` value; summaries fall back to the last metric.
+
+    A nested config value goes by its dotted path (``config.optimizer.lr``); a key that holds
+    dots itself is found first.
+    """
     source, _, key = column.partition(".")
     if source == "config":
-        return run.config.get(key)
+        return run.config[key] if key in run.config else flatten(run.config).get(key)
     if key in run.summary:
         return run.summary[key]
     series = next((s for s in run.metric_series.all() if s.key == key and s.count), None)

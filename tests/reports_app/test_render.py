@@ -178,7 +178,7 @@ def test_runs_and_compare_blocks_draw_tables(world):
         ("```chart\nruns: [999999]\nmetrics: [loss]\n```", "Run 999999 is not a run of team acme"),
         ("```chart\nruns: {project: rival/secret}\nmetrics: [loss]\n```", "not in team acme"),
         ("```chart\nruns: {tags: [no-such-tag]}\nmetrics: [loss]\n```", "No run matches"),
-        ("```runs\nruns: [RUN]\ncolumns: [lr]\n```", "Column `lr` must be"),
+        ("```runs\nruns: [RUN]\ncolumns: [lr]\n```", "`columns` names `lr`; write"),
         ("```compare\nruns: [true]\n```", "Run ids are positive whole numbers"),
         ("```chart\nruns: {limit: 500, tags: [a]}\nmetrics: [loss]\n```", "`runs.limit` must be"),
     ],

@@ -7,12 +7,19 @@
  * project (a chart whose runs come from a selector) redraws that chart from the
  * server; after a reconnect every live chart is redrawn, so nothing is missed.
  * Without Labbook.live (the offline export) the charts are simply drawn.
+ *
+ * Panels (kind scatter, bar, parallel, importance) hold one value per run: they are drawn
+ * again from the server when one of their runs logs or changes status (at most every
+ * PANEL_REFRESH_MS), or a run joins their project. A click on a run's mark opens its page
+ * (the server leaves the link out on share links and exports).
  */
 (function () {
   "use strict";
   const Labbook = (window.Labbook = window.Labbook || {});
 
   const smooth = window.Labbook.smooth; // smoothing.js
+  const PANEL_REFRESH_MS = 10000;
+  const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
   function xOf(mode, meta, step, timestamp) {
     if (mode === "step") return step;
@@ -28,6 +35,7 @@
 
   /* Raw traces from the server, each followed by its smoothed twin when smoothing is on. */
   Chart.prototype.draw = function () {
+    if (this.isPanel()) return this.drawPanel();
     const spec = this.spec;
     const weight = spec.smoothing || 0;
     this.raw = []; // [{meta, index, twin, state, lastStep}]
@@ -49,8 +57,37 @@
       this.raw.push(entry);
     });
     const layout = Object.assign({}, spec.figure.layout, { autosize: true });
-    window.Plotly.react(this.element, traces, layout, { responsive: true, displaylogo: false });
+    window.Plotly.react(this.element, traces, layout, PLOT_CONFIG);
     this.element.dataset.points = String(this.pointCount());
+  };
+
+  Chart.prototype.isPanel = function () {
+    return Boolean(this.spec.kind) && this.spec.kind !== "chart";
+  };
+
+  Chart.prototype.drawPanel = function () {
+    this.raw = [];
+    const figure = this.spec.figure;
+    const layout = Object.assign({}, figure.layout, { autosize: true });
+    window.Plotly.react(this.element, figure.data, layout, PLOT_CONFIG);
+    this.element.dataset.runs = String(this.spec.runs.length);
+    if (!this.element.dataset.bound) {
+      this.element.dataset.bound = "1";
+      this.element.on("plotly_click", (event) => {
+        const point = event && event.points && event.points[0];
+        const href = point && point.customdata;
+        if (typeof href === "string" && href.startsWith("/")) window.location.assign(href);
+      });
+    }
+  };
+
+  /* A live panel's run logged or changed: draw it again, at most every PANEL_REFRESH_MS. */
+  Chart.prototype.touch = function (runId, blockUrl) {
+    if (!this.isPanel() || !this.spec.runs.includes(runId) || this.waiting) return;
+    this.waiting = window.setTimeout(() => {
+      this.waiting = null;
+      this.refresh(blockUrl);
+    }, PANEL_REFRESH_MS);
   };
 
   /* Points drawn, from what Plotly holds (extendTraces grows its arrays in place). */
@@ -120,8 +157,10 @@
       message(msg) {
         if (msg.type === "run.points") {
           live.forEach((chart) => chart.extend(msg.run, msg.series));
+          live.forEach((chart) => chart.touch(msg.run, config.blockUrl));
         } else if (msg.type === "run.status") {
           Labbook.updateStatus(msg.run, msg.status);
+          live.forEach((chart) => chart.touch(msg.run, config.blockUrl));
         } else if (msg.type === "project.run" && msg.created) {
           refreshWatching(true);
         }
