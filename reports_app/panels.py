@@ -29,6 +29,8 @@ from tracking.validation import flatten
 HEIGHT = 380
 SCALE = "Viridis"  # a numeric colour: perceptually even, readable by the colour-blind
 MAX_IMPORTANCE_KEYS = 30  # the config keys an importance chart ranks, at most
+LOG_SPAN = 100  # positive values whose largest is this many times the smallest read best on a log
+# axis (learning rates, weight decays): parallel coordinates and the compare page use one
 Value = float | str
 
 
@@ -76,6 +78,15 @@ def values(runs: Sequence[Run], column: str) -> list[Value | None]:
 def numeric(found: Sequence[Value | None]) -> bool:
     present = [value for value in found if value is not None]
     return bool(present) and all(isinstance(value, float) for value in present)
+
+
+def spans_decades(found: Sequence[Value | None]) -> bool:
+    """Whether the values are positive numbers spanning ``LOG_SPAN`` or more."""
+    present = [value for value in found if value is not None]
+    if not numeric(present):
+        return False
+    numbers = [float(value) for value in present]
+    return min(numbers) > 0 and max(numbers) >= LOG_SPAN * min(numbers)
 
 
 def _name(run: Run) -> str:
@@ -298,6 +309,17 @@ def parallel(block: ParallelBlock, runs: Sequence[Run]) -> Drawn:
 
 
 def _dimension(column: str, found: list[Value | None]) -> dict[str, Any]:
+    """An axis: numbers as they are (or their logarithm, ticked in powers of ten, when they
+    span ``LOG_SPAN``), text as a tick per value."""
+    if spans_decades(found):
+        logs = [math.log10(float(value)) for value in found if value is not None]
+        powers = list(range(math.floor(min(logs)), math.ceil(max(logs)) + 1))
+        return {
+            "label": escape(column) + " (log)",
+            "values": logs,
+            "tickvals": powers,
+            "ticktext": [f"{10.0**power:g}" for power in powers],
+        }
     if numeric(found):
         return {"label": escape(column), "values": found}
     names = sorted({str(value) for value in found})
@@ -404,12 +426,16 @@ def importance_chart(block: ImportanceBlock, runs: Sequence[Run]) -> Drawn:
         ),
     ]
     layout = _layout(
-        block.title or f"What drives {block.metric}",
+        block.title,
         height=max(HEIGHT, 120 + 26 * len(found)),
         showlegend=False,
         hovermode="closest",
-        xaxis={"domain": [0, 0.47], "range": [0, 1], "title": {"text": "importance (ε²)"}},
-        xaxis2={"domain": [0.53, 1], "range": [-1, 1], "title": {"text": "correlation (r)"}},
+        xaxis={
+            "domain": [0, 0.44],
+            "range": [0, 1],
+            "title": {"text": f"importance for {escape(block.metric)} (ε²)"},
+        },
+        xaxis2={"domain": [0.56, 1], "range": [-1, 1], "title": {"text": "correlation (r)"}},
         yaxis={"automargin": True},
     )
     meta = {"panel": "importance", "runs": [run.pk for run in runs]}

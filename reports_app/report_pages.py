@@ -156,7 +156,8 @@ def export_html(report: Report) -> str:
         "css": "\n".join(_static_text(path) for path in STATIC_INLINED),
         "plotly_js": _static_text(PLOTLY_JS),
         "report_js": "\n".join(
-            _static_text(path) for path in ("labbook/smoothing.js", "labbook/report.js")
+            _static_text(path)
+            for path in ("labbook/smoothing.js", "labbook/panels.js", "labbook/report.js")
         ),
         "exported_at": timezone.now(),
     }

@@ -32,7 +32,7 @@ from tracking.presentation import (
     run_row,
 )
 from tracking.validation import flatten, float_to_json
-from workspace import pages
+from workspace import pages, sweep_panels
 
 if TYPE_CHECKING:
     from tracking.models import RunWithRole
@@ -220,6 +220,8 @@ def compare_page_context(
     config_rows = diff_rows([flatten(run.config) for run in runs])
     summary_rows = diff_rows([summary_values(run, run.metric_series.all()) for run in runs])
     charts = compare_charts(runs)
+    picked = sweep_panels.choices(runs, config_rows, summary_rows, query)
+    sweep = sweep_panels.sweep_panels(runs, picked, config_rows)
     return {
         "project": project,
         "project_href": project.get_absolute_url(),
@@ -236,4 +238,12 @@ def compare_page_context(
         "summary_rows": summary_rows,
         "charts": charts,
         "charts_config": charts_config(charts, runs),
+        "run_ids": ",".join(str(run.pk) for run in runs),
+        "sweep": sweep,
+        "sweep_choices": picked,
+        "sweep_config": [
+            {"index": index, "figure": panel.figure, "runs": panel.runs}
+            for index, panel in enumerate(sweep)
+            if panel.figure is not None
+        ],
     }

@@ -141,6 +141,35 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         context.close()
 
 
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const where = `${event.sourceFile}:${event.lineNumber}:${event.columnNumber}`;
+  const what = `${event.violatedDirective} ${event.blockedURI}`;
+  window.reportViolation(`${document.URL}: ${what} at ${where}`);
+});
+"""
+
+
+@pytest.fixture
+def watched(page: Any) -> Any:
+    """``page``, reporting every policy violation of every document it opens.
+
+    The test fails at its end if there was one. The reporting script is
+    Playwright's, which the policy does not govern.
+    """
+    violations: list[str] = []
+    page.context.expose_function("reportViolation", lambda text: violations.append(text))
+    page.context.add_init_script(REPORT_VIOLATIONS)
+    page.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and violations.append(message.text)
+        ),
+    )
+    yield page
+    assert violations == []
+
+
 def save_screenshot(tab: Any, test_name: str) -> Path | None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', test_name)}.png"

@@ -27,14 +27,6 @@ TEAM = "guarded"
 PROJECT = f"{TEAM}/vision"
 DRAWN = ".main-svg"  # Plotly drew the figure
 
-REPORT_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (event) => {
-  const where = `${event.sourceFile}:${event.lineNumber}:${event.columnNumber}`;
-  const what = `${event.violatedDirective} ${event.blockedURI}`;
-  window.reportViolation(`${document.URL}: ${what} at ${where}`);
-});
-"""
-
 
 @pytest.fixture(scope="module")
 def owner(make_user: Any) -> Any:
@@ -57,26 +49,6 @@ def runs(live: LabbookServer, owner: Any) -> list[int]:
 def report(live: LabbookServer, owner: Any, runs: list[int]) -> dict:
     body = f"# Results\n\n```chart\nruns: {runs}\nmetrics: [loss]\n```\n"
     return api(live, owner.token, "POST", "reports", project=PROJECT, title="Results", body=body)
-
-
-@pytest.fixture
-def watched(page: Any) -> Any:
-    """``page``, reporting every policy violation of every document it opens.
-
-    The test fails at its end if there was one. The reporting script is
-    Playwright's, which the policy does not govern.
-    """
-    violations: list[str] = []
-    page.context.expose_function("reportViolation", lambda text: violations.append(text))
-    page.context.add_init_script(REPORT_VIOLATIONS)
-    page.on(
-        "console",
-        lambda message: (
-            "Content Security Policy" in message.text and violations.append(message.text)
-        ),
-    )
-    yield page
-    assert violations == []
 
 
 def shared_url(live: LabbookServer, link: dict) -> str:

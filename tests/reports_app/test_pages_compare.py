@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.conftest import World
 from tracking import presentation, services
 from tracking.ingest import Point, metrics_ingest
@@ -99,3 +101,70 @@ def test_it_costs_the_same_queries_for_2_and_20_runs(client, world, django_asser
 def test_it_flags_a_key_missing_from_one_run_as_differing():
     rows = presentation.diff_rows([{"a": 1, "b": None}, {"a": 1}])
     assert [(row.key, row.differs) for row in rows] == [("a", False), ("b", True)]
+
+
+# --- Sweep panels ----------------------------------------------------------------------------
+
+
+def _sweep_config(page: str) -> list[dict]:
+    found = re.search(r'<script id="sweep-config" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1)) if found else []
+
+
+def _sweep_runs(world: World) -> list[Run]:
+    return [
+        _run(world, f"s{i}", config={"lr": lr, "bs": 32 * (1 + i % 2), "seed": i},
+             summary={"acc": 0.9 - lr, "loss": lr})
+        for i, lr in enumerate((0.1, 0.2, 0.3, 0.4))
+    ]  # fmt: skip
+
+
+def test_the_sweep_shows_a_scatter_parallel_coordinates_and_importance(client, world):
+    runs = _sweep_runs(world)
+    client.force_login(world.viewer.user)
+    page = _get(client, [run.pk for run in runs])
+    panels = _sweep_config(page)
+    assert [panel["figure"]["data"][0]["type"] for panel in panels] == [
+        "scatter",
+        "parcoords",
+        "bar",
+    ]
+    scatter = panels[0]["figure"]["data"][0]
+    assert scatter["x"] == [32, 64, 32, 64]
+    assert scatter["y"] == pytest.approx([0.8, 0.7, 0.6, 0.5])
+    assert scatter["customdata"][0] == runs[0].get_absolute_url()  # a click opens the run
+    labels = [dimension["label"] for dimension in panels[1]["figure"]["data"][0]["dimensions"]]
+    assert labels == ["config.bs", "config.lr", "config.seed", "summary.acc"]
+    assert "acc by config.bs" in page  # the first differing key is the default x
+    assert "<option selected>summary.acc</option>" in page
+
+
+def test_the_reader_picks_the_sweeps_metric_and_x(client, world):
+    runs = _sweep_runs(world)
+    client.force_login(world.viewer.user)
+    ids = ",".join(str(run.pk) for run in runs)
+    response = client.get(URL, {"runs": ids, "metric": "summary.loss", "x": "config.lr"})
+    page = response.content.decode()
+    scatter = _sweep_config(page)[0]["figure"]["data"][0]
+    assert scatter["y"] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert "<option selected>summary.loss</option>" in page
+    assert "<option selected>config.lr</option>" in page
+    unknown = client.get(URL, {"runs": ids, "metric": "summary.<script>", "x": "config.nope"})
+    assert unknown.status_code == 200
+    assert "<option selected>summary.acc</option>" in unknown.content.decode()  # the default
+
+
+def test_a_sweep_panel_with_nothing_to_draw_says_why(client, world):
+    a = _run(world, "a", config={"lr": 0.1}, summary={"acc": 0.5})
+    b = _run(world, "b", config={"lr": 0.2}, summary={"acc": 0.6})
+    client.force_login(world.viewer.user)
+    page = _get(client, [a.pk, b.pk])
+    assert "2 of these runs have a number for `summary.acc`; importance needs at least 3." in page
+    assert len(_sweep_config(page)) == 2
+
+
+def test_no_sweep_without_config_or_summary(client, world):
+    a, b = _run(world, "a"), _run(world, "b")
+    client.force_login(world.viewer.user)
+    page = _get(client, [a.pk, b.pk])
+    assert 'id="sweep-title"' not in page and _sweep_config(page) == []

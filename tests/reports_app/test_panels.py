@@ -90,6 +90,13 @@ def test_pearson_agrees_with_the_standard_library():
     assert importance.pearson([1, 1, 1], [3, 2, 1]) is None
 
 
+def test_only_positive_numbers_spanning_a_hundredfold_get_a_log_axis():
+    assert panels.spans_decades([1e-4, 0.5, None, 1e-2])
+    assert not panels.spans_decades([1.0, 99.0])
+    assert not panels.spans_decades([0.0, 1e-4, 1.0])  # zero has no logarithm
+    assert not panels.spans_decades(["adam", 1e-4, 1.0])
+
+
 def test_a_numeric_key_with_many_values_is_cut_into_five_groups_of_about_equal_size():
     labels = importance._bins([float(x) for x in range(20)])
     assert len(set(labels)) == importance.BINS
@@ -243,7 +250,15 @@ def test_parallel_coordinates_map_categories_to_ticks_and_colour_by_the_metric(w
     (trace,) = _figure(_render(world, body))["data"]
     assert trace["type"] == "parcoords"
     lr, optimizer, acc = trace["dimensions"]
-    assert sorted(set(lr["values"])) == LRS
+    # lr spans more than a hundredfold: its axis is logarithmic, ticked in powers of ten
+    assert lr["label"] == "config.lr (log)"
+    assert sorted(set(lr["values"])) == pytest.approx([math.log10(lr) for lr in LRS])
+    assert lr["tickvals"] == [-4, -3, -2, -1] and lr["ticktext"] == [
+        "0.0001",
+        "0.001",
+        "0.01",
+        "0.1",
+    ]
     assert optimizer["ticktext"] == ["adam", "sgd"] and set(optimizer["values"]) == {0, 1}
     assert trace["line"]["color"] == acc["values"] and trace["line"]["showscale"] is True
 

@@ -1,7 +1,9 @@
-/* The chart-block builder of the report editor: pick runs of the project, then metrics
- * (a chart) or columns (a runs table), and insert the ```chart / ```runs block at the
- * cursor. Runs come from GET /api/v1/runs?project=..., a run's metric keys from
- * GET /api/v1/runs/<id>/metrics (fetched once per run). Needs Labbook.editor (editor.js).
+/* The block builder of the report editor: pick runs of the project, then metrics (a
+ * chart), columns (a runs table) or a panel and its values (scatter, bar, parallel
+ * coordinates, importance), and insert the block at the cursor. A panel may take every run
+ * of the project instead of the ticked ones. Runs come from GET /api/v1/runs?project=...,
+ * a run's metric keys from GET /api/v1/runs/<id>/metrics (fetched once per run). Needs
+ * Labbook.editor (editor.js).
  */
 (function () {
   "use strict";
@@ -12,6 +14,8 @@
   const config = editor.config;
   const SEARCH_DELAY_MS = 300;
   const PAGE_SIZE = 100;
+  const PANEL_RUNS = 200; // blocks.MAX_PANEL_RUNS: "every run of the project"
+  const TITLES = { chart: "Insert chart", runs: "Insert runs table", panel: "Insert panel" };
   const $ = (selector) => dialog.querySelector(selector);
 
   const state = {
@@ -23,6 +27,7 @@
     metrics: new Map(), // run id -> [keys], or a promise while loading
     keys: new Set(), // chosen metric keys
     columns: new Set(), // chosen columns
+    axes: new Set(), // a parallel panel's chosen columns
   };
 
   async function getJson(url) {
@@ -51,6 +56,7 @@
       state.loaded = true;
       label.textContent = runsNote(page, search);
       renderRuns();
+      update(); // a panel over the whole project draws from these runs
     } catch (error) {
       if (seq === state.searchSeq) label.textContent = "Runs could not be loaded: " + error.message;
     }
@@ -121,11 +127,34 @@
     return [...keys].sort();
   }
 
+  /* {"opt": {"lr": 1}} -> ["opt.lr"]: a nested config value goes by its dotted path. */
+  function flatKeys(mapping, prefix) {
+    return Object.entries(mapping || {}).flatMap(([key, value]) =>
+      value && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length
+        ? flatKeys(value, prefix + key + ".")
+        : [prefix + key]
+    );
+  }
+
+  /* The runs a block draws: the ticked ones, or (a panel over the whole project) those shown. */
+  function sourceRuns() {
+    return wholeProject() ? state.shown : [...state.chosen.values()];
+  }
+
+  function wholeProject() {
+    return state.mode === "panel" && scope() === "project";
+  }
+
+  function scope() {
+    const checked = dialog.querySelector('[data-option="scope"]:checked');
+    return checked ? checked.value : "ticked";
+  }
+
   function columnNames() {
     const fromConfig = new Set();
-    const summary = new Set(metricKeys());
-    state.chosen.forEach(function (run) {
-      Object.keys(run.config || {}).forEach((key) => fromConfig.add(key));
+    const summary = new Set(wholeProject() ? [] : metricKeys());
+    sourceRuns().forEach(function (run) {
+      flatKeys(run.config, "").forEach((key) => fromConfig.add(key));
       Object.keys(run.summary || {}).forEach((key) => summary.add(key));
     });
     const names = (keys, source) => [...keys].sort().map((key) => source + "." + key);
@@ -167,8 +196,40 @@
     return $('[data-option="' + name + '"]');
   }
 
+  function common(lines) {
+    const title = option("title").value.trim();
+    if (title) lines.push("title: " + scalar(title));
+    if (!option("live").checked) lines.push("live: false");
+    return lines.concat("```").join("\n");
+  }
+
+  function panelBlock(runs) {
+    const kind = option("panel").value;
+    const lines = ["```" + kind, runs];
+    const chosen = (name) => option(name).value;
+    if (kind === "scatter") {
+      lines.push("x: " + scalar(chosen("x_column")), "y: " + scalar(chosen("y_column")));
+      if (option("log_x").checked) lines.push("log_x: true");
+    } else if (kind === "bar") {
+      lines.push("value: " + scalar(chosen("value")));
+      if (chosen("group_by")) lines.push("group_by: " + scalar(chosen("group_by")));
+    } else if (kind === "parallel") {
+      lines.push("columns: " + list([...state.axes]));
+    } else {
+      lines.push("metric: " + scalar(chosen("metric")));
+    }
+    if ((kind === "scatter" || kind === "parallel") && chosen("color")) {
+      lines.push("color: " + scalar(chosen("color")));
+    }
+    if ((kind === "scatter" || kind === "bar") && option("log_y").checked) lines.push("log_y: true");
+    return common(lines);
+  }
+
   function block() {
-    const runs = "runs: [" + [...state.chosen.keys()].join(", ") + "]";
+    const runs = wholeProject()
+      ? "runs: {project: " + scalar(config.project) + ", limit: " + PANEL_RUNS + "}"
+      : "runs: [" + [...state.chosen.keys()].join(", ") + "]";
+    if (state.mode === "panel") return panelBlock(runs);
     if (state.mode === "runs") {
       const lines = ["```runs", runs];
       if (state.columns.size) lines.push("columns: " + list([...state.columns]));
@@ -178,20 +239,63 @@
     const smoothing = Number(option("smoothing").value);
     if (smoothing > 0) lines.push("smoothing: " + smoothing);
     if (option("log_y").checked) lines.push("log_y: true");
-    const title = option("title").value.trim();
-    if (title) lines.push("title: " + scalar(title));
-    if (!option("live").checked) lines.push("live: false");
-    return lines.concat("```").join("\n");
+    return common(lines);
   }
 
   function problem() {
-    if (state.chosen.size === 0) return "Pick at least one run.";
+    if (!wholeProject() && state.chosen.size === 0) return "Pick at least one run.";
     if (state.mode === "chart" && state.keys.size === 0) return "Pick at least one metric.";
+    if (state.mode === "panel") return panelProblem();
     return "";
   }
 
+  function panelProblem() {
+    const kind = option("panel").value;
+    const needs = { scatter: ["x_column", "y_column"], bar: ["value"], importance: ["metric"] };
+    if ((needs[kind] || []).some((name) => !option(name).value)) return "Pick the values to draw.";
+    if (kind === "parallel" && state.axes.size < 2) return "Pick at least two axes.";
+    return "";
+  }
+
+  /* Fill a value menu with the columns of the runs, keeping what was picked. */
+  function fillSelect(select, names) {
+    const source = select.dataset.columns;
+    const shown = source ? names.filter((name) => name.startsWith(source + ".")) : names;
+    const extra = select.dataset.extra === undefined ? null : select.dataset.extra.split(" ").filter(Boolean);
+    const values = extra === null ? shown : ["", ...extra, ...shown];
+    const preferred = values.find((value) => value.startsWith(select.dataset.prefer + "."));
+    const kept = values.includes(select.value) ? select.value : preferred || values[0] || "";
+    const items = values.map((value) => {
+      const item = document.createElement("option");
+      item.value = value;
+      item.textContent = value || "none";
+      return item;
+    });
+    select.replaceChildren(...items);
+    select.value = kept;
+  }
+
+  function updatePanel() {
+    const kind = option("panel").value;
+    dialog.querySelectorAll("[data-panel-only]").forEach((el) => {
+      el.hidden = state.mode === "panel" && !el.dataset.panelOnly.split(" ").includes(kind);
+    });
+    const names = columnNames();
+    dialog.querySelectorAll("select[data-columns]").forEach((select) => fillSelect(select, names));
+    const none = "These runs have no config or summary values to draw.";
+    renderPicks("[data-axis-list]", "[data-panel-state]", names, state.axes, none);
+    if (wholeProject()) {
+      $("[data-panel-state]").textContent = state.shown.length ? "" : "This project has no runs yet.";
+    }
+    // Taking every run: the ticks mean nothing, a note says what the block reads instead.
+    $("[data-run-list]").hidden = wholeProject();
+    $("[data-whole-note]").hidden = !wholeProject();
+  }
+
   function update() {
-    if (state.mode === "chart") {
+    if (state.mode === "panel") {
+      updatePanel();
+    } else if (state.mode === "chart") {
       const none = "These runs logged no metrics yet.";
       renderPicks("[data-metric-list]", "[data-metric-state]", metricKeys(), state.keys, none);
     } else {
@@ -202,15 +306,16 @@
     const error = problem();
     $("[data-builder-output]").value = error ? "" : block();
     $("[data-builder-insert]").disabled = Boolean(error);
-    $("[data-builder-error]").textContent = state.chosen.size ? error : "";
+    $("[data-builder-error]").textContent = state.chosen.size || wholeProject() ? error : "";
   }
 
   function open(mode) {
     state.mode = mode;
-    $("[data-builder-title]").textContent = mode === "chart" ? "Insert chart" : "Insert runs table";
+    $("[data-builder-title]").textContent = TITLES[mode];
     dialog.querySelectorAll("[data-mode-only]").forEach((el) => {
-      el.hidden = el.dataset.modeOnly !== mode;
+      el.hidden = !el.dataset.modeOnly.split(" ").includes(mode);
     });
+    $("[data-run-list]").hidden = false; // a chart or a table always takes the ticked runs
     dialog.showModal();
     if (!state.loaded) loadRuns("");
     update();
@@ -228,6 +333,7 @@
 
   dialog.querySelectorAll("[data-option]").forEach(function (input) {
     input.addEventListener("input", update);
+    input.addEventListener("change", update); // radio buttons and menus
   });
 
   let searchTimer = null;

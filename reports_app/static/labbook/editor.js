@@ -182,6 +182,7 @@
   function drawFigure(spec) {
     const element = preview.querySelector('[data-figure="' + spec.block + '"]');
     if (!element || !window.Plotly) return;
+    if (spec.kind && spec.kind !== "chart") return Labbook.drawPanel(element, spec.figure, spec.runs);
     const layout = Object.assign({}, spec.figure.layout, { autosize: true });
     window.Plotly.react(element, traces(spec), layout, { responsive: true, displaylogo: false });
   }

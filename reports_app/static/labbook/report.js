@@ -10,8 +10,7 @@
  *
  * Panels (kind scatter, bar, parallel, importance) hold one value per run: they are drawn
  * again from the server when one of their runs logs or changes status (at most every
- * PANEL_REFRESH_MS), or a run joins their project. A click on a run's mark opens its page
- * (the server leaves the link out on share links and exports).
+ * PANEL_REFRESH_MS), or a run joins their project (panels.js draws them).
  */
 (function () {
   "use strict";
@@ -67,18 +66,7 @@
 
   Chart.prototype.drawPanel = function () {
     this.raw = [];
-    const figure = this.spec.figure;
-    const layout = Object.assign({}, figure.layout, { autosize: true });
-    window.Plotly.react(this.element, figure.data, layout, PLOT_CONFIG);
-    this.element.dataset.runs = String(this.spec.runs.length);
-    if (!this.element.dataset.bound) {
-      this.element.dataset.bound = "1";
-      this.element.on("plotly_click", (event) => {
-        const point = event && event.points && event.points[0];
-        const href = point && point.customdata;
-        if (typeof href === "string" && href.startsWith("/")) window.location.assign(href);
-      });
-    }
+    Labbook.drawPanel(this.element, this.spec.figure, this.spec.runs); // panels.js
   };
 
   /* A live panel's run logged or changed: draw it again, at most every PANEL_REFRESH_MS. */
