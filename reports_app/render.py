@@ -48,6 +48,11 @@ LEFT_OUT = (
     "Not drawn: this page already carries {} of chart data, its budget."
     " Split the report, or lower `max_points` or the number of runs of the charts above."
 )
+# Opens a chart over the whole window (chart_tools.js): on every chart and panel of a report.
+EXPAND = mark_safe(
+    '<button type="button" class="link chart-expand" data-expand aria-pressed="false">'
+    "Expand</button>"
+)
 X_TITLES = {"step": "step", "time": "time (UTC)", "relative": "minutes since the run started"}
 
 
@@ -466,11 +471,12 @@ def _panel_html(item: _Block, figure: Figure) -> str:
     )
     label = block.title or f"{block.kind} of {len(figure.runs)} runs"
     return format_html(
-        '<figure class="report-chart report-panel" id="block-{}" data-block="{}" data-panel="{}">'
+        '<figure class="report-chart report-panel" id="block-{}" data-block="{}" data-panel="{}">{}'
         '<div class="plot" data-figure="{}" role="img" aria-label="{} panel: {}"></div>{}</figure>',
         item.index,
         item.index,
         block.kind,
+        EXPAND,
         item.index,
         block.kind.capitalize(),
         label,
@@ -493,10 +499,11 @@ def _chart_html(item: _Block, figure: Figure) -> str:
     title = _chart(item).title or ", ".join(_chart(item).metrics)
     note = _chart_notes(item, figure)
     return format_html(
-        '<figure class="report-chart" id="block-{}" data-block="{}">'
+        '<figure class="report-chart" id="block-{}" data-block="{}">{}'
         '<div class="plot" data-figure="{}" role="img" aria-label="Chart: {}"></div>{}</figure>',
         item.index,
         item.index,
+        EXPAND,
         item.index,
         title,
         note,

@@ -157,7 +157,12 @@ def export_html(report: Report) -> str:
         "plotly_js": _static_text(PLOTLY_JS),
         "report_js": "\n".join(
             _static_text(path)
-            for path in ("labbook/smoothing.js", "labbook/panels.js", "labbook/report.js")
+            for path in (
+                "labbook/smoothing.js",
+                "labbook/chart_tools.js",
+                "labbook/panels.js",
+                "labbook/report.js",
+            )
         ),
         "exported_at": timezone.now(),
     }

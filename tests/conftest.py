@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import inspect
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.support import skip_or_fail
 from tracking import services
 from tracking.models import Project, Role, Team
 
@@ -197,3 +201,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # before the quick in-process ones, which then fill in the tail evenly.
         items.sort(key=lambda item: not _starts_processes(item))
     return result
+
+
+# --- A database of its own, for migration tests (tests/migrations.py) ------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A server's environment on a database of its own: a SQLite file under ``tmp_path``, then
+    (second param) a PostgreSQL database created for the test and dropped after it."""
+    from tests.sdk.server import server_env
+
+    env = server_env(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    if request.param == "sqlite":
+        yield env
+        return
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        skip_or_fail("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    import psycopg
+
+    name = f"labbook_migration_{uuid.uuid4().hex[:12]}"
+    admin = urlsplit(url)._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**env, "DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

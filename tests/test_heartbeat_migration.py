@@ -8,14 +8,9 @@ SQLite file, and on a throwaway PostgreSQL database when the run uses PostgreSQL
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.sdk.server import ROOT
-from tests.tracking.test_points_migration import database_env  # noqa: F401 - the fixture
+from tests.migrations import run_migration_script
 
 pytestmark = pytest.mark.subprocess
 
@@ -48,18 +43,8 @@ print(json.dumps({
 
 
 def test_a_heartbeat_written_before_the_move_is_read_after_it(
-    database_env: dict[str, str],  # noqa: F811 - the fixture imported above
+    database_env: dict[str, str],
 ):
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env={**database_env, "DJANGO_SETTINGS_MODULE": "labbook.settings"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = run_migration_script(SCRIPT, database_env)
     assert found["table"] == "reports_app_heartbeat"
     assert found["rows"] == [["beat", "beat@gpu-1", 7], ["worker", "celery@gpu-1", 4242]]

@@ -146,6 +146,7 @@ def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
         "maxPoints": CHART_MAX_POINTS,
         "markedUpTo": MARKED_UP_TO,
         "live": "/ws/live/",
+        "project": runs[0].project.full_name if runs else "",  # pinned charts are per project
     }
 
 

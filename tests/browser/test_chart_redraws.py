@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +83,11 @@ def redrawn(page: Any, act: Callable[[], Any]) -> None:
     loaded = page.evaluate("[...Labbook.grid.charts.values()].filter((c) => c.loaded).length")
     act()
     page.wait_for_function(
-        f"Labbook.grid.renders >= {before + loaded}", timeout=WAIT_MS, polling="raf"
+        # A function, not an expression: Playwright polls an expression with eval, which the
+        # page's Content-Security-Policy refuses once the wait outlasts its first check.
+        f"() => Labbook.grid.renders >= {before + loaded}",
+        timeout=WAIT_MS,
+        polling="raf",
     )
 
 
@@ -102,7 +107,7 @@ def resized(page: Any, selector: str, width: int) -> None:
     before = page.evaluate(widths)
     page.set_viewport_size({"width": width, "height": 900})
     page.wait_for_function(
-        f"JSON.stringify({widths}) !== {json.dumps(json.dumps(before))}", timeout=WAIT_MS
+        f"() => JSON.stringify({widths}) !== {json.dumps(json.dumps(before))}", timeout=WAIT_MS
     )
 
 
@@ -154,6 +159,7 @@ def grid_steps(page: Any, smoothed: list[int], plain: list[int]) -> list[tuple]:
         ("x: relative", lambda: redrawn(page, lambda: x_axis.select_option("relative")), smoothed),
         ("smoothing 0", lambda: redrawn(page, lambda: set_slider(page, 0)), plain),
         ("x: wall time", lambda: redrawn(page, lambda: x_axis.select_option("time")), plain),
+        ("x: metric lr", lambda: redrawn(page, lambda: x_axis.select_option("metric:lr")), plain),
         ("x: step", lambda: redrawn(page, lambda: x_axis.select_option("step")), plain),
         ("log on", lambda: relaid(page, RUN_PLOTS, log.check, log_is.format("log")), plain),
         ("log off", lambda: relaid(page, RUN_PLOTS, log.uncheck, log_is.format("linear")), plain),
@@ -315,3 +321,141 @@ def test_the_plot_keeps_its_height_and_its_legend_stays_beside_it_with_20_runs(
         title = plot.locator(".xtitle").bounding_box()
         assert title["y"] >= drawn_area["y"] + drawn_area["height"], "the axis title moved up"
     assert heights[0] == heights[1] >= 200
+
+
+TOOLTIP = """(plot) => {
+  const tip = plot.querySelector('.chart-tooltip');
+  const dimmed = [...plot.querySelectorAll('.scatterlayer .trace')]
+    .filter((trace) => trace.style.opacity === '0.15').length;
+  if (!tip || tip.hidden) return {shown: false, dimmed};
+  const rows = [...tip.querySelectorAll('li')];
+  return {
+    shown: true,
+    dimmed,
+    names: rows.map((row) => row.querySelector('.name').textContent),
+    values: rows.map((row) => Number(row.querySelector('.value').textContent)),
+    nearest: rows.filter((row) => row.classList.contains('is-nearest'))
+      .map((row) => row.querySelector('.name').textContent),
+    highlighted: plot.dataset.highlighted,
+  };
+}"""
+
+
+def hover_middle(page: Any, plot: Any) -> dict:
+    """Move the mouse over the middle of ``plot`` and read the list of nearest runs."""
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.8, steps=4)
+    page.wait_for_function(f"(p) => ({TOOLTIP})(p).shown", arg=plot.element_handle())
+    return plot.evaluate(TOOLTIP)
+
+
+def test_hovering_lists_the_nearest_runs_by_value_and_highlights_one(page, live, owner, sweep):
+    body = f"```chart\nruns: {sweep}\nmetrics: [val/loss]\nsmoothing: 0.5\n```"
+    report = api(live, owner.token, "POST", "reports", project=PROJECT, title="Hover", body=body)
+    log_in(page, live, owner.username, owner.password)
+    compare = page.locator('.chart-card[data-key="val/loss"] .plot')
+    for url, selector in (
+        (f"{live.url}/{PROJECT}/compare?runs={','.join(map(str, sweep))}", compare),
+        (f"{live.url}/reports/{report['id']}/", page.locator('[data-figure="0"]')),
+    ):
+        page.goto(url)
+        selector.scroll_into_view_if_needed()
+        expect(selector.locator(".main-svg").first).to_be_visible()
+        seen = hover_middle(page, selector)
+        assert 1 < len(seen["names"]) <= 8
+        assert seen["values"] == sorted(seen["values"], reverse=True)
+        assert seen["nearest"] == [seen["highlighted"]]
+        assert seen["dimmed"] >= len(sweep) - 1  # every other run's line is dimmed
+        page.mouse.move(0, 0)
+        page.wait_for_function(f"(p) => !({TOOLTIP})(p).shown", arg=selector.element_handle())
+        assert selector.evaluate(TOOLTIP)["dimmed"] == 0
+
+
+def test_a_chart_opens_over_the_whole_window_and_escape_closes_it(page, live, owner, sweep):
+    body = f"```chart\nruns: {sweep[:2]}\nmetrics: [val/loss]\n```"
+    report = api(live, owner.token, "POST", "reports", project=PROJECT, title="Big", body=body)
+    log_in(page, live, owner.username, owner.password)
+    for url, box in (
+        (f"{live.url}/{PROJECT}/runs/{sweep[0]}", '.chart-card[data-key="val/loss"]'),
+        (f"{live.url}/reports/{report['id']}/", "#block-0"),
+    ):
+        page.goto(url)
+        card = page.locator(box)
+        plot = card.locator("[data-plot], [data-figure]")
+        card.scroll_into_view_if_needed()
+        expect(plot.locator(".main-svg").first).to_be_visible()
+        before = plot.evaluate("(p) => p._fullLayout.height")
+        card.get_by_role("button", name="Expand").click()
+        expect(card).to_have_class(re.compile(r"\bis-expanded\b"))
+        page.wait_for_function("(p) => p._fullLayout.height > 600", arg=plot.element_handle())
+        expect(card.locator(".scatterlayer .trace")).not_to_have_count(0)
+        page.keyboard.press("Escape")
+        expect(card).not_to_have_class(re.compile(r"\bis-expanded\b"))
+        page.wait_for_function(
+            f"(p) => p._fullLayout.height === {before}", arg=plot.element_handle()
+        )
+
+
+def shown_sections(page: Any) -> list[str]:
+    titles = ".chart-section:not([hidden]) > summary .chart-section-title"
+    return page.locator(titles).all_inner_texts()
+
+
+def test_charts_are_grouped_by_prefix_collapsible_and_pinnable(page, live, owner, sweep):
+    log_in(page, live, owner.username, owner.password)
+    page.goto(f"{live.url}/{PROJECT}/runs/{sweep[0]}")
+    expect(page.locator(".chart-section")).to_have_count(3)
+    assert shown_sections(page) == ["Charts", "train/", "val/"]  # lr has no prefix
+    val = page.locator('.chart-section[data-section="val"]')
+    expect(val.locator(".chart-card")).to_have_count(2)
+    expect(val.locator("summary")).to_contain_text("2")
+
+    val.locator("summary").click()  # collapse: remembered across pages
+    expect(val.locator('.chart-card[data-key="val/loss"]')).to_be_hidden()
+    page.reload()
+    expect(val.locator('.chart-card[data-key="val/loss"]')).to_be_hidden()
+    assert val.evaluate("(d) => d.open") is False
+    val.locator("summary").click()
+    expect(val.locator('.chart-card[data-key="val/loss"] .main-svg').first).to_be_visible()
+
+    page.locator('.chart-card[data-key="val/loss"]').get_by_role("button", name="Pin").click()
+    assert shown_sections(page) == ["Pinned", "Charts", "train/", "val/"]
+    page.reload()
+    pinned = page.locator('.chart-section[data-section="pinned"] .chart-card')
+    expect(pinned).to_have_attribute("data-key", "val/loss")
+    expect(pinned.locator(".main-svg").first).to_be_visible()
+
+    page.get_by_label("Filter charts").fill("loss")
+    assert shown_sections(page) == ["Pinned", "train/"]  # nothing of Charts or val/ matches
+    expect(page.locator("[data-chart-count]")).to_have_text("2 of 4 charts")
+    page.get_by_label("Filter charts").fill("")
+    pinned.get_by_role("button", name="Unpin").click()
+    assert shown_sections(page) == ["Charts", "train/", "val/"]
+
+
+def test_any_metric_can_be_the_x_axis(page, live, owner):
+    """Each point goes where the x metric stood at its step (interpolated between the steps
+    it was logged at), live points too; the choice is remembered."""
+    run = api(live, owner.token, "POST", "runs", project=PROJECT, name="by-epoch")["id"]
+    points = [{"key": "loss", "step": s, "value": 1 / (s + 1)} for s in range(0, 100, 5)]
+    points += [{"key": "epoch", "step": s, "value": s / 20} for s in range(0, 100, 20)]
+    api(live, owner.token, "POST", f"runs/{run}/metrics", points=points)
+    log_in(page, live, owner.username, owner.password)
+    page.goto(f"{live.url}/{PROJECT}/runs/{run}")
+    show_every_chart(page, 2)
+    redrawn(page, lambda: page.locator("[data-chart-x]").select_option("metric:epoch"))
+    plot = page.locator('.chart-card[data-key="loss"] .plot')
+    assert plot.evaluate("(p) => p._fullLayout.xaxis.title.text") == "epoch"
+    xs = plot.evaluate("(p) => p.data[0].x")
+    assert xs == pytest.approx([s / 20 for s in range(0, 81, 5)] + [4.0] * 3)  # held past 80
+    expect(page.locator("[data-live-state]")).to_have_text("Live")
+    more = [
+        {"key": "epoch", "step": 100, "value": 5.0},
+        {"key": "loss", "step": 100, "value": 0.01},
+    ]
+    api(live, owner.token, "POST", f"runs/{run}/metrics", points=more)
+    page.wait_for_function("(p) => p.data[0].x.at(-1) === 5", arg=plot.element_handle())
+    page.reload()
+    show_every_chart(page, 2)
+    expect(page.locator("[data-chart-x]")).to_have_value("metric:epoch")
+    expect_drawn(page, RUN_PLOTS, [1, 1], "x: epoch after a reload")

@@ -8,19 +8,9 @@ database when the test run uses PostgreSQL.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
-
 import pytest
 
-from tests.sdk.server import ROOT, server_env
-from tests.support import skip_or_fail
+from tests.migrations import run_migration_script
 
 pytestmark = pytest.mark.subprocess
 
@@ -91,40 +81,7 @@ print(json.dumps({{
 
 
 def migrate_old_points(env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env={**env, "DJANGO_SETTINGS_MODULE": "labbook.settings"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = server_env(tmp_path / "home")
-    (tmp_path / "home").mkdir()
-    if request.param == "sqlite":
-        yield env
-        return
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        skip_or_fail("needs PostgreSQL: set DATABASE_URL=postgres://...")
-    import psycopg
-
-    name = f"labbook_migration_{uuid.uuid4().hex[:12]}"
-    admin = urlsplit(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {**env, "DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return run_migration_script(SCRIPT, env)
 
 
 def test_old_points_survive_the_migration_with_seq_0(database_env: dict[str, str]):

@@ -7,14 +7,9 @@ run uses PostgreSQL (the fixture of ``test_points_migration``).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.sdk.server import ROOT
-from tests.tracking.test_points_migration import database_env  # noqa: F401 - the fixture
+from tests.migrations import run_migration_script
 
 pytestmark = pytest.mark.subprocess
 
@@ -49,17 +44,7 @@ print(json.dumps(dict(Run.objects.values_list("name", "project_index"))))
 
 
 def test_stored_runs_are_numbered_per_project_by_creation_time(
-    database_env: dict[str, str],  # noqa: F811 - the fixture imported above
+    database_env: dict[str, str],
 ):
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env={**database_env, "DJANGO_SETTINGS_MODULE": "labbook.settings"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = run_migration_script(SCRIPT, database_env)
     assert found == {"a-early": 0, "a-mid": 1, "a-late": 2, "b-0": 0}

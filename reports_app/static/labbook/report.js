@@ -30,6 +30,8 @@
     this.spec = spec;
     this.element = document.querySelector('[data-figure="' + spec.block + '"]');
     this.draw();
+    const box = this.element.closest("figure");
+    if (box) Labbook.expandable(box, this.element, box.querySelector("[data-expand]"));
   }
 
   /* Raw traces from the server, each followed by its smoothed twin when smoothing is on. */
@@ -42,13 +44,13 @@
     spec.figure.data.forEach((trace) => {
       const entry = { meta: trace.meta, index: traces.length, twin: null, lastStep: trace.meta.last_step };
       // Every drawn trace gets arrays of its own: extendTraces grows them in place.
-      const own = { x: trace.x.slice(), y: trace.y.slice() };
+      const own = { x: trace.x.slice(), y: trace.y.slice(), hoverinfo: "none" }; // chart_tools.js
       if (weight > 0) {
         const faint = { opacity: 0.3, showlegend: false, hoverinfo: "skip" };
         traces.push(Object.assign({}, trace, own, faint));
         entry.state = { last: 0, n: 0 };
         entry.twin = traces.length;
-        const smoothed = { x: trace.x.slice(), y: smooth(trace.y, weight, entry.state) };
+        const smoothed = { x: trace.x.slice(), y: smooth(trace.y, weight, entry.state), hoverinfo: "none" };
         traces.push(Object.assign({}, trace, smoothed));
       } else {
         traces.push(Object.assign({}, trace, own));
@@ -58,6 +60,12 @@
     const layout = Object.assign({}, spec.figure.layout, { autosize: true });
     window.Plotly.react(this.element, traces, layout, PLOT_CONFIG);
     this.element.dataset.points = String(this.pointCount());
+    Labbook.hoverList(this.element, {
+      lines: (curve) => {
+        const entry = this.raw.find((e) => e.index === curve || e.twin === curve);
+        return entry ? [entry.index, entry.twin] : [curve];
+      },
+    });
   };
 
   Chart.prototype.isPanel = function () {

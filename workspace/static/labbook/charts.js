@@ -8,6 +8,15 @@
  * Data comes from the downsampling history API; zooming in refetches the visible range
  * at full resolution; points from the websocket extend the traces in place.
  *
+ * Charts are grouped in sections by the prefix of their key (train/, val/, system/; keys
+ * without one first), each collapsible; charts pinned by the reader (per project, in
+ * localStorage) come first in a section of their own. The filter box hides the charts, and
+ * the sections left empty, that do not match.
+ *
+ * The x axis is the step, the wall time, the time since each run started, or any metric the
+ * charts show ("metric:epoch"): each point is placed at that metric's value at its step,
+ * interpolated between the steps where the metric was logged (held at either end).
+ *
  * Every redraw goes through Plotly.react on the same div, never a cleared one: clearing
  * the div under a drawn plot leaves Plotly diffing against elements that are gone, and
  * every line vanished until a reload. A single-run chart's stats (min, max, point count;
@@ -17,6 +26,52 @@
   "use strict";
   const Labbook = (window.Labbook = window.Labbook || {});
   const STORAGE_KEY = "labbook.chart-controls";
+  const COLLAPSED_KEY = "labbook.collapsed-sections";
+  const PINNED = "pinned"; // the pinned section's name (a key prefix never is: it has no "/")
+  const UNPREFIXED = ""; // the section of keys without a prefix
+  const LAST = ["system"]; // prefixes whose section goes last
+
+  function prefixOf(key) {
+    const slash = key.indexOf("/");
+    return slash > 0 ? key.slice(0, slash) : UNPREFIXED;
+  }
+
+  /* Pinned first, then keys without a prefix, the prefixes in order, system last. */
+  function sectionOrder(name) {
+    if (name === PINNED) return [0, ""];
+    if (name === UNPREFIXED) return [1, ""];
+    return [LAST.includes(name) ? 3 : 2, name];
+  }
+
+  const METRIC_X = "metric:"; // an x-axis mode naming a metric key
+
+  /* The value of a logged series ({steps, values} in step order) at ``step``. */
+  function valueAt(series, step) {
+    const steps = series.steps;
+    if (steps.length === 0) return null;
+    let lo = 0;
+    let hi = steps.length - 1;
+    if (step <= steps[0]) return numeric(series.values[0]);
+    if (step >= steps[hi]) return numeric(series.values[hi]);
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (steps[mid] <= step) lo = mid;
+      else hi = mid;
+    }
+    const a = numeric(series.values[lo]);
+    const b = numeric(series.values[hi]);
+    if (steps[lo] === step || b === null) return a;
+    if (a === null) return b;
+    return a + ((b - a) * (step - steps[lo])) / (steps[hi] - steps[lo]);
+  }
+
+  function stored(key, fallback) {
+    try {
+      return JSON.parse(window.localStorage.getItem(key) || "null") || fallback;
+    } catch (error) {
+      return fallback;
+    }
+  }
 
   function historyUrl(config, runId, key, params) {
     const path = key.split("/").map(encodeURIComponent).join("/");
@@ -68,7 +123,19 @@
       { search: "" },
     );
     this.observer = new IntersectionObserver(this.onVisible.bind(this), { rootMargin: "400px" });
+    this.container = root.querySelector("[data-chart-grid]");
+    this.container.classList.replace("chart-grid", "chart-sections");
+    this.sections = new Map(); // name -> {details, grid, count}
+    this.pinnedKey = "labbook.pinned-charts." + (config.project || "");
+    this.pinned = new Set(stored(this.pinnedKey, []));
+    this.collapsed = new Set(stored(COLLAPSED_KEY, []));
     config.charts.forEach((spec) => this.addChart(spec.key, spec.runs, spec.stats));
+    this.xMetric = null; // {key, series: Map(run id -> {steps, values}), ready: Promise}
+    if (this.controls.x.startsWith(METRIC_X)) {
+      const key = this.controls.x.slice(METRIC_X.length);
+      if (this.charts.has(key)) this.loadX(key);
+      else this.controls.x = "step"; // a metric this page does not have
+    }
     this.bindControls();
     this.updateCount();
   }
@@ -94,8 +161,80 @@
         : null,
     };
     this.charts.set(key, chart);
+    this.place(chart);
     this.observer.observe(card);
+    Labbook.expandable(card, chart.plot, card.querySelector("[data-expand]")); // chart_tools.js
+    const pin = card.querySelector("[data-pin]");
+    if (pin) pin.addEventListener("click", () => this.togglePin(chart));
     return chart;
+  };
+
+  /* Move a chart's card into its section (pinned, or its key's prefix), in key order. */
+  Grid.prototype.place = function (chart) {
+    const pinned = this.pinned.has(chart.key);
+    const section = this.section(pinned ? PINNED : prefixOf(chart.key));
+    const pin = chart.card.querySelector("[data-pin]");
+    if (pin) {
+      pin.textContent = pinned ? "Unpin" : "Pin";
+      pin.setAttribute("aria-pressed", String(pinned));
+    }
+    const after = [...section.grid.children].find((card) => card.dataset.key > chart.key);
+    section.grid.insertBefore(chart.card, after || null);
+    this.sections.forEach((other, name) => {
+      if (other.grid.children.length === 0) {
+        other.details.remove();
+        this.sections.delete(name);
+      }
+    });
+  };
+
+  Grid.prototype.section = function (name) {
+    const found = this.sections.get(name);
+    if (found) return found;
+    const details = document.createElement("details");
+    details.className = "chart-section";
+    details.dataset.section = name;
+    details.open = !this.collapsed.has(name);
+    const summary = document.createElement("summary");
+    const title = document.createElement("span");
+    title.className = "chart-section-title";
+    title.textContent = name === PINNED ? "Pinned" : name === UNPREFIXED ? "Charts" : name + "/";
+    const count = document.createElement("span");
+    count.className = "muted";
+    summary.append(title, " ", count);
+    const grid = document.createElement("div");
+    grid.className = "chart-grid";
+    details.append(summary, grid);
+    details.addEventListener("toggle", () => this.onToggle(name, details));
+    const section = { details: details, grid: grid, count: count };
+    this.sections.set(name, section);
+    const key = sectionOrder(name);
+    const next = [...this.sections.entries()].find(([other]) => {
+      const order = sectionOrder(other);
+      return order[0] > key[0] || (order[0] === key[0] && order[1] > key[1]);
+    });
+    this.container.insertBefore(details, next ? next[1].details : null);
+    return section;
+  };
+
+  Grid.prototype.onToggle = function (name, details) {
+    if (details.open) this.collapsed.delete(name);
+    else this.collapsed.add(name);
+    window.localStorage.setItem(COLLAPSED_KEY, JSON.stringify([...this.collapsed]));
+    if (!details.open) return;
+    this.charts.forEach((chart) => {
+      // Drawn while the section was closed (or sized before): fit the plot to its box.
+      if (chart.loaded && details.contains(chart.card)) window.Plotly.Plots.resize(chart.plot);
+    });
+  };
+
+  Grid.prototype.togglePin = function (chart) {
+    if (this.pinned.has(chart.key)) this.pinned.delete(chart.key);
+    else this.pinned.add(chart.key);
+    window.localStorage.setItem(this.pinnedKey, JSON.stringify([...this.pinned]));
+    this.place(chart);
+    this.updateCount();
+    if (chart.loaded) window.Plotly.Plots.resize(chart.plot);
   };
 
   Grid.prototype.newCard = function (key) {
@@ -107,9 +246,8 @@
     if (csv) csv.href = csv.dataset.csv + "?key=" + encodeURIComponent(key);
     const empty = this.root.querySelector("[data-charts-empty]");
     if (empty) empty.remove();
-    this.root.querySelector("[data-chart-grid]").appendChild(card);
     card.hidden = !this.matches(key);
-    return card;
+    return card; // addChart places it in its section
   };
 
   Grid.prototype.onVisible = function (entries) {
@@ -125,6 +263,7 @@
     chart.loading = true;
     chart.card.classList.add("is-loading");
     try {
+      if (this.xMetric) await this.xMetric.ready;
       const loaded = await Promise.all(
         chart.runs.map((id) =>
           fetchSeries(this.config, id, chart.key, { max_points: this.config.maxPoints }),
@@ -144,11 +283,44 @@
     }
   };
 
+  /* Read the x-axis metric of every run that logged it (downsampled as charts are: the
+   * points between are interpolated). */
+  Grid.prototype.loadX = function (key) {
+    const runs = this.charts.get(key).runs;
+    const series = new Map();
+    const ready = Promise.all(
+      runs.map((id) =>
+        fetchSeries(this.config, id, key, { max_points: this.config.maxPoints })
+          .then((found) => series.set(id, { steps: found.steps, values: found.values }))
+          .catch(() => {}), // that run's lines stay off this axis
+      ),
+    );
+    this.xMetric = { key: key, series: series, ready: ready };
+    return ready;
+  };
+
+  /* New points of the x-axis metric, before the points they place (same message). */
+  Grid.prototype.extendX = function (runId, points) {
+    if (!this.xMetric) return;
+    let series = this.xMetric.series.get(runId);
+    if (!series) this.xMetric.series.set(runId, (series = { steps: [], values: [] }));
+    const last = series.steps.length ? series.steps[series.steps.length - 1] : -Infinity;
+    points.steps.forEach((step, i) => {
+      if (step <= last) return;
+      series.steps.push(step);
+      series.values.push(points.values[i]);
+    });
+  };
+
   /* x values of a series for the current x-axis mode. */
   Grid.prototype.xs = function (runId, series) {
     const mode = this.controls.x;
     if (mode === "step") return series.steps.slice();
     if (mode === "time") return series.times.map((t) => new Date(t * 1000));
+    if (mode.startsWith(METRIC_X)) {
+      const by = this.xMetric && this.xMetric.series.get(runId);
+      return series.steps.map((step) => (by ? valueAt(by, step) : null));
+    }
     const start = this.runs.get(runId).start;
     return series.times.map((t) => (t - start) / 60);
   };
@@ -178,7 +350,7 @@
         line: { color: run.color, width: 1.5 },
         opacity: weight > 0 ? 0.25 : 1,
         showlegend: weight === 0,
-        hovertemplate: "%{y:.4g}<extra>" + run.name.replace(/</g, "&lt;") + "</extra>",
+        hoverinfo: "none", // chart_tools.js lists the runs nearest the cursor instead
       });
       traces.push({
         x: x,
@@ -199,13 +371,13 @@
   Grid.prototype.layout = function (chart) {
     const titles = { step: "step", time: "time", relative: "minutes since start" };
     const xaxis = {
-      title: { text: titles[this.controls.x], font: { size: 11 } },
+      title: { text: titles[this.controls.x] || this.controls.x.slice(METRIC_X.length), font: { size: 11 } },
       type: this.controls.x === "time" ? "date" : "linear",
       automargin: true,
     };
     if (chart.zoom) Object.assign(xaxis, { range: chart.zoom.range, autorange: false });
     return {
-      height: 260,
+      // No height: the plot takes its box's (260 px by the CSS, the window's when expanded).
       margin: { l: 50, r: 12, t: 8, b: 36 },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "#fff",
@@ -232,6 +404,12 @@
     if (!plot.dataset.bound) {
       plot.dataset.bound = "1";
       plot.on("plotly_relayout", (event) => this.onRelayout(chart, event));
+      Labbook.hoverList(plot, {
+        // Raw traces are even, each followed by its smoothed twin: with smoothing on, the
+        // list shows the smoothed value, as the bold line does.
+        value: (point) => (this.controls.smoothing > 0 ? plot.data[point.curveNumber + 1].y[point.pointIndex] : point.y),
+        lines: (curve) => [curve - (curve % 2), curve - (curve % 2) + 1],
+      });
     }
     chart.card.dataset.points = String(this.pointCount(chart));
     chart.card.dataset.traces = String(plot.data.length);
@@ -313,6 +491,7 @@
       fresh.times.push(points.timestamps[i]);
     });
     if (fresh.steps.length === 0) return;
+    if (this.xMetric && chart.key === this.xMetric.key) this.extendX(runId, fresh); // a catch-up
     const targets = [series];
     const zoomed = chart.zoom && chart.zoom.data.get(runId);
     if (zoomed && zoomed !== series) targets.push(zoomed);
@@ -365,6 +544,8 @@
 
   /* A live "run.points" message. */
   Grid.prototype.onPoints = function (message) {
+    const xPoints = this.xMetric && message.series[this.xMetric.key];
+    if (xPoints) this.extendX(message.run, xPoints);
     Object.entries(message.series).forEach(([key, points]) => {
       let chart = this.charts.get(key);
       if (!chart) {
@@ -416,6 +597,12 @@
     const output = this.root.querySelector("[data-chart-count]");
     let shown = 0;
     this.charts.forEach((chart) => (shown += chart.card.hidden ? 0 : 1));
+    this.sections.forEach((section) => {
+      const cards = [...section.grid.children];
+      const visible = cards.filter((card) => !card.hidden).length;
+      section.count.textContent = visible === cards.length ? String(cards.length) : visible + " of " + cards.length;
+      section.details.hidden = visible === 0;
+    });
     if (output) {
       output.textContent =
         shown === this.charts.size
@@ -442,7 +629,10 @@
     if (log) log.checked = this.controls.log;
     if (smoothing) smoothing.value = String(this.controls.smoothing);
     if (smoothingOut) smoothingOut.textContent = Number(this.controls.smoothing).toFixed(2);
-    if (xMode) xMode.value = this.controls.x;
+    if (xMode) {
+      this.addXOptions(xMode);
+      xMode.value = this.controls.x;
+    }
     search?.addEventListener("input", () => {
       this.controls.search = search.value.trim();
       this.charts.forEach((chart) => (chart.card.hidden = !this.matches(chart.key)));
@@ -461,12 +651,27 @@
       this.save();
       this.rerenderAll();
     });
-    xMode?.addEventListener("change", () => {
+    xMode?.addEventListener("change", async () => {
       this.controls.x = xMode.value;
       this.save();
       this.charts.forEach((chart) => (chart.zoom = null));
+      if (xMode.value.startsWith(METRIC_X)) await this.loadX(xMode.value.slice(METRIC_X.length));
+      else this.xMetric = null;
       this.rerenderAll();
     });
+  };
+
+  /* Every chart's key as an x-axis choice, under the time ones. */
+  Grid.prototype.addXOptions = function (select) {
+    const group = document.createElement("optgroup");
+    group.label = "Metric";
+    [...this.charts.keys()].sort().forEach((key) => {
+      const option = document.createElement("option");
+      option.value = METRIC_X + key;
+      option.textContent = key;
+      group.append(option);
+    });
+    if (group.children.length) select.append(group);
   };
 
   Labbook.charts = function (root) {
