@@ -21,7 +21,14 @@ from django.utils.html import escape
 
 from kernel.charts import COLORS, run_color
 from reports_app import importance
-from reports_app.blocks import BarBlock, ImportanceBlock, Panel, ParallelBlock, ScatterBlock
+from reports_app.blocks import (
+    BarBlock,
+    BlockError,
+    ImportanceBlock,
+    Panel,
+    ParallelBlock,
+    ScatterBlock,
+)
 from tracking import presentation
 from tracking.models import Run
 from tracking.validation import flatten
@@ -34,12 +41,8 @@ LOG_SPAN = 100  # positive values whose largest is this many times the smallest 
 Value = float | str
 
 
-class PanelError(Exception):
+class PanelError(BlockError):
     """A panel with nothing to draw; ``message`` is shown to the reader in its place."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)
