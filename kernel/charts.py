@@ -39,6 +39,30 @@ PLOTLY_JS = "plotly/plotly-strict.min.js"
 MARKED_UP_TO = 30
 
 
+# The most runs one chart draws: a compare page, a chart or panel block of a report, one read of
+# the histories API. A sweep of 200 runs is drawn whole; past it, a filter or a group says more.
+MAX_CHART_RUNS = 200
+
+# A line chart's points, shared by its lines: a chart of few runs draws each at up to
+# LINE_POINTS, a sweep thins every line alike so that the chart stays near CHART_POINTS (SVG
+# lines redraw on every hover and zoom), but never below MIN_LINE_POINTS: thinner, a line no
+# longer shows a curve's shape. The server downsamples keeping each bucket's min and max, so a
+# thinned line still shows its spikes.
+LINE_POINTS = 1000
+CHART_POINTS = 40_000
+MIN_LINE_POINTS = 100
+
+
+# What a grouped chart draws around each group's mean line (bands.js draws them): ±1 sample
+# standard deviation, the runs' min to max, or nothing.
+BANDS = ("std", "minmax", "none")
+
+
+def line_points(runs: int) -> int:
+    """Points per line for a chart of ``runs`` lines (see ``CHART_POINTS``)."""
+    return max(MIN_LINE_POINTS, min(LINE_POINTS, CHART_POINTS // max(runs, 1)))
+
+
 def run_color(project_index: int) -> str:
     """The colour of the run that was its project's ``project_index``-th (``Run.project_index``)."""
     return COLORS[project_index % len(COLORS)]

@@ -14,6 +14,8 @@ place of the block. Examples (docs/reports.md documents every option)::
     title: Loss of the sweep
     max_points: 400
     live: true         # false freezes the data when the report is saved
+    group_by: config.lr  # optional: group, tags or config.<key>; each group's mean line
+    band: std          # std (±1 standard deviation, the default) | minmax | none
     ```
 
     ```runs
@@ -63,13 +65,15 @@ from typing import Any
 
 import yaml
 
+from kernel.charts import BANDS, MAX_CHART_RUNS
+from tracking.presentation import GROUPINGS
+
 KINDS = ("chart", "runs", "compare", "scatter", "bar", "parallel", "importance")
 PANEL_KINDS = ("scatter", "bar", "parallel", "importance")
 X_AXES = ("step", "time", "relative")
-MAX_RUNS = 20
-MAX_PANEL_RUNS = 200  # a panel draws one value per run: a whole sweep fits
+MAX_RUNS = 20  # runs and compare blocks: a table's rows or columns
+MAX_PANEL_RUNS = MAX_CHART_RUNS  # charts and panels: a whole sweep fits
 DEFAULT_PANEL_LIMIT = 100
-GROUPINGS = ("group", "tags")  # besides config.<key>: what a bar panel's group_by may name
 MAX_BLOCKS = 50  # chart, runs and compare blocks in one report: each costs queries to draw
 MAX_METRICS = 10
 DEFAULT_LIMIT = 10
@@ -122,6 +126,8 @@ class ChartBlock:
     title: str = ""
     max_points: int = DEFAULT_MAX_POINTS
     live: bool = True
+    group_by: str = ""  # "": a line per run; else a mean line per group (bands.js)
+    band: str = "std"
     kind: str = field(default="chart", init=False)
 
 
@@ -255,12 +261,20 @@ def _check_keys(options: dict[str, Any], allowed: set[str], what: str) -> None:
 
 def _chart(options: dict[str, Any]) -> ChartBlock:
     allowed = {"runs", "metrics", "x", "smoothing", "log_y", "title", "max_points", "live"}
-    _check_keys(options, allowed, "chart")
+    _check_keys(options, {*allowed, "group_by", "band"}, "chart")
     x = options.get("x", "step")
     if x not in X_AXES:
         raise BlockError(f"`x` must be one of {', '.join(X_AXES)}.")
+    group_by = _group_by(options)
+    band = options.get("band", "std")
+    if band not in BANDS:
+        raise BlockError(f"`band` must be one of {', '.join(BANDS)}.")
+    if "band" in options and not group_by:
+        raise BlockError("`band` draws around a group's mean: add `group_by`.")
     return ChartBlock(
-        runs=selector(options.get("runs")),
+        runs=selector(options.get("runs"), most=MAX_PANEL_RUNS),
+        group_by=group_by,
+        band=band,
         metrics=_strings(options.get("metrics"), "metrics", required=True, most=MAX_METRICS),
         x=x,
         smoothing=_number(options.get("smoothing", 0), "smoothing", 0, 0.99),
@@ -335,15 +349,20 @@ def _scatter(options: dict[str, Any]) -> ScatterBlock:
 
 def _bar(options: dict[str, Any]) -> BarBlock:
     _check_keys(options, {"runs", "value", "group_by", "log_y", "title", "live"}, "bar")
-    group_by = _text(options.get("group_by", ""), "group_by", 250)
-    if group_by and group_by not in GROUPINGS:
-        _check_column(group_by, "group_by", sources=("config",))
     return BarBlock(
         value=_column(options, "value", required=True),
-        group_by=group_by,
+        group_by=_group_by(options),
         log_y=_bool(options.get("log_y", False), "log_y"),
         **_panel_common(options),
     )
+
+
+def _group_by(options: dict[str, Any]) -> str:
+    """``group``, ``tags`` or ``config.<key>``; "" when absent."""
+    group_by = _text(options.get("group_by", ""), "group_by", 250)
+    if group_by and group_by not in GROUPINGS:
+        _check_column(group_by, "group_by", sources=("config",))
+    return group_by
 
 
 def _parallel(options: dict[str, Any]) -> ParallelBlock:

@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kernel.charts import MIN_LINE_POINTS
+
 PAGE_POINTS = 100_000  # all chart lines of one page; about 2.6 MB of JSON when x is the step
 PAGE_FIGURE_BYTES = 4_000_000  # the figures' JSON, measured after building
-MIN_LINE_POINTS = 100  # thinner than this a line no longer shows a curve's shape
 # A downsampled line keeps its first and last point on top of its allowance.
 ENDS = 2
 # JSON bytes of a line's style, name and meta, and of one point by kind of x. Measured

@@ -12,7 +12,7 @@ value. Report blocks (``reports_app.render``) draw these figures, frozen or live
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,8 @@ SCALE = "Viridis"  # a numeric colour: perceptually even, readable by the colour
 MAX_IMPORTANCE_KEYS = 30  # the config keys an importance chart ranks, at most
 LOG_SPAN = 100  # positive values whose largest is this many times the smallest read best on a log
 # axis (learning rates, weight decays): parallel coordinates and the compare page use one
-Value = float | str
+Value = presentation.Value
+scalar = presentation.scalar
 
 
 class PanelError(BlockError):
@@ -51,27 +52,6 @@ class Drawn:
 
     figure: dict[str, Any]
     note: str = ""
-
-
-def scalar(value: Any) -> Value | None:
-    """A value as a panel draws it: a finite float, a category (text), or None (no value)."""
-    if value is None or isinstance(value, dict | list):
-        return None if not value else presentation.format_value(value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if not math.isfinite(number):
-        return None  # "NaN", "inf": a metric that diverged has no value to place
-    return number
 
 
 def values(runs: Sequence[Run], column: str) -> list[Value | None]:
@@ -231,24 +211,10 @@ def bar(block: BarBlock, runs: Sequence[Run], *, public: bool) -> Drawn:
     return Drawn(_figure(data, layout, meta), note)
 
 
-def _groups_of(block: BarBlock) -> Callable[[Run], list[str]]:
-    """A run's groups: its ``group``, each of its tags, or its value of a config key."""
-    none = "(none)"
-    if block.group_by == "group":
-        return lambda run: [run.group or none]
-    if block.group_by == "tags":
-        return lambda run: sorted(tag.name for tag in run.tag_rows.all()) or [none]
-    column = block.group_by
-    return lambda run: [
-        presentation.format_value(scalar(presentation.column_value(run, column))) or none
-    ]
-
-
 def _group_bars(block: BarBlock, runs: list[Run], found: list[float]) -> tuple[list[Any], dict]:
     groups: dict[str, list[float]] = {}
-    of = _groups_of(block)
     for run, value in zip(runs, found, strict=True):
-        for name in of(run):
+        for name in presentation.group_labels(run, block.group_by):
             groups.setdefault(name, []).append(value)
     order = sorted(groups, key=_group_order)
     stats = [_stats(groups[name]) for name in order]

@@ -286,13 +286,23 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
                 "last_step": history.steps[-1] if history.steps else -1,
                 "start": run.created_at.timestamp(),
             }
+            if block.group_by:
+                labels = presentation.group_labels(run, block.group_by)
+                if len(block.metrics) > 1:  # a group's line per metric
+                    labels = [f"{label} · {key}" for label in labels]
+                trace["meta"]["groups"] = labels
             trace["x"] = _x_values(block.x, run, history)
             trace["y"] = [v if v.__class__ is not str else None for v in history.values]
             if len(history.steps) <= MARKED_UP_TO:
                 trace["mode"] = "lines+markers"
                 trace["marker"] = {"color": color, "size": 5}
             traces.append(trace)
-    return {"data": traces, "layout": copy.deepcopy(_layout(block.title, block.x, block.log_y))}
+    layout = copy.deepcopy(_layout(block.title, block.x, block.log_y))
+    if block.group_by:
+        # bands.js draws each group's mean and band from the runs' lines, live or frozen.
+        grouping = {"group_by": block.group_by, "band": block.band, "marked_up_to": MARKED_UP_TO}
+        layout["meta"] = grouping
+    return {"data": traces, "layout": layout}
 
 
 def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict[int, Figure]:
@@ -385,6 +395,8 @@ def _fresh_figure(
         keys = ", ".join(f"`{key}`" for key in _chart(item).metrics)
         item.error = f"None of these runs logged {keys}."
         return None
+    if _chart(item).group_by == "tags":
+        prefetch_related_objects(item.runs, "tag_rows")
     return _figure(item, _chart_figure(_chart(item), item.runs, found), report)
 
 

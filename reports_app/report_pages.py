@@ -160,6 +160,7 @@ def export_html(report: Report) -> str:
             for path in (
                 "labbook/smoothing.js",
                 "labbook/chart_tools.js",
+                "labbook/bands.js",
                 "labbook/panels.js",
                 "labbook/report.js",
             )

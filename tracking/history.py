@@ -354,6 +354,25 @@ def histories(
     return found
 
 
+def range_histories(
+    series_list: list[MetricSeries],
+    *,
+    max_points: int,
+    step_min: int | None = None,
+    step_max: int | None = None,
+) -> dict[int, History]:
+    """``histories`` of a step range: the whole history in a fixed number of queries, a range
+    (a zoom, a catch-up after a reconnect) a few queries per series."""
+    if step_min is None and step_max is None:
+        return histories(series_list, max_points=max_points)
+    return {
+        series.pk: metric_history(
+            series, max_points=max_points, step_min=step_min, step_max=step_max
+        )
+        for series in series_list
+    }
+
+
 def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[Row]]:
     rows: dict[int, list[Row]] = {}
     if not series_list:

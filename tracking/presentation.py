@@ -46,6 +46,46 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# A run-level value as panels and groups read it: a finite float or a category (text).
+Value = float | str
+
+
+def scalar(value: Any) -> Value | None:
+    """A value as a panel draws it: a finite float, a category (text), or None (no value)."""
+    if value is None or isinstance(value, dict | list):
+        return None if not value else format_value(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return None  # "NaN", "inf": a metric that diverged has no value to place
+    return number
+
+
+# What a bar panel's or a line chart's ``group_by`` may name besides ``config.<key>``.
+GROUPINGS = ("group", "tags")
+NO_GROUP = "(none)"  # the group of a run without a value (bands.js orders it last)
+
+
+def group_labels(run: Run, group_by: str) -> list[str]:
+    """The groups a run is in: its ``group``, each of its tags, or its value of a config key
+    (numbers written as text count as numbers: ``"1e-3"`` and ``0.001`` are one group)."""
+    if group_by == "group":
+        return [run.group or NO_GROUP]
+    if group_by == "tags":
+        return sorted(tag.name for tag in run.tag_rows.all()) or [NO_GROUP]
+    return [format_value(scalar(column_value(run, group_by))) or NO_GROUP]
+
+
 @dataclass
 class Cell:
     """A config or summary column's value in a row; ``source``/``key`` let live updates find it."""

@@ -234,6 +234,17 @@ def run_series(run: Run) -> QuerySet[MetricSeries]:
     return MetricSeries.objects.filter(run=run).order_by("key")
 
 
+def series_of_runs(user: User, ids: list[int], key: str) -> list[MetricSeries]:
+    """Metric ``key`` of each run among ``ids`` the user may read, in the order of ``ids``;
+    runs without it (or unreadable, or deleted) are not there."""
+    runs = runs_for_user(user, ids=ids)
+    found = {
+        series.run_id: series
+        for series in MetricSeries.objects.filter(run__in=runs.values("pk"), key=key)
+    }
+    return [found[i] for i in ids if i in found]
+
+
 def series_get(run: Run, key: str) -> MetricSeries:
     series = MetricSeries.objects.filter(run=run, key=key).first()
     if series is None:

@@ -19,7 +19,7 @@ from django.http import QueryDict
 from django.urls import reverse
 
 from alerts.models import Alert
-from kernel.charts import MARKED_UP_TO
+from kernel.charts import MARKED_UP_TO, MAX_CHART_RUNS, line_points
 from tracking import selectors
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, SdkAlert
@@ -32,7 +32,7 @@ from tracking.presentation import (
     run_row,
 )
 from tracking.validation import flatten, float_to_json
-from workspace import pages, sweep_panels
+from workspace import chart_groups, pages, sweep_panels
 
 if TYPE_CHECKING:
     from tracking.models import RunWithRole
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 TRACEBACK_TAIL_LINES = 40
 SDK_ALERTS_SHOWN = 20
 ARTIFACTS_SHOWN = 200
-MAX_COMPARE = 20
-CHART_MAX_POINTS = 1000  # points a chart asks for; zooming in refetches at full resolution
+MAX_COMPARE = MAX_CHART_RUNS
 CSV_PAGE = 50_000  # points per database read while streaming a CSV download
 GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
 
@@ -126,24 +125,38 @@ def run_charts(run: Run, series: list[MetricSeries]) -> list[Chart]:
     ]
 
 
-def charts_config(charts: list[Chart], runs: list[Run]) -> dict[str, Any]:
-    """What ``charts.js`` reads from the page (``json_script``)."""
+def charts_config(
+    charts: list[Chart], runs: list[Run], grouping: chart_groups.Grouping | None = None
+) -> dict[str, Any]:
+    """What ``charts.js`` reads from the page (``json_script``); ``grouping`` on the compare
+    page: each run's groups by every choice, and the choice made."""
+    labels = grouping.labels if grouping is not None else {}
     return {
         "runs": [
             {
                 **chart_run(run),
                 "status": run.status,
                 "start": run.created_at.timestamp(),
+                "groups": labels.get(run.pk, {}),
             }
             for run in runs
         ],
+        "groupBy": grouping.group_by if grouping is not None else "",
+        "band": grouping.band if grouping is not None else "std",
         "charts": [
-            {"key": chart.key, "runs": [r["id"] for r in chart.runs], "stats": chart.stats}
+            {
+                "key": chart.key,
+                "runs": [r["id"] for r in chart.runs],
+                "stats": chart.stats,
+                # per line; zooming in reads the visible range again at this many
+                "maxPoints": line_points(len(chart.runs)),
+            }
             for chart in charts
         ],
-        "history": reverse("api-metric-history", kwargs={"run_id": 0, "key": "KEY"}),
+        "histories": reverse("api-metric-histories", kwargs={"key": "KEY"}),
+        "maxRuns": MAX_CHART_RUNS,  # runs per read of the histories API
         "runsApi": reverse("api-runs"),
-        "maxPoints": CHART_MAX_POINTS,
+        "maxPoints": line_points(1),  # a chart that appears live: one run so far
         "markedUpTo": MARKED_UP_TO,
         "live": "/ws/live/",
         "project": runs[0].project.full_name if runs else "",  # pinned charts are per project
@@ -221,6 +234,7 @@ def compare_page_context(
     config_rows = diff_rows([flatten(run.config) for run in runs])
     summary_rows = diff_rows([summary_values(run, run.metric_series.all()) for run in runs])
     charts = compare_charts(runs)
+    grouped = chart_groups.grouping(runs, config_rows, query)
     picked = sweep_panels.choices(runs, config_rows, summary_rows, query)
     sweep = sweep_panels.sweep_panels(runs, picked, config_rows)
     return {
@@ -238,7 +252,8 @@ def compare_page_context(
         "config_differing": sum(row.differs for row in config_rows),
         "summary_rows": summary_rows,
         "charts": charts,
-        "charts_config": charts_config(charts, runs),
+        "charts_config": charts_config(charts, runs, grouped),
+        "grouping": grouped,
         "run_ids": ",".join(str(run.pk) for run in runs),
         "sweep": sweep,
         "sweep_choices": picked,

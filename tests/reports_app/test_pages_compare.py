@@ -37,9 +37,9 @@ def test_it_overlays_the_runs_on_one_chart_per_metric(client, world):
     metrics_ingest(run=b, points=[Point("loss", 0, 2.0, 1.0)])
     client.force_login(world.viewer.user)
     page = _get(client, [b.pk, a.pk])
-    assert _charts(page) == [
-        {"key": "acc", "runs": [a.pk], "stats": None},  # stats are a single run's
-        {"key": "loss", "runs": [b.pk, a.pk], "stats": None},  # in the order asked
+    assert _charts(page) == [  # stats are a single run's; points per line by run count
+        {"key": "acc", "runs": [a.pk], "stats": None, "maxPoints": 1000},
+        {"key": "loss", "runs": [b.pk, a.pk], "stats": None, "maxPoints": 1000},  # as asked
     ]
     assert page.index(">b</a>") < page.index(">a</a>")
     assert "2 of 3 keys differ" in page
@@ -65,12 +65,52 @@ def test_it_leaves_out_runs_of_other_projects_and_teams(client, world):
     assert "1 of the requested run is not in this project" in page
 
 
-def test_it_compares_at_most_20_runs(client, world):
-    runs = [_run(world, f"r{i:02d}") for i in range(22)]
+def test_it_compares_a_sweep_of_200_runs_and_no_more(client, world):
+    runs = [_run(world, f"r{i:03d}") for i in range(201)]
+    for run in runs:
+        metrics_ingest(run=run, points=[Point("loss", 0, 1.0, 1.0)])
     client.force_login(world.viewer.user)
     page = _get(client, [run.pk for run in runs])
-    assert "Only the first 20 runs are compared." in page
-    assert ">r19</a>" in page and ">r20</a>" not in page
+    assert "Only the first 200 runs are compared." in page
+    assert ">r199</a>" in page and ">r200</a>" not in page
+    (chart,) = _charts(page)
+    assert len(chart["runs"]) == 200
+    assert chart["maxPoints"] == 200  # 40,000 points a chart, shared by its lines
+
+
+def _config(page: str) -> dict:
+    found = re.search(r'<script id="charts-config" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1))
+
+
+def test_runs_can_be_grouped_by_what_puts_two_of_them_together(client, world):
+    a = _run(world, "a", config={"lr": "1e-3", "seed": 1, "bs": 64}, group="g1", tags=["x"])
+    b = _run(world, "b", config={"lr": 0.001, "seed": 2, "bs": 64}, group="g1")
+    c = _run(world, "c", config={"lr": 0.01, "seed": 3, "bs": 64}, group="g2", tags=["x", "y"])
+    client.force_login(world.viewer.user)
+
+    page = _get(client, [a.pk, b.pk, c.pk])
+    config = _config(page)
+    # lr puts a and b together; a seed differs on every run and bs on none: no choice
+    assert config["groupBy"] == "" and config["band"] == "std"
+    groups = {run["name"]: run["groups"] for run in config["runs"]}
+    assert groups["a"] == {"group": ["g1"], "tags": ["x"], "config.lr": ["0.001"]}
+    assert groups["b"] == {"group": ["g1"], "tags": ["(none)"], "config.lr": ["0.001"]}
+    assert groups["c"] == {"group": ["g2"], "tags": ["x", "y"], "config.lr": ["0.01"]}
+    assert '<select id="chart-group" data-chart-group>' in page
+    assert '<select id="chart-band" data-chart-band disabled>' in page
+
+    response = client.get(
+        URL, {"runs": f"{a.pk},{b.pk},{c.pk}", "group_by": "config.lr", "band": "minmax"}
+    )
+    picked = _config(response.content.decode())
+    assert (picked["groupBy"], picked["band"]) == ("config.lr", "minmax")
+    assert '<option value="config.lr" selected>' in response.content.decode()
+    odd = client.get(URL, {"runs": f"{a.pk},{b.pk}", "group_by": "config.seed", "band": "x"})
+    assert (_config(odd.content.decode())["groupBy"], _config(odd.content.decode())["band"]) == (
+        "",
+        "std",
+    )
 
 
 def test_it_hides_the_project_from_outsiders(client, world):

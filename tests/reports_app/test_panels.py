@@ -145,7 +145,8 @@ def test_a_value_is_a_number_a_category_or_nothing(raw, expected):
         ("importance", "runs: [1]\nmetric: summary.acc\ncolumns: [summary.x]", "`config.<key>`"),
         ("scatter", "runs: {tags: [a], limit: 201}\nx: config.a\ny: config.b", "from 1 to 200"),
         ("bar", f"runs: {list(range(1, 202))}\nvalue: summary.a", "At most 200 runs"),
-        ("chart", "runs: {tags: [a], limit: 21}\nmetrics: [loss]", "from 1 to 20"),
+        ("chart", "runs: {tags: [a], limit: 201}\nmetrics: [loss]", "from 1 to 200"),
+        ("runs", "runs: {tags: [a], limit: 21}", "from 1 to 20"),
     ],
 )
 def test_bad_panel_options_name_the_problem(kind, text, message):

@@ -107,6 +107,43 @@ def test_a_chart_block_becomes_a_plotly_figure_per_run_and_metric(world):
     assert rendered.live_projects == ["acme/mnist"]  # a selector: new runs may join
 
 
+def test_a_grouped_chart_names_each_lines_groups_for_the_page_to_draw(world):
+    runs = [
+        _run(world, f"lr-{i}", config={"lr": lr}, tags=["sweep"])
+        for i, lr in enumerate(["1e-3", 0.001, 0.01, 0.01])
+    ]
+    runs.append(_run(world, "no-lr", tags=["sweep"]))
+    for run in runs:
+        metrics_ingest(run=run, points=[Point(k, s, 1.0, 1.0 + s) for s in range(5) for k in "ab"])
+    report = _report(
+        world,
+        "```chart\nruns: {tags: [sweep]}\nmetrics: [a]\ngroup_by: config.lr\nband: minmax\n```"
+        "\n\n```chart\nruns: {tags: [sweep]}\nmetrics: [a, b]\ngroup_by: tags\n```",
+    )
+    one, two = render.render_report(report).figures
+
+    assert one.figure["layout"]["meta"] == {
+        "group_by": "config.lr",
+        "band": "minmax",
+        "marked_up_to": 30,
+    }
+    groups = {t["name"]: t["meta"]["groups"] for t in one.figure["data"]}
+    # "1e-3" (as MLflow logs a param) and 0.001 are one group; a run without the key is "(none)"
+    assert groups == {
+        "no-lr": ["(none)"],
+        "lr-3": ["0.01"],
+        "lr-2": ["0.01"],
+        "lr-1": ["0.001"],
+        "lr-0": ["0.001"],
+    }
+    assert two.figure["layout"]["meta"]["band"] == "std"  # the default
+    assert {tuple(t["meta"]["groups"]) for t in two.figure["data"]} == {
+        ("sweep · a",),
+        ("sweep · b",),
+    }
+    go.Figure(one.figure)  # plotly accepts the layout's meta
+
+
 def test_a_short_series_marks_its_points_so_a_single_point_shows(world):
     one, long = _run(world, "one"), _run(world, "long")
     metrics_ingest(run=one, points=[Point("val/acc", 3, 0.91, 1.0)])
@@ -181,6 +218,16 @@ def test_runs_and_compare_blocks_draw_tables(world):
         ("```runs\nruns: [RUN]\ncolumns: [lr]\n```", "`columns` names `lr`; write"),
         ("```compare\nruns: [true]\n```", "Run ids are positive whole numbers"),
         ("```chart\nruns: {limit: 500, tags: [a]}\nmetrics: [loss]\n```", "`runs.limit` must be"),
+        (f"```chart\nruns: {list(range(1, 202))}\nmetrics: [loss]\n```", "At most 200 runs"),
+        ("```chart\nruns: [RUN]\nmetrics: [loss]\nband: std\n```", "add `group_by`"),
+        (
+            "```chart\nruns: [RUN]\nmetrics: [loss]\ngroup_by: group\nband: iqr\n```",
+            "`band` must be one of std, minmax, none",
+        ),
+        (
+            "```chart\nruns: [RUN]\nmetrics: [loss]\ngroup_by: summary.acc\n```",
+            "`group_by` names `summary.acc`; write `config.<key>`",
+        ),
     ],
 )
 def test_a_bad_block_becomes_an_error_box_naming_the_problem(world, body, message):

@@ -332,6 +332,11 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"title": "diverged"},
     ),
     "api-metric-history": Expect(Via.API, get=API_READ),
+    "api-metric-histories": Expect(
+        Via.API,
+        get=Codes(401, 200, 200, 200, 200),  # an outsider's answer holds no line: "missing"
+        query=lambda s: {"runs": str(s.run.pk), "max_points": "10"},
+    ),
     "api-artifacts": Expect(Via.API, get=API_READ),
     "api-artifact-file": Expect(Via.API, get=API_READ),
     "api-tokens": Expect(

@@ -225,6 +225,20 @@ class HistorySerializer(serializers.Serializer[Any]):
     )
 
 
+class RunHistorySerializer(HistorySerializer):
+    run = serializers.IntegerField()
+
+
+class HistoriesSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    histories = RunHistorySerializer(many=True, help_text="In the order the runs were named.")
+    missing = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Runs named that have no such metric, or that you cannot read: they are not"
+        " told apart, so an id says nothing about a run you may not see.",
+    )
+
+
 class HeartbeatSerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=RunStatus.choices)
     last_seen_at = serializers.DateTimeField()

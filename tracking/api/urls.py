@@ -46,6 +46,11 @@ urlpatterns = [
         views.MetricHistoryView.as_view(),
         name="api-metric-history",
     ),
+    path(
+        "metrics/<path:key>",
+        views.MetricHistoriesView.as_view(),
+        name="api-metric-histories",
+    ),
     path("runs/<id:run_id>/artifacts", views.RunArtifactsView.as_view(), name="api-artifacts"),
     path(
         "runs/<id:run_id>/artifacts/<path:path>",

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kernel.charts import MAX_CHART_RUNS
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id, is_id
@@ -210,19 +211,20 @@ class RunCursorPagination(ForgivingCursorPagination):
 MAX_LISTED_IDS = 500  # one page of runs at the largest page_size
 
 
-def _ids_param(request: Request) -> list[int] | None:
-    raw = request.query_params.get("ids")
+def _ids_param(request: Request, name: str = "ids", most: int = MAX_LISTED_IDS) -> list[int] | None:
+    """Comma-separated run ids, de-duplicated in order; None when the parameter is absent."""
+    raw = request.query_params.get(name)
     if raw is None:
         return None
     parts = [part.strip() for part in raw.split(",") if part.strip()]
-    if len(parts) > MAX_LISTED_IDS:
-        raise invalid("ids", f"At most {MAX_LISTED_IDS} ids.")
+    if len(parts) > most:
+        raise invalid(name, f"At most {most} ids.")
     # 19 digits hold any bigint; a longer string is no id (and int() refuses past 4,300).
     if not all(
         len(part) <= 19 and part.isascii() and part.isdigit() and is_id(int(part)) for part in parts
     ):
-        raise invalid("ids", "Comma-separated run ids (whole numbers from 1).")
-    return [int(part) for part in parts]
+        raise invalid(name, "Comma-separated run ids (whole numbers from 1).")
+    return list(dict.fromkeys(int(part) for part in parts))
 
 
 RUN_LIST_PARAMETERS = [
@@ -454,6 +456,64 @@ class MetricHistoryView(APIView):
             cursor=cursor,
         )
         return Response(result.as_dict())
+
+
+# One read of the histories API returns at most this many points in all (runs x max_points):
+# 200 runs at 5,000 points, a few tens of MB of JSON at most.
+MAX_HISTORIES_POINTS = 1_000_000
+
+
+class MetricHistoriesView(APIView):
+    """One metric of many runs in one read: a chart of a sweep is one request, not 200."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "runs",
+                str,
+                required=True,
+                description=f"Comma-separated run ids (at most {MAX_CHART_RUNS}).",
+            ),
+            OpenApiParameter(
+                "max_points",
+                int,
+                required=True,
+                description="Downsample each run's line to about this many points (spikes"
+                f" kept); runs x max_points at most {MAX_HISTORIES_POINTS:,}.",
+            ),
+            OpenApiParameter("step_min", int),
+            OpenApiParameter("step_max", int),
+        ],
+        responses=s.HistoriesSerializer,
+        operation_id="metric_histories",
+    )
+    def get(self, request: AuthenticatedRequest, key: str) -> Response:
+        top = ingest.MAX_STEP
+        ids = _ids_param(request, "runs", most=MAX_CHART_RUNS)
+        if not ids:
+            raise invalid("runs", "Name at least one run id.")
+        max_points = int_param(request, "max_points", minimum=2, maximum=history.MAX_MAX_POINTS)
+        if max_points is None:
+            raise invalid("max_points", "Required: the points per line to downsample to.")
+        if max_points * len(ids) > MAX_HISTORIES_POINTS:
+            most = MAX_HISTORIES_POINTS // len(ids)
+            raise invalid("max_points", f"At most {most} for {len(ids)} runs.")
+        step_min = int_param(request, "step_min", minimum=0, maximum=top)
+        step_max = int_param(request, "step_max", minimum=0, maximum=top)
+        series_list = selectors.series_of_runs(request.user, ids, key)
+        found = history.range_histories(
+            series_list, max_points=max_points, step_min=step_min, step_max=step_max
+        )
+        drawn = {series.run_id for series in series_list}
+        return Response(
+            {
+                "key": key,
+                "histories": [
+                    {"run": series.run_id, **found[series.pk].as_dict()} for series in series_list
+                ],
+                "missing": [run_id for run_id in ids if run_id not in drawn],
+            }
+        )
 
 
 def _cursor_param(request: Request) -> history.PointKey | None:

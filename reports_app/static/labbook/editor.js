@@ -184,7 +184,9 @@
     if (!element || !window.Plotly) return;
     if (spec.kind && spec.kind !== "chart") return Labbook.drawPanel(element, spec.figure, spec.runs);
     const layout = Object.assign({}, spec.figure.layout, { autosize: true });
-    window.Plotly.react(element, traces(spec), layout, { responsive: true, displaylogo: false });
+    const grouping = layout.meta && layout.meta.group_by ? layout.meta : null;
+    const drawn = grouping ? Labbook.figureGroups(spec.figure.data, grouping, spec) : traces(spec); // bands.js
+    window.Plotly.react(element, drawn, layout, { responsive: true, displaylogo: false });
   }
 
   function showPreview(result) {

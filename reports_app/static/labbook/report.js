@@ -8,6 +8,10 @@
  * server; after a reconnect every live chart is redrawn, so nothing is missed.
  * Without Labbook.live (the offline export) the charts are simply drawn.
  *
+ * A grouped chart (group_by in its layout's meta) keeps each run's line without drawing it
+ * and draws each group's mean and band from them (bands.js); live points join those lines
+ * and the groups are drawn again, at most every GROUP_REDRAW_MS.
+ *
  * Panels (kind scatter, bar, parallel, importance) hold one value per run: they are drawn
  * again from the server when one of their runs logs or changes status (at most every
  * PANEL_REFRESH_MS), or a run joins their project (panels.js draws them).
@@ -18,6 +22,7 @@
 
   const smooth = window.Labbook.smooth; // smoothing.js
   const PANEL_REFRESH_MS = 10000;
+  const GROUP_REDRAW_MS = 1000; // live points of a grouped chart: one redraw a second at most
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
   function xOf(mode, meta, step, timestamp) {
@@ -37,6 +42,8 @@
   /* Raw traces from the server, each followed by its smoothed twin when smoothing is on. */
   Chart.prototype.draw = function () {
     if (this.isPanel()) return this.drawPanel();
+    if (this.grouping()) return this.drawGroups();
+    this.lines = null;
     const spec = this.spec;
     const weight = spec.smoothing || 0;
     this.raw = []; // [{meta, index, twin, state, lastStep}]
@@ -60,12 +67,47 @@
     const layout = Object.assign({}, spec.figure.layout, { autosize: true });
     window.Plotly.react(this.element, traces, layout, PLOT_CONFIG);
     this.element.dataset.points = String(this.pointCount());
+    this.bindHover();
+  };
+
+  /* The hover list (chart_tools.js), bound once after the first draw (Plotly gives the element
+   * its .on then): a run's raw and smoothed traces, or a
+   * group's band edges and mean, light up together. */
+  Chart.prototype.bindHover = function () {
     Labbook.hoverList(this.element, {
       lines: (curve) => {
+        if (this.grouping()) return [0, 1, 2].map((i) => curve - (curve % 3) + i);
         const entry = this.raw.find((e) => e.index === curve || e.twin === curve);
         return entry ? [entry.index, entry.twin] : [curve];
       },
     });
+  };
+
+  Chart.prototype.grouping = function () {
+    const meta = this.spec.figure.layout && this.spec.figure.layout.meta;
+    return meta && meta.group_by ? meta : null;
+  };
+
+  /* Each run's line kept, not drawn: the groups are (bands.js). */
+  Chart.prototype.drawGroups = function () {
+    this.raw = [];
+    this.lines = this.spec.figure.data.map((trace) => ({
+      meta: trace.meta,
+      lastStep: trace.meta.last_step,
+      x: trace.x.slice(),
+      y: trace.y.slice(),
+      line: trace.line,
+    }));
+    this.redrawGroups();
+    this.bindHover();
+  };
+
+  Chart.prototype.redrawGroups = function () {
+    const traces = Labbook.figureGroups(this.lines, this.grouping(), this.spec); // bands.js
+    const layout = Object.assign({}, this.spec.figure.layout, { autosize: true });
+    window.Plotly.react(this.element, traces, layout, PLOT_CONFIG);
+    this.element.dataset.points = String(this.lines.reduce((total, line) => total + line.x.length, 0));
+    this.element.dataset.groups = String(traces.length / 3);
   };
 
   Chart.prototype.isPanel = function () {
@@ -88,11 +130,13 @@
 
   /* Points drawn, from what Plotly holds (extendTraces grows its arrays in place). */
   Chart.prototype.pointCount = function () {
+    if (this.lines) return this.lines.reduce((total, line) => total + line.x.length, 0);
     return this.raw.reduce((total, entry) => total + this.element.data[entry.index].x.length, 0);
   };
 
   /* New points of one run: extend every trace of that run and key, in place. */
   Chart.prototype.extend = function (runId, series) {
+    if (this.grouping()) return this.extendGroups(runId, series);
     const indices = [];
     const xs = [];
     const ys = [];
@@ -120,6 +164,26 @@
     if (indices.length === 0) return;
     window.Plotly.extendTraces(this.element, { x: xs, y: ys }, indices);
     this.element.dataset.points = String(this.pointCount());
+  };
+
+  Chart.prototype.extendGroups = function (runId, series) {
+    let grew = false;
+    this.lines.forEach((line) => {
+      const points = line.meta.run === runId && series[line.meta.key];
+      if (!points) return;
+      points.steps.forEach((step, i) => {
+        if (step <= line.lastStep) return;
+        line.x.push(xOf(this.spec.x, line.meta, step, points.timestamps[i]));
+        line.y.push(typeof points.values[i] === "number" ? points.values[i] : null);
+        line.lastStep = step;
+        grew = true;
+      });
+    });
+    if (!grew || this.groupTimer) return;
+    this.groupTimer = window.setTimeout(() => {
+      this.groupTimer = null;
+      this.redrawGroups();
+    }, GROUP_REDRAW_MS);
   };
 
   Chart.prototype.refresh = async function (blockUrl) {

@@ -2,16 +2,24 @@
  *
  * The page renders a card per chart (article.chart-card[data-key] with a div[data-plot])
  * and a JSON config in <script id="charts-config">:
- *   {runs: [{id, name, color, status, start}], charts: [{key, runs: [id, ...], stats}],
- *    history: "/api/v1/runs/0/metrics/KEY", runsApi: "/api/v1/runs", maxPoints: 1000,
- *    markedUpTo: 30}
- * Data comes from the downsampling history API; zooming in refetches the visible range
- * at full resolution; points from the websocket extend the traces in place.
+ *   {runs: [{id, name, color, status, start, groups}], charts: [{key, runs: [id, ...], stats,
+ *    maxPoints}], histories: "/api/v1/metrics/KEY", maxRuns: 200, runsApi: "/api/v1/runs",
+ *    maxPoints: 1000, markedUpTo: 30}
+ * A chart's lines come from the histories API in one read (a sweep of 200 runs too), each
+ * downsampled on the server to the chart's maxPoints with its spikes kept, when the chart
+ * first scrolls into view; zooming in reads the visible step range again at that resolution;
+ * points from the websocket extend the traces in place.
  *
  * Charts are grouped in sections by the prefix of their key (train/, val/, system/; keys
  * without one first), each collapsible; charts pinned by the reader (per project, in
  * localStorage) come first in a section of their own. The filter box hides the charts, and
  * the sections left empty, that do not match.
+ *
+ * On the compare page the runs can be grouped (groupBy: group, tags or a config key, each
+ * run's groups in runs[].groups): each group is drawn as its mean, in a band of ±1 standard
+ * deviation or min to max (bands.js), from the runs' lines as smoothing and the x axis make
+ * them; the choice is kept in the page's URL (?group_by=&band=). Live points then redraw a
+ * chart at most every GROUP_REDRAW_MS.
  *
  * The x axis is the step, the wall time, the time since each run started, or any metric the
  * charts show ("metric:epoch"): each point is placed at that metric's value at its step,
@@ -44,6 +52,7 @@
   }
 
   const METRIC_X = "metric:"; // an x-axis mode naming a metric key
+  const GROUP_REDRAW_MS = 1000;
 
   /* The value of a logged series ({steps, values} in step order) at ``step``. */
   function valueAt(series, step) {
@@ -73,26 +82,34 @@
     }
   }
 
-  function historyUrl(config, runId, key, params) {
+  /* One metric of many runs, in reads of at most config.maxRuns runs (the histories API's
+   * limit): a Map of run id -> {steps, values, times, downsampled}; runs without the metric are
+   * not in it. */
+  async function fetchLines(config, key, runIds, params) {
     const path = key.split("/").map(encodeURIComponent).join("/");
-    const url = config.history.replace("/0/", "/" + runId + "/").replace(/KEY$/, path);
-    return url + "?" + new URLSearchParams(params).toString();
+    const found = new Map();
+    for (let start = 0; start < runIds.length; start += config.maxRuns) {
+      const runs = runIds.slice(start, start + config.maxRuns).join(",");
+      const query = new URLSearchParams(Object.assign({ runs: runs }, params)).toString();
+      const response = await fetch(config.histories.replace(/KEY$/, path) + "?" + query, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) throw new Error("histories " + response.status);
+      const body = await response.json();
+      body.histories.forEach((line) =>
+        found.set(line.run, {
+          steps: line.steps,
+          values: line.values,
+          times: line.timestamps,
+          downsampled: line.downsampled,
+        }),
+      );
+    }
+    return found;
   }
 
-  async function fetchSeries(config, runId, key, params) {
-    const response = await fetch(historyUrl(config, runId, key, params), {
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok) throw new Error("history " + response.status);
-    const body = await response.json();
-    return {
-      steps: body.steps,
-      values: body.values,
-      times: body.timestamps,
-      downsampled: body.downsampled,
-    };
-  }
+  const NO_POINTS = () => ({ steps: [], values: [], times: [], downsampled: false });
 
   function numeric(value) {
     return typeof value === "number" ? value : null; // "NaN" / "Infinity": a gap in the line
@@ -117,6 +134,8 @@
     this.runs = new Map(config.runs.map((run) => [run.id, run]));
     this.charts = new Map();
     this.renders = 0; // charts drawn so far (tests wait on it after moving a control)
+    this.groupBy = config.groupBy || ""; // "" draws a line per run
+    this.band = config.band || "std";
     this.controls = Object.assign(
       { search: "", log: false, smoothing: 0, x: "step" },
       JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "{}"),
@@ -129,7 +148,7 @@
     this.pinnedKey = "labbook.pinned-charts." + (config.project || "");
     this.pinned = new Set(stored(this.pinnedKey, []));
     this.collapsed = new Set(stored(COLLAPSED_KEY, []));
-    config.charts.forEach((spec) => this.addChart(spec.key, spec.runs, spec.stats));
+    config.charts.forEach((spec) => this.addChart(spec.key, spec.runs, spec.stats, spec.maxPoints));
     this.xMetric = null; // {key, series: Map(run id -> {steps, values}), ready: Promise}
     if (this.controls.x.startsWith(METRIC_X)) {
       const key = this.controls.x.slice(METRIC_X.length);
@@ -140,7 +159,7 @@
     this.updateCount();
   }
 
-  Grid.prototype.addChart = function (key, runIds, stats) {
+  Grid.prototype.addChart = function (key, runIds, stats, maxPoints) {
     let card = this.root.querySelector('[data-key="' + CSS.escape(key) + '"]');
     if (!card) card = this.newCard(key);
     const chart = {
@@ -148,6 +167,7 @@
       card: card,
       plot: card.querySelector("[data-plot]"),
       runs: runIds.slice(),
+      maxPoints: maxPoints || this.config.maxPoints, // per line (kernel.charts.line_points)
       data: new Map(), // run id -> {steps, values, times, downsampled}
       zoom: null, // {range, data} while zoomed in
       smoothState: new Map(),
@@ -264,12 +284,8 @@
     chart.card.classList.add("is-loading");
     try {
       if (this.xMetric) await this.xMetric.ready;
-      const loaded = await Promise.all(
-        chart.runs.map((id) =>
-          fetchSeries(this.config, id, chart.key, { max_points: this.config.maxPoints }),
-        ),
-      );
-      chart.runs.forEach((id, i) => chart.data.set(id, loaded[i]));
+      const loaded = await fetchLines(this.config, chart.key, chart.runs, { max_points: chart.maxPoints });
+      chart.runs.forEach((id) => chart.data.set(id, loaded.get(id) || NO_POINTS()));
       if (!chart.stats) chart.stats = this.statsOf(chart);
       chart.loaded = true;
       this.render(chart);
@@ -286,15 +302,11 @@
   /* Read the x-axis metric of every run that logged it (downsampled as charts are: the
    * points between are interpolated). */
   Grid.prototype.loadX = function (key) {
-    const runs = this.charts.get(key).runs;
+    const chart = this.charts.get(key);
     const series = new Map();
-    const ready = Promise.all(
-      runs.map((id) =>
-        fetchSeries(this.config, id, key, { max_points: this.config.maxPoints })
-          .then((found) => series.set(id, { steps: found.steps, values: found.values }))
-          .catch(() => {}), // that run's lines stay off this axis
-      ),
-    );
+    const ready = fetchLines(this.config, key, chart.runs, { max_points: chart.maxPoints })
+      .then((found) => found.forEach((line, id) => series.set(id, { steps: line.steps, values: line.values })))
+      .catch(() => {}); // the lines stay off this axis
     this.xMetric = { key: key, series: series, ready: ready };
     return ready;
   };
@@ -329,6 +341,7 @@
    * Content-Security-Policy (regl compiles its draw calls with Function), and a page runs out
    * of WebGL contexts past about 16 charts. Lines of 1000 downsampled points draw fast in SVG. */
   Grid.prototype.traces = function (chart) {
+    if (this.groupBy) return this.groupTraces(chart);
     const weight = this.controls.smoothing;
     const traces = [];
     chart.runs.forEach((id) => {
@@ -368,6 +381,23 @@
     return traces;
   };
 
+  /* Each group's band edges and mean line (bands.js), from its runs' lines as drawn. */
+  Grid.prototype.groupTraces = function (chart) {
+    const weight = this.controls.smoothing;
+    const lines = chart.runs.map((id) => {
+      const run = this.runs.get(id);
+      const series = (chart.zoom && chart.zoom.data.get(id)) || chart.data.get(id);
+      const y = series.values.map(numeric);
+      return {
+        x: this.xs(id, series),
+        y: weight > 0 ? smooth(y, weight, { last: 0, n: 0 }) : y,
+        groups: (run.groups || {})[this.groupBy],
+        color: run.color,
+      };
+    });
+    return Labbook.groupTraces(lines, { band: this.band, markedUpTo: this.config.markedUpTo });
+  };
+
   Grid.prototype.layout = function (chart) {
     const titles = { step: "step", time: "time", relative: "minutes since start" };
     const xaxis = {
@@ -384,7 +414,7 @@
       font: { family: "system-ui, sans-serif", size: 11, color: "#1f2328" },
       xaxis: xaxis,
       yaxis: { type: this.controls.log ? "log" : "linear", automargin: true },
-      showlegend: chart.runs.length > 1,
+      showlegend: chart.runs.length > 1 || Boolean(this.groupBy),
       // Beside the plot, not under it: the plot keeps its height however many runs there
       // are (Plotly scrolls a legend taller than the plot), and never meets the axis title.
       legend: LEGEND,
@@ -406,13 +436,19 @@
       plot.on("plotly_relayout", (event) => this.onRelayout(chart, event));
       Labbook.hoverList(plot, {
         // Raw traces are even, each followed by its smoothed twin: with smoothing on, the
-        // list shows the smoothed value, as the bold line does.
-        value: (point) => (this.controls.smoothing > 0 ? plot.data[point.curveNumber + 1].y[point.pointIndex] : point.y),
-        lines: (curve) => [curve - (curve % 2), curve - (curve % 2) + 1],
+        // list shows the smoothed value, as the bold line does. Grouped, a group's traces
+        // come in threes (band edges, then the mean, which is the one that hovers).
+        value: (point) =>
+          this.groupBy || this.controls.smoothing === 0 ? point.y : plot.data[point.curveNumber + 1].y[point.pointIndex],
+        lines: (curve) => {
+          const size = this.groupBy ? 3 : 2;
+          return Array.from({ length: size }, (_, i) => curve - (curve % size) + i);
+        },
       });
     }
     chart.card.dataset.points = String(this.pointCount(chart));
     chart.card.dataset.traces = String(plot.data.length);
+    chart.card.dataset.groups = this.groupBy ? String(plot.data.length / 3) : "";
     this.renders += 1;
     const only = chart.data.get(chart.runs[0]);
     this.showStats(chart, only && only.values.length ? only.values[only.values.length - 1] : undefined);
@@ -438,14 +474,10 @@
     const steps = this.stepRange(chart, range);
     const coarse = chart.runs.filter((id) => chart.data.get(id).downsampled);
     if (!steps || coarse.length === 0) return; // every point is already drawn
+    const params = { max_points: chart.maxPoints, step_min: steps[0], step_max: steps[1] };
+    const read = await fetchLines(this.config, chart.key, coarse, params);
     const data = new Map();
-    await Promise.all(
-      chart.runs.map(async (id) => {
-        const params = { max_points: this.config.maxPoints, step_min: steps[0], step_max: steps[1] };
-        const full = chart.data.get(id);
-        data.set(id, full.downsampled ? await fetchSeries(this.config, id, chart.key, params) : full);
-      }),
-    );
+    chart.runs.forEach((id) => data.set(id, read.get(id) || chart.data.get(id)));
     chart.zoom = { range: range, data: data };
     this.render(chart);
     chart.card.dataset.zoomed = "1";
@@ -500,14 +532,24 @@
       target.values.push(...fresh.values);
       target.times.push(...fresh.times);
     });
+    chart.card.dataset.points = String(this.pointCount(chart));
+    this.count(chart.stats, fresh.values);
+    this.showStats(chart, fresh.values[fresh.values.length - 1]);
+    if (this.groupBy) return this.renderSoon(chart);
     const index = chart.runs.indexOf(runId);
     const x = this.xs(runId, fresh);
     const y = fresh.values.map(numeric);
     const smoothed = smooth(y, this.controls.smoothing, chart.smoothState.get(runId));
     window.Plotly.extendTraces(chart.plot, { x: [x, x], y: [y, smoothed] }, [2 * index, 2 * index + 1]);
-    chart.card.dataset.points = String(this.pointCount(chart));
-    this.count(chart.stats, fresh.values);
-    this.showStats(chart, fresh.values[fresh.values.length - 1]);
+  };
+
+  /* A grouped chart's live points: its groups are drawn again, at most every GROUP_REDRAW_MS. */
+  Grid.prototype.renderSoon = function (chart) {
+    if (chart.renderTimer) return;
+    chart.renderTimer = window.setTimeout(() => {
+      chart.renderTimer = null;
+      this.render(chart);
+    }, GROUP_REDRAW_MS);
   };
 
   /* The stats of what a chart's first load read (a chart that appeared live). */
@@ -572,19 +614,22 @@
     const work = [];
     this.charts.forEach((chart) => {
       if (!chart.loaded) return;
-      chart.runs.forEach((id) => {
-        const series = chart.data.get(id);
-        const last = series.steps.length ? series.steps[series.steps.length - 1] : -1;
-        const params = { step_min: last + 1, max_points: this.config.maxPoints };
-        work.push(
-          fetchSeries(this.config, id, chart.key, params)
-            .then((missed) => {
-              const points = { steps: missed.steps, values: missed.values, timestamps: missed.times };
-              this.extend(chart, id, points);
-            })
-            .catch(() => {}),
-        );
+      // One read a chart, from the earliest step one of its runs may have missed; extend()
+      // skips the steps a run already has.
+      const lasts = chart.runs.map((id) => {
+        const steps = chart.data.get(id).steps;
+        return steps.length ? steps[steps.length - 1] : -1;
       });
+      const params = { step_min: Math.min(...lasts) + 1, max_points: chart.maxPoints };
+      work.push(
+        fetchLines(this.config, chart.key, chart.runs, params)
+          .then((missed) =>
+            missed.forEach((line, id) =>
+              this.extend(chart, id, { steps: line.steps, values: line.values, timestamps: line.times }),
+            ),
+          )
+          .catch(() => {}),
+      );
     });
     await Promise.all(work);
   };
@@ -616,6 +661,19 @@
     window.localStorage.setItem(STORAGE_KEY, JSON.stringify({ log, smoothing, x }));
   };
 
+  /* The grouping in the page's URL (?group_by=&band=): a reload or a shared link shows it. */
+  Grid.prototype.saveGrouping = function () {
+    const url = new URL(window.location.href);
+    if (this.groupBy) {
+      url.searchParams.set("group_by", this.groupBy);
+      url.searchParams.set("band", this.band);
+    } else {
+      url.searchParams.delete("group_by");
+      url.searchParams.delete("band");
+    }
+    window.history.replaceState(window.history.state, "", url);
+  };
+
   Grid.prototype.rerenderAll = function () {
     this.charts.forEach((chart) => this.render(chart));
   };
@@ -626,6 +684,8 @@
     const smoothing = this.root.querySelector("[data-chart-smoothing]");
     const smoothingOut = this.root.querySelector("[data-chart-smoothing-value]");
     const xMode = this.root.querySelector("[data-chart-x]");
+    const groupBy = this.root.querySelector("[data-chart-group]");
+    const band = this.root.querySelector("[data-chart-band]");
     if (log) log.checked = this.controls.log;
     if (smoothing) smoothing.value = String(this.controls.smoothing);
     if (smoothingOut) smoothingOut.textContent = Number(this.controls.smoothing).toFixed(2);
@@ -649,6 +709,17 @@
       this.controls.smoothing = Number(smoothing.value);
       smoothingOut.textContent = this.controls.smoothing.toFixed(2);
       this.save();
+      this.rerenderAll();
+    });
+    groupBy?.addEventListener("change", () => {
+      this.groupBy = groupBy.value;
+      if (band) band.disabled = !this.groupBy;
+      this.saveGrouping();
+      this.rerenderAll();
+    });
+    band?.addEventListener("change", () => {
+      this.band = band.value;
+      this.saveGrouping();
       this.rerenderAll();
     });
     xMode?.addEventListener("change", async () => {
