@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from tests.support import skip_or_fail
+from tests.support import services_required, skip_or_fail
 from tracking import services
 from tracking.models import Project, Role, Team
 
@@ -137,10 +138,7 @@ _generous_communicator_waits()
 
 def _asked_for_soak(config: pytest.Config, item: pytest.Item) -> bool:
     """``-m`` names soak (``-m soak``), or the test's file is named on the command line."""
-    if "soak" in (config.option.markexpr or ""):
-        return True
-    named = {Path(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args}
-    return item.path in named
+    return "soak" in (config.option.markexpr or "") or _named(config, item)
 
 
 def _shares_a_module_fixture(item: pytest.Item) -> bool:
@@ -162,13 +160,55 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
     return False
 
 
+# Fixtures through which a test reaches the test process's own database (django_db_blocker
+# is not one: pytest-django's autouse fixtures request it for every test).
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
+
+
+def _services_free(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture marked ``tests.support.services_free`` (a server of its
+    own on the embedded default, ...) and nothing of this process's database."""
+    if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames):
+        return False
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    return any(
+        getattr(fixturedefs[-1].func, "services_free", False)
+        for fixturedefs in definitions.name2fixturedefs.values()
+    )
+
+
+def _named(config: pytest.Config, item: pytest.Item) -> bool:
+    """Whether the test's file is named on the command line."""
+    named = {Path(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args}
+    return item.path in named
+
+
 def _starts_processes(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(name) for name in ("subprocess", "browser"))
+
+
+_SERVICES_FREE = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    left_out = config.stash.get(_SERVICES_FREE, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"{left_out} tests left out: they use neither PostgreSQL nor Redis (a server of"
+            " their own on the embedded default), and the embedded pass runs them"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Soak tests left out unless asked for; xdist groups; the longest tests first.
+
+    With LABBOOK_REQUIRE_SERVICES=1 (CI's PostgreSQL + Redis pass) the tests that use
+    neither PostgreSQL nor Redis are left out too (``_services_free``): their servers run on
+    the embedded default in either pass, so the embedded pass has already run them as they
+    would run here. Naming a test's file runs it all the same.
 
     Soak tests (marker ``soak``) load the machine for minutes or time it
     (tests/security/test_worst_input_load.py holds /healthz to a p99), so ``pytest``
@@ -181,8 +221,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     kept: list[pytest.Item] = []
     left_out: list[pytest.Item] = []
+    same_as_embedded = services_required()  # the PostgreSQL + Redis pass of CI
     for item in items:
-        if item.get_closest_marker("soak") is None:
+        if same_as_embedded and _services_free(item) and not _named(config, item):
+            left_out.append(item)
+            config.stash[_SERVICES_FREE] = config.stash.get(_SERVICES_FREE, 0) + 1
+        elif item.get_closest_marker("soak") is None:
             if _shares_a_module_fixture(item):
                 item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
             kept.append(item)

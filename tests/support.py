@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
@@ -14,6 +15,22 @@ from django.conf import settings
 def services_required() -> bool:
     """With LABBOOK_REQUIRE_SERVICES=1 (CI), a missing PostgreSQL or Redis fails, not skips."""
     return os.environ.get("LABBOOK_REQUIRE_SERVICES", "") == "1"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def services_free(fixture_function: F) -> F:
+    """Mark a fixture whose processes use neither PostgreSQL nor Redis, whatever the pass: a
+    Labbook server of its own on the embedded default (``LabbookServer`` without a services
+    ``env``), ``up`` on a clean environment, a wheel built and installed in a venv.
+
+    A test that uses such a fixture and no database of the test process does the same in
+    the PostgreSQL + Redis pass as in the embedded one, so that pass leaves it out
+    (``tests/conftest.py``); put the decorator under ``@pytest.fixture``.
+    """
+    fixture_function.services_free = True  # type: ignore[attr-defined]
+    return fixture_function
 
 
 def skip_or_fail(reason: str) -> None:

@@ -31,7 +31,7 @@ from kombu import Connection
 from labbook import broker
 from labbook.broker import claim
 from tests.sdk.server import ROOT, LabbookServer, server_env
-from tests.support import wait_until
+from tests.support import services_free, wait_until
 from tests.workers import WORKER, CeleryProcess, celery
 
 TRANSPORT = "labbook.broker:Transport"
@@ -98,6 +98,7 @@ def drop_bad_messages(folder: Path, queue: str) -> dict[str, str]:
 
 
 @pytest.fixture
+@services_free
 def server(tmp_path: Path) -> LabbookServer:
     """A migrated embedded home; never started: only its workers and senders run."""
     return LabbookServer(tmp_path / "home")

@@ -8,11 +8,13 @@ import httpx
 import pytest
 
 from tests.sdk.server import LabbookServer
+from tests.support import services_free
 
 pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(scope="module")
+@services_free
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     with LabbookServer(tmp_path_factory.mktemp("asgi") / "home") as running:
         yield running

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.sdk.server import ROOT, LabbookServer, manage
-from tests.support import skip_or_fail
+from tests.support import services_free, skip_or_fail
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -77,6 +77,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="package")
+@services_free
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     """A real uvicorn server with its own SQLite home, shared by the browser tests."""
     with LabbookServer(tmp_path_factory.mktemp("browser-home")) as server:

@@ -48,7 +48,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, wait_until
+from tests.support import free_port, services_free, wait_until
 
 pytestmark = pytest.mark.subprocess
 
@@ -316,6 +316,7 @@ def clean_environ() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+@services_free
 def labbook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labbook]:
     """`python manage.py up --demo`, as the README's first command starts it."""
     folder = tmp_path_factory.mktemp("docs-labbook")

@@ -18,6 +18,7 @@ import pytest
 
 from tests.sdk.proxy import FaultProxy
 from tests.sdk.server import ROOT, LabbookServer
+from tests.support import services_free
 
 FLUSH_SECONDS = "0.2"
 # The session's tests share one token: hundreds of runs a minute would spend its rate
@@ -26,6 +27,7 @@ UNLIMITED = {"INGEST_THROTTLE_RATE": "0", "API_THROTTLE_RATE": "0"}
 
 
 @pytest.fixture(scope="session")
+@services_free
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     """One server for the session; never stopped by a test (see ``own_server``)."""
     with LabbookServer(tmp_path_factory.mktemp("labbook-home"), env=UNLIMITED) as labbook:
@@ -33,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
 
 
 @pytest.fixture
+@services_free
 def own_server(tmp_path: Path) -> Iterator[LabbookServer]:
     """A server of this test's own, which the test may stop() and start() again."""
     with LabbookServer(tmp_path / "own-home", env=UNLIMITED) as labbook:

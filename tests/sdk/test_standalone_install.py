@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.sdk.server import ROOT, LabbookServer
+from tests.support import services_free
 from tracking.sdk import __version__
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(600)]
@@ -57,6 +58,7 @@ def build_wheel(source: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+@services_free
 def sdk_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("sdk-build")
     source = work / "sdk"

@@ -23,6 +23,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.sdk.server import ROOT, LabbookServer, server_env
+from tests.support import services_free
 from tracking import scopes, services
 from tracking.models import ApiToken, Run, TokenScope
 
@@ -401,6 +402,7 @@ def test_a_token_never_opens_a_web_page(world, client):
 
 
 @pytest.fixture(scope="module")
+@services_free
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     with LabbookServer(tmp_path_factory.mktemp("scopes") / "home") as running:
         yield running

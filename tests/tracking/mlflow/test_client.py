@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from tests.sdk.server import ROOT, LabbookServer, server_env
+from tests.support import services_free
 
 pytestmark = pytest.mark.subprocess
 
@@ -33,6 +34,7 @@ EXAMPLE = ROOT / "examples" / "train_with_mlflow.py"
 
 
 @pytest.fixture(scope="module")
+@services_free
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     with LabbookServer(tmp_path_factory.mktemp("mlflow") / "home") as running:
         yield running

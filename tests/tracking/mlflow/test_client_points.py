@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.sdk.server import LabbookServer
+from tests.support import services_free
 from tests.tracking.mlflow.test_client import client_env
 
 pytestmark = pytest.mark.subprocess
@@ -27,6 +28,7 @@ MILLIS = [1, 999, 1001, 1_700_000_000_001, 1_764_150_000_123, 99_999_999_998_999
 
 
 @pytest.fixture(scope="module")
+@services_free
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabbookServer]:
     with LabbookServer(tmp_path_factory.mktemp("mlflow-points") / "home") as running:
         yield running
