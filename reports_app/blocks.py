@@ -8,7 +8,7 @@ place of the block. Examples (docs/reports.md documents every option)::
     ```chart
     runs: {project: acme/mnist, tags: [sweep], status: finished, limit: 5}
     metrics: [train/loss, val/loss]
-    x: step            # step | time | relative
+    x: step            # step | time | relative | a metric key (epoch): any x axis
     smoothing: 0.6     # 0 to 0.99
     log_y: true
     title: Loss of the sweep
@@ -262,9 +262,7 @@ def _check_keys(options: dict[str, Any], allowed: set[str], what: str) -> None:
 def _chart(options: dict[str, Any]) -> ChartBlock:
     allowed = {"runs", "metrics", "x", "smoothing", "log_y", "title", "max_points", "live"}
     _check_keys(options, {*allowed, "group_by", "band"}, "chart")
-    x = options.get("x", "step")
-    if x not in X_AXES:
-        raise BlockError(f"`x` must be one of {', '.join(X_AXES)}.")
+    x = _text(options.get("x", "step"), "x", 250) or "step"  # or a metric key: any x axis
     group_by = _group_by(options)
     band = options.get("band", "std")
     if band not in BANDS:

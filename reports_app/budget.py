@@ -124,7 +124,8 @@ def _point_lines(charts: list[Lines]) -> list[_Line]:
 def _byte_lines(charts: list[Lines]) -> list[_Line]:
     lines = []
     for chart in charts:
-        weight = BYTES_PER_POINT[chart.x]
+        # A metric x axis sends steps; its metric's points count as lines of their own.
+        weight = BYTES_PER_POINT.get(chart.x, BYTES_PER_POINT["step"])
         lines += [_Line(want, weight, LINE_BYTES + ENDS * weight) for want in chart.wants()]
     return lines
 

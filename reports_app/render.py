@@ -227,12 +227,22 @@ def _error_box(item: _Block) -> str:
 
 
 def _x_values(x: str, run: Run, history: History) -> list[Any]:
-    if x == "step":
+    if x not in ("time", "relative"):  # a metric: the page places each step (metricX)
         return history.steps
     if x == "time":
         return [datetime.fromtimestamp(t, UTC).isoformat() for t in history.timestamps]
     start = run.created_at.timestamp()
     return [round((t - start) / 60, 4) for t in history.timestamps]
+
+
+def _x_of(history: History | None) -> dict[str, list[Any]]:
+    """The points of the metric a chart's x axis names, as ``Labbook.valueAt`` reads them."""
+    if history is None:
+        return {"steps": [], "values": []}
+    return {
+        "steps": history.steps,
+        "values": [v if v.__class__ is not str else None for v in history.values],
+    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -254,7 +264,7 @@ def _layout(title: str, x: str, log_y: bool) -> dict[str, Any]:
         height=360,
         margin={"l": 56, "r": 16, "t": 40 if title else 16, "b": 48},
         title={"text": title} if title else None,
-        xaxis={"title": {"text": X_TITLES[x]}, "type": "date" if x == "time" else "linear"},
+        xaxis={"title": {"text": X_TITLES.get(x, x)}, "type": "date" if x == "time" else "linear"},
         yaxis={"type": "log" if log_y else "linear"},
         # Beside the plot: its height holds for any number of runs (a taller legend scrolls).
         legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
@@ -286,6 +296,8 @@ def _chart_figure(block: ChartBlock, runs: list[Run], found: dict[tuple, History
                 "last_step": history.steps[-1] if history.steps else -1,
                 "start": run.created_at.timestamp(),
             }
+            if block.x not in blocks.X_AXES:  # the page places each step at x's value there
+                trace["meta"]["x_of"] = _x_of(found.get((run.pk, block.x)))
             if block.group_by:
                 labels = presentation.group_labels(run, block.group_by)
                 if len(block.metrics) > 1:  # a group's line per metric
@@ -323,7 +335,7 @@ def _charts(items: list[_Block], frozen: dict[str, Any], report: Report) -> dict
         if allowance is None:
             item.left_out = True
         elif isinstance(demand, budget.Lines):
-            found = read.get((allowance, _chart(item).x != "step"), {})
+            found = read.get((allowance, _by_time(item)), {})
             figure = _fresh_figure(item, series, found, report)
             if figure is not None and budget.thinned(demand, allowance):
                 figure.thinned_to = allowance
@@ -375,7 +387,7 @@ def _read(
     for item in fresh:
         allowance = allowances[item.index]
         if allowance is not None:
-            key = (allowance, _chart(item).x != "step")
+            key = (allowance, _by_time(item))
             group = groups.setdefault(key, {})
             group.update({series[p].pk: series[p] for p in _pairs(item) if p in series})
     return {
@@ -391,9 +403,13 @@ def _fresh_figure(
     report: Report,
 ) -> Figure | None:
     found = {p: read[series[p].pk] for p in _pairs(item) if p in series}
-    if not found:
-        keys = ", ".join(f"`{key}`" for key in _chart(item).metrics)
+    block = _chart(item)
+    if not any(key in block.metrics for _, key in found):
+        keys = ", ".join(f"`{key}`" for key in block.metrics)
         item.error = f"None of these runs logged {keys}."
+        return None
+    if block.x not in blocks.X_AXES and not any(key == block.x for _, key in found):
+        item.error = f"None of these runs logged `{block.x}`, the x axis."
         return None
     if _chart(item).group_by == "tags":
         prefetch_related_objects(item.runs, "tag_rows")
@@ -497,7 +513,16 @@ def _panel_html(item: _Block, figure: Figure) -> str:
 
 
 def _pairs(item: _Block) -> list[tuple[int, str]]:
-    return [(run.pk, key) for run in item.runs for key in _chart(item).metrics]
+    """The (run, metric) series a chart reads: its lines, and the metric its x axis names."""
+    keys = list(_chart(item).metrics)
+    if _chart(item).x not in blocks.X_AXES and _chart(item).x not in keys:
+        keys.append(_chart(item).x)
+    return [(run.pk, key) for run in item.runs for key in keys]
+
+
+def _by_time(item: _Block) -> bool:
+    """Whether the chart's x axis needs the points' timestamps."""
+    return _chart(item).x in ("time", "relative")
 
 
 def _chart_notes(item: _Block, figure: Figure) -> str:

@@ -459,3 +459,33 @@ def test_any_metric_can_be_the_x_axis(page, live, owner):
     show_every_chart(page, 2)
     expect(page.locator("[data-chart-x]")).to_have_value("metric:epoch")
     expect_drawn(page, RUN_PLOTS, [1, 1], "x: epoch after a reload")
+
+
+def test_a_report_chart_can_take_a_metric_as_its_x_axis(page, live, owner):
+    """``x: epoch`` in a chart block: the same placement as on the run page, in the report
+    and its live points (an epoch point and a loss point of one batch)."""
+    run = api(live, owner.token, "POST", "runs", project=PROJECT, name="block-epoch")["id"]
+    points = [{"key": "loss", "step": s, "value": 1 / (s + 1)} for s in range(0, 100, 5)]
+    points += [{"key": "epoch", "step": s, "value": s / 20} for s in range(0, 100, 20)]
+    api(live, owner.token, "POST", f"runs/{run}/metrics", points=points)
+    body = f"```chart\nruns: [{run}]\nmetrics: [loss]\nx: epoch\nsmoothing: 0.5\n```"
+    report = api(live, owner.token, "POST", "reports", project=PROJECT, title="Epochs", body=body)
+    log_in(page, live, owner.username, owner.password)
+    page.goto(f"{live.url}/reports/{report['id']}/")
+    expect(page.locator("[data-live-state]")).to_have_text("Live")
+    plot = page.locator('[data-figure="0"]')
+    expect(plot.locator(".main-svg").first).to_be_visible()
+    assert plot.evaluate("(p) => p._fullLayout.xaxis.title.text") == "epoch"
+    placed = [s / 20 for s in range(0, 81, 5)] + [4.0] * 3
+    assert plot.evaluate("(p) => p.data[0].x") == pytest.approx(placed)  # raw
+    assert plot.evaluate("(p) => p.data[1].x") == pytest.approx(placed)  # its smoothed twin
+    more = [
+        {"key": "epoch", "step": 100, "value": 5.0},
+        {"key": "loss", "step": 100, "value": 0.01},
+    ]
+    api(live, owner.token, "POST", f"runs/{run}/metrics", points=more)
+    page.wait_for_function(
+        "(p) => p.data[0].x.at(-1) === 5 && p.data[1].x.at(-1) === 5",
+        arg=plot.element_handle(),
+        timeout=WAIT_MS,
+    )

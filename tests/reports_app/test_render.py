@@ -144,6 +144,21 @@ def test_a_grouped_chart_names_each_lines_groups_for_the_page_to_draw(world):
     go.Figure(one.figure)  # plotly accepts the layout's meta
 
 
+def test_a_metric_x_axis_sends_each_line_the_points_of_that_metric(world):
+    run = _run(world, "a")
+    points = [Point("loss", s, 1 / (s + 1), 1.0 + s) for s in range(0, 50, 5)]
+    points += [Point("epoch", s, s / 20, 1.0 + s) for s in range(0, 50, 20)]
+    metrics_ingest(run=run, points=points)
+    report = _report(world, f"```chart\nruns: [{run.pk}]\nmetrics: [loss]\nx: epoch\n```")
+    (figure,) = render.render_report(report).figures
+    (trace,) = figure.figure["data"]  # the x metric is read, not drawn
+    assert trace["x"] == list(range(0, 50, 5))  # steps: the page places them (valueAt)
+    assert trace["meta"]["x_of"] == {"steps": [0, 20, 40], "values": [0.0, 1.0, 2.0]}
+    assert figure.figure["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert figure.x == "epoch"
+    go.Figure(figure.figure)
+
+
 def test_a_short_series_marks_its_points_so_a_single_point_shows(world):
     one, long = _run(world, "one"), _run(world, "long")
     metrics_ingest(run=one, points=[Point("val/acc", 3, 0.91, 1.0)])
@@ -202,7 +217,7 @@ def test_runs_and_compare_blocks_draw_tables(world):
             "Unknown chart option `colour`",
         ),
         ("```chart\nruns: [RUN]\n```", "`metrics` is required"),
-        ("```chart\nruns: [RUN]\nmetrics: [loss]\nx: wall\n```", "`x` must be one of"),
+        ("```chart\nruns: [RUN]\nmetrics: [loss]\nx: wall\n```", "logged `wall`, the x axis"),
         (
             "```chart\nruns: [RUN]\nmetrics: [loss]\nsmoothing: 2\n```",
             "`smoothing` must be a number",

@@ -12,7 +12,7 @@
  * extended past where it stopped), its value there interpolated between its two nearest
  * points. The standard deviation is the sample one (n - 1; 0 for a single run), as the bar
  * panels' error bars. A group takes the colour of its first run, so groups keep colours
- * that no other line on the chart has. Needs smoothing.js (figureGroups).
+ * that no other line on the chart has. figureGroups needs smoothing.js and chart_tools.js.
  */
 (function () {
   "use strict";
@@ -115,7 +115,7 @@
   Labbook.figureGroups = function (traces, grouping, options) {
     const weight = options.smoothing || 0;
     const lines = traces.map((trace) => ({
-      x: options.x === "time" ? trace.x.map((x) => new Date(x)) : trace.x,
+      x: options.x === "time" ? trace.x.map((x) => new Date(x)) : Labbook.placedX(trace), // chart_tools.js
       y: weight > 0 ? Labbook.smooth(trace.y, weight) : trace.y,
       groups: trace.meta.groups,
       color: trace.line.color,

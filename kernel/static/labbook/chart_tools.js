@@ -8,6 +8,10 @@
  *   (curve) the trace indices that belong to the same run and stay bright.
  * Labbook.expandable(box, plot, button): the button opens the chart over the whole window
  *   (Escape or the button again closes it); Plotly redraws it at the new size.
+ * Labbook.valueAt(series, step): a logged series' ({steps, values}, in step order) value at
+ *   ``step``, interpolated between the steps it was logged at and held at either end; what
+ *   a metric x axis ("x: epoch") places each point at, on the pages and in reports;
+ *   Labbook.placedX(trace) does it for a report chart's trace.
  */
 (function () {
   "use strict";
@@ -44,6 +48,37 @@
     value.textContent = formatted(item.value);
     line.append(swatch, name, value);
     return line;
+  }
+
+  Labbook.valueAt = function (series, step) {
+    const steps = series.steps;
+    if (steps.length === 0) return null;
+    let lo = 0;
+    let hi = steps.length - 1;
+    if (step <= steps[0]) return finite(series.values[0]);
+    if (step >= steps[hi]) return finite(series.values[hi]);
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (steps[mid] <= step) lo = mid;
+      else hi = mid;
+    }
+    const a = finite(series.values[lo]);
+    const b = finite(series.values[hi]);
+    if (steps[lo] === step || b === null) return a;
+    if (a === null) return b;
+    return a + ((b - a) * (step - steps[lo])) / (steps[hi] - steps[lo]);
+  };
+
+
+  /* A report chart's trace on a metric x axis (meta.x_of, that metric's points): its x (the
+   * steps) placed at the metric's values; any other trace's x as it is. */
+  Labbook.placedX = function (trace) {
+    const by = trace.meta && trace.meta.x_of;
+    return by ? trace.x.map((step) => Labbook.valueAt(by, step)) : trace.x;
+  };
+
+  function finite(value) {
+    return typeof value === "number" ? value : null; // "NaN" / "Infinity": no value there
   }
 
   Labbook.hoverList = function (plot, options) {

@@ -170,10 +170,12 @@
 
   const smooth = window.Labbook.smooth; // smoothing.js
 
-  /* As report.js draws it: a faint raw trace under its smoothed twin. */
+  /* As report.js draws it: a faint raw trace under its smoothed twin; a metric x axis places
+   * each step at that metric's value (chart_tools.js). */
   function traces(spec) {
-    if (!(spec.smoothing > 0)) return spec.figure.data;
-    return spec.figure.data.flatMap((trace) => [
+    const placed = spec.figure.data.map((trace) => Object.assign({}, trace, { x: Labbook.placedX(trace) }));
+    if (!(spec.smoothing > 0)) return placed;
+    return placed.flatMap((trace) => [
       Object.assign({}, trace, { opacity: 0.3, showlegend: false, hoverinfo: "skip" }),
       Object.assign({}, trace, { y: smooth(trace.y, spec.smoothing) }),
     ]);

@@ -25,10 +25,32 @@
   const GROUP_REDRAW_MS = 1000; // live points of a grouped chart: one redraw a second at most
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
+  /* A point's x as the server writes it: the step itself on a metric x axis (meta.x_of). */
   function xOf(mode, meta, step, timestamp) {
-    if (mode === "step") return step;
     if (mode === "time") return new Date(timestamp * 1000).toISOString();
-    return Math.round(((timestamp - meta.start) / 60) * 1e4) / 1e4;
+    if (mode === "relative") return Math.round(((timestamp - meta.start) / 60) * 1e4) / 1e4;
+    return step;
+  }
+
+  /* ... and as it is drawn: a metric x axis places the step at the metric's value there. */
+  function drawnX(mode, meta, step, timestamp) {
+    const x = xOf(mode, meta, step, timestamp);
+    return meta.x_of ? Labbook.valueAt(meta.x_of, x) : x; // chart_tools.js
+  }
+
+  /* Live points of the metric a chart's x axis names extend its runs' meta.x_of. */
+  function growX(metas, runId, series, key) {
+    const points = series[key];
+    if (!points) return;
+    metas.forEach((meta) => {
+      if (meta.run !== runId || !meta.x_of) return;
+      const by = meta.x_of;
+      points.steps.forEach((step, i) => {
+        if (by.steps.length && step <= by.steps[by.steps.length - 1]) return;
+        by.steps.push(step);
+        by.values.push(typeof points.values[i] === "number" ? points.values[i] : null);
+      });
+    });
   }
 
   function Chart(spec) {
@@ -51,13 +73,14 @@
     spec.figure.data.forEach((trace) => {
       const entry = { meta: trace.meta, index: traces.length, twin: null, lastStep: trace.meta.last_step };
       // Every drawn trace gets arrays of its own: extendTraces grows them in place.
-      const own = { x: trace.x.slice(), y: trace.y.slice(), hoverinfo: "none" }; // chart_tools.js
+      const x = Labbook.placedX(trace).slice(); // chart_tools.js, as the hover list
+      const own = { x: x, y: trace.y.slice(), hoverinfo: "none" };
       if (weight > 0) {
         const faint = { opacity: 0.3, showlegend: false, hoverinfo: "skip" };
         traces.push(Object.assign({}, trace, own, faint));
         entry.state = { last: 0, n: 0 };
         entry.twin = traces.length;
-        const smoothed = { x: trace.x.slice(), y: smooth(trace.y, weight, entry.state), hoverinfo: "none" };
+        const smoothed = { x: x.slice(), y: smooth(trace.y, weight, entry.state), hoverinfo: "none" };
         traces.push(Object.assign({}, trace, smoothed));
       } else {
         traces.push(Object.assign({}, trace, own));
@@ -137,6 +160,7 @@
   /* New points of one run: extend every trace of that run and key, in place. */
   Chart.prototype.extend = function (runId, series) {
     if (this.grouping()) return this.extendGroups(runId, series);
+    growX(this.raw.map((entry) => entry.meta), runId, series, this.spec.x);
     const indices = [];
     const xs = [];
     const ys = [];
@@ -147,7 +171,7 @@
       const y = [];
       points.steps.forEach((step, i) => {
         if (step <= entry.lastStep) return;
-        x.push(xOf(this.spec.x, entry.meta, step, points.timestamps[i]));
+        x.push(drawnX(this.spec.x, entry.meta, step, points.timestamps[i]));
         y.push(typeof points.values[i] === "number" ? points.values[i] : null);
         entry.lastStep = step;
       });
@@ -167,6 +191,7 @@
   };
 
   Chart.prototype.extendGroups = function (runId, series) {
+    growX(this.lines.map((line) => line.meta), runId, series, this.spec.x);
     let grew = false;
     this.lines.forEach((line) => {
       const points = line.meta.run === runId && series[line.meta.key];

@@ -54,25 +54,7 @@
   const METRIC_X = "metric:"; // an x-axis mode naming a metric key
   const GROUP_REDRAW_MS = 1000;
 
-  /* The value of a logged series ({steps, values} in step order) at ``step``. */
-  function valueAt(series, step) {
-    const steps = series.steps;
-    if (steps.length === 0) return null;
-    let lo = 0;
-    let hi = steps.length - 1;
-    if (step <= steps[0]) return numeric(series.values[0]);
-    if (step >= steps[hi]) return numeric(series.values[hi]);
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (steps[mid] <= step) lo = mid;
-      else hi = mid;
-    }
-    const a = numeric(series.values[lo]);
-    const b = numeric(series.values[hi]);
-    if (steps[lo] === step || b === null) return a;
-    if (a === null) return b;
-    return a + ((b - a) * (step - steps[lo])) / (steps[hi] - steps[lo]);
-  }
+  const valueAt = Labbook.valueAt; // chart_tools.js
 
   function stored(key, fallback) {
     try {
