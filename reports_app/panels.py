@@ -368,8 +368,15 @@ def _varying(configs: list[dict[str, Any]]) -> list[str]:
     return sorted(key for key, distinct in seen.items() if len(distinct) > 1)
 
 
-def importance_chart(block: ImportanceBlock, runs: Sequence[Run]) -> Drawn:
-    found = list(reversed(importance_of(block, runs)))  # plotly draws the first bar lowest
+def importance_chart(
+    block: ImportanceBlock,
+    runs: Sequence[Run],
+    ranked: Sequence[importance.Importance] | None = None,
+) -> Drawn:
+    """``ranked``: ``importance_of(block, runs)``, when the caller has it already."""
+    if ranked is None:
+        ranked = importance_of(block, runs)
+    found = list(reversed(ranked))  # plotly draws the first bar lowest
     keys = [escape(f"config.{item.key}") for item in found]
     counts = [item.runs for item in found]
     correlation = [item.correlation for item in found]

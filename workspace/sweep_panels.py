@@ -15,6 +15,7 @@ from django.http import QueryDict
 
 from reports_app import panels
 from reports_app.blocks import ImportanceBlock, Panel, ParallelBlock, RunSelector, ScatterBlock
+from reports_app.importance import Importance
 from tracking.models import Run
 from tracking.presentation import DiffRow
 
@@ -37,6 +38,9 @@ class Choices:
     x: str  # config.<key>
     metrics: list[str]
     xs: list[str]
+    # The config keys' importance for ``metric`` when it could be computed: it picks the
+    # default x, and the importance panel draws it (computed once).
+    ranked: tuple[Importance, ...] | None = None
 
 
 def choices(
@@ -50,21 +54,28 @@ def choices(
     xs = differing + [f"config.{row.key}" for row in config_rows if not row.differs]
     metric = query.get("metric", "")
     metric = metric if metric in metrics else (metrics[0] if metrics else "")
+    ranked = _ranking(runs, metric)
     x = query.get("x", "")
     if x not in xs:
-        x = _most_important(runs, metric, xs) or (xs[0] if xs else "")
-    return Choices(metric=metric, x=x, metrics=metrics, xs=xs)
+        x = _most_important(ranked, xs) or (xs[0] if xs else "")
+    return Choices(metric=metric, x=x, metrics=metrics, xs=xs, ranked=ranked)
 
 
-def _most_important(runs: Sequence[Run], metric: str, xs: list[str]) -> str:
+def _ranking(runs: Sequence[Run], metric: str) -> tuple[Importance, ...] | None:
     if not metric:
-        return ""
-    every = RunSelector(ids=tuple(run.pk for run in runs))
+        return None
     try:
-        ranked = panels.importance_of(ImportanceBlock(every, metric=metric), runs)
+        return tuple(panels.importance_of(_importance_block(runs, metric), runs))
     except panels.PanelError:
-        return ""
-    best = next((f"config.{item.key}" for item in ranked if item.importance), "")
+        return None  # the importance panel says why
+
+
+def _importance_block(runs: Sequence[Run], metric: str) -> ImportanceBlock:
+    return ImportanceBlock(RunSelector(ids=tuple(run.pk for run in runs)), metric=metric)
+
+
+def _most_important(ranked: tuple[Importance, ...] | None, xs: list[str]) -> str:
+    best = next((f"config.{item.key}" for item in ranked or () if item.importance), "")
     return best if best in xs else ""
 
 
@@ -84,16 +95,21 @@ def sweep_panels(
             f"The differing config keys, coloured by {picked.metric}",
             ParallelBlock(every, columns=(*axes, picked.metric), color=picked.metric),
         ),
-        (f"What drives {picked.metric}", ImportanceBlock(every, metric=picked.metric)),
+        (f"What drives {picked.metric}", _importance_block(runs, picked.metric)),
     ]
     if not axes:
         blocks.pop(1)  # one axis: nothing to lay out side by side
-    return [_drawn(title, block, runs) for title, block in blocks]
+    return [_drawn(title, block, runs, picked.ranked) for title, block in blocks]
 
 
-def _drawn(title: str, block: Panel, runs: Sequence[Run]) -> SweepPanel:
+def _drawn(
+    title: str, block: Panel, runs: Sequence[Run], ranked: tuple[Importance, ...] | None
+) -> SweepPanel:
     try:
-        drawn = panels.draw(block, runs, public=False)
+        if isinstance(block, ImportanceBlock) and ranked is not None:
+            drawn = panels.importance_chart(block, runs, ranked)
+        else:
+            drawn = panels.draw(block, runs, public=False)
     except panels.PanelError as error:
         return SweepPanel(block.kind, title, None, [], error=error.message)
     runs_drawn = list(drawn.figure["layout"]["meta"]["runs"])

@@ -387,7 +387,7 @@ def report(results: list[Result]) -> None:
 def print_server_log(server: LabbookServer) -> None:
     """Its first lines: the log goes with the throwaway home."""
     lines = [line for line in server.output().splitlines() if line.strip()]
-    print(f"server log (LOG_LEVEL=WARNING): {len(lines)} lines", *lines[:30], sep="\n  ")
+    print(f"server log (LOG_LEVEL=WARNING): {len(lines)} lines", *lines[:200], sep="\n  ")
 
 
 # --- Main ----------------------------------------------------------------------------------
