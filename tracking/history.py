@@ -338,6 +338,8 @@ def histories(
         found[series.pk] = _history(
             series.key, rows_by_series.get(series.pk, []), series.count, downsampled=False
         )
+        if not timestamps:
+            found[series.pk].timestamps = []
     buckets = max(1, max_points // 2)
     ends = {s.pk: _whole_ends(s) for s in long}
     plans = {
@@ -360,17 +362,22 @@ def range_histories(
     max_points: int,
     step_min: int | None = None,
     step_max: int | None = None,
+    timestamps: bool = True,
 ) -> dict[int, History]:
     """``histories`` of a step range: the whole history in a fixed number of queries, a range
     (a zoom, a catch-up after a reconnect) a few queries per series."""
     if step_min is None and step_max is None:
-        return histories(series_list, max_points=max_points)
-    return {
+        return histories(series_list, max_points=max_points, timestamps=timestamps)
+    found = {
         series.pk: metric_history(
             series, max_points=max_points, step_min=step_min, step_max=step_max
         )
         for series in series_list
     }
+    if not timestamps:
+        for history in found.values():
+            history.timestamps = []
+    return found
 
 
 def _rows_for(series_list: list[MetricSeries]) -> dict[int, list[Row]]:

@@ -41,6 +41,7 @@ TRACEBACK_TAIL_LINES = 40
 SDK_ALERTS_SHOWN = 20
 ARTIFACTS_SHOWN = 200
 MAX_COMPARE = MAX_CHART_RUNS
+RUNS_SHOWN_OPEN = 20  # more compared runs than this: their list starts folded, charts first
 CSV_PAGE = 50_000  # points per database read while streaming a CSV download
 GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
 
@@ -248,6 +249,7 @@ def compare_page_context(
         "missing": len(set(ids[:MAX_COMPARE])) - len(runs),
         "too_many": len(ids) > MAX_COMPARE,
         "max_compare": MAX_COMPARE,
+        "runs_shown_open": RUNS_SHOWN_OPEN,
         "config_rows": config_rows,
         "config_differing": sum(row.differs for row in config_rows),
         "summary_rows": summary_rows,

@@ -152,3 +152,18 @@ def test_the_queries_do_not_grow_with_the_runs(world):
         return len(captured)
 
     assert queries(3) == queries(30)
+
+
+def test_a_chart_by_step_reads_its_lines_without_timestamps(world, sweep):
+    ids = f"{sweep[0].pk},{sweep[1].pk}"
+    client = world.owner.client()
+    lean = read(client, runs=ids, max_points=100, timestamps="false").json()["histories"]
+    full = read(client, runs=ids, max_points=100).json()["histories"]
+    assert [line["timestamps"] for line in lean] == [[], []]
+    assert [line["steps"] for line in lean] == [line["steps"] for line in full]
+    assert len(full[1]["timestamps"]) == 10
+    ranged = read(client, runs=ids, max_points=100, step_min=5, timestamps="0").json()
+    assert [line["timestamps"] for line in ranged["histories"]] == [[], []]
+    refused = read(client, runs=ids, max_points=100, timestamps="maybe")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "timestamps"

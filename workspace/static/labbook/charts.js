@@ -266,7 +266,9 @@
     chart.card.classList.add("is-loading");
     try {
       if (this.xMetric) await this.xMetric.ready;
-      const loaded = await fetchLines(this.config, chart.key, chart.runs, { max_points: chart.maxPoints });
+      chart.timed = this.byTime();
+      const params = { max_points: chart.maxPoints, timestamps: String(chart.timed) };
+      const loaded = await fetchLines(this.config, chart.key, chart.runs, params);
       chart.runs.forEach((id) => chart.data.set(id, loaded.get(id) || NO_POINTS()));
       if (!chart.stats) chart.stats = this.statsOf(chart);
       chart.loaded = true;
@@ -286,7 +288,7 @@
   Grid.prototype.loadX = function (key) {
     const chart = this.charts.get(key);
     const series = new Map();
-    const ready = fetchLines(this.config, key, chart.runs, { max_points: chart.maxPoints })
+    const ready = fetchLines(this.config, key, chart.runs, { max_points: chart.maxPoints, timestamps: "false" })
       .then((found) => found.forEach((line, id) => series.set(id, { steps: line.steps, values: line.values })))
       .catch(() => {}); // the lines stay off this axis
     this.xMetric = { key: key, series: series, ready: ready };
@@ -304,6 +306,12 @@
       series.steps.push(step);
       series.values.push(points.values[i]);
     });
+  };
+
+  /* Whether the x axis needs the points' timestamps: charts by step or by a metric read their
+   * lines without them (about half the bytes), and read them again when the axis turns to time. */
+  Grid.prototype.byTime = function () {
+    return this.controls.x === "time" || this.controls.x === "relative";
   };
 
   /* x values of a series for the current x-axis mode. */
@@ -456,7 +464,7 @@
     const steps = this.stepRange(chart, range);
     const coarse = chart.runs.filter((id) => chart.data.get(id).downsampled);
     if (!steps || coarse.length === 0) return; // every point is already drawn
-    const params = { max_points: chart.maxPoints, step_min: steps[0], step_max: steps[1] };
+    const params = { max_points: chart.maxPoints, step_min: steps[0], step_max: steps[1], timestamps: String(chart.timed) };
     const read = await fetchLines(this.config, chart.key, coarse, params);
     const data = new Map();
     chart.runs.forEach((id) => data.set(id, read.get(id) || chart.data.get(id)));
@@ -510,9 +518,9 @@
     const zoomed = chart.zoom && chart.zoom.data.get(runId);
     if (zoomed && zoomed !== series) targets.push(zoomed);
     targets.forEach((target) => {
+      if (target.times.length === target.steps.length) target.times.push(...fresh.times); // read with times
       target.steps.push(...fresh.steps);
       target.values.push(...fresh.values);
-      target.times.push(...fresh.times);
     });
     chart.card.dataset.points = String(this.pointCount(chart));
     this.count(chart.stats, fresh.values);
@@ -602,7 +610,7 @@
         const steps = chart.data.get(id).steps;
         return steps.length ? steps[steps.length - 1] : -1;
       });
-      const params = { step_min: Math.min(...lasts) + 1, max_points: chart.maxPoints };
+      const params = { step_min: Math.min(...lasts) + 1, max_points: chart.maxPoints, timestamps: String(chart.timed) };
       work.push(
         fetchLines(this.config, chart.key, chart.runs, params)
           .then((missed) =>
@@ -710,6 +718,9 @@
       this.charts.forEach((chart) => (chart.zoom = null));
       if (xMode.value.startsWith(METRIC_X)) await this.loadX(xMode.value.slice(METRIC_X.length));
       else this.xMetric = null;
+      this.charts.forEach((chart) => {
+        if (chart.loaded && this.byTime() && !chart.timed) this.reload(chart); // drawn when read
+      });
       this.rerenderAll();
     });
   };
