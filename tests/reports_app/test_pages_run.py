@@ -124,21 +124,39 @@ def test_it_draws_a_chart_per_metric_key(client, world):
     assert f'href="/acme/mnist/runs/{run.pk}/metrics.csv?key=train%2Floss"' in page
     assert "/static/plotly/plotly-strict.min.js" in page
     config = _charts_config(page)
-    assert config["charts"] == [  # with what charts.js keeps up to date as points arrive
+    # with what charts.js keeps up to date as points arrive; a line of a single run reads
+    # 1,000 points at most (kernel.charts.line_points)
+    assert config["charts"] == [
         {
             "key": "grad",
             "runs": [run.pk],
             "stats": {"min": "Infinity", "max": "Infinity", "count": 1},
+            "maxPoints": 1000,
         },
-        {"key": "lr", "runs": [run.pk], "stats": {"min": 0.1, "max": 0.1, "count": 1}},
-        {"key": "nan", "runs": [run.pk], "stats": {"min": None, "max": None, "count": 1}},
-        {"key": "train/loss", "runs": [run.pk], "stats": {"min": 0.2, "max": 1.0, "count": 5}},
+        {
+            "key": "lr",
+            "runs": [run.pk],
+            "stats": {"min": 0.1, "max": 0.1, "count": 1},
+            "maxPoints": 1000,
+        },
+        {
+            "key": "nan",
+            "runs": [run.pk],
+            "stats": {"min": None, "max": None, "count": 1},
+            "maxPoints": 1000,
+        },
+        {
+            "key": "train/loss",
+            "runs": [run.pk],
+            "stats": {"min": 0.2, "max": 1.0, "count": 5},
+            "maxPoints": 1000,
+        },
     ]
     assert config["markedUpTo"] == MARKED_UP_TO
     nan_card = page.split('data-key="nan"')[1].split("</header>")[0]
     assert "min <span data-stat-min>\N{EN DASH}</span>" in nan_card
     assert config["runs"][0]["id"] == run.pk
-    assert config["history"] == "/api/v1/runs/0/metrics/KEY"
+    assert config["histories"] == "/api/v1/metrics/KEY"  # one read a chart, all its runs
     # The summary cell of a metric is marked so live points update it.
     assert f'data-summary-run="{run.pk}" data-summary-key="train/loss">0.2</td>' in page
 
