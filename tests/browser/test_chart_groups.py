@@ -113,6 +113,11 @@ def test_the_compare_page_groups_40_runs_into_bands_kept_in_its_url(page, live, 
     plot = '.chart-card[data-key="loss"] .plot'
     card = page.locator('.chart-card[data-key="loss"]')
     expect(card).to_have_attribute("data-traces", str(2 * RUNS), timeout=WAIT_MS)
+    # 40 runs ungrouped: the plot keeps its height, the legend beside it (scrolling)
+    layout = page.locator(plot).evaluate(
+        "(p) => ({height: p._fullLayout._size.h, legendX: p._fullLayout.legend.x})"
+    )
+    assert layout["height"] > 200 and layout["legendX"] > 1
     band = page.locator("[data-chart-band]")
     expect(band).to_be_disabled()
     group = page.locator("[data-chart-group]")
