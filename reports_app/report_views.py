@@ -37,8 +37,11 @@ def report(request: AuthenticatedHttpRequest, report_id: int) -> HttpResponse:
 def shared(request: HttpRequest, token: str) -> HttpResponse:
     """A report through its share link: read-only, for anyone holding the link."""
     link = selectors.share_link_active(ShareLink.hash(token))
-    if link is None:
-        raise Http404("This link does not exist, has expired or was revoked.")
+    if link is None:  # 404 whatever the reason; the page says which, to the link's holder
+        why = selectors.share_link_gone(ShareLink.hash(token))
+        gone = render(request, "reports_app/share_gone.html", {"why": why}, status=404)
+        gone["Referrer-Policy"] = "no-referrer"
+        return gone
     services.share_link_touch(link, actor=request.user, ip=request_ip(request))
     context: dict[str, Any] = report_pages.shared_context(link, token=token)
     response = render(request, "reports_app/report.html", context)

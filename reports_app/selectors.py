@@ -88,6 +88,15 @@ def share_link_get_for_user(user: User, link_id: int) -> ShareLink:
     return link
 
 
+def share_link_gone(token_hash: str) -> str:
+    """Why a link does not open its report: "revoked", "expired" or "unknown" (no such link;
+    a report deleted takes its links with it). Only its holder can ask: it names the hash."""
+    link = ShareLink.objects.filter(token_hash=token_hash).only("revoked_at", "expires_at").first()
+    if link is None:
+        return "unknown"
+    return "revoked" if link.revoked_at is not None else "expired"
+
+
 def share_link_active(token_hash: str) -> ShareLink | None:
     """The link with this hash if it still opens its report (not revoked, not expired)."""
     now = timezone.now()

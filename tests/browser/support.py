@@ -20,4 +20,4 @@ def api(live: LabbookServer, token: str, method: str, path: str, **body: Any) ->
         trust_env=False,
     )
     assert response.status_code < 300, response.text
-    return response.json()
+    return response.json() if response.content else None  # 204: nothing

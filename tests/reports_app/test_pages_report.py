@@ -154,8 +154,19 @@ def test_an_expired_revoked_or_made_up_link_is_404(client, world):
     link = ShareLink.objects.get(token_hash=ShareLink.hash(revoked))
     link.report = selectors_report(world, report)
     services.share_link_revoke(link=link, user=world.owner.user)
-    for token in (expiring, revoked, "s_made-up"):
-        assert client.get(f"/s/{token}").status_code == 404, token
+    says = {
+        expiring: "This share link has expired",
+        revoked: "This share link was revoked",
+        "s_made-up": "This share link does not exist",
+    }
+    for token, heading in says.items():
+        page = client.get(f"/s/{token}")
+        assert page.status_code == 404, token
+        assert page["Referrer-Policy"] == "no-referrer"  # the token stays in this page
+        text = page.content.decode()
+        assert heading in text and "Ask the person who sent it for a new link" in text
+        assert "Findings" not in text  # nothing of the report (its title) is shown
+        assert "next=" not in text  # the login link does not carry the link's token
         assert client.get(f"/s/{token}/blocks/0").status_code == 404
 
 
