@@ -39,10 +39,11 @@ from alerts.models import (
     NotificationStatus,
 )
 from alerts.queue import queue_delivery
+from alerts.reach import reach
 from alerts.transports import transport_for
 from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
 from kernel.http import absolute_url
-from tracking.models import Membership, Run
+from tracking.models import Run
 from tracking.validation import float_to_json
 
 if TYPE_CHECKING:
@@ -183,8 +184,7 @@ def destination_config(destination: Destination) -> dict[str, Any]:
     """The config the transport sends with; "all team members" becomes their addresses."""
     config = dict(destination.config)
     if config.get("team_members"):
-        emails = Membership.objects.filter(team_id=destination.team_id).exclude(user__email="")
-        config["resolved_addresses"] = sorted(emails.values_list("user__email", flat=True))
+        config["resolved_addresses"] = list(reach(destination).recipients)
     return config
 
 

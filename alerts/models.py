@@ -83,6 +83,8 @@ class AlertRule(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Not a column: its parameters in words, set by alerts.pages for the rules page.
     summary: str
+    # Not a column: why its alerts would reach nobody (alerts.reach), set by alerts.pages.
+    reaches_nobody: str
 
     class Meta:
         ordering = ["name", "id"]

@@ -32,6 +32,7 @@ from alerts.models import (
     Silence,
     Trigger,
 )
+from alerts.reach import Addresses, reach
 from alerts.transports import transport_for
 from alerts.triggers import FAILED, LEVELS, OPERATORS, TRIGGERS
 from kernel import forms
@@ -130,6 +131,16 @@ def _can_write(role: str | None) -> bool:
 class DestinationRow:
     destination: Destination
     target: str
+    nobody: str = ""  # why it would reach nobody, when it would
+
+
+def reach_warning(target: Destination | AlertRule, addresses: Addresses | None = None) -> str:
+    """The warning of a destination or rule that would reach nobody; empty if it reaches someone."""
+    nobody = reach(target, addresses).nobody
+    if not nobody:
+        return ""
+    what = "rule" if isinstance(target, AlertRule) else "destination"
+    return f"The {what} {target.name} reaches nobody: {nobody}."
 
 
 def destination_target(destination: Destination) -> str:
@@ -234,11 +245,14 @@ def test_result(destination: Destination, notification: Notification) -> tuple[b
 
 def destinations_page_context(user: User, team: TeamWithRole, *, form: Form) -> dict[str, Any]:
     rows = selectors.destinations_for_user(user, team=team)
+    addresses = Addresses()
     return {
         "section": "destinations",
         "current_team": team,
         "team": team,
-        "rows": [DestinationRow(d, destination_target(d)) for d in rows],
+        "rows": [
+            DestinationRow(d, destination_target(d), reach(d, addresses).nobody) for d in rows
+        ],
         "can_write": _can_write(team.role),
         "kinds": DestinationKind.choices,
         "form": form,
@@ -282,7 +296,25 @@ def _alerts_page(
 
 def alerts_page_context(user: User, project: Project, query: QueryDict) -> dict[str, Any]:
     listed = _alerts_page(user, query, project=project, keep={})
-    return {"current_team": project.team, "project": project, **listed}
+    return {
+        "current_team": project.team,
+        "project": project,
+        "unreached": rules_reaching_nobody(user, project),
+        **listed,
+    }
+
+
+def rules_reaching_nobody(user: User, project: Project) -> list[AlertRule]:
+    """The project's enabled rules whose alerts would reach nobody, each with ``reaches_nobody``."""
+    rules = list(selectors.rules_for_user(user, project=project).filter(enabled=True))
+    _set_reach(rules)
+    return [rule for rule in rules if rule.reaches_nobody]
+
+
+def _set_reach(rules: Sequence[AlertRule]) -> None:
+    addresses = Addresses()  # one query for the team, however many rules
+    for rule in rules:
+        rule.reaches_nobody = reach(rule, addresses).nobody
 
 
 def all_alerts_page_context(user: User, query: QueryDict) -> dict[str, Any]:
@@ -323,6 +355,7 @@ def rules_page_context(user: User, project: ProjectWithRole) -> dict[str, Any]:
     rules = list(selectors.rules_for_user(user, project=project))
     for rule in rules:
         rule.summary = params_summary(rule.trigger, rule.params)
+    _set_reach(rules)
     return {
         "current_team": project.team,
         "project": project,

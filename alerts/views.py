@@ -23,8 +23,15 @@ from tracking import selectors as tracking_selectors
 from tracking.services import require_write
 
 if TYPE_CHECKING:
-    from alerts.models import RuleWithRole
+    from alerts.models import AlertRule, Destination, RuleWithRole
     from tracking.models import ProjectWithRole
+
+
+def _warn_if_nobody(request: AuthenticatedHttpRequest, saved: Destination | AlertRule) -> None:
+    """Saved, but its alerts would reach nobody: say so beside the "saved" message."""
+    warning = pages.reach_warning(saved)
+    if warning:
+        messages.warning(request, warning)
 
 
 # --- Destinations ------------------------------------------------------------------------------
@@ -47,6 +54,7 @@ def destinations(request: AuthenticatedHttpRequest, team: str) -> HttpResponse:
         )
         if created is not None:
             messages.success(request, f"Added the destination {created.name}.")
+            _warn_if_nobody(request, created)
             return redirect("alert-destinations", team=found.slug)
     context = pages.destinations_page_context(request.user, found, form=form)
     return render(request, "alerts/pages/destinations.html", context, status=forms.status(form))
@@ -72,6 +80,7 @@ def destination_edit(
         )
         if saved is not None:
             messages.success(request, f"Saved the destination {destination.name}.")
+            _warn_if_nobody(request, saved)
             return redirect("alert-destinations", team=found.slug)
     context = {"current_team": found, "team": found, "destination": destination, "form": form}
     return render(request, "alerts/pages/destination.html", context, status=forms.status(form))
@@ -198,6 +207,7 @@ def _rule_page(
         )
         if saved is not None:
             messages.success(request, f"Saved the rule {saved.name}.")
+            _warn_if_nobody(request, saved)
             return redirect("alert-rules", team=project.team.slug, project=project.slug)
     context = pages.rule_page_context(request.user, project, form=form, rule=rule)
     return render(request, "alerts/pages/rule.html", context, status=forms.status(form))

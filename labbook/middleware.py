@@ -76,11 +76,15 @@ _FINDER_INDEXES: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 class StaticFilesMiddleware(BothModes, WhiteNoiseMiddleware):
-    """WhiteNoise (static files, compressed, cached forever) without the thread switches.
+    """WhiteNoise (static files, compressed, hashed ones cached a year) without thread switches.
 
     A static file is answered here as WhiteNoise answers it; everything else
-    goes on in whichever mode Django calls us.
+    goes on in whichever mode Django calls us. A file under its hashed name
+    (``labbook.staticfiles``) never changes, so browsers keep it a year without
+    asking again (``immutable``); a plain name is cached ``max_age`` (60 s).
     """
+
+    FOREVER = 365 * 24 * 60 * 60  # a year: the customary ceiling (RFC 2616 capped Expires there)
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         WhiteNoiseMiddleware.__init__(self, get_response)
@@ -112,6 +116,12 @@ class StaticFilesMiddleware(BothModes, WhiteNoiseMiddleware):
                 url: file for url, file in self.files.items() if before.get(url) is not file
             }
         self.files.update(index)
+
+    def add_cache_headers(self, headers: Any, path: str, url: str) -> None:
+        if self.immutable_file_test(path, url):
+            headers["Cache-Control"] = f"public, max-age={self.FOREVER}, immutable"
+        elif self.max_age is not None:
+            headers["Cache-Control"] = f"public, max-age={self.max_age}"
 
     def respond_early(self, request: HttpRequest) -> HttpResponse | None:
         if self.autorefresh:  # DEBUG: looked up on disk each time, as WhiteNoise does

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from labbook.env import (
     email_settings,
@@ -317,13 +318,18 @@ globals().update(email_settings("EMAIL_URL", "console://"))
 # --- Static files, auth, i18n ----------------------------------------------
 
 STATIC_URL = "/static/"
+# Collected by `up` (labbook/staticfiles.py): hashed names, each with .br and .gz copies,
+# served cached for a year; pages name the plain files wherever nothing was collected.
 STATIC_ROOT = LABBOOK_HOME / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "labbook.staticfiles.StaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True  # the plain names come from the apps' folders:
+WHITENOISE_USE_FINDERS = True  # served without a collect (runserver, tests), cached briefly
+# Source maps are for the browser's developer tools only: not worth compressing.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 STATICFILES_FINDERS = ["django.contrib.staticfiles.finders.AppDirectoriesFinder"]
 
 LOGIN_URL = "login"

@@ -42,6 +42,7 @@ urlpatterns = [
     path("<str:team>/<str:project>/compare", views.compare, name="compare"),
     path("", include(report_urls.project_patterns)),
     path("<str:team>/<str:project>/runs/<id:run_id>", views.run, name="run"),
+    path("<str:team>/<str:project>/runs/<id:run_id>/state", views.run_state, name="run-state"),
     path(
         "<str:team>/<str:project>/runs/<id:run_id>/metrics.csv",
         views.metric_csv,

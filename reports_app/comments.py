@@ -11,8 +11,13 @@ owners or by whoever started the thread. People edit and delete only their
 own comments. Deleting is soft: the body goes, the row stays with
 ``deleted_at``, so the replies keep their thread under a "deleted" marker.
 
-Bodies are Markdown, rendered through ``markup.to_html`` (the nh3 allowlist)
-each time a comment is shown, so a tightened allowlist covers old comments too.
+Bodies are Markdown, rendered through ``markup`` (the nh3 allowlist) each time
+a comment is shown, so a tightened allowlist covers old comments too. Shown,
+``@name`` of a member of the target's team is a mention badge, and ``run:<id>``
+of a run of that team links to the run with its name and status; anything else
+stays the text it was. Whoever reads a comment is a member of that team, and
+members read all its runs, so every reader gets the same HTML (the live
+messages too). The names and ids of a list of comments are looked up together.
 
 ``@name`` mentions a teammate by username or email address (``@bob``,
 ``@bob@example.com``); mentions inside code do not count. Only people who may
@@ -27,6 +32,7 @@ Every change is published live (``reports_app.live.publish_comment``) after comm
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -40,6 +46,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import format_html
 
 from kernel.errors import Conflict, NotFound, PermissionDenied, invalid
 from kernel.http import absolute_url
@@ -48,6 +55,7 @@ from kernel.limits import max_length
 from kernel.tasks import queue_task
 from reports_app import live, markup
 from reports_app.models import Comment, Report, Visibility
+from reports_app.render import run_ref_html
 from reports_app.selectors import report_get_for_user
 from tracking.models import WRITE_ROLES, Project, Run
 from tracking.selectors import run_get_for_user
@@ -59,8 +67,7 @@ MAX_BODY = 20_000  # characters of Markdown
 MAX_MENTIONS = 20  # names looked up per comment: a comment is no mailing list
 TARGET_RE = re.compile(r"(run|report):([1-9][0-9]{0,18})")
 ANCHOR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
-# "@bob", "@bob.smith", "@bob@example.com"; not the "@" inside an address like a@b.c.
-MENTION_RE = re.compile(r"(?<![\w@.+-])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)")
+MAX_RUN_LINKS = 50  # run:<id> references looked up per comment; the rest stay text
 # Fenced blocks (to their closing fence, or the end when unclosed) and inline code spans.
 CODE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?(?:^[ \t]*\1|\Z)|`[^`\n]+`", re.DOTALL | re.MULTILINE)
 EMAIL_TEMPLATES = "reports_app/emails/mention"
@@ -118,11 +125,13 @@ def target_label(comment: Comment) -> str:
     return f"run:{comment.run_id}" if comment.run_id else f"report:{comment.report_id}"
 
 
+def team_members(team_id: int) -> QuerySet[User]:
+    return get_user_model().objects.filter(is_active=True, memberships__team_id=team_id)
+
+
 def readers(target: Target) -> QuerySet[User]:
     """The active users who may read ``target`` (a private report: its author alone)."""
-    users = get_user_model().objects.filter(
-        is_active=True, memberships__team_id=target.project.team_id
-    )
+    users = team_members(target.project.team_id)
     if isinstance(target.obj, Report) and target.obj.visibility == Visibility.PRIVATE:
         author_id = target.obj.author_id  # None once the author was removed: nobody
         users = users.filter(pk=author_id) if author_id is not None else users.none()
@@ -171,6 +180,19 @@ class CommentData(TypedDict):
 
 def comment_data(comment: Comment) -> CommentData:
     """The JSON shape of a comment, for the API and live messages alike."""
+    return comments_data([comment], target_of(comment))[0]
+
+
+def comments_data(comments: Iterable[Comment], target: Target) -> list[CommentData]:
+    """The JSON shapes of comments on ``target``; two queries at most for all their links."""
+    comments = list(comments)
+    shown = [comment for comment in comments if comment.deleted_at is None]
+    bodies = bodies_html([comment.body for comment in shown], team_id=target.project.team_id)
+    html = {comment.pk: body for comment, body in zip(shown, bodies, strict=True)}
+    return [_data(comment, html.get(comment.pk, "")) for comment in comments]
+
+
+def _data(comment: Comment, body_html: str) -> CommentData:
     deleted = comment.deleted_at is not None
     return {
         "id": comment.pk,
@@ -179,7 +201,7 @@ def comment_data(comment: Comment) -> CommentData:
         "anchor": comment.anchor,
         "author": _username(comment.author),
         "body": comment.body,
-        "body_html": "" if deleted else markup.to_html(comment.body),
+        "body_html": body_html,
         "deleted": deleted,
         "created_at": comment.created_at.isoformat(),
         "edited_at": _iso(comment.edited_at),
@@ -332,19 +354,20 @@ def _publish(comment: Comment, action: str) -> None:
 def mentions(body: str) -> set[str]:
     """The names ``@``-mentioned in ``body`` outside code: usernames or email addresses."""
     text = CODE_RE.sub(" ", body)
-    return {match[1].rstrip(".") for match in MENTION_RE.finditer(text)} - {""}
+    return {markup.mention_name(match) for match in markup.MENTION_RE.finditer(text)} - {""}
+
+
+def _named(users: QuerySet[User], names: set[str]) -> QuerySet[User]:
+    """The ``users`` a mention names: by username, or by email address in any case."""
+    emails = {name.lower() for name in names if "@" in name}
+    return users.annotate(email_lower=Lower("email")).filter(
+        Q(username__in=names) | Q(email_lower__in=emails)
+    )
 
 
 def mentioned_readers(target: Target, names: set[str]) -> QuerySet[User]:
     """The readers of ``target`` named by username or (any case) email, with an address."""
-    names = set(sorted(names)[:MAX_MENTIONS])
-    emails = {name.lower() for name in names if "@" in name}
-    return (
-        readers(target)
-        .annotate(email_lower=Lower("email"))
-        .filter(Q(username__in=names) | Q(email_lower__in=emails))
-        .exclude(email="")
-    )
+    return _named(readers(target), set(sorted(names)[:MAX_MENTIONS])).exclude(email="")
 
 
 def _notify(comment: Comment, *, mentioned: set[str]) -> None:
@@ -356,6 +379,67 @@ def _notify(comment: Comment, *, mentioned: set[str]) -> None:
         found = found.exclude(pk=comment.author_id)
     for user_id in found.values_list("pk", flat=True):
         transaction.on_commit(partial(queue_task, MENTION_EMAIL_TASK, comment.pk, user_id))
+
+
+# --- Rendering ---------------------------------------------------------------------------
+
+
+def bodies_html(bodies: list[str], *, team_id: int) -> list[str]:
+    """Sanitized HTML of comment bodies whose mentions and run references name team ``team_id``.
+
+    One query for the members all the bodies mention and one for their runs,
+    however many bodies; none when nothing is mentioned or referenced.
+    """
+    converted = [markup.convert(body) for body in bodies]
+    names: set[str] = set()
+    run_ids: set[int] = set()
+    for _html, source in converted:
+        names.update(sorted(set(source.mentions))[:MAX_MENTIONS])
+        run_ids.update(sorted(set(source.run_refs))[:MAX_RUN_LINKS])
+    members = _members_by_name(team_id, names)
+    runs = _runs_by_id(team_id, run_ids)
+    return [_filled(html, source, members, runs) for html, source in converted]
+
+
+def _members_by_name(team_id: int, names: set[str]) -> dict[str, User]:
+    """The team's members the mentioned ``names`` name, by name."""
+    if not names:
+        return {}
+    fields = ("username", "email", "first_name", "last_name")
+    users = list(_named(team_members(team_id), names).only(*fields))
+    by_username = {user.get_username(): user for user in users}
+    by_email = {user.email.lower(): user for user in users if user.email}
+    found = {name: by_username.get(name) or by_email.get(name.lower()) for name in names}
+    return {name: user for name, user in found.items() if user is not None}
+
+
+def _runs_by_id(team_id: int, run_ids: set[int]) -> dict[int, Run]:
+    if not run_ids:
+        return {}
+    runs = Run.objects.filter(pk__in=run_ids, project__team_id=team_id)
+    return {run.pk: run for run in runs.select_related("project__team")}
+
+
+def _filled(
+    html: str, source: markup.Source, members: dict[str, User], runs: dict[int, Run]
+) -> str:
+    def run_link(run_id: int) -> str:
+        run = runs.get(run_id)
+        return f"run:{run_id}" if run is None else run_ref_html(run)
+
+    def mention(name: str) -> str:
+        user = members.get(name)
+        if user is None:
+            return format_html("@{}", name)
+        return format_html(
+            '<span class="mention" title="{}">@{}</span>',
+            user.get_full_name() or user.get_username(),
+            name,
+        )
+
+    return markup.fill(
+        html, source, block=markup.code_blocks(source), run_link=run_link, mention=mention
+    )
 
 
 def comment_url(comment: Comment) -> str:

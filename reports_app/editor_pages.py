@@ -98,6 +98,7 @@ def _api_urls(report: Report) -> dict[str, str]:
         "report": reverse("api-report", kwargs=ids),
         "draft": reverse("api-report-draft", kwargs=ids),
         "preview": reverse("api-report-preview", kwargs=ids),
+        "merge": reverse("api-report-merge", kwargs=ids),
         "runs": reverse("api-runs"),
         "metrics": reverse("api-run-metrics", kwargs={"run_id": 0}),  # editor.js puts the id in
         "page": reverse("report", kwargs=ids),

@@ -3,10 +3,12 @@
 ``to_html(text)`` runs python-markdown (tables, fenced code with Pygments
 highlighting, table of contents, footnotes, task lists), then sanitizes the
 result with nh3's allowlist, on every render path. Labbook blocks (fenced
-``chart``/``runs``/``compare``) and inline ``run:<id>`` references never
-pass through Markdown as HTML: they leave placeholder text carrying a random
-nonce, and :func:`fill` swaps trusted HTML in *after* sanitizing, so a body
-cannot forge a placeholder.
+``chart``/``runs``/``compare``), inline ``run:<id>`` references and ``@name``
+mentions never pass through Markdown as HTML: they leave placeholder text
+carrying a random nonce, and :func:`fill` swaps trusted HTML in *after*
+sanitizing, so a body cannot forge a placeholder. A reference or mention that
+Markdown put inside a link, or into an attribute (``[x](https://h/?q=run:5)``),
+is given back as its plain text.
 
 Ids the body creates (headings, footnotes) are prefixed with ``r-`` (links to
 them too), so user content can never clobber the page's own element ids.
@@ -42,6 +44,13 @@ FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 RUN_REF = r"(?<![\w/:])run:(\d{1,18})\b"
+# "@bob", "@bob.smith", "@bob@example.com"; not the "@" inside an address like a@b.c.
+# The one pattern of a mention: the comments' emails (reports_app.comments) and rendering.
+MENTION = r"(?<![\w@.+-])@([\w.+-]+(?:@[\w-]+(?:\.[\w-]+)+)?)"
+MENTION_RE = re.compile(MENTION)
+# A tag of nh3's output: its serializer double-quotes every attribute value and escapes
+# '"' inside one, and escapes '<' in text, so this finds exactly the tags.
+TAG = re.compile(r'<(/?)([A-Za-z][A-Za-z0-9]*)(?:[^>"]|"[^"]*")*>')
 BRACKETS = re.compile(r"[\[\]]")
 SCAN_LINK_CHARS = 2048  # a link target that does not close within this is no link
 SCANNED_LINKS = 1000  # link targets longer than SCAN_CHARS read per document; then: no link
@@ -68,6 +77,7 @@ TAGS = {
     "mark", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody",
     "td", "tfoot", "th", "thead", "tr", "ul",
 }  # fmt: skip
+RESERVED_CLASSES = frozenset({"mention"})  # added by the renderer alone: no body forges a badge
 ATTRIBUTES = {
     "*": {"id", "title"},
     "a": {"href"},
@@ -93,12 +103,21 @@ class Source:
     nonce: str
     blocks: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, body, line)
     run_refs: list[int] = field(default_factory=list)
+    mentions: list[str] = field(default_factory=list)  # names, in order, repeats included
 
     def block_token(self, index: int) -> str:
         return f"LBBLOCK{self.nonce}X{index}"
 
     def run_token(self, run_id: int) -> str:
         return f"LBRUN{self.nonce}X{run_id}"
+
+    def mention_token(self, index: int) -> str:
+        return f"LBMENTION{self.nonce}X{index}"
+
+
+def mention_name(match: re.Match[str]) -> str:
+    """The name a ``MENTION_RE`` match mentions: "@bob." at the end of a sentence is bob."""
+    return match[1].rstrip(".")
 
 
 class _Blocks(Preprocessor):
@@ -129,6 +148,24 @@ class _RunRefs(InlineProcessor):
         run_id = int(m.group(1))
         self.source.run_refs.append(run_id)
         return self.source.run_token(run_id), m.start(0), m.end(0)
+
+
+class _Mentions(InlineProcessor):
+    """``@name`` outside code (code spans and blocks are taken before inline patterns)."""
+
+    def __init__(self, pattern: str, source: Source) -> None:
+        super().__init__(pattern)
+        self.source = source
+
+    def handleMatch(  # type: ignore[override]
+        self, m: re.Match[str], data: str
+    ) -> tuple[str | None, int | None, int | None]:
+        name = mention_name(m)
+        if not name:
+            return None, None, None
+        self.source.mentions.append(name)
+        token = self.source.mention_token(len(self.source.mentions) - 1)
+        return token, m.start(0), m.start(1) + len(name)
 
 
 @functools.lru_cache(maxsize=8)
@@ -247,6 +284,7 @@ class LabbookExtension(Extension):
         md.preprocessors.register(_Blocks(md, self.source), "labbook_blocks", 40)
         md.parser.blockprocessors.register(_WorkBudget(md.parser), "labbook_budget", 1000)
         md.inlinePatterns.register(_RunRefs(RUN_REF, self.source), "labbook_run_refs", 185)
+        md.inlinePatterns.register(_Mentions(MENTION, self.source), "labbook_mentions", 184)
         for processor in md.inlinePatterns:  # links, images and references, each a new instance
             if isinstance(processor, LinkInlineProcessor):
                 _indexed(processor)
@@ -280,6 +318,9 @@ def _markdown(source: Source, *, highlight: bool = True) -> markdown.Markdown:
 
 
 def _attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "class":
+        kept = " ".join(word for word in value.split() if word not in RESERVED_CLASSES)
+        return kept or None
     if name == "id":
         return ID_PREFIX + value
     if name == "href" and value.startswith("#"):
@@ -344,19 +385,59 @@ def fill(
     *,
     block: Callable[[int], str],
     run_link: Callable[[int], str],
+    mention: Callable[[str], str] | None = None,
 ) -> str:
-    """Swap each placeholder for trusted HTML (``block(i)``, ``run_link(id)``)."""
+    """Swap each placeholder for trusted HTML (``block(i)``, ``run_link(id)``, ``mention(name)``).
+
+    Without ``mention``, a mention stays the text it was.
+    """
+    html = _fill_inline(html, source, run_link=run_link, mention=mention or _plain_mention)
     html = re.sub(rf"<p>LBBLOCK{source.nonce}X(\d+)</p>", lambda m: block(int(m.group(1))), html)
-    html = re.sub(rf"LBBLOCK{source.nonce}X(\d+)", lambda m: block(int(m.group(1))), html)
-    return re.sub(rf"LBRUN{source.nonce}X(\d+)", lambda m: run_link(int(m.group(1))), html)
+    return re.sub(rf"LBBLOCK{source.nonce}X(\d+)", lambda m: block(int(m.group(1))), html)
+
+
+def _plain_mention(name: str) -> str:
+    return format_html("@{}", name)
+
+
+def _fill_inline(
+    html: str, source: Source, *, run_link: Callable[[int], str], mention: Callable[[str], str]
+) -> str:
+    """Run references and mentions: trusted HTML in text, their plain text in a link or a tag."""
+    if not source.run_refs and not source.mentions:
+        return html
+    token = re.compile(rf"LB(RUN|MENTION){source.nonce}X(\d+)")
+    # python-markdown puts a backslash before a placeholder inside raw inline HTML
+    in_tag = re.compile(rf"\\?LB(RUN|MENTION){source.nonce}X(\d+)")
+
+    def swap(match: re.Match[str], *, plain: bool) -> str:
+        if match[1] == "RUN":
+            return f"run:{match[2]}" if plain else run_link(int(match[2]))
+        name = source.mentions[int(match[2])]
+        return _plain_mention(name) if plain else mention(name)
+
+    parts, links, start = [], 0, 0
+    for tag in TAG.finditer(html):
+        parts.append(token.sub(functools.partial(swap, plain=links > 0), html[start : tag.start()]))
+        parts.append(in_tag.sub(functools.partial(swap, plain=True), tag[0]))
+        if tag[2].lower() == "a":
+            links = max(0, links - 1) if tag[1] else links + 1
+        start = tag.end()
+    parts.append(token.sub(functools.partial(swap, plain=links > 0), html[start:]))
+    return "".join(parts)
 
 
 def to_html(text: str) -> str:
-    """Plain sanitized Markdown (comments): Labbook blocks show as the code they are."""
+    """Plain sanitized Markdown (run notes, comment emails): references and mentions stay text."""
     html, source = convert(text)
+    return fill(html, source, block=code_blocks(source), run_link=lambda run_id: f"run:{run_id}")
+
+
+def code_blocks(source: Source) -> Callable[[int], str]:
+    """``fill``'s ``block`` where Labbook blocks show as the code they are (comments)."""
 
     def as_code(index: int) -> str:
         kind, body, _line = source.blocks[index]
         return format_html('<pre><code class="language-{}">{}</code></pre>', kind, body)
 
-    return fill(html, source, block=as_code, run_link=lambda run_id: f"run:{run_id}")
+    return as_code

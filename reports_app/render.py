@@ -605,16 +605,17 @@ def _run_links(source: markup.Source, report: Report, *, public: bool) -> dict[i
     runs = Run.objects.filter(
         pk__in=set(source.run_refs), project__team_id=report.project.team_id
     ).select_related("project__team")
-    links: dict[int, str] = {}
-    for run in runs:
-        badge = format_html('<span class="badge badge-{}">{}</span>', run.status, run.status)
-        if public:
-            links[run.pk] = format_html('<span class="run-ref">{} {}</span>', run.name, badge)
-        else:
-            links[run.pk] = format_html(
-                '<a class="run-ref" href="{}">{}</a> {}', run.get_absolute_url(), run.name, badge
-            )
-    return links
+    return {run.pk: run_ref_html(run, linked=not public) for run in runs}
+
+
+def run_ref_html(run: Run, *, linked: bool = True) -> str:
+    """A run named inline (``run:<id>`` of a report or comment): its name, linked, and status."""
+    badge = format_html('<span class="badge badge-{}">{}</span>', run.status, run.status)
+    if not linked:
+        return format_html('<span class="run-ref">{} {}</span>', run.name, badge)
+    return format_html(
+        '<a class="run-ref" href="{}">{}</a> {}', run.get_absolute_url(), run.name, badge
+    )
 
 
 def _missing_run(run_id: int) -> str:

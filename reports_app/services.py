@@ -2,13 +2,17 @@
 
 Every save appends a revision and must name the revision it edited: a stale
 one raises ``Conflict`` carrying the current revision, so an editor shows the
-conflict instead of overwriting a teammate. Drafts (autosave) never conflict:
-each user has one per report.
+conflict instead of overwriting a teammate. The editor then asks
+``report_merge`` for its text merged with the newest revision, and saves the
+result naming that revision: the same check guards that save, so a third save
+in between is caught again and nothing half merged is written. Drafts
+(autosave) never conflict: each user has one per report.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +25,7 @@ from audit.models import AuditAction
 from audit.services import audit_record, audit_share_link_access, moment
 from kernel.errors import Conflict, PermissionDenied, invalid
 from kernel.limits import max_length
-from reports_app import live, markup, render
+from reports_app import live, markup, merge, render, selectors
 from reports_app.blocks import MAX_BLOCKS
 from reports_app.models import (
     Report,
@@ -199,6 +203,52 @@ def report_save(
     # Made private, or a chart taken out: open sockets must stop receiving what it showed.
     live.access_changed_on_commit(reports=(locked.pk,))
     return locked
+
+
+@dataclass(frozen=True)
+class ReportMerge:
+    """The editor's text (mine), started from revision ``base``, merged with ``revision``,
+    the newest (theirs), which ``authors`` saved since."""
+
+    base: int
+    revision: int
+    authors: list[str]
+    title: merge.Merge
+    body: merge.Merge
+
+    @property
+    def clean(self) -> bool:
+        return self.title.clean and self.body.clean
+
+
+def report_merge(
+    *, report: ReportWithRole, user: User, revision: Any, title: Any, body: Any
+) -> ReportMerge:
+    """Merge the editor's text with the newest revision, three-way from the revision it
+    started from (``reports_app.merge``). Writes nothing: the editor shows the merge, and
+    saving it goes through ``report_save`` naming ``ReportMerge.revision``."""
+    require_edit(report, user)
+    _check_revision(revision, "Send the revision your text started from (a whole number).")
+    mine = _clean(title, body)
+    base = selectors.revision_get(report, revision)  # 404 naming `revision` past the newest
+    return ReportMerge(
+        base=base.number,
+        revision=report.revision,
+        authors=_authors_since(report, base.number),
+        title=merge.merge(base.title, mine["title"], report.title),
+        body=merge.merge(base.body, mine["body"], report.body),
+    )
+
+
+def _authors_since(report: Report, number: int) -> list[str]:
+    """Who saved the revisions after ``number``, in the order they first did."""
+    names = (
+        selectors.revisions(report)
+        .filter(number__gt=number)
+        .order_by("number")
+        .values_list("author__username", flat=True)
+    )
+    return list(dict.fromkeys(name or "a former member" for name in names))
 
 
 @transaction.atomic

@@ -153,6 +153,9 @@ PROBES = {
     "PatchedReportPatchRequest": Probe("patch", _report, {"revision": 1}),
     "DraftRequest": Probe("put", lambda w: f"{_report(w)}/draft", {"title": "S", "revision": 1}),
     "PreviewRequest": Probe("post", lambda w: f"{_report(w)}/preview", {"body": ""}),
+    "ReportMergeRequest": Probe(
+        "post", lambda w: f"{_report(w)}/merge", {"revision": 1, "title": "S", "body": ""}
+    ),
     "RestoreRequest": Probe("post", lambda w: f"{_report(w)}/revisions/1/restore"),
     "CommentCreateRequest": Probe(
         "post", lambda w: "/api/v1/comments", {"target": "report:0", "body": "Nice"}

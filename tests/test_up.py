@@ -4,7 +4,8 @@ its home, stops cleanly; the children's banners only with --verbose.
 
 Each test runs `up` against a fresh SQLite database in its own LABBOOK_HOME
 (even when the outer run uses PostgreSQL), keeping REDIS_URL when it is set so
-the Redis broker path is exercised too.
+the Redis broker path is exercised too. The home's static files are linked from
+one collect (tests.sdk.server.link_static), which `up` finds current.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from labbook.management.commands import up as up_command
+from tests.sdk.server import link_static
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.subprocess
@@ -85,6 +87,8 @@ def start_up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     def start(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Up:
         port = port or free_port()
         log = tmp_path / f"up-{port}.log"
+        if not (tmp_path / "home" / "static").exists():
+            link_static(tmp_path / "home")  # `up` finds them current: no Brotli for each test
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 [sys.executable, "manage.py", "up", "--port", str(port), *args],

@@ -1,18 +1,30 @@
 """Team invitations: an owner invites, the invitee accepts or declines (security review 16 #6).
 
 Nobody joins a team without saying yes. An owner invites a username or an
-email address; the invitee accepts while logged in — through the emailed
-link, their settings page or the API — and only then becomes a member.
+email address; the invitee accepts while logged in, and only then becomes a
+member.
 
 What the owner learns is the same whether or not the name has an account:
 the answer is "Invitation sent to <what they typed>", and the pending list
 shows what they typed, the role and the expiry — never an email address,
 another name or a hint that an account exists. Every invitation queues its
 email task the same way (the task finds out whether there is anyone to
-write to), so the answer's timing does not tell either. An invitation by
-email matches the accounts with that address (case-insensitive) at accept
-time; one by username names that account if it exists. The token in the
-link only finds the invitation: accepting it still takes the invitee's login.
+write to), so the answer's timing does not tell either.
+
+Who may answer depends on what the owner typed:
+
+* **A username** names that account (if it exists): its owner answers from
+  their settings page, the API (by id) or the emailed link, and no other
+  account can, even holding the link.
+* **An email address** belongs to no account. Users set their own address
+  without proving they read it, so an account's address proves nothing.
+  Only the emailed link answers it: its token shows that the person reads
+  that mailbox, and whichever account is logged in when the link is opened
+  accepts or declines. Such an invitation is in nobody's list and is not
+  found by id, whatever address an account has.
+
+The token alone never answers: a login is needed too, and the accept's
+audit event says it came through the link.
 
 Writes and the access-checked reads of invitations live together here, as
 comments do in ``reports_app.comments``.
@@ -50,6 +62,7 @@ INVITATION_EMAIL_TASK = "tracking.send_invitation_email"  # tracking.tasks
 INVITATION_PREFIX = "lbi_"
 EMAIL_TEMPLATES = "tracking/emails/invitation"
 FIELD = "member"  # the form field and the API field that names the invitee
+VIA_LINK = "emailed link"  # the audit event of an accept through the link says so
 
 
 class InvitationClosed(ApplicationError):
@@ -82,11 +95,9 @@ def _open() -> Q:
     )
 
 
-def _addressed_to(user: User) -> Q:
-    """The invitations ``user`` may answer: by their username's account, or by their address."""
-    email = (getattr(user, "email", "") or "").strip().lower()
-    mine = Q(user_id=user.pk)
-    return mine | Q(email=email) if email else mine
+def _to_username_of(user: User) -> Q:
+    """What ``user`` answers in their list and by id: invitations to their username only."""
+    return Q(user_id=user.pk, email="")
 
 
 def team_invitations(team: Team) -> QuerySet[TeamInvitation]:
@@ -104,18 +115,25 @@ def invitation_get_for_team(team: Team, invitation_id: int) -> TeamInvitation:
 
 
 def invitations_for_user(user: User) -> QuerySet[TeamInvitation]:
-    """The user's pending invitations, newest first, with their teams and inviters."""
+    """The pending invitations to the user's username, newest first, with teams and inviters.
+
+    Invitations to an email address are not here: only their emailed link answers them.
+    """
     if not user.is_authenticated:
         return TeamInvitation.objects.none()
-    mine = TeamInvitation.objects.filter(_open(), _addressed_to(user))
+    mine = TeamInvitation.objects.filter(_open(), _to_username_of(user))
     return mine.exclude(team__memberships__user_id=user.pk).select_related("team", "invited_by")
 
 
 def invitation_get_for_user(user: User, invitation_id: int) -> TeamInvitation:
-    """One invitation addressed to ``user``, in any state; anybody else's is ``NotFound``."""
+    """One invitation to ``user``'s username, in any state; any other is ``NotFound``.
+
+    An invitation to an email address is ``NotFound`` here whatever the user's
+    address: it is answered through its emailed link only.
+    """
     if not is_id(invitation_id):
         raise NotFound("Invitation")
-    found = TeamInvitation.objects.filter(_addressed_to(user), pk=invitation_id)
+    found = TeamInvitation.objects.filter(_to_username_of(user), pk=invitation_id)
     invitation = found.select_related("team", "invited_by").first()
     if invitation is None:
         raise NotFound("Invitation")
@@ -133,14 +151,19 @@ class NotYours(ApplicationError):
 
 
 def invitation_get_by_token(user: User, raw: str) -> TeamInvitation:
-    """The invitation of an emailed link; ``NotYours`` when another account is logged in."""
+    """The invitation of an emailed link, for whoever holds it and is logged in as ``user``.
+
+    An invitation to an email address is anyone's who has the link (the token
+    proves they read the mailbox); one to a username is that account's only,
+    and ``NotYours`` for any other.
+    """
     if not isinstance(raw, str) or not raw.startswith(INVITATION_PREFIX) or len(raw) > 100:
         raise NotFound("Invitation")
     found = TeamInvitation.objects.filter(token_hash=token_hash(raw))
     invitation = found.select_related("team", "invited_by").first()
     if invitation is None:
         raise NotFound("Invitation")
-    if not TeamInvitation.objects.filter(_addressed_to(user), pk=invitation.pk).exists():
+    if not invitation.email and invitation.user_id != user.pk:
         raise NotYours()
     return invitation
 
@@ -253,13 +276,14 @@ def _audit(
     actor: User | None,
     ip: str | None,
     actor_name: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
     audit_record(
         action=action,
         actor=actor,
         team=invitation.team,
         target=invitation,
-        data={"role": invitation.role},
+        data={"role": invitation.role, **(extra or {})},
         ip=ip,
         actor_name=actor_name,
     )
@@ -276,15 +300,21 @@ def _close(invitation: TeamInvitation, stamp: str) -> None:
 
 @transaction.atomic
 def invitation_accept(
-    *, invitation: TeamInvitation, user: User, ip: str | None = None
+    *, invitation: TeamInvitation, user: User, ip: str | None = None, by_link: bool = False
 ) -> Membership:
-    """Join the team with the invitation's role (``invitation_get_for_user`` checked the user)."""
+    """Join the team with the invitation's role.
+
+    The caller found the invitation for ``user``: ``invitation_get_for_user``
+    (``by_link`` False) or ``invitation_get_by_token`` (``by_link`` True, which
+    the audit event notes).
+    """
     team = invitation.team
     _close(invitation, "accepted_at")  # first: a used invitation says so, whoever asks
     if Membership.objects.filter(team=team, user=user).exists():
         raise Conflict("already_member", f"You are already a member of {team.slug}.")
     membership = Membership.objects.create(team=team, user=user, role=invitation.role)
-    _audit(AuditAction.INVITATION_ACCEPTED, invitation, actor=user, ip=ip)
+    extra = {"via": VIA_LINK} if by_link else None
+    _audit(AuditAction.INVITATION_ACCEPTED, invitation, actor=user, ip=ip, extra=extra)
     _audit_member(team=team, user=user, old=None, new=invitation.role, actor=user, ip=ip)
     return membership
 
@@ -330,6 +360,7 @@ def invitation_email_send(*, invitation: TeamInvitation, raw: str) -> bool:
         "role": invitation.role,
         "url": invitation_url(raw),
         "expires_at": invitation.expires_at,
+        "by_link_only": bool(invitation.email),  # whoever opens it answers: say so
     }
     subject = render_to_string(f"{EMAIL_TEMPLATES}_subject.txt", context)
     message = EmailMultiAlternatives(

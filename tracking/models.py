@@ -92,8 +92,10 @@ class TeamInvitation(models.Model):
     Until the invitee accepts, the team learns nothing about them: pages, the
     API and the audit log show only ``invited_as`` (what the owner typed).
     ``user`` is set when the typed username names an active account, and is
-    never shown. Only the SHA-256 of the emailed link's token is kept; the
-    token finds the invitation, but accepting it takes the invitee's login.
+    never shown. Only the SHA-256 of the emailed link's token is kept. An
+    invitation to a username is that account's to answer; one to an email
+    address only through its link, by whoever is logged in when it is opened
+    (see ``tracking.invitations``).
     """
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
@@ -295,6 +297,32 @@ class Run(models.Model):
     @property
     def is_failed(self) -> bool:
         return self.status in FAILED_STATUSES
+
+
+class SavedView(models.Model):
+    """A named view of a project's runs table: its filters, columns, sort and grouping.
+
+    ``query`` is the table's query string (``workspace.pages.view_query`` makes it), so
+    a view opens as the URL it was saved from would; a teammate opens it by its id.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=4000, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="savedview_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class RunTag(models.Model):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Re-exported: alerts/ and audit/ import it from here.
 from django.contrib.auth.models import User as User
-from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
 from kernel.errors import ApplicationError, NotFound, PermissionDenied
 from kernel.ids import is_id
@@ -21,6 +21,7 @@ from tracking.models import (
     Run,
     RunStatus,
     RunTag,
+    SavedView,
     Team,
 )
 
@@ -96,6 +97,12 @@ def team_memberships(team: Team) -> QuerySet[Membership]:
         .select_related("user", "team")
         .order_by(rank, "user__username")
     )
+
+
+def team_members_for_user(user: User, slug: str) -> QuerySet[Membership]:
+    """The active members of team ``slug``, for its members (anyone else: ``NotFound``)."""
+    team, _role = team_get_for_user(user, slug)
+    return team_memberships(team).filter(user__is_active=True)
 
 
 def membership_get(team: Team, user_id: int) -> Membership:
@@ -250,3 +257,30 @@ def series_get(run: Run, key: str) -> MetricSeries:
     if series is None:
         raise NotFound(f"Metric {key!r}", field="key")
     return series
+
+
+def saved_views(project: Project) -> QuerySet[SavedView]:
+    """The project's saved views of its runs table (the caller has checked the project)."""
+    return SavedView.objects.filter(project=project)
+
+
+def project_column_sources(project: Project, *, recent: int) -> tuple[list[Any], list[Any]]:
+    """The config and summary objects of the project's ``recent`` latest runs."""
+    rows = (
+        Run.objects.filter(project=project, deleted_at__isnull=True)
+        .order_by("-created_at", "-id")
+        .values_list("config", "summary")[:recent]
+    )
+    configs, summaries = zip(*rows, strict=True) if rows else ((), ())
+    return list(configs), list(summaries)
+
+
+def project_metric_keys(project: Project, *, most: int) -> list[tuple[str, int]]:
+    """The project's metric keys with how many runs log each, the most logged first."""
+    counts = (
+        MetricSeries.objects.filter(run__project=project, run__deleted_at__isnull=True)
+        .values("key")
+        .annotate(runs=Count("run_id"))
+        .order_by("-runs", "key")
+    )
+    return [(row["key"], row["runs"]) for row in counts[:most]]

@@ -36,6 +36,7 @@ from tracking.models import (
     Run,
     RunStatus,
     RunTag,
+    SavedView,
     SdkAlert,
     Team,
     TokenScope,
@@ -681,3 +682,29 @@ def run_tags(run: Run) -> list[str]:
 def require_write(role: str | None) -> None:
     if role not in WRITE_ROLES:
         raise PermissionDenied("Viewers cannot change this.")
+
+
+# --- Saved views of the runs table -------------------------------------------------------
+
+
+def saved_view_save(*, user: User, project: ProjectWithRole, name: Any, query: str) -> SavedView:
+    """Save the runs table's ``query`` under ``name``; the same name again replaces it."""
+    require_write(project.role)
+    name = clean_text(name, field="name", max_length=max_length(SavedView, "name"), required=True)
+    if len(query) > max_length(SavedView, "query"):
+        raise invalid("query", "This view has too many filters and columns to save.")
+    view, created = SavedView.objects.get_or_create(
+        project=project, name=name, defaults={"query": query, "created_by": user}
+    )
+    if not created:
+        view.query = query
+        view.updated_at = timezone.now()
+        view.save(update_fields=["query", "updated_at"])
+    return view
+
+
+def saved_view_delete(*, project: ProjectWithRole, view_id: int) -> None:
+    require_write(project.role)
+    deleted, _ = SavedView.objects.filter(project=project, pk=view_id).delete()
+    if not deleted:
+        raise NotFound("View", field="view")

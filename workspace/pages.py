@@ -8,7 +8,7 @@ come prefetched by ``runs_for_user``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +20,23 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
-from kernel.errors import invalid
+from kernel.errors import ApplicationError, invalid
 from kernel.http import query_string
 from kernel.ids import is_id
-from tracking import selectors, services
-from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, Team
-from tracking.presentation import RunRow, run_row, stall_after
+from tracking import run_filters, selectors, services
+from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, SavedView, Team
+from tracking.presentation import (
+    GROUPINGS,
+    NO_GROUP,
+    RunRow,
+    column_value,
+    format_value,
+    group_labels,
+    run_row,
+    scalar,
+    stall_after,
+)
+from tracking.validation import flatten
 
 if TYPE_CHECKING:
     from tracking.models import ProjectWithRole
@@ -37,6 +48,16 @@ ATTENTION_LIMIT = 20
 DEFAULT_SORT = "-created_at"
 MAX_COLUMNS = 20
 COLUMN_SOURCES = ("config", "summary")
+DEFAULT_METRIC_COLUMNS = 3  # the most logged metrics, when nobody chose columns yet
+COLUMN_SOURCE_RUNS = 500  # the latest runs whose config and summary keys the picker offers
+MAX_PICKER_METRICS = 2000
+SYSTEM_PREFIX = "system/"  # machine metrics: offered, never a default column
+MAX_GROUPED_RUNS = 1000  # grouping reads at most this many matching runs
+GROUP_ROWS = 50  # rows shown under each group; the rest through the group's own link
+AGGREGATES = ("mean", "min", "max")
+MAX_BULK_RUNS = 10_000  # runs one "select all matching" may tag at once
+# What a saved view keeps of the table's query string (not the page, not the view itself).
+VIEW_PARAMETERS = ("status", "tag", "q", "filter", "columns", "sort", "group_by", "aggregate")
 SORTABLE = {
     "name": "Name",
     "status": "Status",
@@ -111,17 +132,50 @@ class RunFilters:
     tag: str
     search: str
     sort: str
+    values: str = ""  # the value filter as typed (``summary.val/acc > 0.9 and ...``)
+    conditions: list[run_filters.Condition] = field(default_factory=list)
+    error: str = ""  # why ``values`` could not be read (the page says it; no filter applies)
+    group_by: str = ""  # "", "group", "tags" or "config.<key>"
+    aggregate: str = ""  # the column whose mean, min and max each group shows
 
     @classmethod
     def from_query(cls, query: QueryDict) -> RunFilters:
         status = [s for s in query.getlist("status") if s in RunStatus.values]
         sort = query.get("sort", DEFAULT_SORT)
+        values = " and ".join(v.strip() for v in query.getlist("filter") if v.strip())
+        conditions, error = [], ""
+        try:
+            conditions = run_filters.parse([values])
+        except ApplicationError as problem:
+            error = problem.message
+        group_by = query.get("group_by", "")
+        aggregate = query.get("aggregate", "")
         return cls(
             status=status,
             tag=query.get("tag", "").strip()[:100],
             search=query.get("q", "").strip()[:200],
             sort=sort if valid_sort(sort) else DEFAULT_SORT,
+            values=values[: run_filters.MAX_FILTER_LENGTH],
+            conditions=conditions,
+            error=error,
+            group_by=group_by if valid_grouping(group_by) else "",
+            aggregate=aggregate if parse_columns(aggregate) == [aggregate] else "",
         )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.tag or self.search or self.conditions)
+
+    @property
+    def count(self) -> int:
+        """How many filters apply (the collapsed filter bar says it)."""
+        return len(self.status) + bool(self.tag) + bool(self.search) + len(self.conditions)
+
+
+def valid_grouping(group_by: str) -> bool:
+    return group_by in GROUPINGS or (
+        group_by.startswith("config.") and parse_columns(group_by) == [group_by]
+    )
 
 
 def valid_sort(sort: str) -> bool:
@@ -155,6 +209,7 @@ def project_runs(user: User, project: Project, filters: RunFilters) -> QuerySet[
         tags=[filters.tag] if filters.tag else None,
         search=filters.search or None,
     )
+    runs = run_filters.apply(runs, filters.conditions)
     return runs.order_by(*ordering(filters.sort))
 
 
@@ -167,7 +222,12 @@ def parse_columns(raw: str) -> list[str]:
     columns: list[str] = []
     for name in (part.strip() for part in raw.split(",")):
         source, _, key = name.partition(".")
-        if source in COLUMN_SOURCES and key and name not in columns and len(name) <= 250:
+        if (
+            source in COLUMN_SOURCES
+            and key
+            and name not in columns
+            and len(name) <= run_filters.MAX_COLUMN_LENGTH
+        ):
             columns.append(name)
     return columns[:MAX_COLUMNS]
 
@@ -177,7 +237,8 @@ def _columns_session_key(project: Project) -> str:
 
 
 def chosen_columns(session: Any, query: QueryDict, project: Project) -> list[str]:
-    """Columns from ``?columns=`` (then remembered per project), else the remembered ones."""
+    """Columns from ``?columns=`` (then remembered per project), else the remembered ones,
+    else the project's most logged metrics."""
     key = _columns_session_key(project)
     if "columns" in query:
         raw = ",".join(query.getlist("columns"))
@@ -185,14 +246,38 @@ def chosen_columns(session: Any, query: QueryDict, project: Project) -> list[str
         if session.get(key) != columns:
             session[key] = columns
         return columns
-    return list(session.get(key, []))
+    if key in session:
+        return list(session[key])
+    return default_columns(project)
 
 
-def available_columns(runs: list[Run]) -> list[str]:
-    config = {key for run in runs for key in run.config}
-    summary = {key for run in runs for key in run.summary}
-    summary |= {series.key for run in runs for series in run.metric_series.all()}
+def default_columns(project: Project) -> list[str]:
+    """The metrics most runs of the project log (machine metrics aside)."""
+    keys = selectors.project_metric_keys(project, most=DEFAULT_METRIC_COLUMNS + 20)
+    chosen = [key for key, _ in keys if not key.startswith(SYSTEM_PREFIX)]
+    return [f"summary.{key}" for key in chosen[:DEFAULT_METRIC_COLUMNS]]
+
+
+def available_columns(project: Project) -> list[str]:
+    """Every column the picker offers: config values by their flattened path
+    (``config.optimizer.lr``), then summaries and metrics, each alphabetical."""
+    configs, summaries = selectors.project_column_sources(project, recent=COLUMN_SOURCE_RUNS)
+    config = {key for values in configs if isinstance(values, dict) for key in flatten(values)}
+    summary = {key for values in summaries if isinstance(values, dict) for key in values}
+    summary |= {key for key, _ in selectors.project_metric_keys(project, most=MAX_PICKER_METRICS)}
     return [f"config.{k}" for k in sorted(config)] + [f"summary.{k}" for k in sorted(summary)]
+
+
+@dataclass
+class PickerColumn:
+    name: str
+    checked: bool
+
+
+def picker_columns(chosen: list[str], available: list[str]) -> list[PickerColumn]:
+    """The picker's list: the chosen columns first, in their order, then the rest."""
+    rest = [name for name in available if name not in chosen]
+    return [PickerColumn(name, True) for name in chosen] + [PickerColumn(n, False) for n in rest]
 
 
 @dataclass
@@ -223,6 +308,13 @@ def selected_run_ids(query: QueryDict) -> list[int]:
     return ids
 
 
+def chosen_run_ids(user: User, project: Project, form: QueryDict, *, most: int) -> list[int]:
+    """The ticked runs, or with ``all_matching=1`` every run the table's query matches."""
+    if form.get("all_matching") == "1":
+        return matching_run_ids(user, project, form.get("back", ""), most=most)
+    return selected_run_ids(form)
+
+
 def can_edit(project: ProjectWithRole) -> bool:
     """Whether the caller may change the project's runs (``project.role`` from the selector)."""
     return project.role in WRITE_ROLES
@@ -233,7 +325,7 @@ def bulk_tag(user: User, project: Project, form: QueryDict) -> int:
     action = form.get("tag_action")
     if action not in ("add", "remove"):
         raise invalid("tag_action", "Choose add or remove.")
-    ids = selected_run_ids(form)
+    ids = chosen_run_ids(user, project, form, most=MAX_BULK_RUNS)
     if not ids:
         raise invalid("runs", "Select at least one run.")
     tag = form.get("tag", "").strip()
@@ -244,27 +336,216 @@ def bulk_tag(user: User, project: Project, form: QueryDict) -> int:
     return len(runs)
 
 
+# --- Project page: grouping --------------------------------------------------------------
+
+
+@dataclass
+class RunGroup:
+    label: str
+    count: int
+    stats: dict[str, str]  # "mean", "min", "max" of the aggregate column ({} without numbers)
+    rows: list[RunRow]
+    href: str  # the table with only this group's runs ("" when a filter can't say it)
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.rows)
+
+
+@dataclass
+class Grouping:
+    groups: list[RunGroup]
+    runs: int  # matching runs read (at most MAX_GROUPED_RUNS)
+    capped: bool  # more runs matched than were read
+
+
+def group_runs(
+    runs: QuerySet[Run], filters: RunFilters, columns: list[str], query: QueryDict, now: datetime
+) -> Grouping:
+    """The matching runs in groups of ``filters.group_by``, with counts and aggregates.
+
+    A run with several tags is in each tag's group. Groups come in value order (numbers
+    numerically), the group of runs without a value last.
+    """
+    read = list(runs[: MAX_GROUPED_RUNS + 1])
+    capped = len(read) > MAX_GROUPED_RUNS
+    read = read[:MAX_GROUPED_RUNS]
+    members: dict[str, list[Run]] = {}
+    for run in read:
+        for label in group_labels(run, filters.group_by):
+            members.setdefault(label, []).append(run)
+    groups = [
+        RunGroup(
+            label=label,
+            count=len(group),
+            stats=aggregate_stats(group, filters.aggregate),
+            rows=[run_row(run, now=now, columns=columns) for run in group[:GROUP_ROWS]],
+            href=_group_href(query, filters, label, group),
+        )
+        for label, group in sorted(members.items(), key=lambda item: _group_order(item[0]))
+    ]
+    return Grouping(groups, len(read), capped)
+
+
+def _group_order(label: str) -> tuple[int, float, str]:
+    if label == NO_GROUP:
+        return (2, 0.0, "")
+    number = scalar(label)
+    return (0, number, "") if isinstance(number, float) else (1, 0.0, label.casefold())
+
+
+def aggregate_stats(runs: list[Run], column: str) -> dict[str, str]:
+    """Mean, min and max of ``column`` over the runs that have a number in it."""
+    if not column:
+        return {}
+    numbers = [
+        v for v in (scalar(column_value(run, column)) for run in runs) if isinstance(v, float)
+    ]
+    if not numbers:
+        return {}
+    values = {"mean": sum(numbers) / len(numbers), "min": min(numbers), "max": max(numbers)}
+    return {name: format_value(value) for name, value in values.items()}
+
+
+def _group_href(query: QueryDict, filters: RunFilters, label: str, runs: list[Run]) -> str:
+    """The table filtered to one group, when the filter syntax can say which runs are in it."""
+    if label == NO_GROUP:
+        return ""
+    if filters.group_by == "group":
+        condition = f"group = {_filter_text(label)}"
+    elif filters.group_by == "tags":
+        condition = f"tag = {_filter_text(label)}"
+    else:
+        raw = {scalar(column_value(run, filters.group_by)) for run in runs}
+        if len(raw) != 1:
+            return ""  # values that read the same at 4 digits: no one value to filter on
+        value = raw.pop()
+        text = repr(value) if isinstance(value, float) else _filter_text(str(value))
+        condition = f"{filters.group_by} = {text}"
+    combined = " and ".join(part for part in (filters.values, condition) if part)
+    return query_string(query, filter=combined, group_by=None, page=None)
+
+
+def _filter_text(text: str) -> str:
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+# --- Project page: selection and saved views ------------------------------------------
+
+
+def matching_run_ids(user: User, project: Project, back: str, *, most: int) -> list[int]:
+    """The ids of every run the table's query ``back`` matches ("select all matching")."""
+    filters = RunFilters.from_query(QueryDict(back.removeprefix("?")))
+    if filters.error:
+        raise invalid("filter", filters.error)
+    ids = list(project_runs(user, project, filters).values_list("pk", flat=True)[: most + 1])
+    if len(ids) > most:
+        raise invalid("runs", f"More than {most} runs match: narrow the filters first.")
+    return ids
+
+
+def view_query(query: QueryDict, columns: list[str]) -> str:
+    """What a saved view keeps of the table: its query string without the page, empty
+    fields or the default sort, and the columns shown (chosen here or remembered)."""
+    kept = QueryDict(mutable=True)
+    for name in VIEW_PARAMETERS:
+        if name == "columns":
+            kept[name] = ",".join(columns)
+            continue
+        values = [value for value in query.getlist(name) if value.strip()]
+        if name == "sort" and values == [DEFAULT_SORT]:
+            continue
+        if values:
+            kept.setlist(name, values)
+    return kept.urlencode()
+
+
+def view_href(project: Project, view: SavedView) -> str:
+    """A view's own URL: a teammate who opens it gets the table it was saved as."""
+    return f"{project.get_absolute_url()}?view={view.pk}"
+
+
+def opened_view(project: Project, raw_id: str) -> SavedView | None:
+    if not _is_id_text(raw_id):
+        return None
+    return selectors.saved_views(project).filter(pk=int(raw_id)).first()
+
+
+def view_id(raw: str) -> int:
+    if not _is_id_text(raw):
+        raise invalid("view", "Choose a saved view.")
+    return int(raw)
+
+
+def _is_id_text(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and is_id(int(raw))
+
+
+def current_view(views: list[SavedView], query: QueryDict, columns: list[str]) -> SavedView | None:
+    """The saved view the table shows now, if it was opened and nothing changed since."""
+    raw = query.get("view", "")
+    here = view_query(query, columns)
+    return next((v for v in views if str(v.pk) == raw and v.query == here), None)
+
+
+# --- Project page: the whole context --------------------------------------------------
+
+
 def project_page_context(
     user: User, project: Project, query: QueryDict, columns: list[str]
 ) -> dict[str, Any]:
     filters = RunFilters.from_query(query)
-    page = runs_page(project_runs(user, project, filters), query.get("page"))
-    runs = list(page.object_list)
+    runs = project_runs(user, project, filters)
     now = timezone.now()
-    return {
+    views = list(selectors.saved_views(project))
+    available = available_columns(project)
+    context: dict[str, Any] = {
         "project": project,
         "filters": filters,
         "statuses": RunStatus.choices,
-        "page": page,
-        "rows": [run_row(run, now=now, columns=columns) for run in runs],
         "columns": columns,
-        "available_columns": available_columns(runs),
+        "picker_columns": picker_columns(columns, available),
         "sort_headers": sort_headers(query, filters.sort),
-        "column_headers": [sort_header(query, filters.sort, c, c) for c in columns],
-        "page_links": _page_links(query, page),
+        "column_headers": [
+            (sort_header(query, filters.sort, c, c), *c.split(".", 1)) for c in columns
+        ],
         "project_href": project.get_absolute_url(),
-        "filtered": bool(filters.status or filters.tag or filters.search),
+        "filtered": filters.active,
+        "groupings": _grouping_choices(available, filters),
+        "aggregates": AGGREGATES,
+        "views": [(view, view_href(project, view)) for view in views],
+        "current_view": current_view(views, query, columns),
+        "picker_hidden": [
+            (name, value)
+            for name in VIEW_PARAMETERS
+            if name != "columns"
+            for value in query.getlist(name)
+        ],
     }
+    if filters.group_by:
+        grouping = group_runs(runs, filters, columns, query, now)
+        context.update(grouping=grouping, rows=[], total=grouping.runs)
+        context["any_rows"] = bool(grouping.groups)
+        return context
+    page = runs_page(runs, query.get("page"))
+    rows = [run_row(run, now=now, columns=columns) for run in page.object_list]
+    context.update(
+        page=page,
+        rows=rows,
+        total=page.paginator.count,
+        any_rows=bool(rows),
+        page_links=_page_links(query, page),
+    )
+    return context
+
+
+def _grouping_choices(available: list[str], filters: RunFilters) -> list[tuple[str, str]]:
+    """What the table can group by: the run's group, its tags, or a config value."""
+    choices = [("", "No grouping"), ("group", "Group"), ("tags", "Tag")]
+    choices += [(name, name) for name in available if name.startswith("config.")]
+    if filters.group_by and all(value != filters.group_by for value, _ in choices):
+        choices.append((filters.group_by, filters.group_by))
+    return choices
 
 
 def _page_links(query: QueryDict, page: Page) -> dict[str, str]:

@@ -16,13 +16,15 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.models import User
 from django.http import QueryDict
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from alerts.models import Alert
 from kernel.charts import MARKED_UP_TO, MAX_CHART_RUNS, line_points
+from reports_app import markup
 from tracking import selectors
 from tracking.mlflow import artifacts
-from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, SdkAlert
+from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.presentation import (
     chart_run,
     diff_rows,
@@ -43,6 +45,15 @@ ARTIFACTS_SHOWN = 200
 MAX_COMPARE = MAX_CHART_RUNS
 RUNS_SHOWN_OPEN = 20  # more compared runs than this: their list starts folded, charts first
 CSV_PAGE = 50_000  # points per database read while streaming a CSV download
+STATE_REFRESH_SECONDS = 15  # a running run's page reads its state again this often (last seen)
+# The parts of the run page that show the run's state, each one template the page and its
+# state endpoint both render: a page kept up to date live shows what a reload shows.
+STATE_PARTS = {
+    "badge": "workspace/includes/run_badge.html",
+    "failure": "workspace/includes/run_failure.html",
+    "facts": "workspace/includes/run_facts.html",
+}
+NOTES_TEMPLATE = "workspace/includes/run_notes.html"
 GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
 
 
@@ -175,26 +186,66 @@ def artifacts_context(run: Run) -> dict[str, Any]:
     }
 
 
+def notes_html(run: Run) -> str:
+    """The run's notes as HTML, sanitized as comments and reports are; "" without notes."""
+    return markup.to_html(run.notes) if run.notes.strip() else ""
+
+
+def notes_fragment(run: Run) -> str:
+    """The notes as the page shows them: what an in-place edit puts back after saving."""
+    return render_to_string(NOTES_TEMPLATE, {"notes_html": notes_html(run)})
+
+
+def run_clock(run: Run, *, now: datetime) -> dict[str, Any]:
+    """How the page keeps the duration current between two reads of the state: it grows
+    from ``started`` while ``ticking`` (the run runs), by the server's clock (``now``)."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "ticking": run.status == RunStatus.RUNNING and run.ended_at is None,
+        "started": run.created_at.timestamp(),
+        "now": now.timestamp(),
+        "refresh": STATE_REFRESH_SECONDS,
+        "href": f"{run.get_absolute_url()}/state",
+    }
+
+
+def run_state_context(run: Run, *, now: datetime) -> dict[str, Any]:
+    """What the state parts (STATE_PARTS) show of ``run`` as of ``now``; no query."""
+    tail, cut = traceback_tail(run.traceback)
+    return {
+        "run": run,
+        "row": run_row(run, now=now),
+        "duration": format_duration(run_duration(run, now=now)),
+        "failed": run.is_failed,
+        "traceback_tail": tail,
+        "traceback_cut": cut,
+        "commit_url": commit_url(run.git),
+        "run_state": run_clock(run, now=now),
+    }
+
+
+def run_state(run: Run, *, now: datetime) -> dict[str, Any]:
+    """The run's state as the page applies it live: the clock, and every part rendered."""
+    context = run_state_context(run, now=now)
+    parts = {part: render_to_string(template, context) for part, template in STATE_PARTS.items()}
+    return {**context["run_state"], "parts": parts}
+
+
 def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str, Any]:
     """Everything the run page shows of ``run`` (from ``run_get_for_user``): four queries."""
     series = list(selectors.run_series(run))
     tags = [tag.name for tag in run.tag_rows.all()]
     alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
     incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
-    tail, cut = traceback_tail(run.traceback)
     charts = run_charts(run, series)
     return {
-        "run": run,
+        **run_state_context(run, now=now),
         "project": run.project,
         "project_href": run.project.get_absolute_url(),
         "can_edit": run.role in WRITE_ROLES,
-        "duration": format_duration(run_duration(run, now=now)),
-        "row": run_row(run, now=now),
+        "notes_html": notes_html(run),
         "csv_base": f"{run.get_absolute_url()}/metrics.csv",
-        "failed": run.is_failed,
-        "traceback_tail": tail,
-        "traceback_cut": cut,
-        "commit_url": commit_url(run.git),
         "config": {k: format_value(v) for k, v in sorted(flatten(run.config).items())},
         "summary": {k: format_value(v) for k, v in summary_values(run, series).items()},
         "metadata": {k: format_value(v) for k, v in sorted(flatten(run.metadata).items())},

@@ -26,6 +26,7 @@ from tracking.models import (
     INVITATION_TTL,
     WRITE_ROLES,
     ApiToken,
+    Membership,
     Project,
     Role,
     Run,
@@ -34,7 +35,7 @@ from tracking.models import (
     TokenScope,
 )
 from tracking.presentation import RunRow
-from workspace import pages
+from workspace import accounts, pages
 
 if TYPE_CHECKING:
     from tracking.models import ProjectWithRole, TeamWithRole
@@ -43,6 +44,7 @@ NEW_TOKEN_KEY = "labbook.new_token"  # noqa: S105 - a session key, not a secret
 TOKEN_FIELDS = ("name", "scope", "expires_in")
 TOKEN_EXPIRY_DAYS = ("7", "30", "90", "365")
 MEMBER_FIELDS = ("member", "role")
+CONFIRM_REMOVE = "yes"  # the confirmation page's button: a bare POST removes nobody
 PROJECT_FIELDS = ("name", "description")
 TEAM_FIELDS = ("slug", "name")
 
@@ -54,12 +56,16 @@ def top_bar(request: HttpRequest) -> dict[str, Any]:
     """Context processor: the user's teams for the team switcher and the user menu.
 
     The queryset is lazy, so it costs one query on pages that render the top
-    bar and none elsewhere (the admin, anonymous visitors).
+    bar and none elsewhere (the admin, anonymous visitors). The email banner
+    reads the loaded user and session: no query.
     """
     user = getattr(request, "user", None)  # absent when a template renders outside a request
     if user is None or not user.is_authenticated:
         return {}
-    return {"nav_teams": selectors.teams_for_user(user)}
+    return {
+        "nav_teams": selectors.teams_for_user(user),
+        "email_banner": accounts.email_banner(request),
+    }
 
 
 # --- Team page ---------------------------------------------------------------------
@@ -142,6 +148,19 @@ def members_page_context(
     }
 
 
+def member_remove_context(
+    team: TeamWithRole, membership: Membership, *, you: User
+) -> dict[str, Any]:
+    return {
+        "section": "team",
+        "current_team": team,
+        "team": team,
+        "membership": membership,
+        "leaving": membership.user_id == you.pk,
+        "confirm": CONFIRM_REMOVE,
+    }
+
+
 def member_invite(
     team: Team, data: QueryDict, *, actor: User, ip: str | None = None
 ) -> TeamInvitation:
@@ -155,8 +174,37 @@ def member_invite(
 # --- Settings: my invitations ----------------------------------------------------------------
 
 
+ANSWERS = ("accept", "decline")  # the ``answer`` of the buttons on an emailed link's page
+
+
 def my_invitations_context(user: User) -> dict[str, Any]:
     return {"section": "invitations", "invitations": list(invitations.invitations_for_user(user))}
+
+
+def link_answer(data: QueryDict) -> str | None:
+    """The button pressed on a link's page: one of ``ANSWERS``, or None when unclear."""
+    answers = data.getlist("answer")
+    return answers[0] if len(answers) == 1 and answers[0] in ANSWERS else None
+
+
+def invitation_page_context(
+    request: HttpRequest, invitation: TeamInvitation | None, error: str, *, link: str
+) -> dict[str, Any]:
+    """An invitation's page: the offer, and the account that would answer it.
+
+    On the emailed link's page (``link``, where its buttons post) an
+    invitation to an email address is answered by whichever account is logged
+    in, so the page names that account and offers to switch to another.
+    """
+    return {
+        "section": "invitations",
+        "invitation": invitation,
+        "error": error,
+        "answerable": bool(link and invitation and invitation.state == "pending"),
+        "by_email": bool(invitation and invitation.email),
+        "you": request.user.get_username(),
+        "link": link,
+    }
 
 
 # --- Settings: API tokens ------------------------------------------------------------------

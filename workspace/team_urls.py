@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from workspace import audit_views, team_views
+from workspace import account_views, audit_views, team_views
 
 fixed_patterns: list = [
     path("settings/teams/<str:team>/audit/", audit_views.team_audit, name="settings-team-audit"),
@@ -20,6 +20,12 @@ fixed_patterns: list = [
         name="settings-team-audit-csv",
     ),
     path("settings/", RedirectView.as_view(pattern_name="settings-tokens"), name="settings"),
+    path("settings/profile/", account_views.profile, name="settings-profile"),
+    path(
+        "settings/profile/email-banner",
+        account_views.email_banner_dismiss,
+        name="settings-email-banner-dismiss",
+    ),
     path("settings/tokens/", team_views.tokens, name="settings-tokens"),
     path(
         "settings/tokens/<id:token_id>/revoke",

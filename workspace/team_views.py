@@ -7,7 +7,7 @@ page again with status 400 and the error next to its field.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -25,7 +25,7 @@ from tracking import invitations, selectors, services
 from workspace import team_pages
 
 if TYPE_CHECKING:
-    from tracking.models import TeamWithRole
+    from tracking.models import TeamInvitation, TeamWithRole
 
 
 # --- Team page ---------------------------------------------------------------------
@@ -174,41 +174,62 @@ def my_invitations(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @never_cache  # the address holds the link's token
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 @http_errors
 def invitation(request: AuthenticatedHttpRequest, code: str) -> HttpResponse:
-    """The emailed link: what the invitation offers, and buttons. GET changes nothing."""
+    """The emailed link: the offer, and Accept and Decline (a POST with ``answer``).
+
+    GET changes nothing. An invitation to an email address is answered here
+    only, by whichever account is logged in: the page names that account.
+    """
     try:
         found = invitations.invitation_get_by_token(request.user, code)
     except invitations.NotYours as not_yours:
-        context: dict[str, Any] = {
-            "section": "invitations",
-            "invitation": None,
-            "error": not_yours.message,
-        }
-        return render(request, "workspace/settings/invitation.html", context, status=403)
+        return _invitation_page(request, None, not_yours.message, status=403, by_link=True)
+    if request.method == "POST":
+        return _answer(request, found, team_pages.link_answer(request.POST), by_link=True)
     error = "" if found.state == "pending" else invitations.InvitationClosed(found).message
-    context = {"section": "invitations", "invitation": found, "error": error}
-    status = 409 if error else 200
+    return _invitation_page(request, found, error, status=409 if error else 200, by_link=True)
+
+
+def _invitation_page(
+    request: AuthenticatedHttpRequest,
+    found: TeamInvitation | None,
+    error: str,
+    *,
+    status: int,
+    by_link: bool,
+) -> HttpResponse:
+    """The offer; its buttons only on the link's own page, while the invitation is pending."""
+    link = request.path if by_link else ""
+    context = team_pages.invitation_page_context(request, found, error, link=link)
     return render(request, "workspace/settings/invitation.html", context, status=status)
 
 
-def _answer(request: AuthenticatedHttpRequest, invitation_id: int, accept: bool) -> HttpResponse:
-    found = invitations.invitation_get_for_user(request.user, invitation_id)
+def _answer(
+    request: AuthenticatedHttpRequest,
+    found: TeamInvitation,
+    answer: str | None,
+    *,
+    by_link: bool = False,
+) -> HttpResponse:
+    """Accept or decline ``found``, already checked to be the user's to answer."""
+    if answer not in team_pages.ANSWERS:
+        message = "Press Accept or Decline."
+        return _invitation_page(request, found, message, status=400, by_link=by_link)
     try:
-        if accept:
+        if answer == "accept":
             invitations.invitation_accept(
-                invitation=found, user=request.user, ip=request_ip(request)
+                invitation=found, user=request.user, ip=request_ip(request), by_link=by_link
             )
         else:
             invitations.invitation_decline(invitation=found, user=request.user)
     except ApplicationError as error:
         if error.status == 404:
             raise
-        context = {"section": "invitations", "invitation": found, "error": error.message}
-        template = "workspace/settings/invitation.html"
-        return render(request, template, context, status=error.status)
-    if accept:
+        found.refresh_from_db()  # a refused accept rolled back what it had stamped
+        return _invitation_page(request, found, error.message, status=error.status, by_link=by_link)
+    if answer == "accept":
         messages.success(request, f"You joined {found.team.slug} as {found.role}.")
         return redirect("team", team=found.team.slug)
     messages.success(request, f"You declined the invitation to {found.team.slug}.")
@@ -219,14 +240,16 @@ def _answer(request: AuthenticatedHttpRequest, invitation_id: int, accept: bool)
 @require_POST
 @http_errors
 def invitation_accept(request: AuthenticatedHttpRequest, invitation_id: int) -> HttpResponse:
-    return _answer(request, invitation_id, accept=True)
+    found = invitations.invitation_get_for_user(request.user, invitation_id)
+    return _answer(request, found, "accept")
 
 
 @login_required
 @require_POST
 @http_errors
 def invitation_decline(request: AuthenticatedHttpRequest, invitation_id: int) -> HttpResponse:
-    return _answer(request, invitation_id, accept=False)
+    found = invitations.invitation_get_for_user(request.user, invitation_id)
+    return _answer(request, found, "decline")
 
 
 @login_required
@@ -255,12 +278,16 @@ def member_role(request: AuthenticatedHttpRequest, team: str, user_id: int) -> H
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 @http_errors
 def member_remove(request: AuthenticatedHttpRequest, team: str, user_id: int) -> HttpResponse:
+    """The confirmation page; only its button (a POST with ``confirm=yes``) removes."""
     found = selectors.team_with_role(request.user, team)
     services.require_owner(found.role)
     membership = selectors.membership_get(found, user_id)
+    if request.method == "GET" or request.POST.get("confirm") != team_pages.CONFIRM_REMOVE:
+        context = team_pages.member_remove_context(found, membership, you=request.user)
+        return render(request, "workspace/settings/member_remove.html", context)
     _, form = forms.submit(
         lambda: services.membership_remove(
             team=found, user=membership.user, actor=request.user, ip=request_ip(request)

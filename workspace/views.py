@@ -18,6 +18,8 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.shortcuts import render
@@ -26,9 +28,11 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
-from kernel.errors import ApplicationError, NotFound
+from kernel.charts import MAX_CHART_RUNS
+from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.http import AuthenticatedHttpRequest
 from tracking import history, selectors, services
+from tracking.api.errors import error_body
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, Project, Run
 from workspace import login_throttle, pages, run_pages
@@ -101,26 +105,56 @@ def _run(
 @require_http_methods(["GET", "HEAD", "POST"])
 def project(request: AuthenticatedHttpRequest, team: str, project: str) -> HttpResponse:
     found = _project(request, team, project)
-    query = request.POST if request.method == "POST" else request.GET
-    if "compare" in query:
-        run_ids = pages.selected_run_ids(query)
-        if run_ids:
-            return HttpResponseRedirect(pages.compare_path(found, run_ids))
-    elif request.method == "POST" and "tag_action" in query:
-        if not pages.can_edit(found):
-            raise DjangoPermissionDenied("Viewers cannot change runs.")
-        return _bulk_tag(request, found)
+    if request.method == "POST":
+        return _project_post(request, found)
+    if set(request.GET) == {"view"}:
+        return _open_view(request, found)
+    if "compare" in request.GET:  # a link with ?runs=1,2&compare=1
+        return _compare(request, found, request.GET, "")
     columns = pages.chosen_columns(request.session, request.GET, found)
     context = pages.project_page_context(request.user, found, request.GET, columns)
-    context["compare_empty"] = "compare" in query
     context["can_edit"] = pages.can_edit(found)
     context["current_team"] = found.team
     return render(request, "workspace/project.html", context)
 
 
-def _bulk_tag(request: AuthenticatedHttpRequest, project: Project) -> HttpResponse:
-    back = request.POST.get("back", "")
-    back = back if back.startswith("?") else "?"
+def _open_view(request: AuthenticatedHttpRequest, project: ProjectWithRole) -> HttpResponse:
+    """``?view=<id>``: the table as the view was saved, at a URL that says so."""
+    view = pages.opened_view(project, request.GET["view"])
+    if view is None:
+        messages.error(request, "That view no longer exists; here are all the runs.")
+        return HttpResponseRedirect(project.get_absolute_url())
+    return HttpResponseRedirect(f"{project.get_absolute_url()}?{view.query}&view={view.pk}")
+
+
+def _project_post(request: AuthenticatedHttpRequest, project: ProjectWithRole) -> HttpResponse:
+    """The runs table's forms: compare or tag the chosen runs, save or delete a view."""
+    form = request.POST
+    back = form.get("back", "")
+    back = back if back.startswith("?") and len(back) > 1 else ""
+    if "save_view" in form or "delete_view" in form:
+        return _saved_view_post(request, project, back)
+    if "tag_action" in form:
+        if not pages.can_edit(project):
+            raise DjangoPermissionDenied("Viewers cannot change runs.")
+        return _bulk_tag(request, project, back)
+    return _compare(request, project, form, back)
+
+
+def _compare(
+    request: AuthenticatedHttpRequest, project: ProjectWithRole, form: QueryDict, back: str
+) -> HttpResponse:
+    try:
+        run_ids = pages.chosen_run_ids(request.user, project, form, most=MAX_CHART_RUNS)
+        if not run_ids:
+            raise invalid("runs", "Select at least one run to compare.")
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(project.get_absolute_url() + back)
+    return HttpResponseRedirect(pages.compare_path(project, run_ids))
+
+
+def _bulk_tag(request: AuthenticatedHttpRequest, project: Project, back: str) -> HttpResponse:
     try:
         count = pages.bulk_tag(request.user, project, request.POST)
     except ApplicationError as error:
@@ -128,6 +162,28 @@ def _bulk_tag(request: AuthenticatedHttpRequest, project: Project) -> HttpRespon
     else:
         messages.success(request, f"Tags updated on {count} run{'s' if count != 1 else ''}.")
     return HttpResponseRedirect(project.get_absolute_url() + back)
+
+
+def _saved_view_post(
+    request: AuthenticatedHttpRequest, project: ProjectWithRole, back: str
+) -> HttpResponse:
+    form = request.POST
+    try:
+        if "delete_view" in form:
+            services.saved_view_delete(project=project, view_id=pages.view_id(form["delete_view"]))
+            messages.success(request, "View deleted.")
+            return HttpResponseRedirect(project.get_absolute_url() + back)
+        shown = QueryDict(back.removeprefix("?"))
+        columns = pages.chosen_columns(request.session, shown, project)
+        query = pages.view_query(shown, columns)
+        view = services.saved_view_save(
+            user=request.user, project=project, name=form.get("view_name", ""), query=query
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(project.get_absolute_url() + back)
+    messages.success(request, f"View “{view.name}” saved: its link opens this table.")
+    return HttpResponseRedirect(pages.view_href(project, view))
 
 
 @login_required
@@ -141,17 +197,37 @@ def run(request: AuthenticatedHttpRequest, team: str, project: str, run_id: int)
     return render(request, "workspace/run.html", context)
 
 
+@login_required
+@require_GET
+def run_state(
+    request: AuthenticatedHttpRequest, team: str, project: str, run_id: int
+) -> JsonResponse:
+    """The run's state parts rendered as the page renders them: what the page applies live."""
+    found = _run(request, team, project, run_id)
+    response = JsonResponse(run_pages.run_state(found, now=timezone.now()))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
+    """Save the posted notes or tags. A form is sent back to the page with a message; a
+    script asking for JSON gets the notes as the page shows them, or the error."""
     notes = request.POST.get("notes")
     tags = request.POST.get("tags")
     tag_list = None if tags is None else [t.strip() for t in tags.split(",") if t.strip()]
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    what = "notes" if notes is not None else "tags"
     try:
         services.run_annotate(run=run, notes=notes, tags=tag_list)
     except ApplicationError as error:
-        what = "notes" if notes is not None else "tags"
+        if wants_json:
+            body = error_body(error.code, error.message, error.field)
+            return JsonResponse(body, status=error.status)
         messages.error(request, f"Could not save the {what}: {error.message}")
-    else:
-        messages.success(request, "Notes saved." if notes is not None else "Tags saved.")
+        return HttpResponseRedirect(run.get_absolute_url())
+    if wants_json:
+        return JsonResponse({"notes": run.notes, "html": run_pages.notes_fragment(run)})
+    messages.success(request, f"{what.capitalize()} saved.")
     return HttpResponseRedirect(run.get_absolute_url())
 
 

@@ -31,7 +31,7 @@ class CommentListView(APIView):
     )
     def get(self, request: AuthenticatedRequest) -> Response:
         target = comments.target_get_for_user(request.user, request.query_params.get("target"))
-        return Response([comments.comment_data(c) for c in comments.comments_for(target)])
+        return Response(comments.comments_data(comments.comments_for(target), target))
 
     @extend_schema(request=s.CommentCreateSerializer, responses={201: s.CommentSerializer})
     def post(self, request: AuthenticatedRequest) -> Response:

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
-from reports_app import render, selectors, services
+from reports_app import merge, render, selectors, services
 from reports_app.api import serializers as s
 from tracking import selectors as tracking_selectors
 from tracking.api.auth import AuthenticatedRequest
@@ -162,6 +162,51 @@ class DraftView(APIView):
             base_revision=data.get("revision"),
         )
         return Response(s.DraftSerializer(draft).data)
+
+
+def _chunks(merged: merge.Merge) -> list[dict[str, Any]]:
+    return [
+        {"kind": "unchanged", "lines": chunk.base, "base": [], "mine": [], "theirs": []}
+        if chunk.kind == "unchanged"
+        else {
+            "kind": chunk.kind,
+            "lines": [] if chunk.kind == "conflict" else chunk.lines,
+            "base": chunk.base,
+            "mine": chunk.mine,
+            "theirs": chunk.theirs,
+        }
+        for chunk in merged.chunks
+    ]
+
+
+class MergeView(APIView):
+    @extend_schema(
+        request=s.ReportMergeSerializer,
+        responses=s.ReportMergeResultSerializer,
+        description="Merges your text, started from `revision`, with the newest revision"
+        " (three-way, line by line) and saves nothing. Lines only one side changed are"
+        " merged; lines both changed differently are `conflict` chunks to choose from. Save"
+        " the result with `PATCH` naming the answer's `revision`.",
+    )
+    def post(self, request: AuthenticatedRequest, report_id: int) -> Response:
+        data = request_body(request, s.ReportMergeSerializer)
+        merged = services.report_merge(
+            report=_report(request, report_id),
+            user=request.user,
+            revision=data.get("revision"),
+            title=data.get("title"),
+            body=data.get("body"),
+        )
+        return Response(
+            {
+                "base": merged.base,
+                "revision": merged.revision,
+                "authors": merged.authors,
+                "clean": merged.clean,
+                "title": _chunks(merged.title),
+                "body": _chunks(merged.body),
+            }
+        )
 
 
 class PreviewView(APIView):

@@ -97,6 +97,42 @@ class PreviewResultSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
 
 
+class ReportMergeSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(
+        min_value=1, max_value=MAX_REVISION, help_text="The revision your text started from."
+    )
+    title = serializers.CharField(max_length=max_length(Report, "title"))
+    body = serializers.CharField(allow_blank=True, max_length=MAX_BODY)
+
+
+def _lines(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), help_text=help_text
+    )
+
+
+class MergeChunkSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["unchanged", "mine", "theirs", "same", "conflict"],
+        help_text="Who changed these lines: nobody, you, them, both alike, or both differently.",
+    )
+    lines = _lines("The merged lines; none for a conflict, whose lines you choose.")
+    base = _lines("These lines in the revision you started from; empty when unchanged.")
+    mine = _lines("These lines in your text; empty when unchanged.")
+    theirs = _lines("These lines in the newest revision; empty when unchanged.")
+
+
+class ReportMergeResultSerializer(serializers.Serializer):
+    base = serializers.IntegerField(help_text="The revision your text started from.")
+    revision = serializers.IntegerField(help_text="The newest revision: save the merge naming it.")
+    authors = serializers.ListField(
+        child=serializers.CharField(), help_text="Who saved the revisions after `base`."
+    )
+    clean = serializers.BooleanField(help_text="No conflict: the chunks' lines are the merge.")
+    title = MergeChunkSerializer(many=True)
+    body = MergeChunkSerializer(many=True)
+
+
 class ShareLinkSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(
         source="created_by.get_username", read_only=True, default=None

@@ -53,7 +53,11 @@ class CommentSerializer(serializers.Serializer):
     anchor = serializers.CharField(allow_blank=True)
     author = serializers.CharField(allow_null=True, help_text="Username; null for a removed user.")
     body = serializers.CharField(allow_blank=True, help_text="Markdown; empty once deleted.")
-    body_html = serializers.CharField(allow_blank=True, help_text="Sanitized HTML of the body.")
+    body_html = serializers.CharField(
+        allow_blank=True,
+        help_text="Sanitized HTML of the body: the team's members @mentioned as badges,"
+        " its runs named run:<id> as links.",
+    )
     deleted = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)

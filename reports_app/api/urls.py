@@ -21,6 +21,7 @@ urlpatterns = [
         name="api-report-restore",
     ),
     path("reports/<id:report_id>/draft", reports.DraftView.as_view(), name="api-report-draft"),
+    path("reports/<id:report_id>/merge", reports.MergeView.as_view(), name="api-report-merge"),
     path(
         "reports/<id:report_id>/preview", reports.PreviewView.as_view(), name="api-report-preview"
     ),

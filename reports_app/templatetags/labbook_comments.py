@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.urls import reverse
 
 from reports_app.models import Report
 from tracking.models import WRITE_ROLES
@@ -18,7 +19,8 @@ API_PATH = "/api/v1/comments"  # fixed by the API contract (docs/api.md)
 def comments_config(context: template.Context) -> dict[str, Any]:
     """The page's target (its ``report``, else its ``run``) and what the reader may do.
 
-    No query: both objects come from the access-checked selectors with ``role`` set.
+    No query: both objects come from the access-checked selectors with ``role`` set
+    and their project's team. ``members`` lists the team, for ``@`` autocomplete.
     """
     report = context.get("report")
     subject = report if isinstance(report, Report) else context["run"]
@@ -29,4 +31,5 @@ def comments_config(context: template.Context) -> dict[str, Any]:
         "me": context["request"].user.get_username(),
         "canModerate": getattr(subject, "role", None) in WRITE_ROLES,
         "anchors": kind == "report",
+        "members": reverse("api-team-members", kwargs={"team": subject.project.team.slug}),
     }

@@ -146,7 +146,7 @@ def test_it_records_an_invitation_accepted_then_a_role_given_and_removed(client,
     changed = _one(A.MEMBER_ROLE_CHANGED)
     assert (changed.actor_name, changed.target_repr) == ("alice", "dave")
     assert changed.data == {"old_role": "viewer", "new_role": "editor"}
-    client.post(f"/settings/teams/acme/members/{dave.pk}/remove")
+    client.post(f"/settings/teams/acme/members/{dave.pk}/remove", {"confirm": "yes"})
     removed = _one(A.MEMBER_REMOVED)
     assert (removed.actor_name, removed.target_repr, removed.data) == (
         "alice",
@@ -158,7 +158,7 @@ def test_it_records_an_invitation_accepted_then_a_role_given_and_removed(client,
 
 def test_a_member_who_leaves_is_both_actor_and_target(client, world):
     _login(client, world, "viewer")
-    client.post(f"/settings/teams/acme/members/{world.viewer.user.pk}/remove")
+    client.post(f"/settings/teams/acme/members/{world.viewer.user.pk}/remove", {"confirm": "yes"})
     assert Membership.objects.filter(user=world.viewer.user, team=world.team).exists()  # 403
     services.membership_remove(team=world.team, user=world.viewer.user, actor=world.viewer.user)
     event = _one(A.MEMBER_REMOVED)
@@ -183,8 +183,8 @@ def test_the_teams_creator_and_the_command_lines_members_are_recorded(world):
         ("viewer", "/settings/teams/acme/members/{bob}/role", {"role": "owner"}),
         ("owner", "/settings/teams/acme/members/{bob}/role", {"role": "boss"}),
         ("owner", "/settings/teams/acme/members/{alice}/role", {"role": "viewer"}),  # last owner
-        ("owner", "/settings/teams/acme/members/{alice}/remove", {}),  # last owner
-        ("editor", "/settings/teams/acme/members/{bob}/remove", {}),
+        ("owner", "/settings/teams/acme/members/{alice}/remove", {"confirm": "yes"}),  # last owner
+        ("editor", "/settings/teams/acme/members/{bob}/remove", {"confirm": "yes"}),
     ],
 )
 def test_a_refused_membership_change_writes_no_event(client, world, persona, url, data):

@@ -122,18 +122,94 @@ def test_a_second_save_of_the_same_revision_shows_the_conflict(
     second_page.keyboard.press("Control+s")
     conflict = second_page.locator("[data-conflict]")
     expect(conflict).to_be_visible()
-    expect(conflict.locator("[data-their-body]")).to_have_text("start\nfrom rita\n")
-    expect(conflict.locator("[data-my-body]")).to_have_text("start\nfrom emil\n")
-    expect(conflict.locator("[data-their-body] .differs")).to_have_text("from rita\n")
+    expect(conflict.get_by_role("heading", level=2)).to_have_text(
+        "Your edit and rita's edit overlap"
+    )
+    (hunk,) = conflict.locator("[data-hunk]").all()
+    expect(hunk.locator("legend")).to_have_text("Your line 2")
+    expect(hunk.locator("[data-context-before]")).to_have_text("start")
+    expect(hunk.locator("[data-hunk-theirs]")).to_have_text("from rita")
+    expect(hunk.locator("[data-hunk-mine]")).to_have_text("from emil")
     expect(second_page.get_by_label("Markdown")).to_have_value("start\nfrom emil\n")  # kept
     theirs = api(live, owner.token, "GET", f"reports/{report['id']}")
     assert theirs["body"].strip() == "start\nfrom rita"
 
-    conflict.get_by_role("button", name="Overwrite with mine").click()
+    save = conflict.get_by_role("button", name="Save the merge")
+    expect(save).to_be_disabled()  # nothing is saved before each overlap has a choice
+    hunk.get_by_label("Keep mine").check()
+    save.click()
     expect(conflict).to_be_hidden()
-    expect(second_page.locator("[data-status]")).to_contain_text("Saved revision 3")
+    status = second_page.locator("[data-status]")
+    expect(status).to_contain_text("Saved revision 3, merged with rita's edit")
     saved = api(live, owner.token, "GET", f"reports/{report['id']}")
     assert (saved["revision"], saved["body"].strip()) == (3, "start\nfrom emil")
+
+
+LINES = "\n".join(f"line {n}" for n in range(1, 7))
+
+
+def edit_line(page: Any, old: str, new: str) -> None:
+    body = page.get_by_label("Markdown")
+    body.fill(body.input_value().replace(old, new))
+
+
+def test_edits_to_different_lines_merge_and_overlapping_ones_are_chosen_side_by_side(
+    page, second_page, live, owner, teammate
+):
+    report = api(live, owner.token, "POST", "reports", project=PROJECT, title="Plan", body=LINES)
+    url = f"reports/{report['id']}"
+    log_in(page, live, owner.username, owner.password)
+    log_in(second_page, live, teammate.username, teammate.password)
+    open_editor(page, live, report["id"])
+    open_editor(second_page, live, report["id"])
+
+    edit_line(page, "line 1", "line 1 by rita")
+    page.keyboard.press("Control+s")
+    expect(page.locator("[data-status]")).to_contain_text("Saved revision 2")
+
+    edit_line(second_page, "line 5", "line 5 by emil")
+    second_page.get_by_role("button", name="Save", exact=True).click()
+    conflict = second_page.locator("[data-conflict]")
+    expect(conflict.get_by_role("heading", level=2)).to_have_text("Merged with rita's edit")
+    merged = conflict.get_by_label("Merged text")
+    expect(merged.locator(".merge-from-theirs")).to_have_text(["line 1\n", "line 1 by rita\n"])
+    expect(merged.locator("span.merge-from-mine")).to_have_text(["line 5 by emil\n"])
+    expect(second_page.locator("[data-status]")).to_contain_text(
+        "Not saved yet: merged with rita's edit"
+    )
+    assert api(live, owner.token, "GET", url)["revision"] == 2  # not before emil says so
+    conflict.get_by_role("button", name="Save the merge").click()
+    expect(second_page.locator("[data-status]")).to_contain_text(
+        "Saved revision 3, merged with rita's edit"
+    )
+    both = LINES.replace("line 1", "line 1 by rita").replace("line 5", "line 5 by emil")
+    expect(second_page.get_by_label("Markdown")).to_have_value(both)
+    assert api(live, owner.token, "GET", url)["body"] == both
+
+    edit_line(second_page, "line 3", "line 3 by emil")  # emil, now at revision 3
+    second_page.keyboard.press("Control+s")
+    expect(second_page.locator("[data-status]")).to_contain_text("Saved revision 4")
+
+    edit_line(page, "line 3", "line 3 by rita")  # rita, still at revision 2
+    page.keyboard.press("Control+s")
+    conflict = page.locator("[data-conflict]")
+    expect(conflict.get_by_role("heading", level=2)).to_have_text(
+        "Your edit and emil's edit overlap"
+    )
+    expect(conflict).to_contain_text("You both changed the same lines in 1 place.")
+    (hunk,) = conflict.locator("[data-hunk]").all()
+    expect(hunk.locator("legend")).to_have_text("Your line 3")
+    expect(hunk.locator("[data-hunk-mine]")).to_have_text("line 3 by rita")
+    expect(hunk.locator("[data-hunk-theirs]")).to_have_text("line 3 by emil")
+    expect(hunk.locator("[data-context-after]")).to_have_text("line 4\nline 5 by emil")
+    hunk.get_by_label("Both: mine, then theirs").check()
+    conflict.get_by_role("button", name="Save the merge").click()
+    expect(page.locator("[data-status]")).to_contain_text(
+        "Saved revision 5, merged with emil's edit"
+    )
+    saved = api(live, owner.token, "GET", url)
+    assert saved["body"] == both.replace("line 3", "line 3 by rita\nline 3 by emil")
+    expect(page.get_by_label("Markdown")).to_have_value(saved["body"])
 
 
 def test_it_offers_the_autosaved_draft_after_a_reload(page, live, owner, run_id):

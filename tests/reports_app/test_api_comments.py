@@ -286,6 +286,7 @@ def test_the_run_page_hands_the_discussion_to_comments_js(
         "me": world.persona(persona).name,
         "canModerate": moderate,
         "anchors": False,
+        "members": "/api/v1/teams/acme/members",
     }
     assert "labbook/comments.js" in page and 'id="comments"' in page
 

@@ -123,6 +123,24 @@ def test_it_sends_a_viewer_new_comments_and_changes(world: World, run: Run) -> N
     scenario(body)
 
 
+def test_it_sends_mentions_and_run_links_rendered(world: World, run: Run) -> None:
+    headers = socket_headers(world.viewer)
+    target = f"run:{run.pk}"
+
+    async def body() -> None:
+        async with live_socket(headers) as socket:
+            await subscribe(socket, comments=[target])
+            await say(world.editor, target, f"@carol see run:{run.pk}, @nobody")
+            message = await socket.receive_json_from()
+            assert message["comment"]["body_html"] == (
+                '<p><span class="mention" title="carol">@carol</span> see'
+                f' <a class="run-ref" href="/acme/mnist/runs/{run.pk}">baseline</a>'
+                ' <span class="badge badge-running">running</span>, @nobody</p>'
+            )
+
+    scenario(body)
+
+
 def test_it_sends_report_comments_to_the_reports_group_only(
     world: World, run: Run, report: Report
 ) -> None:

@@ -67,3 +67,51 @@ def test_unclosed_brackets_stay_text(text):
 )
 def test_links_still_render_as_before(text, html):
     assert html in markup.to_html(text)
+
+
+def filled(text: str) -> str:
+    """``text`` rendered with run references and mentions as recognizable trusted HTML."""
+    html, source = markup.convert(text)
+    return markup.fill(
+        html,
+        source,
+        block=markup.code_blocks(source),
+        run_link=lambda run_id: f'<a class="run-ref" href="/runs/{run_id}">R{run_id}</a>',
+        mention=lambda name: f'<span class="mention">@{name}</span>',
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        # A reference in a link target once put a whole <a> into the href attribute.
+        (
+            "[x](https://h/?q=run:5)",
+            '<p><a href="https://h/?q=run:5" rel="noopener noreferrer nofollow">x</a></p>',
+        ),
+        (
+            "<a href='mailto:@bob'>m</a>",
+            '<p><a href="mailto:@bob" rel="noopener noreferrer nofollow">m</a></p>',
+        ),
+        # In a link's text: a link inside a link is no link.
+        (
+            "[run:5 @bob](https://h/)",
+            '<p><a href="https://h/" rel="noopener noreferrer nofollow">run:5 @bob</a></p>',
+        ),
+        (
+            "run:5 and @bob.",
+            '<p><a class="run-ref" href="/runs/5">R5</a> and'
+            ' <span class="mention">@bob</span>.</p>',
+        ),
+        ("`run:5 @bob` a@b.co", "<p><code>run:5 @bob</code> a@b.co</p>"),
+    ],
+)
+def test_references_and_mentions_become_html_only_in_text(text, html):
+    assert filled(text) == html
+
+
+def test_a_body_cannot_give_itself_the_mention_class():
+    assert (
+        markup.to_html('<span class="x mention">@eve</span>')
+        == '<p><span class="x">@eve</span></p>'
+    )

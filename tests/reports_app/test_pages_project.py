@@ -102,10 +102,11 @@ def test_it_shows_chosen_config_and_summary_columns(viewer_client, world):
     assert "summary.loss" in page
     page = _get(viewer_client, "?columns=config.lr,summary.loss,bogus")
     assert (
-        'href="?columns=config.lr%2Csummary.loss%2Cbogus&amp;sort=config.lr">config.lr</a>' in page
+        'href="?columns=config.lr%2Csummary.loss%2Cbogus&amp;sort=config.lr">'
+        '<span class="col-source">config</span>lr</a>' in page
     )
-    assert ">summary.loss</a></th>" in page
-    assert '<td class="num">0.0003</td>' in page
+    assert '<span class="col-source">summary</span>loss</a></th>' in page
+    assert '<td class="num cell" title="0.0003">0.0003</td>' in page
     summary_cell = f'data-summary-run="{run.pk}" data-summary-key="loss">0.25</td>'
     assert summary_cell in page  # marked so live updates find it
     assert ">bogus</th>" not in page
@@ -114,14 +115,16 @@ def test_it_shows_chosen_config_and_summary_columns(viewer_client, world):
 def test_it_remembers_columns_per_project_in_the_session(viewer_client, world):
     _run(world, "alpha", config={"lr": 0.5})
     _get(viewer_client, "?columns=config.lr")
-    assert '<td class="num">0.5</td>' in _get(viewer_client)
+    assert '<td class="num cell" title="0.5">0.5</td>' in _get(viewer_client)
     assert viewer_client.session[f"labbook.columns.{world.project.pk}"] == ["config.lr"]
     other = services.project_create(user=world.owner.user, team_slug="acme", slug="cifar")
     services.run_create(user=world.owner.user, project=other, name="c", config={"lr": 0.5})
     elsewhere = viewer_client.get("/acme/cifar/").content.decode()
-    assert '<td class="num">0.5</td>' not in elsewhere  # remembered for acme/mnist only
+    assert (
+        '<td class="num cell" title="0.5">0.5</td>' not in elsewhere
+    )  # remembered for acme/mnist only
     _get(viewer_client, "?columns=")
-    assert '<td class="num">0.5</td>' not in _get(viewer_client)
+    assert '<td class="num cell" title="0.5">0.5</td>' not in _get(viewer_client)
 
 
 def test_it_paginates_by_50(viewer_client, world):
@@ -140,7 +143,8 @@ def test_it_sends_selected_runs_to_the_compare_page(viewer_client, world):
     response = viewer_client.get(URL, {"runs": [a.pk, b.pk, "x"], "compare": "1"})
     assert response.status_code == 302
     assert response["Location"] == f"/acme/mnist/compare?runs={a.pk},{b.pk}"
-    assert "Select at least one run" in _get(viewer_client, "?compare=1")
+    refused = viewer_client.get(URL, {"compare": "1"}, follow=True)
+    assert "Select at least one run" in refused.content.decode()
 
 
 def test_it_builds_run_links_in_one_place(world):
@@ -154,9 +158,9 @@ def test_it_shows_how_to_log_the_first_run(viewer_client, world):
     assert 'sdk.init(project="acme/mnist"' in page
 
 
-# session, user, project, count, runs, tags, metric series, teams in the top bar;
-# then the session save (3)
-PROJECT_QUERIES = 11
+# session, user, project, saved views, the picker's config keys and metric keys, count,
+# runs, tags, metric series, teams in the top bar; then the session save (3)
+PROJECT_QUERIES = 14
 
 
 def _page_queries(client, django_assert_max_num_queries) -> int:

@@ -182,6 +182,84 @@ def test_it_lets_an_editor_save_notes_without_touching_last_seen(client, world):
     assert "Notes saved." in client.get(_url(run)).content.decode()
 
 
+HOSTILE_NOTES = (
+    "# Findings\n\n**lr** too high <script>alert('x')</script>\n\n"
+    "[click](javascript:alert(1)) <img src=x onerror=alert(2)>\n\n"
+    '<a href="JaVaScRiPt:alert(3)">b</a>'
+)
+
+
+def _notes_view(page: str) -> str:
+    found = re.search(
+        r'<div class="notes-body comment-body" data-notes-view>(.*?)</div>', page, re.S
+    )
+    assert found, "no notes on the page"
+    return found.group(1)
+
+
+def _assert_harmless(html: str) -> None:
+    lowered = html.lower()
+    assert "<script" not in lowered and "javascript:" not in lowered
+    assert "onerror" not in lowered and "alert(" not in lowered
+
+
+def test_it_renders_notes_as_sanitized_markdown():
+    html = run_pages.notes_html(Run(notes=HOSTILE_NOTES))
+    assert '<h1 id="r-findings">Findings</h1>' in html and "<strong>lr</strong> too high" in html
+    assert '<img src="x">' in html  # the image stays, its handler does not
+    _assert_harmless(html)
+
+
+def test_it_renders_no_notes_as_nothing():
+    assert run_pages.notes_html(Run(notes="  \n ")) == ""
+
+
+def test_it_shows_a_viewer_the_notes_rendered_and_nothing_to_edit_them(client, world):
+    run = _run(world, notes=HOSTILE_NOTES)
+    page = _get(_login(client, world, "viewer"), run)
+    notes = _notes_view(page)
+    assert "<strong>lr</strong>" in notes
+    _assert_harmless(notes)
+    assert "data-notes-edit" not in page and 'name="notes"' not in page
+
+
+def test_it_says_when_there_are_no_notes(client, world):
+    page = _get(_login(client, world, "viewer"), _run(world))
+    assert '<p class="muted">No notes.</p>' in _notes_view(page)
+
+
+def _save_notes_for_a_script(client, run: Run, notes: str):
+    return client.post(_url(run), {"notes": notes}, headers={"Accept": "application/json"})
+
+
+def test_it_answers_a_script_saving_notes_with_them_rendered(client, world):
+    run = _run(world)
+    response = _save_notes_for_a_script(_login(client, world, "editor"), run, HOSTILE_NOTES)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["notes"] == HOSTILE_NOTES and "<strong>lr</strong>" in body["html"]
+    _assert_harmless(body["html"])
+    run.refresh_from_db()
+    assert run.notes == HOSTILE_NOTES
+    assert body["html"].strip() == _notes_view(client.get(_url(run)).content.decode()).strip()
+
+
+def test_it_answers_a_script_with_the_field_at_fault(client, world):
+    run = _run(world, notes="keep")
+    response = _save_notes_for_a_script(_login(client, world, "editor"), run, "x" * 100_001)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "notes"
+    run.refresh_from_db()
+    assert run.notes == "keep"
+
+
+def test_it_refuses_a_viewer_saving_notes_from_a_script(client, world):
+    run = _run(world, notes="keep")
+    assert _save_notes_for_a_script(_login(client, world, "viewer"), run, "x").status_code == 403
+    run.refresh_from_db()
+    assert run.notes == "keep"
+
+
 def test_it_lets_an_editor_replace_tags(client, world):
     run = _run(world, tags=["a", "b"])
     _login(client, world, "editor").post(_url(run), {"tags": "b, c ,, d"})
@@ -203,6 +281,56 @@ def test_it_explains_a_bad_tag_and_keeps_the_old_ones(client, world):
     assert (
         "Could not save the tags: At most 100 characters." in client.get(_url(run)).content.decode()
     )
+
+
+# --- Live state -------------------------------------------------------------------
+
+
+def _state(client, run: Run) -> dict:
+    response = client.get(f"{_url(run)}/state")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    return response.json()
+
+
+def test_it_answers_the_state_of_a_running_run_as_ticking(client, world):
+    run = _run(world)
+    state = _state(_login(client, world, "viewer"), run)
+    assert state["id"] == run.pk and state["status"] == "running" and state["ticking"] is True
+    assert state["started"] == run.created_at.timestamp()
+    assert state["href"] == f"{_url(run)}/state"
+    assert set(state["parts"]) == {"badge", "failure", "facts"}
+    assert f'data-status-run="{run.pk}">running</span>' in state["parts"]["badge"]
+
+
+@pytest.mark.parametrize("status", ["finished", "failed", "crashed", "killed"])
+def test_it_answers_an_ended_run_with_the_parts_a_reload_shows(client, world, status):
+    run = _run(world, host="gpu-box-2")
+    data = {"status": status, "exit_code": 0 if status == "finished" else 3, "error": "E: boom"}
+    services.run_update(run=run, data=data)
+    _login(client, world, "viewer")
+    state = _state(client, run)
+    page = _get(client, run)
+    assert state["status"] == status and state["ticking"] is False
+    for name, html in state["parts"].items():
+        assert html.strip() in page, name
+    assert f'data-status-run="{run.pk}">{status}</span>' in state["parts"]["badge"]
+    assert "data-run-ended" in state["parts"]["facts"]
+    assert ("The run" in state["parts"]["failure"]) == (status != "finished")
+
+
+def test_it_answers_the_state_only_to_members(client, world):
+    run = _run(world)
+    assert _login(client, world, "outsider").get(f"{_url(run)}/state").status_code == 404
+    client.logout()
+    assert client.get(f"{_url(run)}/state").status_code == 302
+
+
+def test_the_state_costs_a_fixed_number_of_queries(client, world, django_assert_max_num_queries):
+    run = _run(world, tags=["a"])
+    _login(client, world, "viewer")
+    with django_assert_max_num_queries(3):  # session, user, run (+ role)
+        _state(client, run)
 
 
 # --- CSV --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,14 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
-def manage(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def manage(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env={**server_env(home), **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
@@ -56,20 +58,30 @@ def prepare_home(home: Path, env: dict[str, str] | None = None) -> str:
     """Migrate a fresh LABBOOK_HOME (or ``env``'s DATABASE_URL): an owner token of team 'lab'.
 
     A fresh home's SQLite database is a copy of one migrated once per test process:
-    the same tables, without a ``migrate`` (seconds of CPU) for each of the suite's
+    the same tables and owner token (so every such home answers to the same token),
+    without a ``migrate`` and a ``createtoken`` (seconds of CPU) for each of the suite's
     servers. A home that has a database already, or a DATABASE_URL, is migrated.
+    Its static files are linked from one collect (:func:`link_static`).
     """
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "static").exists():
+        link_static(home)
     if "DATABASE_URL" in (env or {}) or (home / SQLITE_FILE).exists():
         manage(home, "migrate", "--verbosity", "0", env=env)
-    else:
-        for source in migrated_template().glob(f"{SQLITE_FILE}*"):  # the file, any WAL
-            shutil.copy2(source, home / source.name)
+        return _owner_token(home, env)
+    template = migrated_template()
+    for source in template.glob(f"{SQLITE_FILE}*"):  # the file, any WAL
+        shutil.copy2(source, home / source.name)
+    return (template / TOKEN_FILE).read_text()
+
+
+def _owner_token(home: Path, env: dict[str, str] | None = None) -> str:
     token = manage(home, "createtoken", "sdk-tester", "--team", "lab", "--role", "owner", env=env)
     return token.strip()
 
 
 SQLITE_FILE = "labbook.sqlite3"  # in LABBOOK_HOME (reports_app/settings.py)
+TOKEN_FILE = "owner-token"  # the template's: team 'lab', owner 'sdk-tester'
 _template: Path | None = None
 
 
@@ -80,8 +92,44 @@ def migrated_template() -> Path:
         folder = Path(tempfile.mkdtemp(prefix="labbook-migrated-"))
         atexit.register(shutil.rmtree, folder, True)
         manage(folder, "migrate", "--verbosity", "0")
+        # Its owner token too: every copy holds it, so no home needs a createtoken of its own.
+        (folder / TOKEN_FILE).write_text(_owner_token(folder))
         _template = folder
     return _template
+
+
+# Shared by every test process of this checkout on this machine, and kept between runs.
+STATIC_CACHE = Path(tempfile.gettempdir()) / f"labbook-static-{zlib.crc32(bytes(ROOT)):08x}"
+COLLECT_TIMEOUT = 600.0  # a first collect on a busy 2-core machine: over a minute
+_static_current = False
+
+
+def link_static(home: Path) -> None:
+    """``home/static`` as `up` collects it (hashed names, Brotli and gzip copies), in no time.
+
+    Collecting compresses plotly.js with Brotli, seconds of CPU, so it happens
+    once, in a LABBOOK_HOME of its own that later runs reuse (`up` compresses
+    again only files that changed). Each home gets hard links to those files:
+    a collect replaces files, never writes into one, so a later collect in
+    either place leaves the other's copy as it was. The lock keeps test
+    processes from linking a collect half done.
+    """
+    global _static_current
+    STATIC_CACHE.mkdir(exist_ok=True)
+    with (STATIC_CACHE / "collect.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _static_current:
+            collect = "from labbook.staticfiles import collect_static; collect_static()"
+            manage(STATIC_CACHE, "shell", "--no-imports", "-c", collect, timeout=COLLECT_TIMEOUT)
+            _static_current = True
+        shutil.copytree(STATIC_CACHE / "static", home / "static", copy_function=_link)
+
+
+def _link(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
 
 
 def as_float(value: Any) -> float:

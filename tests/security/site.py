@@ -44,11 +44,13 @@ def build(world: World, capture_on_commit) -> Site:
     alert_services.silence_create(
         user=owner, role=role, project=project, until=timezone.now() + timedelta(hours=1)
     )
-    code = _invitations(world)
+    codes = _invitations(world)
     return Site(
         member_pages=[
             *_member_pages(runs, report.pk, alert),
-            f"/settings/invitations/link/{code}/",
+            *(f"/settings/invitations/link/{code}/" for code in codes),
+            "/settings/profile/",
+            f"/settings/teams/acme/members/{world.editor.user.pk}/remove",  # the confirmation
         ],
         public_pages=["/login/", f"/s/{token}", "/api/docs/"],
         share_token=token,
@@ -57,15 +59,20 @@ def build(world: World, capture_on_commit) -> Site:
     )
 
 
-def _invitations(world: World) -> str:
-    """A pending invitation on acme's members page, and one to alice (its link's token)."""
+def _invitations(world: World) -> tuple[str, str]:
+    """A pending invitation on acme's members page; links to alice's and to an address."""
     invitations.invitation_create(
         team=world.team, invitee="newcomer@example.com", role="viewer", actor=world.owner.user
     )
-    _, code = invitations.invitation_create(
-        team=world.rival, invitee="alice", role="editor", actor=world.outsider.user
+    rival, mallory = world.rival, world.outsider.user
+    _, to_alice = invitations.invitation_create(
+        team=rival, invitee="alice", role="editor", actor=mallory
     )
-    return code
+    # Anyone logged in answers this one through its link: its page has a Log out form too.
+    _, to_an_address = invitations.invitation_create(
+        team=rival, invitee="lab@example.com", role="editor", actor=mallory
+    )
+    return to_alice, to_an_address
 
 
 def _run_with_points(world: World, name: str):

@@ -346,6 +346,7 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"name": "ci"},
     ),
     "api-team-audit-events": Expect(Via.API, get=Codes(401, 404, 403, 403, 200)),  # owners only
+    "api-team-members": Expect(Via.API, get=API_READ),  # @-autocomplete: every member
     # --- API: invitations (alice invited mallory to acme: only mallory answers it) -------------
     "api-team-invitations": Expect(
         Via.API,
@@ -402,6 +403,12 @@ MATRIX: dict[str, Expect] = {
         get=Codes(401, 405, 405, 405, 405),
         post=Codes(401, 404, 403, 200, 200),
         body=lambda s: {"body": "# Preview"},
+    ),
+    "api-report-merge": Expect(
+        Via.API,
+        get=Codes(401, 405, 405, 405, 405),
+        post=Codes(401, 404, 403, 200, 200),
+        body=lambda s: {"revision": 1, "title": "Merged", "body": "Words."},
     ),
     # Members who may not manage the links see an empty list.
     "api-report-share-links": Expect(
@@ -483,6 +490,15 @@ MATRIX: dict[str, Expect] = {
     **below(ARTIFACT_PREFIXES, ARTIFACTS),
     # --- Settings pages -----------------------------------------------------------------------
     "settings": Expect(Via.PAGE, get=same(302), others=302, sends_to="/settings/tokens/"),
+    "settings-profile": Expect(
+        Via.PAGE,
+        get=Codes(302, 200, 200, 200, 200),
+        post=same(302),  # each their own
+        body=lambda s: {"first_name": "Ada", "last_name": "Lovelace"},
+    ),
+    "settings-email-banner-dismiss": Expect(
+        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=same(302)
+    ),
     "settings-tokens": Expect(
         Via.PAGE,
         get=Codes(302, 200, 200, 200, 200),
@@ -514,8 +530,14 @@ MATRIX: dict[str, Expect] = {
     "settings-invitation-decline": Expect(
         Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=Codes(302, 302, 404, 404, 404)
     ),
-    # The emailed link: only its invitee sees the offer; anyone else logged in is told so.
-    "invitation": Expect(Via.PAGE, get=Codes(302, 200, 403, 403, 403)),
+    # The emailed link of an invitation to a username: only that account sees the offer and
+    # answers it; anyone else logged in is told so (test_invitations: one to an email address).
+    "invitation": Expect(
+        Via.PAGE,
+        get=Codes(302, 200, 403, 403, 403),
+        post=Codes(302, 302, 403, 403, 403),
+        body=lambda s: {"answer": "accept"},
+    ),
     "settings-member-role": Expect(
         Via.PAGE,
         get=Codes(302, 405, 405, 405, 405),
@@ -523,7 +545,10 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"role": "viewer"},
     ),
     "settings-member-remove": Expect(
-        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=Codes(302, 404, 403, 403, 302)
+        Via.PAGE,
+        get=Codes(302, 404, 403, 403, 200),  # the confirmation page
+        post=Codes(302, 404, 403, 403, 302),
+        body=lambda s: {"confirm": "yes"},
     ),
     "settings-team-audit": Expect(Via.PAGE, get=Codes(302, 404, 403, 403, 200)),  # owners only
     "settings-team-audit-csv": Expect(Via.PAGE, get=Codes(302, 404, 403, 403, 200)),
@@ -637,6 +662,7 @@ MATRIX: dict[str, Expect] = {
         post=Codes(302, 404, 403, 302, 302),  # notes and tags
         body=lambda s: {"notes": "Looks fine."},
     ),
+    "run-state": Expect(Via.PAGE, get=PAGE_READ),  # what the run page applies live
     "run-metric-csv": Expect(Via.PAGE, get=PAGE_READ, query=lambda s: {"key": "loss"}),
     "run-artifact": Expect(Via.PAGE, get=PAGE_READ),
 }

@@ -7,6 +7,11 @@ form also told which addresses had accounts. Now an owner invites; the
 invitee accepts or declines; until then the team sees only what the owner
 typed, and a team's audit log shows only the team's own events.
 
+A later finding: users set their own email address without proving it, so an
+invitation matched to accounts by address could be taken by anyone who set
+that address. Now an invitation to an address is answered only through its
+emailed link, by whichever account opens it.
+
 Every test goes through the real pages and API, as the people involved would.
 """
 
@@ -185,6 +190,7 @@ def test_the_invitee_accepts_through_the_emailed_link_after_logging_in(
     assert message.to == [DAVE_EMAIL] and "acme" in message.subject
     link = LINK.search(message.body)[1]
     assert link in message.alternatives[0][0]
+    assert "keep the link to yourself" in message.body  # whoever opens it may answer
     client.logout()
     to_login = client.get(link)
     assert to_login.status_code == 302 and urlsplit(to_login["Location"]).path == "/login/"
@@ -197,13 +203,17 @@ def test_the_invitee_accepts_through_the_emailed_link_after_logging_in(
     assert offer.status_code == 200 and offer["Cache-Control"].startswith("max-age=0")
     page = offer.content.decode()
     assert "Join acme" in page and 'pill-editor">editor' in page and "alice invited you" in page
-    accept = f"{MINE}{_invitation(DAVE_EMAIL).pk}/accept"
-    assert f'action="{accept}"' in page and f'action="{MINE}' in page
+    assert "You are logged in as <strong>dave</strong>" in page and "Accept as dave" in page
+    assert page.count(f'<form method="post" action="{link}">') == 2  # Accept and Decline
+    assert f'action="{MINE}{_invitation(DAVE_EMAIL).pk}/' not in page  # not by id
     assert _state() == before, "GET on the link changed something"
-    joined = client.post(accept)
+    joined = client.post(link, {"answer": "accept"})
     assert (joined.status_code, joined["Location"]) == (302, "/acme/")
     assert Membership.objects.get(team=world.team, user=dave.user).role == Role.EDITOR
     assert "dave" in _as(Client(), world.owner.user).get(MEMBERS).content.decode()
+    accepted = AuditEvent.objects.get(action=AuditAction.INVITATION_ACCEPTED)
+    assert (accepted.actor_name, accepted.target_repr) == ("dave", DAVE_EMAIL)
+    assert accepted.data == {"role": "editor", "via": "emailed link"}
 
 
 def _state() -> tuple:
@@ -214,14 +224,15 @@ def _state() -> tuple:
     )
 
 
-def test_my_settings_list_my_invitations_with_their_buttons(client, world, dave):
+def test_my_settings_list_my_invitations_to_my_username_with_their_buttons(client, world, dave):
     _invite(client, world, "dave")
-    _invite(client, world, DAVE_EMAIL, role="editor")
+    _invite(client, world, DAVE_EMAIL, role="editor")  # his address: answered by its link only
     page = _as(client, dave.user).get(MINE).content.decode()
     rows = re.findall(r'<tr data-invitation-id="(\d+)">', page)
-    assert len(rows) == 2
+    assert rows == [str(_invitation("dave").pk)]
     for pk in rows:
         assert f'action="{MINE}{pk}/accept"' in page and f'action="{MINE}{pk}/decline"' in page
+    assert "answer it through the link in its email" in page
     assert (
         re.findall(
             r'<tr data-invitation-id="', _as(client, world.viewer.user).get(MINE).content.decode()
@@ -242,11 +253,15 @@ def test_get_on_the_accept_and_decline_addresses_changes_nothing(client, world, 
 # --- Closed invitations, the wrong user ---------------------------------------------------------
 
 
-def test_a_declined_invitation_names_nobody_and_cannot_be_accepted(client, world, dave):
-    _invite(client, world, DAVE_EMAIL)
-    invitation = _invitation(DAVE_EMAIL)
+def test_a_declined_invitation_names_nobody_and_cannot_be_accepted(
+    client, world, dave, sent, committed
+):
+    with committed():
+        _invite(client, world, DAVE_EMAIL)
+    link = LINK.search(sent[0].body)[1]
     _as(client, dave.user)
-    assert client.post(f"{MINE}{invitation.pk}/decline").status_code == 302
+    declined = client.post(link, {"answer": "decline"})
+    assert (declined.status_code, declined["Location"]) == (302, MINE)
     event = AuditEvent.objects.get(action=AuditAction.INVITATION_DECLINED)
     assert (event.actor_id, event.actor_name, event.ip, event.target_repr) == (
         None,
@@ -254,7 +269,7 @@ def test_a_declined_invitation_names_nobody_and_cannot_be_accepted(client, world
         None,
         DAVE_EMAIL,  # what alice typed
     )
-    refused = client.post(f"{MINE}{invitation.pk}/accept")
+    refused = client.post(link, {"answer": "accept"})
     assert refused.status_code == 409
     assert "This invitation was declined." in refused.content.decode()
     assert not Membership.objects.filter(user=dave.user).exists()
@@ -285,7 +300,8 @@ def test_a_closed_invitation_says_why_on_the_link_and_on_accept(
         _as(client, dave.user).post(f"{MINE}{invitation.pk}/accept")
     _as(client, dave.user)
     before = _state()
-    for response in (client.get(link), client.post(f"{MINE}{invitation.pk}/accept")):
+    by_link = client.post(link, {"answer": "accept"})
+    for response in (client.get(link), by_link, client.post(f"{MINE}{invitation.pk}/accept")):
         assert response.status_code == 409
         assert message in response.content.decode()
         assert 'action="/settings/invitations/' not in response.content.decode().split("<main")[1]
@@ -300,6 +316,7 @@ def test_the_link_tells_another_account_it_is_not_theirs_and_shows_nothing(
     with committed():
         _invite(client, world, "dave", role="owner")
     link = LINK.search(sent[0].body)[1]
+    assert "keep the link to yourself" not in sent[0].body  # only dave may answer this one
     invitation = _invitation("dave")
     before = _state()
     for persona in (world.outsider, world.viewer):
@@ -309,6 +326,10 @@ def test_the_link_tells_another_account_it_is_not_theirs_and_shows_nothing(
         page = response.content.decode()
         main = page.split('class="settings-main"')[1]  # the nav lists the viewer's own teams
         assert "sent to someone else" in main and "acme" not in main
+        for answer in ("accept", "decline"):
+            refused = client.post(link, {"answer": answer})
+            assert refused.status_code == 403
+            assert "acme" not in refused.content.decode().split('class="settings-main"')[1]
         assert client.post(f"{MINE}{invitation.pk}/accept").status_code == 404
         assert client.post(f"{MINE}{invitation.pk}/decline").status_code == 404
         api = persona.client().post(f"/api/v1/invitations/{invitation.pk}/accept")
@@ -317,14 +338,88 @@ def test_the_link_tells_another_account_it_is_not_theirs_and_shows_nothing(
     assert _state() == before
 
 
-def test_an_email_invitation_is_anyone_elses_only_with_that_address(client, world, dave):
-    _invite(client, world, "someone@else.example")
-    invitation = _invitation("someone@else.example")
-    _as(client, dave.user)
-    assert client.post(f"{MINE}{invitation.pk}/accept").status_code == 404
-    get_user_model().objects.filter(pk=dave.user.pk).update(email="SOMEONE@else.example")
-    assert client.post(f"{MINE}{invitation.pk}/accept").status_code == 302  # case aside
+# --- An invitation to an email address: its link only ------------------------------------------
+
+
+def test_setting_an_invited_address_neither_shows_nor_answers_its_invitation(
+    client, world, sent, committed
+):
+    """The attack: mallory sets her address to one alice invited, then tries every door."""
+    invited = "newcomer@lab.example"
+    with committed():
+        _invite(client, world, invited, role="editor")
+    link = LINK.search(sent[0].body)[1]
+    invitation = _invitation(invited)
+    mallory = world.outsider
+    _as(client, mallory.user)
+    profile = {"first_name": "", "last_name": "", "email": "NewComer@Lab.example"}
+    assert client.post("/settings/profile/", profile).status_code == 302
+    mallory.user.refresh_from_db()
+    assert mallory.user.email.lower() == invited
+    before = _state()
+    assert "data-invitation-id" not in client.get(MINE).content.decode()
+    assert mallory.client().get("/api/v1/invitations").json() == []
+    for answer in ("accept", "decline"):
+        assert client.post(f"{MINE}{invitation.pk}/{answer}").status_code == 404
+        api = mallory.client().post(f"/api/v1/invitations/{invitation.pk}/{answer}")
+        assert api.status_code == 404
+    assert _state() == before
+    # Whoever got the email answers it, as whichever account they are logged in as.
+    erin = make_persona("erin")  # no address at all
+    assert "Accept as erin" in _as(client, erin.user).get(link).content.decode()
+    assert client.post(link, {"answer": "accept"}).status_code == 302
+    assert Membership.objects.get(team=world.team, user=erin.user).role == Role.EDITOR
+    assert not Membership.objects.filter(team=world.team, user=mallory.user).exists()
+    accepted = AuditEvent.objects.get(action=AuditAction.INVITATION_ACCEPTED)
+    assert (accepted.actor_name, accepted.data["via"]) == ("erin", "emailed link")
+
+
+def test_the_link_names_the_account_that_would_join_and_lets_them_switch(
+    client, world, dave, sent, committed
+):
+    with committed():
+        _invite(client, world, DAVE_EMAIL)
+    link = LINK.search(sent[0].body)[1]
+    page = _as(client, world.outsider.user).get(link).content.decode()
+    main = page.split('class="settings-main"')[1]
+    assert "You are logged in as <strong>mallory</strong>" in main and "Accept as mallory" in main
+    assert "Join acme" in main and "alice invited you" in main
+    assert f'<input type="hidden" name="next" value="{link}">' in main  # Log out, then back here
+    out = client.post("/logout/", {"next": link})
+    assert (out.status_code, out["Location"]) == (302, link)
+    assert urlsplit(client.get(link)["Location"]).path == "/login/"
+    assert _as(client, dave.user).post(link, {"answer": "accept"}).status_code == 302
     assert Membership.objects.filter(team=world.team, user=dave.user).exists()
+    assert not Membership.objects.filter(team=world.team, user=world.outsider.user).exists()
+
+
+def test_a_member_who_accepts_an_address_link_is_told_and_it_stays_open(
+    client, world, sent, committed
+):
+    with committed():
+        _invite(client, world, "lab@else.example")
+    link = LINK.search(sent[0].body)[1]
+    before = _state()
+    refused = _as(client, world.viewer.user).post(link, {"answer": "accept"})
+    page = refused.content.decode()
+    assert refused.status_code == 409 and "You are already a member of acme." in page
+    assert 'value="decline"' in page  # still open: decline, or log out and accept as another
+    assert _state() == before
+
+
+def test_a_link_answer_other_than_accept_or_decline_changes_nothing(
+    client, world, dave, sent, committed
+):
+    with committed():
+        _invite(client, world, DAVE_EMAIL)
+    link = LINK.search(sent[0].body)[1]
+    _as(client, dave.user)
+    before = _state()
+    for body in ({}, {"answer": "yes"}, {"answer": ["accept", "decline"]}):
+        response = client.post(link, body)
+        assert response.status_code == 400
+        assert "Press Accept or Decline." in response.content.decode()
+    assert _state() == before
 
 
 # --- The owners' side ------------------------------------------------------------------------
@@ -366,16 +461,24 @@ def test_the_api_invites_lists_accepts_and_declines(world, dave):
     url = "/api/v1/teams/acme/invitations"
     first = api.post(url, {"member": "dave", "role": "viewer"}, format="json").json()
     second = api.post(url, {"member": DAVE_EMAIL, "role": "editor"}, format="json").json()
+    rival = world.outsider.client().post(
+        "/api/v1/teams/rival/invitations", {"member": "dave", "role": "editor"}, format="json"
+    )
     mine = dave.client().get("/api/v1/invitations").json()
     assert [(item["team"], item["role"], item["invited_by"]) for item in mine] == [
-        ("acme", "editor", "alice"),
-        ("acme", "viewer", "alice"),
+        ("rival", "editor", "mallory"),
+        ("acme", "viewer", "alice"),  # not the one to his address: its link answers that
     ]
-    declined = dave.client().post(f"/api/v1/invitations/{second['id']}/decline")
+    for answer in ("accept", "decline"):
+        by_id = dave.client().post(f"/api/v1/invitations/{second['id']}/{answer}")
+        assert by_id.status_code == 404
+    declined = dave.client().post(f"/api/v1/invitations/{rival.json()['id']}/decline")
     assert declined.status_code == 204
     joined = dave.client().post(f"/api/v1/invitations/{first['id']}/accept")
     assert joined.status_code == 200 and joined.json()["role"] == "viewer"
     assert dave.client().get("/api/v1/invitations").json() == []
+    accepted = AuditEvent.objects.get(action=AuditAction.INVITATION_ACCEPTED)
+    assert accepted.data == {"role": "viewer"}  # by id, not through the link
     third = api.post(url, {"member": "ghost", "role": "viewer"}, format="json").json()
     assert api.delete(f"{url}/{third['id']}").status_code == 204
     again = api.delete(f"{url}/{third['id']}")

@@ -17,6 +17,7 @@ from tracking.models import (
     AlertLevel,
     ApiToken,
     IngestBatch,
+    Membership,
     Project,
     Role,
     Run,
@@ -40,6 +41,19 @@ class TeamSerializer(serializers.ModelSerializer[Team]):
     class Meta:
         model = Team
         fields = ["slug", "name", "role", "created_at"]
+
+
+class TeamMemberSerializer(serializers.ModelSerializer[Membership]):
+    """A member as teammates see them (autocomplete of @mentions): no email address."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
+    name = serializers.CharField(
+        source="user.get_full_name", read_only=True, help_text="First and last name; may be empty."
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["username", "name", "role"]
 
 
 class TeamCreateSerializer(serializers.Serializer[Any]):

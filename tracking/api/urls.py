@@ -10,6 +10,11 @@ urlpatterns = [
         name="api-team-audit-events",
     ),
     path(
+        "teams/<str:team>/members",
+        views.TeamMemberListView.as_view(),
+        name="api-team-members",
+    ),
+    path(
         "teams/<str:team>/invitations",
         views.TeamInvitationListView.as_view(),
         name="api-team-invitations",

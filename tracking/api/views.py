@@ -18,7 +18,7 @@ from kernel.charts import MAX_CHART_RUNS
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id, is_id
-from tracking import history, ingest, invitations, selectors, services
+from tracking import history, ingest, invitations, run_filters, selectors, services
 from tracking.api import serializers as s
 from tracking.api.auth import AuthenticatedRequest
 from tracking.api.body import request_body
@@ -69,6 +69,17 @@ class TeamListView(APIView):
         )
         team = with_role(created, Role.OWNER)
         return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
+
+class TeamMemberListView(APIView):
+    @extend_schema(
+        responses=s.TeamMemberSerializer(many=True),
+        description="The team's active members, owners first, then by username; for the"
+        " team's members only (anyone else: 404). Comment boxes complete `@` mentions from it.",
+    )
+    def get(self, request: AuthenticatedRequest, team: str) -> Response:
+        members = selectors.team_members_for_user(request.user, team)
+        return Response(s.TeamMemberSerializer(members, many=True).data)
 
 
 class ProjectListView(APIView):
@@ -160,7 +171,8 @@ class TeamInvitationDetailView(APIView):
 class MyInvitationListView(APIView):
     @extend_schema(
         responses=s.MyInvitationSerializer(many=True),
-        description="Your pending invitations: to your username, or to your email address.",
+        description="Your pending invitations to your username. An invitation to an email"
+        " address is not listed: it is answered only through the link emailed to it.",
     )
     def get(self, request: AuthenticatedRequest) -> Response:
         mine = invitations.invitations_for_user(request.user)
@@ -171,7 +183,9 @@ class InvitationAcceptView(APIView):
     @extend_schema(
         request=None,
         responses={200: s.TeamSerializer, 409: CLOSED},
-        description="Join the team with the invitation's role.",
+        description="Join the team with the invitation's role. Only an invitation to your"
+        " username is found here (404 otherwise): one to an email address is answered"
+        " through its emailed link.",
     )
     def post(self, request: AuthenticatedRequest, invitation_id: int) -> Response:
         invitation = invitations.invitation_get_for_user(request.user, invitation_id)
@@ -183,7 +197,11 @@ class InvitationAcceptView(APIView):
 
 
 class InvitationDeclineView(APIView):
-    @extend_schema(request=None, responses={204: None, 409: CLOSED})
+    @extend_schema(
+        request=None,
+        responses={204: None, 409: CLOSED},
+        description="Decline an invitation to your username (one to an email address: 404).",
+    )
     def post(self, request: AuthenticatedRequest, invitation_id: int) -> Response:
         invitation = invitations.invitation_get_for_user(request.user, invitation_id)
         invitations.invitation_decline(invitation=invitation, user=request.user)
@@ -239,6 +257,15 @@ RUN_LIST_PARAMETERS = [
         description=f"Comma-separated run ids (at most {MAX_LISTED_IDS}): only these runs."
         " Pages use it to re-read the runs they show when their live socket subscribes.",
     ),
+    OpenApiParameter(
+        "filter",
+        str,
+        many=True,
+        description="Value conditions joined with `and`, as the runs table takes them:"
+        " `summary.val/acc > 0.9 and config.optimizer = adam` (operators = != < <= > >= ~;"
+        f" at most {run_filters.MAX_CONDITIONS} conditions). Repeat to add more."
+        " See docs/api.md#run-filters.",
+    ),
     OpenApiParameter("ordering", str, enum=list(selectors.RUN_ORDERINGS)),
 ]
 
@@ -261,6 +288,7 @@ class RunListView(APIView):
             search=params.get("search") or None,
             ids=_ids_param(request),
         )
+        runs = run_filters.apply(runs, run_filters.parse(params.getlist("filter")))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(s.RunSerializer(page, many=True).data)

@@ -32,6 +32,7 @@ from django.db import OperationalError, connections
 
 from labbook import launcher
 from labbook.env import port_number
+from labbook.staticfiles import collect_static
 from tracking.bootstrap import AdminCredentials, admin_bootstrap, superuser_first
 from tracking.demo import DEMO_PROJECT, DEMO_TEAM, demo_exists, demo_seed
 
@@ -107,7 +108,7 @@ class Command(BaseCommand):
         self._banner()
         try:
             self._step("Applying migrations", _migrate)
-            self._step("Collecting static files", _collect_static)
+            self._step("Collecting static files", collect_static)
         except KeyboardInterrupt:
             raise CommandError("interrupted before start-up finished") from None
         self._credentials = admin_bootstrap()
@@ -324,10 +325,6 @@ def _migrate() -> None:
     except OperationalError as error:
         reason = " ".join(str(error).split())
         raise CommandError(f"cannot migrate {_database_description()}: {reason}") from None
-
-
-def _collect_static() -> None:
-    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 def login_rows(credentials: AdminCredentials | None, username: str | None) -> list[str]:

@@ -2,10 +2,12 @@
  *
  * The page renders section[data-comments] (templates/reports_app/includes/comments.html)
  * with a JSON config in <script id="comments-config">:
- *   {target: "run:7", api: "/api/v1/comments", me: "alice", canModerate: true, anchors: false}
+ *   {target: "run:7", api: "/api/v1/comments", me: "alice", canModerate: true, anchors: false,
+ *    members: "/api/v1/teams/acme/members"}
  * Threads are one level deep: replies hang off the thread's first comment. Bodies arrive
- * as HTML the server sanitized (body_html, its nh3 allowlist); everything else is set as
- * text. "comment.changed" messages from the websocket (reports_app/live.py) update the
+ * as HTML the server sanitized (body_html, its nh3 allowlist, with mention badges and run
+ * links the server made); everything else is set as text. Every comment box completes
+ * "@" mentions from the team's members (mentions.js). "comment.changed" messages from the websocket (reports_app/live.py) update the
  * threads in place, so a reply being typed survives a teammate's new comment.
  *
  *   Labbook.commentOn("r-results", "Results")  // start a thread about a report heading
@@ -75,6 +77,8 @@
     this.form = root.querySelector("[data-comment-form]");
     this.csrf = this.form.querySelector("[name=csrfmiddlewaretoken]").value;
     this.anchor = "";
+    this.members = Labbook.teamMembers ? Labbook.teamMembers(config.members) : null;
+    this.completeMentions(this.form.elements.body);
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.post(this.form, { body: this.form.elements.body.value, anchor: this.anchor });
@@ -84,6 +88,10 @@
     });
     this.list.addEventListener("click", (event) => this.onAction(event));
   }
+
+  Discussion.prototype.completeMentions = function (area) {
+    if (this.members && this.config.members) Labbook.completeMentions(area, this.members);
+  };
 
   Discussion.prototype.request = async function (method, url, body) {
     const response = await fetch(url, {
@@ -262,6 +270,7 @@
     cancel.addEventListener("click", () => form.remove());
     row.append(submit, cancel);
     form.append(area, error, row);
+    this.completeMentions(area);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       submit.disabled = true;

@@ -3,13 +3,16 @@
  *
  * Reads <script id="editor-config">: {report, revision, title, body, visibility (null when
  * the user may not change it), project, draft (null or {title, body, revision,
- * updatedAt}), csrf, urls: {report, draft, preview, runs, metrics, page}}.
+ * updatedAt}), csrf, urls: {report, draft, preview, merge, runs, metrics, page}}.
  *
  * Every save sends the revision the editor's text started from (`state.base`). When a
- * teammate saved in between, the API answers 409 with their revision, and the conflict
- * panel shows both texts: the user picks theirs or overwrites with theirs' number.
- * Text is never dropped without the user asking: autosave keeps a server-side draft
- * every few seconds, and leaving with unsaved, undrafted text asks first.
+ * teammate saved in between, the API answers 409, and the editor asks the server to merge
+ * (urls.merge: three-way, from that revision). A clean merge is shown, marked, for the
+ * user to save; overlapping changes are shown side by side, mine | theirs, each with a
+ * choice (mine, theirs, both). The merge is saved naming the teammate's revision, so a
+ * third save in between is caught the same way. Neither side's text is ever dropped
+ * without the user choosing so: autosave keeps a server-side draft every few seconds,
+ * and leaving with unsaved, undrafted text asks first.
  *
  * Exposes Labbook.editor = {config, insertBlock(text)} for chart_builder.js.
  */
@@ -35,7 +38,8 @@
     draftBusy: false,
     offerPending: false,
     saving: false,
-    theirs: null,
+    theirs: null, // the newest revision, after a save found mine stale: {revision, title, body}
+    merge: null, // the server's merge of mine with theirs: {data, then, hunks}
   };
 
   // --- Small helpers ------------------------------------------------------------------------
@@ -289,9 +293,9 @@
     body.focus();
   }
 
-  // --- Saving and conflicts --------------------------------------------------------------------
+  // --- Saving and merging ----------------------------------------------------------------------
 
-  async function save(then) {
+  async function save(then, merged) {
     if (state.saving) return;
     if (!unsaved()) {
       if (then === "view") window.location.assign(config.urls.page);
@@ -300,7 +304,8 @@
     }
     const now = text();
     const data = { revision: state.base, title: now.title, body: now.body };
-    if (visibility) data.visibility = visibility.value;
+    // Only a change of mine: sending the value the page loaded with would undo a teammate's.
+    if (visibility && visibility.value !== state.saved.visibility) data.visibility = visibility.value;
     state.saving = true;
     setStatus("Saving…");
     const result = await api("PATCH", config.urls.report, data).catch(() => null);
@@ -308,15 +313,15 @@
     if (result === null) {
       setStatus("Not saved: the server cannot be reached. Your text is still here.", { error: true });
     } else if (result.ok) {
-      saved(result.data, now, then);
+      saved(result.data, now, then, merged);
     } else if (result.status === 409) {
-      showConflict(result.data.error.details.current, now);
+      await showMerge(result.data.error.details.current, now, then);
     } else {
       setStatus("Not saved: " + problem(result), { error: true });
     }
   }
 
-  function saved(report, now, then) {
+  function saved(report, now, then, merged) {
     state.base = report.revision;
     config.revision = report.revision;
     state.saved = { title: now.title, body: now.body, visibility: report.visibility };
@@ -328,76 +333,233 @@
       window.location.assign(config.urls.page);
       return;
     }
-    setStatus("Saved revision " + report.revision + " at " + clock(new Date()) + ".", {
+    const how = merged ? ", merged with " + edits(merged) : "";
+    setStatus("Saved revision " + report.revision + how + " at " + clock(new Date()) + ".", {
       link: { href: config.urls.page, text: "View the report" },
     });
   }
 
-  /* Each line of `mine` that `other` lacks is marked, so the differences stand out. */
-  function markLines(pre, mine, other) {
-    const others = new Set(other.split("\n"));
-    pre.replaceChildren(
-      ...mine.split("\n").map(function (line) {
-        const span = document.createElement("span");
-        span.className = others.has(line) ? "line" : "line differs";
-        span.textContent = line + "\n";
-        return span;
+  /* "rita's edit", "rita's and emil's edits". */
+  function edits(authors) {
+    if (authors.length === 0) return "the newest revision";
+    const names = authors.map((name) => name + "'s");
+    const listed = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " and " + names.at(-1);
+    return listed + (authors.length === 1 ? " edit" : " edits");
+  }
+
+  /* A stale save: the server merges my text with the newest revision, three-way from the
+   * revision I started from. A clean merge is shown for me to check and save; overlapping
+   * changes are shown side by side, one choice each. Nothing is saved until I say so. */
+  async function showMerge(current, mine, then) {
+    const request = { revision: state.base, title: mine.title, body: mine.body };
+    const result = await api("POST", config.urls.merge, request).catch(() => null);
+    const merge = result && result.ok ? result.data : null;
+    state.merge = merge && { data: merge, then: then, hunks: hunks(merge) };
+    state.theirs = merge
+      ? { revision: merge.revision, title: side(merge.title, "theirs"), body: side(merge.body, "theirs") }
+      : current;
+    conflict.querySelector("[data-their-revision]").textContent = state.theirs.revision;
+    conflict.querySelector("[data-my-base]").textContent = state.base;
+    conflict.querySelector("[data-their-names]").textContent = merge ? names(merge.authors) : "Someone";
+    const error = conflict.querySelector("[data-merge-error]");
+    error.hidden = Boolean(merge);
+    error.textContent = merge ? "" : "Your text could not be merged with theirs: " +
+      (result ? problem(result) : "the server cannot be reached.") + " Use theirs, or copy yours and keep editing.";
+    conflict.querySelector("[data-conflict-heading]").textContent = heading(merge);
+    showClean(merge && merge.clean ? merge : null);
+    showHunks(merge && !merge.clean ? state.merge.hunks : []);
+    conflict.querySelector("[data-save-merge]").hidden = !merge;
+    conflict.querySelector("[data-edit-merge]").hidden = !merge;
+    updateChoices();
+    conflict.hidden = false;
+    conflict.scrollIntoView({ block: "start", behavior: "smooth" });
+    const why = merge && merge.clean ? "merged with " + edits(merge.authors) + ": check it and save."
+      : "revision " + state.theirs.revision + " was saved meanwhile.";
+    setStatus("Not saved yet: " + why, { error: !(merge && merge.clean) });
+  }
+
+  function heading(merge) {
+    if (!merge) return "Someone saved this report while you were editing";
+    if (merge.clean) return "Merged with " + edits(merge.authors);
+    return "Your edit and " + edits(merge.authors) + " overlap";
+  }
+
+  function names(authors) {
+    if (authors.length === 0) return "Someone";
+    return authors.length === 1 ? authors[0] : authors.slice(0, -1).join(", ") + " and " + authors.at(-1);
+  }
+
+  /* One side's text, back from the chunks: "unchanged" ones hold their lines only. */
+  function side(chunks, which) {
+    return chunks.flatMap((chunk) => (chunk.kind === "unchanged" ? chunk.lines : chunk[which])).join("\n");
+  }
+
+  /* The merged text, each conflict as chosen ("both": mine, then theirs). */
+  function merged(chunks) {
+    return chunks.flatMap(function (chunk) {
+      if (chunk.kind !== "conflict") return chunk.lines;
+      return chunk.choice === "both" ? chunk.mine.concat(chunk.theirs) : chunk[chunk.choice];
+    }).join("\n");
+  }
+
+  function hunks(merge) {
+    const found = [];
+    ["title", "body"].forEach(function (field) {
+      merge[field].forEach(function (chunk, index) {
+        if (chunk.kind === "conflict") found.push({ field: field, chunks: merge[field], index: index });
+      });
+    });
+    return found;
+  }
+
+  function showClean(merge) {
+    const panel = conflict.querySelector("[data-merge-clean]");
+    panel.hidden = !merge;
+    if (!merge) return;
+    const heading = conflict.querySelector("[data-merged-title]");
+    heading.replaceChildren(...marked(merge.title, ""));
+    conflict.querySelector("[data-merged-body]").replaceChildren(...marked(merge.body, "\n"));
+  }
+
+  /* The merged lines as spans, those one side brought marked with it, and before them the
+   * lines that side removed, struck through: what each edit did stays visible. */
+  function marked(chunks, end) {
+    return chunks.flatMap(function (chunk) {
+      const from = chunk.kind === "mine" || chunk.kind === "theirs" ? " merge-from-" + chunk.kind : "";
+      const kept = new Set(chunk.lines);
+      const removed = from ? chunk.base.filter((line) => !kept.has(line)) : [];
+      return removed.map((line) => span("del", "line merge-removed" + from, line + end))
+        .concat(chunk.lines.map((line) => span("span", "line" + from, line + end)));
+    });
+  }
+
+  function span(tag, className, content) {
+    const element = document.createElement(tag);
+    element.className = className;
+    element.textContent = content;
+    return element;
+  }
+
+  function showHunks(found) {
+    conflict.querySelector("[data-merge-hunks]").hidden = found.length === 0;
+    const count = found.length === 1 ? "You both changed the same lines in 1 place."
+      : "You both changed the same lines in " + found.length + " places.";
+    conflict.querySelector("[data-hunk-count]").textContent = count;
+    const template = $("[data-hunk-template]");
+    conflict.querySelector("[data-hunk-list]").replaceChildren(
+      ...found.map(function (hunk, n) {
+        const item = template.content.firstElementChild.cloneNode(true);
+        const chunk = hunk.chunks[hunk.index];
+        item.querySelector("[data-hunk-where]").textContent = where(hunk);
+        item.querySelector("[data-hunk-revision]").textContent = state.theirs.revision;
+        fill(item.querySelector("[data-hunk-mine]"), chunk.mine);
+        fill(item.querySelector("[data-hunk-theirs]"), chunk.theirs);
+        context(item.querySelector("[data-context-before]"), hunk.chunks, hunk.index, -1);
+        context(item.querySelector("[data-context-after]"), hunk.chunks, hunk.index, 1);
+        item.querySelectorAll("[data-choice]").forEach(function (radio) {
+          radio.name = "merge-hunk-" + n;
+          radio.addEventListener("change", function () {
+            chunk.choice = radio.value;
+            updateChoices();
+          });
+        });
+        return item;
       })
     );
   }
 
-  function showConflict(theirs, mine) {
-    state.theirs = theirs;
-    conflict.querySelectorAll("[data-their-revision]").forEach((el) => {
-      el.textContent = theirs.revision;
-    });
-    conflict.querySelector("[data-my-base]").textContent = state.base;
-    conflict.querySelector("[data-their-title]").textContent = theirs.title;
-    conflict.querySelector("[data-my-title]").textContent = mine.title;
-    markLines(conflict.querySelector("[data-their-body]"), theirs.body, mine.body);
-    markLines(conflict.querySelector("[data-my-body]"), mine.body, theirs.body);
-    conflict.hidden = false;
-    conflict.scrollIntoView({ block: "start", behavior: "smooth" });
-    setStatus("Not saved: revision " + theirs.revision + " was saved meanwhile.", { error: true });
+  /* "Title", "Your line 5", "Your lines 5–7", "After your line 4". */
+  function where(hunk) {
+    if (hunk.field === "title") return "Title";
+    const before = hunk.chunks.slice(0, hunk.index);
+    const first = before.reduce((n, chunk) => n + (chunk.kind === "unchanged" ? chunk.lines : chunk.mine).length, 0) + 1;
+    const count = hunk.chunks[hunk.index].mine.length;
+    if (count === 0) return first === 1 ? "At the start of your text" : "After your line " + (first - 1);
+    return count === 1 ? "Your line " + first : "Your lines " + first + "–" + (first + count - 1);
   }
 
-  function hideConflict() {
-    conflict.hidden = true;
-    state.theirs = null;
+  function fill(pre, lines) {
+    pre.classList.toggle("empty", lines.length === 0);
+    pre.textContent = lines.length ? lines.join("\n") : "(nothing: removed)";
   }
 
-  conflict.querySelector("[data-use-theirs]").addEventListener("click", function () {
-    const theirs = state.theirs;
-    title.value = theirs.title;
-    body.value = theirs.body;
+  /* Up to two merged lines before (step -1) or after (step 1) a conflict, so it can be placed;
+   * none past another conflict. */
+  function context(pre, chunks, index, step) {
+    const lines = [];
+    for (let i = index + step; chunks[i] && chunks[i].kind !== "conflict" && lines.length < 2; i += step) {
+      lines.push(...(step < 0 ? chunks[i].lines.slice().reverse() : chunks[i].lines));
+    }
+    const shown = step < 0 ? lines.slice(0, 2).reverse() : lines.slice(0, 2);
+    pre.hidden = shown.length === 0;
+    pre.textContent = shown.join("\n");
+  }
+
+  function updateChoices() {
+    const open = state.merge ? state.merge.hunks.filter((h) => !h.chunks[h.index].choice).length : 0;
+    conflict.querySelector("[data-save-merge]").disabled = open > 0;
+    conflict.querySelector("[data-edit-merge]").disabled = open > 0;
+    conflict.querySelector("[data-merge-pending]").textContent = open === 0 ? ""
+      : open === 1 ? "Choose for 1 more place to save." : "Choose for " + open + " more places to save.";
+  }
+
+  /* The editor now holds text on top of `theirs`: its next save names their revision. */
+  function rebase(theirs, now) {
+    title.value = now.title;
+    body.value = now.body;
     state.base = theirs.revision;
     config.revision = theirs.revision;
     state.saved = { title: theirs.title, body: theirs.body, visibility: state.saved.visibility };
     $("[data-revision]").textContent = theirs.revision;
     hideConflict();
-    setStatus("Now editing revision " + theirs.revision + ", their text.");
     schedulePreview();
+  }
+
+  function applyMerge() {
+    const merge = state.merge.data;
+    const theirs = state.theirs;
+    rebase(theirs, { title: merged(merge.title), body: merged(merge.body) });
+    return merge;
+  }
+
+  function hideConflict() {
+    conflict.hidden = true;
+    state.theirs = null;
+    state.merge = null;
+  }
+
+  conflict.querySelector("[data-save-merge]").addEventListener("click", function () {
+    const then = state.merge.then;
+    const merge = applyMerge();
+    save(then, merge.authors);
   });
 
-  conflict.querySelector("[data-overwrite]").addEventListener("click", function () {
-    state.base = state.theirs.revision; // knowingly on top of theirs: the history keeps both
-    save("stay");
+  conflict.querySelector("[data-edit-merge]").addEventListener("click", function () {
+    const revision = state.theirs.revision;
+    applyMerge();
+    setStatus("The merge is in the editor, on top of revision " + revision + ": save when it reads right.");
+    body.focus();
+  });
+
+  conflict.querySelector("[data-use-theirs]").addEventListener("click", function () {
+    const theirs = state.theirs;
+    rebase(theirs, theirs);
+    setStatus("Now editing revision " + theirs.revision + ", their text.");
   });
 
   conflict.querySelector("[data-copy-mine]").addEventListener("click", async function () {
     const status = conflict.querySelector("[data-copy-status]");
-    const mine = conflict.querySelector("[data-my-body]");
     try {
       await navigator.clipboard.writeText(body.value);
       status.textContent = "Copied";
     } catch (error) {
-      window.getSelection().selectAllChildren(mine);
-      status.textContent = "Selected: press Ctrl+C (⌘C) to copy";
+      body.select();
+      status.textContent = "Selected in the editor: press Ctrl+C (⌘C) to copy";
     }
   });
 
   conflict.querySelector("[data-conflict-close]").addEventListener("click", function () {
-    conflict.hidden = true; // state.theirs stays: saving again shows the conflict again
+    hideConflict(); // my text and base stay: saving again merges again
     body.focus();
   });
 

@@ -9,6 +9,9 @@
  * downsampled on the server to the chart's maxPoints with its spikes kept, when the chart
  * first scrolls into view; zooming in reads the visible step range again at that resolution;
  * points from the websocket extend the traces in place.
+ * The page's other scripts share the socket: each message, and each (re)subscription, is
+ * dispatched on document as "labbook:live-message" (detail: the message) and
+ * "labbook:live-connected".
  *
  * Charts are grouped in sections by the prefix of their key (train/, val/, system/; keys
  * without one first), each collapsible; charts pinned by the reader (per project, in
@@ -754,12 +757,15 @@
           } else if (msg.type === "run.status") {
             Labbook.updateStatus(msg.run, msg.status);
           }
+          // The page's own scripts (run_page.js) share this socket.
+          document.dispatchEvent(new CustomEvent("labbook:live-message", { detail: msg }));
         },
         connected() {
           // Every subscription, the first too: what happened between the render (or the
           // drop) and now reaches no socket.
           grid.catchUp();
           Labbook.refreshRuns(config.runsApi, config.runs.map((run) => run.id));
+          document.dispatchEvent(new CustomEvent("labbook:live-connected"));
         },
         state: state,
       },
