@@ -28,6 +28,7 @@ exactly (``=``/``!=``) or by containment (``~``); ``<``/``>`` need a number.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Coalesce
 from django.db.models.lookups import (
     Exact,
     GreaterThan,
@@ -235,7 +235,7 @@ def _q(condition: Condition) -> Q:
         return _text_q(text, operator, value)
     if isinstance(value, float):
         return _number_q(summary_number(key), operator, value)
-    return _text_q(Cast(KeyTextTransform(key, "summary"), TextField()), operator, value)
+    return _text_q(JSONText("summary", [key]), operator, value)
 
 
 def _number_q(number: Expression, operator: str, value: float) -> Q:
@@ -279,12 +279,41 @@ def config_text(key: str) -> Expression:
 
 
 def _json_text(field: str, path: list[str]) -> Expression:
-    source: Any = field
-    for part in path[:-1]:
-        source = KeyTransform(part, source)
-    # SQLite reads a JSON null as 'null', PostgreSQL as NULL: both mean missing.
-    text = Cast(KeyTextTransform(path[-1], source), TextField())
-    return Func(text, Value("null"), function="NULLIF", output_field=TextField())
+    return JSONText(field, path)
+
+
+class JSONText(Func):
+    """The value at ``path`` in a JSON column as text, the same on both databases.
+
+    Strings without their quotes, numbers and booleans as JSON writes them
+    (``true``, not SQLite's ``1``), objects and lists as JSON; a missing key or a
+    JSON null is NULL. Every key of the path is an object key (``"0"`` too).
+    """
+
+    output_field = TextField()
+
+    def __init__(self, field: str, path: list[str]) -> None:
+        super().__init__(F(field))
+        self.path = list(path)
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            return f"({column} #>> %s)", (*params, self.path)
+        where = "$" + "".join(f".{json.dumps(part)}" for part in self.path)
+        sql = (
+            f"CASE json_type({column}, %s) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+            f" WHEN 'null' THEN NULL ELSE CAST(json_extract({column}, %s) AS TEXT) END"
+        )
+        return sql, (*params, where, *params, where)
 
 
 class NumberOf(Func):
@@ -316,9 +345,8 @@ class NumberOf(Func):
 def summary_number(key: str) -> Expression:
     """The run's summary value at ``key`` if numeric, else its metric's last value."""
     latest = MetricSeries.objects.filter(run=OuterRef("pk"), key=key, count__gt=0)
-    explicit = KeyTextTransform(key, "summary")
     return Case(
-        When(Q(summary__has_key=key), then=NumberOf(Cast(explicit, TextField()))),
+        When(Q(summary__has_key=key), then=NumberOf(JSONText("summary", [key]))),
         default=Subquery(latest.order_by().values("last_value")[:1]),
         output_field=FloatField(),
     )

@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 # Re-exported: alerts/ and audit/ import it from here.
 from django.contrib.auth.models import User as User
-from django.db.models import Case, Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Length
 
 from kernel.errors import ApplicationError, NotFound, PermissionDenied
 from kernel.ids import is_id
@@ -264,10 +276,19 @@ def saved_views(project: Project) -> QuerySet[SavedView]:
     return SavedView.objects.filter(project=project)
 
 
-def project_column_sources(project: Project, *, recent: int) -> tuple[list[Any], list[Any]]:
-    """The config and summary objects of the project's ``recent`` latest runs."""
+def project_column_sources(
+    project: Project, *, recent: int, most_bytes: int
+) -> tuple[list[Any], list[Any]]:
+    """The config and summary objects of the project's ``recent`` latest runs whose config
+    and summary each take at most ``most_bytes`` as JSON (the database measures them, so a
+    page never loads megabytes of config to list its keys)."""
     rows = (
         Run.objects.filter(project=project, deleted_at__isnull=True)
+        .alias(
+            config_bytes=Length(Cast("config", TextField())),
+            summary_bytes=Length(Cast("summary", TextField())),
+        )
+        .filter(config_bytes__lte=most_bytes, summary_bytes__lte=most_bytes)
         .order_by("-created_at", "-id")
         .values_list("config", "summary")[:recent]
     )
@@ -284,3 +305,8 @@ def project_metric_keys(project: Project, *, most: int) -> list[tuple[str, int]]
         .order_by("-runs", "key")
     )
     return [(row["key"], row["runs"]) for row in counts[:most]]
+
+
+def run_tag_names(run_ids: list[int]) -> list[tuple[int, str]]:
+    """``(run id, tag)`` of the given runs (the caller has checked the runs)."""
+    return list(RunTag.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))

@@ -8,6 +8,7 @@ come prefetched by ``runs_for_user``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,9 +30,7 @@ from tracking.presentation import (
     GROUPINGS,
     NO_GROUP,
     RunRow,
-    column_value,
     format_value,
-    group_labels,
     run_row,
     scalar,
     stall_after,
@@ -49,11 +48,13 @@ DEFAULT_SORT = "-created_at"
 MAX_COLUMNS = 20
 COLUMN_SOURCES = ("config", "summary")
 DEFAULT_METRIC_COLUMNS = 3  # the most logged metrics, when nobody chose columns yet
-COLUMN_SOURCE_RUNS = 500  # the latest runs whose config and summary keys the picker offers
+COLUMN_SOURCE_RUNS = 200  # the latest runs whose config and summary keys the picker offers
+COLUMN_SOURCE_BYTES = 64 * 1024  # ...among those whose config and summary are this small
 MAX_PICKER_METRICS = 2000
 SYSTEM_PREFIX = "system/"  # machine metrics: offered, never a default column
-MAX_GROUPED_RUNS = 1000  # grouping reads at most this many matching runs
+MAX_GROUPED_RUNS = 5000  # grouping counts at most this many matching runs
 GROUP_ROWS = 50  # rows shown under each group; the rest through the group's own link
+SHOWN_GROUPED_ROWS = 500  # rows shown over all groups (only these are read whole)
 AGGREGATES = ("mean", "min", "max")
 MAX_BULK_RUNS = 10_000  # runs one "select all matching" may tag at once
 # What a saved view keeps of the table's query string (not the page, not the view itself).
@@ -261,7 +262,9 @@ def default_columns(project: Project) -> list[str]:
 def available_columns(project: Project) -> list[str]:
     """Every column the picker offers: config values by their flattened path
     (``config.optimizer.lr``), then summaries and metrics, each alphabetical."""
-    configs, summaries = selectors.project_column_sources(project, recent=COLUMN_SOURCE_RUNS)
+    configs, summaries = selectors.project_column_sources(
+        project, recent=COLUMN_SOURCE_RUNS, most_bytes=COLUMN_SOURCE_BYTES
+    )
     config = {key for values in configs if isinstance(values, dict) for key in flatten(values)}
     summary = {key for values in summaries if isinstance(values, dict) for key in values}
     summary |= {key for key, _ in selectors.project_metric_keys(project, most=MAX_PICKER_METRICS)}
@@ -359,32 +362,82 @@ class Grouping:
     capped: bool  # more runs matched than were read
 
 
+@dataclass
+class _Member:
+    """One run of a group as the database answered it: no config or summary loaded."""
+
+    run_id: int
+    raw: str | None  # the grouped value as text (config groups)
+    number: float | None  # the aggregate column's value
+
+
 def group_runs(
     runs: QuerySet[Run], filters: RunFilters, columns: list[str], query: QueryDict, now: datetime
 ) -> Grouping:
     """The matching runs in groups of ``filters.group_by``, with counts and aggregates.
 
-    A run with several tags is in each tag's group. Groups come in value order (numbers
-    numerically), the group of runs without a value last.
+    The database answers each run's group value and aggregate number (up to
+    MAX_GROUPED_RUNS runs, none of their config loaded); only the runs shown, at most
+    GROUP_ROWS a group and SHOWN_GROUPED_ROWS in all, are read whole. A run with several
+    tags is in each tag's group. Groups come in value order (numbers numerically), the
+    group of runs without a value last.
     """
-    read = list(runs[: MAX_GROUPED_RUNS + 1])
-    capped = len(read) > MAX_GROUPED_RUNS
-    read = read[:MAX_GROUPED_RUNS]
-    members: dict[str, list[Run]] = {}
-    for run in read:
-        for label in group_labels(run, filters.group_by):
-            members.setdefault(label, []).append(run)
-    groups = [
-        RunGroup(
-            label=label,
-            count=len(group),
-            stats=aggregate_stats(group, filters.aggregate),
-            rows=[run_row(run, now=now, columns=columns) for run in group[:GROUP_ROWS]],
-            href=_group_href(query, filters, label, group),
+    members, capped = _group_members(runs.prefetch_related(None), filters)
+    shown: list[int] = []
+    for group in members.values():
+        room = min(GROUP_ROWS, SHOWN_GROUPED_ROWS - len(shown))
+        shown += [m.run_id for m in group[: max(room, 0)] if m.run_id not in shown]
+    loaded = {run.pk: run for run in runs.filter(pk__in=shown)}
+    groups = []
+    for label, group in sorted(members.items(), key=lambda item: _group_order(item[0])):
+        rows = [loaded[m.run_id] for m in group[:GROUP_ROWS] if m.run_id in loaded]
+        groups.append(
+            RunGroup(
+                label=label,
+                count=len(group),
+                stats=aggregate_stats([m.number for m in group]),
+                rows=[run_row(run, now=now, columns=columns) for run in rows],
+                href=_group_href(query, filters, label, group),
+            )
         )
-        for label, group in sorted(members.items(), key=lambda item: _group_order(item[0]))
-    ]
-    return Grouping(groups, len(read), capped)
+    read = len({m.run_id for group in members.values() for m in group})
+    return Grouping(groups, read, capped)
+
+
+def _group_members(
+    runs: QuerySet[Run], filters: RunFilters
+) -> tuple[dict[str, list[_Member]], bool]:
+    """Each group's runs, in the table's order; and whether more runs matched than were read."""
+    group_by, aggregate = filters.group_by, filters.aggregate
+    values: dict[str, Any] = {"number": _number_of(aggregate)} if aggregate else {}
+    if group_by.startswith("config."):
+        values["raw"] = run_filters.config_text(group_by.removeprefix("config."))
+    rows = list(runs.annotate(**values).values("pk", "group", *values)[: MAX_GROUPED_RUNS + 1])
+    capped = len(rows) > MAX_GROUPED_RUNS
+    rows = rows[:MAX_GROUPED_RUNS]
+    tags: dict[int, list[str]] = {}
+    if group_by == "tags":
+        for run_id, name in selectors.run_tag_names([row["pk"] for row in rows]):
+            tags.setdefault(run_id, []).append(name)
+    members: dict[str, list[_Member]] = {}
+    for row in rows:
+        member = _Member(row["pk"], row.get("raw"), row.get("number"))
+        if group_by == "group":
+            labels = [row["group"] or NO_GROUP]
+        elif group_by == "tags":
+            labels = sorted(tags.get(row["pk"], [])) or [NO_GROUP]
+        else:
+            labels = [format_value(scalar(member.raw)) or NO_GROUP]
+        for label in labels:
+            members.setdefault(label, []).append(member)
+    return members, capped
+
+
+def _number_of(column: str) -> Any:
+    source, _, key = column.partition(".")
+    if source == "summary":
+        return run_filters.summary_number(key)
+    return run_filters.NumberOf(run_filters.config_text(key))
 
 
 def _group_order(label: str) -> tuple[int, float, str]:
@@ -394,20 +447,16 @@ def _group_order(label: str) -> tuple[int, float, str]:
     return (0, number, "") if isinstance(number, float) else (1, 0.0, label.casefold())
 
 
-def aggregate_stats(runs: list[Run], column: str) -> dict[str, str]:
-    """Mean, min and max of ``column`` over the runs that have a number in it."""
-    if not column:
-        return {}
-    numbers = [
-        v for v in (scalar(column_value(run, column)) for run in runs) if isinstance(v, float)
-    ]
+def aggregate_stats(values: list[float | None]) -> dict[str, str]:
+    """Mean, min and max of the finite numbers among ``values`` ({} when there are none)."""
+    numbers = [v for v in values if v is not None and math.isfinite(v)]
     if not numbers:
         return {}
-    values = {"mean": sum(numbers) / len(numbers), "min": min(numbers), "max": max(numbers)}
-    return {name: format_value(value) for name, value in values.items()}
+    stats = {"mean": sum(numbers) / len(numbers), "min": min(numbers), "max": max(numbers)}
+    return {name: format_value(value) for name, value in stats.items()}
 
 
-def _group_href(query: QueryDict, filters: RunFilters, label: str, runs: list[Run]) -> str:
+def _group_href(query: QueryDict, filters: RunFilters, label: str, group: list[_Member]) -> str:
     """The table filtered to one group, when the filter syntax can say which runs are in it."""
     if label == NO_GROUP:
         return ""
@@ -416,12 +465,14 @@ def _group_href(query: QueryDict, filters: RunFilters, label: str, runs: list[Ru
     elif filters.group_by == "tags":
         condition = f"tag = {_filter_text(label)}"
     else:
-        raw = {scalar(column_value(run, filters.group_by)) for run in runs}
+        raw = {member.raw for member in group}
         if len(raw) != 1:
             return ""  # values that read the same at 4 digits: no one value to filter on
-        value = raw.pop()
-        text = repr(value) if isinstance(value, float) else _filter_text(str(value))
-        condition = f"{filters.group_by} = {text}"
+        text = str(raw.pop())
+        value = scalar(text)
+        condition = f"{filters.group_by} = " + (
+            text if isinstance(value, float) else _filter_text(text)
+        )
     combined = " and ".join(part for part in (filters.values, condition) if part)
     return query_string(query, filter=combined, group_by=None, page=None)
 

@@ -28,7 +28,8 @@ def make_run(world, name, *, config=None, summary=None, metrics=None, tags=(), s
 
 @pytest.fixture
 def sweep(world):
-    make_run(world, "adam-hi", config={"lr": 1e-3, "optimizer": "adam"}, metrics={"val/acc": 0.95})
+    hi = {"lr": 1e-3, "optimizer": "adam", "amp": True}
+    make_run(world, "adam-hi", config=hi, metrics={"val/acc": 0.95})
     make_run(world, "adam-lo", config={"lr": 1e-4, "optimizer": "adam"}, metrics={"val/acc": 0.85})
     make_run(
         world,
@@ -64,6 +65,8 @@ def names(world, *filters):
         ("config.optimizer.momentum >= 0.9", ["sgd"]),
         ("config.optimizer ~ AD", ["adam-hi", "adam-lo"]),
         ("config.missing = 1", []),
+        ("config.amp = true", ["adam-hi"]),  # as JSON writes it, on both databases
+        ("config.amp != false", ["adam-hi"]),
         ("config.missing != 1", []),  # a run without the value never matches
         ("name ~ adam", ["adam-hi", "adam-lo"]),
         ("name = 'adam-hi'", ["adam-hi"]),

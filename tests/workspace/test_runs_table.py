@@ -200,3 +200,21 @@ def test_a_view_name_is_required_and_bounded(editor_client, sweep):
     assert "name" in answer.content.decode().lower()
     editor_client.post(URL, {"save_view": "1", "view_name": "x" * 101, "back": ""})
     assert not SavedView.objects.exists()
+
+
+def test_grouping_by_a_boolean_reads_true_and_false_on_either_database(editor_client, world):
+    for name, amp in [("a", True), ("b", False), ("c", True)]:
+        _run(world, name, config={"amp": amp}, metrics={"val/acc": 0.5})
+    page = _page(editor_client, {"group_by": "config.amp"})
+    assert re.findall(r'data-group="([^"]+)"', page) == ["false", "true"]
+    only = re.search(r'data-group="true".*?class="group-only" href="([^"]+)"', page, re.S)[1]
+    assert sorted(_names(_page(editor_client, only.replace("&amp;", "&")))) == ["a", "c"]
+
+
+def test_the_picker_skips_configs_too_large_to_read_for_their_keys(editor_client, world):
+    _run(world, "huge", config={"blob": "x" * 70_000, "seen_only_here": 1})
+    _run(world, "small", config={"lr": 0.1})
+    page = _page(editor_client)
+    assert 'data-column="config.lr"' in page
+    assert 'data-column="config.seen_only_here"' not in page  # past 64 KB: not read for keys
+    assert "huge" in _names(page)  # the run itself is listed as always
