@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
@@ -124,18 +125,38 @@ def default_project(user: User, *, create: bool) -> Project:
     )
 
 
-def create(user: User, name: Any, tags: list[dict[str, Any]] | None) -> ProjectWithRole:
+def create(user: User, name: Any, tags: Any) -> ProjectWithRole:
+    """A new experiment with its tags, or nothing at all: every argument is checked first."""
     full_name = _full_name(user, name)
+    cleaned = _clean_tags(tags)
     team_slug, _, slug = full_name.partition("/")
     if _projects(user).filter(team__slug=team_slug, slug=slug).exists():
         raise MlflowError(ALREADY_EXISTS, f"Experiment '{full_name}' already exists.")
-    try:
-        project = services.project_create(user=user, team_slug=team_slug, slug=slug)
-    except NotFound:
-        raise MlflowError(NOT_FOUND, f"No team {team_slug!r} of yours for {name!r}.") from None
-    for tag in tags or []:
-        set_tag(project, tag.get("key"), tag.get("value"))
+    with transaction.atomic():
+        try:
+            project = services.project_create(user=user, team_slug=team_slug, slug=slug)
+        except NotFound:
+            raise MlflowError(NOT_FOUND, f"No team {team_slug!r} of yours for {name!r}.") from None
+        for key, value in cleaned:
+            set_tag(project, key, value)
     return project
+
+
+def _clean_tags(tags: Any) -> list[tuple[str, str]]:
+    """``[{"key": ..., "value": ...}]`` as MLflow takes it: string keys and string values."""
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, dict) for tag in tags):
+        raise invalid(f"Invalid value {tags!r} for parameter 'tags' supplied.")
+    cleaned = []
+    for index, tag in enumerate(tags):
+        key, value = tag.get("key"), tag.get("value")
+        if not isinstance(key, str) or not key:
+            raise invalid(f"Missing value for required parameter 'tags[{index}].key'.")
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"Invalid value {value!r} for parameter 'tags[{index}].value' supplied.")
+        cleaned.append((key, value or ""))
+    return cleaned
 
 
 def _require_write(project: ProjectWithRole) -> None:

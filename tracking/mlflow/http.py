@@ -186,6 +186,11 @@ def endpoint(
     return decorate
 
 
+@csrf_exempt  # a client's POST to a path we lack gets MLflow's 404, never the CSRF page
 def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
-    """Any other path under the MLflow prefixes: JSON, never an HTML page."""
+    """Any other path under the MLflow prefixes: JSON, never an HTML page.
+
+    The client relies on this 404 (``ENDPOINT_NOT_FOUND``) to fall back, for example
+    from ``logged-models`` or ``traces``, on servers without them.
+    """
     return error_response("ENDPOINT_NOT_FOUND", f"No MLflow endpoint {request.path}.", 404)

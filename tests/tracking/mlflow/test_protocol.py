@@ -369,6 +369,14 @@ def test_an_unknown_path_answers_json_404_under_both_prefixes(world, client, pre
     error(response, 404, "ENDPOINT_NOT_FOUND")
 
 
+@pytest.mark.parametrize("path", ["logged-models", "traces", "experiments/delete-tag"])
+def test_a_post_to_a_path_we_lack_is_json_404_even_with_csrf_checks(world, path):
+    """As a real client meets it: Django's test client skips CSRF unless told not to."""
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post(f"{API}/{path}", {}, content_type="application/json")
+    error(response, 404, "ENDPOINT_NOT_FOUND")
+
+
 def test_the_ajax_prefix_serves_the_same_endpoints(world, client, run_id):
     headers = bearer(world.owner.user)
     response = client.get(f"{AJAX}/runs/get", {"run_id": run_id}, **headers)
@@ -431,6 +439,28 @@ def test_experiment_0_is_the_first_teams_default_project_created_on_use(world, o
 def test_get_by_name_of_an_unknown_experiment_is_404(world, owner):
     answer = owner.get("experiments/get-by-name", {"experiment_name": "nothing-here"})
     error(answer, 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+@pytest.mark.parametrize(
+    ("tags", "says"),
+    [
+        ("5", "parameter 'tags'"),
+        ([1], "parameter 'tags'"),
+        ([{"key": "a", "value": "b"}, {"value": "no key"}], "'tags[1].key'"),
+        ([{"key": "a", "value": 41}], "'tags[0].value'"),
+    ],
+)
+def test_bad_experiment_tags_are_400_and_nothing_is_created(world, owner, tags, says):
+    answer = owner.post("experiments/create", {"name": "tagged", "tags": tags})
+    assert says in error(answer, 400, "INVALID_PARAMETER_VALUE")
+    assert not Project.objects.filter(slug="tagged").exists()
+
+
+def test_experiment_tags_are_stored_with_the_experiment(world, owner):
+    tags = [{"key": "team", "value": "vision"}, {"key": "empty"}]
+    experiment = create_experiment(owner, "tagged", tags=tags)
+    got = ok(owner.get("experiments/get", {"experiment_id": experiment}))["experiment"]["tags"]
+    assert as_dict(got) == {"team": "vision", "empty": ""}
 
 
 def test_creating_an_experiment_twice_is_400_already_exists(world, owner):
