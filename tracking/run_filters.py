@@ -271,18 +271,35 @@ def _present_text(text: Expression | F) -> Any:
 
 def config_text(key: str) -> Expression:
     """``config[key]`` as text, else the nested value at the dotted path (``a.b``)."""
-    texts = [_json_text("config", [key])]
+    texts = [JSONText("config", [key])]
     parts = key.split(".")
     if len(parts) > 1 and all(parts):
-        texts.append(_json_text("config", parts))
+        texts.append(JSONText("config", parts))
     return texts[0] if len(texts) == 1 else Coalesce(*texts, output_field=TextField())
 
 
-def _json_text(field: str, path: list[str]) -> Expression:
-    return JSONText(field, path)
+class _OneArgument(Func):
+    """A function of one argument whose SQL differs by database: ``sql`` writes it."""
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
+        argument, params = compiler.compile(self.source_expressions[0])
+        return self.sql(argument, tuple(params), connection.vendor)
+
+    def sql(
+        self, argument: str, params: tuple[Any, ...], vendor: str
+    ) -> tuple[str, tuple[Any, ...]]:
+        raise NotImplementedError
 
 
-class JSONText(Func):
+class JSONText(_OneArgument):
     """The value at ``path`` in a JSON column as text, the same on both databases.
 
     Strings without their quotes, numbers and booleans as JSON writes them
@@ -296,27 +313,20 @@ class JSONText(Func):
         super().__init__(F(field))
         self.path = list(path)
 
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
+    def sql(
+        self, argument: str, params: tuple[Any, ...], vendor: str
     ) -> tuple[str, tuple[Any, ...]]:
-        column, params = compiler.compile(self.source_expressions[0])
-        if connection.vendor == "postgresql":
-            return f"({column} #>> %s)", (*params, self.path)
+        if vendor == "postgresql":
+            return f"({argument} #>> %s)", (*params, self.path)
         where = "$" + "".join(f".{json.dumps(part)}" for part in self.path)
         sql = (
-            f"CASE json_type({column}, %s) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
-            f" WHEN 'null' THEN NULL ELSE CAST(json_extract({column}, %s) AS TEXT) END"
+            f"CASE json_type({argument}, %s) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+            f" WHEN 'null' THEN NULL ELSE CAST(json_extract({argument}, %s) AS TEXT) END"
         )
         return sql, (*params, where, *params, where)
 
 
-class NumberOf(Func):
+class NumberOf(_OneArgument):
     """Numeric text as a float, anything else as NULL (never a cast error)."""
 
     output_field = FloatField()
@@ -324,21 +334,14 @@ class NumberOf(Func):
     def __init__(self, text: Expression) -> None:
         super().__init__(text)
 
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
+    def sql(
+        self, argument: str, params: tuple[Any, ...], vendor: str
     ) -> tuple[str, tuple[Any, ...]]:
-        text_sql, params = compiler.compile(self.source_expressions[0])
         pattern = f"^\\s*{_NUMBER}\\s*$"
-        if connection.vendor == "postgresql":
-            sql = f"CASE WHEN ({text_sql}) ~ %s THEN ({text_sql})::double precision END"
+        if vendor == "postgresql":
+            sql = f"CASE WHEN ({argument}) ~ %s THEN ({argument})::double precision END"
         else:  # SQLite: Django registers REGEXP (Python's re) on every connection
-            sql = f"CASE WHEN ({text_sql}) REGEXP %s THEN CAST(({text_sql}) AS REAL) END"
+            sql = f"CASE WHEN ({argument}) REGEXP %s THEN CAST(({argument}) AS REAL) END"
         return sql, (*params, pattern, *params)
 
 
