@@ -229,7 +229,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             left_out.append(item)
             config.stash[_SERVICES_FREE] = config.stash.get(_SERVICES_FREE, 0) + 1
         elif item.get_closest_marker("soak") is None:
-            if _shares_a_module_fixture(item):
+            if _shares_a_module_fixture(item) and not item.get_closest_marker("xdist_group"):
                 item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
             kept.append(item)
         elif _asked_for_soak(config, item):

@@ -7,12 +7,7 @@ duplicates), and a bad URI is refused with a clear message.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -24,59 +19,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from alerts.models import Alert
-from tests.support import free_port, wait_until
+from tests.tracking.mlflow.reference_server import running_mlflow_server
 from tracking.models import MetricPoint, MetricSeries, Project, Run
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
-START_TIMEOUT = 120
-
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (folder / "server.log").open("wb")
-    command = [
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"),
-        *("--artifacts-destination", str(folder / "artifacts"), "--workers", "1"),
-    ]
-    # Without its job runner: seven more processes importing mlflow (for GenAI jobs an
-    # import never starts) cost about as much CPU as the rest of this module.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        up = wait_until(lambda: _answers(url), timeout=START_TIMEOUT, interval=0.5)
-        assert up, (folder / "server.log").read_text()[-3000:]
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
-    finally:
-        stop_group(process)
-        log.close()
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the server and its workers; SIGKILL if a busy machine keeps them past 30 s."""
-    for sent in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sent)
-        try:
-            process.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/health", timeout=2).is_success
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
