@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
+SESSION_COOKIE = "sessionid"  # Django's default SESSION_COOKIE_NAME
 # Ceilings, not expectations: a wait ends as soon as its condition holds, so only a
 # broken page ever waits this long. Generous, since the suite runs on several xdist
 # workers (and CI on a busy machine): a chart drawn 6 s late is late, not wrong.
@@ -194,10 +195,36 @@ def save_screenshot(tab: Any, test_name: str) -> Path | None:
     return path
 
 
+# (server URL, username, password) -> the session cookie a login through the form got.
+# Cleared for each module: a session carries state (a dismissed banner), so tests of one
+# module share a login, never tests of two.
+SESSIONS: dict[tuple[str, str, str], list[Any]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sessions_of_this_module() -> Iterator[None]:
+    SESSIONS.clear()
+    yield
+    SESSIONS.clear()
+
+
 def log_in(page: Any, server: LabbookServer, username: str, password: str) -> None:
-    """Log in through the login form and wait until the home page is there."""
+    """Log in and wait until the home page is there.
+
+    Through the login form the first time in a module; after that, the user's session
+    cookie from then is given to the page's context, which skips the form and the
+    password hash (a quarter of a CPU second each). If that session has ended (a
+    logout, a changed password), the form again.
+    """
+    key = (server.url, username, password)
+    if cookies := SESSIONS.get(key):
+        page.context.add_cookies(cookies)
+        page.goto(f"{server.url}/")
+        if "/login/" not in page.url:
+            return
     page.goto(f"{server.url}/login/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/$"))
+    SESSIONS[key] = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
