@@ -6,7 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from alerts import urls as alert_urls
 from labbook import health
 from reports_app import report_urls
-from workspace import team_urls, views
+from tracking.mlflow import views as mlflow_views
+from workspace import mlflow_links, team_urls, views
 
 handler404 = "tracking.api.errors.not_found"  # JSON under /api/v1/, the HTML page elsewhere
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("reports_app.api.urls")),
     path("api/v1/", include("alerts.api_urls")),
     path("api/2.0/mlflow/", include("tracking.mlflow.urls")),
+    path("get-artifact", mlflow_views.get_artifact),  # where MLflow serves it: no API prefix
     path("ajax-api/2.0/mlflow/", include("tracking.mlflow.urls")),
     path("api/2.0/mlflow-artifacts/", include("tracking.mlflow.artifact_urls")),
     path("ajax-api/2.0/mlflow-artifacts/", include("tracking.mlflow.artifact_urls")),
@@ -35,6 +37,7 @@ urlpatterns = [
     path("", include(team_urls.fixed_patterns)),
     path("", include(alert_urls.fixed_patterns)),
     path("", include(report_urls.fixed_patterns)),
+    path("", include(mlflow_links.patterns)),  # MLflow UI links: experiments/, runs/...
     # Last: a team slug may not shadow the fixed paths above.
     path("", include(team_urls.team_patterns)),
     path("", include(alert_urls.team_patterns)),

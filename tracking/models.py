@@ -338,6 +338,55 @@ class RunTag(models.Model):
         return self.name
 
 
+class Dataset(models.Model):
+    """A dataset MLflow's ``log_input`` named, one per (project, name, digest).
+
+    As in MLflow, the first logging of a (name, digest) in an experiment fixes its
+    source, schema and profile; later runs logging the same pair point at this row.
+    The limits are MLflow's (``mlflow/utils/validation.py``), checked before writing.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=500, blank=True)
+    digest = models.CharField(max_length=36, blank=True)
+    source_type = models.TextField(blank=True)
+    source = models.TextField(blank=True, max_length=65_535)
+    schema = models.TextField(blank=True, max_length=1_048_575)
+    profile = models.TextField(blank=True, max_length=16_777_215)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name", "digest"], name="dataset_unique_name_digest"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.digest})"
+
+
+class RunInput(models.Model):
+    """A dataset a run used, with its input tags (``mlflow.data.context``: train, eval...).
+
+    ``tags`` is a list of ``{"key", "value"}`` in the order sent (a JSON object
+    would lose it on PostgreSQL). One row per (run, dataset): logging the pair
+    again changes nothing, as in MLflow.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="inputs")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="inputs")
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "dataset"], name="runinput_unique_dataset")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} ← {self.dataset_id}"
+
+
 class AlertLevel(models.TextChoices):
     INFO = "info", "Info"
     WARN = "warn", "Warning"

@@ -58,7 +58,8 @@ INGEST: dict[str, frozenset[str]] = {
     f"{MLFLOW}log_param": POST,
     f"{MLFLOW}set_tag": POST,
     f"{MLFLOW}delete_tag": POST,
-    f"{MLFLOW}accepted": POST,  # log-inputs, outputs
+    f"{MLFLOW}log_inputs": POST,
+    f"{MLFLOW}accepted": POST,  # outputs
     f"{MLFLOW}nothing_found": GET | POST,  # logged-models/search: always empty
     f"{ARTIFACTS}artifact": PUT,  # upload only: downloading reads other runs' files
 }

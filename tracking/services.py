@@ -69,11 +69,16 @@ RESERVED_TEAM_SLUGS = frozenset(
         "ajax-api",
         "alerts",
         "api",
+        "compare-runs",  # MLflow UI links (workspace/mlflow_links.py)
+        "experiments",
+        "get-artifact",  # MLflow's artifact download
         "healthz",
         "login",
         "logout",
+        "metric",
         "password",
         "reports",
+        "runs",
         "s",
         "settings",
         "static",

@@ -40,6 +40,7 @@ from tests.conftest import Persona, World, make_persona
 from tracking import invitations, selectors, services
 from tracking.ingest import Point, metrics_ingest
 from tracking.mlflow import artifacts
+from tracking.mlflow import experiments as mlflow_experiments
 from tracking.mlflow import runs as mlflow_runs
 from tracking.models import ApiToken, Role, Run, TeamInvitation
 
@@ -176,6 +177,8 @@ def _run(world: World) -> Run:
     mlflow_runs.log_batch(
         mlflow_runs.get(alice, run.pk, write=True), metrics=None, params=None, tags=tag
     )
+    # An MLflow experiment tag, for delete-experiment-tag.
+    mlflow_experiments.set_tag(mlflow_experiments.by_id(alice, world.project.pk), "stage", "test")
     put_artifact(run)
     return run
 

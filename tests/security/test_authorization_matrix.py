@@ -97,6 +97,8 @@ PAGE_READ = Codes(302, 404, 200, 200, 200)
 MLFLOW_READ = API_READ
 MLFLOW_WRITE = Codes(401, 404, 403, 200, 200)
 POST_ONLY = same(405)  # the method is checked before the token
+MLFLOW_LINK = Codes(302, 404, 302, 302, 302)  # to the login page, or to the page named
+MLFLOW_EXPERIMENT = {"experiment_id": "{s.world.project.pk}"}
 ANY_TOKEN = Codes(401, 200, 200, 200, 200)
 
 # The MLflow tracking protocol, below each of MLFLOW_PREFIXES.
@@ -129,6 +131,12 @@ MLFLOW: dict[str, Expect] = {
         get=POST_ONLY,
         post=MLFLOW_WRITE,
         body=lambda s: {**experiment_args(s), "key": "stage", "value": "prod"},
+    ),
+    "experiments/delete-experiment-tag": Expect(
+        Via.MLFLOW,
+        get=POST_ONLY,
+        post=MLFLOW_WRITE,
+        body=lambda s: {**experiment_args(s), "key": "stage"},
     ),
     "runs/create": Expect(Via.MLFLOW, get=POST_ONLY, post=MLFLOW_WRITE, body=experiment_args),
     "runs/get": Expect(Via.MLFLOW, get=MLFLOW_READ, query=run_args),
@@ -180,11 +188,25 @@ MLFLOW: dict[str, Expect] = {
         post=MLFLOW_WRITE,
         body=lambda s: {**run_args(s), "key": "stage"},
     ),
-    # Accepted and dropped (dataset inputs, model outputs), from those who may write the run.
-    "runs/log-inputs": Expect(Via.MLFLOW, get=POST_ONLY, post=MLFLOW_WRITE, body=run_args),
+    "runs/log-inputs": Expect(
+        Via.MLFLOW,
+        get=POST_ONLY,
+        post=MLFLOW_WRITE,
+        body=lambda s: {**run_args(s), "datasets": [{"dataset": {"name": "d", "digest": "x"}}]},
+    ),
+    "artifacts/list": Expect(
+        Via.MLFLOW, get=MLFLOW_READ, query=lambda s: {**run_args(s), "path": "model"}
+    ),
+    # Accepted and dropped (model outputs), from those who may write the run.
     "runs/outputs": Expect(Via.MLFLOW, get=POST_ONLY, post=MLFLOW_WRITE, body=run_args),
     "metrics/get-history": Expect(
         Via.MLFLOW, get=MLFLOW_READ, query=lambda s: {**run_args(s), "metric_key": "loss"}
+    ),
+    # As MLflow's store: a run one may not read has no points (an empty answer, not a 404).
+    "metrics/get-history-bulk-interval": Expect(
+        Via.MLFLOW,
+        get=ANY_TOKEN,
+        query=lambda s: {"run_ids": str(s.run.pk), "metric_key": "loss", "max_results": "5"},
     ),
     "logged-models/search": Expect(Via.MLFLOW, get=ANY_TOKEN, post=ANY_TOKEN),
     "^.*$": Expect(Via.MLFLOW, get=same(404), path="{prefix}no-such-endpoint", others=404),
@@ -488,6 +510,12 @@ MATRIX: dict[str, Expect] = {
     ),
     **below(MLFLOW_PREFIXES, MLFLOW),
     **below(ARTIFACT_PREFIXES, ARTIFACTS),
+    # MLflow serves a run's file by id at its root, outside the API prefixes.
+    "get-artifact": Expect(
+        Via.MLFLOW,
+        get=MLFLOW_READ,
+        query=lambda s: {**run_args(s), "path": "model/weights.txt"},
+    ),
     # --- Settings pages -----------------------------------------------------------------------
     "settings": Expect(Via.PAGE, get=same(302), others=302, sends_to="/settings/tokens/"),
     "settings-profile": Expect(
@@ -665,6 +693,20 @@ MATRIX: dict[str, Expect] = {
     "run-state": Expect(Via.PAGE, get=PAGE_READ),  # what the run page applies live
     "run-metric-csv": Expect(Via.PAGE, get=PAGE_READ, query=lambda s: {"key": "loss"}),
     "run-artifact": Expect(Via.PAGE, get=PAGE_READ),
+    # --- MLflow UI links: each redirects a member to the page it names ------------------------
+    "mlflow-experiment": Expect(Via.PAGE, get=MLFLOW_LINK, kwargs=MLFLOW_EXPERIMENT),
+    "mlflow-experiment-tab": Expect(
+        Via.PAGE,
+        get=MLFLOW_LINK,
+        kwargs={**MLFLOW_EXPERIMENT, "rest": "runs/{s.run.pk}/artifacts/model/weights.txt"},
+    ),
+    "mlflow-run": Expect(Via.PAGE, get=MLFLOW_LINK),
+    "mlflow-compare-runs": Expect(
+        Via.PAGE, get=MLFLOW_LINK, query=lambda s: {"runs": f'["{s.run.pk}"]'}
+    ),
+    "mlflow-metric": Expect(
+        Via.PAGE, get=MLFLOW_LINK, query=lambda s: {"runs": f'["{s.run.pk}"]', "metric": '"loss"'}
+    ),
 }
 
 

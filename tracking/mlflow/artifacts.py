@@ -12,13 +12,16 @@ leaves nothing behind.
 from __future__ import annotations
 
 import itertools
+import mimetypes
 import os
+import posixpath
 import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO, Protocol, TypedDict
 
 from asgiref.sync import sync_to_async
@@ -58,6 +61,15 @@ class TooLarge(ApplicationError):
     def __init__(self, limit: int) -> None:
         message = f"An artifact may hold at most {limit} bytes (ARTIFACTS_MAX_BYTES)."
         super().__init__("too_large", message)
+
+
+class NoSuchArtifact(ApplicationError):
+    """MLflow's 404 for a file a run does not have, naming where it would be stored."""
+
+    status = 404
+
+    def __init__(self, stored: str) -> None:
+        super().__init__("not_found", f"No such artifact: '{stored}'")
 
 
 @dataclass(frozen=True)
@@ -203,15 +215,107 @@ INERT_TYPES = frozenset(
 )
 
 
-def file_response(path: Path) -> ArtifactResponse:
-    """An attachment, never rendered inline or run: an uploaded page must not act as our site."""
+def file_response(path: Path, content_type: str | None = None) -> ArtifactResponse:
+    """An attachment, never rendered inline or run: an uploaded page must not act as our site.
+
+    ``content_type`` replaces the guess from the name, and is held to the same rule.
+    """
     # The response closes the file once it has been sent.
     response = ArtifactResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    if content_type is not None:
+        response["Content-Type"] = content_type
     if response["Content-Type"].split(";")[0].strip() not in INERT_TYPES:
         response["Content-Type"] = "application/octet-stream"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
+
+
+# --- MLflow's tracking API: artifacts/list and get-artifact by run and run-relative path -----
+
+# Served as text/plain by MLflow (``mlflow.utils.mime_type_utils``): the extension, or the
+# whole name when there is none.
+MLFLOW_TEXT_EXTENSIONS = frozenset(
+    {
+        *("txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop"),
+        *("hocon", "toml", "yaml", "yml", "xml", "json", "js", "py", "py3", "csv", "tsv"),
+        *("md", "rst", "ipynb", "MLmodel", "MLproject"),
+    }
+)
+INVALID_PATH = "Invalid path"  # MLflow's whole message for a path that could climb out
+
+
+def _decoded(path: str) -> str:
+    """``path`` percent-decoded until it stops changing, as MLflow reads it (``_decode``)."""
+    for _ in range(10):
+        parsed = urllib.parse.urlunparse(urllib.parse.urlparse(urllib.parse.unquote(path)))
+        if parsed == path:
+            return path
+        path = parsed
+    raise ApplicationError("invalid", INVALID_PATH)
+
+
+def mlflow_path(path: str) -> str:
+    """A run-relative path as MLflow's ``validate_path_is_safe`` takes it, or "Invalid path".
+
+    Decoded first (``%2e%2e`` is ``..``), control characters written as ``%xx``; a
+    ``#``, a ``..`` component or an absolute path (POSIX, Windows or ``file:``) is refused.
+    """
+    path = "".join(
+        f"%{ord(char):02x}" if ord(char) < 32 or ord(char) == 127 else char
+        for char in _decoded(path)
+    )
+    if "#" in path:
+        raise ApplicationError("invalid", INVALID_PATH)
+    if path.startswith("file:"):  # MLflow reads a file URI as the path it names
+        path = urllib.parse.unquote(urllib.parse.urlparse(path).path)
+    if (
+        ".." in path.split("/")
+        or PurePosixPath(path).is_absolute()
+        or PureWindowsPath(path).is_absolute()
+    ):
+        raise ApplicationError("invalid", INVALID_PATH)
+    return path
+
+
+def _stored(run: Run, path: str) -> Location | None:
+    """Where ``path`` (already through ``mlflow_path``) is kept; None for a name no upload
+    could have made (a backslash, our temporary prefix, an overlong component)."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    try:
+        return run_location(run, "/".join(parts))
+    except ApplicationError:
+        return None
+
+
+def run_listing(run: Run, path: str) -> list[FileEntry]:
+    """One folder's children named from the run's root (``d/b.bin``), as MLflow's
+    ``ListArtifacts`` names them; a file or a missing folder lists nothing."""
+    location = _stored(run, path)
+    entries = artifact_list(location) if location is not None else []
+    for entry in entries:
+        entry["path"] = posixpath.join(path, entry["path"]) if path else entry["path"]
+    return entries
+
+
+def run_file(run: Run, path: str) -> Path:
+    """The file at ``path``; MLflow's 404 or 400 (a folder), naming where it would be stored."""
+    stored = posixpath.join(f"{run.project_id}/{run.pk}/artifacts", path)
+    location = _stored(run, path)
+    if location is None or not location.path.exists():
+        raise NoSuchArtifact(stored)
+    if location.path.is_dir() or not location.path.is_file():
+        message = f"Artifact path refers to a directory, not a file: '{stored}'"
+        raise ApplicationError("invalid", message)
+    return location.path
+
+
+def mlflow_type(path: Path) -> str:
+    """The content type MLflow's ``get-artifact`` sends (``file_response`` still defangs it)."""
+    extension = path.suffix.removeprefix(".") or path.name
+    if extension in MLFLOW_TEXT_EXTENSIONS:
+        return "text/plain"
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 # --- Writes ---------------------------------------------------------------------------------

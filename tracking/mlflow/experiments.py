@@ -23,7 +23,14 @@ from kernel import ids
 from kernel.errors import NotFound
 from tracking import patterns, selectors, services
 from tracking.mlflow import convert
-from tracking.mlflow.http import ALREADY_EXISTS, NOT_FOUND, MlflowError, invalid
+from tracking.mlflow.http import (
+    ALREADY_EXISTS,
+    NOT_FOUND,
+    MlflowError,
+    exceeds_maximum_length,
+    invalid,
+)
+from tracking.mlflow.runs import check_name
 from tracking.models import Membership, Project, Team
 from tracking.validation import SLUG_RE
 
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PROJECT = "default"
 MAX_NAME = 500
+MAX_TAG_KEY = 250
+MAX_TAG_VALUE = 20_000
 # Read from the stripped filter: the value runs to the end, and must end with
 # its opening quote (a backreference at the end would make the match quadratic).
 NAME_FILTER = re.compile(
@@ -56,12 +65,12 @@ def slug_for(name: str) -> str:
     return name[:100] if SLUG_RE.match(name) else slugify(name)[:100]
 
 
-def _full_name(user: User, name: Any) -> str:
-    """``team/project`` for an experiment name, by the naming rule."""
-    if not isinstance(name, str) or not name.strip():
-        raise invalid("Missing value for required parameter 'name'.")
+def _full_name(user: User, name: str, *, argument: str = "name") -> str:
+    """``team/project`` for an experiment name (``argument``), by the naming rule."""
     if len(name) > MAX_NAME:
-        raise invalid(f"Experiment name exceeds the maximum length of {MAX_NAME} characters.")
+        raise invalid(exceeds_maximum_length(argument, MAX_NAME))
+    if not name.strip():  # MLflow takes a blank name; no project slug is blank
+        raise invalid(f"Experiment name {name!r} has no letters or digits to name a project.")
     team_slug, sep, project = name.strip().partition("/")
     if sep and team_slug and project and "/" not in project:
         return name.strip()
@@ -88,14 +97,16 @@ def by_id(user: User, experiment_id: Any, *, create_default: bool = False) -> Pr
     try:
         pk = int(experiment_id)
     except (TypeError, ValueError):
-        raise invalid(f"Invalid experiment ID: {experiment_id!r}") from None
+        raise invalid(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
+        ) from None
     project = ids.by_id(_projects(user), pk)
     if project is None:
         raise MlflowError(NOT_FOUND, f"No Experiment with id={experiment_id} exists")
     return project
 
 
-def by_name(user: User, name: Any) -> ProjectWithRole:
+def by_name(user: User, name: str) -> ProjectWithRole:
     team_slug, _, slug = _full_name(user, name).partition("/")
     project = _projects(user).filter(team__slug=team_slug, slug=slug).first()
     if project is None:
@@ -125,10 +136,11 @@ def default_project(user: User, *, create: bool) -> Project:
     )
 
 
-def create(user: User, name: Any, tags: Any) -> ProjectWithRole:
-    """A new experiment with its tags, or nothing at all: every argument is checked first."""
+def create(user: User, name: str, tags: list[dict[str, Any]] | None) -> ProjectWithRole:
+    """A new experiment with its tags, or nothing at all: every argument is checked first
+    (their types by the view's schema)."""
     full_name = _full_name(user, name)
-    cleaned = _clean_tags(tags)
+    cleaned = [_checked_tag(tag["key"], tag.get("value") or "") for tag in tags or []]
     team_slug, _, slug = full_name.partition("/")
     if _projects(user).filter(team__slug=team_slug, slug=slug).exists():
         raise MlflowError(ALREADY_EXISTS, f"Experiment '{full_name}' already exists.")
@@ -142,30 +154,23 @@ def create(user: User, name: Any, tags: Any) -> ProjectWithRole:
     return project
 
 
-def _clean_tags(tags: Any) -> list[tuple[str, str]]:
-    """``[{"key": ..., "value": ...}]`` as MLflow takes it: string keys and string values."""
-    if tags is None:
-        return []
-    if not isinstance(tags, list) or not all(isinstance(tag, dict) for tag in tags):
-        raise invalid(f"Invalid value {tags!r} for parameter 'tags' supplied.")
-    cleaned = []
-    for index, tag in enumerate(tags):
-        key, value = tag.get("key"), tag.get("value")
-        if not isinstance(key, str) or not key:
-            raise invalid(f"Missing value for required parameter 'tags[{index}].key'.")
-        if value is not None and not isinstance(value, str):
-            raise invalid(f"Invalid value {value!r} for parameter 'tags[{index}].value' supplied.")
-        cleaned.append((key, value or ""))
-    return cleaned
+def _checked_tag(key: str, value: str) -> tuple[str, str]:
+    """MLflow's ``_validate_experiment_tag``: a name as for runs, and its length limits."""
+    check_name(key, "key")
+    if len(key) > MAX_TAG_KEY:
+        raise invalid(exceeds_maximum_length("key", MAX_TAG_KEY))
+    if len(value) > MAX_TAG_VALUE:
+        raise invalid(exceeds_maximum_length("value", MAX_TAG_VALUE))
+    return key, value
 
 
 def _require_write(project: ProjectWithRole) -> None:
     services.require_write(project.role)
 
 
-def rename(user: User, project: ProjectWithRole, new_name: Any) -> None:
+def rename(user: User, project: ProjectWithRole, new_name: str) -> None:
     _require_write(project)
-    team_slug, _, slug = _full_name(user, new_name).partition("/")
+    team_slug, _, slug = _full_name(user, new_name, argument="new_name").partition("/")
     if team_slug != project.team.slug:
         raise invalid("An experiment cannot move to another team.")
     services.project_update(project=project, slug=slug)
@@ -177,11 +182,9 @@ def set_deleted(project: ProjectWithRole, deleted: bool) -> None:
     project.save(update_fields=["deleted_at"])
 
 
-def set_tag(project: ProjectWithRole, key: Any, value: Any) -> None:
+def set_tag(project: ProjectWithRole, key: str, value: str | None) -> None:
+    key, value = _checked_tag(key, value or "")
     _require_write(project)
-    if not isinstance(key, str) or not key:
-        raise invalid("Missing value for required parameter 'key'.")
-    value = "" if value is None else str(value)
     if key == convert.NOTE_TAG:
         services.project_update(project=project, description=value)
         return
@@ -190,11 +193,33 @@ def set_tag(project: ProjectWithRole, key: Any, value: Any) -> None:
     project.save(update_fields=["metadata"])
 
 
+def delete_tag(project: ProjectWithRole, key: str, *, experiment_id: str) -> None:
+    """Drop the tag ``key``; MLflow's 404 when the experiment has none by that name.
+
+    ``experiment_id`` is the id as the client sent it: MLflow's message quotes it.
+    """
+    _require_write(project)
+    if project.deleted_at is not None:
+        raise invalid(
+            f"The experiment {project.pk} must be in the 'active' state. Current state is deleted."
+        )
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        tags = dict(locked.metadata.get(convert.TAGS, {}))
+        if key == convert.NOTE_TAG and locked.description:
+            services.project_update(project=locked, description="")
+            return
+        if key not in tags:
+            message = f"No tag with name: {key} in experiment with id {experiment_id}"
+            raise MlflowError(NOT_FOUND, message)
+        del tags[key]
+        locked.metadata = {**locked.metadata, convert.TAGS: tags}
+        locked.save(update_fields=["metadata"])
+
+
 def search(
-    user: User, *, view_type: str, filter_string: Any, order_by: list[str]
+    user: User, *, view_type: str | int | None, filter_string: str, order_by: list[str]
 ) -> QuerySet[Project]:
-    if not isinstance(filter_string, str):
-        raise invalid(f"Invalid value {filter_string!r} for parameter 'filter' supplied.")
     projects = convert.in_stage(_projects(user), view_type)
     if filter_string and filter_string.strip():
         projects = _name_filter(projects, filter_string)

@@ -8,7 +8,9 @@
   revoked, or one that expired (and when).
 * Arguments: a GET reads the query string (repeated keys are lists); a POST,
   PATCH or DELETE reads a JSON object body — MLflow refuses other content types
-  with 400, and so do we.
+  with 400, and so do we. An endpoint's ``schema`` (``Arg``s, MLflow's request
+  message and handler schema in one) checks and converts them before the handler
+  runs, with the messages of MLflow's ``_validate_param_against_schema``.
 * Answers: a JSON object; ``{}`` when there is nothing to say.
 * Errors: ``{"error_code": ..., "message": ...}`` with the status MLflow uses, so
   the client raises its usual ``MlflowException``/``RestException``. The client
@@ -18,9 +20,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Callable
-from typing import Any
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 from django.http import HttpRequest, HttpResponse
@@ -66,6 +71,22 @@ class MlflowError(Exception):
 
 def invalid(message: str) -> MlflowError:
     return MlflowError(INVALID, message)
+
+
+# MLflow's message templates (mlflow/utils/validation.py), for every check that quotes them.
+def invalid_value(path: str, value: Any, message: str | None = None) -> str:
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if message:
+        return f"Invalid value {shown} for parameter '{path}' supplied: {message}"
+    return f"Invalid value {shown} for parameter '{path}' supplied."
+
+
+def missing_value(path: str) -> str:
+    return f"Missing value for required parameter '{path}'."
+
+
+def exceeds_maximum_length(path: str, limit: int) -> str:
+    return f"'{path}' exceeds the maximum length of {limit} characters"
 
 
 def json_response(answer: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -135,6 +156,153 @@ def authenticate(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+# --- Arguments: MLflow's request schemas ------------------------------------------------------
+
+API_DOCS = " See the API docs for more information about request parameters."
+INT64 = 2**63
+Kind = Literal["string", "int", "double", "list", "enum", "any"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an MLflow request: its proto type and whether the handler requires it.
+
+    ``items`` types a list: a kind for its items (``"string"``) or the fields of its objects.
+    ``at_most`` is a bound MLflow's schema checks without a reason (runs/search's
+    ``max_results``), so its refusal reads as a type error.
+    """
+
+    kind: Kind
+    required: bool = False
+    items: Kind | Mapping[str, Arg] | None = None
+    at_most: int | None = None
+
+
+Schema = Mapping[str, Arg]
+STRING = Arg("string")
+REQUIRED_STRING = Arg("string", required=True)
+INT = Arg("int")
+STRINGS = Arg("list", items="string")
+ENUM = Arg("enum")  # a name or a number; the handler checks which
+
+
+def objects(**fields: Arg) -> Arg:
+    return Arg("list", items=fields)
+
+
+def read(args: Arguments, schema: Schema, *, query: bool = False) -> Arguments:
+    """``args`` checked against ``schema`` in its order, numbers converted; the first bad one
+    raises MLflow's message. ``run_id`` falls back to ``run_uuid``, as in MLflow.
+
+    MLflow parses the body into its proto message and, where that fails, checks the
+    types its handler's schema names: a value either accepts is taken (``"1.5"`` as a
+    double, ``2.0`` as an integer). Labbook refuses the rest, also where MLflow's
+    schema names no type and it keeps the field's default instead (``user_id: 5``).
+    """
+    cleaned = dict(args)
+    if "run_id" in schema and args.get("run_id") is None:
+        cleaned["run_id"] = args.get("run_uuid")
+    for name, arg in schema.items():
+        value = cleaned.get(name)
+        if query and arg.kind == "list" and value is not None and not isinstance(value, list):
+            value = [value]  # a query string's single value of a repeated field
+        cleaned[name] = _checked(value, arg, name)
+    return cleaned
+
+
+def _checked(value: Any, arg: Arg, path: str) -> Any:
+    if value is None or (arg.required and value == ""):
+        if arg.required:
+            raise invalid(missing_value(path) + API_DOCS)
+        return None
+    converted = _CONVERTERS[arg.kind](value)
+    if converted is None or (arg.at_most is not None and converted > arg.at_most):
+        hint = f" Hint: Value was of type '{type(value).__name__}'."
+        raise invalid(invalid_value(path, value, hint) + API_DOCS)
+    if arg.kind == "list" and arg.items is not None:
+        return _checked_items(converted, arg.items, path)
+    return converted
+
+
+def _checked_items(items: list[Any], of: Kind | Mapping[str, Arg], path: str) -> list[Any]:
+    if isinstance(of, str):
+        if any(_CONVERTERS[of](item) is None for item in items):
+            hint = f" Hint: Value was of type '{type(items).__name__}'."
+            raise invalid(invalid_value(path, items, hint) + API_DOCS)
+        return items
+    checked = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            hint = f" Hint: Value was of type '{type(item).__name__}'."
+            raise invalid(invalid_value(f"{path}[{index}]", item, hint) + API_DOCS)
+        changes = {}
+        for name, arg in of.items():
+            value = item.get(name)
+            fixed = _checked(value, arg, f"{path}[{index}].{name}")
+            if fixed is not value:
+                changes[name] = fixed
+        checked.append({**item, **changes} if changes else item)
+    return checked
+
+
+# Each converter answers None for a value its kind does not take (None itself never gets here).
+def _as_string(value: Any) -> Any:
+    return value if isinstance(value, str) else None
+
+
+def as_int(value: Any) -> int | None:
+    """What MLflow takes for an int64: a number (a fraction cut off) or its text."""
+    if isinstance(value, str):
+        number = _int_text(value)
+    elif isinstance(value, float):
+        number = int(value) if math.isfinite(value) else None
+    elif isinstance(value, int):  # and bool, which MLflow's schema takes as 0 or 1
+        number = int(value)
+    else:
+        return None
+    return number if number is not None and -INT64 <= number < INT64 else None
+
+
+def _int_text(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)  # "1e3", as protobuf reads it
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def as_double(value: Any) -> float | None:
+    """What MLflow takes for a double: a number, or text float() reads ("NaN", "1e-3")."""
+    if isinstance(value, int | float | str):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            return None
+    return None
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else None
+
+
+def _as_enum(value: Any) -> Any:
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "string": _as_string,
+    "int": as_int,
+    "double": as_double,
+    "list": _as_list,
+    "enum": _as_enum,
+    "any": lambda value: value,
+}
+
+
 def _arguments(request: HttpRequest) -> Arguments:
     if request.method == "GET":
         query = request.GET.lists()
@@ -153,9 +321,10 @@ def _arguments(request: HttpRequest) -> Arguments:
 
 
 def endpoint(
-    *methods: str, raw_body: bool = False
+    *methods: str, raw_body: bool = False, schema: Schema | None = None
 ) -> Callable[[Handler], Callable[..., HttpResponseBase]]:
-    """An MLflow REST endpoint answering ``methods``; the handler gets the arguments.
+    """An MLflow REST endpoint answering ``methods``; the handler gets the arguments,
+    checked against ``schema`` (``read``) when it has one.
 
     With ``raw_body`` (artifact uploads: bytes, not JSON) the handler reads the
     request itself and gets no arguments.
@@ -173,7 +342,10 @@ def endpoint(
                 return refusal
             try:
                 if not raw_body:
-                    args = (_arguments(request), *args)
+                    arguments = _arguments(request)
+                    if schema is not None:
+                        arguments = read(arguments, schema, query=request.method == "GET")
+                    args = (arguments, *args)
                 answer = handler(request, *args, **kwargs)
             except MlflowError as error:
                 return error_response(error.code, error.message, error.status)

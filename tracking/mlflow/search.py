@@ -49,10 +49,14 @@ Choices, where Labbook's storage differs from MLflow's:
 * LIKE and ILIKE take ``%``, ``_`` and backslash escapes; LIKE is
   case-sensitive on SQLite too (it becomes a regular expression).
 * order_by puts runs missing the value (and NaN metrics) last in both
-  directions, then orders by start_time DESC and the run's id DESC, so pages
-  are stable.
+  directions, then orders by start_time DESC and then, as MLflow breaks ties by
+  run_id ascending, by the run's id ascending (Labbook's ids are numbers), so
+  pages are stable.
+* user_id is what runs/create was sent (MLflow's rule), else the author's username.
 
-Invalid input raises ``ApplicationError("invalid", ..., field="filter" | "order_by")``.
+Invalid input raises ``MlflowError`` (``INVALID_PARAMETER_VALUE``): in MLflow's words
+(``mlflow/utils/search_utils.py``) where MLflow refuses it too, else in Labbook's,
+naming the argument (``filter: ...``, ``order_by: ...``).
 """
 
 from __future__ import annotations
@@ -82,9 +86,10 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.db.models.lookups import Exact, IsNull
 
-from kernel.errors import ApplicationError, invalid
 from tracking import patterns
-from tracking.mlflow.convert import TAGS, TO_MLFLOW_STATUS
+from tracking.mlflow import http
+from tracking.mlflow.convert import TAGS, TO_MLFLOW_STATUS, USER_ID
+from tracking.mlflow.http import MlflowError
 from tracking.models import MetricSeries, Run
 
 FILTER = "filter"
@@ -114,8 +119,16 @@ _ATTRIBUTE_ALIASES = {
 _REFUSED_ATTRIBUTES = {
     "artifact_uri": "Labbook does not search or sort by artifact_uri: it follows from "
     "the run id, so use run_id.",
-    "lifecycle_stage": "lifecycle_stage is chosen with run_view_type, not in the filter.",
 }
+# What MLflow's messages list (SearchUtils); it prints sets, so their order varies there.
+_ENTITY_TYPES = ["metric", "parameter", "tag", "attribute", "dataset"]
+_ENTITY_NAMES = {"metric": "metric", "param": "parameter", "tag": "tag", "attribute": "attribute"}
+_MLFLOW_ATTRIBUTES = {
+    ORDER_BY: ("status", "user_id", "created", "run_name", "start_time", "run_id", "Created",
+               "end_time", "artifact_uri"),
+    FILTER: ("status", "user_id", "Run name", "run name", "created", "run_name", "Run Name",
+             "start_time", "run_id", "Created", "end_time", "artifact_uri"),
+}  # fmt: skip
 _QUOTES = {"'": "single", '"': "double", "`": "backtick"}
 _TOKEN_RE = re.compile(
     r"""
@@ -130,6 +143,16 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
+
+
+def invalid(field: str, message: str) -> MlflowError:
+    """A refusal of Labbook's own, naming the argument."""
+    return http.invalid(f"{field}: {message}")
+
+
+def _set(items: Sequence[str]) -> str:
+    """A Python set as MLflow's messages print one."""
+    return "{" + ", ".join(repr(item) for item in items) + "}"
 
 
 # --- Tokens -------------------------------------------------------------------------------
@@ -237,7 +260,7 @@ class _Cursor:
         self.index += 1
         return self.tokens[self.index - 1]
 
-    def error(self, message: str) -> ApplicationError:
+    def error(self, message: str) -> MlflowError:
         return invalid(self.field, message)
 
 
@@ -265,6 +288,7 @@ class _Clause:
     identifier: _Identifier
     comparator: str  # upper case: "=", "LIKE", "NOT IN", "IS NULL", ...
     operand: str | float | tuple[str, ...] | None
+    operand_text: str = ""  # as written
 
 
 def _parse_filter(text: str) -> list[_Clause]:
@@ -272,11 +296,8 @@ def _parse_filter(text: str) -> list[_Clause]:
     clauses = [_parse_clause(cursor)]
     while not cursor.at_end():
         token = cursor.take("AND")
-        if _keyword(token) == "OR":
-            raise cursor.error(
-                "OR is not supported: MLflow's search filter joins clauses with AND only "
-                "(MLflow refuses OR too)."
-            )
+        if _keyword(token) == "OR":  # MLflow joins clauses with AND only
+            raise http.invalid(f"Invalid clause(s) in filter string: '{token.text}'")
         if _keyword(token) != "AND":
             raise cursor.error(
                 f"Expected AND between clauses at position {token.position}, found {token.text!r}."
@@ -295,9 +316,15 @@ def _parse_clause(cursor: _Cursor) -> _Clause:
             f"Expected an identifier such as metrics.acc or params.lr at position "
             f"{token.position}, found {token.text!r}.{hint}"
         )
+    start = cursor.index - 1
+    if cursor.index + 1 >= len(cursor.tokens):  # no comparator or no value: MLflow's words
+        written = ", ".join(f"'{token.text}'" for token in cursor.tokens[start:])
+        raise http.invalid(f"Invalid clause(s) in filter string: {written}")
     identifier = _identifier(token, FILTER)
     comparator = _parse_comparator(cursor)
-    clause = _Clause(identifier, comparator, _parse_operand(cursor, comparator))
+    operand_text = "" if cursor.at_end() else cursor.tokens[cursor.index].text
+    operand = _parse_operand(cursor, comparator)
+    clause = _Clause(identifier, comparator, operand, operand_text)
     _check_clause(clause)
     return clause
 
@@ -305,13 +332,10 @@ def _parse_clause(cursor: _Cursor) -> _Clause:
 def _identifier(token: _Token, field: str) -> _Identifier:
     prefix, key = token.value
     kind = "attribute" if prefix is None else _PREFIXES.get(prefix)
+    if kind is None and prefix in ("dataset", "datasets"):
+        raise invalid(field, f"Labbook does not search datasets ({token.text!r}).")
     if kind is None:
-        hint = " Labbook does not search datasets." if prefix in ("dataset", "datasets") else ""
-        raise invalid(
-            field,
-            f"Unknown identifier type {prefix!r} in {token.text!r}: use metrics.<key>, "
-            f"params.<key>, tags.<key> or attributes.<name>.{hint}",
-        )
+        raise http.invalid(f"Invalid entity type '{prefix}'. Valid values are {_ENTITY_TYPES}")
     if not key:
         raise invalid(field, f"{token.text!r} names no key.")
     if kind == "attribute":
@@ -330,10 +354,9 @@ def _attribute(name: str, field: str) -> str:
     if name in _REFUSED_ATTRIBUTES:
         raise invalid(field, _REFUSED_ATTRIBUTES[name])
     if name not in _ATTRIBUTES:
-        raise invalid(
-            field,
-            f"Unknown attribute {name!r}: use one of {', '.join(_ATTRIBUTES)}, "
-            "or prefix the key with metrics., params. or tags.",
+        raise http.invalid(
+            f"Invalid attribute key '{name}' specified."
+            f" Valid keys are '{_set(_MLFLOW_ATTRIBUTES[field])}'"
         )
     return name
 
@@ -406,8 +429,23 @@ def _parse_list(cursor: _Cursor) -> tuple[str, ...]:
 
 
 def _check_clause(clause: _Clause) -> None:
-    identifier, comparator, operand = clause.identifier, clause.comparator, clause.operand
+    """The operand's type, then the comparator: MLflow's order, and its words for the first."""
+    identifier, comparator = clause.identifier, clause.comparator
+    _check_operand(clause)
     allowed = _COMPARATORS[identifier.type]
+    if (
+        comparator in ("IN", "NOT IN")
+        and identifier.kind == "attribute"
+        and comparator not in allowed
+    ):
+        raise http.invalid(
+            "Only ['run_id'] attributes support comparison with a list of quoted string values."
+        )
+    if comparator in ("IS NULL", "IS NOT NULL") and identifier.type != "json":
+        raise http.invalid(
+            "IS NULL / IS NOT NULL is only supported for tags and params, not for"
+            f" '{identifier.kind}' '{identifier.key}'"
+        )
     if comparator not in allowed:
         if comparator in ("IN", "NOT IN"):
             message = "Only run_id takes IN and NOT IN (as in MLflow)."
@@ -416,12 +454,25 @@ def _check_clause(clause: _Clause) -> None:
         else:
             message = f"{identifier.text} takes {', '.join(allowed)}; not {comparator}."
         raise invalid(FILTER, message)
+
+
+def _check_operand(clause: _Clause) -> None:
+    identifier, operand, written = clause.identifier, clause.operand, clause.operand_text
+    if operand is None or isinstance(operand, tuple):
+        return
+    if identifier.kind == "metric" and not isinstance(operand, float):
+        raise http.invalid(f"Expected numeric value type for metric. Found {written}")
     if identifier.type == "number" and not isinstance(operand, float):
-        raise invalid(FILTER, f"{identifier.text} compares with a number, not {operand!r}.")
-    if identifier.type != "number" and isinstance(operand, float):
-        raise invalid(
-            FILTER, f"{identifier.text} compares with a quoted string (e.g. '1'), not a number."
+        raise http.invalid(
+            f"Expected numeric value type for numeric attribute: {identifier.key}. Found {written}"
         )
+    if identifier.kind in ("param", "tag") and isinstance(operand, float):
+        raise http.invalid(
+            f"Expected a quoted string value for {_ENTITY_NAMES[identifier.kind]}"
+            f" (e.g. 'my-value'). Got value {written}"
+        )
+    if identifier.type != "number" and isinstance(operand, float):
+        raise http.invalid(f"Expected a quoted string value for attributes. Got value {written}")
 
 
 # --- Conditions ---------------------------------------------------------------------------
@@ -546,7 +597,9 @@ def _text_attribute(name: str) -> Expression | F:
 
 
 def _user_id() -> Expression:
-    return Coalesce(F("created_by__username"), Value(""))
+    """What runs/create was sent, else (runs from elsewhere) the author's username."""
+    sent = Cast(KeyTextTransform(USER_ID, "metadata"), TextField())
+    return Coalesce(sent, F("created_by__username"), Value(""), output_field=TextField())
 
 
 def _param_text(key: str) -> Expression:
@@ -576,7 +629,8 @@ def _json_text(field: str, path: Sequence[str]) -> Expression:
 
 
 def order_runs(runs: QuerySet[Run], order_by: list[str] | None) -> QuerySet[Run]:
-    """Order by MLflow's ``order_by`` items, then start_time DESC and id DESC for stable pages.
+    """Order by MLflow's ``order_by`` items, then start_time DESC (unless ordered by it),
+    then, as MLflow breaks ties by run_id ascending, by id ascending: stable pages.
 
     Runs missing an ordered value come last in either direction, as in MLflow.
     """
@@ -584,7 +638,7 @@ def order_runs(runs: QuerySet[Run], order_by: list[str] | None) -> QuerySet[Run]
     ordering = [_ordered(_order_expression(identifier), asc) for identifier, asc in items]
     if not any(identifier.key == "start_time" for identifier, _ in items):
         ordering.append(F("created_at").desc())
-    ordering.append(F("pk").desc())
+    ordering.append(F("pk").asc())
     return runs.order_by(*ordering)
 
 
@@ -605,17 +659,18 @@ def _parse_order_by(items: Any) -> list[tuple[_Identifier, bool]]:
 def _parse_order_item(item: Any) -> tuple[_Identifier, bool]:
     """``metrics.acc DESC`` → (the identifier, ascending?)."""
     cursor = _Cursor(item, ORDER_BY)
+    unparsed = http.invalid(f"Invalid order_by clause '{item}'. Could not be parsed.")
+    if cursor.at_end() or len(cursor.tokens) > 2:
+        raise unparsed
     token = cursor.take("a column such as metrics.acc or start_time")
     if token.kind != "name":
-        raise cursor.error(f"Expected a column such as metrics.acc, found {token.text!r}.")
+        raise unparsed
     identifier = _identifier(token, ORDER_BY)
     if cursor.at_end():
         return identifier, True
     token = cursor.take("ASC or DESC")
-    if _keyword(token) not in ("ASC", "DESC") or not cursor.at_end():
-        raise cursor.error(
-            f"Expected one column and ASC or DESC, as in 'metrics.acc DESC'; found {item!r}."
-        )
+    if _keyword(token) not in ("ASC", "DESC"):
+        raise http.invalid(f"Invalid ordering key in order_by clause '{item}'.")
     return identifier, _keyword(token) == "ASC"
 
 

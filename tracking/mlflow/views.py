@@ -13,41 +13,41 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.http.response import HttpResponseBase
+
 from kernel.http import AuthenticatedHttpRequest
-from tracking.mlflow import convert, experiments, runs, search
-from tracking.mlflow.http import Arguments, endpoint, invalid
+from tracking.mlflow import artifacts, convert, experiments, history_bulk, inputs, runs, search
+from tracking.mlflow.http import (
+    ENUM,
+    INT,
+    REQUIRED_STRING,
+    STRING,
+    STRINGS,
+    Arg,
+    Arguments,
+    endpoint,
+    invalid,
+    invalid_value,
+    missing_value,
+    objects,
+)
 from tracking.models import Run
 
 DEFAULT_MAX_RESULTS = 1000
 MAX_RESULTS = 50_000
-
-
-def _run_id(args: Arguments) -> Any:
-    return args.get("run_id") or args.get("run_uuid")
-
-
-def _required(args: Arguments, name: str) -> Any:
-    value = args.get(name)
-    if value in (None, ""):
-        raise invalid(f"Missing value for required parameter '{name}'.")
-    return value
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+# MLflow's request schemas (server/handlers.py), in the order its handlers check them.
+TAGS = objects(key=REQUIRED_STRING, value=STRING)
+RUN_ID = {"run_id": REQUIRED_STRING}
 
 
 def _page(args: Arguments, *, default: int) -> tuple[int, int]:
-    """``(offset, limit)`` from ``page_token`` (opaque to clients) and ``max_results``."""
-    raw_limit = args.get("max_results", default)
-    try:
-        limit = int(raw_limit)
-    except (TypeError, ValueError):
-        raise invalid(f"Invalid value {raw_limit!r} for parameter 'max_results'.") from None
-    if not 0 < limit <= MAX_RESULTS:
-        raise invalid(f"Invalid value {limit} for parameter 'max_results': 1 to {MAX_RESULTS}.")
+    """``(offset, limit)`` from ``page_token`` (opaque to clients) and ``max_results``,
+    which the schema made an integer (at most MAX_RESULTS for runs/search)."""
+    limit = default if args.get("max_results") is None else args["max_results"]
+    if limit < 1:  # MLflow's store's words, without a final period
+        raise invalid(invalid_value("max_results", limit) + " It must be a positive integer")
+    if limit > MAX_RESULTS:
+        raise invalid(invalid_value("max_results", limit) + f" It must be at most {MAX_RESULTS}")
     token = args.get("page_token")
     if not token:
         return 0, limit
@@ -76,161 +76,207 @@ def _paged(
 # --- Experiments ------------------------------------------------------------------------------
 
 
-@endpoint("POST")
+@endpoint("POST", schema={"name": REQUIRED_STRING, "artifact_location": STRING, "tags": TAGS})
 def experiment_create(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.create(request.user, _required(args, "name"), args.get("tags"))
+    project = experiments.create(request.user, args["name"], args["tags"])
     return {"experiment_id": str(project.pk)}
 
 
-@endpoint("GET")
+@endpoint("GET", schema={"experiment_id": REQUIRED_STRING})
 def experiment_get(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"))
+    project = experiments.by_id(request.user, args["experiment_id"])
     return {"experiment": convert.experiment(project)}
 
 
-@endpoint("GET")
+@endpoint("GET", schema={"experiment_name": REQUIRED_STRING})
 def experiment_get_by_name(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_name(request.user, _required(args, "experiment_name"))
+    project = experiments.by_name(request.user, args["experiment_name"])
     return {"experiment": convert.experiment(project)}
 
 
-@endpoint("GET", "POST")
+@endpoint(
+    "GET",
+    "POST",
+    schema={
+        "view_type": ENUM,
+        "max_results": INT,
+        "order_by": STRINGS,
+        "filter": STRING,
+        "page_token": STRING,
+    },
+)
 def experiment_search(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
     found = experiments.search(
         request.user,
-        view_type=args.get("view_type", ""),
-        filter_string=args.get("filter", ""),
-        order_by=_as_list(args.get("order_by")),
+        view_type=args["view_type"],
+        filter_string=args["filter"] or "",
+        order_by=args["order_by"] or [],
     )
     page = list(found[offset : offset + limit + 1])
     return _paged(page, offset, limit, "experiments", convert.experiment)
 
 
-@endpoint("POST")
+@endpoint("POST", schema={"experiment_id": REQUIRED_STRING, "new_name": REQUIRED_STRING})
 def experiment_update(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
-    if args.get("new_name"):
-        experiments.rename(request.user, project, args["new_name"])
+    project = experiments.by_id(request.user, args["experiment_id"], create_default=True)
+    experiments.rename(request.user, project, args["new_name"])
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={"experiment_id": REQUIRED_STRING})
 def experiment_delete(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
+    project = experiments.by_id(request.user, args["experiment_id"], create_default=True)
     experiments.set_deleted(project, True)
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={"experiment_id": REQUIRED_STRING})
 def experiment_restore(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
+    project = experiments.by_id(request.user, args["experiment_id"], create_default=True)
     experiments.set_deleted(project, False)
     return {}
 
 
-@endpoint("POST")
+@endpoint(
+    "POST", schema={"experiment_id": REQUIRED_STRING, "key": REQUIRED_STRING, "value": STRING}
+)
 def experiment_set_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    project = experiments.by_id(request.user, _required(args, "experiment_id"), create_default=True)
-    experiments.set_tag(project, _required(args, "key"), args.get("value"))
+    project = experiments.by_id(request.user, args["experiment_id"], create_default=True)
+    experiments.set_tag(project, args["key"], args["value"])
+    return {}
+
+
+@endpoint("POST", schema={"experiment_id": REQUIRED_STRING, "key": REQUIRED_STRING})
+def experiment_delete_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
+    project = experiments.by_id(request.user, args["experiment_id"], create_default=True)
+    experiments.delete_tag(project, args["key"], experiment_id=args["experiment_id"])
     return {}
 
 
 # --- Runs -------------------------------------------------------------------------------------
 
 
-@endpoint("POST")
+@endpoint(
+    "POST",
+    schema={
+        "experiment_id": STRING,
+        "start_time": INT,
+        "run_name": STRING,
+        "user_id": STRING,
+        "tags": TAGS,
+    },
+)
 def run_create(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    experiment_id = args.get("experiment_id") or convert.DEFAULT_EXPERIMENT_ID
+    experiment_id = args["experiment_id"] or convert.DEFAULT_EXPERIMENT_ID
     project = experiments.by_id(request.user, experiment_id, create_default=True)
     run = runs.create(
         request.user,
         project,
-        run_name=args.get("run_name"),
-        start_time=args.get("start_time"),
-        tags=args.get("tags"),
+        run_name=args["run_name"],
+        start_time=args["start_time"],
+        tags=args["tags"],
+        user_id=args["user_id"],
     )
     return {"run": convert.run(runs.with_data(request.user, run.pk))}
 
 
-@endpoint("GET")
+@endpoint("GET", schema=RUN_ID)
 def run_get(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    run_id = _required({"run_id": _run_id(args)}, "run_id")
-    return {"run": convert.run(runs.with_data(request.user, run_id))}
+    return {"run": convert.run(runs.with_data(request.user, args["run_id"]))}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={**RUN_ID, "end_time": INT, "status": STRING, "run_name": STRING})
 def run_update(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
-    runs.update(
-        run,
-        status=args.get("status"),
-        end_time=args.get("end_time"),
-        run_name=args.get("run_name"),
-    )
+    run = runs.get(request.user, args["run_id"], write=True)
+    runs.update(run, status=args["status"], end_time=args["end_time"], run_name=args["run_name"])
     return {"run_info": convert.run_info(runs.with_data(request.user, run.pk))}
 
 
-@endpoint("POST")
+@endpoint("POST", schema=RUN_ID)
 def run_delete(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    run = runs.get(request.user, _required(args, "run_id"))
+    run = runs.get(request.user, args["run_id"])
     runs.set_deleted(run, True)
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema=RUN_ID)
 def run_restore(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    run = runs.get(request.user, _required(args, "run_id"))
+    run = runs.get(request.user, args["run_id"])
     runs.set_deleted(run, False)
     return {}
 
 
 def _writable(request: AuthenticatedHttpRequest, args: Arguments) -> Run:
-    return runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"), write=True)
+    return runs.get(request.user, args["run_id"], write=True)
 
 
-@endpoint("POST")
+# log-batch's items: MLflow's schema requires these fields; runs.checked_batch checks the rest.
+REQUIRED = Arg("any", required=True)
+METRICS = objects(key=REQUIRED, value=REQUIRED, timestamp=REQUIRED)
+PARAMS = objects(key=REQUIRED)
+
+
+@endpoint("POST", schema={**RUN_ID, "metrics": METRICS, "params": PARAMS, "tags": PARAMS})
 def log_batch(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    runs.log_batch(
-        _writable(request, args),
-        metrics=args.get("metrics"),
-        params=args.get("params"),
-        tags=args.get("tags"),
-    )
+    batch = runs.checked_batch(metrics=args["metrics"], params=args["params"], tags=args["tags"])
+    runs.write_batch(_writable(request, args), batch)
     return {}
 
 
-@endpoint("POST")
+LOG_METRIC = {
+    **RUN_ID,
+    "key": REQUIRED_STRING,
+    "value": Arg("double", required=True),
+    "timestamp": Arg("int", required=True),
+    "step": INT,
+    "model_id": STRING,
+    "dataset_name": STRING,
+    "dataset_digest": STRING,
+}
+
+
+@endpoint("POST", schema=LOG_METRIC)
 def log_metric(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    _required(args, "key")
-    metric = {name: args.get(name) for name in ("key", "value", "timestamp", "step")}
-    runs.log_batch(_writable(request, args), metrics=[metric], params=None, tags=None)
+    metric = {name: args[name] for name in ("key", "value", "timestamp", "step")}
+    batch = runs.checked_batch(metrics=[metric], params=None, tags=None, single=True)
+    runs.write_batch(_writable(request, args), batch)
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={**RUN_ID, "key": REQUIRED_STRING, "value": STRING})
 def log_param(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    param = {"key": _required(args, "key"), "value": args.get("value")}
-    runs.log_batch(_writable(request, args), metrics=None, params=[param], tags=None)
+    param = {"key": args["key"], "value": args["value"]}
+    batch = runs.checked_batch(metrics=None, params=[param], tags=None, single=True)
+    runs.write_batch(_writable(request, args), batch)
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={**RUN_ID, "key": REQUIRED_STRING, "value": STRING})
 def set_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    tag = {"key": _required(args, "key"), "value": args.get("value")}
-    runs.log_batch(_writable(request, args), metrics=None, params=None, tags=[tag])
+    tag = {"key": args["key"], "value": args["value"]}
+    batch = runs.checked_batch(metrics=None, params=None, tags=[tag], single=True)
+    runs.write_batch(_writable(request, args), batch)
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={**RUN_ID, "key": REQUIRED_STRING})
 def delete_tag(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    runs.delete_tag(_writable(request, args), _required(args, "key"))
+    runs.delete_tag(_writable(request, args), args["key"])
     return {}
 
 
-@endpoint("POST")
+@endpoint("POST", schema={**RUN_ID, "datasets": Arg("list"), "models": Arg("list")})
+def log_inputs(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
+    """Datasets the run used (``tracking.mlflow.inputs``); logged-model inputs are dropped."""
+    entries = inputs.parse(args["datasets"])
+    inputs.log_inputs(_writable(request, args), entries=entries)
+    return {}
+
+
+@endpoint("POST", schema={**RUN_ID, "models": Arg("list")})
 def accepted(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    """Calls Labbook takes and does not keep (dataset inputs, model outputs): ``{}``.
+    """Calls Labbook takes and does not keep (model outputs): ``{}``.
 
     Only from someone who may write to the run, as if it were kept.
     """
@@ -244,25 +290,70 @@ def nothing_found(request: AuthenticatedHttpRequest, args: Arguments) -> dict[st
     return {}
 
 
-@endpoint("GET")
+@endpoint(
+    "GET",
+    schema={**RUN_ID, "metric_key": REQUIRED_STRING, "page_token": STRING, "max_results": INT},
+)
 def metric_history(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
-    run = runs.get(request.user, _required({"run_id": _run_id(args)}, "run_id"))
-    return runs.history(
-        run,
-        _required(args, "metric_key"),
-        max_results=args.get("max_results"),
-        page_token=args.get("page_token"),
-    )
+    limit = runs.history_limit(args["max_results"])
+    run = runs.get(request.user, args["run_id"])
+    return runs.history(run, args["metric_key"], limit=limit, page_token=args["page_token"])
 
 
-@endpoint("GET", "POST")
+@endpoint("GET")
+def metric_history_bulk_interval(
+    request: AuthenticatedHttpRequest, args: Arguments
+) -> dict[str, Any]:
+    return history_bulk.sampled(request.user, args)
+
+
+# --- A run's artifacts, by run id (the tracking API's view of the mlflow-artifacts store) -----
+
+
+def _artifact_path(args: Arguments) -> str:
+    """The run-relative ``path`` argument, checked as MLflow checks it; "" when not sent."""
+    return artifacts.mlflow_path(args.get("path") or "")
+
+
+@endpoint("GET", schema={**RUN_ID, "path": STRING, "page_token": STRING})
+def artifact_list(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
+    """One folder's files, named from the run's root; in one page (MLflow ignores page_token)."""
+    path = _artifact_path(args)
+    run = runs.get(request.user, args["run_id"])
+    answer: dict[str, Any] = {"root_uri": convert.artifact_uri(run.project_id, run.pk)}
+    files = artifacts.run_listing(run, path)
+    return {**answer, "files": files} if files else answer
+
+
+@endpoint("GET", schema={"path": STRING})  # MLflow reads its query string without a schema
+def get_artifact(request: AuthenticatedHttpRequest, args: Arguments) -> HttpResponseBase:
+    """One file's bytes, as an attachment (``/get-artifact``, outside the API prefix)."""
+    if args["path"] is None:
+        raise invalid(missing_value("path"))
+    path = _artifact_path(args)
+    run = runs.get(request.user, args.get("run_id") or args.get("run_uuid"))
+    file = artifacts.run_file(run, path)
+    return artifacts.file_response(file, artifacts.mlflow_type(file))
+
+
+@endpoint(
+    "GET",
+    "POST",
+    schema={
+        "experiment_ids": STRINGS,
+        "filter": STRING,
+        "max_results": Arg("int", at_most=MAX_RESULTS),
+        "order_by": STRINGS,
+        "run_view_type": ENUM,
+        "page_token": STRING,
+    },
+)
 def run_search(request: AuthenticatedHttpRequest, args: Arguments) -> dict[str, Any]:
     offset, limit = _page(args, default=DEFAULT_MAX_RESULTS)
-    ids = _as_list(args.get("experiment_ids"))
-    projects = experiments.searched(request.user, ids)
+    projects = experiments.searched(request.user, args["experiment_ids"] or [])
     found = Run.objects.filter(project__in=projects)
-    found = convert.in_stage(found, args.get("run_view_type"), name="run_view_type")
-    found = search.filter_runs(found, args.get("filter") or "")
-    found = search.order_runs(found, _as_list(args.get("order_by")))
+    found = convert.in_stage(found, args["run_view_type"], name="run_view_type")
+    found = search.filter_runs(found, args["filter"] or "")
+    found = search.order_runs(found, args["order_by"] or [])
     page = convert.with_data(found[offset : offset + limit + 1])
     return _paged(page, offset, limit, "runs", convert.run)

@@ -228,6 +228,32 @@ def test_a_wrong_token_is_told_it_is_not_valid_not_to_send_one(world, client, au
     assert "Send a Labbook API token" not in mlflow
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "runs/get"),
+        ("GET", "metrics/get-history"),
+        ("POST", "experiments/create"),
+        ("POST", "runs/create"),
+        ("POST", "runs/log-batch"),
+        ("POST", "runs/search"),
+        ("POST", "runs/set-tag"),
+    ],
+)
+def test_every_endpoint_tells_a_wrong_token_it_is_not_valid(world, client, method, path):
+    """Before the arguments are read: a bad body gets the 401 too, never a 400 about it."""
+    headers = {"HTTP_AUTHORIZATION": "Bearer lb_made-up"}
+    rest = client.get("/api/v1/projects", **headers).json()["error"]["message"]
+    if method == "GET":
+        answer = client.get(f"{API}/{path}", {"run_id": 1}, **headers)
+    else:
+        answer = client.post(
+            f"{API}/{path}", {"run_id": 31}, content_type="application/json", **headers
+        )
+    message = error(answer, 401, "UNAUTHENTICATED")
+    assert message.startswith(rest) and rest == "The token is not valid or was revoked."
+
+
 def test_a_revoked_token_and_a_deactivated_users_token_are_told_they_are_not_valid(world, client):
     revoked, raw_revoked = services.token_create(user=world.owner.user, name="old laptop")
     services.token_revoke(token=revoked)
@@ -445,7 +471,7 @@ def test_get_by_name_of_an_unknown_experiment_is_404(world, owner):
     ("tags", "says"),
     [
         ("5", "parameter 'tags'"),
-        ([1], "parameter 'tags'"),
+        ([1], "parameter 'tags[0]'"),
         ([{"key": "a", "value": "b"}, {"value": "no key"}], "'tags[1].key'"),
         ([{"key": "a", "value": 41}], "'tags[0].value'"),
     ],
@@ -569,7 +595,9 @@ def test_runs_create_maps_start_time_and_tags_onto_the_labbook_run(world, owner)
 
 
 def test_runs_get_answers_mlflows_shape(world, owner):
-    run_id = create_run(owner, world.project.pk, start_time=T0_MS, tags=pairs(CREATE_TAGS))
+    run_id = create_run(
+        owner, world.project.pk, start_time=T0_MS, tags=pairs(CREATE_TAGS), user_id="alice"
+    )
     metrics = [
         metric("loss", 1.0, step=0, timestamp=T0_MS + 1),
         metric("loss", 0.5, step=1, timestamp=T0_MS + 2),
@@ -718,7 +746,7 @@ def test_log_batch_takes_the_names_mlflow_takes(owner, run_id, kind):
         assert ok(log_batch(owner, run_id, **KINDS[kind](key))) == {}
 
 
-@pytest.mark.parametrize("value", ["abc", None, True, {"v": 1}, [1.0], ""])
+@pytest.mark.parametrize("value", ["abc", None, {"v": 1}, [1.0], ""])  # MLflow takes True as 1.0
 def test_a_non_numeric_metric_value_is_400(owner, run_id, value):
     before = stored(run_id)
     error(log_batch(owner, run_id, metrics=[metric("acc", value)]), 400, "INVALID_PARAMETER_VALUE")
@@ -934,14 +962,14 @@ def test_get_history_pages_through_every_point_once_in_order(owner, run_id):
     assert seen == expected
 
 
-@pytest.mark.parametrize("max_results", [0, 25001, -1, "many"])
+@pytest.mark.parametrize("max_results", [0, -1, "many"])
 def test_get_history_refuses_max_results_out_of_range(owner, run_id, max_results):
     params = {"run_id": run_id, "metric_key": "loss", "max_results": max_results}
     error(owner.get("metrics/get-history", params), 400, "INVALID_PARAMETER_VALUE")
 
 
 def test_get_history_of_an_unknown_key_is_empty(owner, run_id):
-    assert history(owner, run_id, "never-logged") == {"metrics": []}
+    assert history(owner, run_id, "never-logged") == {}  # MLflow's empty answer
 
 
 # --- Runs/search --------------------------------------------------------------------------

@@ -16,10 +16,10 @@ import pytest
 from django.db import transaction
 from django.db.models import QuerySet
 
-from kernel.errors import ApplicationError
 from tests.conftest import World, make_world
 from tracking import services
 from tracking.ingest import metrics_ingest, parse_points
+from tracking.mlflow.http import MlflowError
 from tracking.mlflow.search import MAX_CLAUSES, MAX_LENGTH, MAX_ORDER_BY, filter_runs, order_runs
 from tracking.models import Project, Run
 from tracking.patterns import like_regex
@@ -132,17 +132,17 @@ def ordered(order_by: list[str]) -> list[str]:
     return list(order_runs(Run.objects.all(), order_by).values_list("name", flat=True))
 
 
-def filter_error(filter_string: str) -> ApplicationError:
-    with pytest.raises(ApplicationError) as caught:
+def filter_error(filter_string: str) -> MlflowError:
+    with pytest.raises(MlflowError) as caught:
         list(filter_runs(Run.objects.all(), filter_string))
-    assert (caught.value.code, caught.value.field) == ("invalid", "filter")
+    assert caught.value.code == "INVALID_PARAMETER_VALUE"
     return caught.value
 
 
-def order_error(order_by) -> ApplicationError:
-    with pytest.raises(ApplicationError) as caught:
+def order_error(order_by) -> MlflowError:
+    with pytest.raises(MlflowError) as caught:
         list(order_runs(Run.objects.all(), order_by))
-    assert (caught.value.code, caught.value.field) == ("invalid", "order_by")
+    assert caught.value.code == "INVALID_PARAMETER_VALUE"
     return caught.value
 
 
@@ -354,27 +354,28 @@ def test_a_search_is_one_query(lab, django_assert_num_queries):
 @pytest.mark.parametrize(
     ("filter_string", "message"),
     [
-        ("metrics.acc > 0.8 OR metrics.acc < 0.1", "OR is not supported"),
-        ("foo = 'x'", "Unknown attribute 'foo'"),
-        ("metrix.acc > 1", "Unknown identifier type 'metrix'"),
+        ("metrics.acc > 0.8 OR metrics.acc < 0.1", "Invalid clause(s) in filter string: 'OR'"),
+        ("foo = 'x'", "Invalid attribute key 'foo' specified. Valid keys are"),
+        ("metrix.acc > 1", "Invalid entity type 'metrix'. Valid values are ['metric'"),
         ("datasets.name = 'x'", "datasets"),
         ("artifact_uri = 'x'", "artifact_uri"),
-        ("lifecycle_stage = 'active'", "run_view_type"),
-        ("metrics.acc LIKE '1'", "metrics.acc takes >, >=, =, !=, <, <=; not LIKE"),
+        ("lifecycle_stage = 'active'", "Invalid attribute key 'lifecycle_stage'"),
+        ("metrics.acc LIKE '1'", "Expected numeric value type for metric. Found '1'"),
+        ("metrics.acc LIKE 1", "metrics.acc takes >, >=, =, !=, <, <=; not LIKE"),
         ("params.lr > '1'", "params.lr takes =, !=, LIKE, ILIKE"),
-        ("run_name IS NULL", "Only params and tags take IS NULL"),
+        ("run_name IS NULL", "IS NULL / IS NOT NULL is only supported for tags and params"),
         ("params.lr IN ('a')", "Only run_id takes IN"),
-        ("status NOT IN ('RUNNING')", "Only run_id takes IN"),
-        ("metrics.acc > 'high'", "compares with a number"),
-        ("start_time > '2024'", "compares with a number"),
-        ("params.lr = 0.1", "compares with a quoted string"),
-        ("run_id = 1", "compares with a quoted string"),
+        ("status NOT IN ('RUNNING')", "Only ['run_id'] attributes support comparison with a list"),
+        ("metrics.acc > 'high'", "Expected numeric value type for metric. Found 'high'"),
+        ("start_time > '2024'", "numeric attribute: start_time. Found '2024'"),
+        ("params.lr = 0.1", "quoted string value for parameter (e.g. 'my-value'). Got value 0.1"),
+        ("run_id = 1", "Expected a quoted string value for attributes. Got value 1"),
         ("metrics.acc > high", "Expected a value"),
         ("params.lr = 'unterminated", "Unterminated single quote"),
         ('params.lr = "x', "Unterminated double quote"),
         ("params.`lr = 'x'", "Unterminated backtick quote"),
-        ("metrics.acc", "Expected a comparator"),
-        ("metrics.acc >", "Expected a value"),
+        ("metrics.acc", "Invalid clause(s) in filter string: 'metrics.acc'"),
+        ("metrics.acc >", "Invalid clause(s) in filter string: 'metrics.acc', '>'"),
         ("metrics.acc > 1 AND", "Expected a clause"),
         ("metrics.acc > 1 metrics.loss < 1", "Expected AND between clauses"),
         ("(metrics.acc > 1)", "no parentheses"),
@@ -390,7 +391,7 @@ def test_a_search_is_one_query(lab, django_assert_num_queries):
         ("metrics.acc ~ 1", "Unexpected '~'"),
         ("params.lr NOT LIKE 'x'", "Expected a comparator"),
         ("params.lr IS NOT 'x'", "Expected a comparator"),
-        ("status = 'X' AND AND status = 'Y'", "Unknown attribute 'AND'"),
+        ("status = 'X' AND AND status = 'Y'", "Invalid attribute key 'AND'"),
         ("params.lr = 'a\x00'", "NUL"),
         ("params.lr = '\ud800'", "surrogate"),
         ("metrics.a > 1 AND " * MAX_CLAUSES + "metrics.a > 1", f"At most {MAX_CLAUSES} clauses"),
@@ -402,7 +403,7 @@ def test_it_refuses_an_invalid_filter_naming_the_problem(lab, filter_string, mes
 
 
 def test_it_refuses_a_filter_that_is_not_a_string(lab):
-    assert filter_error(42).message == "Must be a string."
+    assert filter_error(42).message == "filter: Must be a string."
 
 
 # --- Ordering -----------------------------------------------------------------------------
@@ -411,32 +412,32 @@ def test_it_refuses_a_filter_that_is_not_a_string(lab):
 @pytest.mark.parametrize(
     ("order_by", "expected"),
     [
-        # Default: start_time DESC, then the newest run first among equals.
-        ([], ["delta", "gamma", "epsilon", "beta", "alpha"]),
+        # Default: start_time DESC, then (MLflow's tie-break) the lower run id first.
+        ([], ["delta", "gamma", "beta", "epsilon", "alpha"]),
         # Missing (gamma, delta) last in both directions, in the default order.
         (["metrics.acc DESC"], ["epsilon", "alpha", "beta", "delta", "gamma"]),
         (["metrics.acc"], ["beta", "epsilon", "alpha", "delta", "gamma"]),
         (["metrics.acc asc"], ["beta", "epsilon", "alpha", "delta", "gamma"]),
         # beta's loss is NaN: with the missing ones.
-        (["metrics.loss ASC"], ["alpha", "gamma", "delta", "epsilon", "beta"]),
-        (["metrics.loss DESC"], ["gamma", "alpha", "delta", "epsilon", "beta"]),
+        (["metrics.loss ASC"], ["alpha", "gamma", "delta", "beta", "epsilon"]),
+        (["metrics.loss DESC"], ["gamma", "alpha", "delta", "beta", "epsilon"]),
         (["params.lr"], ["beta", "delta", "alpha", "epsilon", "gamma"]),
         (["params.lr DESC"], ["epsilon", "delta", "alpha", "beta", "gamma"]),
-        (["tags.priority"], ["gamma", "alpha", "delta", "epsilon", "beta"]),
-        (["tags.priority DESC"], ["alpha", "gamma", "delta", "epsilon", "beta"]),
+        (["tags.priority"], ["gamma", "alpha", "delta", "beta", "epsilon"]),
+        (["tags.priority DESC"], ["alpha", "gamma", "delta", "beta", "epsilon"]),
         (["status", "metrics.acc DESC"], ["beta", "gamma", "alpha", "epsilon", "delta"]),
         (["status DESC", "run_name"], ["delta", "epsilon", "alpha", "beta", "gamma"]),
         (["attributes.end_time"], ["alpha", "beta", "epsilon", "gamma", "delta"]),
         (["end_time DESC"], ["gamma", "epsilon", "beta", "alpha", "delta"]),
         (["run_name DESC"], ["gamma", "epsilon", "delta", "beta", "alpha"]),
-        (["start_time ASC"], ["alpha", "epsilon", "beta", "gamma", "delta"]),
-        (["created"], ["alpha", "epsilon", "beta", "gamma", "delta"]),
+        (["start_time ASC"], ["alpha", "beta", "epsilon", "gamma", "delta"]),
+        (["created"], ["alpha", "beta", "epsilon", "gamma", "delta"]),
         (["user_id", "run_name"], ["alpha", "epsilon", "gamma", "beta", "delta"]),
         (["run_id DESC"], ["epsilon", "delta", "gamma", "beta", "alpha"]),
         (["run_id"], ["alpha", "beta", "gamma", "delta", "epsilon"]),
         (
             ["metrics.`val loss` DESC", "tags.priority"],
-            ["gamma", "alpha", "delta", "epsilon", "beta"],
+            ["gamma", "alpha", "delta", "beta", "epsilon"],
         ),
     ],
 )
@@ -452,12 +453,12 @@ def test_ordering_keeps_a_filter(lab):
 @pytest.mark.parametrize(
     ("order_by", "message"),
     [
-        (["metrics.acc SIDEWAYS"], "ASC or DESC"),
-        (["metrics.acc DESC extra"], "ASC or DESC"),
-        ([""], "Expected a column"),
-        (["'metrics.acc'"], "Expected a column"),
+        (["metrics.acc SIDEWAYS"], "Invalid ordering key in order_by clause"),
+        (["metrics.acc DESC extra"], "Could not be parsed"),
+        ([""], "Invalid order_by clause ''. Could not be parsed."),
+        (["'metrics.acc'"], "Could not be parsed"),
         (["metrics.acc; DROP TABLE tracking_run"], "Unexpected ';'"),
-        (["unknown"], "Unknown attribute 'unknown'"),
+        (["unknown"], "Invalid attribute key 'unknown' specified"),
         (["artifact_uri"], "artifact_uri"),
         (["metrics.acc", "metrics.acc DESC"], "ordered by twice"),
         (["start_time", "created DESC"], "ordered by twice"),
@@ -472,7 +473,7 @@ def test_it_refuses_an_invalid_order_by_naming_the_problem(lab, order_by, messag
     assert message in order_error(order_by).message
 
 
-# --- Any string: an answer or an ApplicationError -----------------------------------------
+# --- Any string: an answer or an MlflowError -----------------------------------------
 # hypothesis is not installed: a table of nasty strings, and seeded random ones.
 
 NASTY = [
@@ -571,14 +572,14 @@ def random_clause(rng: random.Random) -> str:
 def answers_or_refuses(search) -> bool:
     try:
         list(search())
-    except ApplicationError as error:
-        assert error.code == "invalid"
+    except MlflowError as error:
+        assert error.code == "INVALID_PARAMETER_VALUE"
         return False
     return True
 
 
 @pytest.mark.parametrize("text", NASTY + generated_strings(300))
-def test_any_string_gets_an_answer_or_an_application_error(lab, text):
+def test_any_string_gets_an_answer_or_an_mlflow_error(lab, text):
     answers_or_refuses(lambda: filter_runs(Run.objects.all(), text))
     answers_or_refuses(lambda: order_runs(Run.objects.all(), [text]))
 
