@@ -29,6 +29,7 @@ from tracking.mlflow.http import (
     MlflowError,
     exceeds_maximum_length,
     invalid,
+    not_active,
 )
 from tracking.mlflow.runs import check_name
 from tracking.models import Membership, Project, Team
@@ -168,8 +169,16 @@ def _require_write(project: ProjectWithRole) -> None:
     services.require_write(project.role)
 
 
+def require_active(project: Project) -> None:
+    """MLflow's refusal of a write to a deleted experiment (its ``_check_experiment_is_active``)."""
+    if project.deleted_at is not None:
+        raise invalid(not_active("experiment", project.pk))
+
+
 def rename(user: User, project: ProjectWithRole, new_name: str) -> None:
     _require_write(project)
+    if project.deleted_at is not None:
+        raise MlflowError("INVALID_STATE", "Cannot rename a non-active experiment.")
     team_slug, _, slug = _full_name(user, new_name, argument="new_name").partition("/")
     if team_slug != project.team.slug:
         raise invalid("An experiment cannot move to another team.")
@@ -177,7 +186,11 @@ def rename(user: User, project: ProjectWithRole, new_name: str) -> None:
 
 
 def set_deleted(project: ProjectWithRole, deleted: bool) -> None:
+    """Delete or restore; as in MLflow, only an active experiment is found to delete and only
+    a deleted one to restore."""
     _require_write(project)
+    if (project.deleted_at is not None) == deleted:
+        raise MlflowError(NOT_FOUND, f"No Experiment with id={project.pk} exists")
     project.deleted_at = timezone.now() if deleted else None
     project.save(update_fields=["deleted_at"])
 
@@ -185,6 +198,7 @@ def set_deleted(project: ProjectWithRole, deleted: bool) -> None:
 def set_tag(project: ProjectWithRole, key: str, value: str | None) -> None:
     key, value = _checked_tag(key, value or "")
     _require_write(project)
+    require_active(project)
     if key == convert.NOTE_TAG:
         services.project_update(project=project, description=value)
         return
@@ -199,10 +213,7 @@ def delete_tag(project: ProjectWithRole, key: str, *, experiment_id: str) -> Non
     ``experiment_id`` is the id as the client sent it: MLflow's message quotes it.
     """
     _require_write(project)
-    if project.deleted_at is not None:
-        raise invalid(
-            f"The experiment {project.pk} must be in the 'active' state. Current state is deleted."
-        )
+    require_active(project)
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
         tags = dict(locked.metadata.get(convert.TAGS, {}))

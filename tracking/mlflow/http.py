@@ -89,6 +89,11 @@ def exceeds_maximum_length(path: str, limit: int) -> str:
     return f"'{path}' exceeds the maximum length of {limit} characters"
 
 
+def not_active(kind: str, pk: Any) -> str:
+    """A write to a deleted experiment or run (MLflow's ``_check_*_is_active``)."""
+    return f"The {kind} {pk} must be in the 'active' state. Current state is deleted."
+
+
 def json_response(answer: dict[str, Any], status: int = 200) -> HttpResponse:
     """``answer`` as JSON, encoded by orjson (a 25,000-point history page in a few ms)."""
     return HttpResponse(orjson.dumps(answer), status=status, content_type="application/json")

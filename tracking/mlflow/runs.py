@@ -43,6 +43,7 @@ from tracking.mlflow.http import (
     invalid,
     invalid_value,
     missing_value,
+    not_active,
 )
 from tracking.models import MetricSeries, Project, Run
 from tracking.validation import MAX_KEY_LENGTH, MAX_TAGS, float_to_json
@@ -81,7 +82,7 @@ def get(user: User, run_id: Any, *, write: bool = False) -> RunWithRole:
     except NotFound:
         raise MlflowError(NOT_FOUND, f"Run with id={run_id} not found") from None
     if write and run.deleted_at is not None:
-        raise invalid(f"The run {run_id} must be in the 'active' state. Current state is deleted.")
+        raise invalid(not_active("run", run_id))
     return run
 
 
@@ -186,9 +187,7 @@ def create(
     (MLflow keeps that, even empty; the ``mlflow.user`` tag is the client's too)."""
     services.require_write(project.role)
     if project.deleted_at is not None:
-        raise invalid(
-            f"The experiment {project.pk} must be in the 'active' state. Current state is deleted."
-        )
+        raise invalid(not_active("experiment", project.pk))
     tag_values = _tags(tags or [], single=False)
     name = _run_name(run_name or "", tag_values.get(convert.RUN_NAME_TAG, ""))
     started = start_time or 0
