@@ -26,7 +26,7 @@ from reports_app import services as report_services
 from reports_app.models import Comment, Report, ReportRevision
 from reports_app.selectors import report_get_for_user
 from tracking import ingest, services
-from tracking.mlflow import experiments
+from tracking.mlflow import experiments, inputs
 from tracking.mlflow import runs as mlflow_runs
 from tracking.models import (
     MetricPoint,
@@ -138,6 +138,7 @@ def source(world) -> Source:
         "live": services.run_create(user=bob, project=project, name="live"),
     }
     log_points(runs)
+    log_datasets(runs)
     finish_runs(world, runs)
     write_report(world, project, runs)
     write_comments(world, runs)
@@ -155,6 +156,19 @@ def log_points(runs: dict[str, Run]) -> None:
     odd = [("loss", 0, 1.5), ("loss", 1, "NaN"), ("loss", 2, "Infinity"), ("loss", 3, "-Infinity")]
     ingest.metrics_ingest(run=runs["diverged"], points=points(*odd, ("loss", 4, 0.5)))
     ingest.metrics_ingest(run=runs["crashed"], points=points(("loss", 0, 3.0), ("loss", 7, 2.0)))
+
+
+def log_datasets(runs: dict[str, Run]) -> None:
+    """Two datasets (one with a name that ends in a space: kept exactly), used by two runs."""
+    train = {"name": "mnist ", "digest": "d1", "source_type": "local", "source": "/data/train"}
+    evaluation = {**train, "name": "mnist-test", "digest": "d2", "schema": '{"x": "int"}\n'}
+    for run, used in ((runs["baseline"], [(train, "train"), (evaluation, "eval")]),
+                      (runs["diverged"], [(train, "training")])):  # fmt: skip
+        sent = [
+            {"dataset": d, "tags": [{"key": "mlflow.data.context", "value": context}]}
+            for d, context in used
+        ]
+        inputs.log_inputs(run, entries=inputs.parse(sent))
 
 
 def finish_runs(world, runs: dict[str, Run]) -> None:
@@ -272,6 +286,10 @@ def run_snapshot(run: Run, who: Callable) -> dict[str, Any]:
     alerts = SdkAlert.objects.filter(run=run).values("title", "text", "level", "created_at")
     return fields_of(run, RUN_FIELDS, who, "created_by") | {
         "tags": sorted(run.tag_rows.values_list("name", flat=True)),
+        "inputs": [
+            (fields_of(used.dataset, list(inputs.DATASET_FIELDS), who), used.tags)
+            for used in run.inputs.select_related("dataset").order_by("id")
+        ],
         "series": [series_snapshot(s) for s in series],
         "sdk_alerts": list(alerts),
     }
@@ -446,14 +464,15 @@ def test_it_writes_the_same_file_again_from_the_imported_copy(source, lab, world
 
 def comparable(lines: list[dict], translate: dict | None = None) -> list[dict]:
     """The lines with file ids as positions, team names out, authors translated."""
-    positions: dict[str, dict[int, int]] = {"run": {}, "report": {}, "comment": {}}
+    positions: dict[str, dict[int, int]] = {"run": {}, "report": {}, "comment": {}, "dataset": {}}
     out = []
     for line in lines[1:]:
         line = dict(line)
         kind = line.get("type")
         if kind in positions:
             positions[kind][line.pop("id")] = len(positions[kind])
-        for name, kind_of in (("run", "run"), ("report", "report"), ("parent", "comment")):
+        refs = (("run", "run"), ("report", "report"), ("parent", "comment"), ("dataset", "dataset"))
+        for name, kind_of in refs:
             if line.get(name) is not None:
                 line[name] = positions[kind_of][line[name]]
         for name in ("created_by", "author", "resolved_by"):
@@ -494,7 +513,7 @@ def test_it_counts_plainly_when_tqdm_is_missing(source, lab, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
     path = tmp_path / "mnist.jsonl"
     _, err = export("acme/mnist", str(path))
-    assert "export acme/mnist: 71 of 71 records" in err
+    assert "export acme/mnist: 76 of 76 records" in err
     _, err = load(str(path), "--team", "lab")
     size = path.stat().st_size
     assert f"import {path}: {size:,} of {size:,} bytes" in err
@@ -602,6 +621,26 @@ def test_it_names_a_bad_field_and_imports_nothing(exported, lab):
     rewritten(exported, bad_trigger)
     message = refused(exported)
     assert message.startswith(f"line {number}: alert_rule.trigger: Trigger must be one of")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"dataset": 10**9}, "run_input.dataset: No dataset with id 1000000000 earlier"),
+        ({"tags": [{"key": "k", "value": 5}]}, "run_input.value: Must be a string."),
+        ({"tags": [{"key": "k", "value": "a"}] * 2}, "run_input.tags: The key 'k' is there twice."),
+    ],
+)
+def test_it_names_a_bad_run_input_and_imports_nothing(exported, lab, change, expected):
+    number = line_number(exported, "run_input")
+
+    def bad_input(lines: list[str]) -> list[str]:
+        used = json.loads(lines[number - 1])
+        lines[number - 1] = json.dumps({**used, **change}) + "\n"
+        return lines
+
+    rewritten(exported, bad_input)
+    assert refused(exported).startswith(f"line {number}: {expected}")
 
 
 def test_it_notices_a_file_cut_in_the_middle_of_a_line(exported, lab):

@@ -27,7 +27,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from tracking import events, ingest, services
-from tracking.mlflow import convert, experiments, runs
+from tracking.mlflow import convert, experiments, inputs, runs
 from tracking.models import Project, Run, Team
 
 CLIENT_ID_PREFIX = "mlflow:"
@@ -161,6 +161,7 @@ def import_run(client: Any, user: User, project: Project, source: Any, summary: 
             run.config = {**run.config, **params}
             run.save(update_fields=["config"])
         runs.apply_tags(run, {**run.metadata.get(convert.TAGS, {}), **source.data.tags})
+        inputs.log_inputs(run, entries=inputs.parse(dataset_inputs(source)))
         for key in sorted(source.data.metrics):
             points = import_steps(client.get_metric_history(source.info.run_id, key))
             for start in range(0, len(points), POINTS_PER_BATCH):
@@ -173,6 +174,21 @@ def import_run(client: Any, user: User, project: Project, source: Any, summary: 
     else:
         summary.runs_updated += 1
     return run
+
+
+def dataset_inputs(source: Any) -> list[dict[str, Any]]:
+    """The run's dataset inputs as ``log-inputs`` sends them (a run already copied keeps
+    those it has: ``inputs.log_inputs`` adds only new ones)."""
+    found = getattr(getattr(source, "inputs", None), "dataset_inputs", None) or []
+    return [
+        {
+            "dataset": {
+                name: getattr(used.dataset, name, "") or "" for name in inputs.DATASET_FIELDS
+            },
+            "tags": [{"key": tag.key, "value": tag.value} for tag in used.tags or []],
+        }
+        for used in found
+    ]
 
 
 def import_artifacts(client: Any, source: Any, destination: Path) -> int:

@@ -10,4 +10,7 @@ discovered the way Django's admin finds ``admin`` modules, so ``tracking``
 never imports them.
 """
 
-from tracking.portability import runs  # noqa: F401 - registers the project and its runs
+from tracking.portability import (  # noqa: F401 - each registers its section
+    datasets,
+    runs,
+)

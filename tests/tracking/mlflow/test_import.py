@@ -16,13 +16,19 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
 from alerts.models import Alert
 from tests.tracking.mlflow.reference_server import running_mlflow_server
-from tracking.models import MetricPoint, MetricSeries, Project, Run
+from tracking.models import Dataset, MetricPoint, MetricSeries, Project, Run, RunInput
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
+
+DATASET = MlflowDataset(
+    name="mnist", digest="abc123", source_type="local", source='{"uri": "/data"}', schema="{}"
+)
+CONTEXT = "mlflow.data.context"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,7 @@ def logged(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     folder = tmp_path_factory.mktemp("artifact")
     (folder / "notes.txt").write_text("hello from mlflow")
     client.log_artifact(run_id, str(folder / "notes.txt"), artifact_path="docs")
+    client.log_inputs(run_id, datasets=[DatasetInput(DATASET, tags=[InputTag(CONTEXT, "train")])])
     client.set_terminated(run_id, "FINISHED", end_time=1_700_000_100_000)
     failed = client.create_run(vision, run_name="vit").info.run_id
     client.log_metric(failed, "loss", 9.0, step=1)
@@ -78,6 +85,12 @@ def test_it_copies_runs_params_tags_metrics_and_artifacts(world, logged, setting
     assert (run.created_at.timestamp(), run.ended_at.timestamp()) == (1_700_000_000, 1_700_000_100)
     assert run.config == {"lr": "0.01", "arch": "resnet50"}
     assert run.notes == "the baseline"
+    [used] = run.inputs.select_related("dataset")
+    dataset = used.dataset
+    assert (dataset.name, dataset.digest, dataset.source, dataset.schema) == (
+        "mnist", "abc123", '{"uri": "/data"}', "{}"
+    )  # fmt: skip
+    assert used.tags == [{"key": CONTEXT, "value": "train"}]
     assert run.metadata["mlflow_tags"]["team"] == "vision"
     assert "team:vision" in {tag.name for tag in run.tag_rows.all()}
     loss = list(
@@ -121,10 +134,11 @@ def alert_rule_on(world) -> None:
 def test_importing_again_duplicates_nothing(world, logged, settings, tmp_path):
     settings.LABBOOK_HOME = tmp_path
     _import(logged["uri"])
-    counts = (Project.objects.count(), Run.objects.count(), MetricPoint.objects.count())
+    models = (Project, Run, MetricPoint, Dataset, RunInput)
+    counts = [model.objects.count() for model in models]
     output = _import(logged["uri"])
     assert "0 new run(s), 3 already there (completed), 0 metric point(s), 0 param(s)" in output
-    assert (Project.objects.count(), Run.objects.count(), MetricPoint.objects.count()) == counts
+    assert [model.objects.count() for model in models] == counts
 
 
 def test_a_bad_uri_is_refused_plainly(world, monkeypatch):
