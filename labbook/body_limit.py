@@ -41,7 +41,6 @@ from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate,
 UPLOAD_PATH = re.compile(
     r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/.+|^/api/v1/runs/\d+/artifacts/.+"
 )
-MLFLOW_PATH = re.compile(r"^/(?:ajax-)?api/2\.0/")
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
@@ -100,7 +99,7 @@ async def _session_signed_in(key: str) -> bool:
 
 
 def _error(scope: dict[str, Any], code: str, mlflow_code: str, message: str) -> bytes:
-    if MLFLOW_PATH.match(scope.get("path", "")):
+    if mlflow_http.is_mlflow_path(scope.get("path", "")):
         return orjson.dumps({"error_code": mlflow_code, "message": message})
     return orjson.dumps({"error": {"code": code, "message": message, "field": "body"}})
 
@@ -144,7 +143,7 @@ class BodyLimit:
         refusal = await _refusal(scope) if is_upload(scope) else None
         if refusal is not None:
             code, message, mlflow_message = refusal
-            if MLFLOW_PATH.match(scope.get("path", "")):
+            if mlflow_http.is_mlflow_path(scope.get("path", "")):
                 message = mlflow_message
             return await _answer(send, 401, _error(scope, code, "UNAUTHENTICATED", message))
         return await self._counted(scope, receive, send, limit, too_large)

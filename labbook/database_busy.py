@@ -14,11 +14,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from tracking.api.errors import error_body
-from tracking.mlflow.http import error_response
+from tracking.mlflow.http import error_response, is_mlflow_path
 
 RETRY_AFTER_SECONDS = 2
 MESSAGE = "The database is busy with other writes; nothing was saved. Retry in a moment."
-MLFLOW_PREFIXES = ("/api/2.0/", "/ajax-api/2.0/")  # the MLflow API and its artifact store
 
 
 def is_database_busy(error: BaseException) -> bool:
@@ -26,7 +25,7 @@ def is_database_busy(error: BaseException) -> bool:
 
 
 def busy_response(request: HttpRequest) -> HttpResponse:
-    if request.path.startswith(MLFLOW_PREFIXES):
+    if is_mlflow_path(request.path):
         response = error_response("TEMPORARILY_UNAVAILABLE", MESSAGE, 503)
     elif request.path.startswith("/api/"):
         response = JsonResponse(error_body("database_busy", MESSAGE), status=503)

@@ -13,6 +13,9 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from tracking.api.errors import error_body
+from tracking.mlflow import http as mlflow_http
+
 
 class BothModes:
     """A middleware Django can call from its async stack without a thread switch.
@@ -53,22 +56,18 @@ class RejectNulCharactersMiddleware(BothModes):
 
     def respond_early(self, request: HttpRequest) -> HttpResponse | None:
         if "\x00" in request.path:
-            return self._reject("path")
+            return self._reject(request, "path")
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
-                return self._reject(name.replace("\x00", ""))
+                return self._reject(request, name.replace("\x00", ""))
         return None
 
     @staticmethod
-    def _reject(field: str) -> JsonResponse:
-        body = {
-            "error": {
-                "code": "invalid",
-                "message": "NUL characters are not allowed.",
-                "field": field,
-            }
-        }
-        return JsonResponse(body, status=400)
+    def _reject(request: HttpRequest, field: str) -> HttpResponse:
+        message = "NUL characters are not allowed."
+        if mlflow_http.is_mlflow_path(request.path):
+            return mlflow_http.error_response(mlflow_http.INVALID, f"{field}: {message}", 400)
+        return JsonResponse(error_body("invalid", message, field=field), status=400)
 
 
 # add_files_from_finders: WhiteNoise's static file index by the settings that shape it.

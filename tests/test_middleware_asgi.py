@@ -79,6 +79,20 @@ def test_a_nul_character_is_refused_before_any_view(server: LabbookServer):
     assert response.json()["error"]["field"] == "project"
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/2.0/mlflow/runs/get", "/ajax-api/2.0/mlflow/runs/get", "/get-artifact"]
+)
+def test_a_nul_character_on_an_mlflow_path_is_refused_in_mlflows_shape(
+    server: LabbookServer, path: str
+):
+    response = httpx.get(f"{server.url}{path}", params={"run_id": "1\x00"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": "run_id: NUL characters are not allowed.",
+    }
+
+
 def test_other_requests_go_on_to_the_views(server: LabbookServer):
     assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
     answer = httpx.get(f"{server.url}/api/v1/runs", headers=server.client().headers)

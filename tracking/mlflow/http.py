@@ -55,6 +55,15 @@ CODES = {
 }
 STATUSES = {INVALID: 400, NOT_FOUND: 404, ALREADY_EXISTS: 400, "BAD_REQUEST": 400}
 
+# Where labbook.urls serves MLflow's protocols (tracking, its artifact store, and the artifact
+# download at the root): an error on these paths answers in MLflow's shape, whoever answers it.
+PATH_PREFIXES = ("/api/2.0/", "/ajax-api/2.0/", "/get-artifact")
+
+
+def is_mlflow_path(path: str) -> bool:
+    return path.startswith(PATH_PREFIXES)
+
+
 Arguments = dict[str, Any]
 Handler = Callable[..., dict[str, Any] | HttpResponseBase]
 
