@@ -42,7 +42,7 @@ from tracking.ingest import Point, metrics_ingest
 from tracking.mlflow import artifacts
 from tracking.mlflow import experiments as mlflow_experiments
 from tracking.mlflow import runs as mlflow_runs
-from tracking.models import ApiToken, Role, Run, TeamInvitation
+from tracking.models import ApiToken, Project, Role, Run, TeamInvitation
 
 SECRET = "zz-acme-secret"  # in every name only acme's members may read
 PRIVATE = "zz-private-secret"  # in the names of what the editor keeps to himself
@@ -73,6 +73,7 @@ class Scene:
     private: Private
     invitation: TeamInvitation  # alice invited mallory (the outsider) to acme
     invitation_code: str  # its emailed link's token
+    archived: Project  # a deleted project of acme's (MLflow's restore finds only deleted ones)
     sessions: dict[str, str] = field(default_factory=dict)  # persona -> session cookie
     baseline: dict[str, Any] = field(default_factory=dict)  # ``state()`` once built
 
@@ -116,9 +117,18 @@ def build_scene() -> Scene:
         spare_token=services.token_create(user=alice, name="alice's spare")[0],
         private=_private(world),
         **_invitation(world),
+        archived=_archived(world),
     )
     scene.sessions = {name: _session(scene.persona(name)) for name in MEMBERS_AND_OUTSIDER}
     return scene
+
+
+def _archived(world: World) -> Project:
+    project = services.project_create(
+        user=world.owner.user, team_slug="acme", slug="archived", description=f"{SECRET} old"
+    )
+    Project.objects.filter(pk=project.pk).update(deleted_at=timezone.now())
+    return project
 
 
 def _invitation(world: World) -> dict[str, Any]:

@@ -124,7 +124,10 @@ MLFLOW: dict[str, Expect] = {
         Via.MLFLOW, get=POST_ONLY, post=MLFLOW_WRITE, body=experiment_args
     ),
     "experiments/restore": Expect(
-        Via.MLFLOW, get=POST_ONLY, post=MLFLOW_WRITE, body=experiment_args
+        Via.MLFLOW,
+        get=POST_ONLY,
+        post=MLFLOW_WRITE,
+        body=lambda s: {"experiment_id": str(s.archived.pk)},
     ),
     "experiments/set-experiment-tag": Expect(
         Via.MLFLOW,
