@@ -112,7 +112,11 @@ def test_the_wheel_holds_the_sdk_and_nothing_else(sdk_wheel: Path) -> None:
     headers = [line for line in metadata.splitlines() if ": " in line]
     assert "Name: labbook-sdk" in headers and f"Version: {__version__}" in headers
     requires = [line for line in headers if line.startswith("Requires-Dist: ")]
-    assert requires == ['Requires-Dist: pandas; extra == "pandas"']
+    assert requires == [  # nothing unconditional: the base install is standard library only
+        'Requires-Dist: pandas; extra == "pandas"',
+        'Requires-Dist: psutil>=5.9; extra == "system"',
+        'Requires-Dist: nvidia-ml-py>=12; extra == "system"',
+    ]
 
 
 def test_one_version_for_the_server_and_the_sdk() -> None:

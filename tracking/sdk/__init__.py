@@ -6,7 +6,8 @@
         for step in range(1000):
             run.log({"loss": loss, "acc": acc})
 
-Standard library only; safe to import without Django. ``LABBOOK_URL`` and
+Standard library only (psutil, if installed, adds the ``system/*`` series:
+tracking/sdk/system_metrics.py); safe to import without Django. ``LABBOOK_URL`` and
 ``LABBOOK_TOKEN`` say where to send; see docs/sdk.md for every setting.
 """
 

@@ -15,6 +15,8 @@ from tracking.sdk.sender import MAX_POINTS_PER_BATCH, Record, Sender, json_value
 from tracking.sdk.settings import Settings
 from tracking.sdk.spool import SpoolRun
 from tracking.sdk.system import run_context
+from tracking.sdk.system_metrics import PREFIX as SYSTEM_PREFIX
+from tracking.sdk.system_metrics import SystemSampler, load_psutil
 from tracking.sdk.transport import Transport, TransportError
 
 STATUSES = ("finished", "failed", "killed")
@@ -122,6 +124,7 @@ class Run:
         self._overflow: list[Record] = []
         self._overflow_lock = threading.Lock()
         self._spilled = False
+        self._system: SystemSampler | None = None
         self._spool = SpoolRun.for_run(settings.spool_dir, self._spool_header(create))
         self._sender = self._new_sender()
         lifecycle.register(self)
@@ -176,9 +179,12 @@ class Run:
             raise ValueError(f"run.log(): at most {MAX_POINTS_PER_BATCH} metrics per call")
         step = self._next_step(step)
         if values:
-            record = ("p", step, time.time(), values)
-            if not self._sender.put(record):
-                self._spill(record)
+            self._queue_points(("p", step, time.time(), values))
+
+    def _queue_points(self, record: Record) -> None:
+        """From log() and the system sampler's thread."""
+        if not self._sender.put(record):
+            self._spill(record)
 
     def _next_step(self, step: Any) -> int:
         if step is None:
@@ -191,6 +197,18 @@ class Run:
         if index >= self._step:
             self._step = index + 1
         return index
+
+    def _start_system_metrics(self, first_sample: int) -> None:
+        psutil = load_psutil(quiet=self._settings.quiet)
+        if psutil is None:
+            return
+        self._system = SystemSampler(
+            psutil=psutil,
+            put=self._queue_points,
+            interval=self._settings.system_metrics_interval,
+            first_sample=first_sample,
+        )
+        self._system.start()
 
     def _spill(self, record: Record) -> None:
         """The queue is full (the server is slower than the loop): gather, then write to disk."""
@@ -284,6 +302,8 @@ class Run:
             return
         self._finished = True
         lifecycle.unregister(self)
+        if self._system is not None:  # before the drain, so its last sample is sent
+            self._system.stop(5)
         if self._forked_child:  # the parent owns the run: only send what this process logged
             self._drain(self._settings.finish_timeout)
             return
@@ -335,6 +355,7 @@ class Run:
     def _become_fork_child(self) -> None:
         """In a forked process: a fresh, empty queue, so nothing the parent queued is sent twice."""
         self._forked_child = True
+        self._system = None  # its thread did not survive the fork; the parent samples
         self._overflow, self._overflow_lock = [], threading.Lock()  # another thread may hold it
         self._spool = SpoolRun.for_run(self._settings.spool_dir, self._spool.header)
         self._sender = self._new_sender()
@@ -350,12 +371,15 @@ def init(
     url: str | None = None,
     token: str | None = None,
     resume: int | None = None,
+    system_metrics: bool = True,
 ) -> Run:
     """Start (or with ``resume=<run id>``, continue) a run in ``project`` ("team/project").
 
     ``url`` and ``token`` default to ``LABBOOK_URL`` and ``LABBOOK_TOKEN``.
     When the server cannot be reached, the run is logged to the spool folder
     and can be uploaded later with ``python -m tracking.sdk sync``.
+    ``system_metrics=False`` (or ``LABBOOK_SYSTEM_METRICS=0``) turns off the
+    ``system/*`` series (CPU, memory, disk, network, GPUs; needs psutil).
     """
     settings = Settings.from_env(url=url, token=token)
     # The client_id makes a retried create (the answer was lost) return the same run.
@@ -369,38 +393,44 @@ def init(
         create["tags"] = [str(tag) for tag in tags]
     transport = Transport(settings.url, settings.token, timeout=10)
     try:
-        data, step = _start(transport, create, resume)
+        data, step, sample = _start(transport, create, resume)
     finally:
         transport.close()
     run = Run(settings=settings, data=data, create=create)
     run._step = step
+    if system_metrics and settings.system_metrics:
+        run._start_system_metrics(sample)
     _hello(run, settings)
     return run
 
 
 def _start(
     transport: Transport, create: dict[str, Any], resume: int | None
-) -> tuple[dict[str, Any] | None, int]:
+) -> tuple[dict[str, Any] | None, int, int]:
+    """The run's data, its next step and its next system sample."""
     try:
         if resume is not None:
             return _resume(transport, int(resume))
-        return transport.request_retrying("POST", "/api/v1/runs", create, budget=5), 0
+        return transport.request_retrying("POST", "/api/v1/runs", create, budget=5), 0, 0
     except TransportError as error:
         if not error.retryable:
             raise LabbookError(f"Labbook refused the run: {error}") from None
         if resume is not None:
             raise LabbookError(f"cannot resume run {resume}: {error}") from None
         warn(f"{transport.url} is not answering ({error}); logging offline to the spool")
-        return None, 0
+        return None, 0, 0
 
 
-def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int]:
+def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int, int]:
     data = transport.request_retrying(
         "PATCH", f"/api/v1/runs/{run_id}", {"status": "running"}, budget=5
     )
     keys = transport.request_retrying("GET", f"/api/v1/runs/{run_id}/metrics", budget=5)
-    steps = [m["last_step"] for m in keys["metrics"] if m["last_step"] is not None]
-    return data, max(steps, default=-1) + 1
+    last = [(m["key"], m["last_step"]) for m in keys["metrics"] if m["last_step"] is not None]
+    # The system samples count on their own: neither counter moves the other.
+    steps = [step for key, step in last if not key.startswith(SYSTEM_PREFIX)]
+    samples = [step for key, step in last if key.startswith(SYSTEM_PREFIX)]
+    return data, max(steps, default=-1) + 1, max(samples, default=-1) + 1
 
 
 def _hello(run: Run, settings: Settings) -> None:

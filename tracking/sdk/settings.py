@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+SYSTEM_METRICS_INTERVAL = 15.0  # seconds between two system/* samples
+
 
 def _number(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
@@ -17,6 +19,18 @@ def _number(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return default if not raw else raw not in ("0", "false", "no", "off")
+
+
+def _interval(name: str, default: float, minimum: float) -> float:
+    value = _number(name, default)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g} seconds, got {value:g}")
     return value
 
 
@@ -32,6 +46,8 @@ class Settings:
     request_timeout: float = 30.0
     queue_size: int = 50_000
     quiet: bool = False
+    system_metrics: bool = True
+    system_metrics_interval: float = SYSTEM_METRICS_INTERVAL
 
     @classmethod
     def from_env(cls, *, url: str | None = None, token: str | None = None) -> Settings:
@@ -52,6 +68,10 @@ class Settings:
             finish_timeout=_number("LABBOOK_FINISH_TIMEOUT", 30.0),
             queue_size=int(_number("LABBOOK_QUEUE_SIZE", 50_000)) or 1,
             quiet=os.environ.get("LABBOOK_QUIET", "") not in ("", "0", "false"),
+            system_metrics=_switch("LABBOOK_SYSTEM_METRICS", True),
+            system_metrics_interval=_interval(
+                "LABBOOK_SYSTEM_METRICS_INTERVAL", SYSTEM_METRICS_INTERVAL, minimum=1.0
+            ),
         )
 
 
