@@ -9,6 +9,7 @@ Values that may hold a password (URLs) are shown with the password hidden.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -16,6 +17,7 @@ import re
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -324,3 +326,69 @@ def email_settings(name: str, default: str) -> dict[str, object]:
         EMAIL_TIMEOUT=20,
     )
     return result
+
+
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for bucket names
+S3_REGION = re.compile(r"[a-z0-9-]{1,50}")
+
+
+def artifact_storage(*, bucket: str, endpoint_url: str, region: str) -> dict[str, Any]:
+    """``STORAGES["artifacts"]``: ``LABBOOK_HOME/artifacts``, or the S3 bucket named.
+
+    Credentials come the standard AWS way (``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY``, a profile, an instance role). A custom endpoint
+    (MinIO, Ceph, R2) is addressed by path, as those servers expect.
+    """
+    if not bucket:
+        for name, value in (
+            ("ARTIFACTS_S3_ENDPOINT_URL", endpoint_url),
+            ("ARTIFACTS_S3_REGION", region),
+        ):
+            if value:
+                raise ImproperlyConfigured(f"{name} needs ARTIFACTS_S3_BUCKET, the bucket to use")
+        return {"BACKEND": "tracking.storage.ArtifactFileStorage"}
+    _check_s3(bucket, endpoint_url, region)
+    options: dict[str, Any] = {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url or None,
+        "region_name": region or None,
+        "addressing_style": "path" if endpoint_url else None,
+        "file_overwrite": True,
+        "default_acl": None,  # the bucket's own policy: never public-read
+        "querystring_auth": True,
+        "transfer_config": _s3_transfers(),
+    }
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
+def _check_s3(bucket: str, endpoint_url: str, region: str) -> None:
+    if not S3_BUCKET.fullmatch(bucket):
+        raise ImproperlyConfigured(
+            "ARTIFACTS_S3_BUCKET must be a bucket name (3-63 lowercase letters, digits, dots,"
+            f" hyphens), got {bucket!r}"
+        )
+    endpoint = urlsplit(endpoint_url)
+    if endpoint_url and (endpoint.scheme not in ("http", "https") or not endpoint.hostname):
+        raise ImproperlyConfigured(
+            "ARTIFACTS_S3_ENDPOINT_URL must be an http:// or https:// address,"
+            f" got {redacted(endpoint_url)!r}"
+        )
+    if region and not S3_REGION.fullmatch(region):
+        raise ImproperlyConfigured(f"ARTIFACTS_S3_REGION must be a region name, got {region!r}")
+    if any(importlib.util.find_spec(name) is None for name in ("storages", "boto3")):
+        raise ImproperlyConfigured(
+            "ARTIFACTS_S3_BUCKET needs django-storages and boto3:"
+            " python -m pip install 'labbook[s3]'"
+        )
+
+
+def _s3_transfers() -> Any:
+    """Uploads stream in 8 MiB parts, at most two read ahead and two in flight.
+
+    boto3's defaults (ten of each) held 110 MiB for one 256 MiB upload.
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(max_concurrency=2, multipart_chunksize=8 * 1024 * 1024)
+    config.max_in_memory_upload_chunks = 2  # s3transfer's knob, not among boto3's arguments
+    return config

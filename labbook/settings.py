@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
 from labbook.env import (
+    artifact_storage,
     email_settings,
     env_bool,
     env_csp_sources,
@@ -325,6 +326,12 @@ STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "labbook.staticfiles.StaticFilesStorage"},
+    # Run files (tracking.storage): LABBOOK_HOME/artifacts, or a shared S3-compatible bucket.
+    "artifacts": artifact_storage(
+        bucket=env_str("ARTIFACTS_S3_BUCKET", ""),
+        endpoint_url=env_str("ARTIFACTS_S3_ENDPOINT_URL", ""),
+        region=env_str("ARTIFACTS_S3_REGION", ""),
+    ),
 }
 WHITENOISE_KEEP_ONLY_HASHED_FILES = True  # the plain names come from the apps' folders:
 WHITENOISE_USE_FINDERS = True  # served without a collect (runserver, tests), cached briefly

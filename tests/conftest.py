@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ from rest_framework.test import APIClient
 from tests.support import services_required, skip_or_fail
 from tracking import services
 from tracking.models import Project, Role, Team
+
+# The SDK samples system/* metrics every 15 s (tracking/sdk/system_metrics.py): a run open that
+# long on a busy machine would gain keys that tests comparing a run's exact keys (and the soaks'
+# exact point counts) never sent. Off for every test and the processes they start;
+# tests/sdk/test_system_metrics.py turns it on.
+os.environ.setdefault("LABBOOK_SYSTEM_METRICS", "0")
 
 
 @dataclass
@@ -74,6 +81,16 @@ def make_world() -> World:
     rival = services.team_create(slug="rival", owner=outsider.user)
     project = services.project_create(user=owner.user, team_slug="acme", slug="mnist")
     return World(team, rival, project, owner, editor, viewer, outsider)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_forgets_artifact_locations() -> None:
+    """The mlflow client keeps each run's artifact location by run id for the whole process,
+    whatever the tracking URI. Labbook's run ids are small integers, so run 1 of one test's
+    server would send a later test's artifacts to a server long gone (docs/mlflow.md)."""
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None:
+        utils._artifact_repos_cache.clear()
 
 
 @pytest.fixture

@@ -1,28 +1,23 @@
-"""Run artifacts on the local disk, behind MLflow's proxied ``mlflow-artifacts`` paths.
+"""Run artifacts behind MLflow's proxied ``mlflow-artifacts`` paths, kept by ``tracking.storage``.
 
-A run's files live under ``LABBOOK_HOME/artifacts/<project_id>/<run_id>/artifacts/``,
-the same ``<experiment_id>/<run_id>/artifacts`` tail its ``artifact_uri`` names.
+A run's files are stored under ``<project_id>/<run_id>/artifacts/``, the same
+``<experiment_id>/<run_id>/artifacts`` tail its ``artifact_uri`` names.
 Every path from a request is checked twice: textually (no ``..``, no absolute
 path, no backslash, no NUL) and, once joined, against the run's folder after
-symlinks resolve. Uploads land in a hidden temporary file beside the target and
-are renamed over it, so a reader never sees half a file and a failed upload
-leaves nothing behind.
+symlinks resolve (on the filesystem storage). An upload is counted as it streams
+in; one over the limit, or one that fails, leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import itertools
 import mimetypes
-import os
 import posixpath
 import re
-import shutil
-import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import BinaryIO, Protocol, TypedDict
+from typing import TypedDict
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
@@ -32,14 +27,9 @@ from kernel.errors import ApplicationError, NotFound
 from tracking import selectors, storage
 from tracking.models import Run
 
-CHUNK_BYTES = 65536
-TEMP_PREFIX = ".labbook-upload-"  # hidden from listings; refused as a name
+TEMP_PREFIX = storage.TEMP_PREFIX  # hidden from listings; refused as a name
 MAX_NAME_BYTES = 255  # what ext4 and most file systems allow for one component
 RUN_PREFIX = re.compile(r"[0-9]{1,19}/[0-9]{1,19}/artifacts")
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class FileEntry(TypedDict, total=False):
@@ -77,12 +67,15 @@ class Location:
     """A place inside one run's artifact folder; ``relative`` is "" for the folder itself."""
 
     run: Run
-    root: Path
     relative: str
 
     @property
-    def path(self) -> Path:
-        return self.root / self.relative if self.relative else self.root
+    def root(self) -> str:
+        return storage.run_key(self.run.project_id, self.run.pk)
+
+    @property
+    def key(self) -> str:
+        return storage.run_key(self.run.project_id, self.run.pk, self.relative)
 
 
 def _unsafe(path: str) -> ApplicationError:
@@ -102,18 +95,15 @@ def clean_path(path: str) -> list[str]:
     return parts
 
 
-def _inside(root: Path, path: Path) -> bool:
-    return path.resolve().is_relative_to(root.resolve())
-
-
 def run_root(run: Run) -> Path:
+    """The run's folder on the filesystem storage."""
     return storage.run_folder(run.project_id, run.pk)
 
 
 def run_location(run: Run, relative: str) -> Location:
     """``relative`` inside ``run``'s artifact folder, refused if it leads outside."""
-    location = Location(run, run_root(run), "/".join(clean_path(relative)))
-    if not _inside(location.root, location.path):
+    location = Location(run, "/".join(clean_path(relative)))
+    if not storage.contained(location.root, location.key):
         raise _unsafe(relative)
     return location
 
@@ -139,45 +129,27 @@ def locate(user: User, path: str, *, write: bool) -> Location:
 # --- Reads ---------------------------------------------------------------------------------
 
 
-def artifact_file(location: Location) -> Path:
-    path = location.path
-    if not location.relative or not path.is_file():
+def artifact_file(location: Location) -> storage.StoredFile:
+    if not location.relative or storage.kind(location.key) != "file":
         raise NotFound(f"Artifact {location.relative!r}")
-    return path
-
-
-def _entry(path: Path) -> FileEntry | None:
-    if path.is_dir():
-        return {"path": path.name, "is_dir": True}
-    if path.is_file():
-        return {"path": path.name, "is_dir": False, "file_size": path.stat().st_size}
-    return None  # a broken link, a socket: nothing a client could download
-
-
-def _visible(root: Path, path: Path) -> bool:
-    return not path.name.startswith(TEMP_PREFIX) and _inside(root, path)
+    return storage.StoredFile(location.key)
 
 
 def artifact_list(location: Location) -> list[FileEntry]:
     """The folder's direct children by name; a missing folder or a file lists nothing."""
-    folder = location.path
-    if not folder.is_dir():
-        return []
-    children = sorted(folder.iterdir())
-    entries = [_entry(child) for child in children if _visible(location.root, child)]
-    return [entry for entry in entries if entry is not None]
+    return [_file_entry(entry) for entry in storage.listing(location.root, location.key)]
+
+
+def _file_entry(entry: storage.Entry) -> FileEntry:
+    if entry["is_dir"]:
+        return {"path": entry["name"], "is_dir": True}
+    return {"path": entry["name"], "is_dir": False, "file_size": entry["size"]}
 
 
 def artifact_walk(run: Run) -> list[ArtifactFile]:
     """Every file of the run, by path relative to its artifact folder."""
-    root = run_root(run)
-    files: list[ArtifactFile] = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder, name)
-            if _visible(root, path) and path.is_file():
-                relative = path.relative_to(root).as_posix()
-                files.append({"path": relative, "size": path.stat().st_size})
+    root = storage.run_key(run.project_id, run.pk)
+    files: list[ArtifactFile] = [{"path": path, "size": size} for path, size in storage.walk(root)]
     return sorted(files, key=lambda file: file["path"])
 
 
@@ -215,13 +187,17 @@ INERT_TYPES = frozenset(
 )
 
 
-def file_response(path: Path, content_type: str | None = None) -> ArtifactResponse:
+def file_response(
+    file: Path | storage.StoredFile, content_type: str | None = None
+) -> ArtifactResponse:
     """An attachment, never rendered inline or run: an uploaded page must not act as our site.
 
     ``content_type`` replaces the guess from the name, and is held to the same rule.
     """
     # The response closes the file once it has been sent.
-    response = ArtifactResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    response = ArtifactResponse(file.open("rb"), as_attachment=True, filename=file.name)
+    if "Content-Length" not in response and isinstance(file, storage.StoredFile):
+        response["Content-Length"] = file.size()  # an object store's body does not seek
     if content_type is not None:
         response["Content-Type"] = content_type
     if response["Content-Type"].split(";")[0].strip() not in INERT_TYPES:
@@ -298,20 +274,22 @@ def run_listing(run: Run, path: str) -> list[FileEntry]:
     return entries
 
 
-def run_file(run: Run, path: str) -> Path:
+def run_file(run: Run, path: str) -> storage.StoredFile:
     """The file at ``path``; MLflow's 404 or 400 (a folder), naming where it would be stored."""
     stored = posixpath.join(f"{run.project_id}/{run.pk}/artifacts", path)
     location = _stored(run, path)
-    if location is None or not location.path.exists():
+    found = storage.kind(location.key) if location is not None else None
+    if location is None or found is None:
         raise NoSuchArtifact(stored)
-    if location.path.is_dir() or not location.path.is_file():
+    if found == "folder":
         message = f"Artifact path refers to a directory, not a file: '{stored}'"
         raise ApplicationError("invalid", message)
-    return location.path
+    return storage.StoredFile(location.key)
 
 
-def mlflow_type(path: Path) -> str:
+def mlflow_type(file: Path | storage.StoredFile) -> str:
     """The content type MLflow's ``get-artifact`` sends (``file_response`` still defangs it)."""
+    path = PurePosixPath(file.name)
     extension = path.suffix.removeprefix(".") or path.name
     if extension in MLFLOW_TEXT_EXTENSIONS:
         return "text/plain"
@@ -321,52 +299,35 @@ def mlflow_type(path: Path) -> str:
 # --- Writes ---------------------------------------------------------------------------------
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the created ones, deepest first."""
-    missing = list(itertools.takewhile(lambda d: not d.exists(), (folder, *folder.parents)))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        message = "A parent of the artifact is a file."
-        raise ApplicationError("invalid", message, field="path") from None
-    return missing
+class _Counted:
+    """The upload's body, refused as ``TooLarge`` the moment it passes the limit."""
+
+    def __init__(self, stream: storage.Readable, max_bytes: int) -> None:
+        self.stream, self.max_bytes, self.size = stream, max_bytes, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self.stream.read(size)
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise TooLarge(self.max_bytes)
+        return chunk
 
 
-def _remove_folders(folders: list[Path]) -> None:
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # another upload has put something there meanwhile
-            return
+def _parent_is_file() -> ApplicationError:
+    return ApplicationError("invalid", "A parent of the artifact is a file.", field="path")
 
 
-def _copy(stream: Readable, file: BinaryIO, max_bytes: int) -> int:
-    size = 0
-    while chunk := stream.read(CHUNK_BYTES):
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge(max_bytes)
-        file.write(chunk)
-    return size
-
-
-def _receive(target: Path, stream: Readable, max_bytes: int) -> int:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            size = _copy(stream, file, max_bytes)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from backup users
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return size
+def _check_target(location: Location) -> None:
+    """A folder is no file to replace, nor can a file hold one."""
+    if storage.kind(location.key) == "folder":
+        raise ApplicationError("invalid", f"{location.relative!r} is a folder.", field="path")
+    parents = [str(parent) for parent in PurePosixPath(location.relative).parents][:-1]  # not "."
+    if any(storage.kind(posixpath.join(location.root, parent)) == "file" for parent in parents):
+        raise _parent_is_file()
 
 
 def artifact_write(
-    *, location: Location, stream: Readable, max_bytes: int, length: int | None = None
+    *, location: Location, stream: storage.Readable, max_bytes: int, length: int | None = None
 ) -> int:
     """Store ``stream`` at ``location``, replacing any file there; the size written.
 
@@ -377,21 +338,15 @@ def artifact_write(
         raise ApplicationError("invalid", "Name the file to upload.", field="path")
     if length is not None and length > max_bytes:
         raise TooLarge(max_bytes)
-    target = location.path
-    if target.is_dir():
-        raise ApplicationError("invalid", f"{location.relative!r} is a folder.", field="path")
-    created = _make_folders(target.parent)
+    _check_target(location)
+    counted = _Counted(stream, max_bytes)
     try:
-        return _receive(target, stream, max_bytes)
-    except BaseException:
-        _remove_folders(created)
-        raise
+        storage.save(location.key, counted)
+    except storage.ParentIsFile:
+        raise _parent_is_file() from None
+    return counted.size
 
 
 def artifact_delete(*, location: Location) -> None:
     """Delete a file or a whole folder; nothing there is no error (a retried DELETE)."""
-    path = location.path
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.is_symlink() or path.exists():
-        path.unlink()
+    storage.delete(location.key)

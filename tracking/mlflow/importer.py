@@ -16,7 +16,6 @@ run from last year pages nobody.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from tracking import events, ingest, services
+from tracking import events, ingest, services, storage
 from tracking.mlflow import convert, experiments, inputs, runs
 from tracking.models import Project, Run, Team
 
@@ -191,15 +190,15 @@ def dataset_inputs(source: Any) -> list[dict[str, Any]]:
     ]
 
 
-def import_artifacts(client: Any, source: Any, destination: Path) -> int:
-    """Download the run's artifacts into ``destination``; the number of files copied."""
+def import_artifacts(client: Any, source: Any, run: Run) -> int:
+    """Copy the run's artifacts into ``run``'s storage; the number of files copied."""
     with tempfile.TemporaryDirectory() as folder:
         downloaded = Path(client.download_artifacts(source.info.run_id, "", folder))
         files = [path for path in downloaded.rglob("*") if path.is_file()]
         for path in files:
-            target = destination / path.relative_to(downloaded)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            key = storage.run_key(run.project_id, run.pk, path.relative_to(downloaded).as_posix())
+            with path.open("rb") as file:
+                storage.save(key, file)
     return len(files)
 
 
@@ -212,7 +211,7 @@ def import_all(
     user: User,
     team: Team,
     experiment_names: list[str],
-    artifacts_root: Callable[[Run], Path] | None = None,
+    with_artifacts: bool = False,
     on_experiment: Callable[[str, int], Progress] | None = None,
 ) -> Summary:
     """Import; ``on_experiment(name, run_count)`` returns a callback ticked once per run."""
@@ -224,8 +223,8 @@ def import_all(
             tick = on_experiment(experiment.name, len(sources)) if on_experiment else None
             for source in sources:
                 run = import_run(client, user, project, source, summary)
-                if artifacts_root is not None:
-                    summary.artifacts += import_artifacts(client, source, artifacts_root(run))
+                if with_artifacts:
+                    summary.artifacts += import_artifacts(client, source, run)
                 if tick:
                     tick(1)
             summary.experiments += 1

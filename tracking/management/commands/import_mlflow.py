@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kernel.errors import ApplicationError
 from tracking.mlflow import importer
-from tracking.models import Run, Team
+from tracking.models import Team
 from tracking.portability.format import PortabilityError
 from tracking.portability.load import importer_for
 
@@ -62,7 +60,7 @@ class Command(BaseCommand):
                 user=user,
                 team=team,
                 experiment_names=options["experiment"],
-                artifacts_root=self.artifacts_root() if options["artifacts"] else None,
+                with_artifacts=options["artifacts"],
                 on_experiment=self.progress_bar,
             )
         except (importer.ImportFailed, ApplicationError) as error:
@@ -94,11 +92,6 @@ class Command(BaseCommand):
             return importer_for(team, username)
         except PortabilityError as error:
             raise CommandError(str(error)) from None
-
-    def artifacts_root(self) -> Callable[[Run], Path]:
-        from tracking.mlflow import artifacts
-
-        return artifacts.run_root
 
     def progress_bar(self, experiment: str, runs: int) -> importer.Progress:
         """A tqdm bar per experiment on stderr (quiet when stderr is not a terminal)."""
