@@ -14,6 +14,10 @@ Groups and messages (metric values are numbers, or the strings ``"NaN"``,
                   A key with more than MAX_POINTS_PER_KEY new points carries
                   only its latest point and ``"truncated": true``: the client
                   refetches that key from /api/v1/runs/<id>/metrics/<key>.
+    run.<id>      {"type": "run.media", "run": 7,
+                   "media": {"samples": {"kind": "image", "steps": [300]}}}
+                  Images, tables or histograms were logged at those steps; the
+                  client fetches them from /api/v1/runs/<id>/media/<key>.
     run.<id>      {"type": "run.status", "run": 7, "status": "failed", "old": "running"}
     project.<id>  {"type": "project.run", "run": 7, ...} with the fields that
                   changed: ``"status"`` on a status change, ``"summary"``
@@ -71,6 +75,7 @@ def project_group(project_id: int) -> str:
 
 def connect() -> None:
     events.subscribe(events.PointsIngested, on_points_ingested)
+    events.subscribe(events.MediaLogged, on_media_logged)
     events.subscribe(events.RunStatusChanged, on_run_status_changed)
     events.subscribe(events.RunCreated, on_run_created)
     events.subscribe(events.MembershipRemoved, on_membership_removed)
@@ -98,6 +103,11 @@ def _listened(groups: tuple[str, ...]) -> bool:
     """
     local = getattr(get_channel_layer(), "groups", None)
     return not isinstance(local, dict) or any(local.get(group) for group in groups)
+
+
+def on_media_logged(event: events.MediaLogged) -> None:
+    message = {"type": "run.media", "run": event.run_id, "media": dict(event.media)}
+    publish([(run_group(event.run_id), message)])
 
 
 def on_run_status_changed(event: events.RunStatusChanged) -> None:

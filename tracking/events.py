@@ -52,6 +52,14 @@ class PointsIngested:
 
 
 @dataclass(frozen=True)
+class MediaLogged:
+    run_id: int
+    project_id: int
+    # {key: {"kind": "image", "steps": [300, 400]}} of the items stored.
+    media: Mapping[str, Mapping[str, Any]] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class RunStatusChanged:
     run_id: int
     project_id: int
@@ -80,7 +88,14 @@ class MembershipRemoved:
     user_id: int
 
 
-Event = PointsIngested | RunStatusChanged | RunCreated | SdkAlertRaised | MembershipRemoved
+Event = (
+    PointsIngested
+    | MediaLogged
+    | RunStatusChanged
+    | RunCreated
+    | SdkAlertRaised
+    | MembershipRemoved
+)
 Handler = Callable[[Any], None]
 
 _handlers: dict[type, list[Handler]] = defaultdict(list)  # after commit

@@ -496,6 +496,47 @@ class MetricRollup(models.Model):
         return f"{self.series_id} L{self.level} #{self.bucket}"
 
 
+class MediaKind(models.TextChoices):
+    IMAGE = "image"
+    TABLE = "table"
+    HISTOGRAM = "histogram"
+
+
+class MediaItem(models.Model):
+    """An image, table or histogram a run logged under a key at a step (``tracking.media``).
+
+    A step may hold several items of a key (a list of sample images); the same
+    content logged again at the same key and step is the same item, so a
+    retried upload stores nothing twice. Images and tables live in the
+    ``artifacts`` storage (``file``, a storage key); a histogram's bins are
+    small enough to live in ``meta``.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="media")
+    key = models.CharField(max_length=250)
+    step = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=MediaKind.choices)
+    caption = models.CharField(max_length=1000, blank=True)
+    timestamp = models.FloatField(help_text="Unix seconds, as the client logged it.")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the content.")
+    file = models.CharField(max_length=500, blank=True, help_text="Storage key of the content.")
+    size = models.BigIntegerField(default=0, help_text="Bytes of the stored file.")
+    # image: width, height, format; table: columns, rows; histogram: counts, edges.
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "key", "step", "digest"], name="mediaitem_unique_content"
+            )
+        ]
+        indexes = [models.Index(fields=["run", "key", "step"], name="mediaitem_run_key_step")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.key}@{self.step} ({self.kind})"
+
+
 class IngestBatch(models.Model):
     """Remembers client batch ids so a retried request is answered, not re-applied."""
 

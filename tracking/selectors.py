@@ -26,6 +26,7 @@ from kernel.ids import is_id
 from tracking.models import (
     WRITE_ROLES,
     ApiToken,
+    MediaItem,
     Membership,
     MetricSeries,
     Project,
@@ -191,6 +192,20 @@ def run_get_for_user(
     if write and run.role not in WRITE_ROLES:
         raise PermissionDenied("Viewers cannot change runs.")
     return run
+
+
+def media_item_get_for_user(user: User, media_id: int) -> MediaItem:
+    """An image, table or histogram of a run the user may read."""
+    if not is_id(media_id):
+        raise NotFound("Media item")
+    item = (
+        MediaItem.objects.filter(pk=media_id, run__project__team__memberships__user_id=user.pk)
+        .select_related("run")
+        .first()
+    )
+    if item is None:
+        raise NotFound("Media item")
+    return item
 
 
 RUN_ORDERINGS = {

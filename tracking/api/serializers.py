@@ -12,11 +12,13 @@ from rest_framework import serializers
 
 from kernel.http import absolute_url
 from kernel.limits import max_length
+from tracking import media
 from tracking.ingest import MAX_STEP
 from tracking.models import (
     AlertLevel,
     ApiToken,
     IngestBatch,
+    MediaItem,
     Membership,
     Project,
     Role,
@@ -350,3 +352,95 @@ class MyInvitationSerializer(serializers.ModelSerializer[TeamInvitation]):
 
     def get_invited_by(self, invitation: TeamInvitation) -> str | None:
         return invitation.invited_by.get_username() if invitation.invited_by else None
+
+
+# --- Media ---------------------------------------------------------------------------------
+
+
+class MediaItemInSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField(help_text="As a metric key: printable, at most 250 characters.")
+    step = serializers.IntegerField(min_value=0)
+    kind = serializers.ChoiceField(choices=["image", "table", "histogram"])
+    caption = serializers.CharField(
+        required=False, max_length=max_length(MediaItem, "caption"), allow_blank=True
+    )
+    timestamp = serializers.FloatField(required=False, help_text="Unix seconds; default: now.")
+    image = serializers.CharField(
+        required=False,
+        help_text=f"image: the file, base64. PNG, JPEG, WebP or GIF, decoded on arrival;"
+        f" at most {media.IMAGE_MAX_BYTES:,} bytes and {media.IMAGE_MAX_PIXELS:,} pixels.",
+    )
+    columns = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text=f"table: distinct column names, at most {media.TABLE_MAX_COLUMNS}.",
+    )
+    rows = serializers.ListField(
+        child=serializers.ListField(child=serializers.JSONField()),
+        required=False,
+        help_text=f"table: rows of cells (string, number, boolean, null); at most"
+        f" {media.TABLE_MAX_ROWS:,} rows and {media.TABLE_MAX_CELLS:,} cells.",
+    )
+    counts = serializers.ListField(
+        child=serializers.FloatField(min_value=0),
+        required=False,
+        help_text=f"histogram: the count of each bin, at most {media.HISTOGRAM_MAX_BINS} bins.",
+    )
+    edges = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="histogram: the bins' edges, increasing, one more than counts.",
+    )
+
+
+class MediaBatchSerializer(serializers.Serializer[Any]):
+    items = MediaItemInSerializer(
+        many=True,
+        help_text=f"At most {media.MAX_ITEMS_PER_REQUEST} items; checked as a whole before any"
+        " is stored. The same content again at the same key and step is a duplicate.",
+    )
+
+
+class MediaItemSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+    step = serializers.IntegerField()
+    kind = serializers.CharField()
+    caption = serializers.CharField()
+    timestamp = serializers.FloatField()
+    digest = serializers.CharField(help_text="SHA-256 of the content.")
+    url = serializers.CharField(required=False, help_text="images and tables: the content.")
+    size = serializers.IntegerField(required=False, help_text="Bytes of the file.")
+    width = serializers.IntegerField(required=False)
+    height = serializers.IntegerField(required=False)
+    format = serializers.CharField(required=False, help_text="png, jpeg, webp or gif.")
+    columns = serializers.ListField(child=serializers.CharField(), required=False)
+    rows = serializers.IntegerField(required=False, help_text="table: how many rows.")
+    counts = serializers.ListField(child=serializers.FloatField(), required=False)
+    edges = serializers.ListField(child=serializers.FloatField(), required=False)
+
+
+class MediaResultSerializer(serializers.Serializer[Any]):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    items = MediaItemSerializer(many=True, help_text="The items stored by this request.")
+
+
+class MediaKeySerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    kind = serializers.CharField()
+    count = serializers.IntegerField()
+    first_step = serializers.IntegerField()
+    last_step = serializers.IntegerField()
+
+
+class MediaKeysSerializer(serializers.Serializer[Any]):
+    media = MediaKeySerializer(many=True)
+
+
+class MediaItemsSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    steps = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Every step the key has items at."
+    )
+    items = MediaItemSerializer(many=True)

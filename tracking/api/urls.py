@@ -56,6 +56,13 @@ urlpatterns = [
         views.MetricHistoriesView.as_view(),
         name="api-metric-histories",
     ),
+    path("runs/<id:run_id>/media", views.RunMediaView.as_view(), name="api-run-media"),
+    path(
+        "runs/<id:run_id>/media/<path:key>",
+        views.MediaHistoryView.as_view(),
+        name="api-media-history",
+    ),
+    path("media/<id:media_id>", views.MediaFileView.as_view(), name="api-media-file"),
     path("runs/<id:run_id>/artifacts", views.RunArtifactsView.as_view(), name="api-artifacts"),
     path(
         "runs/<id:run_id>/artifacts/<path:path>",

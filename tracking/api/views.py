@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -18,7 +19,7 @@ from kernel.charts import MAX_CHART_RUNS
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id, is_id
-from tracking import history, ingest, invitations, run_filters, selectors, services
+from tracking import history, ingest, invitations, media, run_filters, selectors, services
 from tracking.api import serializers as s
 from tracking.api.auth import AuthenticatedRequest
 from tracking.api.body import request_body
@@ -398,6 +399,88 @@ class RunArtifactFileView(APIView):
         run = selectors.run_get_for_user(request.user, run_id)
         location = artifacts.run_location(run, path)
         return artifacts.file_response(artifacts.artifact_file(location))
+
+
+# --- Media ---------------------------------------------------------------------------------
+
+
+def _media_url(request: Request, item: Any) -> str:
+    return request.build_absolute_uri(reverse("api-media-file", args=[item.pk]))
+
+
+class RunMediaView(APIView):
+    @extend_schema(
+        responses=s.MediaKeysSerializer,
+        operation_id="runs_media_keys",
+        description="Each key the run logged images, tables or histograms under.",
+    )
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
+        run = selectors.run_get_for_user(request.user, run_id)
+        return Response({"media": media.media_keys(run)})
+
+    @extend_schema(
+        request=s.MediaBatchSerializer,
+        responses={200: s.MediaResultSerializer},
+        operation_id="runs_media_log",
+        description="Log images, tables and histograms at steps (`tracking/media.py`).",
+    )
+    def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
+        data = request_body(request, s.MediaBatchSerializer)
+        run = selectors.run_get_for_user(request.user, run_id, write=True)  # before decoding
+        items = media.parse_items(data["items"])
+        result = media.media_ingest(run=run, items=items)
+        shown = [media.item_dict(item, _media_url(request, item)) for item in result.items]
+        return Response(
+            {"accepted": result.accepted, "duplicates": result.duplicates, "items": shown}
+        )
+
+
+class MediaHistoryView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("step", int, description="Only the items at this step."),
+            OpenApiParameter("step_min", int),
+            OpenApiParameter("step_max", int),
+            OpenApiParameter(
+                "limit", int, description=f"At most this many items (up to {media.MAX_LIMIT})."
+            ),
+        ],
+        responses=s.MediaItemsSerializer,
+        operation_id="runs_media_items",
+    )
+    def get(self, request: AuthenticatedRequest, run_id: int, key: str) -> Response:
+        top = media.MAX_STEP
+        step = int_param(request, "step", minimum=0, maximum=top)
+        step_min = int_param(request, "step_min", minimum=0, maximum=top)
+        step_max = int_param(request, "step_max", minimum=0, maximum=top)
+        limit = int_param(request, "limit", minimum=1, maximum=media.MAX_LIMIT)
+        run = selectors.run_get_for_user(request.user, run_id)
+        steps = media.media_steps(run, key)
+        if not steps:
+            raise NotFound(f"Media {key!r}", field="key")
+        items = media.media_items(
+            run,
+            key,
+            step=step,
+            step_min=step_min,
+            step_max=step_max,
+            limit=limit or media.DEFAULT_LIMIT,
+        )
+        shown = [media.item_dict(item, _media_url(request, item)) for item in items]
+        return Response({"key": key, "steps": steps, "items": shown})
+
+
+class MediaFileView(APIView):
+    @extend_schema(
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
+        operation_id="media_file",
+        description="An image as decoded on arrival, or a table as JSON (`columns`, `rows`).",
+    )
+    def get(self, request: AuthenticatedRequest, media_id: int) -> FileResponse:
+        item = selectors.media_item_get_for_user(request.user, media_id)
+        if not item.file:
+            raise NotFound("File of media item")
+        return artifacts.inline_response(media.open_file(item), media.content_type(item))
 
 
 # --- Metrics -------------------------------------------------------------------------------

@@ -207,6 +207,20 @@ def file_response(
     return response
 
 
+def inline_response(file: storage.StoredFile, content_type: str) -> ArtifactResponse:
+    """A file Labbook checked itself (a decoded image, a table it wrote): shown inline.
+
+    Content-addressed, so a browser may keep it; still sandboxed and never sniffed.
+    """
+    response = ArtifactResponse(file.open("rb"), content_type=content_type)
+    if "Content-Length" not in response:
+        response["Content-Length"] = file.size()
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
 # --- MLflow's tracking API: artifacts/list and get-artifact by run and run-relative path -----
 
 # Served as text/plain by MLflow (``mlflow.utils.mime_type_utils``): the extension, or the
