@@ -131,6 +131,12 @@ PROBES = {
     "PointRequest": Probe(
         "post", lambda w: f"{_run(w)}/metrics", {"key": "loss", "value": 1}, into="points"
     ),
+    "MediaItemInRequest": Probe(
+        "post",
+        lambda w: f"{_run(w)}/media",
+        {"key": "w", "step": 0, "kind": "histogram", "counts": [1], "edges": [0, 1]},
+        into="items",
+    ),
     "SdkAlertCreateRequest": Probe("post", lambda w: f"{_run(w)}/alerts", {"title": "NaN"}),
     "TokenCreateRequest": Probe("post", lambda w: "/api/v1/tokens", {"name": "laptop"}),
     "InvitationCreateRequest": Probe(

@@ -15,7 +15,9 @@ private report the ``PRIVATE`` one, so a test can check who never sees it.
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,12 +39,12 @@ from reports_app import selectors as report_selectors
 from reports_app import services as report_services
 from reports_app.models import Comment, Report, ShareLink
 from tests.conftest import Persona, World, make_persona
-from tracking import invitations, selectors, services
+from tracking import invitations, media, selectors, services, storage
 from tracking.ingest import Point, metrics_ingest
 from tracking.mlflow import artifacts
 from tracking.mlflow import experiments as mlflow_experiments
 from tracking.mlflow import runs as mlflow_runs
-from tracking.models import ApiToken, Project, Role, Run, TeamInvitation
+from tracking.models import ApiToken, MediaItem, Project, Role, Run, TeamInvitation
 
 SECRET = "zz-acme-secret"  # in every name only acme's members may read
 PRIVATE = "zz-private-secret"  # in the names of what the editor keeps to himself
@@ -74,6 +76,7 @@ class Scene:
     invitation: TeamInvitation  # alice invited mallory (the outsider) to acme
     invitation_code: str  # its emailed link's token
     archived: Project  # a deleted project of acme's (MLflow's restore finds only deleted ones)
+    media: MediaItem  # an image the run logged under 'loss' at step 0
     sessions: dict[str, str] = field(default_factory=dict)  # persona -> session cookie
     baseline: dict[str, Any] = field(default_factory=dict)  # ``state()`` once built
 
@@ -118,6 +121,7 @@ def build_scene() -> Scene:
         private=_private(world),
         **_invitation(world),
         archived=_archived(world),
+        media=_media(run),
     )
     scene.sessions = {name: _session(scene.persona(name)) for name in MEMBERS_AND_OUTSIDER}
     return scene
@@ -191,6 +195,24 @@ def _run(world: World) -> Run:
     mlflow_experiments.set_tag(mlflow_experiments.by_id(alice, world.project.pk), "stage", "test")
     put_artifact(run)
     return run
+
+
+# The smallest PNG that decodes: 1x1, one grey pixel.
+PNG_1X1 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+)
+
+
+def _media(run: Run) -> MediaItem:
+    item = {"key": "loss", "step": 0, "kind": "image", "caption": f"{SECRET} image"}
+    stored = media.media_ingest(run=run, items=media.parse_items([{**item, "image": PNG_1X1}]))
+    return stored.items[0]
+
+
+def put_files(scene: Scene) -> None:
+    """The scene's files as built: the run's artifact and its image."""
+    put_artifact(scene.run)
+    storage.save(scene.media.file, io.BytesIO(base64.b64decode(PNG_1X1)))
 
 
 def put_artifact(run: Run) -> None:

@@ -54,7 +54,7 @@ from tests.security.matrix import (
     url_for,
     url_patterns,
 )
-from tests.security.scene import PRIVATE, SECRET, Scene, build_scene, put_artifact, state
+from tests.security.scene import PRIVATE, SECRET, Scene, build_scene, put_files, state
 
 # Converter values of the route's <converter:name> parts, formatted with the scene as ``s``.
 DEFAULT_KWARGS = {
@@ -77,6 +77,7 @@ DEFAULT_KWARGS = {
     "silence_id": "{s.silence.pk}",
     "invitation_id": "{s.invitation.pk}",
     "code": "{s.invitation_code}",
+    "media_id": "{s.media.pk}",
 }
 
 
@@ -362,6 +363,16 @@ MATRIX: dict[str, Expect] = {
         get=Codes(401, 200, 200, 200, 200),  # an outsider's answer holds no line: "missing"
         query=lambda s: {"runs": str(s.run.pk), "max_points": "10"},
     ),
+    "api-run-media": Expect(
+        Via.API,
+        get=API_READ,
+        post=Codes(401, 404, 403, 200, 200),
+        body=lambda s: {
+            "items": [{"key": "w", "step": 1, "kind": "histogram", "counts": [1], "edges": [0, 1]}]
+        },
+    ),
+    "api-media-history": Expect(Via.API, get=API_READ),
+    "api-media-file": Expect(Via.API, get=API_READ),
     "api-artifacts": Expect(Via.API, get=API_READ),
     "api-artifact-file": Expect(Via.API, get=API_READ),
     "api-tokens": Expect(
@@ -746,7 +757,7 @@ def scene(built_scene: Scene, db: None) -> Scene:
     """The scene as built: ``db``'s savepoint restores the database, this the files and counters."""
     cache.clear()  # login lockouts and token rate limits count across requests
     shutil.rmtree(Path(settings.LABBOOK_HOME) / "artifacts", ignore_errors=True)
-    put_artifact(built_scene.run)
+    put_files(built_scene)
     return built_scene
 
 
