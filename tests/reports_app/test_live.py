@@ -26,7 +26,7 @@ from labbook.asgi import application
 from reports_app import consumers, live
 from tests.conftest import Persona, World
 from tests.support import require_redis
-from tracking import services
+from tracking import media, services
 from tracking.ingest import metrics_ingest, parse_points
 from tracking.models import Run
 
@@ -161,6 +161,28 @@ def test_it_sends_a_viewer_the_points_an_ingest_stored(world: World, run: Run) -
             }
             duplicate = {"key": "loss", "step": 1, "value": 0.5, "timestamp": 100.0}
             await ingest(run, [duplicate])  # stores nothing, so says nothing
+            assert await socket.receive_nothing(timeout=QUIET)
+
+    scenario(body)
+
+
+def test_it_sends_a_viewer_the_keys_and_steps_of_new_media(world: World, run: Run) -> None:
+    headers = socket_headers(world.viewer)
+    histogram = {"key": "grad/w1", "step": 3, "kind": "histogram", "counts": [2], "edges": [0, 1]}
+
+    async def log_media(items: list[dict[str, Any]]) -> None:
+        await sync_to_async(media.media_ingest)(run=run, items=media.parse_items(items))
+
+    async def body() -> None:
+        async with live_socket(headers) as socket:
+            await subscribe(socket, runs=[run.pk])
+            await log_media([histogram, {**histogram, "step": 4}])
+            assert await socket.receive_json_from() == {
+                "type": "run.media",
+                "run": run.pk,
+                "media": {"grad/w1": {"kind": "histogram", "steps": [3, 4]}},
+            }
+            await log_media([histogram])  # the same content again: stored nothing, says nothing
             assert await socket.receive_nothing(timeout=QUIET)
 
     scenario(body)
