@@ -43,7 +43,8 @@ from alerts.reach import reach
 from alerts.transports import transport_for
 from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
 from kernel.http import absolute_url
-from tracking.models import Run
+from tracking import console
+from tracking.models import FAILED_STATUSES, Run
 from tracking.validation import float_to_json
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def run_info(run: Run) -> RunInfo:
         tags=[tag.name for tag in run.tag_rows.all()],
         error=run.error,
         traceback_tail="\n".join(lines),
+        console_tail="\n".join(console.last_lines(run.pk)) if run.status in FAILED_STATUSES else "",
         metrics=metrics,
     )
 

@@ -410,6 +410,7 @@ class LabbookSettings(TypedDict):
     ALERTS_LEASE_SECONDS: int
     ALERTS_SWEEP_SECONDS: int
     ARTIFACTS_MAX_BYTES: int
+    CONSOLE_MAX_BYTES: int
     API_THROTTLE_RATE: str | None
     INGEST_THROTTLE_RATE: str | None
 
@@ -428,6 +429,8 @@ LABBOOK: LabbookSettings = {
     "ALERTS_SWEEP_SECONDS": env_int("ALERTS_SWEEP_SECONDS", 60, minimum=1),
     # Largest single artifact an MLflow client may upload (streamed to disk, never held in memory).
     "ARTIFACTS_MAX_BYTES": env_int("ARTIFACTS_MAX_BYTES", 1024**3, minimum=1),
+    # Console output kept per run (tracking/console.py): lines past it are counted, not kept.
+    "CONSOLE_MAX_BYTES": env_int("CONSOLE_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
     # Per token: a burst of N requests, then N per period (tracking.throttling). The
     # ingest budget covers what training jobs send; the API budget everything else.
     "API_THROTTLE_RATE": env_rate("API_THROTTLE_RATE", "1200/min"),

@@ -223,9 +223,12 @@ class LiveConsumer(Rechecking):
     async def _error(self, code: str, **details: Any) -> None:
         await self.send_json({"type": "error", "code": code, **details})
 
-    # Group messages ("run.points", "run.media", "run.status", "project.run",
+    # Group messages ("run.points", "run.media", "run.console", "run.status", "project.run",
     # "comment.changed") go out as is.
     async def run_points(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
+
+    async def run_console(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
 
     async def run_media(self, message: dict[str, Any]) -> None:
@@ -365,6 +368,9 @@ class ShareConsumer(Rechecking):
         series = {key: points for key, points in message["series"].items() if key in charted}
         if series:
             await self.send_json({**message, "series": series})
+
+    async def run_console(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
 
     async def run_media(self, message: dict[str, Any]) -> None:
         await self.send_json(message)

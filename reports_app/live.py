@@ -18,6 +18,11 @@ Groups and messages (metric values are numbers, or the strings ``"NaN"``,
                    "media": {"samples": {"kind": "image", "steps": [300]}}}
                   Images, tables or histograms were logged at those steps; the
                   client fetches them from /api/v1/runs/<id>/media/<key>.
+    run.<id>      {"type": "run.console", "run": 7,
+                   "lines": [{"number": 41, "stream": "stdout", "text": "epoch 3",
+                              "timestamp": 1700000000.5}]}
+                  New console lines, in order; more than MAX_CONSOLE_LINES in one
+                  batch sends only the last of them and ``"truncated": true``.
     run.<id>      {"type": "run.status", "run": 7, "status": "failed", "old": "running"}
     project.<id>  {"type": "project.run", "run": 7, ...} with the fields that
                   changed: ``"status"`` on a status change, ``"summary"``
@@ -60,6 +65,7 @@ from tracking.validation import float_to_json
 logger = logging.getLogger(__name__)
 
 MAX_POINTS_PER_KEY = 500  # more in one batch: the client refetches the key, downsampled
+MAX_CONSOLE_LINES = 200  # more in one batch: the client refetches the tail
 SEND_TIMEOUT = 2.0  # seconds; a stuck layer must not hold an ingest response for long
 
 Message = dict[str, Any]
@@ -76,6 +82,7 @@ def project_group(project_id: int) -> str:
 def connect() -> None:
     events.subscribe(events.PointsIngested, on_points_ingested)
     events.subscribe(events.MediaLogged, on_media_logged)
+    events.subscribe(events.ConsoleAppended, on_console_appended)
     events.subscribe(events.RunStatusChanged, on_run_status_changed)
     events.subscribe(events.RunCreated, on_run_created)
     events.subscribe(events.MembershipRemoved, on_membership_removed)
@@ -107,6 +114,23 @@ def _listened(groups: tuple[str, ...]) -> bool:
 
 def on_media_logged(event: events.MediaLogged) -> None:
     message = {"type": "run.media", "run": event.run_id, "media": dict(event.media)}
+    publish([(run_group(event.run_id), message)])
+
+
+def on_console_appended(event: events.ConsoleAppended) -> None:
+    if not _listened((run_group(event.run_id),)):
+        return
+    lines = event.lines[-MAX_CONSOLE_LINES:]
+    message: Message = {
+        "type": "run.console",
+        "run": event.run_id,
+        "lines": [
+            {"number": n.number, "stream": n.stream, "text": n.text, "timestamp": n.timestamp}
+            for n in lines
+        ],
+    }
+    if len(lines) < len(event.lines):
+        message["truncated"] = True
     publish([(run_group(event.run_id), message)])
 
 

@@ -212,6 +212,7 @@ BAD_VALUES = [
     ("PORT", "http"),
     ("MAX_REQUEST_BYTES", "16MB"),
     ("ARTIFACTS_MAX_BYTES", "0"),
+    ("CONSOLE_MAX_BYTES", "0"),
     ("ARTIFACTS_S3_BUCKET", "Not_A_Bucket"),
     ("ARTIFACTS_S3_ENDPOINT_URL", "minio.internal:9000"),  # and without a bucket
     ("ARTIFACTS_S3_REGION", "eu west 1"),

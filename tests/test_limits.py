@@ -131,6 +131,9 @@ PROBES = {
     "PointRequest": Probe(
         "post", lambda w: f"{_run(w)}/metrics", {"key": "loss", "value": 1}, into="points"
     ),
+    "ConsoleLineRequest": Probe(
+        "post", lambda w: f"{_run(w)}/console", {"number": 0, "text": "epoch 1"}, into="lines"
+    ),
     "MediaItemInRequest": Probe(
         "post",
         lambda w: f"{_run(w)}/media",

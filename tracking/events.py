@@ -60,6 +60,13 @@ class MediaLogged:
 
 
 @dataclass(frozen=True)
+class ConsoleAppended:
+    run_id: int
+    project_id: int
+    lines: Sequence[Any] = field(repr=False)  # tracking.console.Line, in order
+
+
+@dataclass(frozen=True)
 class RunStatusChanged:
     run_id: int
     project_id: int
@@ -91,6 +98,7 @@ class MembershipRemoved:
 Event = (
     PointsIngested
     | MediaLogged
+    | ConsoleAppended
     | RunStatusChanged
     | RunCreated
     | SdkAlertRaised

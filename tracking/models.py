@@ -537,6 +537,43 @@ class MediaItem(models.Model):
         return f"{self.run_id}:{self.key}@{self.step} ({self.kind})"
 
 
+class ConsoleStream(models.TextChoices):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+class ConsoleLine(models.Model):
+    """One line of a run's console output, numbered by the client (``tracking.console``)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="console_lines")
+    number = models.IntegerField(help_text="0, 1, 2, ... in the order the process wrote them.")
+    stream = models.CharField(max_length=6, choices=ConsoleStream.choices)
+    text = models.TextField(max_length=10_000, blank=True)
+    timestamp = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="consoleline_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.number}"
+
+
+class RunConsole(models.Model):
+    """How much console output a run has stored, against its cap."""
+
+    run = models.OneToOneField(
+        Run, on_delete=models.CASCADE, primary_key=True, related_name="console"
+    )
+    lines = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0, help_text="UTF-8 bytes of the stored lines.")
+    dropped = models.BigIntegerField(default=0, help_text="Lines refused past the cap.")
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.lines} lines"
+
+
 class IngestBatch(models.Model):
     """Remembers client batch ids so a retried request is answered, not re-applied."""
 

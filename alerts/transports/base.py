@@ -25,6 +25,7 @@ class RunInfo:
     tags: list[str] = field(default_factory=list)
     error: str = ""
     traceback_tail: str = ""
+    console_tail: str = ""  # a failed run's last console lines, colour codes removed
     metrics: dict[str, Any] = field(default_factory=dict)  # key -> latest value (JSON-safe)
 
     @property

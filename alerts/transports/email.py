@@ -127,6 +127,7 @@ def alert_item(alert: AlertInfo) -> dict[str, Any]:
         "values": [(key, format_value(value)) for key, value in alert.values.items()],
         "metrics": [(key, format_value(value)) for key, value in run.metrics.items()],
         "traceback": run.traceback_tail[-TRACEBACK_CHARS:] if failed else "",
+        "console": run.console_tail[-TRACEBACK_CHARS:] if failed else "",
     }
 
 

@@ -43,6 +43,7 @@ MAX_ALERTS = 20  # Slack allows 50 blocks; a sweep of 40 dead runs still fits, s
 HEADER_CHARS = 150  # Slack's limit for a header block
 SECTION_CHARS = 3000  # Slack's limit for a section's text
 TRACEBACK_CHARS = 1500
+CONSOLE_CHARS = 800  # with the traceback, within a section's 3,000 characters
 MAX_METRICS = 6
 
 
@@ -131,6 +132,7 @@ def alert_context(alert: AlertInfo) -> dict[str, Any]:
     """Values pre-escaped for mrkdwn; the template renders with autoescape off."""
     run = alert.run
     tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.failed else ""
+    console = run.console_tail[-CONSOLE_CHARS:] if run.failed else ""
     metrics = list(run.metrics.items())[:MAX_METRICS]
     return {
         "alert": alert,
@@ -144,6 +146,7 @@ def alert_context(alert: AlertInfo) -> dict[str, Any]:
         "error": escape(run.error[:300]),
         "metrics": [(escape(str(key)), escape(format_value(value))) for key, value in metrics],
         "traceback": escape(tail).replace("```", "'''"),
+        "console": escape(console).replace("```", "'''"),
     }
 
 

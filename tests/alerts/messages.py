@@ -11,6 +11,8 @@ TRACEBACK = (
     "RuntimeError: CUDA out of memory"
 )
 
+CONSOLE = "epoch 3/10: loss 0.4213\nallocating 12.0 GiB on cuda:0"
+
 
 def run_info(run_id: int = 7, *, name: str = "resnet-3", status: str = "failed") -> RunInfo:
     return RunInfo(
@@ -22,6 +24,7 @@ def run_info(run_id: int = 7, *, name: str = "resnet-3", status: str = "failed")
         tags=["sweep"],
         error="RuntimeError: CUDA out of memory" if status == "failed" else "",
         traceback_tail=TRACEBACK if status == "failed" else "",
+        console_tail=CONSOLE if status == "failed" else "",
         metrics={"val/loss": 0.4213, "epoch": 3},
     )
 

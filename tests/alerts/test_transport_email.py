@@ -57,6 +57,7 @@ def test_each_part_lists_the_alert(smtp: Inbox, part: int) -> None:
         "http://labbook.example/runs/7",
         "RuntimeError: CUDA out of memory",
         "Traceback (most recent call last):",
+        "allocating 12.0 GiB on cuda:0",
     ):
         assert expected in body
 
@@ -76,6 +77,7 @@ def test_a_finished_run_shows_no_traceback(smtp: Inbox) -> None:
     alert = alert_info(run=run_info(status="finished"), summary="resnet-3 finished")
     mail.send(fired(alert), TO)
     assert "Traceback" not in parts(smtp.messages[0][1])[0]
+    assert "Console" not in parts(smtp.messages[0][1])[0]
 
 
 def test_user_text_is_escaped_in_html_but_not_in_text(smtp: Inbox) -> None:

@@ -63,12 +63,13 @@ def test_each_alert_shows_run_project_status_and_metrics(
     assert section["accessory"]["url"] == "http://labbook.example/runs/7"
 
 
-def test_a_failed_run_shows_its_traceback_tail_as_code(
+def test_a_failed_run_shows_its_traceback_and_console_tails_as_code(
     receiver: Receiver, allow_private: Any
 ) -> None:
     text = sections(sent_payload(receiver))[0]["text"]["text"]
     assert "```\nTraceback (most recent call last):" in text
     assert "RuntimeError: CUDA out of memory\n```" in text
+    assert "*Console* (last lines)\n```\nepoch 3/10: loss 0.4213\nallocating 12.0 GiB" in text
 
 
 def test_a_finished_run_has_no_traceback(receiver: Receiver, allow_private: Any) -> None:

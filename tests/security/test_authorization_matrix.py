@@ -363,6 +363,13 @@ MATRIX: dict[str, Expect] = {
         get=Codes(401, 200, 200, 200, 200),  # an outsider's answer holds no line: "missing"
         query=lambda s: {"runs": str(s.run.pk), "max_points": "10"},
     ),
+    "api-run-console": Expect(
+        Via.API,
+        get=API_READ,
+        post=Codes(401, 404, 403, 200, 200),
+        body=lambda s: {"lines": [{"number": 0, "text": "epoch 1"}]},
+    ),
+    "api-run-console-text": Expect(Via.API, get=API_READ),
     "api-run-media": Expect(
         Via.API,
         get=API_READ,

@@ -12,11 +12,12 @@ from rest_framework import serializers
 
 from kernel.http import absolute_url
 from kernel.limits import max_length
-from tracking import media
+from tracking import console, media
 from tracking.ingest import MAX_STEP
 from tracking.models import (
     AlertLevel,
     ApiToken,
+    ConsoleLine,
     IngestBatch,
     MediaItem,
     Membership,
@@ -444,3 +445,39 @@ class MediaItemsSerializer(serializers.Serializer[Any]):
         child=serializers.IntegerField(), help_text="Every step the key has items at."
     )
     items = MediaItemSerializer(many=True)
+
+
+# --- Console output ----------------------------------------------------------------------
+
+
+class ConsoleLineSerializer(serializers.Serializer[Any]):
+    number = serializers.IntegerField(
+        min_value=0, max_value=console.MAX_NUMBER, help_text="0, 1, 2, ... over the run's life."
+    )
+    stream = serializers.ChoiceField(choices=["stdout", "stderr"], required=False)
+    text = serializers.CharField(
+        max_length=max_length(ConsoleLine, "text"),
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="One line without its newline, as written (ANSI codes kept).",
+    )
+    timestamp = serializers.FloatField(required=False, help_text="Unix seconds; default: now.")
+
+
+class ConsoleBatchSerializer(serializers.Serializer[Any]):
+    lines = ConsoleLineSerializer(
+        many=True, help_text=f"At most {console.MAX_LINES_PER_REQUEST:,} lines."
+    )
+
+
+class ConsoleResultSerializer(serializers.Serializer[Any]):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    dropped = serializers.IntegerField(help_text="Lines past the run's cap, not kept.")
+
+
+class ConsoleReadSerializer(serializers.Serializer[Any]):
+    lines = ConsoleLineSerializer(many=True)
+    total = serializers.IntegerField(help_text="Lines the run has stored.")
+    bytes = serializers.IntegerField(help_text="UTF-8 bytes the run has stored.")
+    dropped = serializers.IntegerField(help_text="Lines refused past the cap.")

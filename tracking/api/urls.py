@@ -56,6 +56,12 @@ urlpatterns = [
         views.MetricHistoriesView.as_view(),
         name="api-metric-histories",
     ),
+    path("runs/<id:run_id>/console", views.RunConsoleView.as_view(), name="api-run-console"),
+    path(
+        "runs/<id:run_id>/console.txt",
+        views.RunConsoleTextView.as_view(),
+        name="api-run-console-text",
+    ),
     path("runs/<id:run_id>/media", views.RunMediaView.as_view(), name="api-run-media"),
     path(
         "runs/<id:run_id>/media/<path:key>",

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -19,7 +19,16 @@ from kernel.charts import MAX_CHART_RUNS
 from kernel.errors import NotFound, invalid
 from kernel.http import request_ip
 from kernel.ids import by_id, is_id
-from tracking import history, ingest, invitations, media, run_filters, selectors, services
+from tracking import (
+    console,
+    history,
+    ingest,
+    invitations,
+    media,
+    run_filters,
+    selectors,
+    services,
+)
 from tracking.api import serializers as s
 from tracking.api.auth import AuthenticatedRequest
 from tracking.api.body import request_body
@@ -481,6 +490,73 @@ class MediaFileView(APIView):
         if not item.file:
             raise NotFound("File of media item")
         return artifacts.inline_response(media.open_file(item), media.content_type(item))
+
+
+# --- Console output --------------------------------------------------------------------------
+
+
+class RunConsoleView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", int, description="From this line number on."),
+            OpenApiParameter("tail", int, description="The last this many lines instead."),
+            OpenApiParameter("search", str, description="Only lines holding this text, any case."),
+            OpenApiParameter("limit", int, description=f"At most {console.MAX_READ:,} lines."),
+        ],
+        responses=s.ConsoleReadSerializer,
+        operation_id="runs_console_read",
+        description="The run's console output as it was written (ANSI colour codes kept).",
+    )
+    def get(self, request: AuthenticatedRequest, run_id: int) -> Response:
+        top = console.MAX_NUMBER
+        start = int_param(request, "start", minimum=0, maximum=top)
+        tail = int_param(request, "tail", minimum=1, maximum=console.MAX_READ)
+        limit = int_param(request, "limit", minimum=1, maximum=console.MAX_READ)
+        search = request.query_params.get("search", "")
+        if len(search) > console.MAX_SEARCH:
+            raise invalid("search", f"At most {console.MAX_SEARCH} characters.")
+        run = selectors.run_get_for_user(request.user, run_id)
+        lines = console.read(
+            run, start=start, tail=tail, search=search, limit=limit or console.DEFAULT_READ
+        )
+        return Response(
+            {**console.totals(run), "lines": [console.line_dict(line) for line in lines]}
+        )
+
+    @extend_schema(
+        request=s.ConsoleBatchSerializer,
+        responses={200: s.ConsoleResultSerializer},
+        operation_id="runs_console_append",
+        description="Append numbered lines; a line number stored before is a duplicate.",
+    )
+    def post(self, request: AuthenticatedRequest, run_id: int) -> Response:
+        data = request_body(request, s.ConsoleBatchSerializer)
+        run = selectors.run_get_for_user(request.user, run_id, write=True)
+        lines = console.parse_lines(data["lines"])
+        result = console.console_append(run=run, lines=lines)
+        return Response(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "dropped": result.dropped,
+            }
+        )
+
+
+class RunConsoleTextView(APIView):
+    @extend_schema(
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+        operation_id="runs_console_download",
+        description="The whole console as a text file, colour codes removed.",
+    )
+    def get(self, request: AuthenticatedRequest, run_id: int) -> StreamingHttpResponse:
+        run = selectors.run_get_for_user(request.user, run_id)
+        response = StreamingHttpResponse(
+            console.plain_text(run), content_type="text/plain; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-console.txt"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 # --- Metrics -------------------------------------------------------------------------------
