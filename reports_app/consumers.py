@@ -370,10 +370,10 @@ class ShareConsumer(Rechecking):
             await self.send_json({**message, "series": series})
 
     async def run_console(self, message: dict[str, Any]) -> None:
-        await self.send_json(message)
+        """Never forwarded: a share link shows what the report draws, not the run's console."""
 
     async def run_media(self, message: dict[str, Any]) -> None:
-        await self.send_json(message)
+        """Never forwarded: a run's media keys and steps are not the report's to show."""
 
     async def run_status(self, message: dict[str, Any]) -> None:
         await self.send_json(message)

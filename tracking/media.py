@@ -287,7 +287,11 @@ def media_key(run: Run, item: Item) -> str:
 
 
 def media_ingest(*, run: Run, items: Sequence[Item]) -> MediaResult:
-    """Store ``items`` (checked by :func:`parse_items`); what was stored before is a duplicate."""
+    """Store ``items`` (checked by :func:`parse_items`); what was stored before is a duplicate.
+
+    A key holds one kind: a table sent under a key of images is a 400 naming it.
+    """
+    _check_kinds(run, items)
     unique = list({(i.key, i.step, i.digest): i for i in items}.values())
     known = _stored(run, unique)
     new = [item for item in unique if (item.key, item.step, item.digest) not in known]
@@ -305,6 +309,18 @@ def media_ingest(*, run: Run, items: Sequence[Item]) -> MediaResult:
         # A concurrent request stored some of them first: keep what is new, one at a time.
         rows = _store_one_by_one(run, new)
     return MediaResult(accepted=len(rows), duplicates=len(items) - len(rows), items=rows)
+
+
+def _check_kinds(run: Run, items: Sequence[Item], *, field: str = "items") -> None:
+    rows = MediaItem.objects.filter(run=run, key__in={item.key for item in items})
+    kinds = dict(rows.values_list("key", "kind").distinct())
+    for index, item in enumerate(items):
+        known = kinds.setdefault(item.key, item.kind)
+        if known != item.kind:
+            raise invalid(
+                f"{field}[{index}].kind",
+                f"{item.key!r} holds {known}s; log a {item.kind} under another key.",
+            )
 
 
 def _stored(run: Run, items: Iterable[Item]) -> set[tuple[str, int, str]]:
@@ -421,3 +437,51 @@ def item_dict(item: MediaItem, file_url: str) -> dict[str, Any]:
 
 def open_file(item: MediaItem) -> storage.StoredFile:
     return storage.StoredFile(item.file)
+
+
+# --- Files already in storage (MLflow's artifacts: tracking.mlflow.media_artifacts) ---------
+
+
+def image_from_file(
+    data: bytes, *, key: str, step: int, timestamp: float | None = None, where: str = "file"
+) -> Item:
+    """An image item for the bytes of a file already stored, or a 400 naming ``where``.
+
+    The bytes go through :func:`parse_item` exactly as an uploaded image does
+    (size, full decode, pixel limit, key and step rules): a stored file earns no
+    trust an upload would not.
+    """
+    if len(data) > IMAGE_MAX_BYTES:
+        raise invalid(f"{where}.image", f"An image file is at most {IMAGE_MAX_BYTES:,} bytes.")
+    raw = {
+        "key": key,
+        "step": step,
+        "kind": MediaKind.IMAGE,
+        "timestamp": timestamp,
+        "image": base64.b64encode(data).decode(),
+    }
+    return parse_item(raw, where=where)
+
+
+def media_from_stored_file(*, run: Run, item: Item, file_key: str) -> MediaResult:
+    """Keep ``item`` as a row naming ``file_key``, a stored file holding exactly ``item.content``.
+
+    Nothing is copied: the row points at the file already there (the caller
+    read ``item.content`` from it), whose extension must be ``item.extension``
+    so that :func:`content_type` names the format that was decoded. The same
+    content at the same key and step is a duplicate, as in :func:`media_ingest`.
+    """
+    if item.extension and not file_key.endswith(f".{item.extension}"):
+        raise ValueError(f"{file_key!r} does not end in .{item.extension}")
+    if (item.key, item.step, item.digest) in _stored(run, [item]):
+        return MediaResult(accepted=0, duplicates=1, items=[])
+    row = _row(run, item)
+    row.file = file_key
+    try:
+        with transaction.atomic():
+            row.save()
+            Run.objects.filter(pk=run.pk).update(last_seen_at=timezone.now())
+            events.publish(events.MediaLogged(run.pk, run.project_id, _summary([row])))
+    except IntegrityError:  # a concurrent request stored it first
+        return MediaResult(accepted=0, duplicates=1, items=[])
+    return MediaResult(accepted=1, duplicates=0, items=[row])

@@ -10,6 +10,7 @@ from labbook.asgi import application
 from reports_app import selectors, services
 from tests.conftest import World
 from tests.reports_app.test_live import QUIET, fresh_layer, ingest, scenario, socket_headers
+from tracking import console, media
 from tracking import selectors as tracking_selectors
 from tracking import services as tracking_services
 from tracking.ingest import Point, metrics_ingest
@@ -110,6 +111,35 @@ def test_a_share_link_streams_only_the_metrics_its_charts_draw(world: World) -> 
         assert message["type"] == "run.points" and message["run"] == shown.pk
         assert set(message["series"]) == {"loss"}
         assert "secret" not in str(message)
+        await socket.disconnect()
+
+    scenario(body)
+
+
+def test_a_share_link_sends_nothing_of_a_shown_runs_console_or_media(world: World) -> None:
+    """The link joins the run's group for its charts; the run's console lines and media
+    keys travel in the same group and must not reach an anonymous reader."""
+    shown, _hidden = _runs(world)
+    token = _shared_report(world, f"```chart\nruns: [{shown.pk}]\nmetrics: [loss]\n```")
+    secret_line = [{"number": 0, "text": "SECRET token=abc"}]
+    histogram = [
+        {"key": "secret/w", "step": 1, "kind": "histogram", "counts": [1], "edges": [0, 1]}
+    ]
+
+    async def body() -> None:
+        socket = WebsocketCommunicator(
+            application, f"/ws/share/{token}/", headers=socket_headers(None)
+        )
+        connected, _ = await socket.connect()
+        assert connected
+        await sync_to_async(console.console_append)(
+            run=shown, lines=console.parse_lines(secret_line)
+        )
+        await sync_to_async(media.media_ingest)(run=shown, items=media.parse_items(histogram))
+        assert await socket.receive_nothing(timeout=QUIET)
+        await ingest(shown, [{"key": "loss", "step": 3, "value": 0.5, "timestamp": 5.0}])
+        message = await socket.receive_json_from()  # the socket is alive and still charting
+        assert message["type"] == "run.points"
         await socket.disconnect()
 
     scenario(body)

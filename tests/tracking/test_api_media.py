@@ -257,3 +257,17 @@ def test_a_live_message_names_the_keys_and_steps_logged(
         "samples": {"kind": "image", "steps": [4]},
         "other": {"kind": "image", "steps": [4]},
     }
+
+
+def test_a_key_holds_one_kind(world, run):
+    client = world.editor.client()
+    assert post(client, run, [image_item(step=1)]).status_code == 200
+    table = {"key": "samples", "step": 2, "kind": "table", "columns": ["a"], "rows": [[1]]}
+    refused = post(client, run, [image_item(step=2), table])
+    assert refused.status_code == 400
+    assert error_field(refused) == "items[1].kind"
+    assert "'samples' holds images" in refused.json()["error"]["message"]
+    histogram = {"key": "h", "step": 0, "kind": "histogram", "counts": [1], "edges": [0, 1]}
+    mixed = post(client, run, [histogram, {**table, "key": "h"}])
+    assert error_field(mixed) == "items[1].kind"
+    assert MediaItem.objects.filter(run=run).count() == 1

@@ -22,7 +22,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from kernel.http import AuthenticatedHttpRequest
-from tracking.mlflow import artifacts, http
+from tracking.mlflow import artifacts, http, media_artifacts
 
 Answer = dict[str, Any] | HttpResponseBase
 
@@ -42,6 +42,7 @@ def _upload(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
         max_bytes=settings.LABBOOK["ARTIFACTS_MAX_BYTES"],
         length=_content_length(request),
     )
+    media_artifacts.artifact_stored(location)  # an image or a table is media too (issue 21)
     return {}
 
 
@@ -51,7 +52,9 @@ def _download(request: AuthenticatedHttpRequest, path: str) -> HttpResponseBase:
 
 
 def _delete(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
-    artifacts.artifact_delete(location=artifacts.locate(request.user, path, write=True))
+    location = artifacts.locate(request.user, path, write=True)
+    artifacts.artifact_delete(location=location)
+    media_artifacts.artifact_deleted(location)  # its media items go with it (issue 21)
     return {}
 
 

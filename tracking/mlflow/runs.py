@@ -32,7 +32,7 @@ from kernel.errors import NotFound
 from kernel.ids import is_id
 from tracking import history as point_reads
 from tracking import ingest, selectors, services
-from tracking.mlflow import convert
+from tracking.mlflow import convert, media_artifacts
 from tracking.mlflow.http import (
     API_DOCS,
     NOT_FOUND,
@@ -492,6 +492,10 @@ def write_batch(run: Run, batch: Batch) -> None:
             _set_tags(run, batch.tags)
         if batch.points:
             ingest.metrics_ingest(run=run, points=batch.points)
+    # --- issue 21: the tag that lists MLflow's tables makes each listed file a media table
+    if media_artifacts.TABLES_TAG in batch.tags:
+        media_artifacts.tables_tagged(run, batch.tags[media_artifacts.TABLES_TAG])
+    # --- end issue 21
 
 
 # --- History ----------------------------------------------------------------------------------
