@@ -22,7 +22,7 @@ from django.urls import reverse
 from alerts.models import Alert
 from kernel.charts import MARKED_UP_TO, MAX_CHART_RUNS, line_points
 from reports_app import markup
-from tracking import selectors
+from tracking import media, selectors
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.presentation import (
@@ -54,6 +54,7 @@ STATE_PARTS = {
     "facts": "workspace/includes/run_facts.html",
 }
 NOTES_TEMPLATE = "workspace/includes/run_notes.html"
+MEDIA_TABLE_ROWS = 50  # rows a page of the Media section's table viewer shows
 GIT_HOSTS = re.compile(r"^(?:https://|ssh://git@|git@)(github\.com|gitlab\.com|codeberg\.org)[:/]")
 
 
@@ -186,6 +187,24 @@ def artifacts_context(run: Run) -> dict[str, Any]:
     }
 
 
+# --- Media (issue 21) ---
+def media_config(run: Run) -> dict[str, Any]:
+    """What ``media_panels.js`` reads from the page: where it reads the run's media keys and
+    their items. No query: the script reads the keys (it reads them again at every socket
+    subscription anyway), and the section stays hidden until there is one."""
+    return {
+        "run": run.pk,
+        "keysApi": reverse("api-run-media", kwargs={"run_id": run.pk}),
+        "itemsApi": reverse("api-media-history", kwargs={"run_id": run.pk, "key": "KEY"}),
+        "maxItems": media.MAX_LIMIT,  # a heatmap's steps: the newest this many
+        "stepItems": media.DEFAULT_LIMIT,  # images of one step
+        "tableRows": MEDIA_TABLE_ROWS,
+    }
+
+
+# --- end Media ---
+
+
 def notes_html(run: Run) -> str:
     """The run's notes as HTML, sanitized as comments and reports are; "" without notes."""
     return markup.to_html(run.notes) if run.notes.strip() else ""
@@ -255,6 +274,7 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
         "sdk_alerts": alerts,
         "incidents": incidents,
         **artifacts_context(run),
+        "media_config": media_config(run),  # Media (issue 21)
     }
 
 
