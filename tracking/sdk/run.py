@@ -11,7 +11,15 @@ from datetime import timedelta
 from typing import Any
 
 from tracking.sdk import lifecycle, sync
-from tracking.sdk.sender import MAX_POINTS_PER_BATCH, Record, Sender, json_value, warn
+from tracking.sdk.media import Media, media_values
+from tracking.sdk.sender import (
+    MAX_POINTS_PER_BATCH,
+    Record,
+    Sender,
+    encode_media,
+    json_value,
+    warn,
+)
 from tracking.sdk.settings import Settings
 from tracking.sdk.spool import SpoolRun
 from tracking.sdk.system import run_context
@@ -160,31 +168,51 @@ class Run:
     # --- logging ---------------------------------------------------------------------
 
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
-        """Queue the metrics in ``data`` at ``step`` (the next step when omitted).
+        """Queue the metrics and media in ``data`` at ``step`` (the next step when omitted).
 
-        Never waits for the network. Non-numeric values raise ``TypeError``
+        Never waits for the network. Values that are neither numbers nor
+        ``sdk.Image``/``Table``/``Histogram`` (or lists of them) raise ``TypeError``
         here, before anything is queued.
         """
         if self._finished:
             raise RuntimeError("run.log() after run.finish()")
         values = {}
+        entries: list[tuple[str, Media]] = []
         keys_ok = self._keys_ok
         for key, value in data.items():
             if key not in keys_ok:
                 _check_key(key)
                 keys_ok.add(key)
             kind = type(value)
-            values[key] = value if kind is float else _number(key, value)
+            if kind is float:
+                values[key] = value
+            elif isinstance(value, Media | list | tuple) and (found := media_values(key, value)):
+                entries.extend((key, item) for item in found)
+            else:
+                values[key] = _number(key, value)
         if len(values) > MAX_POINTS_PER_BATCH:
             raise ValueError(f"run.log(): at most {MAX_POINTS_PER_BATCH} metrics per call")
         step = self._next_step(step)
         if values:
             self._queue_points(("p", step, time.time(), values))
+        if entries:
+            self._queue_media(("m", step, time.time(), entries))
 
     def _queue_points(self, record: Record) -> None:
         """From log() and the system sampler's thread."""
         if not self._sender.put(record):
             self._spill(record)
+
+    def _queue_media(self, record: Record) -> None:
+        """Queue media for the sender to encode; past its memory bound, encode and spool here."""
+        size = sum(item.queued_bytes for _, item in record[3])
+        if self._sender.put_media(record, size):
+            return
+        with self._overflow_lock:
+            if not self._spilled:
+                self._spilled = True
+                warn(f"logging faster than the server takes it; spooling to {self._spool.folder}")
+        self._sender.keep_media(encode_media(record))
 
     def _next_step(self, step: Any) -> int:
         if step is None:

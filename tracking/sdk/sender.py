@@ -19,14 +19,17 @@ import uuid
 from collections import deque
 from typing import Any
 
+from tracking.sdk import media
 from tracking.sdk.settings import Settings
 from tracking.sdk.spool import SpoolRun
 from tracking.sdk.transport import Transport, TransportError
 
 MAX_POINTS_PER_BATCH = 10_000
 WAKE_AT = 2_000  # records queued before log() wakes the sender early
+MEDIA_QUEUE_BYTES = 256 * 1024 * 1024  # images etc. held in memory before log() spools them
 
 # Records: ("p", step, timestamp, {key: value}) points of one log() call,
+# ("m", step, timestamp, [(key, Media), ...]) media of one log() call (encoded by this thread),
 # ("u", {field: value}) a run change, ("a", {...}) an alert, ("f", Event) a flush marker.
 Record = tuple[Any, ...]
 # kind -> (method, path after /api/v1/runs/{id}, what to call it, spool record kind)
@@ -45,6 +48,18 @@ def warn(message: str) -> None:
     print(f"labbook: {message}", file=sys.stderr, flush=True)
 
 
+def encode_media(record: Record) -> list[media.Item]:
+    """The API items of a ("m", ...) record; one that cannot be encoded is reported, not sent."""
+    _, step, stamp, entries = record[:4]
+    items = []
+    for key, value in entries:
+        try:
+            items.append(value.item(key, step, stamp))
+        except Exception as error:  # Pillow, numpy: the training code must not hear of it
+            warn(f"LOST {value.kind} {key!r} at step {step}: {type(error).__name__}: {error}")
+    return items
+
+
 class Sender:
     def __init__(self, *, settings: Settings, run_id: int | None, spool: SpoolRun) -> None:
         self.settings = settings
@@ -55,6 +70,9 @@ class Sender:
         self.abandoned = threading.Event()
         self.degraded = False
         self.sent_points = 0
+        self.sent_media = 0
+        self.media_bytes = 0  # what the queued media records hold
+        self._media_lock = threading.Lock()
         self._stopping = False
         self._warned: set[str] = set()
         self._transport = Transport(settings.url, settings.token, timeout=settings.request_timeout)
@@ -75,6 +93,18 @@ class Sender:
         if len(queue) == WAKE_AT:
             self.wake.set()
         return True
+
+    def put_media(self, record: Record, size: int) -> bool:
+        """Queue a media record holding ``size`` bytes; False when memory or queue is full."""
+        with self._media_lock:
+            if self.media_bytes and self.media_bytes + size > MEDIA_QUEUE_BYTES:
+                return False
+            self.media_bytes += size
+        if self.put((*record, size)):
+            return True
+        with self._media_lock:
+            self.media_bytes -= size
+        return False
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued so far was sent or spooled."""
@@ -115,6 +145,8 @@ class Sender:
             points = self._take_points()
             if points:
                 self._deliver_points(points)
+            elif queue and queue[0][0] == "m":
+                self._deliver_media(self._take_media())
             elif queue:
                 self._deliver_other(queue.popleft())
 
@@ -132,6 +164,55 @@ class Sender:
             )
         return points
 
+    def _take_media(self) -> list[media.Item]:
+        """Encode the media records at the head of the queue, about a request's worth."""
+        queue = self.queue
+        items: list[media.Item] = []
+        while queue and queue[0][0] == "m" and len(items) < media.MAX_ITEMS_PER_REQUEST:
+            record = queue.popleft()
+            items += encode_media(record)
+            with self._media_lock:
+                self.media_bytes -= record[4]
+        return items
+
+    def _deliver_media(self, items: list[media.Item]) -> None:
+        if not items:
+            return
+        if self.run_id is None or self.abandoned.is_set():
+            self.keep_media(items)
+            return
+        budget = 0.0 if self.degraded else self.settings.retry_seconds
+        try:
+            refused = media.upload(
+                self._transport,
+                self.run_id,
+                items,
+                budget=budget,
+                interrupt=self.abandoned,
+                on_sent=self._count_media,
+            )
+        except media.NotSent as problem:
+            self._failed(problem.error, "media item")
+            self.keep_media(problem.items)
+            return
+        self.degraded = False
+        self._last_contact = time.monotonic()
+        for item, why in refused:
+            self._warn_once(
+                "refused-media",
+                f"the server refused {item['kind']} {item['key']!r} at step {item['step']}"
+                f" ({why}); kept in {self.spool.folder}, the rest is sent",
+            )
+        self.keep_media([item for item, _ in refused])
+
+    def _count_media(self, sent: int) -> None:
+        self.sent_media += sent
+
+    def keep_media(self, items: list[media.Item]) -> None:
+        """Spool media items, a line per request's worth (base64 in the JSON line)."""
+        for group in media.requests_of(items):
+            self._keep({"kind": "media", "items": group})
+
     def _deliver_points(self, points: list[dict[str, Any]]) -> None:
         body = {"batch_id": uuid.uuid4().hex, "points": points}
         if self._deliver("POST", f"/api/v1/runs/{self.run_id}/metrics", body, "points"):
@@ -147,6 +228,8 @@ class Sender:
             what = (
                 f"{len(record['points'])} points" if "points" in record else f"a {record['kind']}"
             )
+            if "items" in record:
+                what = f"{len(record['items'])} media items"
             warn(f"LOST {what}: not sent, and writing {self.spool.folder} failed: {error}")
 
     def _deliver_other(self, record: Record) -> None:

@@ -2,11 +2,14 @@
 
 Each folder is uploaded in order, record by record, remembering progress in
 the folder; points keep their ``batch_id``, so an interrupted or repeated
-sync stores nothing twice. A folder is deleted once everything is uploaded.
+sync stores nothing twice (media the server recognises by content). A folder
+is deleted once everything is uploaded; media items the server refuses (a
+400 naming them) are kept in its ``refused.jsonl`` instead, and the rest goes on.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -14,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracking.sdk import spool
+from tracking.sdk import media, spool
 from tracking.sdk.transport import Transport
 
 Progress = Callable[[int], None]
+REFUSED_FILE = "refused.jsonl"  # media items the server will not take, one a line
 
 
 def _ensure_run(folder: Path, transport: Transport, budget: float) -> int:
@@ -32,7 +36,9 @@ def _ensure_run(folder: Path, transport: Transport, budget: float) -> int:
     return int(header["run_id"])
 
 
-def _send(record: dict[str, Any], run_id: int, transport: Transport, budget: float) -> None:
+def _send(
+    record: dict[str, Any], run_id: int, transport: Transport, budget: float, folder: Path
+) -> None:
     kind = record.get("kind")
     if kind == "points":
         body = {"batch_id": record["batch_id"], "points": record["points"]}
@@ -43,6 +49,26 @@ def _send(record: dict[str, Any], run_id: int, transport: Transport, budget: flo
         transport.request_retrying(
             "POST", f"/api/v1/runs/{run_id}/alerts", record["data"], budget=budget
         )
+    elif kind == "media":
+        try:
+            refused = media.upload(transport, run_id, record["items"], budget=budget)
+        except media.NotSent as problem:
+            raise problem.error from None
+        _keep_refused(folder, refused)
+
+
+def _keep_refused(folder: Path, refused: list[media.Refused]) -> None:
+    """Set aside what the server will never take, so the items after it are uploaded."""
+    if not refused:
+        return
+    with open(folder / REFUSED_FILE, "a", encoding="utf-8") as handle:
+        for item, why in refused:
+            handle.write(json.dumps({"error": why, "item": item}) + "\n")
+    print(
+        f"labbook: {folder}: the server refused {len(refused)} media item(s)"
+        f" ({refused[0][1]}); kept in {folder / REFUSED_FILE}",
+        file=sys.stderr,
+    )
 
 
 def sync_folder(
@@ -57,11 +83,15 @@ def sync_folder(
         )
     done = spool.read_progress(folder)
     for index in range(done, len(records)):
-        _send(records[index], run_id, transport, budget)
+        _send(records[index], run_id, transport, budget, folder)
         spool.write_progress(folder, index + 1)
         if progress is not None:
             progress(len(records[index].get("points", ())))
-    shutil.rmtree(folder)
+    if (folder / REFUSED_FILE).exists():  # keep those and the run's header, drop what was sent
+        (folder / spool.RECORDS_FILE).unlink()
+        (folder / spool.PROGRESS_FILE).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder)
     return run_id
 
 
