@@ -116,6 +116,8 @@ def test_the_wheel_holds_the_sdk_and_nothing_else(sdk_wheel: Path) -> None:
         'Requires-Dist: pandas; extra == "pandas"',
         'Requires-Dist: psutil>=5.9; extra == "system"',
         'Requires-Dist: nvidia-ml-py>=12; extra == "system"',
+        'Requires-Dist: numpy>=1.26; extra == "media"',
+        'Requires-Dist: Pillow>=10; extra == "media"',
     ]
 
 
