@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from PIL import Image as PILImage
 
 from alerts import services as alert_services
 from alerts.models import Alert, AlertRule, Notification
@@ -25,10 +27,12 @@ from reports_app import comments
 from reports_app import services as report_services
 from reports_app.models import Comment, Report, ReportRevision
 from reports_app.selectors import report_get_for_user
-from tracking import ingest, services
+from tracking import console, ingest, media, services
 from tracking.mlflow import experiments, inputs
 from tracking.mlflow import runs as mlflow_runs
 from tracking.models import (
+    ConsoleLine,
+    MediaItem,
     MetricPoint,
     MetricRollup,
     MetricSeries,
@@ -139,6 +143,7 @@ def source(world) -> Source:
     }
     log_points(runs)
     log_datasets(runs)
+    log_media_and_console(runs)
     finish_runs(world, runs)
     write_report(world, project, runs)
     write_comments(world, runs)
@@ -156,6 +161,27 @@ def log_points(runs: dict[str, Run]) -> None:
     odd = [("loss", 0, 1.5), ("loss", 1, "NaN"), ("loss", 2, "Infinity"), ("loss", 3, "-Infinity")]
     ingest.metrics_ingest(run=runs["diverged"], points=points(*odd, ("loss", 4, 0.5)))
     ingest.metrics_ingest(run=runs["crashed"], points=points(("loss", 0, 3.0), ("loss", 7, 2.0)))
+
+
+def log_media_and_console(runs: dict[str, Run]) -> None:
+    """An image, a table and histograms on one run; console lines with colours on another."""
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (5, 4), (10, 200, 30)).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    items = [
+        {"key": "samples", "step": 3, "kind": "image", "caption": "a frog", "image": image},
+        {"key": "preds", "step": 3, "kind": "table", "columns": ["id", "p"], "rows": [[1, 0.5]]},
+        *[
+            {"key": "w", "step": s, "kind": "histogram", "counts": [s, 1], "edges": [0, 1, 2.5]}
+            for s in range(3)
+        ],
+    ]
+    media.media_ingest(run=runs["baseline"], items=media.parse_items(items))
+    lines = [
+        {"number": n, "stream": "stderr" if n % 3 else "stdout", "text": f"\x1b[31mline {n}\x1b[0m"}
+        for n in range(2_500)
+    ]
+    console.console_append(run=runs["diverged"], lines=console.parse_lines(lines))
 
 
 def log_datasets(runs: dict[str, Run]) -> None:
@@ -292,6 +318,15 @@ def run_snapshot(run: Run, who: Callable) -> dict[str, Any]:
         ],
         "series": [series_snapshot(s) for s in series],
         "sdk_alerts": list(alerts),
+        "media": [
+            (item.key, item.step, item.kind, item.caption, item.timestamp, item.digest, item.size)
+            for item in MediaItem.objects.filter(run=run).order_by("key", "step", "id")
+        ],
+        "console": list(
+            ConsoleLine.objects.filter(run=run)
+            .order_by("number")
+            .values_list("number", "stream", "text", "timestamp")
+        ),
     }
 
 
@@ -513,7 +548,7 @@ def test_it_counts_plainly_when_tqdm_is_missing(source, lab, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
     path = tmp_path / "mnist.jsonl"
     _, err = export("acme/mnist", str(path))
-    assert "export acme/mnist: 76 of 76 records" in err
+    assert "export acme/mnist: 2,581 of 2,581 records" in err  # 76, 5 media, 2,500 console lines
     _, err = load(str(path), "--team", "lab")
     size = path.stat().st_size
     assert f"import {path}: {size:,} of {size:,} bytes" in err

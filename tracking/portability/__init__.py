@@ -12,5 +12,6 @@ never imports them.
 
 from tracking.portability import (  # noqa: F401 - each registers its section
     datasets,
+    run_media,
     runs,
 )

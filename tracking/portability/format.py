@@ -57,8 +57,14 @@ def dumps(line: Line) -> str:
 
 
 def records(line: Line) -> int:
-    """How many records a line holds: its points for a ``points`` line, else one."""
-    return len(line["steps"]) if line.get("type") == "points" else 1
+    """How many records a line holds: the points of a ``points`` line, the console lines of a
+    ``console`` line, else one."""
+    kind = line.get("type")
+    if kind == "points":
+        return len(line["steps"])
+    if kind == "console":
+        return len(line["lines"]) if isinstance(line.get("lines"), list) else 1
+    return 1
 
 
 def encode_values(values: list[float | None]) -> list[float | str]:
