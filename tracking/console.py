@@ -35,6 +35,7 @@ from kernel.errors import invalid
 from kernel.limits import max_length
 from tracking import events
 from tracking.models import ConsoleLine, ConsoleStream, Run, RunConsole
+from tracking.validation import clean_text
 
 MAX_LINES_PER_REQUEST = 5_000
 MAX_NUMBER = 2**31 - 1
@@ -93,14 +94,10 @@ def _line(raw: Any, where: str, now: float) -> Line:
     stream = raw.get("stream", ConsoleStream.STDOUT)
     if stream not in ConsoleStream.values:
         raise invalid(f"{where}.stream", "stdout or stderr.")
-    text = raw.get("text")
-    limit = max_length(ConsoleLine, "text")
-    if not isinstance(text, str):
+    if raw.get("text") is None:
         raise invalid(f"{where}.text", "The line's text, a string.")
-    if len(text) > limit:
-        raise invalid(f"{where}.text", f"A line holds at most {limit:,} characters.")
-    if "\x00" in text:
-        raise invalid(f"{where}.text", "No NUL characters.")
+    limit = max_length(ConsoleLine, "text")
+    text = clean_text(raw["text"], field=f"{where}.text", max_length=limit, strip=False)
     stamp = raw.get("timestamp", now)
     if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
         raise invalid(f"{where}.timestamp", "Unix seconds, a finite number.")

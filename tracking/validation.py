@@ -78,12 +78,16 @@ def clean_slug(value: Any, *, field: str, max_length: int) -> str:
     return value
 
 
-def clean_text(value: Any, *, field: str, max_length: int, required: bool = False) -> str:
+def clean_text(
+    value: Any, *, field: str, max_length: int, required: bool = False, strip: bool = True
+) -> str:
+    """``value`` as text within ``max_length``, surrounding spaces trimmed unless ``strip`` is
+    False (text kept exactly as logged: a dataset's name, a console line)."""
     if value is None:
         value = ""
     if not isinstance(value, str):
         raise invalid(field, "Must be a string.")
-    text = value.strip()
+    text = value.strip() if strip else value
     if required and not text:
         raise invalid(field, "This field may not be blank.")
     if len(text) > max_length:

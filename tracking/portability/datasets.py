@@ -16,6 +16,7 @@ from tracking.models import Dataset, Project, RunInput
 from tracking.portability import sections
 from tracking.portability.format import Line, ref
 from tracking.portability.sections import LoadContext
+from tracking.validation import clean_text
 
 CHUNK = 200
 
@@ -75,14 +76,7 @@ def load_run_input(line: Line, context: LoadContext) -> None:
 
 def exact_text(line: Line, name: str, *, max_length: int) -> str:
     """Text kept exactly as logged (a dataset is named by its exact name and digest)."""
-    value = line.get(name, "")
-    if not isinstance(value, str):
-        raise invalid(name, "Must be a string.")
-    if len(value) > max_length:
-        raise invalid(name, f"At most {max_length} characters.")
-    if "\x00" in value:
-        raise invalid(name, "May not contain NUL characters.")
-    return value
+    return clean_text(line.get(name, ""), field=name, max_length=max_length, strip=False)
 
 
 def input_tags(value: object) -> list[dict[str, str]]:
