@@ -1,7 +1,7 @@
 """What logging images costs a training loop, against a real server on loopback.
 
-    python tests/benchmarks/bench_sdk_media.py                  # 1,000 calls, 500 images
-    python tests/benchmarks/bench_sdk_media.py --calls 300 --images 200
+    python tests/benchmarks/sdk_media.py                  # 1,000 calls, 500 images
+    python tests/benchmarks/sdk_media.py --calls 300 --images 200
 
 (a) per-call overhead of ``run.log()`` with one metric, alone and with a
     256x256x3 uint8 array attached as ``sdk.Image`` (building the Image, which
