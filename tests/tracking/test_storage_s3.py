@@ -7,7 +7,9 @@ Labbook's real HTTP endpoints, and the bucket is read back with boto3.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from mlflow import MlflowClient
+from PIL import Image as PILImage
 
 from labbook.env import artifact_storage
 from tests.sdk.server import ROOT, LabbookServer
@@ -363,3 +366,32 @@ def _boto_credentials() -> dict[str, str]:
         "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     }
+
+
+# --- Media ------------------------------------------------------------------------------------
+
+
+def test_media_images_and_tables_are_objects_and_a_logged_image_artifact_serves_itself(
+    world, run, bucket, tmp_path
+):
+    """The media API and MLflow's image artifacts keep their files in the bucket too."""
+    picture = io.BytesIO()
+    PILImage.new("RGB", (6, 4), (1, 2, 3)).save(picture, format="PNG")
+    png = picture.getvalue()
+    items = [
+        {"key": "s", "step": 1, "kind": "image", "image": base64.b64encode(png).decode()},
+        {"key": "t", "step": 1, "kind": "table", "columns": ["a"], "rows": [[1], [2]]},
+    ]
+    client = world.editor.client()
+    answer = client.post(f"/api/v1/runs/{run.pk}/media", {"items": items}, format="json")
+    assert answer.status_code == 200, answer.content
+    image, table = answer.json()["items"]
+    assert content(client.get(image["url"])) == png
+    assert json.loads(content(client.get(table["url"]))) == {"columns": ["a"], "rows": [[1], [2]]}
+    upload(client, run, "figures/loss.png", png)  # log_figure: an artifact that is an image
+    mirrored = client.get(f"/api/v1/runs/{run.pk}/media/figures/loss.png").json()["items"][0]
+    assert content(client.get(mirrored["url"])) == png
+    stored = keys(bucket)
+    assert stored[f"{run.project_id}/{run.pk}/artifacts/figures/loss.png"] == png
+    assert sum(1 for key in stored if key.startswith(f"{run.project_id}/{run.pk}/media/")) == 2
+    assert files_on_disk(tmp_path) == []
