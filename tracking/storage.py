@@ -136,6 +136,15 @@ class StoredFile:
     def size(self) -> int:
         return _storage().size(self.key)
 
+    def open_sized(self) -> tuple[IO[bytes], int]:
+        """The file opened for reading and its size: one request to an object store (the
+        GET's own length), where ``open()`` then ``size()`` would make two."""
+        store = _disk()
+        if store is not None:
+            return store.open(self.key, "rb"), store.size(self.key)
+        answer = _bucket().Object(self.key).get()
+        return answer["Body"], int(answer["ContentLength"])
+
 
 # --- Reads ------------------------------------------------------------------------------------
 

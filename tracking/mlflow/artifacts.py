@@ -195,9 +195,12 @@ def file_response(
     ``content_type`` replaces the guess from the name, and is held to the same rule.
     """
     # The response closes the file once it has been sent.
-    response = ArtifactResponse(file.open("rb"), as_attachment=True, filename=file.name)
-    if "Content-Length" not in response and isinstance(file, storage.StoredFile):
-        response["Content-Length"] = file.size()  # an object store's body does not seek
+    if isinstance(file, storage.StoredFile):
+        stream, size = file.open_sized()
+        response = ArtifactResponse(stream, as_attachment=True, filename=file.name)
+        response["Content-Length"] = size  # an object store's body does not seek
+    else:
+        response = ArtifactResponse(file.open("rb"), as_attachment=True, filename=file.name)
     if content_type is not None:
         response["Content-Type"] = content_type
     if response["Content-Type"].split(";")[0].strip() not in INERT_TYPES:
@@ -212,9 +215,9 @@ def inline_response(file: storage.StoredFile, content_type: str) -> ArtifactResp
 
     Content-addressed, so a browser may keep it; still sandboxed and never sniffed.
     """
-    response = ArtifactResponse(file.open("rb"), content_type=content_type)
-    if "Content-Length" not in response:
-        response["Content-Length"] = file.size()
+    stream, size = file.open_sized()
+    response = ArtifactResponse(stream, content_type=content_type)
+    response["Content-Length"] = size
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["Cache-Control"] = "private, max-age=31536000, immutable"
