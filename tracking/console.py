@@ -48,7 +48,12 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 
 
 def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
+    """The line as plain text, as a terminal would leave it: colour and other escape codes
+    removed, and of a line redrawn with carriage returns (a progress bar) its last state."""
+    text = _ANSI.sub("", text)
+    if "\r" in text:
+        text = next((part for part in reversed(text.split("\r")) if part), "")
+    return text
 
 
 def max_bytes() -> int:

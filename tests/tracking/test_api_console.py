@@ -70,12 +70,13 @@ def test_tail_start_and_search_read_parts(world, run):
 
 def test_the_download_is_the_whole_text_without_colour_codes(world, run):
     client = world.editor.client()
-    post(client, run, {"lines": lines([f"{RED}red{RESET} line", "\x1b]0;title\x07plain"])})
+    bar = "\r 10%|#  |\r 50%|## |\r100%|###|"
+    post(client, run, {"lines": lines([f"{RED}red{RESET} line", "\x1b]0;title\x07plain", bar])})
     response = client.get(f"/api/v1/runs/{run.pk}/console.txt")
     assert response.status_code == 200
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert "attachment" in response["Content-Disposition"]
-    assert b"".join(response.streaming_content).decode() == "red line\nplain\n"
+    assert b"".join(response.streaming_content).decode() == "red line\nplain\n100%|###|\n"
 
 
 def test_past_the_cap_lines_are_counted_not_kept_and_the_request_succeeds(world, run):
