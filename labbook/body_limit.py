@@ -37,9 +37,12 @@ from django.http.cookie import parse_cookie
 from tracking.mlflow import http as mlflow_http
 from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate, token_in_header
 
-# PUT of one artifact file: MLflow's proxied store (both prefixes) and the REST API.
+# PUT of one artifact file: MLflow's proxied store (both prefixes), the REST API, and a file
+# of a versioned artifact.
 UPLOAD_PATH = re.compile(
     r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/.+|^/api/v1/runs/\d+/artifacts/.+"
+    # Versioned artifacts (issue 21): one file of a pending version, by its SHA-256.
+    r"|^/api/v1/artifact-versions/\d+/files/[0-9a-f]{64}$"
 )
 
 

@@ -68,7 +68,10 @@ import yaml
 from kernel.charts import BANDS, MAX_CHART_RUNS
 from tracking.presentation import GROUPINGS
 
-KINDS = ("chart", "runs", "compare", "scatter", "bar", "parallel", "importance")
+# --- Media blocks (issue 21): parsed and drawn by reports_app.media_blocks ---------------------
+MEDIA_KINDS = ("media", "table", "histogram", "logs")
+# --- end media blocks ---------------------------------------------------------------------------
+KINDS = ("chart", "runs", "compare", "scatter", "bar", "parallel", "importance", *MEDIA_KINDS)
 PANEL_KINDS = ("scatter", "bar", "parallel", "importance")
 X_AXES = ("step", "time", "relative")
 MAX_RUNS = 20  # runs and compare blocks: a table's rows or columns

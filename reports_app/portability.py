@@ -29,6 +29,7 @@ from tracking.portability.sections import LoadContext
 
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,200}$")
 RUNS_KEY = re.compile(r"^runs[ \t]*:(?=[ \t]|$)")
+RUN_KEY = re.compile(r"^(run[ \t]*:[ \t]*)(\d+)(?=[ \t]*(?:#.*)?$)", re.MULTILINE)  # issue 21
 CHUNK = 100
 
 
@@ -218,12 +219,25 @@ def retarget_block(text: str, runs: dict[int, int], projects: dict[str, str]) ->
         options = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(options, dict) and "run" in options:  # issue 21: table and logs blocks
+        return retarget_run(text, options, runs)
     if not isinstance(options, dict) or "runs" not in options:
         return text
     selector = retarget_selector(options["runs"], runs, projects)
     if selector == options["runs"]:
         return text
     return with_runs(text, {**options, "runs": selector})
+
+
+def retarget_run(text: str, options: dict[str, Any], runs: dict[int, int]) -> str:
+    """A ``run: <id>`` (table and logs blocks, issue 21) pointed at the imported run."""
+    value = options["run"]
+    if isinstance(value, bool) or not isinstance(value, int) or runs.get(value, value) == value:
+        return text
+    edited = RUN_KEY.sub(lambda m: f"{m[1]}{runs[value]}", text, count=1)
+    if safe_load(edited) == {**options, "run": runs[value]}:
+        return edited
+    return yaml.safe_dump({**options, "run": runs[value]}, sort_keys=False, allow_unicode=True)
 
 
 def retarget_selector(value: Any, runs: dict[int, int], projects: dict[str, str]) -> Any:

@@ -29,7 +29,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from kernel.charts import MARKED_UP_TO, run_color
-from reports_app import blocks, budget, markup, panels
+from reports_app import blocks, budget, markup, media_blocks, panels
 from reports_app.blocks import BlockError, ChartBlock, CompareBlock, Panel, RunsBlock, RunSelector
 from reports_app.models import Report
 from reports_app.render_slots import in_render_slot
@@ -98,6 +98,7 @@ class Rendered:
     thinned: int = 0  # charts the page budget drew thinner than asked
     left_out: int = 0  # charts past the page budget, drawn as a note instead
     sources: Sources | None = None
+    media: frozenset[int] = frozenset()  # images shown: all a share link may serve (issue 21)
 
     @property
     def budget_note(self) -> str:
@@ -150,10 +151,11 @@ class _Block:
     index: int
     kind: str
     line: int
-    parsed: blocks.Block | None = None
+    parsed: blocks.Block | media_blocks.MediaKindBlock | None = None
     error: str | None = None
     left_out: bool = False  # past the page budget: a note box instead of the chart
     runs: list[Run] = field(default_factory=list)
+    html: str = ""  # a media, table, histogram or logs block, drawn (media_blocks)
 
 
 def pluralize(count: int) -> str:
@@ -595,7 +597,37 @@ def _block_html(item: _Block, figures: dict[int, Figure], *, public: bool) -> st
         return _compare_html(item, public=public)
     if isinstance(item.parsed, Panel):
         return _panel_html(item, figures[item.index])
+    if isinstance(item.parsed, media_blocks.TYPES):
+        return item.html
     raise AssertionError(item.kind)
+
+
+# --- Media, table, histogram and logs blocks (issue 21: reports_app.media_blocks) ----------
+
+
+def _media(items: list[_Block], frozen: dict[str, Any], *, public: bool) -> media_blocks.Drawn:
+    """Draw the page's media blocks: their HTML on their items, errors and notes too."""
+    placed = [
+        media_blocks.Placed(i.index, i.parsed, i.runs, public=public)
+        for i in items
+        if isinstance(i.parsed, media_blocks.TYPES) and i.error is None
+    ]
+    drawn = media_blocks.draw(placed, frozen) if placed else media_blocks.Drawn()
+    for item in items:
+        item.html = drawn.html.get(item.index, item.html)
+        item.error = drawn.errors.get(item.index, item.error)
+    return drawn
+
+
+def _media_figures(drawn: media_blocks.Drawn) -> dict[int, Figure]:
+    """Histogram blocks' heatmaps, drawn by the page as panels are (never live)."""
+    return {
+        index: Figure(index, figure, live=False, kind="histogram")
+        for index, figure in drawn.figures.items()
+    }
+
+
+# --- end media blocks ----------------------------------------------------------------------
 
 
 # --- Inline run links ----------------------------------------------------------------------
@@ -636,7 +668,10 @@ def _parse(source: markup.Source) -> list[_Block]:
             items.append(item)
             continue
         try:
-            item.parsed = blocks.parse(kind, text)
+            if kind in media_blocks.KINDS:  # issue 21
+                item.parsed = media_blocks.parse(kind, text)
+            else:
+                item.parsed = blocks.parse(kind, text)
         except BlockError as error:
             item.error = error.message
         items.append(item)
@@ -654,7 +689,8 @@ def render_report(
     html, source = markup.convert(report.body if body is None else body)
     items = _parse(source)
     _resolve(items, report)
-    figures = _drawn(items, frozen or {}, report, public=public)
+    media = _media(items, frozen or {}, public=public)  # issue 21
+    figures = _drawn(items, frozen or {}, report, public=public, more=_media_figures(media))
     _prefetch_for_tables(items)
     links = _run_links(source, report, public=public)
     html = markup.fill(
@@ -671,14 +707,22 @@ def render_report(
         thinned=sum(1 for figure in figures.values() if figure.thinned_to is not None),
         left_out=sum(1 for item in items if item.left_out),
         sources=_sources(items, source),
+        media=frozenset(media.images),
     )
 
 
 def _drawn(
-    items: list[_Block], frozen: dict[str, Any], report: Report, *, public: bool
+    items: list[_Block],
+    frozen: dict[str, Any],
+    report: Report,
+    *,
+    public: bool,
+    more: dict[int, Figure] | None = None,
 ) -> dict[int, Figure]:
-    """The figures of every chart and panel block that fits the page's budget."""
+    """The figures of every chart and panel block (and ``more``: histograms) that fits the
+    page's budget."""
     figures = {**_charts(items, frozen, report), **_panels(items, frozen, report, public=public)}
+    figures.update(more or {})
     _leave_out_past_bytes(items, figures)
     return figures
 
@@ -697,9 +741,14 @@ def freeze(report: Report) -> dict[str, Any]:
     if "live" not in report.body:
         return {}
     _html, source = markup.convert(report.body)
-    drawn = (ChartBlock, Panel)
+    drawn = (ChartBlock, Panel, *media_blocks.TYPES)
     items = [i for i in _parse(source) if isinstance(i.parsed, drawn) and not i.parsed.live]
     if not items:
         return {}
     _resolve(items, report)
-    return {str(index): f.figure for index, f in _drawn(items, {}, report, public=True).items()}
+    pinned = _media(items, {}, public=True).pins  # issue 21: what media blocks showed
+    charts = [i for i in items if not isinstance(i.parsed, media_blocks.TYPES)]
+    figures = _drawn(charts, {}, report, public=True)
+    return {str(index): f.figure for index, f in figures.items()} | {
+        str(index): pins for index, pins in pinned.items()
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from kernel.charts import PLOTLY_JS
-from reports_app import render, services, share_cache
+from reports_app import media_blocks, render, services, share_cache
 from reports_app.models import Report, ReportRevision, ShareLink
+from tracking.models import MediaItem
 
 if TYPE_CHECKING:
     from reports_app.models import ReportWithRole
@@ -71,6 +72,7 @@ def report_context(report: ReportWithRole, *, user: User) -> dict[str, Any]:
 def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     report = link.report
     rendered = _public_render(report)
+    rendered = replace(rendered, html=_shared_sources(rendered, token))  # issue 21
     block_url = reverse("shared-block", kwargs={"token": token, "index": 0})
     return {
         "report": report,
@@ -114,6 +116,31 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
     return ShareLiveScope(groups, keys)
 
 
+# --- Images of a shared report (issue 21) ---------------------------------------------------
+
+
+def _shared_sources(rendered: render.Rendered, token: str) -> str:
+    """The shared render's images loaded through this link (``shared_media_item``)."""
+
+    def src(item_id: int) -> str:
+        return reverse("shared-media", kwargs={"token": token, "media_id": item_id})
+
+    return media_blocks.fill_sources(rendered.html, rendered.media, src)
+
+
+def shared_media_item(link: ShareLink, media_id: int) -> MediaItem | None:
+    """An image the link's report shows, for its anonymous readers; None for any other
+    item, of the same run or not: a share link serves exactly what the report shows."""
+    if media_id not in _public_render(link.report).media:
+        return None
+    team = link.report.project.team_id
+    found = MediaItem.objects.filter(pk=media_id, run__project__team_id=team).exclude(file="")
+    return found.first()
+
+
+# --- end images of a shared report ----------------------------------------------------------
+
+
 def _public_render(report: Report) -> render.Rendered:
     """What every share link of ``report`` shows; the caller has checked the link."""
     return share_cache.shared_render(report, frozen=lambda: _frozen(report))
@@ -142,6 +169,8 @@ def export_html(report: Report) -> str:
     Runs are named rather than linked, as on a share link: the file outlives the server.
     """
     rendered = render.render_report(report, frozen=_frozen(report), public=True)
+    html = media_blocks.inline_images(rendered.html, rendered.media)  # issue 21: data: URIs
+    rendered = replace(rendered, html=html)
     context = {
         "report": report,
         "rendered": rendered,

@@ -26,6 +26,8 @@ fixed_patterns = [
     path("reports/<id:report_id>/share", editor_views.share, name="report-share"),
     path("s/<str:token>", report_views.shared, name="shared"),
     path("s/<str:token>/blocks/<int:index>", report_views.shared_block, name="shared-block"),
+    # issue 21: an image the shared report shows
+    path("s/<str:token>/media/<id:media_id>", report_views.shared_media, name="shared-media"),
 ]
 project_patterns = [
     path("<str:team>/<str:project>/reports/", editor_views.report_list, name="project-reports"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -13,6 +13,8 @@ from kernel.errors import NotFound
 from kernel.http import AuthenticatedHttpRequest, allow_framing, request_ip
 from reports_app import report_pages, selectors, services
 from reports_app.models import ShareLink
+from tracking import media
+from tracking.mlflow import artifacts
 
 if TYPE_CHECKING:
     from reports_app.models import ReportWithRole
@@ -78,3 +80,22 @@ def shared_block(request: HttpRequest, token: str, index: int) -> JsonResponse:
     if not figure:
         raise Http404("No such chart block.")
     return JsonResponse(figure)
+
+
+# --- Images of a shared report (issue 21) ----------------------------------------------------
+
+
+@require_GET
+def shared_media(request: HttpRequest, token: str, media_id: int) -> FileResponse:
+    """An image the shared report shows, for whoever holds the link; any other item is a 404."""
+    link = selectors.share_link_active(ShareLink.hash(token))
+    item = link and report_pages.shared_media_item(link, media_id)
+    if not item:
+        raise Http404("No such image in this report.")
+    response = artifacts.inline_response(media.open_file(item), media.content_type(item))
+    response["Cache-Control"] = "private, no-cache"  # a revoked link stops showing it
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# --- end images of a shared report -----------------------------------------------------------

@@ -141,6 +141,12 @@ PROBES = {
         into="items",
     ),
     "SdkAlertCreateRequest": Probe("post", lambda w: f"{_run(w)}/alerts", {"title": "NaN"}),
+    # Versioned artifacts (issue 21)
+    "ArtifactVersionCreateRequest": Probe(
+        "post",
+        lambda w: f"{_run(w)}/artifact-versions",
+        {"name": "model", "files": [{"path": "a.bin", "sha256": "0" * 64, "size": 1}]},
+    ),
     "TokenCreateRequest": Probe("post", lambda w: "/api/v1/tokens", {"name": "laptop"}),
     "InvitationCreateRequest": Probe(
         "post", lambda w: "/api/v1/teams/acme/invitations", {"member": "dave", "role": "viewer"}

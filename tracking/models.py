@@ -618,3 +618,91 @@ def with_role(row: Any, role: str) -> Any:
     """``row`` with ``role`` set as the selectors annotate it: a row the caller just created."""
     row.role = role
     return row
+
+
+# --- Versioned artifacts (issue 21; logic in tracking.artifact_versions) -------------------
+
+
+class Artifact(models.Model):
+    """A named, versioned set of files of a project: a model, a data set..."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=128)
+    type = models.CharField(max_length=64, default="artifact")
+    description = models.TextField(blank=True, max_length=5000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="artifact_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.name}"
+
+    def get_absolute_url(self) -> str:
+        project = self.project
+        kwargs = {"team": project.team.slug, "project": project.slug, "name": self.name}
+        return reverse("project-artifact", kwargs=kwargs)
+
+
+class ArtifactState(models.TextChoices):
+    PENDING = "pending"  # announced; its files are being uploaded
+    COMMITTED = "committed"  # every file stored and verified: visible, numbered
+
+
+class ArtifactVersion(models.Model):
+    """One content of an artifact: ``v<version>``, numbered when committed.
+
+    ``digest`` is the SHA-256 of the sorted manifest, so the same files again
+    are the same version. ``manifest`` lists ``[path, sha256, size]`` by path;
+    the files are stored once per project, by content (``tracking.artifact_versions``).
+    """
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="versions")
+    version = models.IntegerField(null=True, blank=True, help_text="Set at commit: v0, v1, ...")
+    digest = models.CharField(max_length=64)
+    state = models.CharField(
+        max_length=16, choices=ArtifactState.choices, default=ArtifactState.PENDING
+    )
+    producer = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts_logged"
+    )
+    manifest = models.JSONField(default=list, blank=True)
+    size = models.BigIntegerField(default=0, help_text="Bytes of all its files.")
+    file_count = models.IntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    committed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["artifact", "version"], name="artifactversion_unique_number"
+            ),
+            models.UniqueConstraint(
+                fields=["artifact", "digest"], name="artifactversion_unique_digest"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact_id}:v{self.version}" if self.version is not None else self.digest
+
+
+class ArtifactUse(models.Model):
+    """Run ``run`` used version ``version`` (lineage: the version's consumers)."""
+
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="uses")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="artifact_uses")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "run"], name="artifactuse_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} used {self.version_id}"
+
+
+# --- End of versioned artifacts ------------------------------------------------------------

@@ -22,7 +22,7 @@ from django.urls import reverse
 from alerts.models import Alert
 from kernel.charts import MARKED_UP_TO, MAX_CHART_RUNS, line_points
 from reports_app import markup
-from tracking import media, selectors
+from tracking import console, media, selectors
 from tracking.mlflow import artifacts
 from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, SdkAlert
 from tracking.presentation import (
@@ -35,6 +35,7 @@ from tracking.presentation import (
 )
 from tracking.validation import flatten, float_to_json
 from workspace import chart_groups, pages, sweep_panels
+from workspace.artifact_pages import run_lineage
 
 if TYPE_CHECKING:
     from tracking.models import RunWithRole
@@ -205,6 +206,41 @@ def media_config(run: Run) -> dict[str, Any]:
 # --- end Media ---
 
 
+# --- Console and system metrics (issue 21) ---
+CONSOLE_TAIL = 500  # lines the Console card reads at first, and per "Load earlier"
+CONSOLE_SHOWN = 5_000  # lines the box keeps; past it, the oldest go (live tail)
+
+
+def console_config(run: Run) -> dict[str, Any]:
+    """What ``console_panel.js`` reads from the page. No query: the script reads the tail
+    (it must anyway) and shows the card once there is a line."""
+    return {
+        "run": run.pk,
+        "api": reverse("api-run-console", kwargs={"run_id": run.pk}),
+        "download": reverse("api-run-console-text", kwargs={"run_id": run.pk}),
+        "tail": CONSOLE_TAIL,
+        "shown": CONSOLE_SHOWN,
+        "maxBytes": console.max_bytes(),
+        "maxSearch": console.MAX_SEARCH,
+    }
+
+
+def split_system(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The training values, and the machine's (``system/*``) as rows ``{key, label, value}``
+    (the label without the prefix the rows stand under), each in key order: the Summary
+    card lists the machine's apart, folded, as the charts set them apart."""
+    prefix = pages.SYSTEM_PREFIX
+    system = [
+        {"key": k, "label": k.removeprefix(prefix), "value": v}
+        for k, v in values.items()
+        if k.startswith(prefix)
+    ]
+    return {k: v for k, v in values.items() if not k.startswith(prefix)}, system
+
+
+# --- end Console ---
+
+
 def notes_html(run: Run) -> str:
     """The run's notes as HTML, sanitized as comments and reports are; "" without notes."""
     return markup.to_html(run.notes) if run.notes.strip() else ""
@@ -258,6 +294,9 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
     alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
     incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
     charts = run_charts(run, series)
+    summary, system_summary = split_system(  # Console and system metrics (issue 21)
+        {k: format_value(v) for k, v in summary_values(run, series).items()}
+    )
     return {
         **run_state_context(run, now=now),
         "project": run.project,
@@ -266,7 +305,8 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
         "notes_html": notes_html(run),
         "csv_base": f"{run.get_absolute_url()}/metrics.csv",
         "config": {k: format_value(v) for k, v in sorted(flatten(run.config).items())},
-        "summary": {k: format_value(v) for k, v in summary_values(run, series).items()},
+        "summary": summary,
+        "system_summary": system_summary,  # Console and system metrics (issue 21)
         "metadata": {k: format_value(v) for k, v in sorted(flatten(run.metadata).items())},
         "tags": tags,
         "charts": charts,
@@ -275,6 +315,8 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
         "incidents": incidents,
         **artifacts_context(run),
         "media_config": media_config(run),  # Media (issue 21)
+        "console_config": console_config(run),  # Console (issue 21)
+        "artifact_lineage": run_lineage(run, user),  # Versioned artifacts (issue 21)
     }
 
 

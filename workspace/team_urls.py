@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from workspace import account_views, audit_views, team_views
+from workspace import account_views, artifact_pages, audit_views, team_views
 
 fixed_patterns: list = [
     path("settings/teams/<str:team>/audit/", audit_views.team_audit, name="settings-team-audit"),
@@ -74,5 +74,11 @@ team_patterns: list = [
         "<str:team>/<str:project>/settings/delete",
         team_views.project_delete,
         name="project-delete",
+    ),
+    # Versioned artifacts (issue 21)
+    path(
+        "<str:team>/<str:project>/artifacts/<str:name>",
+        artifact_pages.artifact_page,
+        name="project-artifact",
     ),
 ]

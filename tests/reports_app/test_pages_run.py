@@ -366,7 +366,7 @@ def test_it_answers_404_for_an_unknown_metric(client, world):
 # --- Query counts -----------------------------------------------------------------
 
 # session, user, run (+ role), series, tags, SDK alerts, rule alerts, created_by, top bar teams
-RUN_QUERIES = 9
+RUN_QUERIES = 11  # 9, and the versioned artifacts the run logged and used
 
 
 def _page_queries(client, run: Run, django_assert_max_num_queries) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import io
 import sys
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from reports_app import selectors as report_selectors
 from reports_app import services as report_services
 from reports_app.models import Comment, Report, ShareLink
 from tests.conftest import Persona, World, make_persona
-from tracking import invitations, media, selectors, services, storage
+from tracking import artifact_versions, invitations, media, selectors, services, storage
 from tracking.ingest import Point, metrics_ingest
 from tracking.mlflow import artifacts
 from tracking.mlflow import experiments as mlflow_experiments
@@ -79,6 +80,9 @@ class Scene:
     media: MediaItem  # an image the run logged under 'loss' at step 0
     sessions: dict[str, str] = field(default_factory=dict)  # persona -> session cookie
     baseline: dict[str, Any] = field(default_factory=dict)  # ``state()`` once built
+    # Versioned artifacts (issue 21): "model" v0 (committed, holding ARTIFACT_BYTES), "pending"
+    # (a new file, not uploaded) and "ready" (its one file stored: it commits).
+    versions: dict[str, Any] = field(default_factory=dict)
 
     def persona(self, name: str) -> Persona | None:
         return None if name == "anonymous" else self.world.persona(name)
@@ -124,6 +128,7 @@ def build_scene() -> Scene:
         media=_media(run),
     )
     scene.sessions = {name: _session(scene.persona(name)) for name in MEMBERS_AND_OUTSIDER}
+    scene.versions = _artifact_versions(run)  # Versioned artifacts (issue 21)
     return scene
 
 
@@ -213,6 +218,35 @@ def put_files(scene: Scene) -> None:
     """The scene's files as built: the run's artifact and its image."""
     put_artifact(scene.run)
     storage.save(scene.media.file, io.BytesIO(base64.b64decode(PNG_1X1)))
+    put_blob(scene.run.project_id)  # Versioned artifacts (issue 21)
+
+
+# --- Versioned artifacts (issue 21) ---
+
+
+def _file(path: str, data: bytes) -> Any:
+    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _artifact_versions(run: Run) -> dict[str, Any]:
+    def create(name: str, files: list[Any]) -> Any:
+        return artifact_versions.version_create(
+            run=run, name=name, type="model", description=f"{SECRET} model", files=files
+        ).version
+
+    put_blob(run.project_id)
+    model = artifact_versions.version_commit(create("model", [_file(ARTIFACT, ARTIFACT_BYTES)]))
+    pending = create("model", [_file("new.bin", b"new weights")])
+    ready = create("model", [_file("copy.txt", ARTIFACT_BYTES)])
+    return {"model": model, "pending": pending, "ready": ready}
+
+
+def put_blob(project_id: int) -> None:
+    sha256 = hashlib.sha256(ARTIFACT_BYTES).hexdigest()
+    storage.save(artifact_versions.blob_key(project_id, sha256), io.BytesIO(ARTIFACT_BYTES))
+
+
+# --- End of versioned artifacts ---
 
 
 def put_artifact(run: Run) -> None:

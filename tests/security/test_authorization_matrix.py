@@ -81,6 +81,11 @@ DEFAULT_KWARGS = {
 }
 
 
+# Versioned artifacts (issue 21): the scene's file (b"acme weights") and an upload's bytes.
+WEIGHTS_SHA256 = "9a954d699b3edc65ea53a48a7ae17901110b2119122043a496eed9baa652b446"
+NEW_WEIGHTS_SHA256 = "75f585ae1855ec1d1ba5e4fc9861e07fbdba3919a965042b2ba78b6fc3e9a18f"
+
+
 def _until() -> str:
     return (timezone.now() + timedelta(days=2)).isoformat()
 
@@ -382,6 +387,43 @@ MATRIX: dict[str, Expect] = {
     "api-media-file": Expect(Via.API, get=API_READ),
     "api-artifacts": Expect(Via.API, get=API_READ),
     "api-artifact-file": Expect(Via.API, get=API_READ),
+    # --- API: versioned artifacts (issue 21) ---
+    "api-run-artifact-versions": Expect(
+        Via.API,
+        get=API_READ,
+        post=Codes(401, 404, 403, 200, 200),  # the same files as v0: no new version
+        body=lambda s: {
+            "name": "model",
+            "files": [{"path": "model/weights.txt", "sha256": WEIGHTS_SHA256, "size": 12}],
+        },
+    ),
+    "api-run-artifact-uses": Expect(
+        Via.API,
+        get=Codes(401, 405, 405, 405, 405),
+        post=Codes(401, 404, 403, 200, 200),
+        body=lambda s: {"artifact": "acme/mnist/model:v0"},
+    ),
+    "api-artifact-version-upload": Expect(
+        Via.ARTIFACT,
+        get=Codes(401, 405, 405, 405, 405),
+        put=Codes(401, 404, 403, 200, 200),  # b"new weights": the pending version's file
+        kwargs={"version_id": "{s.versions[pending].pk}", "sha256": NEW_WEIGHTS_SHA256},
+    ),
+    "api-artifact-version-commit": Expect(
+        Via.API,
+        get=Codes(401, 405, 405, 405, 405),
+        post=Codes(401, 404, 403, 200, 200),
+        kwargs={"version_id": "{s.versions[ready].pk}"},
+    ),
+    "api-project-artifacts": Expect(Via.API, get=API_READ),
+    "api-project-artifact": Expect(Via.API, get=API_READ, kwargs={"name": "model"}),
+    "api-artifact-version": Expect(
+        Via.API, get=API_READ, kwargs={"name": "model", "version": "v0"}
+    ),
+    "api-artifact-version-file": Expect(
+        Via.API, get=API_READ, kwargs={"name": "model", "version": "latest"}
+    ),
+    # --- End of versioned artifacts ---
     "api-tokens": Expect(
         Via.API,
         get=Codes(401, 200, 200, 200, 200),  # each their own
@@ -672,6 +714,10 @@ MATRIX: dict[str, Expect] = {
     ),
     "shared": Expect(Via.PAGE, get=same(200), shares=True),
     "shared-block": Expect(Via.PAGE, get=same(200), shares=True),
+    # --- issue 21: an image a shared report shows. The scene's report shows no media, so
+    # the link serves not even its own run's image (tests/reports_app/test_media_blocks.py).
+    "shared-media": Expect(Via.PAGE, get=same(404), shares=True),
+    # --- end issue 21
     "project-reports": Expect(Via.PAGE, get=PAGE_READ),
     "report-new": Expect(
         Via.PAGE,
@@ -714,6 +760,7 @@ MATRIX: dict[str, Expect] = {
     "run-state": Expect(Via.PAGE, get=PAGE_READ),  # what the run page applies live
     "run-metric-csv": Expect(Via.PAGE, get=PAGE_READ, query=lambda s: {"key": "loss"}),
     "run-artifact": Expect(Via.PAGE, get=PAGE_READ),
+    "project-artifact": Expect(Via.PAGE, get=PAGE_READ, kwargs={"name": "model"}),  # issue 21
     # --- MLflow UI links: each redirects a member to the page it names ------------------------
     "mlflow-experiment": Expect(Via.PAGE, get=MLFLOW_LINK, kwargs=MLFLOW_EXPERIMENT),
     "mlflow-experiment-tab": Expect(
@@ -875,6 +922,7 @@ def _aimed(
 OBJECT_IDS = {
     *("run_id", "report_id", "link_id", "comment_id", "token_id", "user_id", "destination_id"),
     *("alert_id", "rule_id", "silence_id", "pk", "invitation_id"),
+    "version_id",  # versioned artifacts (issue 21)
 }
 MISSING_ID = "987654321"
 CSRF_TOKEN = re.compile(rb"[A-Za-z0-9]{64}")  # masked anew in every page

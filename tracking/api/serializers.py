@@ -17,6 +17,7 @@ from tracking.ingest import MAX_STEP
 from tracking.models import (
     AlertLevel,
     ApiToken,
+    Artifact,
     ConsoleLine,
     IngestBatch,
     MediaItem,
@@ -481,3 +482,128 @@ class ConsoleReadSerializer(serializers.Serializer[Any]):
     total = serializers.IntegerField(help_text="Lines the run has stored.")
     bytes = serializers.IntegerField(help_text="UTF-8 bytes the run has stored.")
     dropped = serializers.IntegerField(help_text="Lines refused past the cap.")
+
+
+# --- Versioned artifacts (issue 21: tracking/artifact_versions.py) ------------------------
+
+
+class ArtifactFileInSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField(
+        help_text="Relative path inside the version, '/'-separated (no '..');"
+        " at most 1000 characters."
+    )
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="The file's SHA-256, hex.")
+    size = serializers.IntegerField(help_text="Bytes; at most ARTIFACTS_MAX_BYTES.")
+
+
+class ArtifactVersionCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(
+        max_length=max_length(Artifact, "name"),
+        help_text="Letters, digits, '.', '_', '-'; starts with a letter or a digit.",
+    )
+    type = serializers.CharField(
+        max_length=max_length(Artifact, "type"),
+        required=False,
+        help_text="e.g. model, dataset; default 'artifact'. Fixed by the first version.",
+    )
+    description = serializers.CharField(
+        max_length=max_length(Artifact, "description"), required=False, allow_blank=True
+    )
+    files = ArtifactFileInSerializer(
+        many=True, help_text="Every file of the version (at most 10,000), each path once."
+    )
+
+
+class ArtifactUseCreateSerializer(serializers.Serializer[Any]):
+    artifact = serializers.CharField(
+        help_text="'team/project/name:v3', ':latest' (the default) or ':3'."
+    )
+
+
+class ArtifactRunSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    url = serializers.CharField(help_text="The run's page.")
+
+
+class ArtifactConsumerSerializer(ArtifactRunSerializer):
+    used_at = serializers.DateTimeField()
+
+
+class ArtifactFileSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class ArtifactVersionSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    artifact = serializers.CharField(help_text="The artifact's name.")
+    type = serializers.CharField()
+    version = serializers.CharField(allow_null=True, help_text="'v0', 'v1'...; null if pending.")
+    state = serializers.ChoiceField(choices=["pending", "committed"])
+    digest = serializers.CharField(help_text="SHA-256 of the sorted manifest.")
+    size = serializers.IntegerField()
+    file_count = serializers.IntegerField()
+    producer = ArtifactRunSerializer(allow_null=True, help_text="The run that logged it.")
+    created_at = serializers.DateTimeField()
+    committed_at = serializers.DateTimeField(allow_null=True)
+    reference = serializers.CharField(
+        required=False, help_text="'team/project/name:v3', once committed."
+    )
+    files = ArtifactFileSerializer(many=True, required=False)
+    consumers = ArtifactConsumerSerializer(
+        many=True, required=False, help_text="The runs that used it (those you may read)."
+    )
+
+
+class ArtifactUploadSerializer(serializers.Serializer[Any]):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    url = serializers.CharField(help_text="PUT the file's bytes here.")
+
+
+class ArtifactVersionCreatedSerializer(serializers.Serializer[Any]):
+    created = serializers.BooleanField(
+        help_text="false: a committed version holds exactly these files; nothing to upload."
+    )
+    version = ArtifactVersionSerializer()
+    uploads = ArtifactUploadSerializer(many=True, help_text="Files the server does not have yet.")
+    commit_url = serializers.CharField(required=False, help_text="POST here once uploaded.")
+
+
+class ArtifactUploadedSerializer(serializers.Serializer[Any]):
+    stored = serializers.BooleanField(help_text="false: the server had the file already.")
+
+
+class ArtifactSummarySerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    description = serializers.CharField()
+    versions = serializers.IntegerField()
+    latest = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ArtifactIndexSerializer(serializers.Serializer[Any]):
+    artifacts = ArtifactSummarySerializer(many=True)
+
+
+class ArtifactDetailSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    description = serializers.CharField()
+    versions = ArtifactVersionSerializer(many=True, help_text="The newest first.")
+
+
+class RunArtifactVersionsSerializer(serializers.Serializer[Any]):
+    logged = ArtifactVersionSerializer(many=True, help_text="Versions the run produced.")
+    used = ArtifactVersionSerializer(many=True, help_text="Versions the run used.")
+
+
+class ArtifactUsedSerializer(serializers.Serializer[Any]):
+    recorded = serializers.BooleanField(help_text="false: the run's use was recorded before.")
+    version = ArtifactVersionSerializer()
+
+
+# --- End of versioned artifacts -----------------------------------------------------------

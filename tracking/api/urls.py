@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tracking.api import audit, views
+from tracking.api import artifact_views, audit, views
 
 urlpatterns = [
     path("teams", views.TeamListView.as_view(), name="api-teams"),
@@ -75,6 +75,48 @@ urlpatterns = [
         views.RunArtifactFileView.as_view(),
         name="api-artifact-file",
     ),
+    # --- Versioned artifacts (issue 21: tracking/api/artifact_views.py) ---
+    path(
+        "runs/<id:run_id>/artifact-versions",
+        artifact_views.RunArtifactVersionsView.as_view(),
+        name="api-run-artifact-versions",
+    ),
+    path(
+        "runs/<id:run_id>/artifact-uses",
+        artifact_views.RunArtifactUsesView.as_view(),
+        name="api-run-artifact-uses",
+    ),
+    path(
+        "artifact-versions/<id:version_id>/files/<str:sha256>",
+        artifact_views.ArtifactVersionUploadView.as_view(),
+        name="api-artifact-version-upload",
+    ),
+    path(
+        "artifact-versions/<id:version_id>/commit",
+        artifact_views.ArtifactVersionCommitView.as_view(),
+        name="api-artifact-version-commit",
+    ),
+    path(
+        "projects/<str:team>/<str:project>/artifacts",
+        artifact_views.ProjectArtifactsView.as_view(),
+        name="api-project-artifacts",
+    ),
+    path(
+        "projects/<str:team>/<str:project>/artifacts/<str:name>",
+        artifact_views.ProjectArtifactView.as_view(),
+        name="api-project-artifact",
+    ),
+    path(
+        "projects/<str:team>/<str:project>/artifacts/<str:name>/<str:version>",
+        artifact_views.ArtifactVersionView.as_view(),
+        name="api-artifact-version",
+    ),
+    path(
+        "projects/<str:team>/<str:project>/artifacts/<str:name>/<str:version>/files/<path:path>",
+        artifact_views.ArtifactVersionFileView.as_view(),
+        name="api-artifact-version-file",
+    ),
+    # --- End of versioned artifacts ---
     path("tokens", views.TokenListView.as_view(), name="api-tokens"),
     path("tokens/<id:token_id>", views.TokenDetailView.as_view(), name="api-token-detail"),
 ]
