@@ -29,6 +29,9 @@ from tracking.models import Project, Role, Team
 # exact point counts) never sent. Off for every test and the processes they start;
 # tests/sdk/test_system_metrics.py turns it on.
 os.environ.setdefault("LABBOOK_SYSTEM_METRICS", "0")
+# Likewise the console tee (tracking/sdk/console.py): pytest captures stdout, and a run's stored
+# lines would depend on what the test printed; tests/sdk/test_console.py turns it on.
+os.environ.setdefault("LABBOOK_CONSOLE", "0")
 
 
 @dataclass

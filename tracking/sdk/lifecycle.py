@@ -3,6 +3,8 @@
 * normal interpreter exit → ``finished``;
 * an uncaught exception → ``failed``, with ``error`` ("ValueError: boom") and the
   tail of the traceback; KeyboardInterrupt (Ctrl-C) → ``killed``;
+  the run is finished at exit, after the hook printed the traceback through the
+  console tee (tracking/sdk/console.py), so it is among the run's last lines;
 * SIGTERM (preemption, ``scancel``, ``kill``) → ``killed`` with exit code 143;
   a handler the script installed before is still called afterwards;
 * a forked child (DataLoader workers) gets a fresh, empty queue and never ends

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback as tracebacks
 import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from tracking.sdk import lifecycle, sync
+from tracking.sdk import artifacts, lifecycle, sync
+from tracking.sdk.console import Console, batches
 from tracking.sdk.media import Media, media_values
 from tracking.sdk.sender import (
     MAX_POINTS_PER_BATCH,
@@ -133,6 +136,8 @@ class Run:
         self._overflow_lock = threading.Lock()
         self._spilled = False
         self._system: SystemSampler | None = None
+        self._console: Console | None = None
+        self._artifact_uploads: list[artifacts.ArtifactUpload] = []  # Versioned artifacts
         self._spool = SpoolRun.for_run(settings.spool_dir, self._spool_header(create))
         self._sender = self._new_sender()
         lifecycle.register(self)
@@ -162,6 +167,10 @@ class Run:
         if kind is None:
             self.finish()
         else:
+            if self._console is not None and not issubclass(kind, SystemExit):
+                # The interpreter prints it after this run has finished: the console gets it now.
+                text = "".join(tracebacks.format_exception(kind, error, tb))
+                self._console.add_unprinted("stderr", text)
             status, message, tail, code = lifecycle.describe_exception(kind, error, tb)
             self.finish(status, exit_code=code, error=message, traceback=tail)
 
@@ -238,6 +247,31 @@ class Run:
         )
         self._system.start()
 
+    # --- console output (tracking/sdk/console.py) ----------------------------------------
+
+    def _start_console(self, first_number: int) -> None:
+        self._console = Console(
+            put=self._sender.put,
+            spill=self._spill_console,
+            first_number=first_number,
+            skip_thread=self._sender.thread_ident,
+        )
+        self._console.start()
+
+    def _spill_console(self, lines: list[dict[str, Any]]) -> None:
+        """Console lines the full queue could not take: to the spool, from the writing thread."""
+        with self._overflow_lock:  # warn() prints, which comes back here: not under the lock
+            first, self._spilled = not self._spilled, True
+        if first:
+            warn(f"logging faster than the server takes it; spooling to {self._spool.folder}")
+        try:
+            for group in batches(lines):
+                self._spool.append({"kind": "console", "lines": group})
+        except OSError as error:
+            warn(f"LOST {len(lines)} console lines: writing {self._spool.folder} failed: {error}")
+
+    # --- overflow -------------------------------------------------------------------------
+
     def _spill(self, record: Record) -> None:
         """The queue is full (the server is slower than the loop): gather, then write to disk."""
         with self._overflow_lock:
@@ -307,10 +341,62 @@ class Run:
         if not self._sender.put(("a", body)):
             self._spool.append({"kind": "alert", "data": body})
 
+    # --- Versioned artifacts (issue 21: tracking/sdk/artifacts.py) -------------------------
+
+    def log_artifact(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        type: str | None = None,
+        description: str | None = None,
+    ) -> artifacts.ArtifactUpload:
+        """Log the file or folder at ``path`` as the next version of artifact ``name``.
+
+        Hashed now, uploaded in the background: ``.wait()`` on the answer gives the
+        version, and ``finish()`` waits for it. The same files as an existing version
+        are that version. ``type`` (e.g. "model", "dataset"; default "artifact") is
+        fixed by the artifact's first version; ``name`` defaults to the file's name.
+        """
+        if self.id is None:
+            raise LabbookError("log_artifact(): an offline run cannot upload artifacts")
+        try:
+            upload = artifacts.start_upload(
+                url=self._settings.url,
+                token=self._settings.token,
+                run_id=self.id,
+                root=Path(path),
+                name=name,
+                type=type,
+                description=description,
+                budget=self._settings.retry_seconds,
+                timeout=self._settings.request_timeout,
+            )
+        except (artifacts.ArtifactError, OSError) as error:
+            raise LabbookError(str(error)) from None
+        self._artifact_uploads.append(upload)
+        return upload
+
+    def use_artifact(self, reference: str, root: str | Path | None = None) -> Path:
+        """Download ``"team/project/name:v3"`` (or ``:latest``) and record that this run
+        used it; the folder holding its files (see ``use_artifact``)."""
+        return use_artifact(reference, run=self, root=root)
+
+    def _wait_for_artifacts(self) -> None:
+        for upload in self._artifact_uploads:
+            try:
+                upload.wait()
+            except artifacts.ArtifactError as error:
+                warn(str(error))
+        self._artifact_uploads = []
+
+    # --- End of versioned artifacts ------------------------------------------------------
+
     # --- the end -------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far was sent (or spooled)."""
+        """Wait until everything logged so far was sent (or spooled), partial lines too."""
+        if self._console is not None:
+            self._console.flush()
         with self._overflow_lock:
             self._write_overflow()
         return self._sender.flush(self._settings.finish_timeout if timeout is None else timeout)
@@ -332,6 +418,9 @@ class Run:
         lifecycle.unregister(self)
         if self._system is not None:  # before the drain, so its last sample is sent
             self._system.stop(5)
+        if self._console is not None:  # its last lines go before the status change
+            self._console.stop()
+        self._wait_for_artifacts()  # Versioned artifacts: uploads end before the run does
         if self._forked_child:  # the parent owns the run: only send what this process logged
             self._drain(self._settings.finish_timeout)
             return
@@ -384,9 +473,48 @@ class Run:
         """In a forked process: a fresh, empty queue, so nothing the parent queued is sent twice."""
         self._forked_child = True
         self._system = None  # its thread did not survive the fork; the parent samples
+        if self._console is not None:  # the parent numbers the lines: the child sends none
+            self._console.forked()
         self._overflow, self._overflow_lock = [], threading.Lock()  # another thread may hold it
         self._spool = SpoolRun.for_run(self._settings.spool_dir, self._spool.header)
         self._sender = self._new_sender()
+
+
+# --- Versioned artifacts (issue 21) ---
+
+
+def use_artifact(
+    reference: str,
+    run: Run | None = None,
+    *,
+    root: str | Path | None = None,
+    url: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Download artifact version ``"team/project/name:v3"`` (``:latest`` by default) into
+    ``root`` (``LABBOOK_ARTIFACT_DIR``, ``~/.labbook/artifacts``), checking every file's
+    SHA-256; the folder holding its files. With ``run``, the run is recorded as using it."""
+    settings = run._settings if run is not None else Settings.from_env(url=url, token=token)
+    if run is not None and run.id is None:
+        raise LabbookError("use_artifact(): an offline run cannot record what it uses")
+    transport = artifacts.FileTransport(
+        settings.url, settings.token, timeout=settings.request_timeout
+    )
+    try:
+        return artifacts.use(
+            transport,
+            reference,
+            run_id=None if run is None else run.id,
+            root=root,
+            budget=settings.retry_seconds,
+        )
+    except (artifacts.ArtifactError, TransportError, OSError) as error:
+        raise LabbookError(f"use_artifact({reference!r}): {error}") from None
+    finally:
+        transport.close()
+
+
+# --- End of versioned artifacts ---
 
 
 def init(
@@ -400,6 +528,7 @@ def init(
     token: str | None = None,
     resume: int | None = None,
     system_metrics: bool = True,
+    console: bool = True,
 ) -> Run:
     """Start (or with ``resume=<run id>``, continue) a run in ``project`` ("team/project").
 
@@ -408,6 +537,8 @@ def init(
     and can be uploaded later with ``python -m tracking.sdk sync``.
     ``system_metrics=False`` (or ``LABBOOK_SYSTEM_METRICS=0``) turns off the
     ``system/*`` series (CPU, memory, disk, network, GPUs; needs psutil).
+    ``console=False`` (or ``LABBOOK_CONSOLE=0``) stops the run from keeping what the
+    script prints (stdout and stderr, see tracking/sdk/console.py).
     """
     settings = Settings.from_env(url=url, token=token)
     # The client_id makes a retried create (the answer was lost) return the same run.
@@ -421,7 +552,7 @@ def init(
         create["tags"] = [str(tag) for tag in tags]
     transport = Transport(settings.url, settings.token, timeout=10)
     try:
-        data, step, sample = _start(transport, create, resume)
+        data, step, sample, line = _start(transport, create, resume)
     finally:
         transport.close()
     run = Run(settings=settings, data=data, create=create)
@@ -429,27 +560,29 @@ def init(
     if system_metrics and settings.system_metrics:
         run._start_system_metrics(sample)
     _hello(run, settings)
+    if console and settings.console:
+        run._start_console(line)
     return run
 
 
 def _start(
     transport: Transport, create: dict[str, Any], resume: int | None
-) -> tuple[dict[str, Any] | None, int, int]:
-    """The run's data, its next step and its next system sample."""
+) -> tuple[dict[str, Any] | None, int, int, int]:
+    """The run's data, its next step, its next system sample and its next console line."""
     try:
         if resume is not None:
             return _resume(transport, int(resume))
-        return transport.request_retrying("POST", "/api/v1/runs", create, budget=5), 0, 0
+        return transport.request_retrying("POST", "/api/v1/runs", create, budget=5), 0, 0, 0
     except TransportError as error:
         if not error.retryable:
             raise LabbookError(f"Labbook refused the run: {error}") from None
         if resume is not None:
             raise LabbookError(f"cannot resume run {resume}: {error}") from None
         warn(f"{transport.url} is not answering ({error}); logging offline to the spool")
-        return None, 0, 0
+        return None, 0, 0, 0
 
 
-def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int, int]:
+def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int, int, int]:
     data = transport.request_retrying(
         "PATCH", f"/api/v1/runs/{run_id}", {"status": "running"}, budget=5
     )
@@ -458,7 +591,23 @@ def _resume(transport: Transport, run_id: int) -> tuple[dict[str, Any], int, int
     # The system samples count on their own: neither counter moves the other.
     steps = [step for key, step in last if not key.startswith(SYSTEM_PREFIX)]
     samples = [step for key, step in last if key.startswith(SYSTEM_PREFIX)]
-    return data, max(steps, default=-1) + 1, max(samples, default=-1) + 1
+    line = _next_line(transport, run_id)
+    return data, max(steps, default=-1) + 1, max(samples, default=-1) + 1, line
+
+
+def _next_line(transport: Transport, run_id: int) -> int:
+    """The resumed run's next console line: after those stored (a line past the server's cap
+    is counted, not stored). 0 from a server without console output (an older Labbook)."""
+    try:
+        console = transport.request_retrying(
+            "GET", f"/api/v1/runs/{run_id}/console?tail=1", budget=5
+        )
+    except TransportError as error:
+        if error.status != 404:
+            raise
+        return 0
+    newest = max((line["number"] for line in console["lines"]), default=-1)
+    return max(int(console["total"]), newest + 1)
 
 
 def _hello(run: Run, settings: Settings) -> None:

@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from tracking.sdk import media
+from tracking.sdk import console, media, sync
 from tracking.sdk.settings import Settings
 from tracking.sdk.spool import SpoolRun
 from tracking.sdk.transport import Transport, TransportError
@@ -30,7 +30,8 @@ MEDIA_QUEUE_BYTES = 256 * 1024 * 1024  # images etc. held in memory before log()
 
 # Records: ("p", step, timestamp, {key: value}) points of one log() call,
 # ("m", step, timestamp, [(key, Media), ...]) media of one log() call (encoded by this thread),
-# ("u", {field: value}) a run change, ("a", {...}) an alert, ("f", Event) a flush marker.
+# ("u", {field: value}) a run change, ("a", {...}) an alert, ("f", Event) a flush marker,
+# ("c", number, stream, text, timestamp) a console line (tracking/sdk/console.py).
 Record = tuple[Any, ...]
 # kind -> (method, path after /api/v1/runs/{id}, what to call it, spool record kind)
 _ROUTES = {"u": ("PATCH", "", "run update", "patch"), "a": ("POST", "/alerts", "alert", "alert")}
@@ -71,6 +72,7 @@ class Sender:
         self.degraded = False
         self.sent_points = 0
         self.sent_media = 0
+        self.sent_lines = 0
         self.media_bytes = 0  # what the queued media records hold
         self._media_lock = threading.Lock()
         self._stopping = False
@@ -83,6 +85,11 @@ class Sender:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def thread_ident(self) -> int | None:
+        """The sender thread's id: the console tee does not capture its warnings (a loop)."""
+        return self._thread.ident
 
     def put(self, record: Record) -> bool:
         """Queue ``record``; False when the queue is full (the caller spools it)."""
@@ -147,6 +154,8 @@ class Sender:
                 self._deliver_points(points)
             elif queue and queue[0][0] == "m":
                 self._deliver_media(self._take_media())
+            elif queue and queue[0][0] == "c":
+                self._deliver_console(self._take_console())
             elif queue:
                 self._deliver_other(queue.popleft())
 
@@ -213,6 +222,70 @@ class Sender:
         for group in media.requests_of(items):
             self._keep({"kind": "media", "items": group})
 
+    # --- console lines (tracking/sdk/console.py) ---------------------------------------------
+
+    def _take_console(self) -> list[dict[str, Any]]:
+        """The console lines at the head of the queue, a request's worth."""
+        queue = self.queue
+        lines: list[dict[str, Any]] = []
+        size = 0
+        while queue and queue[0][0] == "c" and len(lines) < console.MAX_LINES_PER_REQUEST:
+            _, number, stream, text, stamp = queue[0]
+            if lines and size + len(text) + 1 > console.MAX_REQUEST_CHARS:
+                break
+            queue.popleft()
+            lines.append(console.line_dict(number, stream, text, stamp))
+            size += len(text) + 1
+        return lines
+
+    def _deliver_console(self, lines: list[dict[str, Any]]) -> None:
+        """Send, retry, spool; lines the server refuses (400) are set aside, not retried."""
+        if self.run_id is None or self.abandoned.is_set():
+            self.keep_console(lines)
+            return
+        budget = 0.0 if self.degraded else self.settings.retry_seconds
+        path = f"/api/v1/runs/{self.run_id}/console"
+        try:
+            answer = self._transport.request_retrying(
+                "POST", path, {"lines": lines}, budget=budget, interrupt=self.abandoned
+            )
+        except TransportError as error:
+            if error.status == 400:
+                self._refuse_console(lines, str(error))
+                return
+            self._failed(error, "console batch")
+            self.keep_console(lines)
+            return
+        self.degraded = False
+        self._last_contact = time.monotonic()
+        self.sent_lines += len(lines)
+        if isinstance(answer, dict) and answer.get("dropped"):
+            self._warn_once(
+                "console-full",
+                "this run's console output reached the server's cap (CONSOLE_MAX_BYTES);"
+                " later lines are counted, not stored",
+            )
+
+    def keep_console(self, lines: list[dict[str, Any]]) -> None:
+        """Spool console lines, a line per request's worth."""
+        for group in console.batches(lines):
+            self._keep({"kind": "console", "lines": group})
+
+    def _refuse_console(self, lines: list[dict[str, Any]], why: str) -> None:
+        refused = self.spool.folder / sync.REFUSED_FILE
+        try:
+            console.keep_refused(refused, lines, why)
+        except OSError as error:
+            warn(f"LOST {len(lines)} console lines: refused ({why}), and writing failed: {error}")
+            return
+        self._warn_once(
+            "refused-console",
+            f"the server refused {len(lines)} console lines ({why}); kept in {refused},"
+            " the rest is sent",
+        )
+
+    # --- points ----------------------------------------------------------------------------
+
     def _deliver_points(self, points: list[dict[str, Any]]) -> None:
         body = {"batch_id": uuid.uuid4().hex, "points": points}
         if self._deliver("POST", f"/api/v1/runs/{self.run_id}/metrics", body, "points"):
@@ -230,6 +303,8 @@ class Sender:
             )
             if "items" in record:
                 what = f"{len(record['items'])} media items"
+            if "lines" in record:
+                what = f"{len(record['lines'])} console lines"
             warn(f"LOST {what}: not sent, and writing {self.spool.folder} failed: {error}")
 
     def _deliver_other(self, record: Record) -> None:

@@ -48,6 +48,7 @@ class Settings:
     quiet: bool = False
     system_metrics: bool = True
     system_metrics_interval: float = SYSTEM_METRICS_INTERVAL
+    console: bool = True  # tee stdout/stderr to the run (tracking/sdk/console.py)
 
     @classmethod
     def from_env(cls, *, url: str | None = None, token: str | None = None) -> Settings:
@@ -72,6 +73,7 @@ class Settings:
             system_metrics_interval=_interval(
                 "LABBOOK_SYSTEM_METRICS_INTERVAL", SYSTEM_METRICS_INTERVAL, minimum=1.0
             ),
+            console=_switch("LABBOOK_CONSOLE", True),
         )
 
 

@@ -1,10 +1,11 @@
 """Upload spooled runs: ``python -m tracking.sdk sync [DIR]``.
 
 Each folder is uploaded in order, record by record, remembering progress in
-the folder; points keep their ``batch_id``, so an interrupted or repeated
-sync stores nothing twice (media the server recognises by content). A folder
-is deleted once everything is uploaded; media items the server refuses (a
-400 naming them) are kept in its ``refused.jsonl`` instead, and the rest goes on.
+the folder; points keep their ``batch_id`` and console lines their numbers, so
+an interrupted or repeated sync stores nothing twice (media the server
+recognises by content). A folder is deleted once everything is uploaded; media
+items and console lines the server refuses (a 400) are kept in its
+``refused.jsonl`` instead, and the rest goes on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracking.sdk import media, spool
-from tracking.sdk.transport import Transport
+from tracking.sdk import console, media, spool
+from tracking.sdk.transport import Transport, TransportError
 
 Progress = Callable[[int], None]
 REFUSED_FILE = "refused.jsonl"  # media items the server will not take, one a line
@@ -55,6 +56,26 @@ def _send(
         except media.NotSent as problem:
             raise problem.error from None
         _keep_refused(folder, refused)
+    elif kind == "console":
+        _send_console(record["lines"], run_id, transport, budget, folder)
+
+
+def _send_console(
+    lines: list[dict[str, Any]], run_id: int, transport: Transport, budget: float, folder: Path
+) -> None:
+    """Console lines (numbered: sending them twice stores them once); a 400 sets them aside."""
+    path = f"/api/v1/runs/{run_id}/console"
+    try:
+        transport.request_retrying("POST", path, {"lines": lines}, budget=budget)
+    except TransportError as error:
+        if error.status != 400:
+            raise
+        console.keep_refused(folder / REFUSED_FILE, lines, str(error))
+        print(
+            f"labbook: {folder}: the server refused {len(lines)} console lines ({error});"
+            f" kept in {folder / REFUSED_FILE}",
+            file=sys.stderr,
+        )
 
 
 def _keep_refused(folder: Path, refused: list[media.Refused]) -> None:
