@@ -19,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
+from tests.sdk.proxy import FaultProxy
 from tests.sdk.server import LabbookServer
 from tests.support import services_free, wait_until
 from tests.tracking.mlflow.test_client import client_env
@@ -333,3 +334,43 @@ def test_a_plotly_figure_saved_as_html_stays_a_file(server: LabbookServer, live:
     live.log_figure(run_id, graph_objects.Figure(graph_objects.Scatter(x=[0, 1])), "fig.html")
     assert server.get(f"/api/v1/runs/{run_id}/media")["media"] == []
     assert [entry.path for entry in live.list_artifacts(run_id)] == ["fig.html"]
+
+
+@pytest.mark.subprocess
+def test_images_and_tables_through_503s_and_lost_answers_are_stored_once(
+    server: LabbookServer, live: MlflowClient, monkeypatch: pytest.MonkeyPatch
+):
+    """The client retries an upload whose answer it never got, or that a proxy refused:
+    the server has the file already, and the media mirror it once."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    run_id = live.create_run("0").info.run_id
+    with FaultProxy(server.url) as proxy:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
+        mlflow.set_tracking_uri(proxy.url)
+        through = MlflowClient()
+        uploads = r"/mlflow-artifacts/artifacts/.+\.(png|json)$"
+        proxy.fail("drop_response", 1, method="PUT", path=uploads)  # stored, answer lost
+        proxy.fail("status", 2, status=503, method="PUT", path=uploads)
+        through.log_image(run_id, np.full((6, 6, 3), 40, dtype=np.uint8), key="s", step=1)
+        proxy.fail("drop_response", 1, method="PUT", path=uploads)
+        through.log_table(run_id, {"id": [1, 2]}, artifact_file="t.json")
+        proxy.fail("drop_response", 1, method="PUT", path=uploads)
+        through.log_figure(run_id, _figure(), "fig.png")
+        faults = [r.outcome for r in proxy.counters.where(method="PUT") if r.outcome != "forwarded"]
+    assert sorted(faults) == ["dropped response"] * 3 + ["status 503"] * 2
+    assert [item["step"] for item in media_of(server, run_id, "s")] == [1]
+    [table] = media_of(server, run_id, "t.json")
+    assert (table["kind"], table["rows"]) == ("table", 2)
+    assert len(media_of(server, run_id, "fig.png")) == 1
+
+
+def _figure() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(2, 2))
+    axes.plot([0, 1], [1, 0])
+    return figure
