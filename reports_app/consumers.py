@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import import_module
 from typing import Any
 
@@ -47,6 +47,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from kernel.errors import ApplicationError
+from reports_app import media_blocks
 from reports_app.comments import TARGET_RE, target_get_for_user
 from reports_app.live import (
     comments_group,
@@ -318,11 +319,17 @@ class ShareConsumer(Rechecking):
     also while open: on ``access.changed`` and every LIVE_ACCESS_RECHECK_SECONDS
     the link is checked and the groups and keys drawn again from the report as
     it is now (a chart taken out stops its points).
+
+    A run's media and console messages are never forwarded: for a live media,
+    table, histogram or logs block of the report that one may change, the
+    socket sends only ``{"type": "block.changed", "block": <index>}``, and the
+    page draws that block again through the link (issue 21).
     """
 
     async def connect(self) -> None:
         self.groups_joined: list[str] = []
         self.keys: dict[int, set[str]] = {}
+        self.blocks: tuple[media_blocks.LiveBlock, ...] = ()
         scope = await _share_scope(self.scope["url_route"]["kwargs"]["token"])
         if scope is None:
             await self.accept()
@@ -356,7 +363,7 @@ class ShareConsumer(Rechecking):
     async def _join(self, scope: Any) -> None:
         for group in set(scope.groups) - set(self.groups_joined):
             await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined, self.keys = scope.groups, scope.keys
+        self.groups_joined, self.keys, self.blocks = scope.groups, scope.keys, scope.blocks
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         await self.send_json({"type": "subscribed"})  # the link already chose the groups
@@ -370,10 +377,23 @@ class ShareConsumer(Rechecking):
             await self.send_json({**message, "series": series})
 
     async def run_console(self, message: dict[str, Any]) -> None:
-        """Never forwarded: a share link shows what the report draws, not the run's console."""
+        """Never forwarded: a share link shows what the report draws, not the run's console;
+        a logs block the new lines may change is named, bare."""
+        run, lines = message.get("run"), message.get("lines")
+        truncated = bool(message.get("truncated"))
+        await self._changed(
+            b for b in self.blocks if media_blocks.touched_by_console(b, run, lines, truncated)
+        )
 
     async def run_media(self, message: dict[str, Any]) -> None:
-        """Never forwarded: a run's media keys and steps are not the report's to show."""
+        """Never forwarded: a run's media keys and steps are not the report's to show; a
+        block showing the key (at a step logged) is named, bare."""
+        run, logged = message.get("run"), message.get("media")
+        await self._changed(b for b in self.blocks if media_blocks.touched_by_media(b, run, logged))
+
+    async def _changed(self, touched: Iterable[media_blocks.LiveBlock]) -> None:
+        for index in sorted({block.block for block in touched}):
+            await self.send_json({"type": "block.changed", "block": index})
 
     async def run_status(self, message: dict[str, Any]) -> None:
         await self.send_json(message)

@@ -822,3 +822,111 @@ def inline_images(html: str, shown: Iterable[int], *, cap: int = EXPORT_IMAGE_BY
         )
 
     return _SHARED_IMG.sub(inline, html)
+
+
+# --- Live blocks: which run messages change what a block shows ---------------------------------
+
+
+@dataclass(frozen=True)
+class LiveBlock:
+    """A live media, table, histogram or logs block as a page's script (a member's) or a
+    share socket watches it: what it reads, so a ``run.media`` or ``run.console`` message
+    refetches the block only when it could change what the block shows."""
+
+    block: int
+    kind: str
+    runs: tuple[int, ...]
+    key: str = ""  # "" for a logs block: it reads the console
+    step: int | None = None  # a media or table block's fixed step; None: the newest
+    start: int | None = None  # a logs block's lines: [start, end]
+    end: int | None = None
+    search: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the page's config (``report.js`` applies the same rules as ``touched_by_*``)."""
+        return {
+            "block": self.block,
+            "kind": self.kind,
+            "runs": list(self.runs),
+            "key": self.key,
+            "step": self.step,
+            "start": self.start,
+            "end": self.end,
+            "search": self.search,
+        }
+
+
+def live_block(index: int, block: MediaKindBlock, runs: Iterable[Run]) -> LiveBlock | None:
+    """What a block of the page watches; None for a frozen block (it never changes) or one
+    without runs."""
+    ids = tuple(run.pk for run in runs)
+    if not block.live or not ids:
+        return None
+    if isinstance(block, LogsBlock):
+        return LiveBlock(index, block.kind, ids, start=block.start, end=block.end,
+                         search=block.search)  # fmt: skip
+    step = getattr(block, "step", None)
+    return LiveBlock(index, block.kind, ids, key=block.key, step=step)
+
+
+def touched_by_media(watched: LiveBlock, run: Any, logged: Any) -> bool:
+    """Whether a ``run.media`` message (``logged``: {key: {"kind", "steps"}}) may change the
+    block: its run and key, and a step it shows (any step for the newest, or a histogram)."""
+    if watched.kind == "logs" or run not in watched.runs or not isinstance(logged, dict):
+        return False
+    found = logged.get(watched.key)
+    if not isinstance(found, dict):
+        return False
+    if watched.step is None or watched.kind == "histogram":
+        return True
+    steps = found.get("steps")
+    return not isinstance(steps, list) or watched.step in steps
+
+
+def touched_by_console(watched: LiveBlock, run: Any, lines: Any, truncated: bool = False) -> bool:
+    """Whether new console lines of ``run`` may change a logs block: any line for a tail, a
+    line within its ``lines`` span, and (with ``search``) one that holds the text. A
+    truncated batch dropped lines nobody saw: it may have."""
+    if watched.kind != "logs" or run not in watched.runs or not isinstance(lines, list):
+        return False
+    if truncated:
+        return True
+    needle = watched.search.casefold()
+    for line in lines:
+        if not isinstance(line, dict):
+            continue
+        number, text = line.get("number"), line.get("text")
+        low, high = watched.start, watched.end
+        outside = not isinstance(number, int) or not (low or 0) <= number <= (high or 0)
+        if low is not None and high is not None and outside:
+            continue
+        if needle and (not isinstance(text, str) or needle not in text.casefold()):
+            continue
+        return True
+    return False
+
+
+def shown_images(placed: list[Placed], frozen: dict[str, Any]) -> set[int]:
+    """The images the page's media blocks show, as ``draw`` picks them (step rule, pins,
+    ``max_images``, the page's image budget) without drawing anything: what a share link's
+    image request checks. ``placed`` holds the page's media blocks, in page order."""
+    mine = [p for p in placed if isinstance(p.block, MediaBlock)]
+    pinned = {p.index: _pins(p, frozen) for p in mine}
+    newest = _newest_steps([p for p in mine if pinned[p.index] is None])
+    images = _images(mine, newest, pinned)
+    left, shown = PAGE_IMAGES, set[int]()
+    for p in mine:
+        try:
+            _check_kind(p, newest, MediaKind.IMAGE)
+        except BlockError:
+            continue
+        by_run = images.get(p.index, {})
+        count = sum(len(items) for items in by_run.values())
+        if count > left:
+            continue
+        left -= count
+        shown.update(item.pk for items in by_run.values() for item in items)
+    return shown
+
+
+# --- end live blocks ---------------------------------------------------------------------------

@@ -154,7 +154,9 @@ def load_revision(line: Line, context: LoadContext) -> None:
         author=context.author(line.get("author")),
         created_at=when(line, "created_at", required=True),
         restored_from=whole(line, "restored_from", low=1, high=2**31 - 1, nullable=True),
-        frozen=retarget_frozen(frozen, context.ids.get("run", {})),
+        frozen=retarget_pins(
+            retarget_frozen(frozen, context.ids.get("run", {})), line.get("body"), context
+        ),
     )
 
 
@@ -299,3 +301,36 @@ def retarget_frozen(frozen: dict[str, Any], runs: dict[int, int]) -> dict[str, A
             if isinstance(meta, dict) and isinstance(meta.get("run"), int):
                 meta["run"] = runs.get(meta["run"], meta["run"])
     return frozen
+
+
+# --- issue 21: pins of frozen media, table, histogram and logs blocks -------------------------
+
+
+def retarget_pins(frozen: dict[str, Any], body: Any, context: LoadContext) -> dict[str, Any]:
+    """A frozen media-kind block's pins name the imported runs, and a media or table block's
+    the imported items (``media`` ids the run media section remembered); a histogram's steps
+    and a logs block's line numbers stay. An item the file did not carry is dropped."""
+    runs, items = context.ids.get("run", {}), context.ids.get("media", {})
+    kinds = _block_kinds(body) if isinstance(body, str) else {}
+    for index, saved in frozen.items():
+        pins = saved.get("pins") if isinstance(saved, dict) else None
+        if not isinstance(pins, dict):
+            continue
+        by_item = kinds.get(index) in ("media", "table")
+        moved: dict[str, Any] = {}
+        for run, values in pins.items():
+            new_run = runs.get(int(run), int(run)) if str(run).isdigit() else run
+            if by_item and isinstance(values, list):
+                values = [items[v] for v in values if isinstance(v, int) and v in items]
+            moved[str(new_run)] = values
+        saved["pins"] = moved
+    return frozen
+
+
+def _block_kinds(body: str) -> dict[str, str]:
+    """Each fenced block's kind by its index, as ``frozen`` keys them."""
+    _html, source = markup.convert(body)
+    return {str(index): kind for index, (kind, _text, _line) in enumerate(source.blocks)}
+
+
+# --- end issue 21 ------------------------------------------------------------------------------

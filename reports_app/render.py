@@ -99,6 +99,8 @@ class Rendered:
     left_out: int = 0  # charts past the page budget, drawn as a note instead
     sources: Sources | None = None
     media: frozenset[int] = frozenset()  # images shown: all a share link may serve (issue 21)
+    # issue 21: the live media, table, histogram and logs blocks, and what each watches
+    live_blocks: tuple[media_blocks.LiveBlock, ...] = ()
 
     @property
     def budget_note(self) -> str:
@@ -627,6 +629,79 @@ def _media_figures(drawn: media_blocks.Drawn) -> dict[int, Figure]:
     }
 
 
+def _wrapped(item: _Block, html: str) -> str:
+    """A media-kind block (its error box too) in an element the page swaps when it is drawn
+    again (``render_block``): a live block with no images yet fills in when the first comes."""
+    if not isinstance(item.parsed, media_blocks.TYPES):
+        return html
+    return format_html(
+        '<div class="report-media-block" data-drawn-block="{}">{}</div>',
+        item.index,
+        mark_safe(html),  # noqa: S308 - drawn by _block_html, which escapes
+    )
+
+
+def _live_blocks(items: list[_Block]) -> tuple[media_blocks.LiveBlock, ...]:
+    """What each live media-kind block watches; one whose runs did not resolve watches nothing."""
+    found = (
+        media_blocks.live_block(i.index, i.parsed, i.runs)
+        for i in items
+        if isinstance(i.parsed, media_blocks.TYPES)
+    )
+    return tuple(block for block in found if block is not None)
+
+
+@dataclass
+class DrawnBlock:
+    """One media-kind block drawn again alone: its HTML (wrapped as on the page), its heatmap
+    (a histogram block), and the images drawn with it (a share link fills in their sources)."""
+
+    index: int
+    html: str
+    figure: dict[str, Any] | None
+    images: frozenset[int]
+
+
+def _media_items(report: Report) -> list[_Block]:
+    """The report's blocks, parsed, and the media-kind ones among them resolved."""
+    _html, source = markup.convert(report.body)
+    items = _parse(source)
+    _resolve([i for i in items if isinstance(i.parsed, media_blocks.TYPES)], report)
+    return items
+
+
+def render_block(
+    report: Report, index: int, *, frozen: dict[str, Any], public: bool = False
+) -> DrawnBlock | None:
+    """Block ``index`` of the report drawn again, when it is a media, table, histogram or logs
+    block (None otherwise): what a live page swaps in when the block's run logged.
+
+    The media blocks above it are drawn too, unseen: they spend the page's budgets first,
+    so the block is left out exactly when the whole page leaves it out.
+    """
+    _html, source = markup.convert(report.body)
+    items = _parse(source)
+    if not 0 <= index < len(items) or not isinstance(items[index].parsed, media_blocks.TYPES):
+        return None
+    mine = [i for i in items[: index + 1] if isinstance(i.parsed, media_blocks.TYPES)]
+    _resolve(mine, report)
+    drawn = _media(mine, frozen, public=public)
+    item = items[index]
+    html = _wrapped(item, _error_box(item) if item.error is not None else item.html)
+    return DrawnBlock(index, html, drawn.figures.get(index), frozenset(drawn.images))
+
+
+def shown_images(report: Report, *, frozen: dict[str, Any]) -> set[int]:
+    """The images the report's media blocks show, without rendering it (share-link images)."""
+    items = _media_items(report)
+    placed = [
+        media_blocks.Placed(i.index, i.parsed, i.runs, public=True)
+        for i in items
+        if isinstance(i.parsed, media_blocks.MediaBlock) and i.error is None
+    ]
+    return media_blocks.shown_images(placed, frozen)
+
+
 # --- end media blocks ----------------------------------------------------------------------
 
 
@@ -668,14 +743,18 @@ def _parse(source: markup.Source) -> list[_Block]:
             items.append(item)
             continue
         try:
-            if kind in media_blocks.KINDS:  # issue 21
-                item.parsed = media_blocks.parse(kind, text)
-            else:
-                item.parsed = blocks.parse(kind, text)
+            item.parsed = parse_block(kind, text)
         except BlockError as error:
             item.error = error.message
         items.append(item)
     return items
+
+
+def parse_block(kind: str, text: str) -> blocks.Block | media_blocks.MediaKindBlock:
+    """Any kind of block of ``blocks.KINDS``: the media kinds are parsed beside the others."""
+    if kind in media_blocks.KINDS:
+        return media_blocks.parse(kind, text)
+    return blocks.parse(kind, text)
 
 
 @in_render_slot
@@ -696,7 +775,7 @@ def render_report(
     html = markup.fill(
         html,
         source,
-        block=lambda i: _block_html(items[i], figures, public=public),
+        block=lambda i: _wrapped(items[i], _block_html(items[i], figures, public=public)),
         run_link=lambda run_id: links.get(run_id) or _missing_run(run_id),
     )
     errors = [f"{i.kind} block, line {i.line}: {i.error}" for i in items if i.error]
@@ -708,6 +787,7 @@ def render_report(
         left_out=sum(1 for item in items if item.left_out),
         sources=_sources(items, source),
         media=frozenset(media.images),
+        live_blocks=_live_blocks(items),
     )
 
 

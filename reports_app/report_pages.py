@@ -29,15 +29,33 @@ def _frozen(report: Report) -> dict[str, Any]:
 
 
 def _config(
-    report: Report, rendered: render.Rendered, *, block_url: str, share: str | None
+    report: Report,
+    rendered: render.Rendered,
+    *,
+    block_url: str,
+    share: str | None,
+    media_block_url: str = "",
 ) -> dict:
-    """What ``report.js`` reads: the figures and what to subscribe to for live updates."""
+    """What ``report.js`` reads: the figures and what to subscribe to for live updates.
+
+    Live media-kind blocks (issue 21) add their runs to a member's subscription and are
+    drawn again from ``mediaBlockUrl`` when a run's media or console message touches them;
+    a share link's socket says which block changed instead (``share_live_scope``).
+    """
+    watched = list(rendered.live_blocks)
+    runs = set(rendered.live_runs)
+    if share is None:
+        runs |= {run for block in watched for run in block.runs}
+    else:  # the socket names a changed block: the page needs no run, key or search text
+        watched = [replace(block, runs=(), key="", search="") for block in watched]
     return {
         "report": report.pk,
         "figures": [figure.as_dict() for figure in rendered.figures],
-        "live": {"runs": rendered.live_runs, "projects": rendered.live_projects},
+        "live": {"runs": sorted(runs), "projects": rendered.live_projects},
         "blockUrl": block_url,
         "share": share,
+        "mediaBlocks": [block.as_dict() for block in watched],
+        "mediaBlockUrl": media_block_url,
     }
 
 
@@ -54,13 +72,16 @@ def contributors(report: Report) -> list[str]:
 def report_context(report: ReportWithRole, *, user: User) -> dict[str, Any]:
     rendered = render.render_report(report, frozen=_frozen(report))
     block_url = reverse("report-block", kwargs={"report_id": report.pk, "index": 0})
+    media_url = reverse("report-media-block", kwargs={"report_id": report.pk, "index": 0})
     return {
         "report": report,
         "project": report.project,
         "current_team": report.project.team,
         "project_href": report.project.get_absolute_url(),
         "rendered": rendered,
-        "config": _config(report, rendered, block_url=block_url, share=None),
+        "config": _config(
+            report, rendered, block_url=block_url, share=None, media_block_url=media_url
+        ),
         "can_edit": services.can_edit(report, user),
         "can_share": services.can_manage_links(report, user),
         "contributors": contributors(report),
@@ -74,11 +95,14 @@ def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     rendered = _public_render(report)
     rendered = replace(rendered, html=_shared_sources(rendered, token))  # issue 21
     block_url = reverse("shared-block", kwargs={"token": token, "index": 0})
+    media_url = reverse("shared-media-block", kwargs={"token": token, "index": 0})
     return {
         "report": report,
         "project": report.project,
         "rendered": rendered,
-        "config": _config(report, rendered, block_url=block_url, share=token),
+        "config": _config(
+            report, rendered, block_url=block_url, share=token, media_block_url=media_url
+        ),
         "can_edit": False,
         "can_share": False,
         "contributors": [] if link.hide_authors else contributors(report),
@@ -90,10 +114,12 @@ def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ShareLiveScope:
-    """What a share link's socket may carry: its groups, and per run the keys it charts."""
+    """What a share link's socket may carry: its groups, per run the keys it charts, and the
+    live media-kind blocks whose changes it announces (``{"type": "block.changed"}``)."""
 
     groups: list[str]
     keys: dict[int, set[str]]
+    blocks: tuple[media_blocks.LiveBlock, ...] = ()
 
 
 def share_live_scope(link: ShareLink) -> ShareLiveScope:
@@ -106,14 +132,15 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
     keys = rendered.live_keys
     # The report's own group first: it carries "access.changed" (link revoked, report edited).
     groups = [live.share_group(link.report_id)]
-    groups += [live.run_group(run_id) for run_id in sorted(keys)]
+    runs = set(keys) | {run for block in rendered.live_blocks for run in block.runs}
+    groups += [live.run_group(run_id) for run_id in sorted(runs)]
     names = [name.partition("/") for name in rendered.live_projects]
     projects = Project.objects.filter(team=link.report.project.team)
     for team, _, slug in names:
         project = projects.filter(team__slug=team, slug=slug).first()
         if project is not None:
             groups.append(live.project_group(project.pk))
-    return ShareLiveScope(groups, keys)
+    return ShareLiveScope(groups, keys, rendered.live_blocks)
 
 
 # --- Images of a shared report (issue 21) ---------------------------------------------------
@@ -130,12 +157,37 @@ def _shared_sources(rendered: render.Rendered, token: str) -> str:
 
 def shared_media_item(link: ShareLink, media_id: int) -> MediaItem | None:
     """An image the link's report shows, for its anonymous readers; None for any other
-    item, of the same run or not: a share link serves exactly what the report shows."""
-    if media_id not in _public_render(link.report).media:
-        return None
+    item, of the same run or not: a share link serves exactly what the report shows.
+
+    Decided from the report's media blocks (``render.shown_images``: their runs, key, step
+    rule, pins and ``max_images``), a few queries, not from a render of the whole report:
+    a live report's cached render is often stale, and a page's every image asks.
+    """
     team = link.report.project.team_id
     found = MediaItem.objects.filter(pk=media_id, run__project__team_id=team).exclude(file="")
-    return found.first()
+    item = found.first()
+    if item is None or media_id not in render.shown_images(
+        link.report, frozen=_frozen(link.report)
+    ):
+        return None
+    return item
+
+
+def media_block(report: Report, index: int, *, token: str | None = None) -> dict[str, Any] | None:
+    """A media, table, histogram or logs block drawn again, for a live page to swap in:
+    ``{"block", "html", "figure"}``; None when block ``index`` is no such block. With a
+    share link's ``token`` it is drawn publicly and its images load through the link."""
+    drawn = render.render_block(report, index, frozen=_frozen(report), public=token is not None)
+    if drawn is None:
+        return None
+    html = drawn.html
+    if token is not None:
+
+        def src(item_id: int) -> str:
+            return reverse("shared-media", kwargs={"token": token, "media_id": item_id})
+
+        html = media_blocks.fill_sources(html, drawn.images, src)
+    return {"block": index, "html": html, "figure": drawn.figure}
 
 
 # --- end images of a shared report ----------------------------------------------------------

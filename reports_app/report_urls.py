@@ -14,6 +14,11 @@ from reports_app import editor_views, report_views
 fixed_patterns = [
     path("reports/<id:report_id>/", report_views.report, name="report"),
     path("reports/<id:report_id>/blocks/<int:index>", report_views.block, name="report-block"),
+    path(  # issue 21: a live media, table, histogram or logs block drawn again
+        "reports/<id:report_id>/media-blocks/<int:index>",
+        report_views.media_block,
+        name="report-media-block",
+    ),
     path("reports/<id:report_id>/export.html", report_views.export, name="report-export"),
     path("reports/<id:report_id>/edit", editor_views.report_edit, name="report-edit"),
     path("reports/<id:report_id>/revisions/", editor_views.revisions, name="report-revisions"),
@@ -28,6 +33,11 @@ fixed_patterns = [
     path("s/<str:token>/blocks/<int:index>", report_views.shared_block, name="shared-block"),
     # issue 21: an image the shared report shows
     path("s/<str:token>/media/<id:media_id>", report_views.shared_media, name="shared-media"),
+    path(
+        "s/<str:token>/media-blocks/<int:index>",
+        report_views.shared_media_block,
+        name="shared-media-block",
+    ),
 ]
 project_patterns = [
     path("<str:team>/<str:project>/reports/", editor_views.report_list, name="project-reports"),

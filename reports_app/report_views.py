@@ -98,4 +98,26 @@ def shared_media(request: HttpRequest, token: str, media_id: int) -> FileRespons
     return response
 
 
+@login_required
+@require_GET
+def media_block(request: AuthenticatedHttpRequest, report_id: int, index: int) -> JsonResponse:
+    """A media, table, histogram or logs block drawn again: its run logged (live pages)."""
+    drawn = report_pages.media_block(_report(request, report_id), index)
+    if drawn is None:
+        raise Http404("No such media block.")
+    return JsonResponse(drawn)
+
+
+@require_GET
+def shared_media_block(request: HttpRequest, token: str, index: int) -> JsonResponse:
+    """The same through a share link: drawn publicly, its images served through the link."""
+    link = selectors.share_link_active(ShareLink.hash(token))
+    drawn = link and report_pages.media_block(link.report, index, token=token)
+    if not drawn:
+        raise Http404("No such media block.")
+    response = JsonResponse(drawn)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 # --- end images of a shared report -----------------------------------------------------------

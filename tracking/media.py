@@ -1,4 +1,4 @@
-"""Media a run logs beside its numbers: images, tables and histograms.
+"""Media a run logs beside its numbers: images, tables, histograms and texts.
 
 A client sends a batch of items (``POST /api/v1/runs/<id>/media``), each under
 a key at a step, the way points are logged::
@@ -9,12 +9,16 @@ a key at a step, the way points are logged::
      "columns": ["id", "label", "p"], "rows": [[1, "cat", 0.93], ...]}
     {"key": "grad/w1", "step": 300, "kind": "histogram",
      "counts": [3, 10, 4], "edges": [-1.0, -0.2, 0.4, 1.0]}
+    {"key": "config", "step": 0, "kind": "text", "format": "yaml",
+     "text": "lr: 0.001\nbatch: 64\n"}
 
 The whole batch is checked before anything is written; a bad item is a 400
 naming its field (``items[2].image``). An image is decoded with Pillow, never
 trusted by its name or header: only what decodes fully, in one of the
 formats above and within the pixel limit, is kept, with the format Pillow
-found. The limits below are the only place they are written.
+found. A text is kept exactly as sent, as a UTF-8 file; its ``format`` (plain
+text, JSON or YAML) only says how a page shows it and is not checked. The
+limits below are the only place they are written.
 
 An item is identified by its run, key, step and the SHA-256 of its content:
 a step may hold several items of a key (a list of sample images), and the
@@ -61,6 +65,8 @@ TABLE_MAX_ROWS = 10_000
 TABLE_MAX_CELLS = 200_000
 TABLE_MAX_CELL_CHARS = 2_000
 HISTOGRAM_MAX_BINS = 512
+TEXT_MAX_CHARS = 1_000_000  # one text, in characters (up to 4 MB of UTF-8)
+TEXT_FORMATS = ("text", "json", "yaml")  # how a page shows a text; "text" unless sent
 MAX_STEP = 2**63 - 1
 CONTENT_TYPES = {
     "png": "image/png",
@@ -68,12 +74,15 @@ CONTENT_TYPES = {
     "webp": "image/webp",
     "gif": "image/gif",
     "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
 }
 _FIELDS = {
     MediaKind.IMAGE: {"image"},
     MediaKind.TABLE: {"columns", "rows"},
     MediaKind.HISTOGRAM: {"counts", "edges"},
+    MediaKind.TEXT: {"text"},
 }
+_OPTIONAL = {MediaKind.TEXT: {"format"}}  # a kind's fields that may be left out
 _COMMON = {"key", "step", "kind", "caption", "timestamp"}
 
 
@@ -124,7 +133,7 @@ def parse_item(raw: Any, *, where: str, now: float | None = None) -> Item:
     kind = raw.get("kind")
     if kind not in _FIELDS:
         raise invalid(f"{where}.kind", f"Must be one of {', '.join(_FIELDS)}.")
-    unknown = sorted(set(raw) - _COMMON - _FIELDS[kind])
+    unknown = sorted(set(raw) - _COMMON - _FIELDS[kind] - _OPTIONAL.get(kind, set()))
     if unknown:
         raise invalid(f"{where}.{unknown[0]}", f"Unknown field for a {kind}.")
     for name in sorted(_FIELDS[kind]):
@@ -138,7 +147,12 @@ def parse_item(raw: Any, *, where: str, now: float | None = None) -> Item:
         max_length=max_length(MediaItem, "caption"),
     )
     timestamp = _timestamp(raw.get("timestamp"), f"{where}.timestamp", now or time.time())
-    parse = {MediaKind.IMAGE: _image, MediaKind.TABLE: _table, MediaKind.HISTOGRAM: _histogram}
+    parse = {
+        MediaKind.IMAGE: _image,
+        MediaKind.TABLE: _table,
+        MediaKind.HISTOGRAM: _histogram,
+        MediaKind.TEXT: _text,
+    }
     content, extension, meta = parse[kind](raw, where)
     hashed = content if content else orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(kind.encode() + b"\0" + hashed).hexdigest()
@@ -276,6 +290,25 @@ def _histogram(raw: dict[str, Any], where: str) -> tuple[bytes, str, dict[str, A
     if any(low >= high for low, high in itertools.pairwise(edges)):
         raise invalid(f"{where}.edges", "Edges must increase.")
     return b"", "", {"counts": counts, "edges": edges}
+
+
+def _text(raw: dict[str, Any], where: str) -> tuple[bytes, str, dict[str, Any]]:
+    """A text kept exactly as sent (no trimming, line ends as they are), as UTF-8."""
+    text, shown = raw["text"], raw.get("format", "text")
+    if not isinstance(text, str) or not text:
+        raise invalid(f"{where}.text", "A non-empty string.")
+    if len(text) > TEXT_MAX_CHARS:
+        raise invalid(f"{where}.text", f"A text holds at most {TEXT_MAX_CHARS:,} characters.")
+    if "\x00" in text:
+        raise invalid(f"{where}.text", "May not contain NUL characters.")
+    try:
+        content = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"), which JSON can spell
+        raise invalid(f"{where}.text", "Not valid Unicode (a lone surrogate).") from None
+    if shown not in TEXT_FORMATS:
+        raise invalid(f"{where}.format", f"One of {', '.join(TEXT_FORMATS)}.")
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    return content, "txt", {"chars": len(text), "lines": lines, "format": shown}
 
 
 # --- Storing ---------------------------------------------------------------------------------
@@ -420,7 +453,8 @@ def media_items(
 
 
 def item_dict(item: MediaItem, file_url: str) -> dict[str, Any]:
-    """An item as the API shows it: the file's URL for images and tables, the bins inline."""
+    """An item as the API shows it: the file's URL for images, tables and texts, the bins
+    inline."""
     shown: dict[str, Any] = {
         "id": item.pk,
         "key": item.key,
@@ -460,6 +494,19 @@ def image_from_file(
         "timestamp": timestamp,
         "image": base64.b64encode(data).decode(),
     }
+    return parse_item(raw, where=where)
+
+
+def text_from_file(
+    data: bytes, *, key: str, step: int, shown: str = "text", where: str = "file"
+) -> Item:
+    """A text item for the bytes of a file already stored, or a 400 naming ``where``: the
+    file must decode as UTF-8, and then passes :func:`parse_item` as an upload does."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid(f"{where}.text", "Not UTF-8 text.") from None
+    raw = {"key": key, "step": step, "kind": MediaKind.TEXT, "text": text, "format": shown}
     return parse_item(raw, where=where)
 
 

@@ -500,14 +500,15 @@ class MediaKind(models.TextChoices):
     IMAGE = "image"
     TABLE = "table"
     HISTOGRAM = "histogram"
+    TEXT = "text"
 
 
 class MediaItem(models.Model):
-    """An image, table or histogram a run logged under a key at a step (``tracking.media``).
+    """An image, table, histogram or text a run logged under a key at a step (``tracking.media``).
 
     A step may hold several items of a key (a list of sample images); the same
     content logged again at the same key and step is the same item, so a
-    retried upload stores nothing twice. Images and tables live in the
+    retried upload stores nothing twice. Images, tables and texts live in the
     ``artifacts`` storage (``file``, a storage key); a histogram's bins are
     small enough to live in ``meta``.
     """
@@ -521,7 +522,8 @@ class MediaItem(models.Model):
     digest = models.CharField(max_length=64, help_text="SHA-256 of the content.")
     file = models.CharField(max_length=500, blank=True, help_text="Storage key of the content.")
     size = models.BigIntegerField(default=0, help_text="Bytes of the stored file.")
-    # image: width, height, format; table: columns, rows; histogram: counts, edges.
+    # image: width, height, format; table: columns, rows; histogram: counts, edges;
+    # text: chars, lines, format.
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -46,6 +46,11 @@ INGEST: dict[str, frozenset[str]] = {
     "api-run-metrics": GET | POST,
     "api-heartbeat": POST,
     "api-run-alerts": POST,
+    "api-run-media": POST,  # sdk.Image, Table, Histogram
+    "api-run-console": GET | POST,  # the console tee; resume reads how many lines are stored
+    "api-run-artifact-versions": POST,  # run.log_artifact: announce, upload, commit
+    "api-artifact-version-upload": PUT,
+    "api-artifact-version-commit": POST,
     # The mlflow client: set_experiment, start_run, log_*, set_tag(s), end_run, log_artifact.
     f"{MLFLOW}experiment_get": GET,
     f"{MLFLOW}experiment_get_by_name": GET,

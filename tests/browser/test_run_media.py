@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
@@ -242,3 +244,95 @@ def test_a_run_without_media_shows_no_section_until_its_first_item(watched, live
     expect(page.locator("#media")).to_be_visible()
     panel(page, "samples").scroll_into_view_if_needed()
     expect(captions(page)).to_have_text(["s5 #1", "s5 #2", "s5 #3"])
+
+
+# --- Texts (issue 21) ----------------------------------------------------------------------------
+
+
+def text_at(step: int, key: str = "generated", **more: Any) -> dict[str, Any]:
+    text = f"  step {step}: the model wrote\n\tindented <b>not bold</b>\nlast line"
+    return {"key": key, "step": step, "kind": "text", "text": text, **more}
+
+
+def test_texts_move_by_step_json_is_indented_and_a_long_text_is_cut(watched, live, owner):
+    page = watched
+    run = api(live, owner.token, "POST", "runs", project=PROJECT, name="texts")["id"]
+    config = '{"seed":12345678901234567890,"lr":1e-3,"layers":[64,32],"empty":{},"s":"a,b:{"}'
+    long_text = "".join(f"line {n:06d} " + "x" * 87 + "\n" for n in range(2_500))  # 250,000
+    items = [text_at(0), text_at(100, caption="epoch 1")]
+    items += [
+        {"key": "config.json", "step": 0, "kind": "text", "format": "json", "text": config},
+        {"key": "train.log", "step": 0, "kind": "text", "text": long_text},
+    ]
+    log_media(live, owner.token, run, items)
+    log_in(page, live, owner.username, owner.password)
+    page.goto(f"{live.url}/{PROJECT}/runs/{run}")
+    expect(page.locator("[data-live-state]")).to_have_text("Live")
+
+    generated = panel(page, "generated")
+    generated.scroll_into_view_if_needed()
+    pre = generated.locator("[data-media-text]")
+    expect(pre).to_contain_text("step 100: the model wrote")  # the newest step
+    assert pre.evaluate("p => p.textContent") == text_at(100)["text"]  # exactly, not as HTML
+    expect(generated.locator("figcaption")).to_have_text("epoch 1 · 3 lines")
+    generated.locator("[data-media-slider]").focus()
+    page.keyboard.press("Home")
+    expect(pre).to_contain_text("step 0: the model wrote")
+    log_media(live, owner.token, run, [text_at(200)])  # the reader moved off the newest step
+    expect(generated.locator("[data-media-position]")).to_have_text("1 of 3")
+    generated.locator("[data-media-latest]").click()
+    expect(pre).to_contain_text("step 200: the model wrote")
+
+    shown = panel(page, "config.json").locator("[data-media-text]")
+    shown.scroll_into_view_if_needed()
+    expect(shown).to_contain_text("12345678901234567890")  # as written: not rounded by a parse
+    assert shown.evaluate("p => p.textContent") == (
+        '{\n  "seed": 12345678901234567890,\n  "lr": 1e-3,\n  "layers": [\n    64,\n    32\n  ],'
+        '\n  "empty": {},\n  "s": "a,b:{"\n}'
+    )
+
+    log = panel(page, "train.log")
+    log.scroll_into_view_if_needed()
+    expect(log.locator("[data-media-text-cut]")).to_contain_text("The first 200,000 of 250,000")
+    assert log.locator("[data-media-text]").evaluate("p => p.textContent.length") == 200_000
+    box = log.locator("[data-media-text]").bounding_box()
+    assert box is not None and box["height"] < 600  # it scrolls inside its box
+    link = log.locator("[data-media-text-cut] a")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == long_text
+    assert download.value.suggested_filename.endswith(".txt")
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        panel(page, "config.json").scroll_into_view_if_needed()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"texts-{width}.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways page
+
+
+def test_a_json_file_that_becomes_a_table_changes_its_panel_live(watched, live, owner):
+    """MLflow's log_table uploads its file (a text) before the tag that makes it a table."""
+    page = watched
+    run = api(live, owner.token, "POST", "runs", project=PROJECT, name="text-to-table")["id"]
+    log_in(page, live, owner.username, owner.password)
+    page.goto(f"{live.url}/{PROJECT}/runs/{run}")
+    expect(page.locator("[data-live-state]")).to_have_text("Live")
+    table = json.dumps({"columns": ["a", "b"], "data": [[1, "x"]]})
+    with httpx.Client(
+        base_url=live.url, headers={"Authorization": f"Bearer {owner.token}"}, trust_env=False
+    ) as http:
+        got = http.get("/api/2.0/mlflow/runs/get", params={"run_id": run}).raise_for_status()
+        experiment = got.json()["run"]["info"]["experiment_id"]
+        path = f"/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run}/artifacts/t.json"
+        http.put(path, content=table.encode()).raise_for_status()
+        expect(panel(page, "t.json")).to_have_attribute("data-kind", "text")
+        panel(page, "t.json").scroll_into_view_if_needed()
+        expect(panel(page, "t.json").locator("[data-media-text]")).to_contain_text('"columns": [')
+        tag = json.dumps([{"path": "t.json", "type": "table"}])
+        body = {"run_id": str(run), "key": "mlflow.loggedArtifacts", "value": tag}
+        http.post("/api/2.0/mlflow/runs/set-tag", json=body).raise_for_status()
+    expect(panel(page, "t.json")).to_have_attribute("data-kind", "table")
+    expect(panel(page, "t.json")).to_have_count(1)
+    panel(page, "t.json").scroll_into_view_if_needed()
+    expect(panel(page, "t.json").locator("tbody td").first).to_have_text("1")

@@ -307,3 +307,42 @@ def test_a_media_request_is_retried_and_a_lost_answer_stores_nothing_twice(
     assert run.flush(30)
     assert len(proxy.failed(path=r"/media$")) == 3
     assert_every_item_once(server, run.id, 3)
+
+
+# --- Texts (issue 21) --------------------------------------------------------------------------
+
+
+def test_texts_round_trip_exactly_and_bad_ones_raise_when_built(
+    server: LabbookServer, start_run: Any
+) -> None:
+    completion = "  The cat sat\r\non the mat. 猫 🐈\n\n"  # kept as given: spaces, CRLF, emoji
+    config = json.dumps({"lr": 0.001, "layers": [64, 32]})
+    run = start_run()
+    for step in range(2):
+        run.log({"loss": 1.0 / (step + 1), "generated": sdk.Text(f"{completion}{step}")}, step=step)
+    run.log({"config": sdk.Text(config, caption="hyper", format="json")}, step=0)
+    run.log({"big": sdk.Text("é" * sdk.media.TEXT_MAX_CHARS)}, step=0)  # alone in a request
+    assert run.flush(30)
+
+    generated = items(server, run.id, "generated")
+    assert [(item["step"], item["format"], item["lines"]) for item in generated] == [
+        (0, "text", 4),
+        (1, "text", 4),
+    ]
+    with server.client() as client:
+        texts = [client.get(item["url"]).raise_for_status().text for item in generated]
+    assert texts == [f"{completion}0", f"{completion}1"]
+    [stored] = items(server, run.id, "config")
+    assert (stored["caption"], stored["format"], stored["chars"]) == ("hyper", "json", len(config))
+    assert items(server, run.id, "big")[0]["size"] == 2 * sdk.media.TEXT_MAX_CHARS
+
+    for make, error, message in [
+        (lambda: sdk.Text(b"bytes"), TypeError, "takes a str, not a bytes"),
+        (lambda: sdk.Text(""), ValueError, "empty"),
+        (lambda: sdk.Text("a\x00b"), ValueError, "NUL"),
+        (lambda: sdk.Text("x" * (sdk.media.TEXT_MAX_CHARS + 1)), ValueError, "at most 1,000,000"),
+        (lambda: sdk.Text("\ud800"), ValueError, "lone surrogate"),
+        (lambda: sdk.Text("{}", format="html"), ValueError, "format is one of"),
+    ]:
+        with pytest.raises(error, match=message):
+            make()

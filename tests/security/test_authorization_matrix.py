@@ -699,6 +699,7 @@ MATRIX: dict[str, Expect] = {
     # --- Report pages -------------------------------------------------------------------------
     "report": Expect(Via.PAGE, get=PAGE_READ),
     "report-block": Expect(Via.PAGE, get=PAGE_READ),
+    "report-media-block": Expect(Via.PAGE, get=Codes(302, 404, 404, 404, 404)),  # issue 21
     "report-export": Expect(Via.PAGE, get=PAGE_READ),
     "report-edit": Expect(Via.PAGE, get=Codes(302, 404, 403, 200, 200)),
     "report-revisions": Expect(Via.PAGE, get=PAGE_READ),
@@ -717,6 +718,7 @@ MATRIX: dict[str, Expect] = {
     # --- issue 21: an image a shared report shows. The scene's report shows no media, so
     # the link serves not even its own run's image (tests/reports_app/test_media_blocks.py).
     "shared-media": Expect(Via.PAGE, get=same(404), shares=True),
+    "shared-media-block": Expect(Via.PAGE, get=same(404), shares=True),  # block 0 is a chart
     # --- end issue 21
     "project-reports": Expect(Via.PAGE, get=PAGE_READ),
     "report-new": Expect(

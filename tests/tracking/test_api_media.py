@@ -271,3 +271,79 @@ def test_a_key_holds_one_kind(world, run):
     mixed = post(client, run, [histogram, {**table, "key": "h"}])
     assert error_field(mixed) == "items[1].kind"
     assert MediaItem.objects.filter(run=run).count() == 1
+
+
+# --- Texts (issue 21) --------------------------------------------------------------------------
+
+
+def text_item(text="epoch 1: loss 0.5\nepoch 2: loss 0.3\n", key="notes", step=0, **more):
+    return {"key": key, "step": step, "kind": "text", "text": text, **more}
+
+
+def test_a_text_is_stored_as_sent_and_served_as_plain_utf8(world, run):
+    client = world.editor.client()
+    text = "  línea 1 — ok\r\nzeile 2 ✓\n\n  trailing spaces  "  # kept exactly: no trimming
+    config = '{"lr": 0.001, "layers": [64, 32]}'
+    response = post(
+        client, run, [text_item(text, caption="notes"), text_item(config, "cfg", 2, format="json")]
+    )
+    assert response.status_code == 200, response.json()
+    shown, cfg = response.json()["items"]
+    assert (shown["kind"], shown["chars"], shown["lines"], shown["format"]) == (
+        "text",
+        len(text),
+        4,
+        "text",
+    )
+    assert (cfg["chars"], cfg["lines"], cfg["format"]) == (len(config), 1, "json")
+    assert shown["size"] == len(text.encode())
+
+    file = client.get(shown["url"])
+    assert file.status_code == 200
+    assert file["Content-Type"] == "text/plain; charset=utf-8"
+    assert file["X-Content-Type-Options"] == "nosniff"
+    assert file["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    assert b"".join(file.streaming_content).decode() == text
+    item = MediaItem.objects.get(pk=shown["id"])
+    assert item.file == f"{run.project_id}/{run.pk}/media/{item.digest}.txt"
+
+    keys = client.get(f"/api/v1/runs/{run.pk}/media").json()["media"]
+    assert [(k["key"], k["kind"], k["last_step"]) for k in keys] == [
+        ("cfg", "text", 2),
+        ("notes", "text", 0),
+    ]
+    again = post(client, run, [text_item(text, caption="notes")]).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        (text_item(""), "items[0].text"),
+        (text_item(["a"]), "items[0].text"),
+        (text_item("a\x00b"), "items[0].text"),
+        (text_item("x" * (media.TEXT_MAX_CHARS + 1)), "items[0].text"),
+        (text_item("a", format="html"), "items[0].format"),
+        (text_item("a", image="x"), "items[0].image"),
+        ({"key": "k", "step": 0, "kind": "text"}, "items[0].text"),
+        ({**image_item(), "format": "json"}, "items[0].format"),  # only a text has a format
+    ],
+)
+def test_a_bad_text_is_a_400_naming_its_field(world, run, item, field):
+    response = post(world.editor.client(), run, [item])
+    assert response.status_code == 400, response.json()
+    assert error_field(response) == field
+    assert not MediaItem.objects.filter(run=run).exists()
+
+
+def test_a_text_at_the_limit_is_taken_and_a_lone_surrogate_refused(world, run):
+    client = world.editor.client()
+    longest = post(client, run, [text_item("é" * media.TEXT_MAX_CHARS)])
+    assert longest.status_code == 200, longest.json()
+    assert longest.json()["items"][0]["size"] == 2 * media.TEXT_MAX_CHARS
+    surrogate = '{"items": [{"key": "k", "step": 0, "kind": "text", "text": "a\\ud800b"}]}'
+    response = client.post(
+        f"/api/v1/runs/{run.pk}/media", surrogate, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert error_field(response) == "items[0].text"

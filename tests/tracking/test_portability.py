@@ -164,7 +164,8 @@ def log_points(runs: dict[str, Run]) -> None:
 
 
 def log_media_and_console(runs: dict[str, Run]) -> None:
-    """An image, a table and histograms on one run; console lines with colours on another."""
+    """An image, a table, histograms and a text on one run; console lines with colours on
+    another."""
     buffer = io.BytesIO()
     PILImage.new("RGB", (5, 4), (10, 200, 30)).save(buffer, format="PNG")
     image = base64.b64encode(buffer.getvalue()).decode()
@@ -175,6 +176,7 @@ def log_media_and_console(runs: dict[str, Run]) -> None:
             {"key": "w", "step": s, "kind": "histogram", "counts": [s, 1], "edges": [0, 1, 2.5]}
             for s in range(3)
         ],
+        {"key": "config", "step": 0, "kind": "text", "format": "yaml", "text": "lr: 0.1\n✓\n"},
     ]
     media.media_ingest(run=runs["baseline"], items=media.parse_items(items))
     lines = [
@@ -320,6 +322,10 @@ def run_snapshot(run: Run, who: Callable) -> dict[str, Any]:
         "sdk_alerts": list(alerts),
         "media": [
             (item.key, item.step, item.kind, item.caption, item.timestamp, item.digest, item.size)
+            for item in MediaItem.objects.filter(run=run).order_by("key", "step", "id")
+        ],
+        "media_formats": [  # an image's format, or how a text is shown (issue 21)
+            item.meta.get("format")
             for item in MediaItem.objects.filter(run=run).order_by("key", "step", "id")
         ],
         "console": list(
@@ -500,6 +506,7 @@ def test_it_writes_the_same_file_again_from_the_imported_copy(source, lab, world
 def comparable(lines: list[dict], translate: dict | None = None) -> list[dict]:
     """The lines with file ids as positions, team names out, authors translated."""
     positions: dict[str, dict[int, int]] = {"run": {}, "report": {}, "comment": {}, "dataset": {}}
+    positions["media"] = {}  # issue 21: media lines carry their id (frozen report blocks)
     out = []
     for line in lines[1:]:
         line = dict(line)
@@ -548,7 +555,7 @@ def test_it_counts_plainly_when_tqdm_is_missing(source, lab, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
     path = tmp_path / "mnist.jsonl"
     _, err = export("acme/mnist", str(path))
-    assert "export acme/mnist: 2,581 of 2,581 records" in err  # 76, 5 media, 2,500 console lines
+    assert "export acme/mnist: 2,582 of 2,582 records" in err  # 76, 6 media, 2,500 console lines
     _, err = load(str(path), "--team", "lab")
     size = path.stat().st_size
     assert f"import {path}: {size:,} of {size:,} bytes" in err

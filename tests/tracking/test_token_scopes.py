@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from tests.sdk.server import ROOT, LabbookServer, server_env
 from tests.support import services_free
+from tests.tracking.test_artifact_versions import log as log_artifact
 from tracking import scopes, services
 from tracking.models import ApiToken, Run, TokenScope
 
@@ -180,6 +181,10 @@ def test_a_read_token_searches_through_mlflow_but_logs_nothing(world, run):
 # --- ingest ---------------------------------------------------------------------------------------
 
 
+HISTOGRAM = {"key": "w", "step": 0, "kind": "histogram", "counts": [1], "edges": [0, 1]}
+LINE = {"number": 0, "text": "epoch 1"}
+
+
 def test_an_ingest_token_logs_a_run_end_to_end_through_the_api(world):
     client = api(token_for(world.editor.user, TokenScope.INGEST))
     created = client.post("/api/v1/runs", {"project": "acme/ci", "name": "nightly"}, format="json")
@@ -193,9 +198,14 @@ def test_an_ingest_token_logs_a_run_end_to_end_through_the_api(world):
         client.post(f"/api/v1/runs/{run_id}/alerts", {"title": "slow"}, format="json"),
         client.get(f"/api/v1/runs/{run_id}"),
         client.get(f"/api/v1/runs/{run_id}/metrics"),  # what sdk.init(resume=...) reads
+        client.post(f"/api/v1/runs/{run_id}/media", {"items": [HISTOGRAM]}, format="json"),
+        client.post(f"/api/v1/runs/{run_id}/console", {"lines": [LINE]}, format="json"),
+        client.get(f"/api/v1/runs/{run_id}/console", {"tail": 1}),  # resume's line count
         client.patch(f"/api/v1/runs/{run_id}", {"status": "finished"}, format="json"),
     ]
-    assert [r.status_code for r in steps] == [200, 200, 200, 201, 200, 200, 200]
+    assert [r.status_code for r in steps] == [200, 200, 200, 201, 200, 200, 200, 200, 200, 200]
+    version = log_artifact(client, Run.objects.get(pk=run_id), {"model.bin": b"weights"})
+    assert version["version"] == "v0"
     assert Run.objects.get(pk=run_id).status == "finished"
 
 
@@ -209,6 +219,10 @@ def test_an_ingest_token_logs_a_run_end_to_end_through_the_api(world):
         ("get", "/api/v1/runs/{run}/metrics/loss"),
         ("get", "/api/v1/runs/{run}/alerts"),
         ("get", "/api/v1/runs/{run}/artifacts"),
+        ("get", "/api/v1/runs/{run}/media"),
+        ("get", "/api/v1/runs/{run}/console.txt"),
+        ("get", "/api/v1/runs/{run}/artifact-versions"),
+        ("get", "/api/v1/projects/acme/mnist/artifacts"),
         ("delete", "/api/v1/runs/{run}"),
         ("get", "/api/v1/reports"),
         ("post", "/api/v1/reports"),

@@ -362,7 +362,7 @@ class MyInvitationSerializer(serializers.ModelSerializer[TeamInvitation]):
 class MediaItemInSerializer(serializers.Serializer[Any]):
     key = serializers.CharField(help_text="As a metric key: printable, at most 250 characters.")
     step = serializers.IntegerField(min_value=0)
-    kind = serializers.ChoiceField(choices=["image", "table", "histogram"])
+    kind = serializers.ChoiceField(choices=["image", "table", "histogram", "text"])
     caption = serializers.CharField(
         required=False, max_length=max_length(MediaItem, "caption"), allow_blank=True
     )
@@ -393,6 +393,19 @@ class MediaItemInSerializer(serializers.Serializer[Any]):
         required=False,
         help_text="histogram: the bins' edges, increasing, one more than counts.",
     )
+    # Text (issue 21). No max_length here: the limit is media.TEXT_MAX_CHARS, checked by
+    # tracking.media (a stated maxLength would be probed on a histogram by tests/test_limits).
+    text = serializers.CharField(
+        required=False,
+        help_text=f"text: the text, kept exactly as sent; 1 to {media.TEXT_MAX_CHARS:,}"
+        " characters, no NUL.",
+    )
+    format = serializers.ChoiceField(
+        choices=list(media.TEXT_FORMATS),
+        required=False,
+        help_text="text: how a page shows it (json pretty-printed); text by default.",
+    )
+    # --- end Text
 
 
 class MediaBatchSerializer(serializers.Serializer[Any]):
@@ -411,11 +424,15 @@ class MediaItemSerializer(serializers.Serializer[Any]):
     caption = serializers.CharField()
     timestamp = serializers.FloatField()
     digest = serializers.CharField(help_text="SHA-256 of the content.")
-    url = serializers.CharField(required=False, help_text="images and tables: the content.")
+    url = serializers.CharField(required=False, help_text="images, tables, texts: the content.")
     size = serializers.IntegerField(required=False, help_text="Bytes of the file.")
     width = serializers.IntegerField(required=False)
     height = serializers.IntegerField(required=False)
-    format = serializers.CharField(required=False, help_text="png, jpeg, webp or gif.")
+    format = serializers.CharField(
+        required=False, help_text="image: png, jpeg, webp or gif; text: text, json or yaml."
+    )
+    chars = serializers.IntegerField(required=False, help_text="text: how many characters.")
+    lines = serializers.IntegerField(required=False, help_text="text: how many lines.")
     columns = serializers.ListField(child=serializers.CharField(), required=False)
     rows = serializers.IntegerField(required=False, help_text="table: how many rows.")
     counts = serializers.ListField(child=serializers.FloatField(), required=False)

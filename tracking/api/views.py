@@ -483,7 +483,8 @@ class MediaFileView(APIView):
     @extend_schema(
         responses={(200, "*/*"): OpenApiTypes.BINARY},
         operation_id="media_file",
-        description="An image as decoded on arrival, or a table as JSON (`columns`, `rows`).",
+        description="An image as decoded on arrival, a table as JSON (`columns`, `rows`),"
+        " or a text as UTF-8 `text/plain`.",
     )
     def get(self, request: AuthenticatedRequest, media_id: int) -> FileResponse:
         item = selectors.media_item_get_for_user(request.user, media_id)

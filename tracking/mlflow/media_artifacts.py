@@ -1,4 +1,5 @@
-"""MLflow's images, tables and figures: plain artifacts to MLflow, native media in Labbook too.
+"""MLflow's images, tables, figures and texts: plain artifacts to MLflow, native media in
+Labbook too.
 
 What the unmodified client (mlflow 3.x, ``MlflowClient`` and the fluent API) sends:
 
@@ -15,13 +16,21 @@ What the unmodified client (mlflow 3.x, ``MlflowClient`` and the fluent API) sen
   ``{"path": "preds.json", "type": "table"}``. Logged again to the same file,
   the client downloads it, appends the new rows and PUTs the whole table back;
   the tag is not sent again.
+* ``log_text(text, "notes/summary.txt")`` and ``log_dict(d, "config.json")``
+  (``json.dump``, indented) or ``"config.yaml"`` (``yaml.safe_dump``): one PUT
+  of the file, UTF-8.
 
 So a file becomes a media item (``tracking.media``) when its upload completes:
 a stepped image at its key and step; any other PNG, JPEG, WebP or GIF file at
 key = its path, step 0; a JSON file the run's ``mlflow.loggedArtifacts`` lists
 as a table (also when that tag is set, the file being there first) at key = its
-path, step 0. MLflow's thumbnails (``+compressed.webp``) and the images of table
-cells (``table_images/``) are not items. Each file passes the checks an upload to
+path, step 0; a ``.txt``, ``.log``, ``.md``, ``.json`` (one not listed as a table),
+``.yaml`` or ``.yml`` file of at most ``TEXT_FILE_MAX_BYTES`` that decodes as
+UTF-8 as a text at key = its path, step 0, its format (json, yaml, text) by its
+extension. ``log_table`` uploads its file before it sets the tag, so its file
+is a text until the tag comes, and then a table. MLflow's thumbnails
+(``+compressed.webp``) and the images of table cells (``table_images/``) are not
+items. Each file passes the checks an upload to
 ``/api/v1/runs/<id>/media`` passes (a full decode, the table limits); one that
 fails stays a plain file, and nothing in MLflow's answers changes either way.
 
@@ -30,8 +39,8 @@ file is replaced (an appended table), the item of its old content is removed
 and one for the new content is made; when the file is deleted, its item goes.
 An image item points at the artifact itself (nothing is copied) when the file's
 extension names the format found in it; otherwise (``.jpg``), and for tables,
-which are rewritten as Labbook's ``{"columns", "rows"}``, the item keeps a copy
-under the run's ``media/`` folder.
+which are rewritten as Labbook's ``{"columns", "rows"}``, and texts, kept as
+``<digest>.txt``, the item keeps a copy under the run's ``media/`` folder.
 """
 
 from __future__ import annotations
@@ -60,9 +69,31 @@ ARTIFACT = "artifact"  # the key of an item's meta naming the file it mirrors
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "gif"})
 TABLE_FILE_MAX_BYTES = 16 * 1024 * 1024  # a table file read whole to check it
 TABLE_IMAGES = "table_images/"
-# Image files logged without a key and step (log_figure, log_artifact of a .png) that become
-# items, per run: a folder of a dataset's 10,000 images stays files, not 10,000 panels.
-MAX_PLAIN_IMAGES = 100  # where log_table puts the images of its cells
+# The files of an MLflow model a client logs as run artifacts (log_model before MLflow 3):
+# the model's own package, not something a run shows.
+MODEL_FILES = frozenset(
+    {
+        "MLmodel",
+        "conda.yaml",
+        "python_env.yaml",
+        "requirements.txt",
+        "registered_model_meta",
+        "input_example.json",
+        "serving_input_example.json",
+    }
+)  # where log_table puts the images of its cells
+# Text files that become items, and the format each is shown in (log_text, log_dict).
+TEXT_FORMATS = {
+    **{"txt": "text", "log": "text", "md": "text"},
+    **{"json": "json", "yaml": "yaml", "yml": "yaml"},
+}
+# At most TEXT_MAX_CHARS characters, whatever the encoding: a bigger file stays a file.
+TEXT_FILE_MAX_BYTES = media.TEXT_MAX_CHARS
+# Files logged without a key and step (log_figure, log_text, log_dict, log_artifact of a .png
+# or a .json) that become items, per run: a folder of a dataset's 10,000 images or JSON files
+# stays files, not 10,000 panels.
+MAX_PLAIN_FILES = 100
+PLAIN_KINDS = (MediaKind.IMAGE, MediaKind.TEXT)  # what MAX_PLAIN_FILES counts
 STEPPED_IMAGE = re.compile(
     r"images/(?P<key>[A-Za-z0-9_\-. ~]+)\+step\+(?P<step>-?[0-9]+)"
     r"\+timestamp\+(?P<timestamp>[0-9]+)\+[0-9a-fA-F-]+(?P<compressed>\+compressed)?"
@@ -86,7 +117,7 @@ class Source:
 def source_of(path: str, tags: Mapping[str, str]) -> Source | None:
     """The item the file at run-relative ``path`` stands for, by its name and the run's
     MLflow ``tags``; None for a plain file."""
-    if path.startswith(TABLE_IMAGES):
+    if path.startswith(TABLE_IMAGES) or posixpath.basename(path) in MODEL_FILES:
         return None
     stepped = STEPPED_IMAGE.fullmatch(path)
     if stepped is not None:
@@ -99,7 +130,15 @@ def source_of(path: str, tags: Mapping[str, str]) -> Source | None:
         return Source(MediaKind.IMAGE, path)
     if path.endswith(".json") and path in table_paths(tags):
         return Source(MediaKind.TABLE, path)
+    if text_format(path) is not None:
+        return Source(MediaKind.TEXT, path)
     return None
+
+
+def text_format(path: str) -> str | None:
+    """How a text file at ``path`` is shown (json, yaml, text); None for another file."""
+    extension = posixpath.splitext(path)[1][1:].lower()
+    return TEXT_FORMATS.get(extension)
 
 
 def table_paths(tags: Mapping[str, str]) -> list[str]:
@@ -137,31 +176,35 @@ def artifact_stored(location: artifacts.Location) -> None:
     unexpected is logged rather than turned into an error for an upload that worked.
     """
     source = source_of(location.relative, _tags(location.run))
-    if source is None or _too_many_plain_images(location, source):
+    if source is None or _too_many_plain_files(location, source):
         return
     _mirror_safely(location, source)
 
 
-def _too_many_plain_images(location: artifacts.Location, source: Source) -> bool:
-    if source.kind != MediaKind.IMAGE or STEPPED_IMAGE.fullmatch(location.relative):
+def _too_many_plain_files(location: artifacts.Location, source: Source) -> bool:
+    """True when the run already has MAX_PLAIN_FILES items of files without a key and step
+    (images and texts; a table is one log_table asked for) and this file has none."""
+    if source.kind not in PLAIN_KINDS or STEPPED_IMAGE.fullmatch(location.relative):
         return False
     if _mirroring(location.run, location.relative).exists():
         return False  # a replaced file keeps its item current
     mirrored = MediaItem.objects.filter(
-        run=location.run, kind=MediaKind.IMAGE, step=0, meta__has_key=ARTIFACT
+        run=location.run, kind__in=PLAIN_KINDS, step=0, meta__has_key=ARTIFACT
     )
-    return mirrored.count() >= MAX_PLAIN_IMAGES
+    return mirrored.count() >= MAX_PLAIN_FILES
 
 
 def tables_tagged(run: Run, value: str) -> None:
     """After ``mlflow.loggedArtifacts`` is set: mirror each table it lists that is stored
-    and has no item yet (later uploads of a listed file keep its item current)."""
+    and has no table item yet (later uploads of a listed file keep its item current). The
+    text item its upload made, before the tag said it is a table, is replaced."""
     for path in table_paths({TABLES_TAG: value}):
         try:
             location = artifacts.run_location(run, path)
         except ApplicationError:
             continue
-        if storage.kind(location.key) == "file" and not _mirroring(run, path).exists():
+        tabled = _mirroring(run, path).filter(kind=MediaKind.TABLE).exists()
+        if storage.kind(location.key) == "file" and not tabled:
             _mirror_safely(location, Source(MediaKind.TABLE, path))
 
 
@@ -216,6 +259,14 @@ def file_item(location: artifacts.Location, source: Source) -> media.Item:
         data = _read(location.key, media.IMAGE_MAX_BYTES)
         item = media.image_from_file(
             data, key=source.key, step=source.step, timestamp=source.timestamp, where=where
+        )
+    elif source.kind == MediaKind.TEXT:
+        data = _read(location.key, TEXT_FILE_MAX_BYTES)
+        if len(data) > TEXT_FILE_MAX_BYTES:
+            raise invalid(where, f"A text file is at most {TEXT_FILE_MAX_BYTES:,} bytes.")
+        shown = text_format(location.relative) or "text"
+        item = media.text_from_file(
+            data, key=source.key, step=source.step, shown=shown, where=where
         )
     else:
         data = _read(location.key, TABLE_FILE_MAX_BYTES)

@@ -1,12 +1,12 @@
-"""A project's runs' media (images, tables, histograms) and console output.
+"""A project's runs' media (images, tables, histograms, texts) and console output.
 
 After the runs (``ProjectSection``): a ``media`` line per item, in the shape
 ``POST /api/v1/runs/<id>/media`` takes (an image's file base64, a table's
-cells, a histogram's bins), and ``console`` lines of up to ``CONSOLE_PER_LINE``
-numbered lines. Both are loaded back through ``tracking.media`` and
-``tracking.console``, so an imported item passes the checks a logged one
-does (an image is decoded again), and the importing server's console cap
-applies.
+cells, a histogram's bins, a text and its format), and ``console`` lines of up
+to ``CONSOLE_PER_LINE`` numbered lines. Both are loaded back through
+``tracking.media`` and ``tracking.console``, so an imported item passes the
+checks a logged one does (an image is decoded again), and the importing
+server's console cap applies.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class RunMediaSection:
         run_id = ref(line, "run", context.ids.get("run", {}), "run")
         run = Run.objects.get(pk=run_id)
         if line["type"] == "media":
-            load_media(line, run)
+            load_media(line, run, context)
         else:
             load_console(line, run)
         # Storing touched ``last_seen_at``: the run's own, as the runs section loaded it, stays.
@@ -65,6 +65,7 @@ sections.register(RunMediaSection())
 def media_line(item: MediaItem) -> Line:
     line: Line = {
         "type": "media",
+        "id": item.pk,  # issue 21: frozen report blocks name items by id (remembered on load)
         "run": item.run_id,
         "key": item.key,
         "step": item.step,
@@ -78,6 +79,8 @@ def media_line(item: MediaItem) -> Line:
         content = handle.read()
     if item.kind == MediaKind.IMAGE:
         return {**line, "image": base64.b64encode(content).decode()}
+    if item.kind == MediaKind.TEXT:
+        return {**line, "text": content.decode("utf-8"), "format": item.meta["format"]}
     table = orjson.loads(content)
     return {**line, "columns": table["columns"], "rows": table["rows"]}
 
@@ -101,10 +104,13 @@ def console_lines(run_id: int) -> Iterator[Line]:
 # --- Import ------------------------------------------------------------------------------
 
 
-def load_media(line: Line, run: Run) -> None:
-    fields = {name: value for name, value in line.items() if name not in ("type", "run")}
+def load_media(line: Line, run: Run, context: LoadContext | None = None) -> None:
+    fields = {name: value for name, value in line.items() if name not in ("type", "run", "id")}
     item = media.parse_item(fields, where="media")
-    media.media_ingest(run=run, items=[item])
+    stored = media.media_ingest(run=run, items=[item])
+    # issue 21: the file's id -> the new item, for frozen report blocks (older files have none)
+    if context is not None and "id" in line and stored.items:
+        context.remember("media", line["id"], stored.items[0].pk)
 
 
 def load_console(line: Line, run: Run) -> None:

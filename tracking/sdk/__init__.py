@@ -16,7 +16,7 @@ script prints (stdout, stderr) is kept with the run too: tracking/sdk/console.py
 from __future__ import annotations
 
 from tracking.sdk.api import Api
-from tracking.sdk.media import Histogram, Image, Table
+from tracking.sdk.media import Histogram, Image, Table, Text
 from tracking.sdk.run import LabbookError, Run, init, use_artifact
 
 # Labbook's version, the server's and the SDK's: both pyproject.toml files read it from here.
@@ -29,6 +29,7 @@ __all__ = [
     "LabbookError",
     "Run",
     "Table",
+    "Text",
     "__version__",
     "init",
     "use_artifact",

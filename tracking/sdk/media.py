@@ -1,8 +1,9 @@
-"""Images, tables and histograms for ``run.log()``, and how they travel to the server.
+"""Images, tables, histograms and texts for ``run.log()``, and how they travel to the server.
 
     run.log({"samples": sdk.Image(array, caption="epoch 3"),
              "preds": sdk.Table(columns=["id", "p"], rows=[[1, 0.9]]),
-             "grad/w1": sdk.Histogram(weights.grad)}, step=step)
+             "grad/w1": sdk.Histogram(weights.grad),
+             "generated": sdk.Text(completion)}, step=step)
 
 Building one checks what is cheap to check (type, shape, dtype, size) and
 copies what the training code may change later (an array, a PIL image, the
@@ -39,6 +40,8 @@ TABLE_MAX_COLUMNS = 200
 TABLE_MAX_ROWS = 10_000
 TABLE_MAX_CELLS = 200_000
 HISTOGRAM_MAX_BINS = 512
+TEXT_MAX_CHARS = 1_000_000
+TEXT_FORMATS = ("text", "json", "yaml")
 # The SDK's own: base64 per request, half the server's 16 MiB body limit (MAX_REQUEST_BYTES).
 REQUEST_MAX_CHARS = 8 * 1024 * 1024
 
@@ -56,7 +59,8 @@ Item = dict[str, Any]  # one item of the API's {"items": [...]}, ready to send
 
 
 class Media:
-    """An image, a table or a histogram; ``run.log()`` takes it (or a list of them) as a value."""
+    """An image, a table, a histogram or a text; ``run.log()`` takes it (or a list of them)
+    as a value."""
 
     kind = ""
 
@@ -433,6 +437,49 @@ def _binned_numpy(values: Any, bins: int) -> tuple[list[float], list[float]]:
     return [int(c) for c in counts], [float(e) for e in edges]
 
 
+# --- Texts -----------------------------------------------------------------------------------
+
+
+class Text(Media):
+    """A text, kept exactly as given: ``Text(completion)``, ``Text(log, caption="epoch 3")``.
+
+    At most 1,000,000 characters, no NUL. ``format="json"`` or ``"yaml"`` only
+    changes how the run page shows it (JSON pretty-printed); nothing is parsed.
+    """
+
+    kind = "text"
+
+    def __init__(self, text: str, caption: str | None = None, *, format: str = "text") -> None:
+        super().__init__(caption)
+        if not isinstance(text, str):
+            raise TypeError(f"sdk.Text takes a str, not a {type(text).__name__}")
+        if not text:
+            raise ValueError("sdk.Text: an empty text")
+        if len(text) > TEXT_MAX_CHARS:
+            raise ValueError(f"sdk.Text: {len(text):,} characters; at most {TEXT_MAX_CHARS:,}")
+        if "\x00" in text:
+            raise ValueError("sdk.Text: a text may not hold NUL characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("sdk.Text: not valid Unicode (a lone surrogate)") from None
+        if format not in TEXT_FORMATS:
+            raise ValueError(
+                f"sdk.Text: format is one of {', '.join(TEXT_FORMATS)}, not {format!r}"
+            )
+        self.text = text  # a str cannot change after log()
+        self.format = format
+
+    @property
+    def queued_bytes(self) -> int:
+        return len(self.text)
+
+    def _content(self) -> dict[str, Any]:
+        if self.format == "text":
+            return {"text": self.text}
+        return {"text": self.text, "format": self.format}
+
+
 # --- Sending ---------------------------------------------------------------------------------
 
 
@@ -452,6 +499,8 @@ def _size(item: Item) -> int:
         return len(item["image"])
     if "rows" in item:
         return len(json.dumps(item["rows"], allow_nan=False))
+    if "text" in item:
+        return len(json.dumps(item["text"]))  # as sent: non-ASCII is escaped
     return 24 * len(item["counts"]) + 100
 
 

@@ -180,7 +180,7 @@ class Run:
         """Queue the metrics and media in ``data`` at ``step`` (the next step when omitted).
 
         Never waits for the network. Values that are neither numbers nor
-        ``sdk.Image``/``Table``/``Histogram`` (or lists of them) raise ``TypeError``
+        ``sdk.Image``/``Table``/``Histogram``/``Text`` (or lists of them) raise ``TypeError``
         here, before anything is queued.
         """
         if self._finished:

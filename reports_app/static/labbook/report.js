@@ -15,6 +15,12 @@
  * Panels (kind scatter, bar, parallel, importance) hold one value per run: they are drawn
  * again from the server when one of their runs logs or changes status (at most every
  * PANEL_REFRESH_MS), or a run joins their project (panels.js draws them).
+ *
+ * Live media, table, histogram and logs blocks (config.mediaBlocks, issue 21) are drawn again
+ * from config.mediaBlockUrl and swapped in ([data-drawn-block]) when their run logs what they
+ * show: a member's page reads run.media and run.console messages (the rules of
+ * media_blocks.touched_by_media / touched_by_console), a share link's socket names the block
+ * ("block.changed"). A block is fetched at most every MEDIA_REFRESH_MS.
  */
 (function () {
   "use strict";
@@ -22,6 +28,7 @@
 
   const smooth = window.Labbook.smooth; // smoothing.js
   const PANEL_REFRESH_MS = 10000;
+  const MEDIA_REFRESH_MS = 3000; // a run logging images every second: one fetch per block per 3 s
   const GROUP_REDRAW_MS = 1000; // live points of a grouped chart: one redraw a second at most
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
@@ -219,13 +226,89 @@
     this.draw();
   };
 
+  /* --- Live media-kind blocks (issue 21) --- */
+
+  /* Whether a run.media message ({key: {kind, steps}}) may change what the block shows. */
+  function touchedByMedia(watched, runId, logged) {
+    if (watched.kind === "logs" || !watched.runs.includes(runId) || !logged) return false;
+    const found = logged[watched.key];
+    if (!found) return false;
+    if (watched.step === null || watched.kind === "histogram") return true;
+    return !Array.isArray(found.steps) || found.steps.includes(watched.step);
+  }
+
+  /* ... and whether new console lines may change a logs block (tail, lines span, search). */
+  function touchedByConsole(watched, runId, lines, truncated) {
+    if (watched.kind !== "logs" || !watched.runs.includes(runId) || !Array.isArray(lines)) return false;
+    if (truncated) return true;
+    const needle = watched.search.toLowerCase();
+    return lines.some((line) => {
+      if (watched.start !== null && watched.end !== null) {
+        if (!(line.number >= watched.start && line.number <= watched.end)) return false;
+      }
+      return !needle || String(line.text).toLowerCase().includes(needle);
+    });
+  }
+
+  function MediaBlocks(config, charts) {
+    this.url = config.mediaBlockUrl || "";
+    this.watched = config.mediaBlocks || [];
+    this.charts = charts;
+    this.timers = {};
+    this.last = {};
+  }
+
+  /* Draw block `index` again soon: at once if it was not fetched lately, else when
+   * MEDIA_REFRESH_MS have passed since; messages meanwhile cost nothing more. */
+  MediaBlocks.prototype.schedule = function (index) {
+    if (!this.url || this.timers[index]) return;
+    const wait = Math.max(0, (this.last[index] || 0) + MEDIA_REFRESH_MS - Date.now());
+    this.timers[index] = window.setTimeout(() => {
+      this.last[index] = Date.now();
+      this.fetch(index).finally(() => {
+        delete this.timers[index];
+      });
+    }, wait);
+  };
+
+  MediaBlocks.prototype.fetch = async function (index) {
+    const url = this.url.replace(/\/0$/, "/" + index);
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const drawn = await response.json();
+    const old = document.querySelector('[data-drawn-block="' + index + '"]');
+    if (!old) return;
+    old.outerHTML = drawn.html;
+    if (!drawn.figure) return;
+    const spec = { block: index, kind: "histogram", figure: drawn.figure, live: false, runs: [] };
+    const at = this.charts.findIndex((chart) => chart.spec.block === index);
+    if (at >= 0) this.charts.splice(at, 1);
+    this.charts.push(new Chart(spec));
+  };
+
+  MediaBlocks.prototype.onMedia = function (runId, logged) {
+    this.watched.filter((w) => touchedByMedia(w, runId, logged)).forEach((w) => this.schedule(w.block));
+  };
+
+  MediaBlocks.prototype.onConsole = function (msg) {
+    this.watched
+      .filter((w) => touchedByConsole(w, msg.run, msg.lines, Boolean(msg.truncated)))
+      .forEach((w) => this.schedule(w.block));
+  };
+
+  MediaBlocks.prototype.refreshAll = function () {
+    this.watched.forEach((w) => this.schedule(w.block));
+  };
+
   function start() {
     const config = JSON.parse(document.getElementById("report-config").textContent);
     const charts = config.figures.map((spec) => new Chart(spec));
     Labbook.reportCharts = charts;
     const live = charts.filter((chart) => chart.spec.live);
+    const mediaBlocks = new MediaBlocks(config, charts);
+    Labbook.reportMediaBlocks = mediaBlocks;
     const stateLabel = document.querySelector("[data-live-state]");
-    if (!Labbook.live || live.length === 0) return;
+    if (!Labbook.live || (live.length === 0 && mediaBlocks.watched.length === 0)) return;
     const subscription = { runs: config.live.runs, projects: config.live.projects };
     const path = config.share ? "/ws/share/" + encodeURIComponent(config.share) + "/" : undefined;
     let pending = null;
@@ -248,10 +331,19 @@
           live.forEach((chart) => chart.touch(msg.run, config.blockUrl));
         } else if (msg.type === "project.run" && msg.created) {
           refreshWatching(true);
+        } else if (msg.type === "run.media") {
+          mediaBlocks.onMedia(msg.run, msg.media);
+        } else if (msg.type === "run.console") {
+          mediaBlocks.onConsole(msg);
+        } else if (msg.type === "block.changed") {
+          mediaBlocks.schedule(msg.block); // a share link's socket: the server checked the block
         }
       },
       connected(isReconnect) {
-        if (isReconnect) refreshWatching(false);
+        if (isReconnect) {
+          refreshWatching(false);
+          mediaBlocks.refreshAll();
+        }
       },
       state: Labbook.showLiveState(stateLabel),
     }, path);

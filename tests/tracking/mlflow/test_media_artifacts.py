@@ -1,4 +1,4 @@
-"""MLflow's images, tables and figures become Labbook media (tracking/mlflow/media_artifacts.py).
+"""MLflow's images, tables, figures and texts become Labbook media (media_artifacts.py).
 
 The first part sends requests shaped as the client's (raw-body PUTs, set-tag)
 through Django's test client; the second runs the unmodified ``mlflow`` client
@@ -57,12 +57,19 @@ def test_other_image_files_are_keyed_by_path_and_cell_images_are_not_items():
     assert source_of("images/k+step+-1+timestamp+5+abc.png", {}) is None  # a negative step
 
 
-def test_a_json_file_is_a_table_only_when_the_tag_lists_it():
+def test_a_json_file_is_a_table_only_when_the_tag_lists_it_and_else_a_text():
     tags = {"mlflow.loggedArtifacts": json.dumps([{"path": "d/preds.json", "type": "table"}])}
     assert source_of("d/preds.json", tags) == Source("table", "d/preds.json")
-    assert source_of("d/other.json", tags) is None
-    assert source_of("d/preds.json", {}) is None
-    assert source_of("d/preds.json", {"mlflow.loggedArtifacts": "not json"}) is None
+    assert source_of("d/other.json", tags) == Source("text", "d/other.json")
+    assert source_of("d/preds.json", {}) == Source("text", "d/preds.json")
+    bad_tag = {"mlflow.loggedArtifacts": "not json"}
+    assert source_of("d/preds.json", bad_tag) == Source("text", "d/preds.json")
+
+
+def test_the_files_of_a_logged_model_stay_files():
+    for name in ("MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt"):
+        assert source_of(f"model/{name}", {}) is None
+    assert source_of("notes/requirements.md", {}) == Source("text", "notes/requirements.md")
 
 
 # --- Through the proxied artifact endpoints ------------------------------------------------------
@@ -121,7 +128,7 @@ def test_a_stepped_image_points_at_the_stored_file_and_its_thumbnail_is_no_item(
 def test_a_file_that_does_not_decode_stays_a_plain_file(world, run):
     client = world.editor.client()
     upload(client, run, "broken.png", png()[:40])
-    upload(client, run, "notes.txt", b"hello")
+    upload(client, run, "notes.txt", "hello".encode("utf-16"))  # text, but not UTF-8
     assert items(run) == []
     listed = client.get(f"/api/2.0/mlflow/artifacts/list?run_id={run.pk}").json()["files"]
     assert [entry["path"] for entry in listed] == ["broken.png", "notes.txt"]
@@ -145,8 +152,8 @@ def test_a_replaced_image_replaces_its_item_and_a_bad_replacement_removes_it(wor
     assert items(run) == []
 
 
-def test_a_folder_of_images_becomes_at_most_max_plain_images_items(world, run, monkeypatch):
-    monkeypatch.setattr(media_artifacts, "MAX_PLAIN_IMAGES", 3)
+def test_a_folder_of_images_becomes_at_most_max_plain_files_items(world, run, monkeypatch):
+    monkeypatch.setattr(media_artifacts, "MAX_PLAIN_FILES", 3)
     client = world.editor.client()
     for index in range(5):
         upload(client, run, f"dataset/{index}.png", png(color=(index, 0, 0)))
@@ -175,7 +182,7 @@ def test_a_jpeg_named_jpg_is_kept_as_a_copy_served_as_jpeg(world, run):
 def test_a_table_is_media_once_tagged_and_follows_its_file_when_rows_are_appended(world, run):
     client = world.editor.client()
     upload(client, run, "preds.json", table_json([[1, "x"], [2, "y"]]))
-    assert items(run) == []  # any JSON could be a dict; the tag says it is a table
+    assert [i.kind for i in items(run)] == [MediaKind.TEXT]  # any JSON; the tag says a table
     tag_tables(client, run, "preds.json")
     [first] = items(run)
     assert (first.key, first.step, first.kind) == ("preds.json", 0, MediaKind.TABLE)
@@ -256,7 +263,9 @@ def test_log_image_with_a_key_and_step_from_numpy_and_pil(
 ):
     pixels = np.zeros((20, 30, 3), dtype=np.uint8)
     pixels[:, :, 1] = 200
-    with mlflow.start_run() as active:  # the fluent call uploads from a background thread
+    # The fluent call uploads from a background thread. An experiment named: the fluent API
+    # remembers the last one another test of this process set.
+    with mlflow.start_run(experiment_id="0") as active:
         mlflow.log_image(pixels, key="samples/val", step=3)
         mlflow.log_image(Image.new("RGB", (10, 10), (9, 9, 9)), key="samples/val", step=4)
     run_id = active.info.run_id
@@ -305,9 +314,7 @@ def test_log_table_is_a_table_that_follows_appended_rows(server: LabbookServer, 
 
 
 @pytest.mark.subprocess
-def test_log_figure_from_matplotlib_is_an_image_and_text_and_dicts_stay_files(
-    server: LabbookServer, live: MlflowClient
-):
+def test_log_figure_from_matplotlib_is_an_image(server: LabbookServer, live: MlflowClient):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,12 +325,8 @@ def test_log_figure_from_matplotlib_is_an_image_and_text_and_dicts_stay_files(
     run_id = live.create_run("0").info.run_id
     live.log_figure(run_id, figure, "figures/loss.png")
     pyplot.close(figure)
-    live.log_text(run_id, "hello", "notes.txt")
-    live.log_dict(run_id, {"columns": ["a"], "data": [[1]]}, "config.json")
     [item] = media_of(server, run_id, "figures/loss.png")
     assert (item["kind"], item["width"], item["height"]) == ("image", 100, 75)
-    keys = server.get(f"/api/v1/runs/{run_id}/media")["media"]
-    assert [entry["key"] for entry in keys] == ["figures/loss.png"]
 
 
 @pytest.mark.subprocess
@@ -374,3 +377,102 @@ def _figure() -> Any:
     figure, axes = pyplot.subplots(figsize=(2, 2))
     axes.plot([0, 1], [1, 0])
     return figure
+
+
+# --- Texts: log_text and log_dict (issue 21) ----------------------------------------------------
+
+
+def test_text_files_are_texts_keyed_by_path_in_the_format_their_extension_names():
+    assert source_of("notes/summary.txt", {}) == Source("text", "notes/summary.txt")
+    for path in ("train.log", "README.md", "config.json", "config.yaml", "c.YML"):
+        assert source_of(path, {}) == Source("text", path)
+    assert [media_artifacts.text_format(p) for p in ("a.json", "b.yml", "c.md", "d.csv")] == [
+        "json",
+        "yaml",
+        "text",
+        None,
+    ]
+    for path in ("data.csv", "model.pkl", "txt", "notes", "fig.html"):
+        assert source_of(path, {}) is None
+
+
+def test_a_text_file_is_a_text_item_kept_as_uploaded(world, run):
+    client = world.editor.client()
+    body = "lr: 0.001\nlayers:\n- 64\n- 32\nnote: grüße\n".encode()
+    upload(client, run, "config/params.yaml", body)
+    [item] = items(run)
+    assert (item.key, item.step, item.kind) == ("config/params.yaml", 0, MediaKind.TEXT)
+    assert item.meta == {
+        "chars": len(body.decode()),
+        "lines": 5,
+        "format": "yaml",
+        "artifact": "config/params.yaml",
+    }
+    assert item.file.endswith(".txt") and "/media/" in item.file  # a copy, served as text
+    answer = client.get(f"/api/v1/media/{item.pk}")
+    assert answer["Content-Type"] == "text/plain; charset=utf-8"
+    assert b"".join(answer.streaming_content) == body
+    upload(client, run, "config/params.yaml", b"lr: 0.01\n")  # replaced: its item follows
+    [replaced] = items(run)
+    assert replaced.meta["chars"] == 9 and replaced.digest != item.digest
+
+
+def test_a_text_file_too_big_with_nul_or_empty_stays_a_plain_file(world, run):
+    client = world.editor.client()
+    upload(client, run, "big.log", b"x" * (media_artifacts.TEXT_FILE_MAX_BYTES + 1))
+    upload(client, run, "nul.txt", b"a\x00b")
+    upload(client, run, "empty.md", b"")
+    assert items(run) == []
+    upload(client, run, "edge.log", b"x" * media_artifacts.TEXT_FILE_MAX_BYTES)
+    assert [item.key for item in items(run)] == ["edge.log"]
+
+
+def test_a_table_file_is_a_text_until_the_tag_says_it_is_a_table(world, run):
+    """log_table uploads its file first and sets the tag after it."""
+    client = world.editor.client()
+    upload(client, run, "preds.json", table_json([[1, "x"]]))
+    [text] = items(run)
+    assert (text.kind, text.meta["format"]) == (MediaKind.TEXT, "json")
+    tag_tables(client, run, "preds.json")
+    [table] = items(run)
+    assert (table.key, table.kind, table.meta["rows"]) == ("preds.json", MediaKind.TABLE, 1)
+
+
+def test_images_and_texts_share_the_cap_on_files_without_a_step(world, run, monkeypatch):
+    monkeypatch.setattr(media_artifacts, "MAX_PLAIN_FILES", 3)
+    client = world.editor.client()
+    upload(client, run, "a.png", png())
+    for index in range(4):
+        upload(client, run, f"configs/{index}.json", b'{"i": %d}' % index)
+    upload(client, run, "t.json", table_json([[1, 2]]))
+    tag_tables(client, run, "t.json")  # a table log_table asked for is not capped
+    assert [(item.key, item.kind) for item in items(run)] == [
+        ("a.png", MediaKind.IMAGE),
+        ("configs/0.json", MediaKind.TEXT),
+        ("configs/1.json", MediaKind.TEXT),
+        ("t.json", MediaKind.TABLE),
+    ]
+
+
+@pytest.mark.subprocess
+def test_log_text_and_log_dict_are_texts(server: LabbookServer, live: MlflowClient, tmp_path: Path):
+    run_id = live.create_run("0").info.run_id
+    live.log_text(run_id, "epoch 1: loss 0.5\nepoch 2: loss 0.3\n", "notes/summary.txt")
+    config = {"lr": 0.001, "layers": [64, 32], "name": "mnist-cnn"}
+    live.log_dict(run_id, config, "config.json")
+    live.log_dict(run_id, config, "config.yaml")
+    keys = server.get(f"/api/v1/runs/{run_id}/media")["media"]
+    assert [(entry["key"], entry["kind"]) for entry in keys] == [
+        ("config.json", "text"),
+        ("config.yaml", "text"),
+        ("notes/summary.txt", "text"),
+    ]
+    [summary] = media_of(server, run_id, "notes/summary.txt")
+    assert (summary["step"], summary["lines"], summary["format"]) == (0, 2, "text")
+    for path, shown in (("config.json", "json"), ("config.yaml", "yaml")):
+        [item] = media_of(server, run_id, path)
+        assert (item["format"], item["artifact"]) == (shown, path)
+        assert file_bytes(server, item) == artifact_bytes(live, run_id, path, tmp_path)
+    assert json.loads(file_bytes(server, media_of(server, run_id, "config.json")[0])) == config
+    listed = {entry.path for entry in live.list_artifacts(run_id)}
+    assert listed == {"config.json", "config.yaml", "notes"}  # still plain files too

@@ -1,5 +1,5 @@
-/* The run page's Media section: a panel per key the run logged images, tables or histograms
- * under, kept up to date live.
+/* The run page's Media section: a panel per key the run logged images, tables, histograms or
+ * texts under, kept up to date live.
  *
  * The page renders the section hidden, with a JSON config in <script id="media-config">:
  *   {run: 7, keysApi: "/api/v1/runs/7/media", itemsApi: "/api/v1/runs/7/media/KEY",
@@ -18,12 +18,17 @@
  * - Histograms: every step's histogram (the latest `maxItems` steps) as one heatmap, x the
  *   step and y the value, after resampling each onto common bins (the steps' bins differ);
  *   beside it the latest histogram as bars in its own bins, or the hovered step's.
+ * - Texts: the texts at the chosen step (the first `TEXTS_PER_STEP`), each read from its file
+ *   into a <pre> that scrolls; a JSON text is re-indented (its numbers and strings kept as
+ *   written), a long one cut at `TEXT_SHOWN_CHARS` with a link to the whole file. The slider
+ *   is the images' one.
  *
  * Live: charts.js owns the socket and re-dispatches each message on document
  * ("labbook:live-message"); a "run.media" message names the keys and steps stored, and each
  * named panel reads its key again (a new key gets a new panel). On every (re)subscription
  * ("labbook:live-connected") the key list is read again: what was stored while the socket was
- * down reaches no message.
+ * down reaches no message. A key whose kind changes (MLflow's log_table uploads its JSON file,
+ * a text until the tag naming it a table arrives) gets a new panel of its new kind.
  */
 (function () {
   "use strict";
@@ -32,6 +37,8 @@
   const HEAT_BINS_MAX = 128;
   const NARROW_PLOT = 560; // px: a heatmap narrower than this has no colour bar
   const PIXELATED_BELOW = 96; // px: small images (MNIST digits) are scaled up without blurring
+  const TEXT_SHOWN_CHARS = 200000; // a longer text shows its start and links to the whole file
+  const TEXTS_PER_STEP = 10; // texts of one step shown (each is read from its own file)
   const COLORSCALE = [
     [0, "#f7fbff"],
     [0.25, "#c6dbef"],
@@ -654,7 +661,119 @@
     }
   };
 
-  const KINDS = { image: ImagePanel, table: TablePanel, histogram: HistogramPanel };
+  /* --- Texts (issue 21) --- */
+
+  async function getText(url) {
+    const response = await fetch(url, { credentials: "same-origin" }); // Accept */*: the API's renderers are JSON
+    if (!response.ok) throw new Error("error " + response.status);
+    return response.text();
+  }
+
+  /* A JSON text re-indented by two spaces, token by token: numbers and strings stay exactly as
+   * written (JSON.parse would round 12345678901234567890). Null when the text is not JSON. */
+  function prettyJSON(text) {
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      return null;
+    }
+    const parts = [];
+    let depth = 0;
+    const newline = () => "\n" + "  ".repeat(depth);
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (c === '"') {
+        let end = i + 1;
+        while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+        parts.push(text.slice(i, end + 1));
+        i = end;
+      } else if (c === "{" || c === "[") {
+        let next = i + 1;
+        while (" \t\r\n".includes(text[next])) next++;
+        if (text[next] === "}" || text[next] === "]") {
+          parts.push(c + text[next]); // an empty object or list stays on its line
+          i = next;
+        } else {
+          depth++;
+          parts.push(c + newline());
+        }
+      } else if (c === "}" || c === "]") {
+        depth--;
+        parts.push(newline() + c);
+      } else if (c === ",") parts.push("," + newline());
+      else if (c === ":") parts.push(": ");
+      else if (!" \t\r\n".includes(c)) parts.push(c);
+    }
+    return parts.join("");
+  }
+  Labbook.prettyJSON = prettyJSON;
+
+  function TextPanel(media, entry) {
+    Panel.call(this, media, entry);
+    this.control = new StepControl((step) => this.show(step));
+    this.texts = new Map(); // media id -> the text as read
+    this.list = el("div", { class: "media-texts", "data-media-texts": true });
+    this.note = el("p", { class: "muted media-note", hidden: true });
+  }
+  TextPanel.prototype = Object.create(Panel.prototype);
+
+  TextPanel.prototype.refresh = function (stepsStored) {
+    let step = this.control.wanted(this.entry.last_step);
+    if (this.control.follow && stepsStored && stepsStored.length) step = Math.max(step ?? 0, ...stepsStored);
+    return this.show(step);
+  };
+
+  TextPanel.prototype.show = async function (step) {
+    const asked = ++this.asked;
+    let body, items;
+    try {
+      body = await getJSON(this.url({ step: step, limit: this.media.config.stepItems }));
+      items = this.ofKind(body.items);
+      await Promise.all(
+        items.slice(0, TEXTS_PER_STEP).map(async (item) => {
+          if (!this.texts.has(item.id)) this.texts.set(item.id, await getText(samePath(item.url)));
+        }),
+      );
+    } catch (error) {
+      if (asked === this.asked) this.failed(error);
+      return;
+    }
+    if (asked !== this.asked) return;
+    this.loaded = true;
+    this.control.update(body.steps, step);
+    this.describeSteps(body.steps);
+    if (!this.body.contains(this.list)) this.body.replaceChildren(this.control.root, this.list, this.note);
+    this.list.dataset.step = String(step);
+    this.list.replaceChildren(...items.slice(0, TEXTS_PER_STEP).map((item) => this.draw(item)));
+    if (!items.length) this.list.append(el("p", { class: "muted", text: "No text at this step." }));
+    const cut = items.length > TEXTS_PER_STEP;
+    this.note.hidden = !cut;
+    this.note.textContent = cut ? "The first " + TEXTS_PER_STEP + " of " + items.length + " texts of this step." : "";
+  };
+
+  TextPanel.prototype.draw = function (item) {
+    const text = this.texts.get(item.id);
+    const shown = (item.format === "json" && prettyJSON(text)) || text;
+    const cut = shown.length > TEXT_SHOWN_CHARS;
+    const lines = shown === text ? plural(item.lines, "line") : null; // as stored, not as re-indented
+    const facts = [item.caption, lines, item.format !== "text" ? item.format : null];
+    return el(
+      "figure",
+      { class: "media-text", "data-media-item": item.id, "data-format": item.format },
+      el("figcaption", { class: "muted", text: facts.filter(Boolean).join(" · ") }),
+      el("pre", { tabindex: "0", "data-media-text": true, "aria-label": this.key + " at step " + item.step }, cut ? shown.slice(0, TEXT_SHOWN_CHARS) : shown),
+      cut
+        ? el(
+            "p",
+            { class: "muted media-note", "data-media-text-cut": true },
+            "The first " + TEXT_SHOWN_CHARS.toLocaleString() + " of " + shown.length.toLocaleString() + " characters. ",
+            el("a", { href: samePath(item.url), download: true, text: "Download the whole text" }), // named by the server
+          )
+        : null,
+    );
+  };
+
+  const KINDS = { image: ImagePanel, table: TablePanel, histogram: HistogramPanel, text: TextPanel };
 
   /* --- The section ------------------------------------------------------------------- */
 
@@ -686,6 +805,16 @@
     return panel;
   };
 
+  /* A key now of another kind (a file MLflow's log_table uploaded, a text until its tag came):
+   * the old panel goes, one of the new kind takes its place. */
+  Media.prototype.replace = function (entry) {
+    const old = this.panels.get(entry.key);
+    if (this.observer) this.observer.unobserve(old.root);
+    old.root.remove();
+    this.panels.delete(entry.key);
+    return this.add(entry);
+  };
+
   Media.prototype.onVisible = function (entries) {
     entries.forEach((seen) => {
       if (!seen.isIntersecting) return;
@@ -702,9 +831,10 @@
   Media.prototype.onMessage = function (msg) {
     Object.entries(msg.media || {}).forEach(([key, stored]) => {
       let panel = this.panels.get(key);
-      if (!panel) {
+      if (!panel || panel.kind !== stored.kind) {
         const last = Math.max(...stored.steps);
-        panel = this.add({ key: key, kind: stored.kind, count: stored.steps.length, first_step: Math.min(...stored.steps), last_step: last });
+        const entry = { key: key, kind: stored.kind, count: stored.steps.length, first_step: Math.min(...stored.steps), last_step: last };
+        panel = panel ? this.replace(entry) : this.add(entry);
         return; // read when it scrolls into view
       }
       if (panel.loaded || panel.visible) panel.refresh(stored.steps);
@@ -727,7 +857,11 @@
         this.add(entry);
         return;
       }
-      if (entry.kind !== panel.kind) return; // a key logged as two kinds: its panel's kind
+      if (entry.kind !== panel.kind) {
+        // Another kind: the panel's is gone (a text become a table), or the key holds both.
+        if (!body.media.some((other) => other.key === entry.key && other.kind === panel.kind)) this.replace(entry);
+        return;
+      }
       const changed = panel.entry.count !== entry.count || panel.entry.last_step !== entry.last_step;
       panel.entry = entry;
       if (changed && panel.loaded) panel.refresh();
