@@ -30,6 +30,7 @@ from PIL import Image as PILImage
 from labbook.env import artifact_storage
 from tests.sdk.server import ROOT, LabbookServer
 from tests.support import free_port, services_free, wait_until
+from tests.tracking import test_artifact_versions as versions
 from tracking import services
 from tracking.mlflow import artifacts
 from tracking.models import Run
@@ -395,3 +396,30 @@ def test_media_images_and_tables_are_objects_and_a_logged_image_artifact_serves_
     assert stored[f"{run.project_id}/{run.pk}/artifacts/figures/loss.png"] == png
     assert sum(1 for key in stored if key.startswith(f"{run.project_id}/{run.pk}/media/")) == 2
     assert files_on_disk(tmp_path) == []
+
+
+# --- Versioned artifacts ----------------------------------------------------------------------
+
+
+def test_versioned_artifact_files_are_blobs_in_the_bucket_checked_as_they_stream(
+    world, run, bucket
+):
+    """A version's files are objects keyed by content; a file whose bytes are not the
+    manifest's is refused mid-stream and leaves no object behind."""
+    client = world.editor.client()
+    weights = os.urandom(9 * MIB)  # a multipart upload
+    files = {"weights.bin": weights, "config.json": b'{"layers": 3}'}
+    answer = versions.announce(client, run, {"bad.bin": b"expected"}, name="broken")
+    pending = answer.json()["version"]["id"]
+    refused = versions.put(
+        client, pending, b"something else", versions.entry("x", b"expected")["sha256"]
+    )
+    assert refused.status_code == 400
+    assert keys(bucket) == {}
+    committed = versions.log(client, run, files)
+    assert committed["version"] == "v0"
+    got = client.get("/api/v1/projects/acme/mnist/artifacts/model/v0/files/weights.bin")
+    assert content(got) == weights
+    blobs = {key for key in keys(bucket) if "/blobs/" in key}
+    assert len(blobs) == 2
+    assert versions.log(client, run, files)["version"] == "v0"  # the same files: no new version
