@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 from PIL import Image
 
@@ -404,7 +404,26 @@ def _summary(rows: Iterable[MediaItem]) -> dict[str, dict[str, Any]]:
     return summary
 
 
+def delete_items(rows: QuerySet[MediaItem]) -> int:
+    """Delete ``rows``, and once that commits the files under a run's ``media/`` folder that
+    no remaining item names (an item made from an artifact may point at the artifact itself,
+    which is not ours to delete)."""
+    files = {file for file in rows.values_list("file", flat=True) if "/media/" in file}
+    deleted, _ = rows.delete()
+    orphans = files - set(MediaItem.objects.filter(file__in=files).values_list("file", flat=True))
+    if orphans:
+        transaction.on_commit(lambda: _delete_files(sorted(orphans)))
+    return deleted
+
+
+def _delete_files(keys: list[str]) -> None:
+    for key in keys:
+        storage.delete(key)
+
+
 def content_type(item: MediaItem) -> str:
+    if item.kind == MediaKind.TEXT:  # whatever the file's name (notes.md, config.yaml)
+        return "text/plain; charset=utf-8"
     extension = item.file.rsplit(".", 1)[-1]
     return CONTENT_TYPES.get(extension, "application/octet-stream")
 
@@ -515,10 +534,12 @@ def media_from_stored_file(*, run: Run, item: Item, file_key: str) -> MediaResul
 
     Nothing is copied: the row points at the file already there (the caller
     read ``item.content`` from it), whose extension must be ``item.extension``
-    so that :func:`content_type` names the format that was decoded. The same
+    so that :func:`content_type` names the format that was decoded (a text is
+    served as text whatever its name). The same
     content at the same key and step is a duplicate, as in :func:`media_ingest`.
     """
-    if item.extension and not file_key.endswith(f".{item.extension}"):
+    named = item.kind == MediaKind.TEXT or file_key.endswith(f".{item.extension}")
+    if item.extension and not named:
         raise ValueError(f"{file_key!r} does not end in .{item.extension}")
     if (item.key, item.step, item.digest) in _stored(run, [item]):
         return MediaResult(accepted=0, duplicates=1, items=[])

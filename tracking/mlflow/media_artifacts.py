@@ -219,7 +219,7 @@ def artifact_deleted(location: artifacts.Location) -> None:
         )
     else:
         rows = rows.filter(meta__has_key=ARTIFACT)
-    rows.delete()
+    media.delete_items(rows)
 
 
 # --- Mirroring one file -----------------------------------------------------------------------
@@ -244,7 +244,7 @@ def mirror(location: artifacts.Location, source: Source) -> MediaItem | None:
         stale = _mirroring(location.run, location.relative)
         if item is not None:
             stale = stale.exclude(key=item.key, step=item.step, digest=item.digest)
-        stale.delete()
+        media.delete_items(stale)
         return _keep(location, item) if item is not None else None
 
 
@@ -313,7 +313,10 @@ def split_table(data: bytes, where: str) -> tuple[Any, Any]:
 def _keep(location: artifacts.Location, item: media.Item) -> MediaItem | None:
     """Store ``item``'s row: pointing at the artifact when its name says its format."""
     run = location.run
-    if item.kind == MediaKind.IMAGE and location.key.endswith(f".{item.extension}"):
+    points_at_artifact = item.kind == MediaKind.TEXT or (
+        item.kind == MediaKind.IMAGE and location.key.endswith(f".{item.extension}")
+    )
+    if points_at_artifact:  # a text's bytes are the file's: it is served as text
         result = media.media_from_stored_file(run=run, item=item, file_key=location.key)
     else:
         result = media.media_ingest(run=run, items=[item])

@@ -23,7 +23,7 @@ from tests.sdk.proxy import FaultProxy
 from tests.sdk.server import LabbookServer
 from tests.support import services_free, wait_until
 from tests.tracking.mlflow.test_client import client_env
-from tracking import services
+from tracking import services, storage
 from tracking.mlflow import media_artifacts
 from tracking.mlflow.media_artifacts import Source, source_of
 from tracking.models import MediaItem, MediaKind, Run
@@ -219,6 +219,22 @@ def test_deleting_a_file_or_its_folder_removes_its_items(world, run):
     assert [item.key for item in items(run)] == ["top.png"]
 
 
+def test_a_copy_kept_for_an_item_goes_with_it_and_a_text_is_no_copy(
+    world, run, django_capture_on_commit_callbacks
+):
+    client = world.editor.client()
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(client, run, "a.jpg", png(fmt="JPEG"))  # kept as a copy under media/
+        upload(client, run, "notes.md", b"# Notes\n")
+        [copy] = [item.file for item in items(run) if "/media/" in item.file]
+        assert storage.kind(copy) == "file"
+        assert client.delete(url(run, "a.jpg")).status_code == 200
+        assert client.delete(url(run, "notes.md")).status_code == 200
+    assert items(run) == []
+    assert storage.kind(copy) is None
+    assert storage.listing(f"{run.project_id}/{run.pk}", f"{run.project_id}/{run.pk}/media") == []
+
+
 # --- The unmodified mlflow client against a live server -------------------------------------------
 
 
@@ -408,7 +424,7 @@ def test_a_text_file_is_a_text_item_kept_as_uploaded(world, run):
         "format": "yaml",
         "artifact": "config/params.yaml",
     }
-    assert item.file.endswith(".txt") and "/media/" in item.file  # a copy, served as text
+    assert item.file == f"{run.project_id}/{run.pk}/artifacts/config/params.yaml"  # no copy
     answer = client.get(f"/api/v1/media/{item.pk}")
     assert answer["Content-Type"] == "text/plain; charset=utf-8"
     assert b"".join(answer.streaming_content) == body
