@@ -47,6 +47,11 @@ urlpatterns = [
     path("<str:team>/<str:project>/runs/<id:run_id>", views.run, name="run"),
     path("<str:team>/<str:project>/runs/<id:run_id>/state", views.run_state, name="run-state"),
     path(
+        "<str:team>/<str:project>/runs/<id:run_id>/artifact-cards",
+        views.run_artifact_cards,
+        name="run-artifact-cards",
+    ),
+    path(
         "<str:team>/<str:project>/runs/<id:run_id>/metrics.csv",
         views.metric_csv,
         name="run-metric-csv",

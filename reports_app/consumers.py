@@ -224,8 +224,8 @@ class LiveConsumer(Rechecking):
     async def _error(self, code: str, **details: Any) -> None:
         await self.send_json({"type": "error", "code": code, **details})
 
-    # Group messages ("run.points", "run.media", "run.console", "run.status", "project.run",
-    # "comment.changed") go out as is.
+    # Group messages ("run.points", "run.media", "run.console", "run.status", "run.artifacts",
+    # "project.run", "comment.changed") go out as is.
     async def run_points(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
 
@@ -236,6 +236,9 @@ class LiveConsumer(Rechecking):
         await self.send_json(message)
 
     async def run_status(self, message: dict[str, Any]) -> None:
+        await self.send_json(message)
+
+    async def run_artifacts(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
 
     async def project_run(self, message: dict[str, Any]) -> None:
@@ -397,6 +400,10 @@ class ShareConsumer(Rechecking):
 
     async def run_status(self, message: dict[str, Any]) -> None:
         await self.send_json(message)
+
+    async def run_artifacts(self, message: dict[str, Any]) -> None:
+        """Never forwarded: a share link shows what the report draws, not the run's
+        artifacts; the handler only keeps the message from closing the socket."""
 
     async def project_run(self, message: dict[str, Any]) -> None:
         if message.get("created"):

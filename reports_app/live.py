@@ -24,6 +24,10 @@ Groups and messages (metric values are numbers, or the strings ``"NaN"``,
                   New console lines, in order; more than MAX_CONSOLE_LINES in one
                   batch sends only the last of them and ``"truncated": true``.
     run.<id>      {"type": "run.status", "run": 7, "status": "failed", "old": "running"}
+    run.<id>      {"type": "run.artifacts", "run": 7}
+                  The run's artifacts changed: a version it logged was committed, it
+                  used a version, or an MLflow artifact file was stored or deleted;
+                  the run page reads its artifact cards again.
     project.<id>  {"type": "project.run", "run": 7, ...} with the fields that
                   changed: ``"status"`` on a status change, ``"summary"``
                   ({key: latest value}) when points arrive, ``"created": true``
@@ -84,6 +88,7 @@ def connect() -> None:
     events.subscribe(events.MediaLogged, on_media_logged)
     events.subscribe(events.ConsoleAppended, on_console_appended)
     events.subscribe(events.RunStatusChanged, on_run_status_changed)
+    events.subscribe(events.RunArtifactsChanged, on_run_artifacts_changed)
     events.subscribe(events.RunCreated, on_run_created)
     events.subscribe(events.MembershipRemoved, on_membership_removed)
     user_logged_out.connect(on_logged_out, dispatch_uid="labbook.live.on_logged_out")
@@ -142,6 +147,12 @@ def on_run_status_changed(event: events.RunStatusChanged) -> None:
             (project_group(event.project_id), {"type": "project.run", **status}),
         ]
     )
+
+
+def on_run_artifacts_changed(event: events.RunArtifactsChanged) -> None:
+    """Names the run only: the page reads what changed through its own access check."""
+    message = {"type": "run.artifacts", "run": event.run_id}
+    publish([(run_group(event.run_id), message)])
 
 
 def on_run_created(event: events.RunCreated) -> None:

@@ -43,7 +43,7 @@ from django.utils import timezone
 from kernel.errors import ApplicationError, Conflict, NotFound, PermissionDenied, invalid
 from kernel.ids import is_id
 from kernel.limits import max_length
-from tracking import selectors, storage
+from tracking import events, selectors, storage
 from tracking.mlflow.artifacts import TooLarge, clean_path
 from tracking.models import (
     WRITE_ROLES,
@@ -326,6 +326,8 @@ def version_commit(version: ArtifactVersion) -> ArtifactVersion:
             row.state = ArtifactState.COMMITTED
             row.committed_at = timezone.now()
             row.save(update_fields=["version", "state", "committed_at"])
+            if row.producer_id is not None:  # its run's page lists it now (issue 21)
+                _artifacts_changed(row.producer_id, version.artifact.project_id)
     row.artifact = version.artifact
     return row
 
@@ -413,9 +415,15 @@ def use_record(*, run: Run, version: ArtifactVersion) -> bool:
     try:
         with transaction.atomic():
             ArtifactUse.objects.create(run=run, version=version)
+            _artifacts_changed(run.pk, run.project_id)  # its run's page lists it now (issue 21)
     except IntegrityError:
         return False
     return True
+
+
+def _artifacts_changed(run_id: int, project_id: int) -> None:
+    """Tell whoever watches the run (its page's artifact cards), once the change commits."""
+    events.publish(events.RunArtifactsChanged(run_id, project_id))
 
 
 # --- Reading ---------------------------------------------------------------------------------

@@ -75,6 +75,15 @@ class RunStatusChanged:
 
 
 @dataclass(frozen=True)
+class RunArtifactsChanged:
+    """The run's artifacts changed: a version it logged was committed, it used a version,
+    or an MLflow artifact file of it was stored or deleted (issue 21)."""
+
+    run_id: int
+    project_id: int
+
+
+@dataclass(frozen=True)
 class RunCreated:
     run_id: int
     project_id: int
@@ -100,6 +109,7 @@ Event = (
     | MediaLogged
     | ConsoleAppended
     | RunStatusChanged
+    | RunArtifactsChanged
     | RunCreated
     | SdkAlertRaised
     | MembershipRemoved

@@ -177,6 +177,33 @@ def charts_config(
     }
 
 
+# --- Artifact cards, kept up to date live (issue 21) ---
+# The run page's two artifact cards (versions logged and used; MLflow files), one template the
+# page and its partial endpoint both render: the page swaps it in on a "run.artifacts" message.
+ARTIFACT_CARDS = "workspace/includes/run_artifact_cards.html"
+
+
+def artifact_cards_context(run: Run, user: User) -> dict[str, Any]:
+    """What the artifact cards show of ``run`` to ``user``: a storage walk and two queries."""
+    return {
+        "run": run,
+        **artifacts_context(run),
+        "artifact_lineage": run_lineage(run, user),  # Versioned artifacts (issue 21)
+        "artifact_cards_href": reverse(
+            "run-artifact-cards",
+            kwargs={"team": run.project.team.slug, "project": run.project.slug, "run_id": run.pk},
+        ),
+    }
+
+
+def artifact_cards(run: Run, user: User) -> str:
+    """The artifact cards rendered as the page renders them: what the page swaps in live."""
+    return render_to_string(ARTIFACT_CARDS, artifact_cards_context(run, user))
+
+
+# --- end Artifact cards ---
+
+
 def artifacts_context(run: Run) -> dict[str, Any]:
     """The run's files (logged by the mlflow client), the first ARTIFACTS_SHOWN of them."""
     files = artifacts.artifact_walk(run)
@@ -313,10 +340,9 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
         "charts_config": charts_config(charts, [run]),
         "sdk_alerts": alerts,
         "incidents": incidents,
-        **artifacts_context(run),
+        **artifact_cards_context(run, user),  # Artifacts, live (issue 21)
         "media_config": media_config(run),  # Media (issue 21)
         "console_config": console_config(run),  # Console (issue 21)
-        "artifact_lineage": run_lineage(run, user),  # Versioned artifacts (issue 21)
     }
 
 

@@ -209,6 +209,18 @@ def run_state(
     return response
 
 
+@login_required
+@require_GET
+def run_artifact_cards(
+    request: AuthenticatedHttpRequest, team: str, project: str, run_id: int
+) -> HttpResponse:
+    """The run page's artifact cards, rendered as the page renders them (issue 21)."""
+    found = _run(request, team, project, run_id)
+    response = HttpResponse(run_pages.artifact_cards(found, request.user))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def _annotate(request: HttpRequest, run: Run) -> HttpResponse:
     """Save the posted notes or tags. A form is sent back to the page with a message; a
     script asking for JSON gets the notes as the page shows them, or the error."""

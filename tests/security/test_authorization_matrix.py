@@ -760,6 +760,7 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"notes": "Looks fine."},
     ),
     "run-state": Expect(Via.PAGE, get=PAGE_READ),  # what the run page applies live
+    "run-artifact-cards": Expect(Via.PAGE, get=PAGE_READ),  # swapped in live (issue 21)
     "run-metric-csv": Expect(Via.PAGE, get=PAGE_READ, query=lambda s: {"key": "loss"}),
     "run-artifact": Expect(Via.PAGE, get=PAGE_READ),
     "project-artifact": Expect(Via.PAGE, get=PAGE_READ, kwargs={"name": "model"}),  # issue 21

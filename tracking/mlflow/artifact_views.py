@@ -43,6 +43,7 @@ def _upload(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
         length=_content_length(request),
     )
     media_artifacts.artifact_stored(location)  # an image or a table is media too (issue 21)
+    artifacts.artifacts_changed(location)  # the run page's Artifacts card (issue 21)
     return {}
 
 
@@ -55,6 +56,7 @@ def _delete(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
     location = artifacts.locate(request.user, path, write=True)
     artifacts.artifact_delete(location=location)
     media_artifacts.artifact_deleted(location)  # its media items go with it (issue 21)
+    artifacts.artifacts_changed(location)  # the run page's Artifacts card (issue 21)
     return {}
 
 

@@ -21,10 +21,11 @@ from typing import TypedDict
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.http import FileResponse
 
 from kernel.errors import ApplicationError, NotFound
-from tracking import selectors, storage
+from tracking import events, selectors, storage
 from tracking.models import Run
 
 TEMP_PREFIX = storage.TEMP_PREFIX  # hidden from listings; refused as a name
@@ -367,3 +368,12 @@ def artifact_write(
 def artifact_delete(*, location: Location) -> None:
     """Delete a file or a whole folder; nothing there is no error (a retried DELETE)."""
     storage.delete(location.key)
+
+
+def artifacts_changed(location: Location) -> None:
+    """After a write or a delete: the run's page shows its files again (issue 21).
+
+    The storage is no transaction; the event's own one commits at once.
+    """
+    with transaction.atomic():
+        events.publish(events.RunArtifactsChanged(location.run.pk, location.run.project_id))

@@ -10,6 +10,9 @@
  * socket (charts.js) announces a status change of the run or (re)subscribes, and every
  * `refresh` seconds while the run runs (last seen, stalled).
  *
+ * Artifacts. The artifact cards are read again, rendered, when the socket says the run's
+ * artifacts changed (at most once per 2 s; see artifactsChanged below).
+ *
  * Notes. Editors get an "Edit notes" button that swaps the rendered notes for the form;
  * saving posts the form (the page's own endpoint) asking for JSON and puts back the notes
  * the server rendered. Without scripts the form simply stands under the notes.
@@ -83,12 +86,58 @@
     applyRunState(state);
   }
 
+  /* Artifact cards (issue 21): the versions the run logged and used, and its files, are one
+   * server-rendered block ([data-run-artifacts]); GET <run>/artifact-cards answers it rendered
+   * as a reload renders it. It is read again when the socket says the run's artifacts changed
+   * ("run.artifacts") and at every (re)subscription, at most once per ARTIFACTS_EVERY ms: a
+   * burst of uploads reads it at its start and once more after the pause, never per file. */
+  const ARTIFACTS_EVERY = 2000;
+  const cards = { last: -Infinity, timer: null, asked: 0, shown: 0 };
+
+  function artifactsChanged() {
+    if (cards.timer !== null) return; // a read is due already: it sees this change too
+    const wait = cards.last + ARTIFACTS_EVERY - Date.now();
+    if (wait <= 0) {
+      readArtifacts();
+      return;
+    }
+    cards.timer = window.setTimeout(() => {
+      cards.timer = null;
+      readArtifacts();
+    }, wait);
+  }
+
+  /* One read of the cards; an answer older than one already shown is dropped. */
+  async function readArtifacts() {
+    const box = document.querySelector("[data-run-artifacts]");
+    if (!box) return;
+    cards.last = Date.now(); // from the start: a change during the read is read again
+    const asked = ++cards.asked;
+    let response;
+    try {
+      response = await fetch(box.dataset.href, {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      });
+    } catch (error) {
+      return; // offline: the socket's next subscription reads them again
+    }
+    if (!response.ok) return;
+    const html = await response.text();
+    if (asked <= cards.shown) return;
+    cards.shown = asked;
+    box.innerHTML = html; // rendered and escaped by the server, as the page itself
+  }
+
   document.addEventListener("labbook:live-message", (event) => {
     const msg = event.detail;
-    if (page.state && msg.type === "run.status" && msg.run === page.state.id) refresh();
+    if (!page.state || msg.run !== page.state.id) return;
+    if (msg.type === "run.status") refresh();
+    else if (msg.type === "run.artifacts") artifactsChanged();
   });
   document.addEventListener("labbook:live-connected", () => {
     if (page.state) refresh();
+    artifactsChanged();
   });
 
   function notesEditor(card) {
