@@ -41,7 +41,7 @@ from tracking.services import TOKEN_NOT_VALID, TokenExpired, token_authenticate,
 # of a versioned artifact.
 UPLOAD_PATH = re.compile(
     r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/.+|^/api/v1/runs/\d+/artifacts/.+"
-    # Versioned artifacts (issue 21): one file of a pending version, by its SHA-256.
+    # Versioned artifacts: one file of a pending version, by its SHA-256.
     r"|^/api/v1/artifact-versions/\d+/files/[0-9a-f]{64}$"
 )
 

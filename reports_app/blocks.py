@@ -68,7 +68,7 @@ import yaml
 from kernel.charts import BANDS, MAX_CHART_RUNS
 from tracking.presentation import GROUPINGS
 
-# --- Media blocks (issue 21): parsed and drawn by reports_app.media_blocks ---------------------
+# --- Media blocks: parsed and drawn by reports_app.media_blocks --------------------------------
 MEDIA_KINDS = ("media", "table", "histogram", "logs")
 # --- end media blocks ---------------------------------------------------------------------------
 KINDS = ("chart", "runs", "compare", "scatter", "bar", "parallel", "importance", *MEDIA_KINDS)

@@ -326,7 +326,7 @@ class ShareConsumer(Rechecking):
     A run's media and console messages are never forwarded: for a live media,
     table, histogram or logs block of the report that one may change, the
     socket sends only ``{"type": "block.changed", "block": <index>}``, and the
-    page draws that block again through the link (issue 21).
+    page draws that block again through the link.
     """
 
     async def connect(self) -> None:

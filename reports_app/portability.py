@@ -29,7 +29,7 @@ from tracking.portability.sections import LoadContext
 
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,200}$")
 RUNS_KEY = re.compile(r"^runs[ \t]*:(?=[ \t]|$)")
-RUN_KEY = re.compile(r"^(run[ \t]*:[ \t]*)(\d+)(?=[ \t]*(?:#.*)?$)", re.MULTILINE)  # issue 21
+RUN_KEY = re.compile(r"^(run[ \t]*:[ \t]*)(\d+)(?=[ \t]*(?:#.*)?$)", re.MULTILINE)
 CHUNK = 100
 
 
@@ -221,7 +221,7 @@ def retarget_block(text: str, runs: dict[int, int], projects: dict[str, str]) ->
         options = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(options, dict) and "run" in options:  # issue 21: table and logs blocks
+    if isinstance(options, dict) and "run" in options:  # table and logs blocks
         return retarget_run(text, options, runs)
     if not isinstance(options, dict) or "runs" not in options:
         return text
@@ -232,7 +232,7 @@ def retarget_block(text: str, runs: dict[int, int], projects: dict[str, str]) ->
 
 
 def retarget_run(text: str, options: dict[str, Any], runs: dict[int, int]) -> str:
-    """A ``run: <id>`` (table and logs blocks, issue 21) pointed at the imported run."""
+    """A ``run: <id>`` (table and logs blocks) pointed at the imported run."""
     value = options["run"]
     if isinstance(value, bool) or not isinstance(value, int) or runs.get(value, value) == value:
         return text
@@ -303,7 +303,7 @@ def retarget_frozen(frozen: dict[str, Any], runs: dict[int, int]) -> dict[str, A
     return frozen
 
 
-# --- issue 21: pins of frozen media, table, histogram and logs blocks -------------------------
+# --- pins of frozen media, table, histogram and logs blocks -----------------------------------
 
 
 def retarget_pins(frozen: dict[str, Any], body: Any, context: LoadContext) -> dict[str, Any]:
@@ -331,6 +331,3 @@ def _block_kinds(body: str) -> dict[str, str]:
     """Each fenced block's kind by its index, as ``frozen`` keys them."""
     _html, source = markup.convert(body)
     return {str(index): kind for index, (kind, _text, _line) in enumerate(source.blocks)}
-
-
-# --- end issue 21 ------------------------------------------------------------------------------

@@ -98,8 +98,8 @@ class Rendered:
     thinned: int = 0  # charts the page budget drew thinner than asked
     left_out: int = 0  # charts past the page budget, drawn as a note instead
     sources: Sources | None = None
-    media: frozenset[int] = frozenset()  # images shown: all a share link may serve (issue 21)
-    # issue 21: the live media, table, histogram and logs blocks, and what each watches
+    media: frozenset[int] = frozenset()  # images shown: all a share link may serve
+    # the live media, table, histogram and logs blocks, and what each watches
     live_blocks: tuple[media_blocks.LiveBlock, ...] = ()
 
     @property
@@ -604,7 +604,7 @@ def _block_html(item: _Block, figures: dict[int, Figure], *, public: bool) -> st
     raise AssertionError(item.kind)
 
 
-# --- Media, table, histogram and logs blocks (issue 21: reports_app.media_blocks) ----------
+# --- Media, table, histogram and logs blocks (reports_app.media_blocks) --------------------
 
 
 def _media(items: list[_Block], frozen: dict[str, Any], *, public: bool) -> media_blocks.Drawn:
@@ -768,7 +768,7 @@ def render_report(
     html, source = markup.convert(report.body if body is None else body)
     items = _parse(source)
     _resolve(items, report)
-    media = _media(items, frozen or {}, public=public)  # issue 21
+    media = _media(items, frozen or {}, public=public)
     figures = _drawn(items, frozen or {}, report, public=public, more=_media_figures(media))
     _prefetch_for_tables(items)
     links = _run_links(source, report, public=public)
@@ -826,7 +826,7 @@ def freeze(report: Report) -> dict[str, Any]:
     if not items:
         return {}
     _resolve(items, report)
-    pinned = _media(items, {}, public=True).pins  # issue 21: what media blocks showed
+    pinned = _media(items, {}, public=True).pins  # what media blocks showed
     charts = [i for i in items if not isinstance(i.parsed, media_blocks.TYPES)]
     figures = _drawn(charts, {}, report, public=True)
     return {str(index): f.figure for index, f in figures.items()} | {

@@ -38,7 +38,7 @@ def _config(
 ) -> dict:
     """What ``report.js`` reads: the figures and what to subscribe to for live updates.
 
-    Live media-kind blocks (issue 21) add their runs to a member's subscription and are
+    Live media-kind blocks add their runs to a member's subscription and are
     drawn again from ``mediaBlockUrl`` when a run's media or console message touches them;
     a share link's socket says which block changed instead (``share_live_scope``).
     """
@@ -93,7 +93,7 @@ def report_context(report: ReportWithRole, *, user: User) -> dict[str, Any]:
 def shared_context(link: ShareLink, *, token: str) -> dict[str, Any]:
     report = link.report
     rendered = _public_render(report)
-    rendered = replace(rendered, html=_shared_sources(rendered, token))  # issue 21
+    rendered = replace(rendered, html=_shared_sources(rendered, token))
     block_url = reverse("shared-block", kwargs={"token": token, "index": 0})
     media_url = reverse("shared-media-block", kwargs={"token": token, "index": 0})
     return {
@@ -143,7 +143,7 @@ def share_live_scope(link: ShareLink) -> ShareLiveScope:
     return ShareLiveScope(groups, keys, rendered.live_blocks)
 
 
-# --- Images of a shared report (issue 21) ---------------------------------------------------
+# --- Images of a shared report --------------------------------------------------------------
 
 
 def _shared_sources(rendered: render.Rendered, token: str) -> str:
@@ -221,7 +221,7 @@ def export_html(report: Report) -> str:
     Runs are named rather than linked, as on a share link: the file outlives the server.
     """
     rendered = render.render_report(report, frozen=_frozen(report), public=True)
-    html = media_blocks.inline_images(rendered.html, rendered.media)  # issue 21: data: URIs
+    html = media_blocks.inline_images(rendered.html, rendered.media)  # data: URIs
     rendered = replace(rendered, html=html)
     context = {
         "report": report,

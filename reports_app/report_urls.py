@@ -14,7 +14,7 @@ from reports_app import editor_views, report_views
 fixed_patterns = [
     path("reports/<id:report_id>/", report_views.report, name="report"),
     path("reports/<id:report_id>/blocks/<int:index>", report_views.block, name="report-block"),
-    path(  # issue 21: a live media, table, histogram or logs block drawn again
+    path(  # a live media, table, histogram or logs block drawn again
         "reports/<id:report_id>/media-blocks/<int:index>",
         report_views.media_block,
         name="report-media-block",
@@ -31,7 +31,7 @@ fixed_patterns = [
     path("reports/<id:report_id>/share", editor_views.share, name="report-share"),
     path("s/<str:token>", report_views.shared, name="shared"),
     path("s/<str:token>/blocks/<int:index>", report_views.shared_block, name="shared-block"),
-    # issue 21: an image the shared report shows
+    # an image the shared report shows
     path("s/<str:token>/media/<id:media_id>", report_views.shared_media, name="shared-media"),
     path(
         "s/<str:token>/media-blocks/<int:index>",

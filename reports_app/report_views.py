@@ -82,7 +82,7 @@ def shared_block(request: HttpRequest, token: str, index: int) -> JsonResponse:
     return JsonResponse(figure)
 
 
-# --- Images of a shared report (issue 21) ----------------------------------------------------
+# --- Images of a shared report ---------------------------------------------------------------
 
 
 @require_GET

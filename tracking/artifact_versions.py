@@ -326,7 +326,7 @@ def version_commit(version: ArtifactVersion) -> ArtifactVersion:
             row.state = ArtifactState.COMMITTED
             row.committed_at = timezone.now()
             row.save(update_fields=["version", "state", "committed_at"])
-            if row.producer_id is not None:  # its run's page lists it now (issue 21)
+            if row.producer_id is not None:  # its run's page lists it now
                 _artifacts_changed(row.producer_id, version.artifact.project_id)
     row.artifact = version.artifact
     return row
@@ -415,7 +415,7 @@ def use_record(*, run: Run, version: ArtifactVersion) -> bool:
     try:
         with transaction.atomic():
             ArtifactUse.objects.create(run=run, version=version)
-            _artifacts_changed(run.pk, run.project_id)  # its run's page lists it now (issue 21)
+            _artifacts_changed(run.pk, run.project_id)  # its run's page lists it now
     except IntegrityError:
         return False
     return True

@@ -77,7 +77,7 @@ class RunStatusChanged:
 @dataclass(frozen=True)
 class RunArtifactsChanged:
     """The run's artifacts changed: a version it logged was committed, it used a version,
-    or an MLflow artifact file of it was stored or deleted (issue 21)."""
+    or an MLflow artifact file of it was stored or deleted."""
 
     run_id: int
     project_id: int

@@ -622,7 +622,7 @@ def with_role(row: Any, role: str) -> Any:
     return row
 
 
-# --- Versioned artifacts (issue 21; logic in tracking.artifact_versions) -------------------
+# --- Versioned artifacts (logic in tracking.artifact_versions) -----------------------------
 
 
 class Artifact(models.Model):

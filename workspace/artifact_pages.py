@@ -1,4 +1,4 @@
-"""Pages of versioned artifacts (issue 21): an artifact's versions and lineage, and the run
+"""Pages of versioned artifacts: an artifact's versions and lineage, and the run
 page's "Artifacts logged" and "Artifacts used" (``templatetags.artifact_lineage``)."""
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def charts_config(
     }
 
 
-# --- Artifact cards, kept up to date live (issue 21) ---
+# --- Artifact cards, kept up to date live --------------
 # The run page's two artifact cards (versions logged and used; MLflow files), one template the
 # page and its partial endpoint both render: the page swaps it in on a "run.artifacts" message.
 ARTIFACT_CARDS = "workspace/includes/run_artifact_cards.html"
@@ -188,7 +188,7 @@ def artifact_cards_context(run: Run, user: User) -> dict[str, Any]:
     return {
         "run": run,
         **artifacts_context(run),
-        "artifact_lineage": run_lineage(run, user),  # Versioned artifacts (issue 21)
+        "artifact_lineage": run_lineage(run, user),  # Versioned artifacts
         "artifact_cards_href": reverse(
             "run-artifact-cards",
             kwargs={"team": run.project.team.slug, "project": run.project.slug, "run_id": run.pk},
@@ -215,7 +215,7 @@ def artifacts_context(run: Run) -> dict[str, Any]:
     }
 
 
-# --- Media (issue 21) ---
+# --- Media --------------
 def media_config(run: Run) -> dict[str, Any]:
     """What ``media_panels.js`` reads from the page: where it reads the run's media keys and
     their items. No query: the script reads the keys (it reads them again at every socket
@@ -233,7 +233,7 @@ def media_config(run: Run) -> dict[str, Any]:
 # --- end Media ---
 
 
-# --- Console and system metrics (issue 21) ---
+# --- Console and system metrics --------------
 CONSOLE_TAIL = 500  # lines the Console card reads at first, and per "Load earlier"
 CONSOLE_SHOWN = 5_000  # lines the box keeps; past it, the oldest go (live tail)
 
@@ -321,7 +321,7 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
     alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
     incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
     charts = run_charts(run, series)
-    summary, system_summary = split_system(  # Console and system metrics (issue 21)
+    summary, system_summary = split_system(  # Console and system metrics
         {k: format_value(v) for k, v in summary_values(run, series).items()}
     )
     return {
@@ -333,16 +333,16 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
         "csv_base": f"{run.get_absolute_url()}/metrics.csv",
         "config": {k: format_value(v) for k, v in sorted(flatten(run.config).items())},
         "summary": summary,
-        "system_summary": system_summary,  # Console and system metrics (issue 21)
+        "system_summary": system_summary,  # Console and system metrics
         "metadata": {k: format_value(v) for k, v in sorted(flatten(run.metadata).items())},
         "tags": tags,
         "charts": charts,
         "charts_config": charts_config(charts, [run]),
         "sdk_alerts": alerts,
         "incidents": incidents,
-        **artifact_cards_context(run, user),  # Artifacts, live (issue 21)
-        "media_config": media_config(run),  # Media (issue 21)
-        "console_config": console_config(run),  # Console (issue 21)
+        **artifact_cards_context(run, user),  # Artifacts, live
+        "media_config": media_config(run),  # Media
+        "console_config": console_config(run),  # Console
     }
 
 

@@ -75,7 +75,7 @@ team_patterns: list = [
         team_views.project_delete,
         name="project-delete",
     ),
-    # Versioned artifacts (issue 21)
+    # Versioned artifacts
     path(
         "<str:team>/<str:project>/artifacts/<str:name>",
         artifact_pages.artifact_page,

@@ -214,7 +214,7 @@ def run_state(
 def run_artifact_cards(
     request: AuthenticatedHttpRequest, team: str, project: str, run_id: int
 ) -> HttpResponse:
-    """The run page's artifact cards, rendered as the page renders them (issue 21)."""
+    """The run page's artifact cards, rendered as the page renders them."""
     found = _run(request, team, project, run_id)
     response = HttpResponse(run_pages.artifact_cards(found, request.user))
     response["Cache-Control"] = "no-store"

@@ -393,7 +393,7 @@ class MediaItemInSerializer(serializers.Serializer[Any]):
         required=False,
         help_text="histogram: the bins' edges, increasing, one more than counts.",
     )
-    # Text (issue 21). No max_length here: the limit is media.TEXT_MAX_CHARS, checked by
+    # Text. No max_length here: the limit is media.TEXT_MAX_CHARS, checked by
     # tracking.media (a stated maxLength would be probed on a histogram by tests/test_limits).
     text = serializers.CharField(
         required=False,
@@ -501,7 +501,7 @@ class ConsoleReadSerializer(serializers.Serializer[Any]):
     dropped = serializers.IntegerField(help_text="Lines refused past the cap.")
 
 
-# --- Versioned artifacts (issue 21: tracking/artifact_versions.py) ------------------------
+# --- Versioned artifacts (tracking/artifact_versions.py) ----------------------------------
 
 
 class ArtifactFileInSerializer(serializers.Serializer[Any]):

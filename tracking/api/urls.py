@@ -75,7 +75,7 @@ urlpatterns = [
         views.RunArtifactFileView.as_view(),
         name="api-artifact-file",
     ),
-    # --- Versioned artifacts (issue 21: tracking/api/artifact_views.py) ---
+    # --- Versioned artifacts (tracking/api/artifact_views.py) -------------
     path(
         "runs/<id:run_id>/artifact-versions",
         artifact_views.RunArtifactVersionsView.as_view(),

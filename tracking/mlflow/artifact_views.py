@@ -42,8 +42,8 @@ def _upload(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
         max_bytes=settings.LABBOOK["ARTIFACTS_MAX_BYTES"],
         length=_content_length(request),
     )
-    media_artifacts.artifact_stored(location)  # an image or a table is media too (issue 21)
-    artifacts.artifacts_changed(location)  # the run page's Artifacts card (issue 21)
+    media_artifacts.artifact_stored(location)  # an image or a table is media too
+    artifacts.artifacts_changed(location)  # the run page's Artifacts card
     return {}
 
 
@@ -55,8 +55,8 @@ def _download(request: AuthenticatedHttpRequest, path: str) -> HttpResponseBase:
 def _delete(request: AuthenticatedHttpRequest, path: str) -> dict[str, Any]:
     location = artifacts.locate(request.user, path, write=True)
     artifacts.artifact_delete(location=location)
-    media_artifacts.artifact_deleted(location)  # its media items go with it (issue 21)
-    artifacts.artifacts_changed(location)  # the run page's Artifacts card (issue 21)
+    media_artifacts.artifact_deleted(location)  # its media items go with it
+    artifacts.artifacts_changed(location)  # the run page's Artifacts card
     return {}
 
 

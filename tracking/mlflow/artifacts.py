@@ -371,7 +371,7 @@ def artifact_delete(*, location: Location) -> None:
 
 
 def artifacts_changed(location: Location) -> None:
-    """After a write or a delete: the run's page shows its files again (issue 21).
+    """After a write or a delete: the run's page shows its files again.
 
     The storage is no transaction; the event's own one commits at once.
     """

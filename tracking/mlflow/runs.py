@@ -492,10 +492,9 @@ def write_batch(run: Run, batch: Batch) -> None:
             _set_tags(run, batch.tags)
         if batch.points:
             ingest.metrics_ingest(run=run, points=batch.points)
-    # --- issue 21: the tag that lists MLflow's tables makes each listed file a media table
+    # --- the tag that lists MLflow's tables makes each listed file a media table
     if media_artifacts.TABLES_TAG in batch.tags:
         media_artifacts.tables_tagged(run, batch.tags[media_artifacts.TABLES_TAG])
-    # --- end issue 21
 
 
 # --- History ----------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ sections.register(RunMediaSection())
 def media_line(item: MediaItem) -> Line:
     line: Line = {
         "type": "media",
-        "id": item.pk,  # issue 21: frozen report blocks name items by id (remembered on load)
+        "id": item.pk,  # frozen report blocks name items by id (remembered on load)
         "run": item.run_id,
         "key": item.key,
         "step": item.step,
@@ -108,7 +108,7 @@ def load_media(line: Line, run: Run, context: LoadContext | None = None) -> None
     fields = {name: value for name, value in line.items() if name not in ("type", "run", "id")}
     item = media.parse_item(fields, where="media")
     stored = media.media_ingest(run=run, items=[item])
-    # issue 21: the file's id -> the new item, for frozen report blocks (older files have none)
+    # the file's id -> the new item, for frozen report blocks (older files have none)
     if context is not None and "id" in line and stored.items:
         context.remember("media", line["id"], stored.items[0].pk)
 

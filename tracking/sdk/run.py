@@ -341,7 +341,7 @@ class Run:
         if not self._sender.put(("a", body)):
             self._spool.append({"kind": "alert", "data": body})
 
-    # --- Versioned artifacts (issue 21: tracking/sdk/artifacts.py) -------------------------
+    # --- Versioned artifacts (tracking/sdk/artifacts.py) -----------------------------------
 
     def log_artifact(
         self,
@@ -480,7 +480,7 @@ class Run:
         self._sender = self._new_sender()
 
 
-# --- Versioned artifacts (issue 21) ---
+# --- Versioned artifacts --------------
 
 
 def use_artifact(

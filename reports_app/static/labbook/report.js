@@ -16,7 +16,7 @@
  * again from the server when one of their runs logs or changes status (at most every
  * PANEL_REFRESH_MS), or a run joins their project (panels.js draws them).
  *
- * Live media, table, histogram and logs blocks (config.mediaBlocks, issue 21) are drawn again
+ * Live media, table, histogram and logs blocks (config.mediaBlocks) are drawn again
  * from config.mediaBlockUrl and swapped in ([data-drawn-block]) when their run logs what they
  * show: a member's page reads run.media and run.console messages (the rules of
  * media_blocks.touched_by_media / touched_by_console), a share link's socket names the block
@@ -226,7 +226,7 @@
     this.draw();
   };
 
-  /* --- Live media-kind blocks (issue 21) --- */
+  /* --- Live media-kind blocks --- */
 
   /* Whether a run.media message ({key: {kind, steps}}) may change what the block shows. */
   function touchedByMedia(watched, runId, logged) {

@@ -661,7 +661,7 @@
     }
   };
 
-  /* --- Texts (issue 21) --- */
+  /* --- Texts --- */
 
   async function getText(url) {
     const response = await fetch(url, { credentials: "same-origin" }); // Accept */*: the API's renderers are JSON

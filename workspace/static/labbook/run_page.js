@@ -86,7 +86,7 @@
     applyRunState(state);
   }
 
-  /* Artifact cards (issue 21): the versions the run logged and used, and its files, are one
+  /* Artifact cards: the versions the run logged and used, and its files, are one
    * server-rendered block ([data-run-artifacts]); GET <run>/artifact-cards answers it rendered
    * as a reload renders it. It is read again when the socket says the run's artifacts changed
    * ("run.artifacts") and at every (re)subscription, at most once per ARTIFACTS_EVERY ms: a
