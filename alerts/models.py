@@ -24,6 +24,9 @@ class DestinationKind(models.TextChoices):
     EMAIL = "email", "Email"
     SLACK = "slack", "Slack"
     WEBHOOK = "webhook", "Webhook"
+    PAGERDUTY = "pagerduty", "PagerDuty"
+    TEAMS = "teams", "Microsoft Teams"
+    DISCORD = "discord", "Discord"
 
 
 class Destination(models.Model):
@@ -54,7 +57,11 @@ class Destination(models.Model):
 class Trigger(models.TextChoices):
     RUN_FAILED = "run_failed", "Run failed or crashed"
     RUN_STALLED = "run_stalled", "Run stalled"
+    RUN_NO_PROGRESS = "run_no_progress", "Run stopped logging metrics"
     METRIC_THRESHOLD = "metric_threshold", "Metric crosses a threshold"
+    METRIC_WINDOW = "metric_window", "Metric's mean, min or max over a window crosses a threshold"
+    METRIC_CHANGE = "metric_change", "Metric is worse than its best or a baseline run"
+    METRIC_ZSCORE = "metric_zscore", "Metric is an outlier against its recent values"
     METRIC_NAN = "metric_nan", "Metric is NaN or infinite"
     METRIC_STAGNANT = "metric_stagnant", "Metric stopped improving"
     RUN_FINISHED = "run_finished", "Run finished"
@@ -110,6 +117,12 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     repeats = models.PositiveIntegerField(default=0)
+    acknowledged_at = models.DateTimeField(
+        null=True, blank=True, help_text="Someone is on it: no more reminders while it fires."
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Not a column: the link to its run, set by alerts.pages for the alerts pages.
     run_href: str
 

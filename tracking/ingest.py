@@ -424,7 +424,8 @@ UPDATE {table} SET
   min_value = CASE WHEN %(no_low)s THEN min_value
                    WHEN min_value IS NULL OR %(low)s < min_value THEN %(low)s ELSE min_value END,
   max_value = CASE WHEN %(no_high)s THEN max_value
-                   WHEN max_value IS NULL OR %(high)s > max_value THEN %(high)s ELSE max_value END
+                   WHEN max_value IS NULL OR %(high)s > max_value THEN %(high)s ELSE max_value END,
+  received_at = %(received_at)s
 WHERE id = %(id)s
 """
 
@@ -450,6 +451,7 @@ def _series_deltas(new: list[Stored]) -> dict[int, list[Any]]:
 
 
 def _update_series(new: list[Stored]) -> None:
+    now = timezone.now()
     params = []
     for sid, (count, nonfinite, first, last, low, high) in sorted(_series_deltas(new).items()):
         params.append(
@@ -468,6 +470,7 @@ def _update_series(new: list[Stored]) -> None:
                 "low": low,
                 "no_high": high is None,
                 "high": high,
+                "received_at": now,
             }
         )
     if params:

@@ -431,6 +431,9 @@ class MetricSeries(models.Model):
     last_value = models.FloatField(null=True)
     min_value = models.FloatField(null=True)
     max_value = models.FloatField(null=True)
+    # When the server last stored a point of it (the run's progress; the points'
+    # own timestamps are the client's clock). Null: before this was kept.
+    received_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["key"]

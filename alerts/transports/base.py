@@ -45,6 +45,11 @@ class AlertInfo:
     resolved_at: str | None
     url: str  # the alert's page, absolute
     run: RunInfo
+    # Signed one-click links, absolute: "acknowledge", "silence_1h", "silence_1d" (each opens
+    # a confirmation page), and "run". Empty for a test message.
+    links: dict[str, str] = field(default_factory=dict)
+    # A metric alert's small chart around the firing point: a signed, expiring PNG URL.
+    chart_url: str = ""
 
 
 @dataclass(frozen=True)
