@@ -165,6 +165,19 @@ class AlertListView(APIView):
         return Response(s.AlertSerializer(alerts[:500], many=True).data)
 
 
+class AlertAcknowledgeView(APIView):
+    @extend_schema(
+        request=None,
+        responses=s.AlertSerializer,
+        description="Acknowledge a firing alert: no more reminders; it still resolves."
+        " Editors and owners; acknowledging again, or a resolved alert, changes nothing.",
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        alert = selectors.alert_get_with_role(request.user, pk)
+        services.alert_acknowledge(alert, actor=request.user, ip=request_ip(request))
+        return Response(s.AlertSerializer(alert).data)
+
+
 class NotificationListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("alert", int)], responses=s.NotificationSerializer(many=True)

@@ -15,6 +15,11 @@ urlpatterns = [
     path("alert-rules", api.RuleListView.as_view(), name="api-alert-rules"),
     path("alert-rules/<id:pk>", api.RuleDetailView.as_view(), name="api-alert-rule"),
     path("alerts", api.AlertListView.as_view(), name="api-alerts"),
+    path(
+        "alerts/<id:pk>/acknowledge",
+        api.AlertAcknowledgeView.as_view(),
+        name="api-alert-acknowledge",
+    ),
     path("notifications", api.NotificationListView.as_view(), name="api-notifications"),
     path("silences", api.SilenceListView.as_view(), name="api-silences"),
     path("silences/<id:pk>", api.SilenceDetailView.as_view(), name="api-silence"),

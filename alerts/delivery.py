@@ -29,7 +29,8 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from alerts import firing
+from alerts import firing, snapshot
+from alerts.actions import links_for
 from alerts.models import (
     Alert,
     AlertState,
@@ -41,7 +42,14 @@ from alerts.models import (
 from alerts.queue import queue_delivery
 from alerts.reach import reach
 from alerts.transports import transport_for
-from alerts.transports.base import AlertInfo, Delivery, Message, RunInfo, TransportError
+from alerts.transports.base import (
+    MAX_CHARTS,
+    AlertInfo,
+    Delivery,
+    Message,
+    RunInfo,
+    TransportError,
+)
 from kernel.http import absolute_url
 from tracking import console
 from tracking.models import FAILED_STATUSES, Run
@@ -165,12 +173,16 @@ def alert_info(alert: Alert, event: str) -> AlertInfo:
         resolved_at=resolved_at.isoformat() if resolved_at is not None else None,
         url=absolute_url(alert.run.get_absolute_url() + "#alerts"),
         run=run_info(alert.run),
+        links=links_for(alert),
+        chart_url=snapshot.chart_url(alert),
     )
 
 
-def message_for(group: list[Notification]) -> Message:
+def message_for(group: list[Notification], *, charts: bool = False) -> Message:
+    """``charts``: with the PNGs of its first metric alerts, for a transport that embeds them."""
     first = group[0]
     alerts = [alert_info(n.alert, n.event) for n in group if n.alert is not None]
+    drawn = [n.alert for n in group if n.alert is not None] if charts else []
     project = alerts[0].run.project if alerts else first.destination.team.slug
     url = alerts[0].run.url if len(alerts) == 1 else absolute_url("/")
     return Message(
@@ -179,6 +191,7 @@ def message_for(group: list[Notification]) -> Message:
         project=project,
         alerts=alerts,
         url=url,
+        charts=snapshot.chart_images(drawn, most=MAX_CHARTS),
     )
 
 
@@ -200,9 +213,9 @@ def deliver(notification_id: int) -> str:
         return "not due or not ours"
     destination = group[0].destination
     try:
-        delivery = transport_for(destination.kind).send(
-            message_for(group), destination_config(destination)
-        )
+        transport = transport_for(destination.kind)
+        message = message_for(group, charts=transport.embeds_charts)
+        delivery = transport.send(message, destination_config(destination))
     except TransportError as error:
         return _failed(group, destination, error)
     except Exception as error:  # a bug in a transport must not leave rows "sending"

@@ -7,18 +7,32 @@ the two can lose a decision. A batch
 of points costs one query when the project has no metric rules, and the
 metric triggers look only at the batch and the per-key summary (plus, for
 ``for_points`` and ``metric_stagnant``, a handful of indexed rows), never at
-the whole history.
+the whole history. The windowed triggers (``metric_window``, ``metric_change``,
+``metric_zscore``) read the newest window + ``for_points`` points stored before
+the batch in one indexed query per rule, and compute in one pass
+(:mod:`alerts.windowed`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from alerts import firing
 from alerts.models import AlertRule, Trigger
-from alerts.triggers import METRIC_TRIGGERS, OPERATORS
+from alerts.triggers import METRIC_TRIGGERS, OPERATORS, duration
+from alerts.windowed import (
+    Seen,
+    Verdict,
+    change_percent,
+    change_verdicts,
+    streak,
+    window_size,
+    window_verdicts,
+    zscore_verdicts,
+)
 from tracking import events
 from tracking.models import MetricPoint, MetricRollup, MetricSeries, Run, RunStatus, SdkAlert
 from tracking.rollups import ROLLUP_LEVELS
@@ -97,6 +111,9 @@ def on_points(event: events.PointsIngested) -> None:
     for rule in rules:
         key = rule.params["key"]
         if key not in event.series:
+            continue
+        if rule.trigger in WINDOWED:
+            WINDOWED[rule.trigger](rule, run, key, _batch(event, key), event.series[key])
             continue
         points = [(step, value) for k, step, value, _t in event.points() if k == key]
         summary = event.series[key]
@@ -205,6 +222,187 @@ def _best_step(run: Run, key: str, mode: str) -> int | None:
         return None if cell is None else cell.min_step
     cell = cells.exclude(max_value=None).order_by("-max_value", "max_step").first()
     return None if cell is None else cell.max_step
+
+
+# --- Windowed triggers: metric_window, metric_change, metric_zscore ------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One key's points of an ingested batch, in the points' order."""
+
+    series_id: int
+    points: list[Seen]
+    first: tuple[int, float, int]  # the first point's place: (step, timestamp, seq)
+
+
+def _batch(event: events.PointsIngested, key: str) -> Batch:
+    series_id = next(sid for sid, name in event.keys.items() if name == key)
+    rows = [point for sid, point in event.rows if sid == series_id]  # sorted by place already
+    return Batch(
+        series_id,
+        [Seen(point.step, point.value, point.timestamp) for point in rows],
+        (rows[0].step, rows[0].timestamp, rows[0].seq),
+    )
+
+
+def _stored_before(batch: Batch, limit: int) -> tuple[list[Seen], bool]:
+    """The newest ``limit`` points stored before the batch, oldest first; and whether that is all.
+
+    One query along the primary key, whatever the length of the history: the
+    batch is already stored (this runs inside its transaction), so the read
+    stops at the batch's first point.
+    """
+    step, stamp, seq = batch.first
+    rows = list(
+        MetricPoint.objects.filter(
+            series_id=batch.series_id,
+            step__lte=step,  # a range of the index; the tuple then leaves out the batch
+            pk__lt=(batch.series_id, step, stamp, seq),
+        )
+        .order_by("-step", "-timestamp", "-seq")  # latest first, in the points' one order
+        .values_list("step", "value", "timestamp")[:limit]
+    )
+    return [Seen(*row) for row in reversed(rows)], len(rows) < limit
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a windowed alert reads: what is beyond (``head``), and its number now (``now``)."""
+
+    head: str
+    now: str
+    values: dict[str, Any]
+
+
+def _decide(
+    rule: AlertRule,
+    run: Run,
+    key: str,
+    points: Sequence[Seen],
+    verdicts: Sequence[Verdict],
+    start: int,
+    words: Callable[[Seen, Verdict], Wording],
+) -> None:
+    """Fire or resolve like ``metric_threshold``, on the verdicts of ``points[start:]`` (the batch).
+
+    Fires when the last ``for_points`` deciding points are beyond; resolves
+    when the latest one is not; a batch that decides nothing changes nothing.
+    """
+    count, latest = streak(verdicts)
+    if latest is None or latest < start:
+        return
+    point, verdict = points[latest], verdicts[latest]
+    needed = rule.params["for_points"]
+    wording = words(point, verdict)
+    values = {"key": key, "step": point.step, "value": point.value, **wording.values}
+    if count >= needed:
+        firing.fire(
+            rule=rule,
+            run=run,
+            summary=f"{wording.head} in {run.name}"
+            + (f" for {count} points" if needed > 1 else "")
+            + f" ({wording.now} at step {point.step})",
+            values={**values, "points": count},
+        )
+    elif count == 0:
+        firing.resolve(rule=rule, run=run, values=values)
+
+
+def _window(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+    params = rule.params
+    earlier, whole = _stored_before(batch, window_size(params) + params["for_points"])
+    points = earlier + batch.points
+    op, threshold = params["op"], params["value"]
+    verdicts = window_verdicts(
+        points, params, lambda figure: OPERATORS[op](figure, threshold), whole=whole
+    )
+    agg = params["agg"]
+    seconds = params.get("window_seconds")
+    span = duration(seconds) if seconds else f"{params['window_points']} points"
+
+    def words(point: Seen, verdict: Verdict) -> Wording:
+        return Wording(
+            head=f"{agg} of {key} over {span} {op} {threshold:g}",
+            now=f"{agg} {verdict.figure:.4g}",
+            values={"agg": agg, "aggregate": verdict.figure},
+        )
+
+    _decide(rule, run, key, points, verdicts, len(earlier), words)
+
+
+def _change(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+    """Against the run's own best so far (its summary), or a baseline run's best."""
+    params = rule.params
+    best, whose = _best_of(params, key, summary)
+    if best is None:
+        return
+    verdicts = change_verdicts(batch.points, params, best)
+    earlier: list[Seen] = []
+    count, _latest = streak(verdicts)
+    if 0 < count < params["for_points"] and all(v.beyond is not False for v in verdicts):
+        earlier, _whole = _stored_before(batch, params["for_points"])  # the streak may go on
+        verdicts = change_verdicts(earlier, params, best) + verdicts
+    worse = "above" if params["mode"] == "min" else "below"
+
+    def words(point: Seen, verdict: Verdict) -> Wording:
+        assert point.value is not None  # a point that decides is finite
+        return Wording(
+            head=f"{key} more than {params['percent']:g}% {worse} {whose} {best:.4g}",
+            now=f"now {point.value:.4g}",
+            values={
+                "best": best,
+                "against": params["against"],
+                "baseline_run": params.get("baseline_run"),
+                "change_percent": change_percent(point.value, best),
+            },
+        )
+
+    _decide(rule, run, key, earlier + batch.points, verdicts, len(earlier), words)
+
+
+def _best_of(
+    params: Mapping[str, Any], key: str, summary: Mapping[str, Any]
+) -> tuple[float | None, str]:
+    """The best value to compare with, and whose it is; None when there is no finite one."""
+    column = "min_value" if params["mode"] == "min" else "max_value"
+    if params["against"] == "best":
+        best, whose = summary.get(column), "its best"
+    else:
+        row = (
+            MetricSeries.objects.filter(run_id=params["baseline_run"], key=key)
+            .values_list(column, "run__name")
+            .first()
+        )
+        best, whose = (None, "") if row is None else (row[0], f"the best of {row[1]}")
+    return (best, whose) if _finite(best) else (None, "")
+
+
+def _zscore(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+    params = rule.params
+    earlier, _whole = _stored_before(batch, params["window_points"] + params["for_points"])
+    points = earlier + batch.points
+    verdicts = zscore_verdicts(points, params)
+    limit, size = params["z"], params["window_points"]
+    beyond = {"above": f"> {limit:g}", "below": f"< -{limit:g}"}.get(
+        params["direction"], f"beyond ±{limit:g}"
+    )
+
+    def words(point: Seen, verdict: Verdict) -> Wording:
+        return Wording(
+            head=f"{key} z-score {verdict.figure:+.2f} {beyond} against its previous {size} points",
+            now=f"now {point.value:.4g}",
+            values={"z": verdict.figure, "window_points": size},
+        )
+
+    _decide(rule, run, key, points, verdicts, len(earlier), words)
+
+
+WINDOWED: dict[str, Callable[[AlertRule, Run, str, Batch, Mapping[str, Any]], None]] = {
+    Trigger.METRIC_WINDOW: _window,
+    Trigger.METRIC_CHANGE: _change,
+    Trigger.METRIC_ZSCORE: _zscore,
+}
 
 
 # --- Alerts from training code ---------------------------------------------------------------

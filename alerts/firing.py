@@ -36,9 +36,13 @@ logger = logging.getLogger(__name__)
 # Alerts a failed run makes moot: its stall and metric alerts resolve quietly.
 INHIBITED_BY_FAILURE = (
     Trigger.RUN_STALLED,
+    Trigger.RUN_NO_PROGRESS,
     Trigger.METRIC_THRESHOLD,
     Trigger.METRIC_NAN,
     Trigger.METRIC_STAGNANT,
+    Trigger.METRIC_WINDOW,
+    Trigger.METRIC_CHANGE,
+    Trigger.METRIC_ZSCORE,
 )
 
 

@@ -236,3 +236,4 @@ if TYPE_CHECKING:
 
     DestinationWithRole: TypeAlias = WithAnnotations[Destination, RoleAnnotation]
     RuleWithRole: TypeAlias = WithAnnotations[AlertRule, RoleAnnotation]
+    AlertWithRole: TypeAlias = WithAnnotations[Alert, RoleAnnotation]

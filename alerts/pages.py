@@ -21,7 +21,8 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import selectors, services
+from alerts import selectors, services, snapshot
+from alerts.actions import ACKNOWLEDGE, ACTIONS, Action, action_path
 from alerts.models import (
     Alert,
     AlertRule,
@@ -34,7 +35,8 @@ from alerts.models import (
 )
 from alerts.reach import Addresses, reach
 from alerts.transports import transport_for
-from alerts.triggers import FAILED, LEVELS, OPERATORS, TRIGGERS
+from alerts.transports.base import readable
+from alerts.triggers import AGGREGATES, FAILED, LEVELS, OPERATORS, TRIGGERS, describe
 from kernel import forms
 from kernel.errors import ApplicationError, NotFound, invalid
 from kernel.ids import is_id
@@ -43,17 +45,22 @@ from tracking.models import WRITE_ROLES, Project, Team
 from tracking.selectors import User
 
 if TYPE_CHECKING:
-    from alerts.models import DestinationWithRole, RuleWithRole
+    from alerts.models import AlertWithRole, DestinationWithRole, RuleWithRole
     from tracking.models import ProjectWithRole, TeamWithRole
 
 PAGE_SIZE = 50
-DESTINATION_FIELDS = ("kind", "name", "addresses", "team_members", "url", "secret")
+DESTINATION_FIELDS = (
+    "kind", "name", "addresses", "team_members", "url", "secret", "routing_key", "events_url",
+)  # fmt: skip
+# Form fields holding a secret: never echoed back; left blank on edit, the stored one stays.
+SECRET_FIELDS = ("secret", "routing_key")
 FIELD_ALIASES = {
     "config": "kind",
     "config.addresses": "addresses",
     "config.team_members": "addresses",
     "config.url": "url",
     "config.secret": "secret",
+    "config.routing_key": "routing_key",
 }
 RULE_FIELDS = (
     "name", "trigger", "destinations", "tags", "group", "notify_on_resolve",
@@ -66,6 +73,7 @@ PARAMS = {param.name: param for spec in TRIGGERS.values() for param in spec.para
 PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     name: {param.name: param.form_value for param in spec.params} for name, spec in TRIGGERS.items()
 }
+NUMERIC = ("int", "run", "number", "positive")
 # The bounds of the number inputs, for the fieldsets' min and max.
 PARAM_BOUNDS = {
     name: {p.name: {"low": p.low, "high": p.high} for p in spec.params if p.kind == "int"}
@@ -157,7 +165,7 @@ def destination_form(data: QueryDict | None = None) -> Form:
     if data is None:
         return Form(values={"kind": DestinationKind.EMAIL})
     values = {name: data.get(name, "") for name in DESTINATION_FIELDS}
-    values["secret"] = ""  # never echoed back into the page
+    values.update(dict.fromkeys(SECRET_FIELDS, ""))  # never echoed back into the page
     return Form(values=values)
 
 
@@ -169,16 +177,24 @@ def destination_config(data: QueryDict) -> dict[str, Any]:
         return {"addresses": _csv(data.get("addresses", ""))}
     if kind == DestinationKind.WEBHOOK:
         return {"url": data.get("url", "").strip(), "secret": data.get("secret", "")}
+    if kind == DestinationKind.PAGERDUTY:  # a blank events URL is PagerDuty's own
+        return {
+            "routing_key": data.get("routing_key", "").strip(),
+            "url": data.get("events_url", "").strip(),
+        }
     return {"url": data.get("url", "").strip()}
 
 
 def destination_edit_form(destination: Destination) -> Form:
     """The form of an existing destination: its kind is fixed, its secret is never shown."""
     config = destination.config
-    values: dict[str, Any] = {"kind": destination.kind, "name": destination.name, "secret": ""}
+    values: dict[str, Any] = {"kind": destination.kind, "name": destination.name}
+    values.update(dict.fromkeys(SECRET_FIELDS, ""))
     if destination.kind == DestinationKind.EMAIL:
         values["addresses"] = ", ".join(config.get("addresses", []))
         values["team_members"] = bool(config.get("team_members"))
+    elif destination.kind == DestinationKind.PAGERDUTY:
+        values["events_url"] = config.get("url", "")
     else:  # a Slack URL's key stays masked: saved as shown, it keeps the stored one
         values["url"] = transport_for(destination.kind).public_config(config).get("url", "")
     return Form(values=values)
@@ -193,12 +209,13 @@ def destination_posted_form(destination: Destination, data: QueryDict) -> Form:
 def destination_save(
     destination: DestinationWithRole, data: QueryDict, *, actor: User, ip: str | None = None
 ) -> Destination:
-    """Name and where it sends; a webhook's secret left blank keeps the old one."""
+    """Name and where it sends; a secret (webhook, routing key) left blank keeps the old one."""
     posted = data.copy()
     posted["kind"] = destination.kind
     config = destination_config(posted)
-    if not config.get("secret"):
-        config.pop("secret", None)
+    for name in SECRET_FIELDS:
+        if not config.get(name):
+            config.pop(name, None)
     return services.destination_update(
         destination=destination,
         role=destination.role,
@@ -330,7 +347,7 @@ def all_alerts_page_context(user: User, query: QueryDict) -> dict[str, Any]:
     }
 
 
-def alert_page_context(user: User, alert: Alert) -> dict[str, Any]:
+def alert_page_context(user: User, alert: AlertWithRole) -> dict[str, Any]:
     project = alert.rule.project
     notifications = selectors.notifications_for_user(user, alert=alert).order_by("created_at", "id")
     return {
@@ -338,17 +355,83 @@ def alert_page_context(user: User, alert: Alert) -> dict[str, Any]:
         "project": project,
         "alert": alert,
         "run_href": run_href(project, alert.run_id),
-        "values": sorted(alert.values.items()),
+        "fires_when": describe(alert.rule.trigger, alert.rule.params),
+        "values": [(key, readable(value)) for key, value in sorted(alert.values.items())],
+        "buttons": alert_buttons(alert) if _can_write(alert.role) else [],
         "notifications": list(notifications),
+        # The metric around its firing point (alerts.snapshot), for a metric alert.
+        "chart_alt": snapshot.chart_alt(alert) if snapshot.has_chart(alert) else "",
     }
+
+
+# --- Acting on an alert (its page's buttons, a notification's links) -------------------------
+
+
+@dataclass(frozen=True)
+class ActionButton:
+    label: str
+    href: str  # the action's confirmation page, whose POST acts
+
+
+def alert_buttons(alert: Alert) -> list[ActionButton]:
+    """The alert page's buttons: Acknowledge while it fires unacknowledged, the silences always.
+
+    They post to the same signed action URLs a notification links to: one way to act.
+    """
+    names = [name for name, action in ACTIONS.items() if action.silence is not None]
+    if alert.state == AlertState.FIRING and alert.acknowledged_at is None:
+        names.insert(0, ACKNOWLEDGE.name)
+    return [ActionButton(ACTIONS[name].label, action_path(alert.pk, name)) for name in names]
+
+
+def what_it_does(alert: Alert, action: Action) -> str:
+    """The confirmation page's sentence: what its button will do."""
+    if action.silence is not None:
+        return (
+            f"Silence the rule {alert.rule.name} for {action.span}: its alerts still open and"
+            " show in Labbook, but send no notifications until then (they are logged as silenced)."
+        )
+    return (
+        "Acknowledge this alert: it sends no more reminders while it fires, and it still"
+        " resolves (and says so) as usual. Your name is shown on the alert."
+    )
+
+
+def action_page_context(alert: AlertWithRole, action: Action) -> dict[str, Any]:
+    project = alert.rule.project
+    return {
+        "current_team": project.team,
+        "project": project,
+        "alert": alert,
+        "action": action,
+        "button": action.button(alert.rule.name),
+        "what": what_it_does(alert, action),
+        "fires_when": describe(alert.rule.trigger, alert.rule.params),
+        "run_href": run_href(project, alert.run_id),
+        "can_write": _can_write(alert.role),
+        "moot": action is ACKNOWLEDGE and alert.state != AlertState.FIRING,
+    }
+
+
+def act(alert: AlertWithRole, action: Action, *, actor: User, ip: str | None = None) -> str:
+    """Do ``action`` on the alert (editors and owners); the sentence saying what happened."""
+    if action.silence is not None:
+        silence = services.alert_silence_rule(alert, actor=actor, span=action.silence, ip=ip)
+        return f"Silenced the rule {alert.rule.name} until {silence.until:%Y-%m-%d %H:%M} UTC."
+    if services.alert_acknowledge(alert, actor=actor, ip=ip):
+        return "Acknowledged: this alert sends no more reminders."
+    if alert.state != AlertState.FIRING:
+        return "Nothing to acknowledge: the alert has resolved."
+    who = alert.acknowledged_by.get_username() if alert.acknowledged_by else "someone"
+    return f"Already acknowledged by {who}."
 
 
 # --- Rules -----------------------------------------------------------------------------------
 
 
 def params_summary(trigger: str, params: dict[str, Any]) -> str:
-    spec = TRIGGERS.get(trigger)
-    return spec.summary(params) if spec else ""
+    """When the rule fires, in words: one sentence per trigger (``alerts.triggers.describe``)."""
+    return describe(trigger, params)
 
 
 def rules_page_context(user: User, project: ProjectWithRole) -> dict[str, Any]:
@@ -418,17 +501,21 @@ def _safe_int(value: str) -> int | str:
 def rule_params(data: QueryDict, trigger: str) -> dict[str, Any]:
     """The params of the chosen trigger only: other fieldsets are ignored."""
     params: dict[str, Any] = {}
-    for name in TRIGGER_PARAMS.get(trigger, ()):
+    spec = TRIGGERS.get(trigger)
+    for param in spec.params if spec else ():  # its own: "window_points" differs by trigger
+        name, kind = param.name, param.kind
         key = f"{trigger}.{name}"
-        kind = PARAMS[name].kind
+        text = data.get(key, "").strip()
         if kind == "choices":
             params[name] = data.getlist(key)
-        elif kind == "int":
-            params[name] = _int(data.get(key, ""), f"params.{name}")
-        elif kind == "number":
-            params[name] = _float(data.get(key, ""), "params.value")
+        elif kind in NUMERIC and not text and param.default is None:
+            params[name] = None  # an optional number left empty
+        elif kind in ("int", "run"):
+            params[name] = _int(text, f"params.{name}")
+        elif kind in ("number", "positive"):
+            params[name] = _float(text, f"params.{name}")
         else:
-            params[name] = data.get(key, "").strip()
+            params[name] = text
     return params
 
 
@@ -486,6 +573,7 @@ def rule_page_context(
         "statuses": FAILED,
         "levels": LEVELS,
         "ops": tuple(OPERATORS),
+        "aggregates": AGGREGATES,
         "bounds": PARAM_BOUNDS,
         "rule_bounds": {
             "repeat_interval": {"low": services.MIN_REPEAT, "high": services.MAX_REPEAT},

@@ -43,6 +43,7 @@ class AlertRuleSection:
     def load(self, line: Line, context: LoadContext) -> None:
         data = {name: line.get(name, services.RULE_DEFAULTS[name]) for name in RULE_FIELDS}
         data["destinations"] = destination_ids(line, context)
+        data["params"] = imported_params(data["params"], context)
         rule = services.rule_create(
             user=context.author(line.get("created_by")), project=context.loaded_project, data=data
         )
@@ -64,6 +65,14 @@ def rule_line(rule: AlertRule) -> Line:
         "created_by": username(rule.created_by),
         "created_at": iso(rule.created_at),
     }
+
+
+def imported_params(params: Any, context: LoadContext) -> Any:
+    """A metric_change rule's baseline run is the imported copy of the file's run."""
+    if not isinstance(params, dict) or not isinstance(params.get("baseline_run"), int):
+        return params
+    copied = context.ids.get("run", {}).get(params["baseline_run"])
+    return {**params, "baseline_run": copied} if copied is not None else params
 
 
 def destination_ids(line: Line, context: LoadContext) -> list[int]:

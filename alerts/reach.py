@@ -2,10 +2,11 @@
 
 An email destination reaches its addresses, or (``team_members``) every
 member of its team who has an address, looked up when asked because members
-come and go. A Slack or webhook destination reaches its URL. A rule reaches
-whoever its enabled destinations reach (firing skips disabled ones), and
-nobody without a destination. Reaching nobody is a warning, never an error:
-the rule still records its alerts on the pages.
+come and go. Every other kind (Slack, Teams, Discord, PagerDuty, webhook)
+reaches its URL's host. A rule reaches whoever its enabled destinations
+reach (firing skips disabled ones), and nobody without a destination.
+Reaching nobody is a warning, never an error: the rule still records its
+alerts on the pages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The periodic scan (Celery beat, every ``ALERTS_SCAN_SECONDS``): stalls, crashes, reminders.
+"""The periodic scan (Celery beat, every ``ALERTS_SCAN_SECONDS``): stalls, hangs, crashes,
+reminders.
+
+A stall is a run that stopped talking (no heartbeat, no write); a hang is a
+run that still talks but stopped logging metrics (``run_no_progress``): a
+deadlocked training loop whose SDK thread keeps sending heartbeats, or one
+whose only points are the SDK's machine readings (``system/*``).
 
 A run's deadline is its ``last_seen_at`` plus a rule's ``after_seconds``, so
 "which runs are past due" is a range scan of the (status, last_seen_at)
@@ -14,13 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import F, Max, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from alerts import firing
 from alerts.evaluation import applies
 from alerts.models import Alert, AlertRule, AlertState, NotificationEvent, Trigger
 from tracking import services as tracking_services
-from tracking.models import Run, RunStatus
+from tracking.models import SYSTEM_KEY_PREFIX, Run, RunStatus
 
 BATCH = 1000  # runs handled per rule per scan; the next scan takes the rest
 
@@ -29,6 +37,8 @@ BATCH = 1000  # runs handled per rule per scan; the next scan takes the rest
 class ScanResult:
     stalled: int = 0
     recovered: int = 0
+    hung: int = 0
+    progressing: int = 0
     crashed: int = 0
     reminded: int = 0
 
@@ -38,6 +48,8 @@ def scan(now: datetime | None = None) -> ScanResult:
     result = ScanResult()
     result.stalled = _fire_stalls(now)
     result.recovered = _resolve_stalls(now)
+    result.hung = _fire_hangs(now)
+    result.progressing = _resolve_hangs()
     result.crashed = _mark_crashed(now)
     result.reminded = _remind(now)
     return result
@@ -84,6 +96,82 @@ def _resolve_stalls(now: datetime) -> int:
     return resolved
 
 
+def with_progress(
+    runs: QuerySet[Run], key: str, *, before: datetime | None = None
+) -> QuerySet[Run]:
+    """``runs`` annotated with ``progressed_at``: when the server last stored a point of
+    ``key`` (any key but the machine readings when ``key`` is ""), or the run's start;
+    only those that progressed ``before`` that moment if given."""
+    series = (
+        Q(metric_series__key=key) if key else ~Q(metric_series__key__startswith=SYSTEM_KEY_PREFIX)
+    )
+    last = Coalesce(Max("metric_series__received_at", filter=series), F("created_at"))
+    if before is None:
+        return runs.annotate(progressed_at=last)
+    return runs.annotate(progressed_at=last).filter(progressed_at__lt=before)
+
+
+def _fire_hangs(now: datetime) -> int:
+    fired = 0
+    for rule in AlertRule.objects.filter(trigger=Trigger.RUN_NO_PROGRESS, enabled=True):
+        key = rule.params.get("key", "")
+        deadline = now - _after(rule)
+        running = Run.objects.filter(
+            project_id=rule.project_id, status=RunStatus.RUNNING, created_at__lt=deadline
+        )
+        hung = (
+            with_progress(running, key, before=deadline)
+            .select_related("project__team")
+            .prefetch_related("tag_rows")
+            .order_by("progressed_at")[:BATCH]
+        )
+        for run in hung:
+            if applies(rule, run) and firing.open_alert(rule, run) is None:
+                fired += _fire_hang(rule, run, key, now) is not None
+    return fired
+
+
+def progressed_at(run: Run) -> datetime:
+    """The ``progressed_at`` that :func:`with_progress` annotated ``run`` with."""
+    value: datetime = run.progressed_at  # type: ignore[attr-defined]
+    return value
+
+
+def _fire_hang(rule: AlertRule, run: Run, key: str, now: datetime) -> Alert | None:
+    last = progressed_at(run)
+    quiet = int((now - last).total_seconds())
+    # Heartbeats within half the rule's delay: the process lives, its loop does not move.
+    alive = run.last_seen_at > now - _after(rule) / 2
+    what = key or "metric"
+    summary = f"{run.name} has logged no {what} for {quiet // 60} min" + (
+        ", though its process still reports" if alive else ""
+    )
+    values = {
+        "metric": what,
+        "last_point_at": last.isoformat(),
+        "quiet_seconds": quiet,
+        "last_seen_at": run.last_seen_at.isoformat(),
+    }
+    return firing.fire(rule=rule, run=run, summary=summary, values=values)
+
+
+def _resolve_hangs() -> int:
+    """A hung run that logged again, or ended, resolves its alert."""
+    resolved = 0
+    open_hangs = Alert.objects.filter(
+        state=AlertState.FIRING, rule__trigger=Trigger.RUN_NO_PROGRESS
+    ).select_related("rule", "run")
+    for alert in open_hangs:
+        key = alert.rule.params.get("key", "")
+        run = with_progress(Run.objects.filter(pk=alert.run_id), key).get()
+        then = alert.values.get("last_point_at")
+        moved = then is None or progressed_at(run) > datetime.fromisoformat(then)
+        if moved or run.status != RunStatus.RUNNING:
+            values = {"status": run.status, "last_point_at": progressed_at(run).isoformat()}
+            resolved += firing.resolve(rule=alert.rule, run=run, values=values) is not None
+    return resolved
+
+
 def _mark_crashed(now: datetime) -> int:
     """Running runs silent for ``RUN_CRASH_AFTER_SECONDS`` become ``crashed``."""
     cutoff = now - timedelta(seconds=settings.LABBOOK["RUN_CRASH_AFTER_SECONDS"])
@@ -95,10 +183,16 @@ def _mark_crashed(now: datetime) -> int:
 
 
 def _remind(now: datetime) -> int:
-    """Alerts still firing after their rule's ``repeat_interval`` notify again."""
+    """Alerts still firing after their rule's ``repeat_interval`` notify again.
+
+    An acknowledged alert does not: someone is on it (``alerts.services.alert_acknowledge``).
+    """
     reminded = 0
     due = Alert.objects.filter(
-        state=AlertState.FIRING, rule__repeat_interval__isnull=False, rule__enabled=True
+        state=AlertState.FIRING,
+        acknowledged_at__isnull=True,
+        rule__repeat_interval__isnull=False,
+        rule__enabled=True,
     ).select_related("rule", "run")
     for alert in due:
         last = alert.last_notified_at or alert.fired_at
@@ -107,9 +201,9 @@ def _remind(now: datetime) -> int:
             continue
         if last > now - timedelta(seconds=interval):
             continue
-        moved = Alert.objects.filter(pk=alert.pk, last_notified_at=alert.last_notified_at).update(
-            last_notified_at=now, repeats=alert.repeats + 1
-        )
+        moved = Alert.objects.filter(
+            pk=alert.pk, last_notified_at=alert.last_notified_at, acknowledged_at__isnull=True
+        ).update(last_notified_at=now, repeats=alert.repeats + 1)
         if moved:  # this scan won the reminder
             firing.notify(alert, NotificationEvent.REPEAT)
             reminded += 1

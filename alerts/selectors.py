@@ -17,7 +17,7 @@ from tracking.models import Membership, Project, Team
 from tracking.selectors import User
 
 if TYPE_CHECKING:
-    from alerts.models import DestinationWithRole, RuleWithRole
+    from alerts.models import AlertWithRole, DestinationWithRole, RuleWithRole
 
 M = TypeVar("M", bound=Model)
 
@@ -68,11 +68,17 @@ def alerts_for_user(
         alerts = alerts.filter(rule__project=project)
     if state:
         alerts = alerts.filter(state=state)
-    return alerts.select_related("rule__project__team", "run")
+    return alerts.select_related("rule__project__team", "run", "acknowledged_by")
 
 
 def alert_get_for_user(user: User, pk: int) -> Alert:
     return _one(alerts_for_user(user), pk, "Alert")
+
+
+def alert_get_with_role(user: User, pk: int) -> AlertWithRole:
+    """The alert with ``role``, the caller's role in its team: for acting on it."""
+    alerts = alerts_for_user(user).annotate(role=_role(user, "rule__project__team_id"))
+    return _one(alerts, pk, "Alert")
 
 
 def notifications_for_user(user: User, *, alert: Alert | None = None) -> QuerySet[Notification]:

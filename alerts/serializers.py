@@ -9,7 +9,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from alerts.models import Alert, AlertRule, Destination, Notification, Silence, Trigger
+from alerts.models import (
+    Alert,
+    AlertRule,
+    Destination,
+    DestinationKind,
+    Notification,
+    Silence,
+    Trigger,
+)
 from alerts.services import MAX_GROUP_WAIT, MAX_REPEAT, MIN_REPEAT
 from alerts.transports import transport_for
 from kernel.limits import max_length
@@ -40,11 +48,12 @@ class DestinationSerializer(serializers.ModelSerializer[Destination]):
 
 class DestinationWriteSerializer(serializers.Serializer[Any]):
     team = serializers.CharField(help_text="the team's slug")
-    kind = serializers.ChoiceField(choices=["email", "slack", "webhook"])
+    kind = serializers.ChoiceField(choices=DestinationKind.choices)
     name = serializers.CharField(max_length=max_length(Destination, "name"))
     config = serializers.DictField(
-        help_text='email: {"addresses": [...]} or {"team_members": true}; slack: {"url"};'
-        ' webhook: {"url", "secret"}'
+        help_text='email: {"addresses": [...]} or {"team_members": true};'
+        ' slack, teams, discord: {"url"}; webhook: {"url", "secret"};'
+        ' pagerduty: {"routing_key", "url" (optional)}'
     )
     enabled = serializers.BooleanField(required=False)
 
@@ -103,16 +112,22 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
     project = serializers.CharField(source="rule.project.full_name", read_only=True)
     run = serializers.IntegerField(source="run_id", read_only=True)
     run_url = serializers.SerializerMethodField()
+    acknowledged_by = serializers.SerializerMethodField(help_text="the username; null: nobody")
 
     class Meta:
         model = Alert
         fields = [
             "id", "rule", "rule_id", "trigger", "project", "run", "run_url", "state", "summary",
-            "values", "fired_at", "resolved_at", "last_notified_at",
+            "values", "fired_at", "resolved_at", "last_notified_at", "acknowledged_at",
+            "acknowledged_by",
         ]  # fmt: skip
 
     def get_run_url(self, alert: Alert) -> str:
         return run_url(alert.run)
+
+    def get_acknowledged_by(self, alert: Alert) -> str | None:
+        user = alert.acknowledged_by
+        return user.get_username() if user is not None else None
 
 
 class NotificationSerializer(serializers.ModelSerializer[Notification]):

@@ -6,7 +6,7 @@ else gets ``NotFound`` from the selectors before reaching these functions.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from alerts import delivery, triggers
 from alerts.models import (
+    Alert,
     AlertRule,
+    AlertState,
     Destination,
     DestinationKind,
     Notification,
@@ -26,7 +28,7 @@ from alerts.models import (
 from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from audit.models import AuditAction
-from audit.services import audit_record, changed_fields
+from audit.services import audit_record, changed_fields, moment
 from kernel.errors import ApplicationError, invalid
 from kernel.limits import max_length
 from tracking.models import Project, Run, Team
@@ -34,7 +36,7 @@ from tracking.services import require_write
 from tracking.validation import clean_tags, clean_text
 
 if TYPE_CHECKING:
-    from alerts.models import RuleWithRole
+    from alerts.models import AlertWithRole, RuleWithRole
     from tracking.models import ProjectWithRole
 
 MAX_GROUP_WAIT = 3600
@@ -266,6 +268,7 @@ def rule_create(
 ) -> AlertRule:
     require_write(project.role)
     cleaned = _clean_rule(data, None)
+    triggers.check_in_project(cleaned["trigger"], cleaned["params"], project.pk)
     destinations = _destinations(project, data.get("destinations"))
     rule = AlertRule.objects.create(project=project, created_by=user, **cleaned)
     rule.destinations.set(destinations)
@@ -290,6 +293,8 @@ def rule_update(
     """Change a rule; its audit event names the changed fields (none changed: no event)."""
     require_write(rule.role)
     cleaned = _clean_rule(data, rule)
+    if "params" in data or "trigger" in data:  # a baseline run deleted since does not block edits
+        triggers.check_in_project(cleaned["trigger"], cleaned["params"], rule.project_id)
     before = _rule_state(rule, list(cleaned))
     for name, value in cleaned.items():
         setattr(rule, name, value)
@@ -339,3 +344,53 @@ def silence_create(
 def silence_end(*, silence: Silence, role: str) -> None:
     require_write(role)
     Silence.objects.filter(pk=silence.pk).update(until=timezone.now())
+
+
+# --- Acting on an alert (the alert page, a notification's links, the API) ------------------------
+
+SILENCE_FROM_LINK = "from a notification link"
+
+
+def _audit_alert(action: str, alert: Alert, actor: User, ip: str | None, **data: Any) -> None:
+    rule = alert.rule
+    data = {"rule": rule.name, "run": alert.run.name, **data}
+    audit_record(action=action, actor=actor, team=rule.project.team, target=alert, data=data, ip=ip)
+
+
+@transaction.atomic
+def alert_acknowledge(alert: AlertWithRole, *, actor: User, ip: str | None = None) -> bool:
+    """Mark a firing alert as someone's: True if this call did, False if it already was
+    (or has resolved). No more reminders (``alerts.scan``); it still resolves as usual.
+
+    A compare-and-set: two people acknowledging at once, or one clicking twice,
+    make one acknowledgement and one audit event.
+    """
+    require_write(alert.role)
+    now = timezone.now()
+    done = Alert.objects.filter(
+        pk=alert.pk, state=AlertState.FIRING, acknowledged_at__isnull=True
+    ).update(acknowledged_at=now, acknowledged_by=actor)
+    if not done:
+        alert.refresh_from_db(fields=["state", "acknowledged_at", "acknowledged_by"])
+        return False
+    alert.acknowledged_at, alert.acknowledged_by = now, actor
+    _audit_alert(AuditAction.ALERT_ACKNOWLEDGED, alert, actor, ip)
+    return True
+
+
+@transaction.atomic
+def alert_silence_rule(
+    alert: AlertWithRole,
+    *,
+    actor: User,
+    span: timedelta,
+    reason: str = SILENCE_FROM_LINK,
+    ip: str | None = None,
+) -> Silence:
+    """Silence the alert's rule from now for ``span``: its alerts still open, logged as silenced."""
+    silence = silence_create(
+        user=actor, role=alert.role, until=timezone.now() + span, reason=reason, rule=alert.rule
+    )
+    until = moment(silence.until)
+    _audit_alert(AuditAction.ALERT_SILENCED, alert, actor, ip, until=until, silence=silence.pk)
+    return silence

@@ -34,6 +34,9 @@ fixed_patterns: list[URLPattern] = [
     ),
     path("alerts/", views.all_alerts, name="alerts"),
     path("alerts/<id:alert_id>/", views.alert, name="alert"),
+    path("alerts/act/<str:token>/", views.alert_act, name="alert-act"),
+    path("alerts/<id:alert_id>/chart.png", views.alert_chart, name="alert-chart"),
+    path("alerts/chart/<str:token>.png", views.alert_chart_link, name="alert-chart-link"),
 ]
 team_patterns: list[URLPattern] = [
     path(ALERTS, views.project_alerts, name="project-alerts"),

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from alerts import pages, selectors, services
+from alerts import actions, pages, selectors, services, snapshot
 from kernel import forms
 from kernel.errors import ApplicationError
 from kernel.http import AuthenticatedHttpRequest, http_errors, request_ip
@@ -175,9 +176,73 @@ def all_alerts(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_GET
 @http_errors
 def alert(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
-    found = selectors.alert_get_for_user(request.user, alert_id)
+    found = selectors.alert_get_with_role(request.user, alert_id)
     context = pages.alert_page_context(request.user, found)
     return render(request, "alerts/pages/alert.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def alert_act(request: AuthenticatedHttpRequest, token: str) -> HttpResponse:
+    """A notification's one-click link (or an alert page's button): GET asks, POST acts.
+
+    GET never changes anything (mail scanners and link previews fetch links).
+    A bad or expired link is a page saying so (400, 410); an alert of another
+    team is 404 like every alert page; viewers are told they may not (403).
+    """
+    try:
+        link = actions.read_token(token)
+    except ApplicationError as error:
+        context = {"error": error}
+        return render(request, "alerts/pages/act_link.html", context, status=error.status)
+    found = selectors.alert_get_with_role(request.user, link.alert_id)
+    if request.method == "POST":
+        messages.success(
+            request, pages.act(found, link.action, actor=request.user, ip=request_ip(request))
+        )
+        return redirect("alert", alert_id=found.pk)
+    context = pages.action_page_context(found, link.action)
+    return render(
+        request, "alerts/pages/act.html", context, status=200 if context["can_write"] else 403
+    )
+
+
+# --- A metric alert's chart (alerts.snapshot) ---------------------------------------------------
+
+
+def _png(png: bytes) -> HttpResponse:
+    response = HttpResponse(png, content_type="image/png")
+    patch_cache_control(response, private=True, max_age=snapshot.CACHE_SECONDS)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+@http_errors
+def alert_chart(request: AuthenticatedHttpRequest, alert_id: int) -> HttpResponse:
+    """The chart on the alert page: for the members of its team, like the page."""
+    png = snapshot.cached_chart_png(selectors.alert_get_for_user(request.user, alert_id))
+    if png is None:
+        raise Http404("This alert has no chart.")
+    return _png(png)
+
+
+@require_GET
+def alert_chart_link(request: HttpRequest, token: str) -> HttpResponse:
+    """The chart a message links to, for whoever holds the link (Slack fetches it): the
+    signed token is the capability; it shows this alert's chart and nothing else."""
+    try:
+        png = snapshot.linked_chart(token)
+    except snapshot.ChartLinkError as error:
+        if error.status == 404:
+            raise Http404(error.message) from None
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    response = _png(png)
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex"
+    return response
 
 
 # --- Rules -------------------------------------------------------------------------------------

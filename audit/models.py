@@ -46,6 +46,8 @@ class AuditAction(models.TextChoices):
     DESTINATION_CREATED = "destination.created", "Alert destination created"
     DESTINATION_UPDATED = "destination.updated", "Alert destination changed"
     DESTINATION_DELETED = "destination.deleted", "Alert destination deleted"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged", "Alert acknowledged"
+    ALERT_SILENCED = "alert.silenced", "Alert's rule silenced"
     REPORT_DELETED = "report.deleted", "Report deleted"
 
 

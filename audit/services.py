@@ -48,6 +48,7 @@ TARGETS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "reports_app.sharelink": ("share_link", lambda link: f"link to {_report_name(link.report)}"),
     "alerts.alertrule": ("alert_rule", lambda rule: rule.name),
     "alerts.destination": ("destination", lambda destination: destination.name),
+    "alerts.alert": ("alert", lambda alert: f"alert #{alert.pk}: {alert.summary}"),
 }
 
 

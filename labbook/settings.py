@@ -391,6 +391,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "tracking.models.RunStatus",
         "NotificationStatusEnum": "alerts.models.NotificationStatus",
         "AlertStateEnum": "alerts.models.AlertState",
+        "DestinationKindEnum": "alerts.models.DestinationKind",
     },
 }
 

@@ -415,6 +415,11 @@ class SdkAlert(models.Model):
         return f"{self.level}: {self.title}"
 
 
+# The keys of machine readings (the SDK's ``system/*``, sampled by a thread of its
+# own): shown apart from training metrics, and never a sign the training loop moves.
+SYSTEM_KEY_PREFIX = "system/"
+
+
 class MetricSeries(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_series")
     key = models.CharField(max_length=250)
@@ -432,7 +437,7 @@ class MetricSeries(models.Model):
     min_value = models.FloatField(null=True)
     max_value = models.FloatField(null=True)
     # When the server last stored a point of it (the run's progress; the points'
-    # own timestamps are the client's clock). Null: before this was kept.
+    # own timestamps are the client's clock). Null: no point stored yet.
     received_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

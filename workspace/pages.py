@@ -25,7 +25,16 @@ from kernel.errors import ApplicationError, invalid
 from kernel.http import query_string
 from kernel.ids import is_id
 from tracking import run_filters, selectors, services
-from tracking.models import WRITE_ROLES, MetricSeries, Project, Run, RunStatus, SavedView, Team
+from tracking.models import (
+    SYSTEM_KEY_PREFIX,
+    WRITE_ROLES,
+    MetricSeries,
+    Project,
+    Run,
+    RunStatus,
+    SavedView,
+    Team,
+)
 from tracking.presentation import (
     GROUPINGS,
     NO_GROUP,
@@ -51,7 +60,7 @@ DEFAULT_METRIC_COLUMNS = 3  # the most logged metrics, when nobody chose columns
 COLUMN_SOURCE_RUNS = 200  # the latest runs whose config and summary keys the picker offers
 COLUMN_SOURCE_BYTES = 64 * 1024  # ...among those whose config and summary are this small
 MAX_PICKER_METRICS = 2000
-SYSTEM_PREFIX = "system/"  # machine metrics: offered, never a default column
+SYSTEM_PREFIX = SYSTEM_KEY_PREFIX  # machine metrics: offered, never a default column
 MAX_GROUPED_RUNS = 5000  # grouping counts at most this many matching runs
 GROUP_ROWS = 50  # rows shown under each group; the rest through the group's own link
 SHOWN_GROUPED_ROWS = 500  # rows shown over all groups (only these are read whole)

@@ -319,7 +319,9 @@ def run_page_context(user: User, run: RunWithRole, *, now: datetime) -> dict[str
     series = list(selectors.run_series(run))
     tags = [tag.name for tag in run.tag_rows.all()]
     alerts = list(SdkAlert.objects.filter(run=run).order_by("-created_at")[:SDK_ALERTS_SHOWN])
-    incidents = list(Alert.objects.filter(run=run).select_related("rule")[:SDK_ALERTS_SHOWN])
+    incidents = list(
+        Alert.objects.filter(run=run).select_related("rule", "acknowledged_by")[:SDK_ALERTS_SHOWN]
+    )
     charts = run_charts(run, series)
     summary, system_summary = split_system(  # Console and system metrics
         {k: format_value(v) for k, v in summary_values(run, series).items()}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from alerts.transports.base import Transport
+from alerts.transports.discord import DiscordTransport
 from alerts.transports.email import EmailTransport
+from alerts.transports.pagerduty import PagerDutyTransport
 from alerts.transports.slack import SlackTransport
+from alerts.transports.teams import TeamsTransport
 from alerts.transports.webhook import WebhookTransport
 from kernel.errors import invalid
 
@@ -12,6 +15,9 @@ TRANSPORTS: dict[str, Transport] = {
     "email": EmailTransport(),
     "slack": SlackTransport(),
     "webhook": WebhookTransport(),
+    "pagerduty": PagerDutyTransport(),
+    "teams": TeamsTransport(),
+    "discord": DiscordTransport(),
 }
 
 

@@ -9,6 +9,7 @@ whether the destination itself is broken (Slack's 404 / ``invalid_token``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,12 @@ class AlertInfo:
     # A metric alert's small chart around the firing point: a signed, expiring PNG URL.
     chart_url: str = ""
 
+    @property
+    def chart_alt(self) -> str:
+        """Words for the chart's image: the metric and the step the alert fired at."""
+        key, step = self.values.get("key"), self.values.get("step")
+        return f"Chart of {key} around step {step}, where the alert fired"
+
 
 @dataclass(frozen=True)
 class Message:
@@ -61,6 +68,10 @@ class Message:
     project: str
     alerts: list[AlertInfo]
     url: str  # where to look: the run page for one alert, the project's alerts for several
+    # The PNG charts (alerts.snapshot) of its first MAX_CHARTS metric alerts, by alert id: only
+    # for a transport that embeds them (``Transport.embeds_charts``), drawn before sending so
+    # that transports never read the database. Not in any JSON payload.
+    charts: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def title(self) -> str:
@@ -102,8 +113,14 @@ class TransportError(Exception):
 SECRET_MASK = "********"  # noqa: S105 - a placeholder, not a secret
 
 
+# The most charts one message shows (inline images of an email, image blocks in Slack): a
+# grouped message about a sweep stays light, and Slack's 50 blocks are never reached.
+MAX_CHARTS = 5
+
+
 class Transport:
     kind: str
+    embeds_charts = False  # whether ``send`` wants the charts' bytes in ``Message.charts``
 
     def clean_config(self, config: Any) -> dict[str, Any]:
         """The config to store, or ApplicationError naming the bad field (at save time)."""
@@ -120,3 +137,23 @@ class Transport:
 
     def send(self, message: Message, config: dict[str, Any]) -> Delivery:
         raise NotImplementedError
+
+
+def readable(value: Any) -> str:
+    """A value of an alert for people, never a Python repr: numbers to 6 significant digits,
+    NaN and infinities by name, an object as "key: value, ...", a list comma-separated."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {readable(item)}" for key, item in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(item) for item in value) or "—"
+    return str(value)

@@ -11,18 +11,28 @@ dropped connections and timeouts are temporary.
 
 from __future__ import annotations
 
-import math
 import smtplib
 import time
+from collections.abc import Sequence
+from email.mime.base import MIMEBase
+from email.mime.image import MIMEImage
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import SafeMIMEMultipart
 from django.core.validators import validate_email
 from django.template.loader import render_to_string
 
-from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
+from alerts.transports.base import (
+    AlertInfo,
+    Delivery,
+    Message,
+    Transport,
+    TransportError,
+    readable,
+)
 from kernel.errors import invalid
 
 TIMEOUT_SECONDS = 10.0  # tests monkeypatch this to make "the server hangs" quick
@@ -34,6 +44,7 @@ TRACEBACK_CHARS = 3000
 
 class EmailTransport(Transport):
     kind = "email"
+    embeds_charts = True  # metric alerts' charts travel inline (multipart/related)
 
     def clean_config(self, config: Any) -> dict[str, Any]:
         """Exactly one of ``addresses`` (1..50 valid, deduplicated) or ``team_members: true``."""
@@ -88,15 +99,55 @@ def recipients_of(config: dict[str, Any]) -> list[str]:
     return recipients
 
 
+class ChartEmail(EmailMultiAlternatives):
+    """Text and HTML alternatives, the HTML in multipart/related with the charts it shows by
+    Content-ID: mail clients show them in place, and a text-only reader sees no attachment."""
+
+    def __init__(self, *args: Any, images: Sequence[MIMEBase] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.images = list(images)
+
+    def _create_mime_attachment(self, content: Any, mimetype: str) -> Any:
+        """Django's hook turning an alternative into a MIME part: the HTML one takes its images."""
+        part = super()._create_mime_attachment(content, mimetype)  # type: ignore[misc]
+        if mimetype != "text/html" or not self.images:
+            return part
+        encoding = self.encoding or settings.DEFAULT_CHARSET
+        related = SafeMIMEMultipart(_subtype="related", encoding=encoding)
+        related.attach(part)
+        for image in self.images:
+            related.attach(image)
+        return related
+
+
+def chart_cid(message: Message, alert_id: int) -> str:
+    """The Content-ID of an alert's chart in this message (without its angle brackets)."""
+    return f"chart-{alert_id}.{message.notification_id}@labbook"
+
+
+def chart_images(message: Message) -> list[MIMEImage]:
+    """The PNGs delivery drew (``Message.charts``) of the alerts the message lists."""
+    images = []
+    for alert in message.alerts[:MAX_ALERTS]:
+        png = message.charts.get(alert.id)
+        if png:
+            image = MIMEImage(png, "png")
+            image.add_header("Content-ID", f"<{chart_cid(message, alert.id)}>")
+            image.add_header("Content-Disposition", "inline", filename=f"chart-{alert.id}.png")
+            images.append(image)
+    return images
+
+
 def build_email(message: Message, recipients: list[str]) -> EmailMultiAlternatives:
     context = email_context(message)
-    email = EmailMultiAlternatives(
+    email = ChartEmail(
         subject=subject(message),
         body=render_to_string("alerts/email/message.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=recipients,
         headers={"Auto-Submitted": "auto-generated", "X-Labbook-Event": message.event},
         connection=get_connection(timeout=TIMEOUT_SECONDS),
+        images=chart_images(message),
     )
     email.attach_alternative(render_to_string("alerts/email/message.html", context), "text/html")
     return email
@@ -112,13 +163,14 @@ def email_context(message: Message) -> dict[str, Any]:
     return {
         "message": message,
         "count": len(message.alerts),
-        "items": [alert_item(alert) for alert in message.alerts[:MAX_ALERTS]],
+        "items": [alert_item(alert, message) for alert in message.alerts[:MAX_ALERTS]],
         "more": max(len(message.alerts) - MAX_ALERTS, 0),
     }
 
 
-def alert_item(alert: AlertInfo) -> dict[str, Any]:
+def alert_item(alert: AlertInfo, message: Message) -> dict[str, Any]:
     run = alert.run
+    drawn = alert.id in message.charts
     failed = run.failed
     return {
         "alert": alert,
@@ -128,13 +180,12 @@ def alert_item(alert: AlertInfo) -> dict[str, Any]:
         "metrics": [(key, format_value(value)) for key, value in run.metrics.items()],
         "traceback": run.traceback_tail[-TRACEBACK_CHARS:] if failed else "",
         "console": run.console_tail[-TRACEBACK_CHARS:] if failed else "",
+        "chart_cid": chart_cid(message, alert.id) if drawn else "",
     }
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
+    return readable(value)
 
 
 def smtp_error(error: Exception) -> TransportError:

@@ -2,29 +2,33 @@
 
 One header, one section per alert (run, project, status, key metrics, the
 traceback tail of a failed run as a code block, a button to the run page),
-and a link to look at everything. Wording lives in ``templates/alerts/slack``;
-this module only escapes values for Slack's mrkdwn and sizes the blocks to
-Slack's limits. Slack answering 404/410 or naming a gone webhook
-(``invalid_token``, ``no_service``, ...) marks the destination broken: retrying
-cannot help until someone pastes a new URL.
+below the first metric alerts' sections their chart (an image Slack fetches
+from its signed link, ``alerts.snapshot``), and a link to look at everything.
+Wording lives in ``templates/alerts/slack``; this module only escapes values
+for Slack's mrkdwn and sizes the blocks to Slack's limits. Slack answering
+404/410 or naming a gone webhook (``invalid_token``, ``no_service``, ...) marks
+the destination broken: retrying cannot help until someone pastes a new URL.
 """
 
 from __future__ import annotations
 
-import math
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from django.template.loader import render_to_string
 
 from alerts.transports import http
 from alerts.transports.base import (
+    MAX_CHARTS,
     SECRET_MASK,
     AlertInfo,
     Delivery,
     Message,
     Transport,
     TransportError,
+    readable,
 )
 
 CONFIG_KEYS = frozenset({"url"})
@@ -39,12 +43,17 @@ BROKEN_ERRORS = frozenset(
         "team_disabled",
     }
 )
-MAX_ALERTS = 20  # Slack allows 50 blocks; a sweep of 40 dead runs still fits, summarized
+# Slack allows 50 blocks a message: 20 alerts, each a section and a row of buttons, with
+# MAX_CHARTS images, the header, the footer and "View in Labbook" make 48. A sweep of 40
+# dead runs still fits, summarized.
+MAX_ALERTS = 20
+MAX_BLOCKS = 50
 HEADER_CHARS = 150  # Slack's limit for a header block
 SECTION_CHARS = 3000  # Slack's limit for a section's text
 TRACEBACK_CHARS = 1500
 CONSOLE_CHARS = 800  # with the traceback, within a section's 3,000 characters
 MAX_METRICS = 6
+ALT_CHARS = 2000  # Slack's limit for an image's alt_text
 
 
 class SlackTransport(Transport):
@@ -66,11 +75,34 @@ class SlackTransport(Transport):
         return new
 
     def send(self, message: Message, config: dict[str, Any]) -> Delivery:
-        body = orjson.dumps(slack_payload(message))
-        headers = {"Content-Type": "application/json", "User-Agent": http.user_agent()}
-        response = http.post(config["url"], body=body, headers=headers)
+        payload = slack_payload(message)
+        response = post(config["url"], payload)
+        if images_refused(response, payload):  # the alert matters more than its picture
+            response = post(config["url"], slack_payload(message, images=False))
         check_broken(response)
         return http.delivery_for(response)
+
+
+def post(url: str, payload: dict[str, Any]) -> http.HttpResponse:
+    headers = {"Content-Type": "application/json", "User-Agent": http.user_agent()}
+    return http.post(url, body=orjson.dumps(payload), headers=headers)
+
+
+def images_refused(response: http.HttpResponse, payload: dict[str, Any]) -> bool:
+    """Slack refuses a whole message whose image it could not download (``invalid_blocks``):
+    such a message goes again without its charts."""
+    has_images = any(block["type"] == "image" for block in payload["blocks"])
+    return has_images and response.status_code == 400 and "invalid_blocks" in response.text
+
+
+def fetchable(url: str) -> bool:
+    """Whether Slack's servers could fetch an image at ``url``: not from localhost, a
+    one-label name or a private address (a BASE_URL only this network reaches)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:  # a name: only Slack can tell, unless it is plainly local
+        return "." in host and host != "localhost" and not host.endswith(".localhost")
 
 
 def masked_url(url: str) -> str:
@@ -91,7 +123,7 @@ def check_broken(response: http.HttpResponse) -> None:
         )
 
 
-def slack_payload(message: Message) -> dict[str, Any]:
+def slack_payload(message: Message, *, images: bool = True) -> dict[str, Any]:
     context = {
         "message": message,
         "title": escape(message.title),
@@ -100,15 +132,22 @@ def slack_payload(message: Message) -> dict[str, Any]:
     }
     return {
         "text": render_to_string("alerts/slack/text.txt", context).strip(),
-        "blocks": blocks(message, context),
+        "blocks": blocks(message, context, images=images),
     }
 
 
-def blocks(message: Message, context: dict[str, Any]) -> list[dict[str, Any]]:
+def blocks(message: Message, context: dict[str, Any], *, images: bool) -> list[dict[str, Any]]:
     result = [header(message.title)]
     if not message.alerts:
         result.append(section(render_to_string("alerts/slack/test.txt", context)))
-    result.extend(alert_section(alert) for alert in message.alerts[:MAX_ALERTS])
+    shown = message.alerts[:MAX_ALERTS]
+    charted = [alert.id for alert in shown if alert.chart_url and fetchable(alert.chart_url)]
+    for alert in shown:
+        result.append(alert_section(alert))
+        if images and alert.id in charted[:MAX_CHARTS]:
+            result.append(image(alert))
+        if alert.links:
+            result.append(action_buttons(alert))
     more = len(message.alerts) - MAX_ALERTS
     footer = render_to_string("alerts/slack/footer.txt", {**context, "more": max(more, 0)})
     result.append({"type": "context", "elements": [mrkdwn(footer, limit=SECTION_CHARS)]})
@@ -126,6 +165,19 @@ def alert_section(alert: AlertInfo) -> dict[str, Any]:
     if alert.run.url:
         block["accessory"] = button(alert.run.url, "Open run")
     return block
+
+
+def action_buttons(alert: AlertInfo) -> dict[str, Any]:
+    """The alert's one-click links, each opening a confirmation page in Labbook (a resolved
+    alert has nothing to acknowledge): a row of buttons under its section."""
+    links = alert.links
+    labels = [("silence_1h", "Silence 1 h"), ("silence_1d", "Silence 1 day")]
+    if alert.state != "resolved":
+        labels.insert(0, ("acknowledge", "Acknowledge"))
+    return {
+        "type": "actions",
+        "elements": [button(links[name], label) for name, label in labels if links.get(name)],
+    }
 
 
 def alert_context(alert: AlertInfo) -> dict[str, Any]:
@@ -148,6 +200,11 @@ def alert_context(alert: AlertInfo) -> dict[str, Any]:
         "traceback": escape(tail).replace("```", "'''"),
         "console": escape(console).replace("```", "'''"),
     }
+
+
+def image(alert: AlertInfo) -> dict[str, Any]:
+    """The alert's chart below its section (Slack fetches it from the signed link)."""
+    return {"type": "image", "image_url": alert.chart_url, "alt_text": alert.chart_alt[:ALT_CHARS]}
 
 
 def section(text: str) -> dict[str, Any]:
@@ -173,6 +230,4 @@ def escape(text: str) -> str:
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
+    return readable(value)

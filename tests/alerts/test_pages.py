@@ -361,7 +361,7 @@ def test_it_creates_a_metric_threshold_rule(client, world):
     )
     assert list(rule.destinations.all()) == [destination]
     page = _page(client.get(RULES))
-    assert "train/loss &gt;= 10.5 for 3 point(s)" in page
+    assert "Fires when train/loss &gt;= 10.5 for 3 points in a row." in page
 
 
 def test_a_bad_param_shows_next_to_its_field(client, world):

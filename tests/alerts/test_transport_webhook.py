@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from alerts.models import DestinationKind
 from alerts.transports import TRANSPORTS, http, transport_for
 from alerts.transports.base import Delivery, TransportError
 from alerts.transports.webhook import WebhookTransport
@@ -387,7 +388,8 @@ def test_a_slack_urls_key_is_a_secret_too() -> None:
 
 
 def test_the_registry_knows_every_kind() -> None:
-    assert set(TRANSPORTS) == {"email", "slack", "webhook"}
+    assert set(TRANSPORTS) == set(DestinationKind.values)
+    assert {"pagerduty", "teams", "discord"} <= set(TRANSPORTS)
     assert transport_for("webhook") is TRANSPORTS["webhook"]
     with pytest.raises(ApplicationError) as caught:
         transport_for("pager")

@@ -37,6 +37,18 @@ TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Metric crosses a threshold",
         ("Metric key", "Operator", "Value", "For consecutive points"),
     ),
+    "metric_window": (
+        "Metric's mean, min or max over a window crosses a threshold",
+        ("Metric key", "Aggregate", "Operator", "Value", "For consecutive points"),
+    ),
+    "metric_change": (
+        "Metric is worse than its best or a baseline run",
+        ("Metric key", "Better is", "Worse by more than (%)", "Than", "For consecutive points"),
+    ),
+    "metric_zscore": (
+        "Metric is an outlier against its recent values",
+        ("Metric key", "Against the previous (points)", "More than (standard deviations)"),
+    ),
     "metric_nan": ("Metric is NaN or infinite", ("Metric key",)),
     "metric_stagnant": (
         "Metric stopped improving",
@@ -159,7 +171,7 @@ def test_a_threshold_rule_is_saved_with_only_its_own_params(page, live, owner, p
     expect(page.get_by_text("Saved the rule loss too high.")).to_be_visible()
     row = page.locator("tr", has_text="loss too high")
     expect(row).to_contain_text("Metric crosses a threshold")
-    expect(row).to_contain_text("val/loss >= 0.25 for 3 point(s)")
+    expect(row).to_contain_text("Fires when val/loss >= 0.25 for 3 points in a row")
 
     [rule] = rules_named(live, owner.token, "loss too high")
     assert rule["trigger"] == "metric_threshold"

@@ -31,7 +31,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from alerts import firing
+from alerts import actions, firing
 from alerts import selectors as alert_selectors
 from alerts import services as alert_services
 from alerts.models import Alert, AlertRule, Destination, Silence
@@ -86,6 +86,11 @@ class Scene:
 
     def persona(self, name: str) -> Persona | None:
         return None if name == "anonymous" else self.world.persona(name)
+
+    @property
+    def acknowledge_token(self) -> str:
+        """A notification's signed link to acknowledge the scene's alert (alerts.actions)."""
+        return actions.token_for(self.alert.pk, "acknowledge")
 
 
 def build_world() -> World:

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 
 from django.utils import timezone
 
+from alerts import actions
 from alerts import services as alert_services
 from alerts.models import Alert
 from reports_app import services as report_services
@@ -138,6 +139,7 @@ def _member_pages(runs, report_id: int, alert: Alert) -> list[str]:
         f"{destinations}{alert.notifications.first().destination_id}/",
         "/alerts/",
         f"/alerts/{alert.pk}/",
+        actions.action_path(alert.pk, "acknowledge"),  # a notification link's confirmation
         "/acme/mnist/alerts/",
         rules,
         f"{rules}new",

@@ -558,6 +558,12 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"name": "renamed"},
     ),
     "api-alerts": Expect(Via.API, get=Codes(401, 200, 200, 200, 200)),
+    "api-alert-acknowledge": Expect(
+        Via.API,
+        get=Codes(401, 405, 405, 405, 405),
+        post=Codes(401, 404, 403, 200, 200),
+        kwargs={"pk": "{s.alert.pk}"},
+    ),
     "api-notifications": Expect(Via.API, get=Codes(401, 200, 200, 200, 200)),
     "api-silences": Expect(
         Via.API,
@@ -670,6 +676,19 @@ MATRIX: dict[str, Expect] = {
     # --- Alert pages --------------------------------------------------------------------------
     "alerts": Expect(Via.PAGE, get=Codes(302, 200, 200, 200, 200)),
     "alert": Expect(Via.PAGE, get=PAGE_READ),
+    # A metric alert's chart (alerts.snapshot). The scene's alert is not a metric alert: even
+    # its members find no chart (tests/alerts/test_snapshot.py draws and serves one).
+    # A notification's one-click link: GET asks (viewers are told they may not), POST acts.
+    "alert-act": Expect(
+        Via.PAGE,
+        get=Codes(302, 404, 403, 200, 200),
+        post=Codes(302, 404, 403, 302, 302),
+        kwargs={"token": "{s.acknowledge_token}"},
+    ),
+    "alert-chart": Expect(Via.PAGE, get=Codes(302, 404, 404, 404, 404)),
+    # The chart's signed link in messages: no login, the token is the capability (a share
+    # link's token, signed for something else, opens nothing).
+    "alert-chart-link": Expect(Via.PAGE, get=same(404), shares=True),
     "project-alerts": Expect(Via.PAGE, get=PAGE_READ),
     "alert-rules": Expect(Via.PAGE, get=PAGE_READ),
     "alert-rule-new": Expect(
