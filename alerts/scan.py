@@ -16,6 +16,7 @@ is sent only by the scan that moves ``last_notified_at`` forward.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -112,22 +113,29 @@ def with_progress(
 
 
 def _fire_hangs(now: datetime) -> int:
-    fired = 0
+    """One query per (project, key) however many rules watch it: each rule then takes the
+    runs past its own deadline from the rows read for the most impatient one."""
+    watching: dict[tuple[int, str], list[AlertRule]] = defaultdict(list)
     for rule in AlertRule.objects.filter(trigger=Trigger.RUN_NO_PROGRESS, enabled=True):
-        key = rule.params.get("key", "")
-        deadline = now - _after(rule)
+        watching[rule.project_id, rule.params.get("key", "")].append(rule)
+    fired = 0
+    for (project_id, key), rules in watching.items():
+        loosest = now - min(_after(rule) for rule in rules)
         running = Run.objects.filter(
-            project_id=rule.project_id, status=RunStatus.RUNNING, created_at__lt=deadline
+            project_id=project_id, status=RunStatus.RUNNING, created_at__lt=loosest
         )
-        hung = (
-            with_progress(running, key, before=deadline)
+        hung = list(
+            with_progress(running, key, before=loosest)
             .select_related("project__team")
             .prefetch_related("tag_rows")
             .order_by("progressed_at")[:BATCH]
         )
-        for run in hung:
-            if applies(rule, run) and firing.open_alert(rule, run) is None:
-                fired += _fire_hang(rule, run, key, now) is not None
+        for rule in rules:
+            deadline = now - _after(rule)
+            for run in hung:
+                late = run.created_at < deadline and progressed_at(run) < deadline
+                if late and applies(rule, run) and firing.open_alert(rule, run) is None:
+                    fired += _fire_hang(rule, run, key, now) is not None
     return fired
 
 

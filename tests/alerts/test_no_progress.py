@@ -140,6 +140,18 @@ class TestScan:
             ("failed", "run_failed"): "firing",
         }
 
+    def test_rules_on_one_key_each_keep_their_own_deadline(self, world, hook):
+        make_rule(world, hook, "run_no_progress", {"after_seconds": 600}, name="ten")
+        make_rule(world, hook, "run_no_progress", {"after_seconds": 1800}, name="thirty")
+        run = _run(world)
+        _log(run, "loss", 0)
+        _age(run, 900)
+        assert scan.scan().hung == 1
+        assert Alert.objects.get().rule.name == "ten"
+        _age(run, 2000)
+        assert scan.scan().hung == 1
+        assert sorted(Alert.objects.values_list("rule__name", flat=True)) == ["ten", "thirty"]
+
     def test_the_rule_filters_apply(self, world, hook):
         make_rule(world, hook, "run_no_progress", {"after_seconds": 600}, tags=["nightly"])
         tagged = _run(world, "tagged", tags=["nightly"])
