@@ -33,6 +33,7 @@ from django.urls import reverse
 from PIL import Image, ImageDraw, ImageFont
 
 from alerts.models import Alert, AlertState, Trigger
+from alerts.windowed import margin
 from kernel.charts import run_color
 from kernel.http import absolute_url
 from tracking.history import metric_history
@@ -94,6 +95,8 @@ def window_for(alert: Alert, series: MetricSeries) -> Window | None:
     key, step = point
     lo = min(series.first_step, step)
     hi = step + max(math.ceil((step - lo) * AFTER_SHARE), MIN_AFTER_STEPS)
+    if series.last_step is not None:  # no empty room past the newest point
+        hi = max(min(hi, series.last_step), step)
     resolved = alert.values.get("resolved_with")
     if alert.state == AlertState.RESOLVED and isinstance(resolved, dict):
         at = resolved.get("step")
@@ -145,11 +148,17 @@ def chart_png(alert: Alert) -> bytes | None:
 
 
 def threshold_of(alert: Alert) -> float | None:
-    """The rule's threshold line, for the triggers that have one."""
-    if alert.rule.trigger != Trigger.METRIC_THRESHOLD:
-        return None
-    value = alert.rule.params.get("value")
-    return float(value) if _number(value) else None
+    """The line the rule compares with: its threshold (for a window, the threshold of the
+    window's aggregate), or for a change the best value's margin."""
+    params = alert.rule.params
+    if alert.rule.trigger in (Trigger.METRIC_THRESHOLD, Trigger.METRIC_WINDOW):
+        value = params.get("value")
+        return float(value) if _number(value) else None
+    best, percent = alert.values.get("best"), params.get("percent")
+    if alert.rule.trigger == Trigger.METRIC_CHANGE and _number(best) and _number(percent):
+        allowed = margin(float(best), float(percent))
+        return float(best) + allowed if params.get("mode") == "min" else float(best) - allowed
+    return None
 
 
 def fired_value(alert: Alert) -> float | None:

@@ -147,7 +147,7 @@ def test_a_threshold_alert_draws_its_series_in_the_runs_colour(world, hook) -> N
     assert image.size == SIZE
     assert columns_with(image, run_color(alert.run.project_index))
     assert snapshot.chart_alt(alert) == (
-        "Chart of loss from step 0 to 120; the alert fired at step 90"
+        "Chart of loss from step 0 to 90; the alert fired at step 90"
     )
 
 
@@ -245,7 +245,7 @@ def test_the_alert_page_shows_the_chart_to_members_only(world, alert) -> None:
     path = f"/alerts/{alert.pk}/chart.png"
     page = _page_client(world.viewer).get(f"/alerts/{alert.pk}/").content.decode()
     assert f'src="{path}"' in page
-    assert 'alt="Chart of loss from step 0 to 120; the alert fired at step 90"' in page
+    assert 'alt="Chart of loss from step 0 to 90; the alert fired at step 90"' in page
     image = _page_client(world.viewer).get(path)
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
     assert Client().get(path).status_code == 302  # to the login page
