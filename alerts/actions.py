@@ -138,5 +138,7 @@ def links_for(alert: Alert) -> dict[str, str]:
     """
     issued = alert.last_notified_at or alert.fired_at
     links = {name: absolute_url(action_path(alert.pk, name, issued=issued)) for name in ACTIONS}
-    links["run"] = absolute_url(alert.run.get_absolute_url())
+    links["alert"] = absolute_url(reverse("alert", kwargs={"alert_id": alert.pk}))
+    if alert.run is not None:  # an expected run that did not come has none
+        links["run"] = absolute_url(alert.run.get_absolute_url())
     return links

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from alerts import firing, snapshot
@@ -128,7 +129,9 @@ def claim(notification_id: int) -> list[Notification]:
         ]
     return list(
         Notification.objects.filter(pk__in=taken)
-        .select_related("destination__team", "alert__rule", "alert__run__project__team")
+        .select_related(
+            "destination__team", "alert__rule__project__team", "alert__run__project__team"
+        )
         .prefetch_related("alert__run__tag_rows", "alert__run__metric_series")
         .order_by("pk")
     )
@@ -171,8 +174,13 @@ def alert_info(alert: Alert, event: str) -> AlertInfo:
         values=values,
         fired_at=alert.fired_at.isoformat(),
         resolved_at=resolved_at.isoformat() if resolved_at is not None else None,
-        url=absolute_url(alert.run.get_absolute_url() + "#alerts"),
-        run=run_info(alert.run),
+        url=absolute_url(
+            alert.run.get_absolute_url() + "#alerts"
+            if alert.run is not None
+            else reverse("alert", kwargs={"alert_id": alert.pk})
+        ),
+        run=run_info(alert.run) if alert.run is not None else None,
+        project=alert.rule.project.full_name,
         links=links_for(alert),
         chart_url=snapshot.chart_url(alert),
     )
@@ -183,8 +191,9 @@ def message_for(group: list[Notification], *, charts: bool = False) -> Message:
     first = group[0]
     alerts = [alert_info(n.alert, n.event) for n in group if n.alert is not None]
     drawn = [n.alert for n in group if n.alert is not None] if charts else []
-    project = alerts[0].run.project if alerts else first.destination.team.slug
-    url = alerts[0].run.url if len(alerts) == 1 else absolute_url("/")
+    project = alerts[0].project if alerts else first.destination.team.slug
+    single = alerts[0] if len(alerts) == 1 else None
+    url = absolute_url("/") if single is None else single.run.url if single.run else single.url
     return Message(
         notification_id=first.pk,
         event=EVENTS.get(first.event, "test"),

@@ -7,31 +7,38 @@ the two can lose a decision. A batch
 of points costs one query when the project has no metric rules, and the
 metric triggers look only at the batch and the per-key summary (plus, for
 ``for_points`` and ``metric_stagnant``, a handful of indexed rows), never at
-the whole history. The windowed triggers (``metric_window``, ``metric_change``,
-``metric_zscore``) read the newest window + ``for_points`` points stored before
-the batch in one indexed query per rule, and compute in one pass
-(:mod:`alerts.windowed`).
+the whole history. With rules, a batch costs a few queries (the rules, the
+run, its open alerts) and one indexed read a key for the windowed triggers
+(``metric_window``, ``metric_change``, ``metric_zscore``): the newest points
+stored before the batch, as many as its most demanding rule needs (its window
++ ``for_points``). Their verdicts are worked out from the last point back,
+only as far as the decision needs (:mod:`alerts.windowed`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
+
+from django.db import connection
 
 from alerts import firing
 from alerts.models import AlertRule, Trigger
 from alerts.triggers import METRIC_TRIGGERS, OPERATORS, duration
 from alerts.windowed import (
+    ChangeJudge,
+    Judge,
     Seen,
+    Stretch,
+    Trail,
     Verdict,
+    WindowJudge,
+    ZscoreJudge,
     change_percent,
-    change_verdicts,
     streak,
     window_size,
-    window_verdicts,
-    zscore_verdicts,
 )
 from tracking import events
 from tracking.models import MetricPoint, MetricRollup, MetricSeries, Run, RunStatus, SdkAlert
@@ -65,11 +72,15 @@ def _matching(
     rules = rules_for(project_id, triggers)
     if not rules:
         return None
+    run = _run(run_id, rules)
+    return run, [rule for rule in rules if applies(rule, run)]
+
+
+def _run(run_id: int, rules: list[AlertRule]) -> Run:
     runs = Run.objects.select_related("project__team")
     if any(rule.tags for rule in rules):  # one query for the tags, whatever the number of rules
         runs = runs.prefetch_related("tag_rows")
-    run = runs.get(pk=run_id)
-    return run, [rule for rule in rules if applies(rule, run)]
+    return runs.get(pk=run_id)
 
 
 # --- Status changes ------------------------------------------------------------------------
@@ -104,127 +115,17 @@ def _ended(run: Run) -> dict[str, Any]:
 
 
 def on_points(event: events.PointsIngested) -> None:
-    matched = _matching(event.project_id, event.run_id, METRIC_TRIGGERS)
-    if matched is None:
+    rules = [
+        rule
+        for rule in rules_for(event.project_id, METRIC_TRIGGERS)
+        if rule.params["key"] in event.series
+    ]
+    if not rules:
         return
-    run, rules = matched
-    for rule in rules:
-        key = rule.params["key"]
-        if key not in event.series:
-            continue
-        if rule.trigger in WINDOWED:
-            WINDOWED[rule.trigger](rule, run, key, _batch(event, key), event.series[key])
-            continue
-        points = [(step, value) for k, step, value, _t in event.points() if k == key]
-        summary = event.series[key]
-        if rule.trigger == Trigger.METRIC_NAN:
-            _metric_nan(rule, run, key, points)
-        elif rule.trigger == Trigger.METRIC_THRESHOLD:
-            _threshold(rule, run, key, points, summary)
-        else:
-            _stagnant(rule, run, key, summary)
-
-
-def _finite(value: float | None) -> TypeGuard[float]:
-    return value is not None and math.isfinite(value)
-
-
-def _metric_nan(
-    rule: AlertRule, run: Run, key: str, points: list[tuple[int, float | None]]
-) -> None:
-    bad = next(((step, value) for step, value in points if not _finite(value)), None)
-    if bad is not None:
-        shown = "NaN" if bad[1] is None or math.isnan(bad[1]) else str(bad[1])
-        firing.fire(
-            rule=rule,
-            run=run,
-            summary=f"{key} is {shown} at step {bad[0]} in {run.name}",
-            values={"key": key, "step": bad[0], "value": shown},
-        )
-    elif points and _finite(points[-1][1]):
-        firing.resolve(rule=rule, run=run, values={"step": points[-1][0]})
-
-
-def _threshold(
-    rule: AlertRule,
-    run: Run,
-    key: str,
-    points: list[tuple[int, float | None]],
-    summary: Mapping[str, Any],
-) -> None:
-    params = rule.params
-    beyond = OPERATORS[params["op"]]
-    needed = params.get("for_points", 1)
-    streak = 0
-    for _step, value in reversed(points):
-        if not (_finite(value) and beyond(value, params["value"])):
-            break
-        streak += 1
-    if streak == len(points) and streak < needed:
-        streak += _earlier_streak(run, key, points[0][0], needed - streak, params)
-    last_step, last_value = points[-1]
-    if streak >= needed:
-        firing.fire(
-            rule=rule,
-            run=run,
-            summary=f"{key} {params['op']} {params['value']:g} in {run.name}"
-            + (f" for {streak} points" if needed > 1 else "")
-            + f" (now {last_value:.4g} at step {last_step})",
-            values={"key": key, "value": last_value, "step": last_step, "points": streak},
-        )
-    elif streak == 0:
-        firing.resolve(rule=rule, run=run, values={"value": last_value, "step": last_step})
-
-
-def _earlier_streak(run: Run, key: str, before: int, most: int, params: dict[str, Any]) -> int:
-    """How many of the points just before ``before`` were beyond the threshold too."""
-    earlier = (
-        MetricPoint.objects.filter(series__run=run, series__key=key, step__lt=before)
-        .order_by("-step", "-timestamp", "-seq")  # latest first, in the points' one order
-        .values_list("value", flat=True)[:most]
-    )
-    streak = 0
-    for value in earlier:
-        if not (_finite(value) and OPERATORS[params["op"]](value, params["value"])):
-            break
-        streak += 1
-    return streak
-
-
-def _stagnant(rule: AlertRule, run: Run, key: str, summary: Mapping[str, Any]) -> None:
-    """Fires when the best value is ``patience_steps`` behind the last step."""
-    params = rule.params
-    best_step = _best_step(run, key, params["mode"])
-    if best_step is None:
-        return
-    last_step = summary["last_step"]
-    if last_step - best_step >= params["patience_steps"]:
-        best = summary["min_value"] if params["mode"] == "min" else summary["max_value"]
-        firing.fire(
-            rule=rule,
-            run=run,
-            summary=f"{key} has not improved on {best:.4g} (step {best_step}) for"
-            f" {last_step - best_step} steps in {run.name}",
-            values={"key": key, "best": best, "best_step": best_step, "step": last_step},
-        )
-    else:
-        firing.resolve(rule=rule, run=run, values={"best_step": best_step})
-
-
-def _best_step(run: Run, key: str, mode: str) -> int | None:
-    """The first step holding the series' best value, from its top-level rollup cells."""
-    series = MetricSeries.objects.filter(run=run, key=key).values_list("pk", flat=True).first()
-    if series is None:
-        return None
-    cells = MetricRollup.objects.filter(series_id=series, level=ROLLUP_LEVELS)
-    if mode == "min":
-        cell = cells.exclude(min_value=None).order_by("min_value", "min_step").first()
-        return None if cell is None else cell.min_step
-    cell = cells.exclude(max_value=None).order_by("-max_value", "max_step").first()
-    return None if cell is None else cell.max_step
-
-
-# --- Windowed triggers: metric_window, metric_change, metric_zscore ------------------------
+    run = _run(event.run_id, rules)
+    evaluation = Evaluation(event, run, [rule for rule in rules if applies(rule, run)])
+    for rule in evaluation.rules:
+        HANDLERS[rule.trigger](evaluation, rule, rule.params["key"])
 
 
 @dataclass(frozen=True)
@@ -236,34 +137,240 @@ class Batch:
     first: tuple[int, float, int]  # the first point's place: (step, timestamp, seq)
 
 
-def _batch(event: events.PointsIngested, key: str) -> Batch:
-    series_id = next(sid for sid, name in event.keys.items() if name == key)
-    rows = [point for sid, point in event.rows if sid == series_id]  # sorted by place already
-    return Batch(
-        series_id,
-        [Seen(point.step, point.value, point.timestamp) for point in rows],
-        (rows[0].step, rows[0].timestamp, rows[0].seq),
-    )
+Row = tuple[int, float | None, float]  # a stored point's (step, value, timestamp)
 
 
-def _stored_before(batch: Batch, limit: int) -> tuple[list[Seen], bool]:
-    """The newest ``limit`` points stored before the batch, oldest first; and whether that is all.
+class Evaluation:
+    """One ingested batch being judged: its run, the run's open alerts, each key's points.
+
+    Made for each batch inside its transaction and dropped with it. The run's
+    open alerts are read once: a rule whose alert is not open has nothing to
+    resolve, and one whose alert is open has nothing to fire (``firing.fire``
+    checks again under the open-fingerprint constraint, so a race still opens
+    one alert). The points stored before the batch are read once a key, as
+    many as the most demanding of its rules needs; each rule takes its tail.
+    """
+
+    def __init__(self, event: events.PointsIngested, run: Run, rules: list[AlertRule]) -> None:
+        self.event, self.run, self.rules = event, run, rules
+        self.open = firing.open_fingerprints(run)
+        self.reach: dict[str, int] = {}  # key -> the most stored points one of its rules needs
+        for rule in rules:
+            if rule.trigger in REACH:
+                key = rule.params["key"]
+                self.reach[key] = max(self.reach.get(key, 0), REACH[rule.trigger](rule.params))
+        self._batches: dict[str, Batch] = {}
+        self._stored: dict[str, list[Row]] = {}
+        self._stretches: dict[str, Stretch] = {}
+        self._baselines: dict[tuple[int, str], Mapping[str, Any]] | None = None
+        self._best_steps: dict[tuple[str, str], int | None] = {}
+
+    def is_open(self, rule: AlertRule) -> bool:
+        return firing.fingerprint(rule, self.run) in self.open
+
+    def fire(self, rule: AlertRule, summary: str, values: dict[str, Any]) -> None:
+        if not self.is_open(rule):
+            firing.fire(rule=rule, run=self.run, summary=summary, values=values)
+
+    def resolve(self, rule: AlertRule, values: dict[str, Any]) -> None:
+        if self.is_open(rule):
+            firing.resolve(rule=rule, run=self.run, values=values)
+
+    def summary(self, key: str) -> Mapping[str, Any]:
+        """The key's series after the batch: count, first and last step, min and max."""
+        return self.event.series[key]
+
+    def batch(self, key: str) -> Batch:
+        if not self._batches:  # every key's points in one pass over the batch
+            self._batches = _batches(self.event)
+        return self._batches[key]
+
+    def stored_before(self, rule: AlertRule) -> tuple[list[Seen], bool]:
+        """The newest points the rule reads before the batch, oldest first; and whether that is all.
+
+        One query a key, whichever of its rules asks first.
+        """
+        rows, whole = self._rows_before(rule)
+        return [Seen(*row) for row in rows], whole
+
+    def tail(self, rule: AlertRule) -> tuple[Stretch, int, bool]:
+        """The key's stretch, where the rule's points start in it, and whether that is the first."""
+        key = rule.params["key"]
+        rows, whole = self._rows_before(rule)
+        if key not in self._stretches:
+            self._stretches[key] = Stretch([*self._stored[key], *self.batch(key).points])
+        return self._stretches[key], len(self._stored[key]) - len(rows), whole
+
+    def _rows_before(self, rule: AlertRule) -> tuple[list[Row], bool]:
+        key, limit = rule.params["key"], REACH[rule.trigger](rule.params)
+        if key not in self._stored:
+            self._stored[key] = _stored_before(self.batch(key), self.reach[key])
+        stored = self._stored[key]
+        return stored[-limit:], len(stored) < limit
+
+    def baseline(self, run_id: int, key: str) -> Mapping[str, Any] | None:
+        """A baseline run's series (``min_value``, ``max_value``, ``run__name``), if it has one.
+
+        Read at the first rule that asks, for every baseline rule at once: one query.
+        """
+        if self._baselines is None:
+            self._baselines = _baselines(self.rules)
+        return self._baselines.get((run_id, key))
+
+    def best_step(self, key: str, mode: str) -> int | None:
+        """The first step holding the series' best value, from its top-level rollup cells."""
+        if (key, mode) not in self._best_steps:
+            cells = MetricRollup.objects.filter(
+                series_id=self.batch(key).series_id, level=ROLLUP_LEVELS
+            )
+            if mode == "min":
+                cell = cells.exclude(min_value=None).order_by("min_value", "min_step").first()
+                step = None if cell is None else cell.min_step
+            else:
+                cell = cells.exclude(max_value=None).order_by("-max_value", "max_step").first()
+                step = None if cell is None else cell.max_step
+            self._best_steps[key, mode] = step
+        return self._best_steps[key, mode]
+
+
+def _baselines(rules: list[AlertRule]) -> dict[tuple[int, str], Mapping[str, Any]]:
+    wanted = {
+        (rule.params["baseline_run"], rule.params["key"])
+        for rule in rules
+        if rule.trigger == Trigger.METRIC_CHANGE and rule.params["against"] == "baseline"
+    }
+    rows = MetricSeries.objects.filter(
+        run_id__in={run for run, _key in wanted}, key__in={key for _run, key in wanted}
+    ).values("run_id", "key", "min_value", "max_value", "run__name")
+    return {
+        (row["run_id"], row["key"]): row for row in rows if (row["run_id"], row["key"]) in wanted
+    }
+
+
+def _batches(event: events.PointsIngested) -> dict[str, Batch]:
+    grouped: dict[int, list[Any]] = {}
+    for series_id, point in event.rows:  # sorted by place already
+        grouped.setdefault(series_id, []).append(point)
+    return {
+        event.keys[series_id]: Batch(
+            series_id,
+            [Seen(point.step, point.value, point.timestamp) for point in rows],
+            (rows[0].step, rows[0].timestamp, rows[0].seq),
+        )
+        for series_id, rows in grouped.items()
+    }
+
+
+# The newest points of a series before a place, latest first, along the primary key.
+NEWEST_BEFORE = (
+    f'SELECT step, value, "timestamp" FROM {MetricPoint._meta.db_table}'  # noqa: S608 - constants
+    ' WHERE series_id = %s AND step <= %s AND (step, "timestamp", seq) < (%s, %s, %s)'
+    ' ORDER BY step DESC, "timestamp" DESC, seq DESC LIMIT %s'
+)
+
+
+def _stored_before(batch: Batch, limit: int) -> list[Row]:
+    """The newest ``limit`` points stored before the batch, oldest first.
 
     One query along the primary key, whatever the length of the history: the
     batch is already stored (this runs inside its transaction), so the read
-    stops at the batch's first point.
+    stops at the batch's first point. Plain SQL: a rule-heavy project pays
+    this on every batch, and the rows are used as the database gives them.
     """
     step, stamp, seq = batch.first
-    rows = list(
-        MetricPoint.objects.filter(
-            series_id=batch.series_id,
-            step__lte=step,  # a range of the index; the tuple then leaves out the batch
-            pk__lt=(batch.series_id, step, stamp, seq),
+    with connection.cursor() as cursor:
+        # ``step <=`` is a range of the index; the tuple then leaves out the batch
+        cursor.execute(NEWEST_BEFORE, [batch.series_id, step, step, stamp, seq, limit])
+        rows: list[Row] = cursor.fetchall()
+    rows.reverse()
+    return rows
+
+
+def _finite(value: float | None) -> TypeGuard[float]:
+    return value is not None and math.isfinite(value)
+
+
+def _metric_nan(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
+    points = evaluation.batch(key).points
+    bad = next((point for point in points if not _finite(point.value)), None)
+    if bad is not None:
+        shown = "NaN" if bad.value is None or math.isnan(bad.value) else str(bad.value)
+        evaluation.fire(
+            rule,
+            f"{key} is {shown} at step {bad.step} in {evaluation.run.name}",
+            {"key": key, "step": bad.step, "value": shown},
         )
+    elif points and _finite(points[-1].value):
+        evaluation.resolve(rule, {"step": points[-1].step})
+
+
+def _threshold(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
+    params = rule.params
+    beyond = OPERATORS[params["op"]]
+    needed = params.get("for_points", 1)
+    points = evaluation.batch(key).points
+    streak = 0
+    for _step, value, _time in reversed(points):
+        if not (_finite(value) and beyond(value, params["value"])):
+            break
+        streak += 1
+    if streak == len(points) and streak < needed:
+        series_id = evaluation.batch(key).series_id
+        streak += _earlier_streak(series_id, points[0].step, needed - streak, params)
+    last_step, last_value, _time = points[-1]
+    if streak >= needed:
+        evaluation.fire(
+            rule,
+            f"{key} {params['op']} {params['value']:g} in {evaluation.run.name}"
+            + (f" for {streak} points" if needed > 1 else "")
+            + f" (now {last_value:.4g} at step {last_step})",
+            {"key": key, "value": last_value, "step": last_step, "points": streak},
+        )
+    elif streak == 0:
+        evaluation.resolve(rule, {"value": last_value, "step": last_step})
+
+
+def _earlier_streak(series_id: int, before: int, most: int, params: dict[str, Any]) -> int:
+    """How many of the points just before ``before`` were beyond the threshold too."""
+    earlier = (
+        MetricPoint.objects.filter(series_id=series_id, step__lt=before)
         .order_by("-step", "-timestamp", "-seq")  # latest first, in the points' one order
-        .values_list("step", "value", "timestamp")[:limit]
+        .values_list("value", flat=True)[:most]
     )
-    return [Seen(*row) for row in reversed(rows)], len(rows) < limit
+    streak = 0
+    for value in earlier:
+        if not (_finite(value) and OPERATORS[params["op"]](value, params["value"])):
+            break
+        streak += 1
+    return streak
+
+
+def _stagnant(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
+    """Fires when the best value is ``patience_steps`` behind the last step."""
+    params = rule.params
+    summary = evaluation.summary(key)
+    last_step = summary["last_step"]
+    if (
+        not evaluation.is_open(rule)
+        and last_step - summary["first_step"] < params["patience_steps"]
+    ):
+        return  # the best is no older than the first step: nothing to fire, nothing open
+    best_step = evaluation.best_step(key, params["mode"])
+    if best_step is None:
+        return
+    if last_step - best_step >= params["patience_steps"]:
+        best = summary["min_value"] if params["mode"] == "min" else summary["max_value"]
+        evaluation.fire(
+            rule,
+            f"{key} has not improved on {best:.4g} (step {best_step}) for"
+            f" {last_step - best_step} steps in {evaluation.run.name}",
+            {"key": key, "best": best, "best_step": best_step, "step": last_step},
+        )
+    else:
+        evaluation.resolve(rule, {"best_step": best_step})
+
+
+# --- Windowed triggers: metric_window, metric_change and metric_zscore ----------------------
 
 
 @dataclass(frozen=True)
@@ -276,46 +383,53 @@ class Wording:
 
 
 def _decide(
+    evaluation: Evaluation,
     rule: AlertRule,
-    run: Run,
     key: str,
-    points: Sequence[Seen],
-    verdicts: Sequence[Verdict],
-    start: int,
+    judge: Judge,
     words: Callable[[Seen, Verdict], Wording],
 ) -> None:
-    """Fire or resolve like ``metric_threshold``, on the verdicts of ``points[start:]`` (the batch).
+    """Fire or resolve like ``metric_threshold``, on the verdicts of the batch's points.
 
     Fires when the last ``for_points`` deciding points are beyond; resolves
     when the latest one is not; a batch that decides nothing changes nothing.
+    Only the verdicts from the last point back to where that is known are
+    worked out: the latest deciding one when the alert is open (more points
+    beyond change nothing then), up to ``for_points`` of them otherwise.
+    Firing counts the whole streak for its summary, over every verdict.
     """
-    count, latest = streak(verdicts)
-    if latest is None or latest < start:
-        return
-    point, verdict = points[latest], verdicts[latest]
     needed = rule.params["for_points"]
+    start = judge.length - len(evaluation.batch(key).points)  # the batch's first point
+    opened = evaluation.is_open(rule)
+    trail = judge.trail(start, enough=1 if opened else needed)
+    if trail is None or (trail.count >= needed and not opened):  # past the budget, or firing
+        verdicts = judge.slide()
+        count, latest = streak(verdicts)
+        trail = Trail(count, latest, None if latest is None else verdicts[latest])
+    if trail.latest is None or trail.latest < start:
+        return
+    point, verdict, count = judge.point(trail.latest), trail.verdict, trail.count
+    assert verdict is not None  # the latest deciding point's
     wording = words(point, verdict)
     values = {"key": key, "step": point.step, "value": point.value, **wording.values}
     if count >= needed:
-        firing.fire(
-            rule=rule,
-            run=run,
-            summary=f"{wording.head} in {run.name}"
+        evaluation.fire(
+            rule,
+            f"{wording.head} in {evaluation.run.name}"
             + (f" for {count} points" if needed > 1 else "")
             + f" ({wording.now} at step {point.step})",
-            values={**values, "points": count},
+            {**values, "points": count},
         )
     elif count == 0:
-        firing.resolve(rule=rule, run=run, values=values)
+        evaluation.resolve(rule, values)
 
 
-def _window(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+def _window(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
     params = rule.params
-    earlier, whole = _stored_before(batch, window_size(params) + params["for_points"])
-    points = earlier + batch.points
+    stretch, offset, whole = evaluation.tail(rule)
     op, threshold = params["op"], params["value"]
-    verdicts = window_verdicts(
-        points, params, lambda figure: OPERATORS[op](figure, threshold), whole=whole
+    judge = WindowJudge(
+        stretch, offset, params, lambda figure: OPERATORS[op](figure, threshold), whole=whole
     )
     agg = params["agg"]
     seconds = params.get("window_seconds")
@@ -328,21 +442,22 @@ def _window(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[
             values={"agg": agg, "aggregate": verdict.figure},
         )
 
-    _decide(rule, run, key, points, verdicts, len(earlier), words)
+    _decide(evaluation, rule, key, judge, words)
 
 
-def _change(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+def _change(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
     """Against the run's own best so far (its summary), or a baseline run's best."""
     params = rule.params
-    best, whose = _best_of(params, key, summary)
+    best, whose = _best_of(evaluation, params, key)
     if best is None:
         return
-    verdicts = change_verdicts(batch.points, params, best)
-    earlier: list[Seen] = []
-    count, _latest = streak(verdicts)
-    if 0 < count < params["for_points"] and all(v.beyond is not False for v in verdicts):
-        earlier, _whole = _stored_before(batch, params["for_points"])  # the streak may go on
-        verdicts = change_verdicts(earlier, params, best) + verdicts
+    points = evaluation.batch(key).points
+    judge = ChangeJudge(points, params, best)
+    if not evaluation.is_open(rule):  # open: a streak going on changes nothing
+        trail = judge.trail(0, enough=params["for_points"])
+        if trail is not None and 0 < trail.count < params["for_points"] and trail.through:
+            earlier, _whole = evaluation.stored_before(rule)  # the streak may go on before
+            judge = ChangeJudge(earlier + points, params, best)
     worse = "above" if params["mode"] == "min" else "below"
 
     def words(point: Seen, verdict: Verdict) -> Wording:
@@ -358,31 +473,28 @@ def _change(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[
             },
         )
 
-    _decide(rule, run, key, earlier + batch.points, verdicts, len(earlier), words)
+    _decide(evaluation, rule, key, judge, words)
 
 
 def _best_of(
-    params: Mapping[str, Any], key: str, summary: Mapping[str, Any]
+    evaluation: Evaluation, params: Mapping[str, Any], key: str
 ) -> tuple[float | None, str]:
     """The best value to compare with, and whose it is; None when there is no finite one."""
     column = "min_value" if params["mode"] == "min" else "max_value"
     if params["against"] == "best":
-        best, whose = summary.get(column), "its best"
+        best, whose = evaluation.summary(key).get(column), "its best"
     else:
-        row = (
-            MetricSeries.objects.filter(run_id=params["baseline_run"], key=key)
-            .values_list(column, "run__name")
-            .first()
+        row = evaluation.baseline(params["baseline_run"], key)
+        best, whose = (
+            (None, "") if row is None else (row[column], f"the best of {row['run__name']}")
         )
-        best, whose = (None, "") if row is None else (row[0], f"the best of {row[1]}")
     return (best, whose) if _finite(best) else (None, "")
 
 
-def _zscore(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[str, Any]) -> None:
+def _zscore(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
     params = rule.params
-    earlier, _whole = _stored_before(batch, params["window_points"] + params["for_points"])
-    points = earlier + batch.points
-    verdicts = zscore_verdicts(points, params)
+    stretch, offset, _whole = evaluation.tail(rule)
+    judge = ZscoreJudge(stretch, offset, params)
     limit, size = params["z"], params["window_points"]
     beyond = {"above": f"> {limit:g}", "below": f"< -{limit:g}"}.get(
         params["direction"], f"beyond ±{limit:g}"
@@ -395,10 +507,21 @@ def _zscore(rule: AlertRule, run: Run, key: str, batch: Batch, summary: Mapping[
             values={"z": verdict.figure, "window_points": size},
         )
 
-    _decide(rule, run, key, points, verdicts, len(earlier), words)
+    _decide(evaluation, rule, key, judge, words)
 
 
-WINDOWED: dict[str, Callable[[AlertRule, Run, str, Batch, Mapping[str, Any]], None]] = {
+# How many points stored before a batch each windowed trigger reads: its window, and enough
+# more to tell whether the last ``for_points`` were beyond (metric_change: only those).
+REACH: dict[str, Callable[[dict[str, Any]], int]] = {
+    Trigger.METRIC_WINDOW: lambda params: window_size(params) + params["for_points"],
+    Trigger.METRIC_CHANGE: lambda params: params["for_points"],
+    Trigger.METRIC_ZSCORE: lambda params: params["window_points"] + params["for_points"],
+}
+
+HANDLERS: dict[str, Callable[[Evaluation, AlertRule, str], None]] = {
+    Trigger.METRIC_NAN: _metric_nan,
+    Trigger.METRIC_THRESHOLD: _threshold,
+    Trigger.METRIC_STAGNANT: _stagnant,
     Trigger.METRIC_WINDOW: _window,
     Trigger.METRIC_CHANGE: _change,
     Trigger.METRIC_ZSCORE: _zscore,

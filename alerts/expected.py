@@ -85,20 +85,3 @@ def due_slot(params: dict[str, Any], now: datetime) -> Slot | None:
     except StopIteration:  # an expression such as "0 0 30 2 *" (30 February) never fires
         return None
     return Slot(at=at, opens=at - (at - before) / 2, closes=at + grace)
-
-
-def describe(params: dict[str, Any]) -> str:
-    grace = params.get("grace_seconds", 0)
-    return (
-        f"Fires when no run starts by the times of {params.get('cron')!r}"
-        f" ({params.get('timezone')}) plus {_duration(grace)} of grace"
-    )
-
-
-def _duration(seconds: int) -> str:
-    if seconds % 3600 == 0 and seconds:
-        hours = seconds // 3600
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    if seconds % 60 == 0 and seconds:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"

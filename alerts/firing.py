@@ -46,18 +46,29 @@ INHIBITED_BY_FAILURE = (
 )
 
 
-def fingerprint(rule: AlertRule, run: Run, condition: str = "") -> str:
-    return f"{rule.pk}:{run.pk}:{condition}"
+def fingerprint(rule: AlertRule, run: Run | None, condition: str = "") -> str:
+    """``rule:run:condition``; ``rule::condition`` for an alert about no run (an expected one)."""
+    return f"{rule.pk}:{run.pk if run is not None else ''}:{condition}"
 
 
-def open_alert(rule: AlertRule, run: Run, condition: str = "") -> Alert | None:
+def open_alert(rule: AlertRule, run: Run | None, condition: str = "") -> Alert | None:
     return Alert.objects.filter(
         fingerprint=fingerprint(rule, run, condition), state=AlertState.FIRING
     ).first()
 
 
+def open_fingerprints(run: Run) -> set[str]:
+    """The fingerprints of the run's firing alerts, in one query.
+
+    A batch of points checks all its rules against this set: almost never is
+    one open, so resolving (a locking read) is skipped for the rest.
+    """
+    firing = Alert.objects.filter(run_id=run.pk, state=AlertState.FIRING)
+    return set(firing.values_list("fingerprint", flat=True))
+
+
 def fire(
-    *, rule: AlertRule, run: Run, summary: str, values: dict[str, Any], condition: str = ""
+    *, rule: AlertRule, run: Run | None, summary: str, values: dict[str, Any], condition: str = ""
 ) -> Alert | None:
     """Open the alert of (rule, run, condition) and notify, unless it is already open."""
     with transaction.atomic():
@@ -75,13 +86,17 @@ def fire(
         except IntegrityError:  # a concurrent evaluation opened it first
             return None
         notify(alert, NotificationEvent.FIRED)
-        if rule.trigger == Trigger.RUN_FAILED:
+        if rule.trigger == Trigger.RUN_FAILED and run is not None:
             _inhibit(run, by=alert)
     return alert
 
 
 def resolve(
-    *, rule: AlertRule, run: Run, condition: str = "", values: dict[str, Any] | None = None
+    *,
+    rule: AlertRule,
+    run: Run | None,
+    condition: str = "",
+    values: dict[str, Any] | None = None,
 ) -> Alert | None:
     """Resolve the open alert of (rule, run, condition), telling its destinations if asked."""
     with transaction.atomic():
@@ -117,7 +132,9 @@ def _inhibit(run: Run, *, by: Alert) -> None:
 
 def active_silence(alert: Alert) -> Silence | None:
     rule = alert.rule
-    scope = Q(project_id=rule.project_id) | Q(rule_id=rule.pk) | Q(run_id=alert.run_id)
+    scope = Q(project_id=rule.project_id) | Q(rule_id=rule.pk)
+    if alert.run_id is not None:  # never Q(run_id=None): that is every project's silences
+        scope |= Q(run_id=alert.run_id)
     return Silence.objects.filter(scope, until__gt=timezone.now()).first()
 
 

@@ -66,6 +66,7 @@ class Trigger(models.TextChoices):
     METRIC_STAGNANT = "metric_stagnant", "Metric stopped improving"
     RUN_FINISHED = "run_finished", "Run finished"
     SDK_ALERT = "sdk_alert", "Training code raised an alert"
+    RUN_EXPECTED = "run_expected", "An expected run did not start"
 
 
 class AlertRule(models.Model):
@@ -108,7 +109,10 @@ class AlertState(models.TextChoices):
 
 class Alert(models.Model):
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    # None: an alert about a run that did not come (``run_expected``).
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
     fingerprint = models.CharField(max_length=200, help_text="rule:run:condition")
     state = models.CharField(max_length=10, choices=AlertState.choices, default=AlertState.FIRING)
     summary = models.CharField(max_length=300)

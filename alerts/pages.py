@@ -288,7 +288,10 @@ def alerts_listed(user: User, *, project: Project | None, state: str | None) -> 
     return alerts.annotate(firing_first=firing_first).order_by("firing_first", "-fired_at", "-id")
 
 
-def run_href(project: Project, run_id: int) -> str:
+def run_href(project: Project, run_id: int | None) -> str:
+    """The run page's path; "" for an alert about no run (an expected run that did not come)."""
+    if run_id is None:
+        return ""
     kwargs = {"team": project.team.slug, "project": project.slug, "run_id": run_id}
     return reverse("run", kwargs=kwargs)
 

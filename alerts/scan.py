@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import F, Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from alerts import firing
+from alerts import expected, firing
 from alerts.evaluation import applies
 from alerts.models import Alert, AlertRule, AlertState, NotificationEvent, Trigger
 from tracking import services as tracking_services
@@ -40,6 +41,8 @@ class ScanResult:
     recovered: int = 0
     hung: int = 0
     progressing: int = 0
+    missed: int = 0  # expected runs that did not start
+    arrived: int = 0  # ... and then did
     crashed: int = 0
     reminded: int = 0
 
@@ -51,6 +54,8 @@ def scan(now: datetime | None = None) -> ScanResult:
     result.recovered = _resolve_stalls(now)
     result.hung = _fire_hangs(now)
     result.progressing = _resolve_hangs()
+    result.missed = _fire_missed(now)
+    result.arrived = _resolve_arrived()
     result.crashed = _mark_crashed(now)
     result.reminded = _remind(now)
     return result
@@ -90,6 +95,8 @@ def _resolve_stalls(now: datetime) -> int:
     ).select_related("rule", "run")
     for alert in open_stalls:
         run = alert.run
+        if run is None:  # stall alerts are about a run; the column allows none for others
+            continue
         back = run.status == RunStatus.RUNNING and run.last_seen_at >= now - _after(alert.rule)
         if back or run.status != RunStatus.RUNNING:
             values = {"status": run.status, "last_seen_at": run.last_seen_at.isoformat()}
@@ -170,6 +177,8 @@ def _resolve_hangs() -> int:
         state=AlertState.FIRING, rule__trigger=Trigger.RUN_NO_PROGRESS
     ).select_related("rule", "run")
     for alert in open_hangs:
+        if alert.run_id is None:
+            continue
         key = alert.rule.params.get("key", "")
         run = with_progress(Run.objects.filter(pk=alert.run_id), key).get()
         then = alert.values.get("last_point_at")
@@ -177,6 +186,69 @@ def _resolve_hangs() -> int:
         if moved or run.status != RunStatus.RUNNING:
             values = {"status": run.status, "last_point_at": progressed_at(run).isoformat()}
             resolved += firing.resolve(rule=alert.rule, run=run, values=values) is not None
+    return resolved
+
+
+def _fire_missed(now: datetime) -> int:
+    """``run_expected`` rules whose latest scheduled time passed its grace with no run.
+
+    Each scheduled time is judged once (its alert's fingerprint names it), and
+    not while an earlier miss of the rule is still open: a job broken for a week
+    is one incident until a run comes.
+    """
+    fired = 0
+    for rule in AlertRule.objects.filter(trigger=Trigger.RUN_EXPECTED, enabled=True):
+        slot = expected.due_slot(rule.params, now)
+        if slot is None or slot.opens < rule.created_at:  # not a whole window under this rule
+            continue
+        condition = f"expected:{slot.at.isoformat()}"
+        judged = Alert.objects.filter(rule=rule).filter(
+            Q(fingerprint=firing.fingerprint(rule, None, condition)) | Q(state=AlertState.FIRING)
+        )
+        if judged.exists() or _arrived(rule, after=slot.opens, until=slot.closes) is not None:
+            continue
+        local = slot.at.astimezone(ZoneInfo(rule.params["timezone"]))
+        summary = f"No run of {rule.name} started by {local:%Y-%m-%d %H:%M} {local.tzname()}"
+        values = {
+            "scheduled_at": slot.at.isoformat(),
+            "window_opened_at": slot.opens.isoformat(),
+            "expected_by": slot.closes.isoformat(),
+            "cron": rule.params["cron"],
+            "timezone": rule.params["timezone"],
+        }
+        fired += (
+            firing.fire(rule=rule, run=None, condition=condition, summary=summary, values=values)
+            is not None
+        )
+    return fired
+
+
+def _arrived(rule: AlertRule, *, after: datetime, until: datetime | None = None) -> Run | None:
+    """The first run of the rule's project, through its filters, started in the window."""
+    runs = Run.objects.filter(project_id=rule.project_id, created_at__gt=after)
+    if until is not None:
+        runs = runs.filter(created_at__lte=until)
+    if rule.tags:
+        runs = runs.prefetch_related("tag_rows")
+    return next((run for run in runs.order_by("created_at")[:BATCH] if applies(rule, run)), None)
+
+
+def _resolve_arrived() -> int:
+    """A missed expected run resolves when a matching run starts, however late."""
+    resolved = 0
+    missing = Alert.objects.filter(
+        state=AlertState.FIRING, rule__trigger=Trigger.RUN_EXPECTED
+    ).select_related("rule")
+    for alert in missing:
+        opened = datetime.fromisoformat(alert.values["window_opened_at"])
+        run = _arrived(alert.rule, after=opened)
+        if run is not None:
+            values = {"run": run.pk, "run_name": run.name, "started_at": run.created_at.isoformat()}
+            condition = alert.fingerprint.split(":", 2)[2]
+            resolved += (
+                firing.resolve(rule=alert.rule, run=None, condition=condition, values=values)
+                is not None
+            )
     return resolved
 
 

@@ -122,8 +122,8 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
             "acknowledged_by",
         ]  # fmt: skip
 
-    def get_run_url(self, alert: Alert) -> str:
-        return run_url(alert.run)
+    def get_run_url(self, alert: Alert) -> str | None:
+        return run_url(alert.run) if alert.run is not None else None
 
     def get_acknowledged_by(self, alert: Alert) -> str | None:
         user = alert.acknowledged_by

@@ -353,7 +353,7 @@ SILENCE_FROM_LINK = "from a notification link"
 
 def _audit_alert(action: str, alert: Alert, actor: User, ip: str | None, **data: Any) -> None:
     rule = alert.rule
-    data = {"rule": rule.name, "run": alert.run.name, **data}
+    data = {"rule": rule.name, "run": alert.run.name if alert.run else None, **data}
     audit_record(action=action, actor=actor, team=rule.project.team, target=alert, data=data, ip=ip)
 
 

@@ -122,6 +122,8 @@ def chart_alt(alert: Alert) -> str:
 
 
 def _series(alert: Alert, key: str) -> MetricSeries | None:
+    if alert.run_id is None:
+        return None
     return MetricSeries.objects.filter(run_id=alert.run_id, key=key).first()
 
 
@@ -141,7 +143,7 @@ def chart_png(alert: Alert) -> bytes | None:
     return draw(
         window,
         list(zip(history.steps, values, strict=True)),
-        color=run_color(alert.run.project_index),
+        color=run_color(alert.run.project_index if alert.run is not None else 0),
         threshold=threshold_of(alert),
         fired_value=fired_value(alert),
     )

@@ -14,6 +14,7 @@ metric_zscore     {"key", "window_points", "z", "direction": "above"|"below"|"bo
                    "for_points": 1}
 run_finished      {}
 sdk_alert         {"levels": ["info", "warn", "error"]}            (default: all)
+run_expected      {"cron": "0 2 * * *", "timezone": "UTC", "grace_seconds": 3600}
 
 :data:`TRIGGERS` is the one definition: :func:`clean_params` (the REST API, the
 rule form and project imports all save through it), the rule form's fieldsets,
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from alerts import expected
 from alerts.models import Trigger
 from alerts.windowed import MAX_WINDOW_POINTS
 from kernel.errors import invalid
@@ -60,7 +62,9 @@ class Param:
     name: str
     # "positive": a finite number above 0, at most ``high``; "run": a run's id.
     # A default of None makes the parameter optional: null or left out is None.
-    kind: Literal["int", "number", "positive", "run", "key", "choice", "choices"]
+    kind: Literal[
+        "int", "number", "positive", "run", "key", "choice", "choices", "cron", "timezone"
+    ]
     default: Any = REQUIRED
     low: int = 0
     high: int = 0
@@ -99,6 +103,10 @@ class Param:
             if isinstance(value, bool) or not isinstance(value, int) or not is_id(value):
                 raise invalid(field, "A run id (a whole number).")
             return value
+        if self.kind == "cron":
+            return expected.clean_cron(value, field)
+        if self.kind == "timezone":
+            return expected.clean_timezone(value, field)
         if self.kind == "choice":
             if not isinstance(value, str) or value not in self.choices:  # a list is unhashable
                 raise invalid(field, self.message or f"One of {' '.join(self.choices)}.")
@@ -352,6 +360,24 @@ TRIGGERS: dict[str, TriggerSpec] = {
         describe=lambda p: (
             f"Fires when the training code raises an alert (run.alert) of level"
             f" {either(p.get('levels'))}"
+        ),
+    ),
+    Trigger.RUN_EXPECTED: TriggerSpec(
+        (
+            Param("cron", "cron", form_value="0 2 * * *"),
+            Param("timezone", "timezone", default="UTC", form_value="UTC"),
+            Param(
+                "grace_seconds",
+                "int",
+                default=3600,
+                low=0,
+                high=expected.GRACE_MAX_SECONDS,
+                form_value=3600,
+            ),
+        ),
+        describe=lambda p: (
+            f"Fires when no run starts by the times of the schedule {p.get('cron')}"
+            f" ({p.get('timezone')}) plus {duration(p.get('grace_seconds'))} of grace"
         ),
     ),
 }

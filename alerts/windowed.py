@@ -16,14 +16,24 @@ stored points, however long a run has been logging NaN.
 Nothing here touches the database: :mod:`alerts.evaluation` reads the points
 and fires. Each function runs in time linear in the points given (a sliding
 :class:`Window` with running sums and monotonic deques), never points times window.
+
+A batch rarely needs every verdict: only those from its last point back to
+where the outcome is known (the latest deciding point within, or enough
+beyond in a row). A :class:`Judge` computes those one at a time from the end,
+each window with C-speed builtins over a list slice, and gives up past a
+bounded amount of work; the caller then slides over all points as above.
 """
 
 from __future__ import annotations
 
 import math
+import operator
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import islice, repeat
 from typing import Any, NamedTuple
 
 # The most points one window holds; a ``window_seconds`` window is cut to the newest this many.
@@ -44,6 +54,9 @@ class Verdict:
 
     beyond: bool | None  # None: decides nothing
     figure: float | None = None  # the aggregate, the best, or the z-score
+
+
+NOTHING = Verdict(None)
 
 
 def finite(value: float | None) -> bool:
@@ -209,18 +222,8 @@ def change_verdicts(points: Sequence[Seen], params: dict[str, Any], best: float)
     streak: the point that set it is never beyond it, so the streak stops
     there, and every point after it had that same best.
     """
-    allowed = margin(best, params["percent"])
-    worse = params["mode"] == "min"
-    verdicts = []
-    for point in points:
-        value = point.value
-        if value is None or not math.isfinite(value):
-            verdicts.append(Verdict(None))
-        elif worse:
-            verdicts.append(Verdict(value > best + allowed, best))
-        else:
-            verdicts.append(Verdict(value < best - allowed, best))
-    return verdicts
+    judge = ChangeJudge(points, params, best)
+    return [judge.verdict(index) for index in range(len(points))]
 
 
 def change_percent(value: float, best: float) -> float | None:
@@ -261,3 +264,246 @@ def outlier(z: float, limit: float, direction: str) -> bool:
     if direction == "below":
         return z < -limit
     return abs(z) > limit
+
+
+# --- Verdicts from the end -------------------------------------------------------------------
+
+# A lazy verdict touches its window's values at C speed; once the values touched pass this many
+# per point given, sliding the Window over every point (a few Python steps each) is cheaper.
+LAZY_WORK_PER_POINT = 64
+
+
+@dataclass(frozen=True)
+class Trail:
+    """The end of the verdicts: what :func:`streak` says, and the latest deciding verdict."""
+
+    count: int
+    latest: int | None
+    verdict: Verdict | None
+    through: bool = False  # the streak goes back to the first point given: it may go on before
+
+
+class Judge:
+    """One rule's verdicts on its points, computed one at a time from the last point backward.
+
+    :meth:`trail` stops as soon as the outcome is known and counts the values
+    it touched (``work``); :meth:`slide` is every verdict, in one linear pass.
+    Both give the same verdicts.
+    """
+
+    length = 0
+    work = 0
+    lazy = True  # False: only the slide knows the verdicts (a time window out of time order)
+
+    def point(self, index: int) -> Seen:
+        raise NotImplementedError
+
+    def verdict(self, index: int) -> Verdict:
+        raise NotImplementedError
+
+    def slide(self) -> list[Verdict]:
+        raise NotImplementedError
+
+    def trail(self, start: int, enough: int) -> Trail | None:
+        """:func:`streak` read from the end, as far back as needed; None past the work budget.
+
+        Stops at the latest deciding point when it is within, once ``enough``
+        beyond points are counted, and when no point from ``start`` on decides
+        (``latest`` is then None: the batch changes nothing). The count is
+        exact when it is below ``enough``.
+        """
+        if not self.lazy:
+            return None
+        budget = self.work + LAZY_WORK_PER_POINT * self.length
+        count, latest, last = 0, None, None
+        for index in range(self.length - 1, -1, -1):
+            if latest is None and index < start:
+                break
+            verdict = self.verdict(index)
+            self.work += 1
+            if self.work > budget:
+                return None
+            if verdict.beyond is None:
+                continue
+            if latest is None:
+                latest, last = index, verdict
+            if not verdict.beyond:
+                break
+            count += 1
+            if count >= enough:
+                break
+        else:
+            return Trail(count, latest, last, through=True)
+        return Trail(count, latest, last)
+
+
+class ChangeJudge(Judge):
+    """``metric_change``: each point against ``best`` (see :func:`change_verdicts`)."""
+
+    def __init__(self, points: Sequence[Seen], params: dict[str, Any], best: float) -> None:
+        self.points, self.best, self.length = points, best, len(points)
+        self.allowed = margin(best, params["percent"])
+        self.lower_is_better = params["mode"] == "min"
+
+    def point(self, index: int) -> Seen:
+        return self.points[index]
+
+    def verdict(self, index: int) -> Verdict:
+        value = self.points[index].value
+        if value is None or not math.isfinite(value):
+            return NOTHING
+        if self.lower_is_better:
+            return Verdict(value > self.best + self.allowed, self.best)
+        return Verdict(value < self.best - self.allowed, self.best)
+
+    def slide(self) -> list[Verdict]:
+        return [self.verdict(index) for index in range(self.length)]
+
+
+class Stretch:
+    """A key's points as a batch sees them (the newest stored before it, then the batch).
+
+    Their values (NaN for None) and times are kept as plain lists once for
+    all the key's rules, for the judges to slice; a rule that reads fewer
+    stored points judges a tail of the stretch (``offset``). ``rows`` are
+    (step, value, timestamp) tuples as read, oldest first: :class:`Seen` is
+    made of them only for the points a decision names, or for a slide.
+    """
+
+    def __init__(self, rows: Sequence[tuple[int, float | None, float]]) -> None:
+        self.rows = rows
+        self.values = [math.nan if value is None else value for _step, value, _time in rows]
+        self.times = [time for _step, _value, time in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def point(self, index: int) -> Seen:
+        return Seen(*self.rows[index])
+
+    @cached_property
+    def points(self) -> list[Seen]:
+        return [Seen(*row) for row in self.rows]
+
+    @cached_property
+    def finite(self) -> bool:
+        """Every value is finite: a window's values are then its slice as it is."""
+        return all(map(math.isfinite, self.values))
+
+    @cached_property
+    def in_time_order(self) -> bool:
+        """The timestamps never go back: a time window then starts where a bisection says."""
+        return all(map(operator.le, self.times, islice(self.times, 1, None)))
+
+
+class _OnStretch(Judge):
+    def __init__(self, stretch: Stretch, offset: int, params: dict[str, Any]) -> None:
+        self.stretch, self.offset, self.params = stretch, offset, params
+        self.length = len(stretch) - offset
+
+    @property
+    def points(self) -> Sequence[Seen]:
+        return self.stretch.points[self.offset :]
+
+    def point(self, index: int) -> Seen:
+        return self.stretch.point(self.offset + index)
+
+    def value(self, index: int) -> float:
+        return self.stretch.values[self.offset + index]
+
+    def finite_between(self, low: int, high: int) -> list[float]:
+        """The finite values of points ``low`` to ``high - 1``: one slice, filtered in C."""
+        self.work += high - low
+        values = self.stretch.values[self.offset + low : self.offset + high]
+        return values if self.stretch.finite else list(filter(math.isfinite, values))
+
+
+class WindowJudge(_OnStretch):
+    """``metric_window``: the verdicts of :func:`window_verdicts`, one at a time."""
+
+    def __init__(
+        self,
+        stretch: Stretch,
+        offset: int,
+        params: dict[str, Any],
+        beyond: Callable[[float], bool],
+        *,
+        whole: bool,
+    ) -> None:
+        super().__init__(stretch, offset, params)
+        self.beyond, self.whole = beyond, whole
+        self.size, self.seconds = window_size(params), params.get("window_seconds")
+        self.lazy = not self.seconds or stretch.in_time_order
+
+    def first(self, index: int) -> int:
+        """Where the window ending at ``index`` starts, as the sliding Window would have it."""
+        first = max(0, index - self.size + 1)
+        if self.seconds:
+            times, offset = self.stretch.times, self.offset
+            recent = bisect_right(
+                times, times[offset + index] - self.seconds, offset, offset + index + 1
+            )
+            first = max(first, recent - offset)  # the first point less than ``seconds`` older
+        return first
+
+    def verdict(self, index: int) -> Verdict:
+        if not math.isfinite(self.value(index)):
+            return NOTHING
+        first = self.first(index)
+        cut_off = not self.whole and first == 0
+        if cut_off if self.seconds else index - first + 1 < self.size:  # not full
+            return NOTHING
+        figure = aggregate(self.finite_between(first, index + 1), self.params["agg"])
+        return Verdict(self.beyond(figure), figure) if math.isfinite(figure) else NOTHING
+
+    def slide(self) -> list[Verdict]:
+        return window_verdicts(self.points, self.params, self.beyond, whole=self.whole)
+
+
+class ZscoreJudge(_OnStretch):
+    """``metric_zscore``: the verdicts of :func:`zscore_verdicts`, one at a time."""
+
+    def verdict(self, index: int) -> Verdict:
+        size = self.params["window_points"]
+        value = self.value(index)
+        if index < size or not math.isfinite(value):
+            return NOTHING
+        window = self.finite_between(index - size, index)
+        if not window:
+            return NOTHING
+        mean, std = spread(window)
+        z = 0.0 if std == 0 else (value - mean) / std
+        limit, direction = self.params["z"], self.params["direction"]
+        return Verdict(outlier(z, limit, direction) if math.isfinite(z) else None, z)
+
+    def slide(self) -> list[Verdict]:
+        return zscore_verdicts(self.points, self.params)
+
+
+def mean(values: list[float]) -> float:
+    """The mean of finite values, about the first one: equal values give exactly that value."""
+    shift = values[0]
+    try:
+        return shift + math.fsum(map(operator.sub, values, repeat(shift))) / len(values)
+    except (OverflowError, ValueError):  # beyond the floats: decides nothing
+        return math.inf
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """The mean and population deviation of finite values; the deviation of equal values is 0."""
+    middle = mean(values)
+    if len(values) < 2 or min(values) == max(values):
+        return middle, 0.0
+    deviations = list(map(operator.sub, values, repeat(middle)))
+    try:
+        return middle, math.sqrt(math.fsum(map(operator.mul, deviations, deviations)) / len(values))
+    except (OverflowError, ValueError):
+        return middle, math.nan
+
+
+def aggregate(values: list[float], agg: str) -> float:
+    if agg == "min":
+        return min(values)
+    if agg == "max":
+        return max(values)
+    return mean(values)

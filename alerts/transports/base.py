@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tracking.models import FAILED_STATUSES
 
@@ -44,10 +46,12 @@ class AlertInfo:
     values: dict[str, Any]
     fired_at: str  # ISO 8601
     resolved_at: str | None
-    url: str  # the alert's page, absolute
-    run: RunInfo
+    url: str  # where to look, absolute: the run page's alerts, or the alert page without a run
+    run: RunInfo | None  # None: an alert about a run that did not come (run_expected)
+    project: str = ""  # "team/project"
     # Signed one-click links, absolute: "acknowledge", "silence_1h", "silence_1d" (each opens
-    # a confirmation page), and "run". Empty for a test message.
+    # a confirmation page), "alert" (its page) and "run" (when it has one). Empty for a test
+    # message.
     links: dict[str, str] = field(default_factory=dict)
     # A metric alert's small chart around the firing point: a signed, expiring PNG URL.
     chart_url: str = ""
@@ -157,3 +161,29 @@ def readable(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(readable(item) for item in value) or "—"
     return str(value)
+
+
+def missed_run_facts(alert: AlertInfo) -> list[tuple[str, str]]:
+    """What a message shows about an alert without a run (``run_expected``: the run did not
+    come) where it would show the run: the project, the schedule and when the run was due."""
+    values = alert.values
+    facts = [("Project", alert.project)]
+    if values.get("cron"):
+        facts.append(("Schedule", f"{values['cron']} ({values.get('timezone') or 'UTC'})"))
+    if values.get("expected_by"):
+        facts.append(("Expected by", local_time(values["expected_by"], values.get("timezone"))))
+    return facts
+
+
+def local_time(moment: Any, zone: Any) -> str:
+    """An ISO time as the schedule's people read it, in its zone: "2026-12-06 02:30 CET"."""
+    try:
+        local = datetime.fromisoformat(str(moment)).astimezone(ZoneInfo(str(zone or "UTC")))
+    except (ValueError, KeyError):  # not an ISO time, or an unknown zone: as it was stored
+        return readable(moment)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def alert_page_url(alert: AlertInfo) -> str:
+    """Where a message sends people to open an alert that has no run page: the alert's own."""
+    return alert.links.get("alert") or alert.url

@@ -6,6 +6,8 @@
 red while firing, green once resolved; the one-click links (acknowledge,
 silence) are markdown links in its description, above the traceback tail of a
 failed run in a code block; run, project, status and key metrics are fields.
+An expected run that did not come has no run: its title links to the alert's
+page, and the project, schedule and deadline are its fields.
 
 Discord's limits are written once below: at most ``MAX_EMBEDS`` embeds and
 ``TOTAL_EMBED_CHARS`` characters of text across them, so a grouped message
@@ -24,7 +26,15 @@ from typing import Any
 import orjson
 
 from alerts.transports import http
-from alerts.transports.base import AlertInfo, Delivery, Message, Transport, TransportError
+from alerts.transports.base import (
+    AlertInfo,
+    Delivery,
+    Message,
+    Transport,
+    TransportError,
+    alert_page_url,
+    missed_run_facts,
+)
 from alerts.transports.slack import masked_url
 
 CONFIG_KEYS = frozenset({"url"})
@@ -155,7 +165,9 @@ def alert_embed(alert: AlertInfo, *, budget: int) -> dict[str, Any]:
         "fields": shown,
         "timestamp": alert.resolved_at if resolved and alert.resolved_at else alert.fired_at,
     }
-    if run.url:
+    if run is None:  # an expected run that did not come: the title links to the alert's page
+        embed["url"] = alert_page_url(alert)
+    elif run.url:
         embed["url"] = run.url
     if alert.chart_url:
         embed["image"] = {"url": alert.chart_url}
@@ -168,12 +180,16 @@ def title_for(alert: AlertInfo) -> str:
 
 
 def fields(alert: AlertInfo) -> list[dict[str, Any]]:
+    """The run's facts, or for an expected run that did not come the schedule it missed."""
     run = alert.run
-    rows = [("Run", run.name), ("Project", run.project), ("Status", run.status)]
-    if run.error:
-        rows.append(("Error", cut(run.error, ERROR_CHARS)))
-    metrics = list(run.metrics.items())[:MAX_METRICS]
-    rows += [(str(key), format_value(value)) for key, value in metrics]
+    if run is None:
+        rows = missed_run_facts(alert)
+    else:
+        rows = [("Run", run.name), ("Project", run.project), ("Status", run.status)]
+        if run.error:
+            rows.append(("Error", cut(run.error, ERROR_CHARS)))
+        metrics = list(run.metrics.items())[:MAX_METRICS]
+        rows += [(str(key), format_value(value)) for key, value in metrics]
     return [
         {
             "name": cut(escape(name), FIELD_NAME_CHARS),
@@ -196,7 +212,7 @@ def links_line(alert: AlertInfo) -> str:
 def traceback_block(alert: AlertInfo, room: int) -> str:
     """A failed run's traceback tail in a code block of at most ``room`` characters."""
     run = alert.run
-    if not (run.failed and run.traceback_tail):
+    if run is None or not (run.failed and run.traceback_tail):
         return ""
     tail = code(run.traceback_tail)[-TRACEBACK_CHARS:]
     fits = room - len(f"{FENCE}\n\n{FENCE}")

@@ -31,6 +31,8 @@ from alerts.transports.base import (
     Message,
     Transport,
     TransportError,
+    alert_page_url,
+    missed_run_facts,
     readable,
 )
 from kernel.errors import invalid
@@ -169,17 +171,21 @@ def email_context(message: Message) -> dict[str, Any]:
 
 
 def alert_item(alert: AlertInfo, message: Message) -> dict[str, Any]:
+    """The alert for the templates; one without a run shows its schedule where a run would be."""
     run = alert.run
     drawn = alert.id in message.charts
-    failed = run.failed
+    failed = run if run is not None and run.failed else None
+    metrics = run.metrics.items() if run is not None else []
     return {
         "alert": alert,
         "run": run,
+        "missed": [] if run is not None else missed_run_facts(alert),
+        "alert_url": alert_page_url(alert),
         "state": "RESOLVED" if alert.state == "resolved" else "FIRING",
         "values": [(key, format_value(value)) for key, value in alert.values.items()],
-        "metrics": [(key, format_value(value)) for key, value in run.metrics.items()],
-        "traceback": run.traceback_tail[-TRACEBACK_CHARS:] if failed else "",
-        "console": run.console_tail[-TRACEBACK_CHARS:] if failed else "",
+        "metrics": [(key, format_value(value)) for key, value in metrics],
+        "traceback": failed.traceback_tail[-TRACEBACK_CHARS:] if failed else "",
+        "console": failed.console_tail[-TRACEBACK_CHARS:] if failed else "",
         "chart_cid": chart_cid(message, alert.id) if drawn else "",
     }
 

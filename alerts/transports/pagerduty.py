@@ -32,6 +32,7 @@ from alerts.transports.base import (
     Message,
     Transport,
     TransportError,
+    alert_page_url,
 )
 from kernel.errors import invalid
 
@@ -129,27 +130,32 @@ def dedup_key(alert: AlertInfo) -> str:
 
 
 def trigger_event(message: Message, alert: AlertInfo, routing_key: str) -> dict[str, Any]:
+    """The incident: its source is the project, its component the run (when there is one)."""
     run = alert.run
+    project = run.project if run is not None else alert.project
+    payload: dict[str, Any] = {
+        "summary": cut(f"[{project}] {alert.rule}: {alert.summary}", SUMMARY_CHARS),
+        "source": cut(project, FIELD_CHARS),
+        "severity": severity(alert),
+        "timestamp": alert.fired_at,
+    }
+    if run is not None:  # an expected run that did not come leaves no component to name
+        payload["component"] = cut(run.name, FIELD_CHARS)
+    payload["group"] = cut(alert.rule, FIELD_CHARS)
+    payload["class"] = alert.trigger
+    payload["custom_details"] = custom_details(alert)
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": dedup_key(alert),
-        "payload": {
-            "summary": cut(f"[{run.project}] {alert.rule}: {alert.summary}", SUMMARY_CHARS),
-            "source": cut(run.project, FIELD_CHARS),
-            "severity": severity(alert),
-            "timestamp": alert.fired_at,
-            "component": cut(run.name, FIELD_CHARS),
-            "group": cut(alert.rule, FIELD_CHARS),
-            "class": alert.trigger,
-            "custom_details": custom_details(alert),
-        },
+        "payload": payload,
         "links": links(alert),
         "client": CLIENT,
         "client_url": alert.url or message.url,
     }
     if alert.chart_url:
-        event["images"] = [{"src": alert.chart_url, "href": run.url, "alt": alert.summary}]
+        href = run.url if run is not None else alert_page_url(alert)
+        event["images"] = [{"src": alert.chart_url, "href": href, "alt": alert.summary}]
     return event
 
 
@@ -185,12 +191,17 @@ def severity(alert: AlertInfo) -> str:
 
 
 def custom_details(alert: AlertInfo) -> dict[str, Any]:
-    """What a responder wants in the incident: the alert's values, the run, its last metrics."""
+    """What a responder wants in the incident: the alert's values, the run, its last metrics.
+    Without a run (an expected run that did not come) the values name the schedule missed."""
     run = alert.run
     details: dict[str, Any] = {
         "rule": alert.rule,
         "summary": alert.summary,
         "values": alert.values,
+    }
+    if run is None:
+        return {**details, "project": alert.project, "alert": alert_page_url(alert)}
+    details |= {
         "run": {"id": run.id, "name": run.name, "status": run.status, "url": run.url},
         "tags": run.tags,
         "metrics": run.metrics,
@@ -203,8 +214,13 @@ def custom_details(alert: AlertInfo) -> dict[str, Any]:
 
 
 def links(alert: AlertInfo) -> list[dict[str, str]]:
-    """The run page, then the one-click links of the alert (when it has them)."""
-    found = [{"href": alert.run.url, "text": f"Run {alert.run.name}"}] if alert.run.url else []
+    """The run page (the alert's page when it has no run), then the one-click links of the
+    alert (when it has them)."""
+    run = alert.run
+    if run is None:
+        found = [{"href": alert_page_url(alert), "text": "Alert in Labbook"}]
+    else:
+        found = [{"href": run.url, "text": f"Run {run.name}"}] if run.url else []
     found += [
         {"href": alert.links[name], "text": text}
         for name, text in LINK_TEXTS.items()

@@ -1,9 +1,11 @@
 """Slack (and Slack-compatible) incoming webhooks: a text fallback plus Block Kit blocks.
 
 One header, one section per alert (run, project, status, key metrics, the
-traceback tail of a failed run as a code block, a button to the run page),
-below the first metric alerts' sections their chart (an image Slack fetches
-from its signed link, ``alerts.snapshot``), and a link to look at everything.
+traceback tail of a failed run as a code block, a button to the run page; for
+an expected run that did not come, the project, schedule and deadline and a
+button to the alert's page), below the first metric alerts' sections their
+chart (an image Slack fetches from its signed link, ``alerts.snapshot``), and
+a link to look at everything.
 Wording lives in ``templates/alerts/slack``; this module only escapes values
 for Slack's mrkdwn and sizes the blocks to Slack's limits. Slack answering
 404/410 or naming a gone webhook (``invalid_token``, ``no_service``, ...) marks
@@ -28,6 +30,8 @@ from alerts.transports.base import (
     Message,
     Transport,
     TransportError,
+    alert_page_url,
+    missed_run_facts,
     readable,
 )
 
@@ -161,8 +165,11 @@ def header(title: str) -> dict[str, Any]:
 
 
 def alert_section(alert: AlertInfo) -> dict[str, Any]:
+    """The alert's text, with a button to its run page (to its own page when it has no run)."""
     block = section(render_to_string("alerts/slack/alert.txt", alert_context(alert)))
-    if alert.run.url:
+    if alert.run is None:
+        block["accessory"] = button(alert_page_url(alert), "Open alert")
+    elif alert.run.url:
         block["accessory"] = button(alert.run.url, "Open run")
     return block
 
@@ -181,16 +188,23 @@ def action_buttons(alert: AlertInfo) -> dict[str, Any]:
 
 
 def alert_context(alert: AlertInfo) -> dict[str, Any]:
-    """Values pre-escaped for mrkdwn; the template renders with autoescape off."""
+    """Values pre-escaped for mrkdwn; the template renders with autoescape off. An alert
+    without a run shows the project and the schedule it missed instead of the run."""
     run = alert.run
-    tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.failed else ""
-    console = run.console_tail[-CONSOLE_CHARS:] if run.failed else ""
-    metrics = list(run.metrics.items())[:MAX_METRICS]
-    return {
+    context = {
         "alert": alert,
         "state": "RESOLVED" if alert.state == "resolved" else "FIRING",
         "rule": escape(alert.rule),
         "summary": escape(alert.summary),
+    }
+    if run is None:
+        missed = [(escape(label), escape(value)) for label, value in missed_run_facts(alert)]
+        return {**context, "missed": missed}
+    tail = run.traceback_tail[-TRACEBACK_CHARS:] if run.failed else ""
+    console = run.console_tail[-CONSOLE_CHARS:] if run.failed else ""
+    metrics = list(run.metrics.items())[:MAX_METRICS]
+    return {
+        **context,
         "run_name": escape(run.name),
         "run_url": run.url,
         "project": escape(run.project),

@@ -5,10 +5,11 @@ the older incoming-webhook connector) takes ``{"type": "message",
 "attachments": [<Adaptive Card>]}``. The card has a title, one container per
 alert (summary; run, project, status and key metrics as a FactSet; a failed
 run's traceback tail in monospace; buttons to open the run, acknowledge, or
-silence for an hour when the alert has those links) and a button to look at
-everything. Teams refuses messages over about 28 KB, so a grouped message
-shows at most ``MAX_ALERTS`` alerts, fewer if the card would still be too big,
-and counts the rest.
+silence for an hour when the alert has those links; for an expected run that
+did not come, the project and schedule, and a button to the alert's page)
+and a button to look at everything. Teams refuses messages over about 28 KB,
+so a grouped message shows at most ``MAX_ALERTS`` alerts, fewer if the card
+would still be too big, and counts the rest.
 
 The URL is a secret (its ``sig`` parameter, or the key at the end of a
 connector URL): shown masked. Any 2xx is a delivery; 404/410 means the
@@ -30,6 +31,8 @@ from alerts.transports.base import (
     Message,
     Transport,
     TransportError,
+    alert_page_url,
+    missed_run_facts,
 )
 from alerts.transports.slack import masked_url as masked_path
 
@@ -144,11 +147,14 @@ def alert_container(alert: AlertInfo) -> dict[str, Any]:
         ),
         {"type": "FactSet", "facts": facts(alert)},
     ]
-    if run.failed and run.traceback_tail:
+    if run is not None and run.failed and run.traceback_tail:
         items.append(
             text_block(run.traceback_tail[-TRACEBACK_CHARS:], fontType="Monospace", size="Small")
         )
-    actions = [open_url("Open run", run.url)] if run.url else []
+    if run is None:  # an expected run that did not come: the alert's page instead
+        actions = [open_url("Open alert", alert_page_url(alert))]
+    else:
+        actions = [open_url("Open run", run.url)] if run.url else []
     actions += [
         open_url(title, alert.links[name])
         for name, title in ALERT_ACTIONS.items()
@@ -160,11 +166,16 @@ def alert_container(alert: AlertInfo) -> dict[str, Any]:
 
 
 def facts(alert: AlertInfo) -> list[dict[str, str]]:
+    """The run's facts, or for an expected run that did not come the schedule it missed."""
     run = alert.run
-    rows = [("Run", run.name), ("Project", run.project), ("Status", run.status)]
-    if run.error:
-        rows.append(("Error", run.error))
-    rows += [(str(key), format_value(value)) for key, value in run.metrics.items()][:MAX_METRICS]
+    if run is None:
+        rows = missed_run_facts(alert)
+    else:
+        rows = [("Run", run.name), ("Project", run.project), ("Status", run.status)]
+        if run.error:
+            rows.append(("Error", run.error))
+        metrics = run.metrics.items()
+        rows += [(str(key), format_value(value)) for key, value in metrics][:MAX_METRICS]
     return [
         {"title": cut(title, TEXT_CHARS), "value": cut(value, TEXT_CHARS)} for title, value in rows
     ]

@@ -87,7 +87,8 @@ def payload(message: Message) -> dict[str, Any]:
     return {
         "event": message.event,
         "alert": alert_fields(first) if first else None,
-        "run": dataclasses.asdict(first.run) if first else None,
+        # null for an alert about a run that did not come (run_expected)
+        "run": dataclasses.asdict(first.run) if first and first.run else None,
         "alerts": [dataclasses.asdict(alert) for alert in message.alerts],
         "project": message.project,
         "url": message.url,

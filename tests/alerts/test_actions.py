@@ -117,7 +117,7 @@ def test_a_token_older_than_its_lifetime_has_expired():
 def test_a_notifications_links_are_absolute(world, hook):
     alert = _fire(world, hook)
     links = actions.links_for(alert)
-    assert set(links) == {"acknowledge", "silence_1h", "silence_1d", "run"}
+    assert set(links) == {"acknowledge", "silence_1h", "silence_1d", "alert", "run"}
     assert all(url.startswith(settings.BASE_URL + "/") for url in links.values())
     assert links["run"] == settings.BASE_URL + alert.run.get_absolute_url()
     path = links["silence_1h"].removeprefix(settings.BASE_URL)

@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts import delivery, services
+from alerts.actions import action_path
 from alerts.models import (
     Alert,
     AlertRule,
@@ -444,6 +445,44 @@ def test_it_lists_firing_alerts_first(client, world, django_capture_on_commit_ca
     assert f'href="/acme/mnist/runs/{older.pk}"' in page
     resolved = _page(client.get(f"{ALERTS}?state=resolved"))
     assert "b crashed" in resolved and "a crashed" not in resolved
+
+
+def _missed_run(world: World) -> Alert:
+    """A run_expected alert: no run came, so it has none (as alerts.scan fires it)."""
+    params = {"cron": "0 2 * * *", "timezone": "UTC", "grace_seconds": 1800}
+    rule = _rule(world, name="nightly", trigger="run_expected", tags=["nightly"], params=params)
+    return Alert.objects.create(
+        rule=rule,
+        run=None,
+        fingerprint=f"{rule.pk}::expected:2026-12-06T02:00:00+00:00",
+        summary="No run of nightly started by 2026-12-06 02:00 UTC",
+        values={
+            "scheduled_at": "2026-12-06T02:00:00+00:00",
+            "expected_by": "2026-12-06T02:30:00+00:00",
+            "cron": "0 2 * * *",
+            "timezone": "UTC",
+        },
+    )
+
+
+@pytest.mark.parametrize("persona", ["owner", "viewer"])
+def test_an_alert_without_a_run_shows_on_every_alerts_page(client, world, fired, persona):
+    alert = _missed_run(world)
+    _login(client, world, persona)
+    no_run = "no run: an expected run did not start"
+    page = _page(client.get(f"/alerts/{alert.pk}/"))
+    assert alert.summary in page and no_run in page
+    assert "2026-12-06T02:30:00+00:00" in page  # its values: when the run was expected
+    assert 'href=""' not in page
+    for url in (ALERTS, "/alerts/"):
+        listed = _page(client.get(url))
+        row = listed.split(f'data-alert-id="{alert.pk}"')[1].split("</tr>")[0]
+        assert alert.summary in row and no_run in row and 'href=""' not in row
+        assert "r failed: OOM" in listed  # the alert with a run is still listed with its run
+        assert f'href="/acme/mnist/runs/{fired.run_id}"' in listed
+    response = client.get(action_path(alert.pk, "silence_1h"))  # viewers are told they may not
+    act = _page(response, 200 if persona == "owner" else 403)
+    assert alert.summary in act and no_run in act and 'href=""' not in act
 
 
 @pytest.mark.django_db(transaction=True)  # the evaluation runs after commit, as in production

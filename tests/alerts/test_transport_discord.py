@@ -16,7 +16,7 @@ from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from alerts.transports.discord import DiscordTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.alerts.messages import alert_info, fired, missed_run_alert, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.alerts.worker_e2e import deliver_a_failed_run
 from tests.conftest import World
@@ -98,6 +98,26 @@ def test_an_embed_shows_the_alert_and_links_to_the_run(
     assert f"[Silence 1 day]({LINKS['silence_1d']})" in description
     assert "```\nTraceback (most recent call last):" in description
     assert description.endswith("RuntimeError: CUDA out of memory\n```")
+
+
+def test_a_run_that_did_not_come_links_to_the_alert_and_shows_its_schedule(
+    receiver: Receiver, allow_private: Any
+) -> None:
+    alert = missed_run_alert()
+    payload = sent(receiver, fired(alert))
+    assert_within_discords_limits(payload)
+    [embed] = payload["embeds"]
+    assert embed["title"] == "FIRING nightly: No run of nightly started by 2026-12-06 02:00 UTC"
+    assert embed["url"] == alert.links["alert"]
+    assert embed["color"] == d.RED
+    fields = {field["name"]: field["value"] for field in embed["fields"]}
+    assert fields == {
+        "Project": "acme/mnist",
+        "Schedule": "0 2 \\* \\* \\* \\(UTC\\)",
+        "Expected by": "2026-12-06 02:30 UTC",
+    }
+    assert f"[Acknowledge]({alert.links['acknowledge']})" in embed["description"]
+    assert d.FENCE not in embed["description"]
 
 
 def test_a_resolved_alert_is_green(receiver: Receiver, allow_private: Any) -> None:

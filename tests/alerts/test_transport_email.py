@@ -12,7 +12,7 @@ import pytest
 from alerts.transports.base import TransportError
 from alerts.transports.email import EmailTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.alerts.messages import alert_info, fired, missed_run_alert, ping_message, run_info
 from tests.smtp import Inbox
 from tests.support import free_port
 
@@ -78,6 +78,24 @@ def test_a_finished_run_shows_no_traceback(smtp: Inbox) -> None:
     mail.send(fired(alert), TO)
     assert "Traceback" not in parts(smtp.messages[0][1])[0]
     assert "Console" not in parts(smtp.messages[0][1])[0]
+
+
+def test_a_run_that_did_not_come_shows_its_schedule_and_the_alert(smtp: Inbox) -> None:
+    alert = missed_run_alert()
+    mail.send(fired(alert), TO)
+    text, html = parts(smtp.messages[0][1])
+    for body in (text, html):
+        assert "No run of nightly started by 2026-12-06 02:00 UTC" in body
+        assert "acme/mnist" in body
+        assert "0 2 * * * (UTC)" in body
+        assert "Expected by" in body
+        assert "2026-12-06 02:30 UTC" in body
+        assert "Open run" not in body
+    assert not [line for line in text.splitlines() if line.startswith("Run:")]
+    assert "Schedule: 0 2 * * * (UTC)" in text
+    assert f"Open alert:    {alert.links['alert']}" in text
+    assert '<th style="text-align: left; padding-right: 1em;">Run</th>' not in html
+    assert f'<a href="{alert.links["alert"]}">Open alert</a>' in html
 
 
 def test_user_text_is_escaped_in_html_but_not_in_text(smtp: Inbox) -> None:

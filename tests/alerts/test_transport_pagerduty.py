@@ -16,7 +16,7 @@ from alerts.transports import pagerduty, transport_for
 from alerts.transports.base import Message, TransportError
 from alerts.transports.pagerduty import PagerDutyTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.alerts.messages import alert_info, fired, missed_run_alert, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.alerts.worker_e2e import deliver_a_failed_run
 from tests.conftest import World
@@ -107,6 +107,32 @@ def test_without_one_click_links_only_the_run_is_linked(
 ) -> None:
     [event] = events(receiver)
     assert event["links"] == [{"href": "http://labbook.example/runs/7", "text": "Run resnet-3"}]
+
+
+def test_a_run_that_did_not_come_pages_about_the_project(
+    receiver: Receiver, allow_private: Any
+) -> None:
+    alert = missed_run_alert()
+    [event] = events(receiver, fired(alert))
+    payload = event["payload"]
+    assert payload["source"] == "acme/mnist"
+    assert payload["summary"] == (
+        "[acme/mnist] nightly: No run of nightly started by 2026-12-06 02:00 UTC"
+    )
+    assert "component" not in payload
+    assert (payload["group"], payload["class"]) == ("nightly", "run_expected")
+    assert payload["severity"] in SEVERITIES
+    details = payload["custom_details"]
+    assert details["values"] == alert.values
+    assert details["project"] == "acme/mnist"
+    assert "run" not in details and "metrics" not in details
+    assert [link["href"] for link in event["links"]] == [
+        alert.links["alert"],
+        alert.links["acknowledge"],
+        alert.links["silence_1h"],
+        alert.links["silence_1d"],
+    ]
+    assert event["client_url"] == alert.url
 
 
 def test_trigger_repeat_and_resolve_of_one_alert_share_the_dedup_key(

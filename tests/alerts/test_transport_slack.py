@@ -11,7 +11,7 @@ import pytest
 from alerts.transports.base import TransportError
 from alerts.transports.slack import SlackTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.alerts.messages import alert_info, fired, missed_run_alert, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.support import free_port
 
@@ -83,6 +83,42 @@ def test_it_links_to_the_run_page(receiver: Receiver, allow_private: Any) -> Non
     actions = sent_payload(receiver, message)["blocks"][-1]
     assert actions["type"] == "actions"
     assert actions["elements"][0]["url"] == message.url
+
+
+def assert_valid_blocks(blocks: list[dict[str, Any]]) -> None:
+    """The Block Kit rules this transport relies on: known block types, sizes, buttons."""
+    assert 0 < len(blocks) <= 50
+    buttons = [b for block in blocks if block["type"] == "actions" for b in block["elements"]]
+    buttons += [block["accessory"] for block in blocks if "accessory" in block]
+    for block in blocks:
+        assert block["type"] in {"header", "section", "actions", "context", "image"}
+        if block["type"] == "section":
+            assert block["text"]["type"] == "mrkdwn"
+            assert 0 < len(block["text"]["text"]) <= 3000
+    for button in buttons:
+        assert button["type"] == "button"
+        assert button["text"]["type"] == "plain_text" and button["text"]["text"]
+        assert button["url"].startswith("http")
+
+
+def test_a_run_that_did_not_come_shows_its_schedule_and_opens_the_alert(
+    receiver: Receiver, allow_private: Any
+) -> None:
+    alert = missed_run_alert()
+    payload = sent_payload(receiver, fired(alert))
+    assert_valid_blocks(payload["blocks"])
+    [section] = sections(payload)
+    text = section["text"]["text"]
+    assert "No run of nightly started by 2026-12-06 02:00 UTC" in text
+    assert "*Project* acme/mnist" in text
+    assert "*Schedule* 0 2 * * * (UTC)" in text
+    assert "*Expected by* 2026-12-06 02:30 UTC" in text
+    assert "*Run*" not in text and "*Status*" not in text
+    assert section["accessory"]["text"]["text"] == "Open alert"
+    assert section["accessory"]["url"] == alert.links["alert"]
+    [actions] = [block for block in payload["blocks"][:-1] if block["type"] == "actions"]
+    labels = [button["text"]["text"] for button in actions["elements"]]
+    assert labels == ["Acknowledge", "Silence 1 h", "Silence 1 day"]
 
 
 def test_user_text_is_escaped_for_mrkdwn(receiver: Receiver, allow_private: Any) -> None:

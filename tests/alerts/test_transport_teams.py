@@ -15,7 +15,14 @@ from alerts.transports import transport_for
 from alerts.transports.base import TransportError
 from alerts.transports.teams import TeamsTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import TRACEBACK, alert_info, fired, ping_message, run_info
+from tests.alerts.messages import (
+    TRACEBACK,
+    alert_info,
+    fired,
+    missed_run_alert,
+    ping_message,
+    run_info,
+)
 from tests.alerts.receiver import Receiver, Reply
 from tests.alerts.worker_e2e import deliver_a_failed_run
 from tests.conftest import World
@@ -130,6 +137,30 @@ def test_without_one_click_links_only_the_run_opens(receiver: Receiver, allow_pr
     [container] = containers(card_of(sent(receiver)))
     [actions] = items_of(container, "ActionSet")
     assert [action["title"] for action in actions["actions"]] == ["Open run"]
+
+
+def test_a_run_that_did_not_come_shows_its_schedule_and_opens_the_alert(
+    receiver: Receiver, allow_private: Any
+) -> None:
+    alert = missed_run_alert()
+    card = card_of(sent(receiver, fired(alert)))
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    [container] = containers(card)
+    title = items_of(container, "TextBlock")[0]
+    assert title["text"] == "FIRING · nightly: No run of nightly started by 2026-12-06 02:00 UTC"
+    [facts] = items_of(container, "FactSet")
+    assert [(fact["title"], fact["value"]) for fact in facts["facts"]] == [
+        ("Project", "acme/mnist"),
+        ("Schedule", "0 2 * * * (UTC)"),
+        ("Expected by", "2026-12-06 02:30 UTC"),
+    ]
+    assert not [block for block in items_of(container, "TextBlock") if "fontType" in block]
+    [actions] = items_of(container, "ActionSet")
+    assert [(a["type"], a["title"], a["url"]) for a in actions["actions"]] == [
+        ("Action.OpenUrl", "Open alert", alert.links["alert"]),
+        ("Action.OpenUrl", "Acknowledge", alert.links["acknowledge"]),
+        ("Action.OpenUrl", "Silence 1 h", alert.links["silence_1h"]),
+    ]
 
 
 def test_forty_dead_runs_fit_in_one_message(receiver: Receiver, allow_private: Any) -> None:

@@ -19,7 +19,7 @@ from alerts.transports import TRANSPORTS, http, transport_for
 from alerts.transports.base import Delivery, TransportError
 from alerts.transports.webhook import WebhookTransport
 from kernel.errors import ApplicationError
-from tests.alerts.messages import alert_info, fired, ping_message, run_info
+from tests.alerts.messages import alert_info, fired, missed_run_alert, ping_message, run_info
 from tests.alerts.receiver import Receiver, Reply
 from tests.support import free_port
 
@@ -58,6 +58,22 @@ def test_it_posts_the_payload_of_design_md(receiver: Receiver, allow_private: An
     assert payload["run"]["name"] == "resnet-3"
     assert payload["run"]["traceback_tail"].endswith("CUDA out of memory")
     assert [alert["run"]["name"] for alert in payload["alerts"]] == ["resnet-3", "vit-1"]
+
+
+def test_a_run_that_did_not_come_has_a_null_run(receiver: Receiver, allow_private: Any) -> None:
+    alert = missed_run_alert()
+    webhook.send(fired(alert), config(receiver.url()))
+    payload = json.loads(receiver.requests[0].body)
+    assert payload["run"] is None
+    assert payload["alert"]["project"] == "acme/mnist"
+    assert payload["alert"]["trigger"] == "run_expected"
+    assert payload["alert"]["values"]["expected_by"] == "2026-12-06T02:30:00+00:00"
+    assert payload["alert"]["values"]["cron"] == "0 2 * * *"
+    assert payload["alert"]["links"]["alert"] == alert.url
+    assert "run" not in payload["alert"]["links"]
+    [listed] = payload["alerts"]
+    assert (listed["run"], listed["project"]) == (None, "acme/mnist")
+    assert payload["url"] == alert.url
 
 
 def test_the_receiver_can_verify_the_signature(receiver: Receiver, allow_private: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from alerts.models import Alert, AlertRule, AlertState
-from alerts.windowed import Seen, Window
+from alerts.windowed import (
+    LAZY_WORK_PER_POINT,
+    Judge,
+    Seen,
+    Stretch,
+    Window,
+    WindowJudge,
+    ZscoreJudge,
+    streak,
+)
 from tests.alerts.conftest import make_rule
 from tests.alerts.receiver import Receiver
 from tests.conftest import World
@@ -442,6 +452,40 @@ def test_a_batch_costs_the_same_queries_however_long_the_history(
         metrics_ingest(run=run, points=batch)
 
 
+@DB
+def test_fifty_rules_over_ten_keys_cost_a_batch_about_one_query_a_key(world, hook):
+    keys = [f"m{i}" for i in range(10)]
+    run = _run(world)
+
+    def log(first: int, steps: int) -> int:
+        points = [
+            Point(key, s, 1.0 + (s * 7 + k) % 11 / 100, 1.0 + s)
+            for s in range(first, first + steps)
+            for k, key in enumerate(keys)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            metrics_ingest(run=run, points=points)
+        return len(queries)
+
+    log(0, 1200)
+    without = (log(1200, 1), log(1201, 100))
+    for i, key in enumerate(keys):
+        window = {"window_points": 50} if i % 2 else {"window_seconds": 600}
+        for trigger, params in [
+            ("metric_threshold", {"key": key, "op": ">", "value": 10, "for_points": 3}),
+            ("metric_window", _window(key=key, value=10, **window)),
+            ("metric_change", _change(key=key, percent=500)),
+            ("metric_zscore", _zscore(key=key, window_points=100, z=50)),
+            ("metric_nan", {"key": key}),
+        ]:
+            make_rule(world, hook, trigger, params, name=f"{trigger} {key}")
+    assert AlertRule.objects.count() == 50
+    log(1301, 1)
+    assert log(1302, 1) <= without[0] + len(keys) + 3  # the rules, the run, its open alerts
+    assert log(1303, 100) <= without[1] + len(keys) + 3
+    assert _alerts() == []
+
+
 # --- The sliding window's arithmetic ---------------------------------------------------------
 
 
@@ -458,6 +502,86 @@ def test_the_sliding_window_agrees_with_recomputing_each_window():
         assert math.isclose(window.mean(), mean, rel_tol=1e-12)
         assert math.isclose(window.std(), std, rel_tol=1e-6, abs_tol=1e-9)
         assert (window.min(), window.max()) == (min(held), max(held))
+
+
+def _series(seed: int, length: int) -> list[Seen]:
+    """Noisy values with NaN, infinities, runs of equal values; timestamps that never go back."""
+    rng = random.Random(seed)
+    points, time, value = [], 100.0, 1.0
+    for step in range(length):
+        time += rng.choice([0.0, 0.5, 1.0, 1.0, 7.0])
+        roll = rng.random()
+        if roll < 0.05:
+            shown: float | None = None
+        elif roll < 0.07:
+            shown = rng.choice([math.inf, -math.inf])
+        elif roll < 0.5:
+            shown = value  # the same again: runs of equal values
+        else:
+            value = rng.gauss(1.0, 0.3) * (1e6 if seed % 3 == 0 else 1)
+            shown = value
+        points.append(Seen(step, shown, time))
+    return points
+
+
+def _same(lazy: Judge, index: int, verdict: Any) -> bool:
+    mine = lazy.verdict(index)
+    if mine.figure is None or verdict.figure is None:
+        return mine == verdict
+    return mine.beyond == verdict.beyond and math.isclose(mine.figure, verdict.figure, rel_tol=1e-9)
+
+
+def _judges(points: list[Seen], seed: int) -> Iterator[Judge]:
+    """Each kind of window, over all the points and over a tail of them, cut off or whole."""
+    stretch = Stretch(points)
+    for offset in (0, 37):
+        for whole in (True, False):
+            for agg in ("mean", "min", "max"):
+                for window in ({"window_points": 2}, {"window_points": 25}, {"window_seconds": 9}):
+                    params = {"agg": agg, "for_points": 1, **window}
+                    limit = 1.03 if seed % 3 else 1.03e6
+                    beyond = limit.__lt__
+                    yield WindowJudge(stretch, offset, params, beyond, whole=whole)
+        for direction in ("above", "below", "both"):
+            params = {"window_points": 10, "z": 1.3, "direction": direction, "for_points": 1}
+            yield ZscoreJudge(stretch, offset, params)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_verdicts_worked_out_from_the_end_agree_with_the_slide(seed):
+    points = _series(seed, 400)
+    for judge in _judges(points, seed):
+        slid = judge.slide()
+        assert len(slid) == judge.length
+        assert all(_same(judge, index, verdict) for index, verdict in enumerate(slid))
+        for start in (0, judge.length - 1, judge.length - 30):
+            count, latest = streak(slid)
+            for enough in (1, 3, 1000):
+                trail = judge.trail(start, enough)
+                assert trail is not None
+                if latest is None or latest < start:
+                    assert trail.latest is None
+                else:
+                    assert (trail.latest, trail.count) == (latest, min(count, enough))
+                    assert trail.verdict is not None and trail.verdict.beyond == slid[latest].beyond
+
+
+def test_a_long_streak_gives_up_within_its_budget_rather_than_going_quadratic():
+    points = [Seen(step, 5.0 + step % 3, float(step)) for step in range(3000)]
+    judge = WindowJudge(
+        Stretch(points), 0, {"agg": "mean", "window_points": 1000}, (2.0).__lt__, whole=True
+    )
+    assert judge.trail(2000, enough=1000) is None  # a thousand windows of a thousand points
+    assert judge.work <= LAZY_WORK_PER_POINT * len(points) + 1000
+    assert streak(judge.slide()) == (2001, 2999)
+
+
+def test_a_time_window_whose_timestamps_go_back_is_slid():
+    points = [Seen(step, 1.0, float(10 - step % 4)) for step in range(20)]
+    params = {"agg": "max", "window_seconds": 3}
+    judge = WindowJudge(Stretch(points), 0, params, (0.5).__lt__, whole=True)
+    assert judge.trail(0, enough=1) is None
+    assert streak(judge.slide())[1] == 19
 
 
 # --- End to end: a real server, broker, worker and receiver ---------------------------------

@@ -127,6 +127,9 @@ def seeded_run(user, project, name: str):
 
 def add_rules(user, project, baseline_run_id: int) -> int:
     from alerts import services
+    from tracking import selectors
+
+    project = selectors.project_get_for_user(user, project.full_name)  # with the owner's role
 
     made = 0
     for i, (trigger, params) in enumerate(rules_for(baseline_run_id)):
@@ -159,10 +162,12 @@ def scan_figure(user, project) -> tuple[float, int]:
     from django.utils import timezone
 
     from alerts import scan, services
+    from tracking import selectors
     from tracking import services as tracking_services
     from tracking.ingest import metrics_ingest
     from tracking.models import Run
 
+    project = selectors.project_get_for_user(user, project.full_name)
     for i in range(50):
         data = {
             "name": f"hang-{i}",
