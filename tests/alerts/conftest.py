@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from alerts import recent_points
 from alerts.transports import email as email_transport
 from alerts.transports import http
 from tests.alerts.receiver import Receiver
@@ -23,6 +24,14 @@ from tests.smtp import Inbox, SmtpServer
 def private_denied(settings: Any) -> dict[str, Any]:
     settings.LABBOOK = {**settings.LABBOOK, "ALERTS_ALLOW_PRIVATE_WEBHOOKS": False}
     return settings.LABBOOK
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept() -> Iterator[None]:
+    """No test sees the newest points another kept (alerts.recent_points)."""
+    recent_points.forget()
+    yield
+    recent_points.forget()
 
 
 @pytest.fixture
