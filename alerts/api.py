@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alerts import selectors, services
+from alerts import personal, selectors, services
 from alerts import serializers as s
 from alerts.models import AlertState, Silence
 from kernel.errors import invalid
@@ -161,7 +161,9 @@ class AlertListView(APIView):
         state = request.query_params.get("state") or None
         if state is not None and state not in AlertState.values:
             raise invalid("state", f"One of {', '.join(AlertState.values)}.")
-        alerts = selectors.alerts_for_user(request.user, project=_project(request), state=state)
+        alerts = selectors.alerts_listed_for_user(
+            request.user, project=_project(request), state=state
+        )
         return Response(s.AlertSerializer(alerts[:500], many=True).data)
 
 
@@ -250,3 +252,24 @@ class SilenceDetailView(APIView):
         _, role = tracking_selectors.team_get_for_user(request.user, team.slug)
         services.silence_end(silence=silence, role=role)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- The caller's own alerts (alerts.personal) ----------------------------------------------------
+
+
+class MyAlertsView(APIView):
+    @extend_schema(
+        responses=s.PersonalAlertsSerializer,
+        description="Your personal alerts: about the runs you created, without a team rule.",
+    )
+    def get(self, request: AuthenticatedRequest) -> Response:
+        return Response(personal.public(personal.settings_of(request.user)))
+
+    @extend_schema(
+        request=s.PersonalAlertsWriteSerializer,
+        responses=s.PersonalAlertsSerializer,
+        description="Change your personal alerts; a field left out keeps its value.",
+    )
+    def put(self, request: AuthenticatedRequest) -> Response:
+        data = request_body(request, s.PersonalAlertsWriteSerializer, partial=True)
+        return Response(personal.public(personal.save_settings(request.user, data)))

@@ -23,4 +23,5 @@ urlpatterns = [
     path("notifications", api.NotificationListView.as_view(), name="api-notifications"),
     path("silences", api.SilenceListView.as_view(), name="api-silences"),
     path("silences/<id:pk>", api.SilenceDetailView.as_view(), name="api-silence"),
+    path("me/alerts", api.MyAlertsView.as_view(), name="api-my-alerts"),
 ]

@@ -8,6 +8,7 @@ class AlertsConfig(AppConfig):
     verbose_name = "Alerts"
 
     def ready(self) -> None:
-        from alerts import evaluation, tasks  # noqa: F401 - tasks: registered, queued by name
+        from alerts import evaluation, personal, tasks  # noqa: F401 - tasks: queued by name
 
         evaluation.connect()
+        personal.connect()

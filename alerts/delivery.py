@@ -205,9 +205,19 @@ def message_for(group: list[Notification], *, charts: bool = False) -> Message:
 
 
 def destination_config(destination: Destination) -> dict[str, Any]:
-    """The config the transport sends with; "all team members" becomes their addresses."""
+    """The config the transport sends with; "all team members" becomes their addresses, a
+    personal email destination its owner's address now.
+
+    A personal destination whose owner left the team sends nothing: TransportError, final.
+    """
     config = dict(destination.config)
-    if config.get("team_members"):
+    if destination.owner_id is not None:
+        found = reach(destination)
+        if found.nobody:
+            raise TransportError(f"personal destination: {found.nobody}", retryable=False)
+        if config.get("user"):
+            config["resolved_addresses"] = list(found.recipients)
+    elif config.get("team_members"):
         config["resolved_addresses"] = list(reach(destination).recipients)
     return config
 

@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 
 from django.db import connection
 
-from alerts import firing
+from alerts import firing, personal, recent_points
 from alerts.models import AlertRule, Trigger
 from alerts.triggers import METRIC_TRIGGERS, OPERATORS, duration
 from alerts.windowed import (
@@ -56,7 +56,10 @@ def rules_for(project_id: int, triggers: tuple[str, ...]) -> list[AlertRule]:
 
 
 def applies(rule: AlertRule, run: Run) -> bool:
-    """Whether the rule's run filters (group, every tag) take this run."""
+    """Whether the rule's run filters (group, every tag) take this run; a personal rule
+    (``owner`` set, ``alerts.personal``) takes only its owner's runs."""
+    if rule.owner_id is not None and run.created_by_id != rule.owner_id:
+        return False
     if rule.group and run.group != rule.group:
         return False
     if rule.tags:
@@ -88,6 +91,8 @@ def _run(run_id: int, rules: list[AlertRule]) -> Run:
 
 def on_status_changed(event: events.RunStatusChanged) -> None:
     triggers = (Trigger.RUN_FAILED, Trigger.RUN_FINISHED)
+    # A failure first makes its creator's personal rule if they asked (one query if not).
+    personal.ensure_failure_rules(event.run_id, event.new)
     matched = _matching(event.project_id, event.run_id, triggers)
     if matched is None:
         return
@@ -135,6 +140,7 @@ class Batch:
     series_id: int
     points: list[Seen]
     first: tuple[int, float, int]  # the first point's place: (step, timestamp, seq)
+    last: tuple[int, float, int]  # the last one's
 
 
 Row = tuple[int, float | None, float]  # a stored point's (step, value, timestamp)
@@ -204,7 +210,7 @@ class Evaluation:
     def _rows_before(self, rule: AlertRule) -> tuple[list[Row], bool]:
         key, limit = rule.params["key"], REACH[rule.trigger](rule.params)
         if key not in self._stored:
-            self._stored[key] = _stored_before(self.batch(key), self.reach[key])
+            self._stored[key] = _recent_before(self.batch(key), self.reach[key], self.summary(key))
         stored = self._stored[key]
         return stored[-limit:], len(stored) < limit
 
@@ -256,6 +262,7 @@ def _batches(event: events.PointsIngested) -> dict[str, Batch]:
             series_id,
             [Seen(point.step, point.value, point.timestamp) for point in rows],
             (rows[0].step, rows[0].timestamp, rows[0].seq),
+            (rows[-1].step, rows[-1].timestamp, rows[-1].seq),
         )
         for series_id, rows in grouped.items()
     }
@@ -267,6 +274,27 @@ NEWEST_BEFORE = (
     ' WHERE series_id = %s AND step <= %s AND (step, "timestamp", seq) < (%s, %s, %s)'
     ' ORDER BY step DESC, "timestamp" DESC, seq DESC LIMIT %s'
 )
+
+
+def _recent_before(batch: Batch, limit: int, summary: Mapping[str, Any]) -> list[Row]:
+    """:func:`_stored_before`, from what this process kept of the series when it is right
+    (``alerts.recent_points``); what it keeps then takes the batch along."""
+    count = summary["count"]
+    rows = recent_points.before(
+        batch.series_id,
+        first=batch.first,
+        count_before=count - len(batch.points),
+        limit=limit,
+        read=lambda wanted: _stored_before(batch, wanted),
+    )
+    if (summary["last_step"], summary["last_timestamp"]) != batch.last[:2]:
+        recent_points.drop(batch.series_id)  # points came after the batch's: not the newest
+        return rows
+    judged = [(point.step, point.value, point.timestamp) for point in batch.points]
+    recent_points.keep(
+        batch.series_id, rows=rows, batch=judged, count=count, last=batch.last, limit=limit
+    )
+    return rows
 
 
 def _stored_before(batch: Batch, limit: int) -> list[Row]:

@@ -43,11 +43,29 @@ class Destination(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Personal alerts (alerts.personal): set, the destination is this user's own, made for
+    # them in the team of their run; the team's pages and API never list it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="personal_destinations",
+    )
 
     class Meta:
         ordering = ["name", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["team", "name"], name="destination_unique_name")
+            models.UniqueConstraint(
+                fields=["team", "name"],
+                condition=Q(owner__isnull=True),
+                name="destination_unique_name",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "owner", "kind"],
+                condition=Q(owner__isnull=False),
+                name="destination_one_personal_per_kind",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -89,6 +107,15 @@ class AlertRule(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Personal alerts (alerts.personal): set, the rule is this user's own and takes only the
+    # runs they created; the team's pages and API never list it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="personal_rules",
+    )
     # Not a column: its parameters in words, set by alerts.pages for the rules page.
     summary: str
     # Not a column: why its alerts would reach nobody (alerts.reach), set by alerts.pages.
@@ -97,6 +124,13 @@ class AlertRule(models.Model):
     class Meta:
         ordering = ["name", "id"]
         indexes = [models.Index(fields=["project", "trigger"], name="rule_project_trigger")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "owner", "trigger"],
+                condition=Q(owner__isnull=False),
+                name="rule_one_personal_per_trigger",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -226,6 +260,36 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return f"silence until {self.until:%Y-%m-%d %H:%M}"
+
+
+class PersonalAlerts(models.Model):
+    """What one user asked to be told about their own runs, without a team rule.
+
+    The settings only: ``alerts.personal`` turns them into hidden rules and
+    destinations (``owner`` set) in the projects the user's runs are in, so
+    delivery, retries, grouping, silences and the delivery log are the team's.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_alerts"
+    )
+    on_failure = models.BooleanField(default=False, help_text="When a run of theirs fails.")
+    hang_after_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A run of theirs logged no metric this long; null: off."
+    )
+    email = models.BooleanField(default=False, help_text="To the user's address at send time.")
+    slack_url = models.CharField(
+        max_length=2048, blank=True, help_text="A Slack incoming webhook; write-only."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"personal alerts of user {self.user_id}"
+
+    @property
+    def wanted(self) -> bool:
+        """Whether anything is turned on."""
+        return self.on_failure or self.hang_after_seconds is not None
 
 
 # --- The caller's role ---------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import selectors, services, snapshot
+from alerts import personal, selectors, services, snapshot
 from alerts.actions import ACKNOWLEDGE, ACTIONS, Action, action_path
 from alerts.models import (
     Alert,
@@ -30,6 +30,7 @@ from alerts.models import (
     Destination,
     DestinationKind,
     Notification,
+    PersonalAlerts,
     Silence,
     Trigger,
 )
@@ -284,7 +285,7 @@ def alerts_listed(user: User, *, project: Project | None, state: str | None) -> 
     firing_first = Case(
         When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
     )
-    alerts = selectors.alerts_for_user(user, project=project, state=state)
+    alerts = selectors.alerts_listed_for_user(user, project=project, state=state)
     return alerts.annotate(firing_first=firing_first).order_by("firing_first", "-fired_at", "-id")
 
 
@@ -597,7 +598,9 @@ def silences_page_context(user: User, project: ProjectWithRole, *, form: Form) -
         "project": project,
         "active": [s for s in silences if s.until > now],
         "past": [s for s in silences if s.until <= now],
-        "rules": list(AlertRule.objects.filter(project=project).only("id", "name")),
+        "rules": list(
+            AlertRule.objects.filter(project=project, owner__isnull=True).only("id", "name")
+        ),
         "can_write": _can_write(project.role),
         "form": form,
     }
@@ -657,3 +660,66 @@ def silence_in_project(user: User, project: Project, silence_id: int) -> Silence
 
 def silence_end(silence: Silence, project: ProjectWithRole) -> None:
     services.silence_end(silence=silence, role=project.role)
+
+
+# --- My alerts: a user's personal alerts (alerts.personal) -----------------------------------
+
+MY_ALERTS_FIELDS = ("on_failure", "hang_minutes", "email", "slack_url")
+
+
+def my_alerts_form(user: User) -> forms.Form:
+    """The user's settings as the form shows them: minutes, the Slack URL masked."""
+    shown = personal.public(personal.settings_of(user))
+    hang = shown["hang_after_seconds"]
+    values = {**shown, "hang_minutes": "" if hang is None else hang // 60}
+    return forms.Form(values=values)
+
+
+def my_alerts_data(data: QueryDict) -> dict[str, Any]:
+    """The service's input from the posted form; blank minutes turn the hang alert off."""
+    minutes = data.get("hang_minutes", "").strip()
+    return {
+        "on_failure": bool(data.get("on_failure")),
+        "hang_after_seconds": _int(minutes, "hang_after_seconds") * 60 if minutes else None,
+        "email": bool(data.get("email")),
+        "slack_url": data.get("slack_url", "").strip(),
+    }
+
+
+class MyAlertsForm(forms.Form):
+    """The service names ``hang_after_seconds``; the form asks for minutes."""
+
+    def place(self, error: ApplicationError, fields: Sequence[str]) -> None:
+        name = "hang_minutes" if error.field == "hang_after_seconds" else error.field or ""
+        self.errors[name if name in fields else fields[0]] = error.message
+
+
+def my_alerts_posted_form(data: QueryDict) -> MyAlertsForm:
+    values: dict[str, Any] = {name: data.get(name, "") for name in MY_ALERTS_FIELDS}
+    values["on_failure"], values["email"] = bool(data.get("on_failure")), bool(data.get("email"))
+    return MyAlertsForm(values=values)
+
+
+def my_alerts_save(user: User, data: QueryDict) -> PersonalAlerts:
+    return personal.save_settings(user, my_alerts_data(data))
+
+
+def my_alerts_test(user: User) -> list[tuple[bool, str]]:
+    """Send the test; for each channel, whether it went and the sentence saying so."""
+    return [test_result(d, notification) for d, notification in personal.send_test(user)]
+
+
+def my_alerts_page_context(user: User, form: forms.Form) -> dict[str, Any]:
+    settings = personal.settings_of(user)
+    alerts = personal.recent_alerts(user)
+    for alert in alerts:
+        alert.run_href = run_href(alert.rule.project, alert.run_id)
+    return {
+        "section": "my-alerts",
+        "form": form,
+        "alerts": alerts,
+        "has_email": bool(user.email),
+        "channel": settings.email or bool(settings.slack_url),
+        "hang_low": personal.HANG_AFTER.low // 60,
+        "hang_high": personal.HANG_AFTER.high // 60,
+    }

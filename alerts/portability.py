@@ -29,11 +29,11 @@ class AlertRuleSection:
     types = frozenset({"alert_rule"})
 
     def count(self, project: Project) -> int:
-        return AlertRule.objects.filter(project=project).count()
+        return AlertRule.objects.filter(project=project, owner__isnull=True).count()
 
     def export(self, project: Project) -> Iterator[Line]:
         rules = (
-            AlertRule.objects.filter(project=project)
+            AlertRule.objects.filter(project=project, owner__isnull=True)  # not personal ones
             .select_related("created_by")
             .prefetch_related("destinations")
             .order_by("id")

@@ -2,7 +2,9 @@
 
 An email destination reaches its addresses, or (``team_members``) every
 member of its team who has an address, looked up when asked because members
-come and go. Every other kind (Slack, Teams, Discord, PagerDuty, webhook)
+come and go; a personal one (``{"user": id}``, ``alerts.personal``) its owner's
+address now. A personal destination of any kind reaches nobody once its owner
+left its team. Every other kind (Slack, Teams, Discord, PagerDuty, webhook)
 reaches its URL's host. A rule reaches whoever its enabled destinations
 reach (firing skips disabled ones), and nobody without a destination.
 Reaching nobody is a warning, never an error: the rule still records its
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from django.contrib.auth.models import User
 
 from alerts.models import AlertRule, Destination, DestinationKind
 from tracking.models import Membership
@@ -52,6 +56,13 @@ def reach(target: Destination | AlertRule, addresses: Addresses | None = None) -
 
 def _destination_reach(destination: Destination, addresses: Addresses) -> Reach:
     config = destination.config
+    if destination.owner_id is not None:  # personal (alerts.personal): while a member only
+        gone = _owner_gone(destination)
+        if gone:
+            return Reach(nobody=gone)
+    if destination.kind == DestinationKind.EMAIL and config.get("user"):
+        address = User.objects.filter(pk=config["user"]).values_list("email", flat=True).first()
+        return Reach((address,)) if address else Reach(nobody="its owner has no email address")
     if destination.kind != DestinationKind.EMAIL:
         host = urlsplit(str(config.get("url") or "")).hostname
         return Reach((host,)) if host else Reach(nobody="it has no URL")
@@ -61,6 +72,15 @@ def _destination_reach(destination: Destination, addresses: Addresses) -> Reach:
         return Reach(members) if members else Reach(nobody=why)
     listed = tuple(address for address in config.get("addresses") or () if address)
     return Reach(listed) if listed else Reach(nobody="it lists no email address")
+
+
+def _owner_gone(destination: Destination) -> str:
+    """Why a personal destination reaches nobody because of its owner; "" while they are in."""
+    owner = destination.owner_id
+    member = owner is not None and (
+        Membership.objects.filter(team_id=destination.team_id, user_id=owner).exists()
+    )
+    return "" if member else "its owner is no longer a member of the team"
 
 
 def _rule_reach(rule: AlertRule, addresses: Addresses) -> Reach:

@@ -26,7 +26,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from alerts import expected, firing
+from alerts import expected, firing, personal
 from alerts.evaluation import applies
 from alerts.models import Alert, AlertRule, AlertState, NotificationEvent, Trigger
 from tracking import services as tracking_services
@@ -52,6 +52,7 @@ def scan(now: datetime | None = None) -> ScanResult:
     result = ScanResult()
     result.stalled = _fire_stalls(now)
     result.recovered = _resolve_stalls(now)
+    personal.ensure_hang_rules()  # users' own run_no_progress rules, where their runs are
     result.hung = _fire_hangs(now)
     result.progressing = _resolve_hangs()
     result.missed = _fire_missed(now)

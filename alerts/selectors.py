@@ -35,7 +35,8 @@ def _one(queryset: QuerySet[M], pk: int, what: str) -> M:
 
 
 def destinations_for_user(user: User, *, team: Team | None = None) -> QuerySet[DestinationWithRole]:
-    found = Destination.objects.filter(team__memberships__user_id=user.pk)
+    # Personal destinations (alerts.personal) are their owner's, never the team's to list or edit.
+    found = Destination.objects.filter(team__memberships__user_id=user.pk, owner__isnull=True)
     if team is not None:
         found = found.filter(team=team)
     return found.select_related("team").annotate(role=_role(user, "team_id"))
@@ -46,7 +47,10 @@ def destination_get_for_user(user: User, pk: int) -> DestinationWithRole:
 
 
 def rules_for_user(user: User, *, project: Project | None = None) -> QuerySet[RuleWithRole]:
-    rules = AlertRule.objects.filter(project__team__memberships__user_id=user.pk)
+    # Personal rules (alerts.personal) are their owner's, never the team's to list or edit.
+    rules = AlertRule.objects.filter(
+        project__team__memberships__user_id=user.pk, owner__isnull=True
+    )
     if project is not None:
         rules = rules.filter(project=project)
     return (
@@ -71,6 +75,15 @@ def alerts_for_user(
     return alerts.select_related("rule__project__team", "run", "acknowledged_by")
 
 
+def alerts_listed_for_user(
+    user: User, *, project: Project | None = None, state: str | None = None
+) -> QuerySet[Alert]:
+    """The alerts a list shows: the team's, and the caller's own personal ones (a teammate's
+    personal alerts are theirs; each alert's page still opens for every member)."""
+    alerts = alerts_for_user(user, project=project, state=state)
+    return alerts.filter(Q(rule__owner__isnull=True) | Q(rule__owner_id=user.pk))
+
+
 def alert_get_for_user(user: User, pk: int) -> Alert:
     return _one(alerts_for_user(user), pk, "Alert")
 
@@ -82,7 +95,9 @@ def alert_get_with_role(user: User, pk: int) -> AlertWithRole:
 
 
 def notifications_for_user(user: User, *, alert: Alert | None = None) -> QuerySet[Notification]:
-    rows = Notification.objects.filter(destination__team__memberships__user_id=user.pk)
+    rows = Notification.objects.filter(destination__team__memberships__user_id=user.pk).filter(
+        Q(destination__owner__isnull=True) | Q(destination__owner_id=user.pk)  # not others' own
+    )
     if alert is not None:
         rows = rows.filter(alert=alert)
     return rows.select_related("destination", "alert")

@@ -18,6 +18,7 @@ from alerts.models import (
     Silence,
     Trigger,
 )
+from alerts.personal import HANG_AFTER
 from alerts.services import MAX_GROUP_WAIT, MAX_REPEAT, MIN_REPEAT
 from alerts.transports import transport_for
 from kernel.limits import max_length
@@ -166,4 +167,36 @@ class SilenceWriteSerializer(serializers.Serializer[Any]):
     until = serializers.DateTimeField()
     reason = serializers.CharField(
         required=False, allow_blank=True, max_length=max_length(Silence, "reason")
+    )
+
+
+# --- Personal alerts (alerts.personal) ----------------------------------------------------------
+
+
+class PersonalAlertsSerializer(serializers.Serializer[Any]):
+    """A user's own alerts: ``alerts.personal.public`` (the Slack URL's key masked)."""
+
+    on_failure = serializers.BooleanField()
+    hang_after_seconds = serializers.IntegerField(allow_null=True)
+    email = serializers.BooleanField()
+    slack_url = serializers.CharField(allow_blank=True)
+
+
+class PersonalAlertsWriteSerializer(serializers.Serializer[Any]):
+    on_failure = serializers.BooleanField(
+        required=False, help_text="Tell me when a run I created fails, crashes or is killed."
+    )
+    hang_after_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=HANG_AFTER.low,
+        max_value=HANG_AFTER.high,
+        help_text="Tell me when a running run of mine logged no metric this long; null: off.",
+    )
+    email = serializers.BooleanField(required=False, help_text="To my account's address.")
+    slack_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="A Slack incoming webhook URL; empty: none. Sent back masked as shown, it"
+        " keeps the stored one.",
     )

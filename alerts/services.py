@@ -60,7 +60,7 @@ def _clean_destination(kind: Any, name: Any, config: Any) -> dict[str, Any]:
 
 
 def _unique_name(team: Team, name: str, *, exclude: int | None = None) -> None:
-    taken = Destination.objects.filter(team=team, name=name)
+    taken = Destination.objects.filter(team=team, name=name, owner__isnull=True)
     if exclude is not None:
         taken = taken.exclude(pk=exclude)
     if taken.exists():
@@ -153,6 +153,12 @@ def destination_delete(
 def destination_test(*, destination: Destination, role: str) -> Notification:
     """Send a test message now, once (no retry); the result is in the delivery log."""
     require_write(role)
+    return destination_send_test(destination)
+
+
+def destination_send_test(destination: Destination) -> Notification:
+    """The test message itself, for a caller that checked who may send it (a team's editors,
+    or the owner of a personal destination: ``alerts.personal``)."""
     notification = Notification.objects.create(
         destination=destination,
         event=NotificationEvent.TEST,
@@ -243,7 +249,9 @@ def _destinations(project: Project, value: Any) -> list[Destination]:
         isinstance(v, bool) or not isinstance(v, int) for v in value
     ):
         raise invalid("destinations", "A list of destination ids.")
-    found = list(Destination.objects.filter(team_id=project.team_id, pk__in=value))
+    found = list(  # a personal destination (alerts.personal) is no team rule's
+        Destination.objects.filter(team_id=project.team_id, pk__in=value, owner__isnull=True)
+    )
     missing = sorted(set(value) - {d.pk for d in found})
     if missing:
         raise invalid("destinations", f"Destination {missing[0]} is not one of this team's.")

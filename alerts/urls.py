@@ -32,6 +32,8 @@ fixed_patterns: list[URLPattern] = [
         views.destination_delete,
         name="alert-destination-delete",
     ),
+    path("settings/alerts/", views.my_alerts, name="settings-alerts"),
+    path("settings/alerts/test", views.my_alerts_test, name="settings-alerts-test"),
     path("alerts/", views.all_alerts, name="alerts"),
     path("alerts/<id:alert_id>/", views.alert, name="alert"),
     path("alerts/act/<str:token>/", views.alert_act, name="alert-act"),

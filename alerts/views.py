@@ -353,3 +353,41 @@ def silence_end(
     pages.silence_end(silence, found)
     messages.success(request, "Ended the silence.")
     return redirect("alert-silences", team=found.team.slug, project=found.slug)
+
+
+# --- My alerts: the user's personal alerts (alerts.personal) ------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@http_errors
+def my_alerts(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Each their own: the settings and alerts of the logged-in user, nobody else's."""
+    form = pages.my_alerts_form(request.user)
+    if request.method == "POST":
+        saved, form = forms.submit(
+            lambda: pages.my_alerts_save(request.user, request.POST),
+            pages.my_alerts_posted_form(request.POST),
+            fields=pages.MY_ALERTS_FIELDS,
+        )
+        if saved is not None:
+            messages.success(request, "Your alerts were saved.")
+            return redirect("settings-alerts")
+    context = pages.my_alerts_page_context(request.user, form)
+    return render(request, "alerts/pages/my_alerts.html", context, status=forms.status(form))
+
+
+@login_required
+@require_POST
+@http_errors
+def my_alerts_test(request: AuthenticatedHttpRequest) -> HttpResponse:
+    try:
+        results = pages.my_alerts_test(request.user)
+    except ApplicationError as error:
+        if error.status != 400:
+            raise
+        messages.error(request, error.message)
+    else:
+        for sent, sentence in results:
+            (messages.success if sent else messages.error)(request, sentence)
+    return redirect("settings-alerts")

@@ -176,6 +176,7 @@ PROBES = {
         "post", lambda w: "/api/v1/comments", {"target": "report:0", "body": "Nice"}
     ),
     "PatchedCommentPatchRequest": Probe("patch", _comment),
+    "PersonalAlertsWriteRequest": Probe("put", lambda w: "/api/v1/me/alerts"),
 }
 
 

@@ -3,6 +3,9 @@
 Config is ``{"addresses": [...]}`` or ``{"team_members": true}``. Team members
 are looked up by the delivery code at send time (membership changes), which
 passes them in as ``config["resolved_addresses"]``; this module never queries.
+A personal destination's ``{"user": id}`` (``alerts.personal``) is made by
+Labbook, never typed: ``clean_config`` refuses it like any unknown key, so the
+team API and pages cannot point an email at an account.
 
 SMTP failures map to retries the way SMTP itself means them: a 5xx reply to
 the sender, a recipient or the data is permanent; 4xx replies, refused or
@@ -94,7 +97,9 @@ def clean_addresses(value: Any) -> list[str]:
 
 
 def recipients_of(config: dict[str, Any]) -> list[str]:
-    key = "resolved_addresses" if config.get("team_members") else "addresses"
+    # Team members, or a personal destination's owner (``{"user": id}``): looked up by delivery.
+    resolved = config.get("team_members") or config.get("user")
+    key = "resolved_addresses" if resolved else "addresses"
     recipients = [address for address in config.get(key) or [] if address]
     if not recipients:
         raise TransportError("no recipients: nobody to email", retryable=False)

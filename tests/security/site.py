@@ -51,6 +51,7 @@ def build(world: World, capture_on_commit) -> Site:
             *_member_pages(runs, report.pk, alert),
             *(f"/settings/invitations/link/{code}/" for code in codes),
             "/settings/profile/",
+            "/settings/alerts/",
             f"/settings/teams/acme/members/{world.editor.user.pk}/remove",  # the confirmation
         ],
         public_pages=["/login/", f"/s/{token}", "/api/docs/"],

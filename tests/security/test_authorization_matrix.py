@@ -430,6 +430,12 @@ MATRIX: dict[str, Expect] = {
         post=Codes(401, 201, 201, 201, 201),
         body=lambda s: {"name": "ci"},
     ),
+    "api-my-alerts": Expect(  # each their own
+        Via.API,
+        get=Codes(401, 200, 200, 200, 200),
+        put=Codes(401, 200, 200, 200, 200),
+        body=lambda s: {"on_failure": True, "hang_after_seconds": 900},
+    ),
     "api-team-audit-events": Expect(Via.API, get=Codes(401, 404, 403, 403, 200)),  # owners only
     "api-team-members": Expect(Via.API, get=API_READ),  # @-autocomplete: every member
     # --- API: invitations (alice invited mallory to acme: only mallory answers it) -------------
@@ -594,6 +600,16 @@ MATRIX: dict[str, Expect] = {
         body=lambda s: {"first_name": "Ada", "last_name": "Lovelace"},
     ),
     "settings-email-banner-dismiss": Expect(
+        Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=same(302)
+    ),
+    # Each their own: the page shows and saves the logged-in user's personal alerts.
+    "settings-alerts": Expect(
+        Via.PAGE,
+        get=Codes(302, 200, 200, 200, 200),
+        post=same(302),
+        body=lambda s: {"on_failure": "1", "hang_minutes": "15"},
+    ),
+    "settings-alerts-test": Expect(  # nothing turned on: says so, back to the page
         Via.PAGE, get=Codes(302, 405, 405, 405, 405), post=same(302)
     ),
     "settings-tokens": Expect(
