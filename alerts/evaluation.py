@@ -175,12 +175,15 @@ class Evaluation:
         return firing.fingerprint(rule, self.run) in self.open
 
     def fire(self, rule: AlertRule, summary: str, values: dict[str, Any]) -> None:
-        if not self.is_open(rule):
-            firing.fire(rule=rule, run=self.run, summary=summary, values=values)
+        if self.is_open(rule):
+            return
+        if firing.fire(rule=rule, run=self.run, summary=summary, values=values) is not None:
+            self.open.add(firing.fingerprint(rule, self.run))  # a later point may resolve it
 
     def resolve(self, rule: AlertRule, values: dict[str, Any]) -> None:
         if self.is_open(rule):
             firing.resolve(rule=rule, run=self.run, values=values)
+            self.open.discard(firing.fingerprint(rule, self.run))
 
     def summary(self, key: str) -> Mapping[str, Any]:
         """The key's series after the batch: count, first and last step, min and max."""
@@ -346,16 +349,51 @@ def _threshold(evaluation: Evaluation, rule: AlertRule, key: str) -> None:
         series_id = evaluation.batch(key).series_id
         streak += _earlier_streak(series_id, points[0].step, needed - streak, params)
     last_step, last_value, _time = points[-1]
+    head = f"{key} {params['op']} {params['value']:g} in {evaluation.run.name}"
     if streak >= needed:
         evaluation.fire(
             rule,
-            f"{key} {params['op']} {params['value']:g} in {evaluation.run.name}"
+            head
             + (f" for {streak} points" if needed > 1 else "")
             + f" (now {last_value:.4g} at step {last_step})",
             {"key": key, "value": last_value, "step": last_step, "points": streak},
         )
-    elif streak == 0:
+        return
+    if not evaluation.is_open(rule):
+        spike = _inner_run(evaluation, rule, key, needed)
+        if spike is not None:  # beyond for long enough inside the batch, and back since
+            step, value, _time = spike
+            evaluation.fire(
+                rule,
+                head
+                + (f" for {needed} points" if needed > 1 else "")
+                + f" ({value:.4g} at step {step})",
+                {"key": key, "value": value, "step": step, "points": needed},
+            )
+    if streak == 0:
         evaluation.resolve(rule, {"value": last_value, "step": last_step})
+
+
+def _inner_run(evaluation: Evaluation, rule: AlertRule, key: str, needed: int) -> Seen | None:
+    """The first point of the batch ending ``needed`` points in a row beyond the threshold
+    (the run may start before the batch), or None.
+
+    A batch holds many steps (the SDK sends about one a second): a spike that
+    came and went between two batches must still fire, and then resolve.
+    """
+    params = rule.params
+    beyond = OPERATORS[params["op"]]
+    points = evaluation.batch(key).points
+    run = 0
+    first = points[0].value
+    if needed > 1 and _finite(first) and beyond(first, params["value"]):
+        series_id = evaluation.batch(key).series_id
+        run = _earlier_streak(series_id, points[0].step, needed - 1, params)
+    for point in points:
+        run = run + 1 if _finite(point.value) and beyond(point.value, params["value"]) else 0
+        if run >= needed:
+            return point
+    return None
 
 
 def _earlier_streak(series_id: int, before: int, most: int, params: dict[str, Any]) -> int:
@@ -448,7 +486,20 @@ def _decide(
             + f" ({wording.now} at step {point.step})",
             {**values, "points": count},
         )
-    elif count == 0:
+        return
+    spike = None if opened else judge.inner_run(start, needed)
+    if spike is not None:  # beyond for long enough inside the batch, and back since
+        at, decided = spike
+        inner = judge.point(at)
+        said = words(inner, decided)
+        evaluation.fire(
+            rule,
+            f"{said.head} in {evaluation.run.name}"
+            + (f" for {needed} points" if needed > 1 else "")
+            + f" ({said.now} at step {inner.step})",
+            {"key": key, "step": inner.step, "value": inner.value, **said.values, "points": needed},
+        )
+    if count == 0:
         evaluation.resolve(rule, values)
 
 

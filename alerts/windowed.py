@@ -271,6 +271,7 @@ def outlier(z: float, limit: float, direction: str) -> bool:
 # A lazy verdict touches its window's values at C speed; once the values touched pass this many
 # per point given, sliding the Window over every point (a few Python steps each) is cheaper.
 LAZY_WORK_PER_POINT = 64
+LAZY_BATCH = 64  # a batch of more points is judged in one slide when every point must be
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,36 @@ class Judge:
         else:
             return Trail(count, latest, last, through=True)
         return Trail(count, latest, last)
+
+    def inner_run(self, start: int, needed: int) -> tuple[int, Verdict] | None:
+        """The first point from ``start`` on that ends ``needed`` deciding points in a row
+        beyond (the run may begin before ``start``), with its verdict; None when none does.
+
+        A few points are judged one by one; a long batch in one linear slide.
+        """
+        if not self.lazy or self.length - start > LAZY_BATCH:
+            verdicts = self.slide()
+            judged: Callable[[int], Verdict] = verdicts.__getitem__
+        else:
+            judged = self.verdict
+        run = 0
+        for index in range(start - 1, -1, -1):  # the run reaching into the batch
+            if run >= needed - 1:
+                break
+            before = judged(index)
+            if before.beyond is None:
+                continue
+            if not before.beyond:
+                break
+            run += 1
+        for index in range(start, self.length):
+            verdict = judged(index)
+            if verdict.beyond is None:
+                continue
+            run = run + 1 if verdict.beyond else 0
+            if run >= needed:
+                return index, verdict
+        return None
 
 
 class ChangeJudge(Judge):
@@ -434,6 +465,15 @@ class WindowJudge(_OnStretch):
         self.beyond, self.whole = beyond, whole
         self.size, self.seconds = window_size(params), params.get("window_seconds")
         self.lazy = not self.seconds or stretch.in_time_order
+
+    def inner_run(self, start: int, needed: int) -> tuple[int, Verdict] | None:
+        """As :meth:`Judge.inner_run`, after one bound: a window's mean, min or max lies
+        between the lowest and highest value it holds, so when neither the lowest nor the
+        highest value the batch's windows reach is beyond, no verdict is (the usual batch)."""
+        reach = self.finite_between(max(start - self.size + 1, 0), self.length)
+        if not reach or not (self.beyond(max(reach)) or self.beyond(min(reach))):
+            return None
+        return super().inner_run(start, needed)
 
     def first(self, index: int) -> int:
         """Where the window ending at ``index`` starts, as the sliding Window would have it."""

@@ -145,7 +145,8 @@ class Transport:
 
 def readable(value: Any) -> str:
     """A value of an alert for people, never a Python repr: numbers to 6 significant digits,
-    NaN and infinities by name, an object as "key: value, ...", a list comma-separated."""
+    NaN and infinities by name, an object as "key: value, ..." in key order (PostgreSQL's
+    JSON keeps no order of its own), a list comma-separated."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -157,7 +158,7 @@ def readable(value: Any) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return f"{value:.6g}"
     if isinstance(value, dict):
-        return ", ".join(f"{key}: {readable(item)}" for key, item in value.items()) or "—"
+        return ", ".join(f"{key}: {readable(value[key])}" for key in sorted(value)) or "—"
     if isinstance(value, list | tuple):
         return ", ".join(readable(item) for item in value) or "—"
     return str(value)

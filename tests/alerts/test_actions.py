@@ -265,7 +265,7 @@ def test_the_alert_page_says_when_the_rule_fires_and_shows_no_python_dict(client
     alert = _fire(world, hook)
     page = _as(client, world, "viewer").get(ALERT_PAGE.format(alert.pk)).content.decode()
     assert "Fires when a run ends failed, crashed or killed." in page
-    assert "status: failed, loss: 0.123457" in page
+    assert "loss: 0.123457, status: failed" in page
     assert "{&#x27;" not in page and "{'" not in page
 
 
